@@ -1,0 +1,93 @@
+r"""The GRAFF energy: external field, pairwise attraction/repulsion and a source term."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..graph import Graph
+from .base import Energy
+from .parametrizations import ChannelMixing, ExternalField
+
+
+class GRAFFEnergy(Energy):
+    r"""The GRAFF energy of Di Giovanni et al. ([v1] eqs. 7 and 10).
+
+    .. math::
+        E(F) = \tfrac12 \sum_i \langle f_i, \Omega f_i \rangle
+               - \tfrac12 \sum_{i,j} \bar a_{ij} \langle f_i, W f_j \rangle
+               - \beta \langle F, F(0) \rangle
+             = \tfrac12 \operatorname{tr}(F \Omega F^\top) - \tfrac12 \operatorname{tr}(F^\top \bar A F W)
+               - \beta \langle F, F(0) \rangle,
+
+    .. math::
+        \nabla E(F) = F\Omega - \bar A F W - \beta F(0), \qquad
+        \dot F = -\nabla E(F) = -F\Omega + \bar A F W + \beta F(0).
+
+    **Sign convention for β:** the source enters the flow as :math:`+\beta F(0)` (as in [v1] eq. 12 and the
+    official code), so the energy carries :math:`-\beta\langle F, F(0)\rangle`. β is a learned scalar
+    initialised to 0. Positive eigenvalues of :math:`W` attract neighbours (smoothing), negative ones repel
+    them (sharpening).
+
+    Args:
+        channels (int): ``d``.
+        w (str): parametrisation of :math:`W`, see :mod:`~continuous_gnn.energies.parametrizations`
+            (default: ``"diag_dom"``).
+        omega (str): ``"diag"``, ``"zero"`` or ``"const"`` (default: ``"diag"``).
+        source (bool): include the source term :math:`-\beta\langle F, F(0)\rangle` (default: ``True``).
+        w_learnable (bool): train :math:`W`'s parameters (default: ``True``).
+        omega_value (float): :math:`c` of ``omega="const"`` (default: ``1.0``).
+        allow_asymmetric (bool): permit ``w="asymm"``; the flow is then no gradient flow and
+            :attr:`is_gradient_flow` is ``False`` (default: ``False``).
+    """
+
+    def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,
+                 w_learnable: bool = True, omega_value: float = 1.0, allow_asymmetric: bool = False) -> None:
+        super().__init__()
+        self.channels = channels
+        self.W = ChannelMixing(channels, w, learnable=w_learnable, allow_asymmetric=allow_asymmetric)
+        self.Omega = ExternalField(channels, omega, value=omega_value)
+        self.source = source
+        self.beta = nn.Parameter(torch.zeros(())) if source else None
+        self.is_gradient_flow = self.W.is_symmetric
+
+    def reset_parameters(self) -> None:
+        self.W.reset_parameters()
+        self.Omega.reset_parameters()
+        if self.beta is not None:
+            with torch.no_grad():
+                self.beta.zero_()
+
+    def _source(self, x0: Tensor | None) -> Tensor | None:
+        if self.beta is None:
+            return None
+        if x0 is None:
+            raise ValueError("GRAFFEnergy(source=True) needs the initial state: pass x0=F(0)")
+        return self.beta * x0
+
+    def _mix(self, x: Tensor) -> Tensor:
+        diagonal = self.W.diagonal_or_none()
+        return x * diagonal if diagonal is not None else x @ self.W()
+
+    def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        omega = self.Omega.diagonal(x)
+        value = -0.5 * (x * graph.propagate(self._mix(x))).sum()
+        if omega is not None:
+            value = value + 0.5 * (x * x * omega).sum()
+        source = self._source(x0)
+        if source is not None:
+            value = value - (x * source).sum()
+        return value
+
+    def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        grad = -graph.propagate(self._mix(x))
+        omega = self.Omega.diagonal(x)
+        if omega is not None:
+            grad = grad + x * omega
+        source = self._source(x0)
+        if source is not None:
+            grad = grad - source
+        return grad
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, source={self.source}"

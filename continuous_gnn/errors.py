@@ -1,0 +1,40 @@
+"""The one exception type for failed solves."""
+
+from __future__ import annotations
+
+
+class IntegrationError(RuntimeError):
+    """An ODE solve failed: non-finite state, step-size underflow, or a step or evaluation budget ran out.
+
+    Attributes:
+        reason (str): ``"non_finite"``, ``"dt_underflow"``, ``"max_nfe"`` or ``"max_steps"``.
+        method (str): the solver.
+        rtol, atol (float or None): its tolerances (``None`` for fixed-grid methods).
+        t (float or None): the time reached when it failed.
+        nfe (int): vector-field evaluations so far.
+    """
+
+    _ADVICE = {
+        "non_finite": "the state blew up: use a smaller step size or T, a more stable method (e.g. 'rk4' or "
+                      "'implicit_adams'), or tighter tolerances; check the learning rate and weight scale",
+        "dt_underflow": "the adaptive step size shrank to zero, which is typical of a stiff problem: loosen "
+                        "rtol/atol, use a fixed-grid method with a small step (e.g. method='rk4', step_size=...), "
+                        "'implicit_adams', or a smaller T",
+        "max_nfe": "the evaluation budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, or raise max_nfe",
+        "max_steps": "the step budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, or raise max_steps",
+    }
+
+    def __init__(self, reason: str, *, method: str, rtol: float | None, atol: float | None,
+                 t: float | None, nfe: int, detail: str = "") -> None:
+        self.reason = reason
+        self.method = method
+        self.rtol = rtol
+        self.atol = atol
+        self.t = t
+        self.nfe = nfe
+        tolerances = "" if rtol is None else f", rtol={rtol:g}, atol={atol:g}"
+        where = "" if t is None else f" at t={t:.6g}"
+        message = f"{reason.replace('_', ' ')} in {method}{tolerances}{where} after {nfe} function evaluations"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(f"{message}. Fix: {self._ADVICE[reason]}.")

@@ -1,0 +1,125 @@
+r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its activated variant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .energies.base import Energy
+from .graph import Graph
+
+#: Named activations, each with :math:`x\sigma(x) \ge 0` so that the energy still decreases along the flow.
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "identity": lambda x: x,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+}
+
+
+class EnergySchedule(nn.Module):
+    r"""Piecewise-constant energies over :math:`[0, T]`: time-dependent weights that any solver can use.
+
+    Piece ``k`` of ``K`` is active on :math:`[kT/K, (k+1)T/K)`; times beyond :math:`T` use the last piece.
+    With explicit Euler and ``K`` steps of size :math:`T/K`, step ``k`` uses piece ``k``: one set of weights
+    per layer. Adaptive solvers see a vector field with jumps at the piece boundaries.
+
+    Args:
+        energies (Sequence[Energy]): the pieces, in time order.
+        t_end (float): :math:`T`.
+    """
+
+    def __init__(self, energies: Sequence[Energy], t_end: float) -> None:
+        super().__init__()
+        if len(energies) == 0:
+            raise ValueError("EnergySchedule needs at least one energy")
+        if not t_end > 0:
+            raise ValueError(f"t_end must be positive, got {t_end}")
+        self.energies = nn.ModuleList(energies)
+        self.t_end = float(t_end)
+
+    def index(self, t: Tensor | float) -> int:
+        # The tiny relative slack keeps a grid point k*T/K that rounds to just below itself in piece k.
+        position = float(t) * len(self.energies) / self.t_end
+        return min(max(int(position * (1 + 1e-9) + 1e-9), 0), len(self.energies) - 1)
+
+    def at(self, t: Tensor | float) -> Energy:
+        """The energy active at time ``t``."""
+        return self.energies[self.index(t)]
+
+
+def _resolve_activation(activation: str | Callable[[Tensor], Tensor] | None) -> tuple[str, Callable[[Tensor], Tensor] | None]:
+    if activation is None:
+        return "identity", None
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or pass a callable")
+        return activation, (None if activation == "identity" else ACTIVATIONS[activation])
+    if callable(activation):
+        return getattr(activation, "__name__", type(activation).__name__), activation
+    raise TypeError(f"activation must be a name, a callable or None, got {type(activation).__name__}")
+
+
+class GradientFlow(nn.Module):
+    r"""The vector field of an energy: :math:`f(t, X) = -\nabla E_\theta(X)`, or :math:`\sigma(-\nabla E_\theta(X))`.
+
+    Without an activation this is an exact gradient flow, so :math:`\tfrac{d}{dt}E(X(t)) = -\|\nabla E\|^2 \le 0`.
+    With a pointwise :math:`\sigma` satisfying :math:`x\sigma(x) \ge 0` (ReLU, tanh) the field is no longer a
+    gradient, but the energy still does not increase:
+    :math:`\tfrac{d}{dt}E = \langle \nabla E, \sigma(-\nabla E)\rangle \le 0` (GRAFF-NL).
+
+    The graph and :math:`X(0)` are never stored on the module: call :meth:`bind` per forward pass, which returns
+    a module ``f(t, x)`` that closes over them and can be handed to :func:`~continuous_gnn.integrate`.
+
+    Args:
+        energy (Energy or EnergySchedule): the energy, shared over time, or a schedule of energies
+            (time-dependent weights).
+        activation (str or callable, optional): ``"relu"``, ``"tanh"``, ``"identity"`` or a callable
+            (default: ``None``, the exact gradient flow).
+    """
+
+    def __init__(self, energy: Energy | EnergySchedule, activation: str | Callable[[Tensor], Tensor] | None = None) -> None:
+        super().__init__()
+        if not isinstance(energy, (Energy, EnergySchedule)):
+            raise TypeError(f"energy must be an Energy or an EnergySchedule, got {type(energy).__name__}")
+        self.energy = energy
+        self.activation_name, self._activation = _resolve_activation(activation)
+
+    def energy_at(self, t: Tensor | float) -> Energy:
+        return self.energy.at(t) if isinstance(self.energy, EnergySchedule) else self.energy
+
+    def forward(self, t: Tensor, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        velocity = -self.energy_at(t).gradient(x, graph, x0)
+        return velocity if self._activation is None else self._activation(velocity)
+
+    def bind(self, graph: Graph, x0: Tensor | None = None) -> BoundField:
+        """A vector field ``f(t, x)`` with ``graph`` and ``x0`` fixed for one solve."""
+        energies = self.energy.energies if isinstance(self.energy, EnergySchedule) else [self.energy]
+        for energy in energies:
+            energy.check_graph(graph)
+        return BoundField(self, graph, x0)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name!r}"
+
+
+class BoundField(nn.Module):
+    """A :class:`GradientFlow` bound to one graph and one initial state; ``forward(t, x)`` is the ODE's RHS.
+
+    The flow is a submodule, so its parameters are found by ``odeint_adjoint``. The bound tensors are listed
+    by :meth:`captured_tensors` so that :func:`~continuous_gnn.integrate` can also send gradients to an
+    ``x0`` that requires grad under the adjoint method (nothing is detached silently).
+    """
+
+    def __init__(self, flow: GradientFlow, graph: Graph, x0: Tensor | None) -> None:
+        super().__init__()
+        self.flow = flow
+        self.graph = graph
+        self.x0 = x0
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        return self.flow(t, x, self.graph, self.x0)
+
+    def captured_tensors(self) -> tuple[Tensor, ...]:
+        return (self.x0,) if self.x0 is not None else ()

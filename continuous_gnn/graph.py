@@ -1,0 +1,228 @@
+r"""The graph operator, built once per graph and reused at every function evaluation.
+
+The default operator is the GCN renormalised adjacency
+
+.. math::
+    \bar A = \tilde D^{-1/2} (A + I) \tilde D^{-1/2}, \qquad \tilde D = \operatorname{diag}((A + I)\mathbf 1),
+
+stored as a sparse CSR matrix so that one product :math:`\bar A X` costs :math:`O(|E| d)` and never
+recomputes the normalisation. The normalised Laplacian is :math:`\Delta = I - \bar A`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import add_remaining_self_loops, is_undirected
+from torch_geometric.utils import to_undirected as _to_undirected
+
+Normalization = Literal["sym", "rw"]
+_NORMALIZATIONS = ("sym", "rw")
+
+
+def _csr(edge_index: Tensor, values: Tensor, num_nodes: int) -> Tensor:
+    """Sparse CSR matrix from a COO edge list (sorted here, duplicates must already be merged)."""
+    order = (edge_index[0] * num_nodes + edge_index[1]).argsort()
+    row, col = edge_index[0, order], edge_index[1, order]
+    crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=row.device)
+    crow[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
+    with warnings.catch_warnings():
+        # torch flags CSR as "beta" on every construction; products and their gradients are what we use.
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values[order], (num_nodes, num_nodes),
+                                       check_invariants=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    r"""A normalised graph operator :math:`\bar A` with its degrees.
+
+    Build it with :meth:`from_edge_index` or :meth:`from_data`; the constructor takes already-normalised
+    tensors and is mostly internal.
+
+    Attributes:
+        operator (Tensor): sparse CSR matrix :math:`\bar A` of shape ``(n, n)``.
+        edge_index (Tensor): the non-zero pattern of :math:`\bar A`, shape ``(2, |E'|)``.
+        edge_weight (Tensor): the entries of :math:`\bar A` on ``edge_index``, shape ``(|E'|,)``.
+        degree (Tensor): :math:`\tilde d`, the (weighted) degrees the operator was normalised with,
+            self-loops included when they were added, shape ``(n,)``.
+        num_nodes (int): ``n``.
+        normalization (str): ``"sym"`` for :math:`\tilde D^{-1/2}\tilde A\tilde D^{-1/2}` or ``"rw"`` for
+            :math:`\tilde D^{-1}\tilde A`.
+        self_loops (bool): whether :math:`I` was added to :math:`A`.
+        symmetric (bool): whether :math:`\bar A = \bar A^\top`. Energies require it.
+    """
+
+    operator: Tensor
+    edge_index: Tensor
+    edge_weight: Tensor
+    degree: Tensor
+    num_nodes: int
+    normalization: str
+    self_loops: bool
+    symmetric: bool
+
+    @classmethod
+    def from_edge_index(
+        cls,
+        edge_index: Tensor,
+        num_nodes: int | None = None,
+        edge_weight: Tensor | None = None,
+        *,
+        self_loops: bool = True,
+        normalization: Normalization = "sym",
+        symmetrize: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> Graph:
+        r"""Normalise a graph given as an edge list.
+
+        Args:
+            edge_index (Tensor): edges as ``(source, target)`` pairs, shape ``(2, |E|)``, integer dtype.
+            num_nodes (int, optional): number of nodes (default: ``edge_index.max() + 1``).
+            edge_weight (Tensor, optional): non-negative edge weights, shape ``(|E|,)`` (default: ones).
+            self_loops (bool): add :math:`I` before normalising, keeping existing self-loops (default: ``True``).
+            normalization (str): ``"sym"`` or ``"rw"`` (default: ``"sym"``).
+            symmetrize (bool): make a directed graph undirected with
+                :func:`torch_geometric.utils.to_undirected` instead of raising (default: ``False``).
+            dtype (torch.dtype): floating dtype of the operator (default: ``torch.float32``).
+
+        Raises:
+            TypeError: if ``edge_index`` is not an integer tensor of shape ``(2, |E|)``.
+            ValueError: if the graph is directed and ``symmetrize`` is false (energies need a symmetric
+                :math:`\bar A`), on an unknown normalisation, a node index out of range or negative weights.
+        """
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise TypeError(
+                "edge_index must be a tensor of shape (2, num_edges); got "
+                f"{type(edge_index).__name__} of shape {tuple(getattr(edge_index, 'shape', ()))}"
+            )
+        if edge_index.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"edge_index must hold integer node indices, got dtype {edge_index.dtype}")
+        if normalization not in _NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; choose one of {_NORMALIZATIONS}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        edge_index = edge_index.long()
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if num_nodes <= 0:
+            raise ValueError("a graph needs at least one node; pass num_nodes for a graph without edges")
+        if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+            raise ValueError(
+                f"edge_index refers to node {int(edge_index.max())} but num_nodes is {num_nodes}"
+            )
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
+        else:
+            if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edge_index.size(1),):
+                raise TypeError(f"edge_weight must be a tensor of shape ({edge_index.size(1)},) matching edge_index")
+            if bool((edge_weight < 0).any()):
+                raise ValueError("edge weights must be non-negative for a normalised adjacency")
+            edge_weight = edge_weight.to(dtype)
+
+        if not is_undirected(edge_index, edge_weight, num_nodes=num_nodes):
+            if not symmetrize:
+                raise ValueError(
+                    "the graph is directed, but energies need a symmetric operator. Make it undirected first "
+                    "(torch_geometric.utils.to_undirected or transforms.ToUndirected), or pass symmetrize=True."
+                )
+            edge_index, edge_weight = _to_undirected(edge_index, edge_weight, num_nodes=num_nodes, reduce="max")
+
+        if self_loops:
+            edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 1.0, num_nodes)
+        degree = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
+        degree.scatter_add_(0, edge_index[0], edge_weight)
+        if bool((degree == 0).any()):
+            raise ValueError(
+                "the graph has isolated nodes with zero degree, so the normalisation divides by zero; "
+                "keep self_loops=True or remove those nodes"
+            )
+        row, col = edge_index
+        if normalization == "sym":
+            inv_sqrt = degree.rsqrt()
+            values = inv_sqrt[row] * edge_weight * inv_sqrt[col]
+        else:
+            values = edge_weight / degree[row]
+        operator = _csr(edge_index, values, num_nodes)
+        return cls(
+            operator=operator,
+            edge_index=edge_index,
+            edge_weight=values,
+            degree=degree,
+            num_nodes=num_nodes,
+            normalization=normalization,
+            self_loops=self_loops,
+            symmetric=normalization == "sym",
+        )
+
+    @classmethod
+    def from_data(cls, data, **kwargs) -> Graph:
+        """Normalise the graph of a :class:`torch_geometric.data.Data` object.
+
+        Uses ``data.edge_index``, ``data.num_nodes`` and, when present, ``data.edge_weight``. Keyword arguments
+        are those of :meth:`from_edge_index`.
+        """
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is None:
+            raise TypeError("data must have an edge_index attribute (a torch_geometric.data.Data object)")
+        return cls.from_edge_index(
+            edge_index, data.num_nodes, getattr(data, "edge_weight", None), **kwargs
+        )
+
+    def propagate(self, x: Tensor) -> Tensor:
+        r""":math:`\bar A X` for node features ``x`` of shape ``(n, d)``."""
+        if x.dim() != 2 or x.size(0) != self.num_nodes:
+            raise ValueError(
+                f"node features must have shape ({self.num_nodes}, channels) for this graph; got {tuple(x.shape)}"
+            )
+        if x.dtype != self.operator.dtype:
+            raise TypeError(
+                f"features are {x.dtype} but the graph operator is {self.operator.dtype}; "
+                "build the graph with the same dtype (Graph.from_edge_index(..., dtype=...)) or call graph.to(dtype=...)"
+            )
+        return self.operator @ x
+
+    def laplacian(self, x: Tensor) -> Tensor:
+        r""":math:`\Delta X = X - \bar A X`."""
+        return x - self.propagate(x)
+
+    def to_dense(self) -> Tensor:
+        r"""Dense :math:`\bar A` (for small graphs and tests)."""
+        return self.operator.to_dense()
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Graph:
+        """A copy on another device and/or with another floating dtype."""
+        dtype = dtype or self.operator.dtype
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+
+        operator = _csr(self.edge_index.to(device), move(self.edge_weight), self.num_nodes)
+        return Graph(
+            operator=operator,
+            edge_index=self.edge_index.to(device),
+            edge_weight=move(self.edge_weight),
+            degree=move(self.degree),
+            num_nodes=self.num_nodes,
+            normalization=self.normalization,
+            self_loops=self.self_loops,
+            symmetric=self.symmetric,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.operator.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.operator.dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"Graph(num_nodes={self.num_nodes}, nnz={self.edge_index.size(1)}, "
+            f"normalization={self.normalization!r}, self_loops={self.self_loops}, dtype={self.dtype})"
+        )

@@ -1,0 +1,443 @@
+r"""Integrate a vector field with torchdiffeq, with explicit grids, solve statistics and typed failures."""
+
+from __future__ import annotations
+
+import math
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from .errors import IntegrationError
+from .solvers import ADAPTIVE_METHODS, SCIPY_METHODS, check_method, is_fixed
+
+DEFAULT_RTOL = 1e-3
+DEFAULT_ATOL = 1e-5
+_GRID_SLACK = 1e-9
+
+
+@dataclass
+class SolveStats:
+    """Statistics of one :func:`integrate` call; a fresh record per call, so there is nothing to reset.
+
+    Attributes:
+        method (str): the forward solver.
+        adjoint (bool): whether gradients come from the adjoint method.
+        nfe_forward (int): vector-field evaluations of the forward solve.
+        nfe_backward (int): evaluations of the adjoint's backward solve; filled in when ``backward()`` runs and
+            always 0 with direct backprop (autograd replays the stored graph instead).
+        steps_accepted (int): steps of the forward solve (every step for a fixed grid).
+        steps_rejected (int): steps an adaptive method tried and rejected.
+        steps_backward (int): steps of the adjoint's backward solve.
+        last_dt (float or None): the last accepted forward step size.
+        t_final (float or None): the time the forward solve reached.
+        wall_time (float): seconds spent in the forward solve.
+    """
+
+    method: str
+    adjoint: bool = False
+    nfe_forward: int = 0
+    nfe_backward: int = 0
+    steps_accepted: int = 0
+    steps_rejected: int = 0
+    steps_backward: int = 0
+    last_dt: float | None = None
+    t_final: float | None = None
+    wall_time: float = 0.0
+
+    @property
+    def nfe(self) -> int:
+        """Forward plus backward evaluations."""
+        return self.nfe_forward + self.nfe_backward
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The result of :func:`integrate`.
+
+    Attributes:
+        final (Tensor): the state at ``t_end``, shape like ``x0``.
+        times (Tensor): the times of ``states``, always starting at 0 and ending at ``t_end`` (float64).
+        states (Tensor): the states at ``times``, shape ``(len(times), *x0.shape)``.
+        stats (SolveStats): solve statistics.
+    """
+
+    final: Tensor
+    times: Tensor
+    states: Tensor
+    stats: SolveStats = field(repr=False)
+
+
+def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int | None = None) -> Tensor:
+    r"""The explicit time grid of a fixed-step solve, as float64.
+
+    ``num_steps=L`` gives exactly ``L`` equal steps. ``step_size=τ`` gives :math:`\lfloor T/τ \rfloor` steps of
+    size τ, plus one shorter last step when :math:`T` is not a multiple of τ (torchdiffeq's convention); when
+    :math:`T = Lτ` up to rounding, exactly ``L`` steps.
+    """
+    if (step_size is None) == (num_steps is None):
+        raise ValueError("a fixed-grid method needs exactly one of step_size or num_steps")
+    if num_steps is not None:
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+        return torch.linspace(0.0, t_end, num_steps + 1, dtype=torch.float64)
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
+    ratio = t_end / step_size
+    whole = round(ratio)
+    if abs(ratio - whole) <= _GRID_SLACK * max(1.0, ratio) and whole >= 1:
+        grid = torch.arange(whole + 1, dtype=torch.float64) * step_size
+        grid[-1] = t_end
+        return grid
+    whole = math.floor(ratio)
+    grid = torch.arange(whole + 1, dtype=torch.float64) * step_size
+    return torch.cat([grid, torch.tensor([t_end], dtype=torch.float64)])
+
+
+def _segment_grid(grid: Tensor) -> Callable[[Callable, Tensor, Tensor], Tensor]:
+    """A torchdiffeq ``grid_constructor`` returning the points of ``grid`` between the ends of ``t``.
+
+    torchdiffeq calls it once per forward solve and, in the adjoint's backward pass, once per interval in
+    reversed time (it then negates what we return), so it must keep the direction of ``t``.
+    """
+
+    def construct(func, y0, t):
+        lo, hi = (t[0], t[-1]) if t[0] <= t[-1] else (t[-1], t[0])
+        g = grid.to(device=t.device, dtype=t.dtype)
+        slack = _GRID_SLACK * max(1.0, float(g[-1].abs()))
+        inner = g[(g > lo + slack) & (g < hi - slack)]
+        points = torch.cat([lo.reshape(1), inner, hi.reshape(1)])
+        return points if t[0] <= t[-1] else points.flip(0)
+
+    return construct
+
+
+class _Counted(nn.Module):
+    """Wraps the user's field: counts evaluations, enforces ``max_nfe`` and checks the output is finite."""
+
+    def __init__(self, func: Callable, stats: SolveStats, max_nfe: int | None, rtol, atol) -> None:
+        super().__init__()
+        self.func = func
+        self.stats = stats
+        self.max_nfe = max_nfe
+        self.rtol, self.atol = rtol, atol
+        self.backward_phase = False
+        self.t_reached: float | None = None
+
+    def _fail(self, reason: str, t: float | None, nfe: int, detail: str = "") -> IntegrationError:
+        return IntegrationError(reason, method=self.stats.method, rtol=self.rtol, atol=self.atol, t=t, nfe=nfe, detail=detail)
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        stats = self.stats
+        if self.backward_phase:
+            stats.nfe_backward += 1
+            nfe = stats.nfe_backward
+        else:
+            stats.nfe_forward += 1
+            nfe = stats.nfe_forward
+        if self.max_nfe is not None and nfe > self.max_nfe:
+            phase = "adjoint backward solve" if self.backward_phase else "forward solve"
+            raise self._fail("max_nfe", float(t), nfe - 1, f"max_nfe={self.max_nfe} reached in the {phase}")
+        try:
+            out = self.func(t, x)
+        except BaseException as err:  # re-raised unchanged; the mark keeps integrate from translating it
+            err._continuous_gnn_user_error = True
+            raise
+        if not torch.isfinite(out).all():
+            raise self._fail("non_finite", float(t), nfe, "the vector field returned inf or nan")
+        return out
+
+    def _count_step(self, t0: Tensor, dt: Tensor, rejected: bool = False) -> None:
+        if self.backward_phase:
+            self.stats.steps_backward += not rejected
+            return
+        if rejected:
+            self.stats.steps_rejected += 1
+        else:
+            self.stats.steps_accepted += 1
+            self.stats.last_dt = float(dt)
+            self.t_reached = float(t0) + float(dt)
+
+
+def _install_step_callbacks(module: _Counted, fixed: bool, suffix: str = "") -> None:
+    """Attach torchdiffeq's public step callbacks; ``suffix="_adjoint"`` for the backward solve."""
+
+    def step(self, t0, y0, dt):
+        self._count_step(t0, dt)
+
+    def reject(self, t0, y0, dt):
+        self._count_step(t0, dt, rejected=True)
+
+    if fixed:
+        setattr(module, "callback_step" + suffix, types.MethodType(step, module))
+    else:
+        setattr(module, "callback_accept_step" + suffix, types.MethodType(step, module))
+        setattr(module, "callback_reject_step" + suffix, types.MethodType(reject, module))
+
+
+def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
+    """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see."""
+    known = {id(t) for t in tracked}
+    found: list[str] = []
+
+    def visit(name: str, value) -> None:
+        if isinstance(value, Tensor) and value.requires_grad and id(value) not in known:
+            found.append(name)
+
+    if isinstance(func, nn.Module):
+        for prefix, module in func.named_modules():
+            for attr, value in vars(module).items():
+                if attr.startswith("_"):
+                    continue
+                visit(f"{prefix + '.' if prefix else ''}{attr}", value)
+                if hasattr(value, "__dataclass_fields__"):
+                    for sub in value.__dataclass_fields__:
+                        visit(f"{prefix + '.' if prefix else ''}{attr}.{sub}", getattr(value, sub))
+    code = getattr(func, "__code__", None)
+    for name, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or ()):
+        try:
+            visit(name, cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return found
+
+
+def _as_float(value, name: str) -> float:
+    if isinstance(value, Tensor):
+        value = value.item()
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def integrate(
+    func: Callable[[Tensor, Tensor], Tensor],
+    x0: Tensor,
+    t_end: float,
+    *,
+    method: str = "euler",
+    step_size: float | None = None,
+    num_steps: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    save_at: Sequence[float] | Tensor | None = None,
+    adjoint: bool = False,
+    adjoint_method: str | None = None,
+    adjoint_step_size: float | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    seminorm: bool = False,
+    adjoint_params: Sequence[Tensor] | None = None,
+    max_nfe: int | None = None,
+    max_steps: int | None = None,
+    options: dict | None = None,
+) -> Solution:
+    r"""Solve :math:`\dot x = f(t, x)` on :math:`[0, T]` from :math:`x(0) = x_0` with a torchdiffeq method.
+
+    Fixed-grid methods (``euler``, ``midpoint``, ``rk4``, ...) step on an explicit grid (:func:`fixed_grid`):
+    ``num_steps=L`` or ``step_size=τ`` with :math:`T = Lτ` means exactly ``L`` steps, and a ``T`` that is not
+    a multiple of τ ends with one shorter step. Adaptive methods (``dopri5``, ...) take ``rtol``/``atol``.
+
+    With ``adjoint=True`` gradients come from torchdiffeq's ``odeint_adjoint``: memory does not grow with the
+    number of steps, but gradients are only as accurate as the backward solve (direct backprop is exact for the
+    discretised forward pass and is the default). The adjoint parameters are the module's parameters plus any
+    tensor it declares through ``captured_tensors()`` (a bound :class:`~continuous_gnn.GradientFlow` declares
+    its ``x0``), plus ``adjoint_params``. Any other captured tensor that requires grad would silently get no
+    gradient, so it raises ``ValueError``.
+
+    Args:
+        func: the vector field ``f(t, x)``; an ``nn.Module`` for the adjoint.
+        x0 (Tensor): the initial state.
+        t_end (float): :math:`T > 0`.
+        method (str): a torchdiffeq method name (default: ``"euler"``).
+        step_size (float, optional): τ for a fixed-grid method.
+        num_steps (int, optional): ``L`` for a fixed-grid method (instead of ``step_size``).
+        rtol, atol (float, optional): tolerances of an adaptive method (default: ``1e-3`` and ``1e-5``).
+        save_at (sequence of float, optional): extra times in :math:`(0, T)` at which to return the state;
+            for a fixed grid they must be grid points.
+        adjoint (bool): use the adjoint method for gradients (default: ``False``).
+        adjoint_method (str, optional): method of the backward solve (default: ``method``).
+        adjoint_step_size (float, optional): its step if fixed-grid (default: the forward grid).
+        adjoint_rtol, adjoint_atol (float, optional): its tolerances if adaptive (default: ``rtol``, ``atol``).
+        seminorm (bool): measure the adaptive backward error without the parameter adjoints, which usually
+            needs fewer steps (Kidger et al. 2021) (default: ``False``).
+        adjoint_params (sequence of Tensor, optional): extra tensors that need adjoint gradients.
+        max_nfe (int, optional): raise :class:`~continuous_gnn.IntegrationError` past this many evaluations
+            in either solve (default: unlimited).
+        max_steps (int, optional): step budget of each solve (default: unlimited).
+        options (dict, optional): further torchdiffeq options for adaptive methods (``first_step``,
+            ``min_step``, ``max_step``, ``safety``, ...) or for ``scipy_solver`` (``solver``).
+
+    Returns:
+        Solution: the final state, the saved states and :class:`SolveStats`.
+
+    Raises:
+        ValueError / TypeError: on invalid arguments, each naming the fix.
+        IntegrationError: when the solve fails (non-finite state, step underflow, budgets).
+    """
+    method = check_method(method)
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        raise TypeError("x0 must be a floating-point tensor")
+    if not callable(func):
+        raise TypeError(f"func must be callable as func(t, x), got {type(func).__name__}")
+    t_end = _as_float(t_end, "t_end")
+    if not (t_end > 0 and math.isfinite(t_end)):
+        raise ValueError(f"t_end must be a positive finite time, got {t_end}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 contains inf or nan; check the encoder output and the input features")
+    for name, budget in (("max_nfe", max_nfe), ("max_steps", max_steps)):
+        if budget is not None and (not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {budget!r}")
+    fixed = is_fixed(method)
+    options = dict(options or {})
+    if fixed:
+        if rtol is not None or atol is not None:
+            raise ValueError(f"rtol/atol apply to adaptive methods, not to the fixed-grid method {method!r}; give step_size or num_steps")
+        if options:
+            raise ValueError(f"options {sorted(options)} do not apply to the fixed-grid method {method!r}")
+        grid = fixed_grid(t_end, step_size=step_size, num_steps=num_steps)
+        if max_steps is not None and len(grid) - 1 > max_steps:
+            raise IntegrationError("max_steps", method=method, rtol=None, atol=None, t=0.0, nfe=0,
+                                   detail=f"the grid has {len(grid) - 1} steps but max_steps={max_steps}")
+    else:
+        if step_size is not None or num_steps is not None:
+            raise ValueError(f"step_size/num_steps apply to fixed-grid methods, not to the adaptive method {method!r}; give rtol/atol")
+        rtol = DEFAULT_RTOL if rtol is None else _as_float(rtol, "rtol")
+        atol = DEFAULT_ATOL if atol is None else _as_float(atol, "atol")
+        if rtol <= 0 or atol < 0:
+            raise ValueError(f"tolerances must be rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
+        grid = None
+
+    times = _save_times(save_at, t_end, grid)
+    stats = SolveStats(method=method, adjoint=adjoint)
+    counted = _Counted(func, stats, max_nfe, rtol, atol)
+    if fixed:
+        _install_step_callbacks(counted, fixed=True)
+        options["grid_constructor"] = _segment_grid(grid)
+        solver_kwargs = {}
+    else:
+        if method in ADAPTIVE_METHODS:
+            _install_step_callbacks(counted, fixed=False)
+            if max_steps is not None:
+                options["max_num_steps"] = max_steps
+        elif method in SCIPY_METHODS:
+            options.setdefault("solver", "RK45")
+        solver_kwargs = {"rtol": rtol, "atol": atol}
+    t = times.to(x0.device)
+
+    started = time.perf_counter()
+    try:
+        if adjoint:
+            kwargs = _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adjoint_method,
+                                     adjoint_step_size, adjoint_rtol, adjoint_atol, seminorm, adjoint_params, max_steps)
+            states = odeint_adjoint(counted, x0, t, method=method, options=options, **solver_kwargs, **kwargs)
+        else:
+            states = odeint(counted, x0, t, method=method, options=options, **solver_kwargs)
+    except AssertionError as err:
+        if getattr(err, "_continuous_gnn_user_error", False):
+            raise
+        raise _translate(err, counted) from err
+    stats.wall_time = time.perf_counter() - started
+    stats.t_final = counted.t_reached if counted.t_reached is not None else float(t[-1])
+    counted.backward_phase = True
+    return Solution(final=states[-1], times=times, states=states, stats=stats)
+
+
+def _save_times(save_at, t_end: float, grid: Tensor | None) -> Tensor:
+    if save_at is None:
+        requested = []
+    else:
+        requested = [float(v) for v in (save_at.tolist() if isinstance(save_at, Tensor) else save_at)]
+    for value in requested:
+        if not 0 <= value <= t_end:
+            raise ValueError(f"save_at time {value} lies outside [0, t_end={t_end}]")
+    slack = _GRID_SLACK * max(1.0, t_end)
+    inner = sorted({v for v in requested if slack < v < t_end - slack})
+    if grid is not None:
+        snapped = []
+        for value in inner:
+            nearest = grid[(grid - value).abs().argmin()]
+            if abs(float(nearest) - value) > 1e-6 * max(1.0, t_end):
+                raise ValueError(
+                    f"save_at time {value} is not on the fixed grid; choose multiples of the step size "
+                    "or use an adaptive method"
+                )
+            snapped.append(float(nearest))
+        inner = snapped
+    return torch.tensor([0.0, *inner, t_end], dtype=torch.float64)
+
+
+def _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adjoint_method, adjoint_step_size,
+                    adjoint_rtol, adjoint_atol, seminorm, extra_params, max_steps) -> dict:
+    adjoint_method = check_method(adjoint_method or method, "adjoint_method")
+    if adjoint_method in SCIPY_METHODS or method in SCIPY_METHODS:
+        raise ValueError("scipy_solver cannot be differentiated; use a torchdiffeq method with adjoint=True")
+    params = list(func.parameters()) if isinstance(func, nn.Module) else []
+    captured = getattr(func, "captured_tensors", None)
+    if callable(captured):
+        params += [t for t in captured() if t.requires_grad]
+    params += list(extra_params or [])
+    missing = _untracked_tensors(func, params)
+    if missing:
+        raise ValueError(
+            f"the vector field captures tensors that require grad but are not adjoint parameters: {missing}. "
+            "Under the adjoint they would silently get no gradient. Pass them as adjoint_params=[...], make them "
+            "nn.Parameters, or use direct backprop (adjoint=False)"
+        )
+    adjoint_options: dict = {}
+    if is_fixed(adjoint_method):
+        if seminorm:
+            raise ValueError("seminorm only changes adaptive step-size control; use an adaptive adjoint_method such as 'dopri5'")
+        if adjoint_rtol is not None or adjoint_atol is not None:
+            raise ValueError(f"adjoint_rtol/atol do not apply to the fixed-grid adjoint_method {adjoint_method!r}")
+        if adjoint_step_size is not None:
+            backward_grid = fixed_grid(t_end, step_size=adjoint_step_size)
+        elif grid is not None:
+            backward_grid = grid
+        else:
+            raise ValueError(f"a fixed-grid adjoint_method {adjoint_method!r} needs adjoint_step_size after an adaptive forward solve")
+        adjoint_options["grid_constructor"] = _segment_grid(backward_grid)
+        _install_step_callbacks(counted, fixed=True, suffix="_adjoint")
+        adjoint_rtol = adjoint_atol = 1.0  # unused by fixed grids; torchdiffeq needs numbers
+    else:
+        if adjoint_step_size is not None:
+            raise ValueError(f"adjoint_step_size applies to fixed-grid adjoint methods, not {adjoint_method!r}")
+        adjoint_rtol = adjoint_rtol if adjoint_rtol is not None else (rtol if rtol is not None else DEFAULT_RTOL)
+        adjoint_atol = adjoint_atol if adjoint_atol is not None else (atol if atol is not None else DEFAULT_ATOL)
+        if max_steps is not None:
+            adjoint_options["max_num_steps"] = max_steps
+        if seminorm:
+            adjoint_options["norm"] = "seminorm"
+        if not is_fixed(method):
+            adjoint_options.update({k: v for k, v in options.items() if k in ("min_step", "max_step", "first_step")})
+        _install_step_callbacks(counted, fixed=False, suffix="_adjoint")
+    return {
+        "adjoint_method": adjoint_method,
+        "adjoint_rtol": adjoint_rtol,
+        "adjoint_atol": adjoint_atol,
+        "adjoint_options": adjoint_options,
+        "adjoint_params": tuple(params),
+    }
+
+
+def _translate(err: AssertionError, counted: _Counted) -> IntegrationError:
+    message = str(err)
+    stats = counted.stats
+    t = counted.t_reached
+    if "underflow in dt" in message:
+        reason = "dt_underflow"
+    elif "max_num_steps" in message:
+        reason = "max_steps"
+    elif "non-finite" in message:
+        reason = "non_finite"
+    else:
+        raise err
+    return IntegrationError(reason, method=stats.method, rtol=counted.rtol, atol=counted.atol, t=t,
+                            nfe=stats.nfe_forward, detail=message.split(":")[0])
