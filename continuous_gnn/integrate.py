@@ -144,14 +144,14 @@ class _Counted(nn.Module):
             nfe = stats.nfe_forward
         if self.max_nfe is not None and nfe > self.max_nfe:
             phase = "adjoint backward solve" if self.backward_phase else "forward solve"
-            raise self._fail("max_nfe", float(t), nfe - 1, f"max_nfe={self.max_nfe} reached in the {phase}")
+            raise self._fail("max_nfe", float(t.detach()), nfe - 1, f"max_nfe={self.max_nfe} reached in the {phase}")
         try:
             out = self.func(t, x)
         except BaseException as err:  # re-raised unchanged; the mark keeps integrate from translating it
             err._continuous_gnn_user_error = True
             raise
         if not torch.isfinite(out).all():
-            raise self._fail("non_finite", float(t), nfe, "the vector field returned inf or nan")
+            raise self._fail("non_finite", float(t.detach()), nfe, "the vector field returned inf or nan")
         return out
 
     def _count_step(self, t0: Tensor, dt: Tensor, rejected: bool = False) -> None:
@@ -162,8 +162,8 @@ class _Counted(nn.Module):
             self.stats.steps_rejected += 1
         else:
             self.stats.steps_accepted += 1
-            self.stats.last_dt = float(dt)
-            self.t_reached = float(t0) + float(dt)
+            self.stats.last_dt = float(dt.detach())
+            self.t_reached = float(t0.detach()) + float(dt.detach())
 
 
 def _install_step_callbacks(module: _Counted, fixed: bool, suffix: str = "") -> None:
