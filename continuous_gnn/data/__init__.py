@@ -1,0 +1,27 @@
+"""Benchmark datasets for continuous-depth GNNs (offline, cached, preprocessed).
+
+Typical use from a command-line entry point::
+
+    import os
+    from continuous_gnn.data import default_cache_dir, load_dataset, resolve_data_root
+
+    root = resolve_data_root(args.data_root, os.environ)
+    ds = load_dataset("texas", root, cache_dir=default_cache_dir(os.environ))
+    train, val, test = ds.split(0)
+
+See :mod:`continuous_gnn.data.datasets` and ``docs/datasets.md`` for the
+preprocessing and the data layout.
+"""
+
+from continuous_gnn.data.datasets import DATASETS, DatasetUnavailableError, NodeDataset, load_dataset
+from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
+
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailableError",
+    "NodeDataset",
+    "default_cache_dir",
+    "default_data_root",
+    "load_dataset",
+    "resolve_data_root",
+]

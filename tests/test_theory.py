@@ -1,0 +1,116 @@
+"""The GRAFF paper's dynamics theorems, checked numerically in float64.
+
+Notation: Ā = D̃^{-1/2}(A+I)D̃^{-1/2}, Δ = I − Ā with eigenvalues 0 = μ_0 ≤ ... ≤ μ_max = ρ_Δ,
+RQ(F) = tr(FᵀΔF)/‖F‖². LFD means RQ → 0, HFD means RQ → ρ_Δ.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import continuous_gnn as cg
+from continuous_gnn.energies import ChannelDirichletEnergy, GRAFFEnergy
+
+DTYPE = torch.float64
+
+
+def _rq(x: torch.Tensor, graph: cg.Graph) -> float:
+    x = x.detach()
+    return float((x * graph.laplacian(x)).sum() / (x * x).sum())
+
+
+def _dirichlet(x: torch.Tensor, graph: cg.Graph) -> float:
+    return float(0.5 * (x * graph.laplacian(x)).sum())
+
+
+def _random_connected_graph(n: int, p: float, seed: int) -> cg.Graph:
+    """Erdős–Rényi plus a Hamiltonian path (connected) plus one triangle (not bipartite)."""
+    gen = torch.Generator().manual_seed(seed)
+    upper = torch.triu(torch.rand(n, n, generator=gen) < p, diagonal=1)
+    path = torch.arange(n - 1)
+    upper[path, path + 1] = True
+    upper[0, 2] = True
+    src, dst = upper.nonzero().T
+    edge_index = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], dim=1)
+    return cg.Graph.from_edge_index(edge_index, n, dtype=DTYPE)
+
+
+def _spectrum(graph: cg.Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    laplacian = torch.eye(graph.num_nodes, dtype=DTYPE) - graph.to_dense()
+    return torch.linalg.eigh(laplacian)
+
+
+def _diagonal_w_energy(values: torch.Tensor) -> GRAFFEnergy:
+    """Ω = 0, β = 0, W = diag(values)."""
+    energy = GRAFFEnergy(values.numel(), w="diag", omega="zero", source=False).to(DTYPE)
+    with torch.no_grad():
+        energy.W.w.copy_(values)
+    return energy
+
+
+def _residual_euler(energy, graph, x, steps: int, tau: float) -> torch.Tensor:
+    return cg.integrate(cg.GradientFlow(energy).bind(graph, x), x, steps * tau, method="euler", step_size=tau).final
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.3])
+def test_one_euler_step_is_a_spectral_filter(tau):
+    # Ω = 0, β = 0, W = diag(λ): the coefficient of channel r at frequency μ is multiplied by 1 + τλ_r(1 − μ).
+    graph = _random_connected_graph(12, 0.3, seed=0)
+    mu, basis = _spectrum(graph)
+    lam = torch.tensor([1.5, -0.7, 0.0, 2.0], dtype=DTYPE)
+    x = torch.randn(12, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
+    stepped = _residual_euler(_diagonal_w_energy(lam), graph, x, steps=1, tau=tau)
+    expected = (basis.T @ x) * (1 + tau * lam[None, :] * (1 - mu[:, None]))
+    torch.testing.assert_close(basis.T @ stepped, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_positive_w_is_low_frequency_dominated(seed):
+    graph = _random_connected_graph(15, 0.25, seed)
+    x = torch.randn(15, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(seed))
+    energy = _diagonal_w_energy(torch.full((3,), 0.8, dtype=DTYPE))
+    final = _residual_euler(energy, graph, x, steps=300, tau=0.5)
+    assert _rq(x, graph) > 0.1
+    assert _rq(final, graph) < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_negative_w_is_high_frequency_dominated(seed):
+    graph = _random_connected_graph(15, 0.25, seed)
+    mu, _ = _spectrum(graph)
+    rho = float(mu[-1])
+    assert 1.0 < rho < 2.0, "the theorem needs a non-bipartite graph with ρ_Δ > 1"
+    tau, c = 0.5, 1.0
+    assert c < 2 / (tau * (2 - rho)), "step inside the bound of Theorem 4.3"
+    x = torch.randn(15, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(seed))
+    final = _residual_euler(_diagonal_w_energy(torch.full((3,), -c, dtype=DTYPE)), graph, x, steps=400, tau=tau)
+    assert _rq(final, graph) == pytest.approx(rho, abs=1e-6)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_without_residual_either_sign_over_smooths(sign):
+    # Theorem 4.3's converse: F ← τĀFW, no residual, non-bipartite graph: RQ → 0 whatever the sign of W.
+    graph = _random_connected_graph(15, 0.25, seed=4)
+    tau, c = 0.5, 1.0
+    w = torch.full((3,), sign * c, dtype=DTYPE)
+    x = torch.randn(15, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(4))
+    for _ in range(300):
+        x = tau * graph.propagate(x * w)
+        x = x / x.norm()  # the scale shrinks geometrically; only the direction matters for RQ
+    assert _rq(x, graph) < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_channel_metric_dirichlet_flow_always_smooths(seed):
+    # Prop. 2.4: with KᵀK positive definite, Ḟ = −ΔFKᵀK drives E^Dir → 0, monotonically.
+    graph = _random_connected_graph(12, 0.3, seed)
+    energy = ChannelDirichletEnergy(3, init="glorot").to(DTYPE)
+    with torch.no_grad():
+        energy.kernel.add_(2.0 * torch.eye(3, dtype=DTYPE))  # keep KᵀK well away from singular
+    x0 = torch.randn(12, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(seed))
+    times = torch.linspace(0.5, 40.0, 80).tolist()
+    sol = cg.integrate(cg.GradientFlow(energy).bind(graph, x0), x0, 40.0, method="dopri5", rtol=1e-9, atol=1e-12, save_at=times)
+    energies = torch.tensor([_dirichlet(state, graph) for state in sol.states])
+    assert torch.all(energies[1:] <= energies[:-1] + 1e-12)
+    assert energies[-1] < 1e-8 * energies[0]
