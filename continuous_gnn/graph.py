@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch_geometric.utils import add_remaining_self_loops, is_undirected
+from torch_geometric.utils import add_remaining_self_loops, coalesce, is_undirected
 from torch_geometric.utils import to_undirected as _to_undirected
 
 Normalization = Literal["sym", "rw"]
@@ -87,7 +87,8 @@ class Graph:
             self_loops (bool): add :math:`I` before normalising, keeping existing self-loops (default: ``True``).
             normalization (str): ``"sym"`` or ``"rw"`` (default: ``"sym"``).
             symmetrize (bool): make a directed graph undirected with
-                :func:`torch_geometric.utils.to_undirected` instead of raising (default: ``False``).
+                :func:`torch_geometric.utils.to_undirected` instead of raising; an edge present in both
+                directions with different weights keeps the larger one (default: ``False``).
             dtype (torch.dtype): floating dtype of the operator (default: ``torch.float32``).
 
         Raises:
@@ -111,10 +112,11 @@ class Graph:
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
         if num_nodes <= 0:
             raise ValueError("a graph needs at least one node; pass num_nodes for a graph without edges")
-        if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
-            raise ValueError(
-                f"edge_index refers to node {int(edge_index.max())} but num_nodes is {num_nodes}"
-            )
+        if edge_index.numel():
+            low, high = int(edge_index.min()), int(edge_index.max())
+            if low < 0 or high >= num_nodes:
+                bad = low if low < 0 else high
+                raise ValueError(f"edge_index refers to node {bad}, but num_nodes is {num_nodes} (valid: 0..{num_nodes - 1})")
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
         else:
@@ -124,6 +126,8 @@ class Graph:
                 raise ValueError("edge weights must be non-negative for a normalised adjacency")
             edge_weight = edge_weight.to(dtype)
 
+        # Duplicate edges are merged by summing their weights, as the sparse product would.
+        edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
         if not is_undirected(edge_index, edge_weight, num_nodes=num_nodes):
             if not symmetrize:
                 raise ValueError(
@@ -163,8 +167,9 @@ class Graph:
     def from_data(cls, data, **kwargs) -> Graph:
         """Normalise the graph of a :class:`torch_geometric.data.Data` object.
 
-        Uses ``data.edge_index``, ``data.num_nodes`` and, when present, ``data.edge_weight``. Keyword arguments
-        are those of :meth:`from_edge_index`.
+        Uses ``data.edge_index``, ``data.num_nodes`` and, when present, ``data.edge_weight`` (a 1-D
+        ``data.edge_attr`` is not read: pass it as ``edge_weight`` explicitly if it holds weights). Keyword
+        arguments are those of :meth:`from_edge_index`.
         """
         edge_index = getattr(data, "edge_index", None)
         if edge_index is None:

@@ -15,6 +15,14 @@ preprocessing and the data layout.
 
 from continuous_gnn.data.datasets import DATASETS, DatasetUnavailableError, NodeDataset, load_dataset
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
+from continuous_gnn.data.synthetic import (
+    complete_bipartite,
+    contextual_sbm,
+    edge_homophily,
+    grid_graph,
+    path_graph,
+    ring_graph,
+)
 
 __all__ = [
     "DATASETS",
@@ -24,4 +32,10 @@ __all__ = [
     "default_data_root",
     "load_dataset",
     "resolve_data_root",
+    "complete_bipartite",
+    "contextual_sbm",
+    "edge_homophily",
+    "grid_graph",
+    "path_graph",
+    "ring_graph",
 ]

@@ -1,0 +1,481 @@
+r"""Synthetic graphs with known structure: contextual SBM, complete bipartite, ring, path and grid.
+
+Every generator returns a :class:`torch_geometric.data.Data` with
+
+* ``edge_index``: undirected (both directions stored), no self-loops, no duplicate edges, coalesced
+  (sorted by source, then target);
+* ``x`` (float32), ``y`` (int64);
+* ``train_mask``, ``val_mask``, ``test_mask``: bool tensors of shape ``(n, num_splits)``; split ``s`` is
+  a fresh random permutation with the first ``round(train_frac * n)`` nodes in train, the next
+  ``round(val_frac * n)`` in validation and the rest in test (or ``round(test_frac * n)`` of the rest
+  when the fractions sum to less than 1). Splits are not stratified.
+
+Randomness comes only from the ``seed`` argument: an ``int`` (a fresh :class:`torch.Generator` seeded
+with it, so equal seeds give identical graphs) or a CPU :class:`torch.Generator` (used and advanced in
+place). The global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.utils import coalesce
+from torch_geometric.utils import homophily as _pyg_homophily
+
+__all__ = [
+    "complete_bipartite",
+    "contextual_sbm",
+    "edge_homophily",
+    "grid_graph",
+    "path_graph",
+    "ring_graph",
+]
+
+Seed = int | torch.Generator
+
+# Above this many candidate pairs a block is sampled by rejection instead of enumerating its pairs.
+_ENUMERATION_LIMIT = 4_000_000
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation and shared helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _check_unit_interval(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+def _check_non_negative(name: str, value: float) -> float:
+    value = float(value)
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _generator(seed: Seed) -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _split_masks(
+    num_nodes: int,
+    num_splits: int,
+    train_frac: float,
+    val_frac: float,
+    test_frac: float,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Random train/val/test masks of shape ``(num_nodes, num_splits)``."""
+    _check_int("num_splits", num_splits, 1)
+    fractions = {"train_frac": train_frac, "val_frac": val_frac, "test_frac": test_frac}
+    for name, value in fractions.items():
+        _check_unit_interval(name, value)
+    total = train_frac + val_frac + test_frac
+    if total > 1.0 + 1e-9:
+        raise ValueError(f"train_frac + val_frac + test_frac must be <= 1, got {total}")
+    num_train = round(train_frac * num_nodes)
+    num_val = min(round(val_frac * num_nodes), num_nodes - num_train)
+    rest = num_nodes - num_train - num_val
+    # Fractions summing to 1 put every remaining node in test, whatever the rounding did.
+    num_test = rest if total >= 1.0 - 1e-9 else min(round(test_frac * num_nodes), rest)
+    masks = torch.zeros(3, num_nodes, num_splits, dtype=torch.bool)
+    for split in range(num_splits):
+        order = torch.randperm(num_nodes, generator=generator)
+        masks[0, order[:num_train], split] = True
+        masks[1, order[num_train : num_train + num_val], split] = True
+        masks[2, order[num_train + num_val : num_train + num_val + num_test], split] = True
+    return masks[0], masks[1], masks[2]
+
+
+def _undirected(edges: Tensor, num_nodes: int) -> Tensor:
+    """Both directions of the (self-loop-free) pairs in ``edges``, coalesced."""
+    both = torch.cat([edges, edges.flip(0)], dim=1)
+    return coalesce(both, num_nodes=num_nodes)
+
+
+def _class_means(num_classes: int, num_features: int, snr: float) -> Tensor:
+    r"""Class means :math:`m_c = \frac{snr}{\sqrt2}(e_c - \frac1C\sum_{c'} e_{c'})`, pairwise distance ``snr``."""
+    means = torch.zeros(num_classes, num_features)
+    means[:, :num_classes] = torch.eye(num_classes) - 1.0 / num_classes
+    return means * (snr / math.sqrt(2.0))
+
+
+def _gaussian_features(y: Tensor, num_classes: int, num_features: int, snr: float, generator: torch.Generator) -> Tensor:
+    noise = torch.randn(y.numel(), num_features, generator=generator)
+    return noise + _class_means(num_classes, num_features, snr)[y]
+
+
+def _finish(
+    edge_index: Tensor,
+    x: Tensor,
+    y: Tensor,
+    num_splits: int,
+    fractions: tuple[float, float, float],
+    generator: torch.Generator,
+) -> Data:
+    num_nodes = y.numel()
+    train, val, test = _split_masks(num_nodes, num_splits, *fractions, generator)
+    return Data(
+        x=x, y=y, edge_index=edge_index, train_mask=train, val_mask=val, test_mask=test, num_nodes=num_nodes
+    )
+
+
+def edge_homophily(edge_index: Tensor, y: Tensor) -> float:
+    r"""Edge homophily: the fraction of edges whose endpoints share a label.
+
+    .. math::
+        h = \frac{|\{(i, j) \in E : y_i = y_j\}|}{|E|},
+
+    over the entries of ``edge_index`` (an undirected edge stored in both directions counts twice, which
+    leaves the fraction unchanged). Self-loops, if present, count as homophilous edges, so pass a
+    loop-free edge list. Uses :func:`torch_geometric.utils.homophily` with ``method="edge"``.
+
+    Args:
+        edge_index (Tensor): shape ``(2, |E|)``, at least one edge.
+        y (Tensor): integer labels, shape ``(n,)``.
+
+    Returns:
+        float: in ``[0, 1]``.
+
+    Raises:
+        ValueError: if there are no edges.
+    """
+    if edge_index.size(1) == 0:
+        raise ValueError("edge homophily is undefined for a graph without edges")
+    return float(_pyg_homophily(edge_index, y, method="edge"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# contextual stochastic block model
+# ---------------------------------------------------------------------------------------------------
+
+
+def _sample_block(
+    nodes_a: Tensor, nodes_b: Tensor, same: bool, probability: float, generator: torch.Generator
+) -> Tensor:
+    """Each possible pair of the block independently with ``probability``, as a ``(2, k)`` edge list.
+
+    Within one class (``same``) the pairs are the unordered pairs of distinct nodes of ``nodes_a``;
+    between two classes, all of ``nodes_a x nodes_b``. The number of edges is drawn from the binomial
+    law first, then that many distinct pairs uniformly; this is the same law as independent Bernoulli
+    trials but costs O(k) instead of O(#pairs) for sparse blocks.
+    """
+    size_a, size_b = nodes_a.numel(), nodes_b.numel()
+    num_pairs = size_a * (size_a - 1) // 2 if same else size_a * size_b
+    if num_pairs == 0 or probability == 0.0:
+        return torch.empty(2, 0, dtype=torch.long)
+    count = int(
+        torch.binomial(
+            torch.tensor(float(num_pairs), dtype=torch.float64),
+            torch.tensor(probability, dtype=torch.float64),
+            generator=generator,
+        )
+    )
+    if count == 0:
+        return torch.empty(2, 0, dtype=torch.long)
+    if num_pairs <= _ENUMERATION_LIMIT:
+        codes = torch.randperm(num_pairs, generator=generator)[:count]
+        if same:
+            pairs = torch.triu_indices(size_a, size_a, offset=1)[:, codes]
+        else:
+            pairs = torch.stack([codes // size_b, codes % size_b])
+    else:
+        pairs = _rejection_pairs(size_a, size_b, same, count, generator)
+    return torch.stack([nodes_a[pairs[0]], nodes_b[pairs[1]]])
+
+
+def _rejection_pairs(size_a: int, size_b: int, same: bool, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` distinct uniform pairs out of a large block, by sampling with replacement and deduplicating."""
+    distinct = torch.empty(0, dtype=torch.long)
+    while distinct.numel() < count:
+        draws = 2 * (count - distinct.numel()) + 16
+        a = torch.randint(size_a, (draws,), generator=generator)
+        b = torch.randint(size_b, (draws,), generator=generator)
+        if same:
+            keep = a != b
+            a, b = torch.minimum(a[keep], b[keep]), torch.maximum(a[keep], b[keep])
+        distinct = torch.unique(torch.cat([distinct, a * size_b + b]))
+    # Given its size, the distinct set is a uniform subset; a uniform sub-subset of it stays uniform.
+    codes = distinct[torch.randperm(distinct.numel(), generator=generator)[:count]]
+    return torch.stack([codes // size_b, codes % size_b])
+
+
+def _balanced_labels(num_nodes: int, num_classes: int, generator: torch.Generator) -> Tensor:
+    """Class sizes differing by at most one, in random node order."""
+    labels = torch.arange(num_nodes) % num_classes
+    return labels[torch.randperm(num_nodes, generator=generator)]
+
+
+def contextual_sbm(
+    num_nodes: int,
+    num_classes: int = 2,
+    homophily: float = 0.5,
+    avg_degree: float = 5.0,
+    num_features: int = 16,
+    snr: float = 1.0,
+    *,
+    seed: Seed = 0,
+    num_splits: int = 1,
+    train_frac: float = 0.5,
+    val_frac: float = 0.25,
+    test_frac: float = 0.25,
+) -> Data:
+    r"""Contextual stochastic block model with a target edge homophily and feature signal-to-noise ratio.
+
+    **Labels.** ``num_classes`` classes of sizes differing by at most one, assigned in random order.
+
+    **Graph.** A stochastic block model: each unordered pair of distinct nodes is an edge independently,
+    with probability :math:`p_{\text{in}}` inside a class and :math:`p_{\text{out}}` across classes,
+
+    .. math::
+        p_{\text{in}} = \frac{h\,m}{N_{\text{in}}}, \qquad p_{\text{out}} = \frac{(1-h)\,m}{N_{\text{out}}},
+        \qquad m = \frac{n\,\bar d}{2},
+
+    where :math:`N_{\text{in}} = \sum_c \binom{n_c}{2}` and :math:`N_{\text{out}} = \sum_{c<c'} n_c n_{c'}`
+    count the possible pairs, :math:`h` = ``homophily`` and :math:`\bar d` = ``avg_degree``. So the expected
+    number of edges is :math:`m` (expected mean degree :math:`\bar d`), of which :math:`h\,m` join
+    same-class nodes: the edge homophily (:func:`edge_homophily`) concentrates at :math:`h`, with
+    fluctuations of order :math:`\sqrt{h(1-h)/m}`. The graph may be disconnected and may have isolated
+    nodes.
+
+    **Features.** :math:`x_i = m_{y_i} + \varepsilon_i`, :math:`\varepsilon_i \sim \mathcal N(0, I)` in
+    :math:`\mathbb R^{F}`, :math:`F` = ``num_features``, with class means
+
+    .. math::
+        m_c = \frac{\mathrm{snr}}{\sqrt2}\Big(e_c - \frac1C \sum_{c'=1}^{C} e_{c'}\Big),
+
+    (:math:`e_c` the standard basis vectors, so the signal sits in the first :math:`C` coordinates),
+    hence :math:`\|m_c - m_{c'}\| = \mathrm{snr}` for every pair of classes: **snr is the distance between
+    class means in units of the noise standard deviation.** For two classes :math:`m_{0,1} = \pm\mu` with
+    :math:`\|\mu\| = \mathrm{snr}/2`, and the best classifier from features alone errs with probability
+    :math:`\Phi(-\mathrm{snr}/2)`.
+
+    Args:
+        num_nodes (int): :math:`n \ge 2C`.
+        num_classes (int): :math:`C \ge 2`.
+        homophily (float): target edge homophily :math:`h \in [0, 1]`.
+        avg_degree (float): expected mean degree :math:`\bar d \ge 0`; must keep both probabilities
+            :math:`\le 1`.
+        num_features (int): :math:`F \ge C`.
+        snr (float): distance between class means over noise std, :math:`\ge 0`.
+        seed (int or torch.Generator): source of randomness (default: 0).
+        num_splits (int): number of random splits (columns of the masks).
+        train_frac, val_frac, test_frac (float): split fractions.
+
+    Returns:
+        Data: see the module docstring.
+
+    Raises:
+        ValueError: on an argument outside its range (the message names it and the range).
+    """
+    _check_int("num_classes", num_classes, 2)
+    _check_int("num_nodes", num_nodes, 2 * num_classes)
+    _check_int("num_features", num_features, num_classes)
+    homophily = _check_unit_interval("homophily", homophily)
+    avg_degree = _check_non_negative("avg_degree", avg_degree)
+    snr = _check_non_negative("snr", snr)
+    generator = _generator(seed)
+
+    y = _balanced_labels(num_nodes, num_classes, generator)
+    sizes = torch.bincount(y, minlength=num_classes).tolist()
+    pairs_in = sum(s * (s - 1) // 2 for s in sizes)
+    pairs_out = num_nodes * (num_nodes - 1) // 2 - pairs_in
+    target_edges = num_nodes * avg_degree / 2.0
+    p_in = homophily * target_edges / pairs_in
+    p_out = (1.0 - homophily) * target_edges / pairs_out
+    if p_in > 1.0 or p_out > 1.0:
+        raise ValueError(
+            f"avg_degree={avg_degree} is too large for homophily={homophily} on {num_nodes} nodes: it needs edge "
+            f"probabilities p_in={p_in:.3g}, p_out={p_out:.3g}, which must be <= 1"
+        )
+
+    members = [torch.nonzero(y == c).flatten() for c in range(num_classes)]
+    blocks = []
+    for c in range(num_classes):
+        blocks.append(_sample_block(members[c], members[c], True, p_in, generator))
+        for c2 in range(c + 1, num_classes):
+            blocks.append(_sample_block(members[c], members[c2], False, p_out, generator))
+    edge_index = _undirected(torch.cat(blocks, dim=1), num_nodes)
+
+    x = _gaussian_features(y, num_classes, num_features, snr, generator)
+    return _finish(edge_index, x, y, num_splits, (train_frac, val_frac, test_frac), generator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# deterministic graphs
+# ---------------------------------------------------------------------------------------------------
+
+
+def complete_bipartite(
+    n: int,
+    num_features: int = 2,
+    snr: float = 0.0,
+    *,
+    seed: Seed = 0,
+    num_splits: int = 1,
+    train_frac: float = 0.5,
+    val_frac: float = 0.25,
+    test_frac: float = 0.25,
+) -> Data:
+    r"""The complete bipartite graph :math:`K_{n,n}`, labelled by side: the GRAFF over-sharpening toy.
+
+    Nodes ``0..n-1`` form side 0 and ``n..2n-1`` side 1 (``y``); every cross pair is an edge, no pair
+    within a side is, so the edge homophily is 0. Features are Gaussian,
+    :math:`x_i = m_{y_i} + \varepsilon_i`, :math:`\varepsilon_i\sim\mathcal N(0, I)`, with the class means
+    of :func:`contextual_sbm` for two classes (:math:`\pm\mu`, :math:`\|2\mu\| = \mathrm{snr}`). The
+    default ``snr=0`` reproduces the official toy (``create_bipartite_graph`` in the GRAFF code draws
+    ``x = randn(2n, d)`` independently of the side, ``d = 2``), where only the graph carries the label.
+    (The official code splits 0.8/0.1/0.1; pass ``train_frac=0.8, val_frac=0.1, test_frac=0.1`` for that.)
+
+    Spectral facts (graff-notes §14): without self-loops :math:`\rho_\Delta = 2` with eigenvector the
+    :math:`\pm 1` side indicator; with self-loops :math:`\rho_\Delta = 2n/(n+1)`.
+
+    Args:
+        n (int): nodes per side, :math:`\ge 1`.
+        num_features (int): feature width, :math:`\ge 1` (:math:`\ge 2` when ``snr > 0``).
+        snr (float): distance between the two class means over noise std, :math:`\ge 0` (default: 0).
+        seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
+
+    Returns:
+        Data: with ``2n`` nodes and :math:`2n^2` directed edge entries.
+    """
+    _check_int("n", n, 1)
+    snr = _check_non_negative("snr", snr)
+    _check_int("num_features", num_features, 2 if snr > 0 else 1)
+    generator = _generator(seed)
+    left = torch.arange(n).repeat_interleave(n)
+    right = torch.arange(n, 2 * n).repeat(n)
+    edge_index = _undirected(torch.stack([left, right]), 2 * n)
+    y = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
+    x = _gaussian_features(y, 2, num_features, snr, generator)
+    return _finish(edge_index, x, y, num_splits, (train_frac, val_frac, test_frac), generator)
+
+
+def _plain_graph(
+    pairs: Tensor,
+    num_nodes: int,
+    num_features: int,
+    seed: Seed,
+    num_splits: int,
+    fractions: tuple[float, float, float],
+) -> Data:
+    """Unlabelled graph (``y = 0``) with standard-normal features."""
+    _check_int("num_features", num_features, 1)
+    generator = _generator(seed)
+    edge_index = _undirected(pairs, num_nodes)
+    x = torch.randn(num_nodes, num_features, generator=generator)
+    y = torch.zeros(num_nodes, dtype=torch.long)
+    return _finish(edge_index, x, y, num_splits, fractions, generator)
+
+
+def ring_graph(
+    n: int,
+    num_features: int = 1,
+    *,
+    seed: Seed = 0,
+    num_splits: int = 1,
+    train_frac: float = 0.5,
+    val_frac: float = 0.25,
+    test_frac: float = 0.25,
+) -> Data:
+    r"""The cycle :math:`C_n`: node ``i`` joined to ``i+1 mod n``.
+
+    2-regular, so without self-loops :math:`\Delta = I - A/2` has eigenvalues
+    :math:`1 - \cos(2\pi k/n)`, :math:`k = 0,\dots,n-1`. Features are standard normal
+    ``(n, num_features)`` drawn from ``seed``; labels are all 0.
+
+    Args:
+        n (int): number of nodes, :math:`\ge 3` (smaller cycles would need duplicate edges).
+        num_features (int): feature width, :math:`\ge 1`.
+        seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
+    """
+    _check_int("n", n, 3)
+    nodes = torch.arange(n)
+    pairs = torch.stack([nodes, (nodes + 1) % n])
+    return _plain_graph(pairs, n, num_features, seed, num_splits, (train_frac, val_frac, test_frac))
+
+
+def path_graph(
+    n: int,
+    num_features: int = 1,
+    *,
+    seed: Seed = 0,
+    num_splits: int = 1,
+    train_frac: float = 0.5,
+    val_frac: float = 0.25,
+    test_frac: float = 0.25,
+) -> Data:
+    r"""The path :math:`P_n`: node ``i`` joined to ``i+1``.
+
+    Without self-loops its normalised Laplacian has eigenvalues :math:`1 - \cos(\pi k/(n-1))`,
+    :math:`k = 0,\dots,n-1` (:math:`n \ge 2`). A single node has no edges. Features and labels as in
+    :func:`ring_graph`.
+
+    Args:
+        n (int): number of nodes, :math:`\ge 1`.
+        num_features (int): feature width, :math:`\ge 1`.
+        seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
+    """
+    _check_int("n", n, 1)
+    nodes = torch.arange(n - 1)
+    pairs = torch.stack([nodes, nodes + 1])
+    return _plain_graph(pairs, n, num_features, seed, num_splits, (train_frac, val_frac, test_frac))
+
+
+def grid_graph(
+    rows: int,
+    cols: int,
+    num_features: int = 1,
+    *,
+    periodic: bool = False,
+    seed: Seed = 0,
+    num_splits: int = 1,
+    train_frac: float = 0.5,
+    val_frac: float = 0.25,
+    test_frac: float = 0.25,
+) -> Data:
+    r"""The ``rows x cols`` 4-neighbour grid; node ``r * cols + c`` sits at row ``r``, column ``c``.
+
+    With ``periodic=True`` it is the torus :math:`C_{\text{rows}} \times C_{\text{cols}}`, 4-regular, so
+    without self-loops :math:`\Delta = I - A/4` has eigenvalues
+    :math:`1 - \tfrac12\big(\cos(2\pi j/\text{rows}) + \cos(2\pi k/\text{cols})\big)`. The open grid is
+    bipartite (checkerboard), so without self-loops its largest eigenvalue is exactly 2, with eigenvector
+    :math:`(-1)^{r+c}\sqrt{d_{rc}}` (normalised). Features and labels as in :func:`ring_graph`.
+
+    Args:
+        rows, cols (int): grid size, :math:`\ge 1` (:math:`\ge 3` when ``periodic``, to avoid duplicate
+            edges).
+        num_features (int): feature width, :math:`\ge 1`.
+        periodic (bool): wrap around both directions (default: ``False``).
+        seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
+    """
+    minimum = 3 if periodic else 1
+    _check_int("rows", rows, minimum)
+    _check_int("cols", cols, minimum)
+    index = torch.arange(rows * cols).view(rows, cols)
+    if periodic:
+        horizontal = torch.stack([index.flatten(), index.roll(-1, dims=1).flatten()])
+        vertical = torch.stack([index.flatten(), index.roll(-1, dims=0).flatten()])
+    else:
+        horizontal = torch.stack([index[:, :-1].flatten(), index[:, 1:].flatten()])
+        vertical = torch.stack([index[:-1, :].flatten(), index[1:, :].flatten()])
+    pairs = torch.cat([horizontal, vertical], dim=1)
+    return _plain_graph(pairs, rows * cols, num_features, seed, num_splits, (train_frac, val_frac, test_frac))

@@ -1,0 +1,114 @@
+r"""Diagnostics recorded along a trajectory :math:`X(t_0), X(t_1), \dots` of any solver.
+
+:data:`DIAGNOSTICS` maps a metric name to a function ``(x, graph, cache) -> Tensor`` returning a 0-dim
+tensor; ``cache`` is a dict shared by all states of one trajectory, so that expensive graph-only work
+(the eigen-decomposition behind the ``cos_*`` metrics) is done once per call of
+:func:`trajectory_diagnostics`. Register a new metric by adding an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from continuous_gnn.diagnostics.energy import dirichlet_energy, rayleigh_quotient
+from continuous_gnn.diagnostics.mad import mean_average_distance
+from continuous_gnn.diagnostics.spectral import eigvec_cosines, laplacian_spectrum
+from continuous_gnn.graph import Graph
+
+__all__ = ["DIAGNOSTICS", "DEFAULT_METRICS", "Diagnostic", "trajectory_diagnostics"]
+
+Diagnostic = Callable[[Tensor, Graph, dict], Tensor]
+
+#: Metrics computed when none are named: all O(|E| d), no eigen-decomposition.
+DEFAULT_METRICS: tuple[str, ...] = ("dirichlet", "rayleigh", "norm")
+
+
+def _cosine(key: str) -> Diagnostic:
+    def diagnostic(x: Tensor, graph: Graph, cache: dict) -> Tensor:
+        if "spectrum" not in cache:
+            cache["spectrum"] = laplacian_spectrum(graph)
+        return eigvec_cosines(x, graph, cache["spectrum"])[key]
+
+    diagnostic.__doc__ = f"``eigvec_cosines(x, graph)[{key!r}]`` (dense eigendecomposition, once per trajectory)."
+    return diagnostic
+
+
+def _norm(x: Tensor, graph: Graph, cache: dict) -> Tensor:
+    """Frobenius norm of ``x``."""
+    return x.detach().norm()
+
+
+#: name -> diagnostic; see the module docstring.
+DIAGNOSTICS: dict[str, Diagnostic] = {
+    "dirichlet": lambda x, graph, cache: dirichlet_energy(x, graph),
+    "rayleigh": lambda x, graph, cache: rayleigh_quotient(x, graph),
+    "norm": _norm,
+    "mad": lambda x, graph, cache: mean_average_distance(x, graph),
+    "mad_global": lambda x, graph, cache: mean_average_distance(x),
+    "cos_low": _cosine("low"),
+    "cos_high": _cosine("high"),
+    "cos_low_channel_mean": _cosine("low_channel_mean"),
+    "cos_high_channel_mean": _cosine("high_channel_mean"),
+}
+
+
+def _as_states(states: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(states, Tensor):
+        if states.dim() != 3:
+            raise ValueError(
+                f"a trajectory tensor must have shape (num_times, num_nodes, channels); got {tuple(states.shape)}"
+            )
+        return list(states.unbind(0))
+    return list(states)
+
+
+@torch.no_grad()
+def trajectory_diagnostics(
+    states: Tensor | Sequence[Tensor],
+    times: Tensor | Sequence[float] | None,
+    graph: Graph,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[dict[str, Any]]:
+    """Evaluate diagnostics on every state of a trajectory.
+
+    Args:
+        states (Tensor or sequence of Tensor): a tensor of shape ``(T, n, d)`` (as returned by
+            ``torchdiffeq.odeint``) or a sequence of ``(n, d)`` tensors.
+        times (Tensor or sequence of float, optional): the time of each state, length ``T``
+            (default: the step indices ``0, 1, ...``).
+        graph (Graph): the graph the states live on.
+        metrics (sequence of str): names from :data:`DIAGNOSTICS`
+            (default: :data:`DEFAULT_METRICS`).
+
+    Returns:
+        list[dict]: one dict per state, ``{"time": float, name: float, ...}`` with plain Python floats.
+
+    Raises:
+        ValueError: on an unknown metric name (the message lists the known ones) or when ``times`` and
+            ``states`` differ in length.
+    """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    unknown = [name for name in metrics if name not in DIAGNOSTICS]
+    if unknown:
+        raise ValueError(f"unknown diagnostics {unknown}; known: {sorted(DIAGNOSTICS)}")
+    state_list = _as_states(states)
+    if times is None:
+        time_list = [float(k) for k in range(len(state_list))]
+    else:
+        time_list = [float(t) for t in (times.flatten() if isinstance(times, Tensor) else times)]
+    if len(time_list) != len(state_list):
+        raise ValueError(f"got {len(state_list)} states but {len(time_list)} times")
+
+    cache: dict = {}
+    records = []
+    for time, state in zip(time_list, state_list):
+        record: dict[str, Any] = {"time": time}
+        for name in metrics:
+            record[name] = float(DIAGNOSTICS[name](state, graph, cache))
+        records.append(record)
+    return records
