@@ -41,7 +41,7 @@ class EnergySchedule(nn.Module):
 
     def index(self, t: Tensor | float) -> int:
         # The tiny relative slack keeps a grid point k*T/K that rounds to just below itself in piece k.
-        position = float(t) * len(self.energies) / self.t_end
+        position = float(t.detach() if isinstance(t, Tensor) else t) * len(self.energies) / self.t_end
         return min(max(int(position * (1 + 1e-9) + 1e-9), 0), len(self.energies) - 1)
 
     def at(self, t: Tensor | float) -> Energy:

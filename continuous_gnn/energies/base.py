@@ -41,7 +41,9 @@ class Energy(nn.Module):
         r""":math:`\nabla_X E(X)`, shape ``(n, d)``; autograd unless a subclass gives a closed form."""
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
-            leaf = x if x.requires_grad else x.detach().requires_grad_()
+            # A tracked input gets a fresh view (not itself): the graph stays connected, and when x is the
+            # very tensor passed as x0 (the first solver step) the source term is not differentiated too.
+            leaf = x.view_as(x) if x.requires_grad else x.detach().requires_grad_()
             value = self.energy(leaf, graph, x0)
             (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph)
         return grad

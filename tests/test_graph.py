@@ -1,0 +1,190 @@
+"""Graph: the normalised operator against dense references, its spectrum, variants and input validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import DTYPE, dense_adjacency, gcn_dense, random_edge_index, random_features, random_graph
+from torch_geometric.data import Data
+
+import continuous_gnn as cg
+from continuous_gnn import Graph
+from continuous_gnn.energies import ChannelDirichletEnergy, DirichletEnergy, GRAFFEnergy
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sym_operator_equals_dense_gcn_normalisation(seed):
+    n = 7 + seed
+    edge_index = random_edge_index(n, 0.35, seed)
+    graph = Graph.from_edge_index(edge_index, n, dtype=DTYPE)
+    expected = gcn_dense(edge_index, n)
+    torch.testing.assert_close(graph.to_dense(), expected, rtol=0, atol=1e-15)
+    torch.testing.assert_close(graph.degree, dense_adjacency(edge_index, n).sum(1) + 1, rtol=0, atol=0)
+    assert graph.symmetric and graph.self_loops and graph.normalization == "sym"
+    # The sparse product is the dense product.
+    x = random_features(n, 3, seed)
+    torch.testing.assert_close(graph.propagate(x), expected @ x, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(graph.laplacian(x), x - expected @ x, rtol=1e-14, atol=1e-14)
+
+
+def test_weighted_operator_equals_dense():
+    n = 6
+    edge_index = random_edge_index(n, 0.5, 3)
+    g = torch.Generator().manual_seed(0)
+    half = torch.rand(n, n, generator=g, dtype=DTYPE) + 0.1
+    sym = half + half.T
+    weight = sym[edge_index[0], edge_index[1]]
+    graph = Graph.from_edge_index(edge_index, n, weight, dtype=DTYPE)
+    torch.testing.assert_close(graph.to_dense(), gcn_dense(edge_index, n, weight), rtol=0, atol=1e-15)
+
+
+def test_duplicate_edges_sum_like_weights():
+    n = 5
+    edge_index = random_edge_index(n, 0.4, 0)
+    doubled = torch.cat([edge_index, edge_index], dim=1)
+    weight = torch.full((edge_index.size(1),), 2.0, dtype=DTYPE)
+    merged = Graph.from_edge_index(doubled, n, dtype=DTYPE)
+    torch.testing.assert_close(merged.to_dense(), Graph.from_edge_index(edge_index, n, weight, dtype=DTYPE).to_dense(),
+                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(merged.to_dense(), gcn_dense(doubled, n), rtol=0, atol=1e-15)
+
+
+def test_without_self_loops():
+    n = 8
+    edge_index = random_edge_index(n, 0.3, 1)
+    graph = Graph.from_edge_index(edge_index, n, self_loops=False, dtype=DTYPE)
+    a = dense_adjacency(edge_index, n)
+    d = a.sum(1)
+    torch.testing.assert_close(graph.to_dense(), a / torch.sqrt(d[:, None] * d[None, :]), rtol=0, atol=1e-15)
+    assert torch.all(graph.to_dense().diagonal() == 0)
+    torch.testing.assert_close(graph.degree, d)
+
+
+def test_random_walk_normalisation():
+    n = 9
+    edge_index = random_edge_index(n, 0.3, 2)
+    graph = Graph.from_edge_index(edge_index, n, normalization="rw", dtype=DTYPE)
+    a = dense_adjacency(edge_index, n) + torch.eye(n, dtype=DTYPE)
+    dense = graph.to_dense()
+    torch.testing.assert_close(dense, a / a.sum(1, keepdim=True), rtol=0, atol=1e-15)
+    torch.testing.assert_close(dense.sum(1), torch.ones(n, dtype=DTYPE), rtol=0, atol=1e-14)
+    assert not graph.symmetric
+    assert not torch.allclose(dense, dense.T)
+
+
+def test_from_data_matches_from_edge_index():
+    n = 7
+    edge_index = random_edge_index(n, 0.4, 4)
+    data = Data(edge_index=edge_index, num_nodes=n)
+    graph = Graph.from_data(data, dtype=DTYPE)
+    torch.testing.assert_close(graph.to_dense(), gcn_dense(edge_index, n), rtol=0, atol=1e-15)
+    # An isolated last node only exists through data.num_nodes.
+    data = Data(edge_index=edge_index, num_nodes=n + 1)
+    graph = Graph.from_data(data, dtype=DTYPE)
+    assert graph.num_nodes == n + 1
+    assert graph.to_dense()[n, n] == 1.0
+    # Edge weights stored on the Data object are used.
+    weight = torch.full((edge_index.size(1),), 2.0, dtype=DTYPE)
+    graph = Graph.from_data(Data(edge_index=edge_index, edge_weight=weight, num_nodes=n), dtype=DTYPE)
+    torch.testing.assert_close(graph.to_dense(), gcn_dense(edge_index, n, weight), rtol=0, atol=1e-15)
+    with pytest.raises(TypeError, match="edge_index attribute"):
+        Graph.from_data(object())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_laplacian_spectrum_and_kernel(seed):
+    n = 6 + 2 * seed
+    graph = random_graph(n, 0.3, seed)
+    lap = torch.eye(n, dtype=DTYPE) - graph.to_dense()
+    torch.testing.assert_close(lap, lap.T, rtol=0, atol=0)
+    evals, evecs = torch.linalg.eigh(lap)
+    assert evals.min() > -1e-12
+    assert evals.max() < 2.0
+    # The graph is connected: a simple zero eigenvalue whose eigenvector is ∝ √d̃, not the constant vector.
+    assert abs(evals[0]) < 1e-12 and evals[1] > 1e-6
+    root = graph.degree.sqrt()
+    cosine = (evecs[:, 0] @ root).abs() / root.norm()
+    assert abs(cosine - 1) < 1e-12
+    torch.testing.assert_close(graph.laplacian(root[:, None]), torch.zeros(n, 1, dtype=DTYPE), rtol=0, atol=1e-14)
+    assert graph.laplacian(torch.ones(n, 1, dtype=DTYPE)).abs().max() > 1e-3  # irregular degrees
+
+
+def test_bipartite_top_eigenvalue():
+    # K_{m,m} with self-loops: ρ_Δ = 2m/(m+1) (graff-notes §12).
+    m = 4
+    left, right = torch.arange(m), torch.arange(m, 2 * m)
+    row = left.repeat_interleave(m)
+    col = right.repeat(m)
+    edge_index = torch.stack([torch.cat([row, col]), torch.cat([col, row])])
+    graph = Graph.from_edge_index(edge_index, 2 * m, dtype=DTYPE)
+    rho = torch.linalg.eigvalsh(torch.eye(2 * m, dtype=DTYPE) - graph.to_dense()).max()
+    assert abs(float(rho) - 2 * m / (m + 1)) < 1e-12
+
+
+def test_bad_edge_index_type_and_shape():
+    with pytest.raises(TypeError, match="integer node indices"):
+        Graph.from_edge_index(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    with pytest.raises(TypeError, match=r"shape \(2, num_edges\)"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0], [0, 0]]))
+    with pytest.raises(TypeError, match=r"shape \(2, num_edges\)"):
+        Graph.from_edge_index(torch.tensor([0, 1, 1, 0]))
+    with pytest.raises(TypeError, match=r"shape \(2, num_edges\)"):
+        Graph.from_edge_index([[0, 1], [1, 0]])
+
+
+def test_bad_edge_index_values():
+    with pytest.raises(ValueError, match="refers to node 3, but num_nodes is 3"):
+        Graph.from_edge_index(torch.tensor([[0, 3], [3, 0]]), num_nodes=3)
+    with pytest.raises(ValueError, match="refers to node -1, but num_nodes is 3"):
+        Graph.from_edge_index(torch.tensor([[0, -1], [-1, 0]]), num_nodes=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0, -1.0]))
+    with pytest.raises(TypeError, match="edge_weight must be a tensor of shape"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="unknown normalization 'mean'"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), normalization="mean")
+    with pytest.raises(TypeError, match="floating dtype"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), dtype=torch.int64)
+    with pytest.raises(ValueError, match="isolated nodes"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=3, self_loops=False)
+
+
+def test_directed_graph_needs_symmetrize():
+    directed = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    with pytest.raises(ValueError, match="to_undirected"):
+        Graph.from_edge_index(directed, 3)
+    graph = Graph.from_edge_index(directed, 3, symmetrize=True, dtype=DTYPE)
+    undirected = torch.cat([directed, directed.flip(0)], dim=1)
+    torch.testing.assert_close(graph.to_dense(), gcn_dense(undirected, 3), rtol=0, atol=1e-15)
+    # Asymmetric weights on a symmetric pattern are directed too.
+    with pytest.raises(ValueError, match="symmetrize=True"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0, 2.0]))
+
+
+def test_propagate_checks_shape_and_dtype():
+    graph = random_graph(5, 0.3, 0)
+    with pytest.raises(ValueError, match=r"shape \(5, channels\)"):
+        graph.propagate(torch.zeros(4, 2, dtype=DTYPE))
+    with pytest.raises(TypeError, match="torch.float32 but the graph operator is torch.float64"):
+        graph.propagate(torch.zeros(5, 2))
+
+
+def test_to_dtype_keeps_operator():
+    graph = random_graph(6, 0.3, 0)
+    single = graph.to(dtype=torch.float32)
+    assert single.dtype == torch.float32 and single.degree.dtype == torch.float32
+    torch.testing.assert_close(single.to_dense(), graph.to_dense().float())
+    assert single.edge_index.dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    "energy", [DirichletEnergy(), ChannelDirichletEnergy(3), GRAFFEnergy(3)], ids=lambda e: type(e).__name__
+)
+def test_energies_refuse_random_walk_graph(energy):
+    graph = random_graph(5, 0.3, 0, dtype=torch.float32, normalization="rw")
+    with pytest.raises(ValueError, match="needs a symmetric operator.*normalization='sym'"):
+        energy.check_graph(graph)
+    with pytest.raises(ValueError, match="normalization='rw'"):
+        cg.GradientFlow(energy).bind(graph)
+    with pytest.raises(TypeError, match="Graph.from_data"):
+        energy.check_graph(torch.zeros(2, 2))
