@@ -1,11 +1,13 @@
 """continuous_gnn: continuous-depth graph neural networks as gradient flows of learnable energies."""
 
 from . import energies, nn
+from .gradcheck import GradCheckReport, grad_check
 from .errors import IntegrationError
 from .flow import BoundField, EnergySchedule, GradientFlow
 from .graph import Graph
 from .integrate import Solution, SolveStats, fixed_grid, integrate
 from .models import ContinuousGNN
+from .regularizers import integrate_regularized, regularized_forward
 from .solvers import ADAPTIVE_METHODS, FIXED_METHODS, METHODS
 
 __version__ = "0.1.0"
@@ -21,6 +23,10 @@ __all__ = [
     "SolveStats",
     "IntegrationError",
     "ContinuousGNN",
+    "integrate_regularized",
+    "regularized_forward",
+    "grad_check",
+    "GradCheckReport",
     "METHODS",
     "FIXED_METHODS",
     "ADAPTIVE_METHODS",

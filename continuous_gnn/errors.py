@@ -6,6 +6,11 @@ from __future__ import annotations
 class IntegrationError(RuntimeError):
     """An ODE solve failed: non-finite state, step-size underflow, or a step or evaluation budget ran out.
 
+    The message reads ``"<reason> in <method>, rtol=..., atol=... at t=... after N function evaluations
+    (<detail>). Fix: <advice>."``; the tolerances are omitted for fixed-grid methods. It is raised by the
+    forward solve and, with the adjoint method, by the backward solve inside ``loss.backward()`` (the detail
+    says which).
+
     Attributes:
         reason (str): ``"non_finite"``, ``"dt_underflow"``, ``"max_nfe"`` or ``"max_steps"``.
         method (str): the solver.
@@ -17,11 +22,14 @@ class IntegrationError(RuntimeError):
     _ADVICE = {
         "non_finite": "the state blew up: use a smaller step size or T, a more stable method (e.g. 'rk4' or "
                       "'implicit_adams'), or tighter tolerances; check the learning rate and weight scale",
-        "dt_underflow": "the adaptive step size shrank to zero, which is typical of a stiff problem: loosen "
-                        "rtol/atol, use a fixed-grid method with a small step (e.g. method='rk4', step_size=...), "
-                        "'implicit_adams', or a smaller T",
-        "max_nfe": "the evaluation budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, or raise max_nfe",
-        "max_steps": "the step budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, or raise max_steps",
+        "dt_underflow": "the adaptive step size shrank to zero, which is typical of a stiff problem or of a "
+                        "solution that blows up in finite time near t: loosen rtol/atol, use a fixed-grid method "
+                        "with a small step (e.g. method='rk4', step_size=...), 'implicit_adams', or a smaller T; "
+                        "options={'min_step': ...} forces progress at the cost of accuracy",
+        "max_nfe": "the evaluation budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, "
+                   "or raise max_nfe",
+        "max_steps": "the step budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, "
+                     "or raise max_steps",
     }
 
     def __init__(self, reason: str, *, method: str, rtol: float | None, atol: float | None,

@@ -2,6 +2,7 @@ r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its a
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -39,10 +40,16 @@ class EnergySchedule(nn.Module):
         self.energies = nn.ModuleList(energies)
         self.t_end = float(t_end)
 
+    def boundaries(self) -> list[float]:
+        """The jump times :math:`kT/K`, ``k = 1, ..., K-1``."""
+        pieces = len(self.energies)
+        return [k * self.t_end / pieces for k in range(1, pieces)]
+
     def index(self, t: Tensor | float) -> int:
-        # The tiny relative slack keeps a grid point k*T/K that rounds to just below itself in piece k.
-        position = float(t.detach() if isinstance(t, Tensor) else t) * len(self.energies) / self.t_end
-        return min(max(int(position * (1 + 1e-9) + 1e-9), 0), len(self.energies) - 1)
+        # No slack: integrate snaps fixed grids onto the boundaries and evaluates just inside each piece
+        # (torchdiffeq's perturb), and adaptive solvers stop at the boundaries (jump_t), so an evaluation
+        # a rounding error before a boundary must still see the earlier piece.
+        return bisect.bisect_right(self.boundaries(), float(t.detach() if isinstance(t, Tensor) else t))
 
     def at(self, t: Tensor | float) -> Energy:
         """The energy active at time ``t``."""
@@ -120,6 +127,11 @@ class BoundField(nn.Module):
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         return self.flow(t, x, self.graph, self.x0)
+
+    def jump_times(self) -> list[float]:
+        """Times where the field jumps: the piece boundaries of a time-dependent energy, else none."""
+        energy = self.flow.energy
+        return energy.boundaries() if isinstance(energy, EnergySchedule) else []
 
     def captured_tensors(self) -> tuple[Tensor, ...]:
         return (self.x0,) if self.x0 is not None else ()

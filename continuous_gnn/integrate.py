@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -13,16 +14,30 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from .errors import IntegrationError
-from .solvers import ADAPTIVE_METHODS, SCIPY_METHODS, check_method, is_fixed
+from .solvers import (
+    ADAPTIVE_METHODS,
+    IMPLICIT_METHODS,
+    SCIPY_METHODS,
+    check_method,
+    check_options,
+    is_fixed,
+    valid_options,
+)
 
 DEFAULT_RTOL = 1e-3
 DEFAULT_ATOL = 1e-5
+#: Step budget of each adaptive solve (forward and adjoint backward, rejected steps included) when
+#: ``max_steps`` is not given: a stiff problem fails with :class:`IntegrationError` instead of running for hours.
+DEFAULT_MAX_STEPS = 10_000
 _GRID_SLACK = 1e-9
 
 
 @dataclass
 class SolveStats:
     """Statistics of one :func:`integrate` call; a fresh record per call, so there is nothing to reset.
+
+    Counts come from a wrapper around the vector field (evaluations) and from torchdiffeq's public step
+    callbacks (steps), so they are exact, not estimates.
 
     Attributes:
         method (str): the forward solver.
@@ -31,11 +46,15 @@ class SolveStats:
         nfe_backward (int): evaluations of the adjoint's backward solve; filled in when ``backward()`` runs and
             always 0 with direct backprop (autograd replays the stored graph instead).
         steps_accepted (int): steps of the forward solve (every step for a fixed grid).
-        steps_rejected (int): steps an adaptive method tried and rejected.
-        steps_backward (int): steps of the adjoint's backward solve.
+        steps_rejected (int): steps an adaptive method tried and rejected (each costs evaluations too).
+        steps_backward (int): accepted steps of the adjoint's backward solve.
         last_dt (float or None): the last accepted forward step size.
-        t_final (float or None): the time the forward solve reached.
-        wall_time (float): seconds spent in the forward solve.
+        t_final (float or None): the time the forward solve reached. For a fixed grid this is ``t_end``. An
+            adaptive method takes its last step past ``t_end`` when that step is the one its error control
+            chooses, and returns ``x(t_end)`` by interpolating inside that step (dense output), so
+            ``t_final >= t_end`` there.
+        wall_time (float): seconds spent in the forward solve (the backward solve is not timed here).
+        steps_backward_rejected (int): rejected steps of an adaptive adjoint backward solve.
     """
 
     method: str
@@ -48,6 +67,7 @@ class SolveStats:
     last_dt: float | None = None
     t_final: float | None = None
     wall_time: float = 0.0
+    steps_backward_rejected: int = 0
 
     @property
     def nfe(self) -> int:
@@ -55,7 +75,8 @@ class SolveStats:
         return self.nfe_forward + self.nfe_backward
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a plain ``dict`` (for logging), plus ``nfe``."""
+        return {**asdict(self), "nfe": self.nfe}
 
 
 @dataclass(frozen=True)
@@ -120,70 +141,136 @@ def _segment_grid(grid: Tensor) -> Callable[[Callable, Tensor, Tensor], Tensor]:
 
 
 class _Counted(nn.Module):
-    """Wraps the user's field: counts evaluations, enforces ``max_nfe`` and checks the output is finite."""
+    """Wraps the user's field: counts evaluations and steps, enforces the budgets, and checks for inf/nan.
 
-    def __init__(self, func: Callable, stats: SolveStats, max_nfe: int | None, rtol, atol) -> None:
+    Step budgets, step-size underflow and non-finite states are checked in torchdiffeq's public
+    ``callback_step`` (called before every attempted step, with the same test torchdiffeq asserts right after),
+    so that failures of the adjoint's backward solve, which runs inside autograd, are typed errors too.
+    """
+
+    def __init__(self, func: Callable, stats: SolveStats, max_nfe: int | None, max_steps: int | None,
+                 rtol, atol) -> None:
         super().__init__()
         self.func = func
         self.stats = stats
         self.max_nfe = max_nfe
+        self.max_steps = [max_steps, max_steps]  # forward, backward
         self.rtol, self.atol = rtol, atol
         self.backward_phase = False
         self.t_reached: float | None = None
+        self.attempts = [0, 0]  # forward, backward
+        self.user_error: BaseException | None = None
 
     def _fail(self, reason: str, t: float | None, nfe: int, detail: str = "") -> IntegrationError:
-        return IntegrationError(reason, method=self.stats.method, rtol=self.rtol, atol=self.atol, t=t, nfe=nfe, detail=detail)
+        return IntegrationError(reason, method=self.stats.method, rtol=self.rtol, atol=self.atol, t=t, nfe=nfe,
+                                detail=detail)
+
+    @property
+    def _phase(self) -> str:
+        return "adjoint backward solve" if self.backward_phase else "forward solve"
+
+    @property
+    def _nfe(self) -> int:
+        return self.stats.nfe_backward if self.backward_phase else self.stats.nfe_forward
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         stats = self.stats
         if self.backward_phase:
             stats.nfe_backward += 1
-            nfe = stats.nfe_backward
         else:
             stats.nfe_forward += 1
-            nfe = stats.nfe_forward
+        nfe = self._nfe
         if self.max_nfe is not None and nfe > self.max_nfe:
-            phase = "adjoint backward solve" if self.backward_phase else "forward solve"
-            raise self._fail("max_nfe", float(t.detach()), nfe - 1, f"max_nfe={self.max_nfe} reached in the {phase}")
+            raise self._fail("max_nfe", float(t.detach()), nfe - 1,
+                             f"max_nfe={self.max_nfe} reached in the {self._phase}")
         try:
             out = self.func(t, x)
-        except BaseException as err:  # re-raised unchanged; the mark keeps integrate from translating it
-            err._continuous_gnn_user_error = True
+        except BaseException as err:  # re-raised unchanged; remembered so integrate never translates it
+            self.user_error = err
             raise
-        if not torch.isfinite(out).all():
-            raise self._fail("non_finite", float(t.detach()), nfe, "the vector field returned inf or nan")
+        if not _all_finite(out):
+            raise self._fail("non_finite", float(t.detach()), nfe,
+                             f"the vector field returned inf or nan in the {self._phase}")
         return out
 
+    def _attempt(self, t0: Tensor, y0: Tensor, dt: Tensor, adaptive: bool) -> None:
+        """Called before every step (accepted or not); ``t0`` is the true time even in reversed solves."""
+        phase = int(self.backward_phase)
+        self.attempts[phase] += 1
+        budget = self.max_steps[phase]
+        if budget is not None and self.attempts[phase] > budget:
+            raise self._fail("max_steps", self._where(t0), self._nfe,
+                             f"max_steps={budget} reached in the {self._phase}")
+        if adaptive:
+            # torchdiffeq asserts exactly this next; a reversed (backward) solve runs in negated time.
+            internal = -t0 if self.backward_phase else t0
+            if not bool(internal + dt > internal):
+                raise self._fail("dt_underflow", self._where(t0), self._nfe,
+                                 f"the step size fell to {float(dt):.3g} in the {self._phase}")
+            states = y0 if isinstance(y0, (tuple, list)) else (y0,)  # the adjoint's state is a tuple
+            if not all(_all_finite(y) for y in states):
+                raise self._fail("non_finite", self._where(t0), self._nfe,
+                                 f"the state became inf or nan in the {self._phase}")
+
+    def _where(self, t0: Tensor) -> float:
+        return float(t0.detach())
+
     def _count_step(self, t0: Tensor, dt: Tensor, rejected: bool = False) -> None:
+        stats = self.stats
         if self.backward_phase:
-            self.stats.steps_backward += not rejected
+            if rejected:
+                stats.steps_backward_rejected += 1
+            else:
+                stats.steps_backward += 1
             return
         if rejected:
-            self.stats.steps_rejected += 1
+            stats.steps_rejected += 1
         else:
-            self.stats.steps_accepted += 1
-            self.stats.last_dt = float(dt.detach())
+            stats.steps_accepted += 1
+            stats.last_dt = float(dt.detach())
             self.t_reached = float(t0.detach()) + float(dt.detach())
+
+
+def _all_finite(tensor: Tensor) -> bool:
+    """Whether every entry is finite: one sum (fast), and the elementwise test only if the sum is not finite
+    (a sum of finite values can overflow, so that case is checked exactly)."""
+    tensor = tensor.detach()
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 def _install_step_callbacks(module: _Counted, fixed: bool, suffix: str = "") -> None:
     """Attach torchdiffeq's public step callbacks; ``suffix="_adjoint"`` for the backward solve."""
 
-    def step(self, t0, y0, dt):
+    if fixed:
+        def step(self, t0, y0, dt):
+            self._attempt(t0, y0, dt, adaptive=False)
+            self._count_step(t0, dt)
+
+        setattr(module, "callback_step" + suffix, types.MethodType(step, module))
+        return
+
+    def attempt(self, t0, y0, dt):
+        self._attempt(t0, y0, dt, adaptive=True)
+
+    def accept(self, t0, y0, dt):
         self._count_step(t0, dt)
 
     def reject(self, t0, y0, dt):
         self._count_step(t0, dt, rejected=True)
 
-    if fixed:
-        setattr(module, "callback_step" + suffix, types.MethodType(step, module))
-    else:
-        setattr(module, "callback_accept_step" + suffix, types.MethodType(step, module))
-        setattr(module, "callback_reject_step" + suffix, types.MethodType(reject, module))
+    setattr(module, "callback_step" + suffix, types.MethodType(attempt, module))
+    setattr(module, "callback_accept_step" + suffix, types.MethodType(accept, module))
+    setattr(module, "callback_reject_step" + suffix, types.MethodType(reject, module))
 
 
 def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
-    """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see."""
+    """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see.
+
+    Looked at: the attributes of ``func`` and of its submodules (one level into dataclass attributes), the
+    closure of ``func`` itself, and the closures of plain functions stored as module attributes (wrappers).
+    """
     known = {id(t) for t in tracked}
     found: list[str] = []
 
@@ -191,22 +278,53 @@ def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
         if isinstance(value, Tensor) and value.requires_grad and id(value) not in known:
             found.append(name)
 
+    def visit_closure(prefix: str, function) -> None:
+        code = getattr(function, "__code__", None)
+        for name, cell in zip(getattr(code, "co_freevars", ()), getattr(function, "__closure__", None) or ()):
+            try:
+                visit(prefix + name, cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+
     if isinstance(func, nn.Module):
         for prefix, module in func.named_modules():
             for attr, value in vars(module).items():
                 if attr.startswith("_"):
                     continue
-                visit(f"{prefix + '.' if prefix else ''}{attr}", value)
+                path = f"{prefix + '.' if prefix else ''}{attr}"
+                visit(path, value)
                 if hasattr(value, "__dataclass_fields__"):
                     for sub in value.__dataclass_fields__:
-                        visit(f"{prefix + '.' if prefix else ''}{attr}.{sub}", getattr(value, sub))
-    code = getattr(func, "__code__", None)
-    for name, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or ()):
-        try:
-            visit(name, cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
+                        visit(f"{path}.{sub}", getattr(value, sub))
+                elif isinstance(value, types.FunctionType):
+                    visit_closure(f"{path}.", value)
+    visit_closure("", func)
     return found
+
+
+def _jump_times(func: Callable, t_end: float | None = None) -> list[float]:
+    """Times where ``func`` jumps, sorted, from its ``jump_times()`` method if it has one (a bound
+    :class:`~continuous_gnn.EnergySchedule` declares its piece boundaries); only those inside :math:`(0, T)`
+    when ``t_end`` is given."""
+    declared = getattr(func, "jump_times", None)
+    if not callable(declared):
+        return []
+    times = [float(v) for v in declared()]
+    if t_end is not None:
+        slack = _GRID_SLACK * max(1.0, t_end)
+        times = [t for t in times if slack < t < t_end - slack]
+    return sorted(set(times))
+
+
+def _snap(grid: Tensor, jumps: Sequence[float], t_end: float) -> Tensor:
+    """``grid`` with each point that lies within rounding of a jump time replaced by that time."""
+    grid = grid.clone()
+    slack = 1e-6 * max(1.0, t_end)
+    for jump in jumps:
+        nearest = int((grid - jump).abs().argmin())
+        if abs(float(grid[nearest]) - jump) <= slack:
+            grid[nearest] = jump
+    return grid
 
 
 def _as_float(value, name: str) -> float:
@@ -215,6 +333,14 @@ def _as_float(value, name: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
+
+
+def _tolerances(rtol, atol, default_rtol: float, default_atol: float, what: str) -> tuple[float, float]:
+    rtol = default_rtol if rtol is None else _as_float(rtol, what + "rtol")
+    atol = default_atol if atol is None else _as_float(atol, what + "atol")
+    if not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
+        raise ValueError(f"tolerances must be rtol > 0 and atol >= 0, got {what}rtol={rtol}, {what}atol={atol}")
+    return rtol, atol
 
 
 def integrate(
@@ -243,7 +369,10 @@ def integrate(
 
     Fixed-grid methods (``euler``, ``midpoint``, ``rk4``, ...) step on an explicit grid (:func:`fixed_grid`):
     ``num_steps=L`` or ``step_size=τ`` with :math:`T = Lτ` means exactly ``L`` steps, and a ``T`` that is not
-    a multiple of τ ends with one shorter step. Adaptive methods (``dopri5``, ...) take ``rtol``/``atol``.
+    a multiple of τ ends with one shorter step. Adaptive methods (``dopri5``, ...) take ``rtol``/``atol``
+    (torchdiffeq's error control: the RMS norm of the embedded error estimate relative to
+    ``atol + rtol * |x|``). ``implicit_adams`` is fixed-grid, and its ``rtol``/``atol`` are the convergence
+    tolerances of the Adams–Moulton corrector iteration.
 
     With ``adjoint=True`` gradients come from torchdiffeq's ``odeint_adjoint``: memory does not grow with the
     number of steps, but gradients are only as accurate as the backward solve (direct backprop is exact for the
@@ -252,6 +381,12 @@ def integrate(
     its ``x0``), plus ``adjoint_params``. Any other captured tensor that requires grad would silently get no
     gradient, so it raises ``ValueError``.
 
+    A vector field that jumps in time (a bound :class:`~continuous_gnn.EnergySchedule`, or any ``func`` with a
+    ``jump_times()`` method returning times) gets those times as torchdiffeq's ``jump_t`` with adaptive
+    methods, so that steps end exactly on the jumps instead of being rejected around them. On a fixed grid,
+    grid points within rounding of a jump are snapped onto it and ``perturb=True`` is set, so each stage of a
+    step is evaluated strictly inside that step (a step ending on a jump does not see the next piece).
+
     Args:
         func: the vector field ``f(t, x)``; an ``nn.Module`` for the adjoint.
         x0 (Tensor): the initial state.
@@ -259,7 +394,8 @@ def integrate(
         method (str): a torchdiffeq method name (default: ``"euler"``).
         step_size (float, optional): τ for a fixed-grid method.
         num_steps (int, optional): ``L`` for a fixed-grid method (instead of ``step_size``).
-        rtol, atol (float, optional): tolerances of an adaptive method (default: ``1e-3`` and ``1e-5``).
+        rtol, atol (float, optional): tolerances of an adaptive method, or of ``implicit_adams``'s corrector
+            (default: ``1e-3`` and ``1e-5``).
         save_at (sequence of float, optional): extra times in :math:`(0, T)` at which to return the state;
             for a fixed grid they must be grid points.
         adjoint (bool): use the adjoint method for gradients (default: ``False``).
@@ -271,16 +407,25 @@ def integrate(
         adjoint_params (sequence of Tensor, optional): extra tensors that need adjoint gradients.
         max_nfe (int, optional): raise :class:`~continuous_gnn.IntegrationError` past this many evaluations
             in either solve (default: unlimited).
-        max_steps (int, optional): step budget of each solve (default: unlimited).
-        options (dict, optional): further torchdiffeq options for adaptive methods (``first_step``,
-            ``min_step``, ``max_step``, ``safety``, ...) or for ``scipy_solver`` (``solver``).
+        max_steps (int, optional): budget of attempted steps (accepted plus rejected) of each solve, forward
+            and adjoint backward (default: the grid's length for a fixed grid, :data:`DEFAULT_MAX_STEPS`
+            = 10 000 for an adaptive method; not enforced for ``scipy_solver``, whose steps are invisible).
+        options (dict, optional): further torchdiffeq options, checked against
+            :func:`~continuous_gnn.solvers.valid_options`: ``first_step``, ``min_step``, ``max_step``,
+            ``safety``, ``ifactor``, ``dfactor``, ``step_t``, ``jump_t``, ``dtype``, ``norm`` for adaptive
+            methods; ``max_iters``, ``max_order``, ``perturb`` for the Adams methods; ``perturb`` for other
+            fixed-grid methods; ``solver`` (default ``"RK45"``), ``min_step``, ``max_step`` for
+            ``scipy_solver``. Adaptive options other than ``norm`` also apply to an adaptive backward solve.
 
     Returns:
         Solution: the final state, the saved states and :class:`SolveStats`.
 
     Raises:
-        ValueError / TypeError: on invalid arguments, each naming the fix.
-        IntegrationError: when the solve fails (non-finite state, step underflow, budgets).
+        ValueError / TypeError: on invalid arguments, each naming the fix (an option that the method would
+            ignore is an error, never a warning).
+        IntegrationError: when the solve fails (non-finite state, step underflow, budgets), with the reason,
+            method, tolerances, time reached, evaluations and advice. An exception raised inside ``func``
+            reaches the caller unchanged.
     """
     method = check_method(method)
     if not isinstance(x0, Tensor) or not x0.is_floating_point():
@@ -293,42 +438,55 @@ def integrate(
     if not bool(torch.isfinite(x0).all()):
         raise ValueError("x0 contains inf or nan; check the encoder output and the input features")
     for name, budget in (("max_nfe", max_nfe), ("max_steps", max_steps)):
-        if budget is not None and (not isinstance(budget, int) or budget < 1):
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {budget!r}")
     fixed = is_fixed(method)
     options = dict(options or {})
     if fixed:
-        if rtol is not None or atol is not None:
-            raise ValueError(f"rtol/atol apply to adaptive methods, not to the fixed-grid method {method!r}; give step_size or num_steps")
-        if options:
-            raise ValueError(f"options {sorted(options)} do not apply to the fixed-grid method {method!r}")
+        if method in IMPLICIT_METHODS:
+            rtol, atol = _tolerances(rtol, atol, DEFAULT_RTOL, DEFAULT_ATOL, "")
+        elif rtol is not None or atol is not None:
+            raise ValueError(f"rtol/atol apply to adaptive methods, not to the fixed-grid method {method!r}; "
+                             "give step_size or num_steps")
+        check_options(method, options)
         grid = fixed_grid(t_end, step_size=step_size, num_steps=num_steps)
+        jumps = _jump_times(func, t_end)
+        if jumps:
+            # Grid points within rounding of a jump are the jump itself, and every stage of a step is
+            # evaluated just inside it (torchdiffeq's perturb), so step k sees only the field of its piece.
+            grid = _snap(grid, jumps, t_end)
+            options.setdefault("perturb", True)
         if max_steps is not None and len(grid) - 1 > max_steps:
-            raise IntegrationError("max_steps", method=method, rtol=None, atol=None, t=0.0, nfe=0,
+            raise IntegrationError("max_steps", method=method, rtol=rtol, atol=atol, t=0.0, nfe=0,
                                    detail=f"the grid has {len(grid) - 1} steps but max_steps={max_steps}")
     else:
         if step_size is not None or num_steps is not None:
-            raise ValueError(f"step_size/num_steps apply to fixed-grid methods, not to the adaptive method {method!r}; give rtol/atol")
-        rtol = DEFAULT_RTOL if rtol is None else _as_float(rtol, "rtol")
-        atol = DEFAULT_ATOL if atol is None else _as_float(atol, "atol")
-        if rtol <= 0 or atol < 0:
-            raise ValueError(f"tolerances must be rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
+            raise ValueError(f"step_size/num_steps apply to fixed-grid methods, not to the adaptive method "
+                             f"{method!r}; give rtol/atol")
+        rtol, atol = _tolerances(rtol, atol, DEFAULT_RTOL, DEFAULT_ATOL, "")
+        check_options(method, options)
         grid = None
+        if max_steps is None:
+            max_steps = DEFAULT_MAX_STEPS
 
     times = _save_times(save_at, t_end, grid)
     stats = SolveStats(method=method, adjoint=adjoint)
-    counted = _Counted(func, stats, max_nfe, rtol, atol)
+    counted = _Counted(func, stats, max_nfe, max_steps, rtol, atol)
     if fixed:
         _install_step_callbacks(counted, fixed=True)
         options["grid_constructor"] = _segment_grid(grid)
-        solver_kwargs = {}
+        # implicit_adams: corrector tolerances; other fixed-grid methods ignore rtol/atol entirely.
+        solver_kwargs = {"rtol": rtol, "atol": atol} if method in IMPLICIT_METHODS else {}
     else:
         if method in ADAPTIVE_METHODS:
             _install_step_callbacks(counted, fixed=False)
-            if max_steps is not None:
-                options["max_num_steps"] = max_steps
+            jumps = _jump_times(func, t_end)
+            if jumps and "jump_t" not in options:
+                options["jump_t"] = torch.tensor(jumps, dtype=torch.float64)
         elif method in SCIPY_METHODS:
             options.setdefault("solver", "RK45")
+            if "min_step" in options and options["solver"] != "LSODA":
+                raise ValueError(f"min_step applies to scipy's 'LSODA' only, not to solver={options['solver']!r}")
         solver_kwargs = {"rtol": rtol, "atol": atol}
     t = times.to(x0.device)
 
@@ -336,16 +494,24 @@ def integrate(
     try:
         if adjoint:
             kwargs = _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adjoint_method,
-                                     adjoint_step_size, adjoint_rtol, adjoint_atol, seminorm, adjoint_params, max_steps)
+                                     adjoint_step_size, adjoint_rtol, adjoint_atol, seminorm, adjoint_params)
             states = odeint_adjoint(counted, x0, t, method=method, options=options, **solver_kwargs, **kwargs)
+        elif method in SCIPY_METHODS:
+            with warnings.catch_warnings():
+                # torchdiffeq always hands scipy min_step=0, which every scipy solver but LSODA flags as unused.
+                warnings.filterwarnings("ignore", message=r"The following arguments have no effect.*`min_step`")
+                states = odeint(counted, x0, t, method=method, options=options, **solver_kwargs)
         else:
             states = odeint(counted, x0, t, method=method, options=options, **solver_kwargs)
     except AssertionError as err:
-        if getattr(err, "_continuous_gnn_user_error", False):
+        if err is counted.user_error:
             raise
         raise _translate(err, counted) from err
     stats.wall_time = time.perf_counter() - started
     stats.t_final = counted.t_reached if counted.t_reached is not None else float(t[-1])
+    if not _all_finite(states):
+        # The last update overflowed after the last evaluation (which was still finite).
+        raise counted._fail("non_finite", stats.t_final, stats.nfe_forward, "the final state is inf or nan")
     counted.backward_phase = True
     return Solution(final=states[-1], times=times, states=states, stats=stats)
 
@@ -375,7 +541,7 @@ def _save_times(save_at, t_end: float, grid: Tensor | None) -> Tensor:
 
 
 def _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adjoint_method, adjoint_step_size,
-                    adjoint_rtol, adjoint_atol, seminorm, extra_params, max_steps) -> dict:
+                    adjoint_rtol, adjoint_atol, seminorm, extra_params) -> dict:
     adjoint_method = check_method(adjoint_method or method, "adjoint_method")
     if adjoint_method in SCIPY_METHODS or method in SCIPY_METHODS:
         raise ValueError("scipy_solver cannot be differentiated; use a torchdiffeq method with adjoint=True")
@@ -391,32 +557,45 @@ def _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adj
             "Under the adjoint they would silently get no gradient. Pass them as adjoint_params=[...], make them "
             "nn.Parameters, or use direct backprop (adjoint=False)"
         )
-    adjoint_options: dict = {}
+    # Options carry over when the backward method understands them (never the forward norm: the adjoint
+    # state is (t, x, adjoint of x, adjoint of the parameters), measured by torchdiffeq's adjoint norm).
+    adjoint_options = {k: v for k, v in options.items()
+                       if k not in ("norm", "grid_constructor") and k in valid_options(adjoint_method)}
     if is_fixed(adjoint_method):
         if seminorm:
-            raise ValueError("seminorm only changes adaptive step-size control; use an adaptive adjoint_method such as 'dopri5'")
-        if adjoint_rtol is not None or adjoint_atol is not None:
+            raise ValueError("seminorm only changes adaptive step-size control; "
+                             "use an adaptive adjoint_method such as 'dopri5'")
+        if adjoint_method in IMPLICIT_METHODS:
+            default = (rtol, atol) if method in IMPLICIT_METHODS else (DEFAULT_RTOL, DEFAULT_ATOL)
+            adjoint_rtol, adjoint_atol = _tolerances(adjoint_rtol, adjoint_atol, *default, "adjoint_")
+        elif adjoint_rtol is not None or adjoint_atol is not None:
             raise ValueError(f"adjoint_rtol/atol do not apply to the fixed-grid adjoint_method {adjoint_method!r}")
+        else:
+            adjoint_rtol = adjoint_atol = 1.0  # unused by these fixed grids; torchdiffeq needs numbers
         if adjoint_step_size is not None:
             backward_grid = fixed_grid(t_end, step_size=adjoint_step_size)
+            jumps = _jump_times(func, t_end)
+            if jumps:
+                backward_grid = _snap(backward_grid, jumps, t_end)
         elif grid is not None:
             backward_grid = grid
         else:
-            raise ValueError(f"a fixed-grid adjoint_method {adjoint_method!r} needs adjoint_step_size after an adaptive forward solve")
+            raise ValueError(f"a fixed-grid adjoint_method {adjoint_method!r} needs adjoint_step_size "
+                             "after an adaptive forward solve")
         adjoint_options["grid_constructor"] = _segment_grid(backward_grid)
         _install_step_callbacks(counted, fixed=True, suffix="_adjoint")
-        adjoint_rtol = adjoint_atol = 1.0  # unused by fixed grids; torchdiffeq needs numbers
     else:
         if adjoint_step_size is not None:
             raise ValueError(f"adjoint_step_size applies to fixed-grid adjoint methods, not {adjoint_method!r}")
-        adjoint_rtol = adjoint_rtol if adjoint_rtol is not None else (rtol if rtol is not None else DEFAULT_RTOL)
-        adjoint_atol = adjoint_atol if adjoint_atol is not None else (atol if atol is not None else DEFAULT_ATOL)
-        if max_steps is not None:
-            adjoint_options["max_num_steps"] = max_steps
+        default = (rtol, atol) if method in ADAPTIVE_METHODS else (DEFAULT_RTOL, DEFAULT_ATOL)
+        adjoint_rtol, adjoint_atol = _tolerances(adjoint_rtol, adjoint_atol, *default, "adjoint_")
+        if counted.max_steps[1] is None:
+            counted.max_steps[1] = DEFAULT_MAX_STEPS
         if seminorm:
             adjoint_options["norm"] = "seminorm"
-        if not is_fixed(method):
-            adjoint_options.update({k: v for k, v in options.items() if k in ("min_step", "max_step", "first_step")})
+        jumps = _jump_times(func, t_end)
+        if jumps and "jump_t" not in adjoint_options:
+            adjoint_options["jump_t"] = torch.tensor(jumps, dtype=torch.float64)
         _install_step_callbacks(counted, fixed=False, suffix="_adjoint")
     return {
         "adjoint_method": adjoint_method,
@@ -428,9 +607,8 @@ def _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adj
 
 
 def _translate(err: AssertionError, counted: _Counted) -> IntegrationError:
+    """torchdiffeq's bare assertions as typed errors (a fallback: the step callbacks catch these first)."""
     message = str(err)
-    stats = counted.stats
-    t = counted.t_reached
     if "underflow in dt" in message:
         reason = "dt_underflow"
     elif "max_num_steps" in message:
@@ -439,5 +617,4 @@ def _translate(err: AssertionError, counted: _Counted) -> IntegrationError:
         reason = "non_finite"
     else:
         raise err
-    return IntegrationError(reason, method=stats.method, rtol=counted.rtol, atol=counted.atol, t=t,
-                            nfe=stats.nfe_forward, detail=message.split(":")[0])
+    return counted._fail(reason, counted.t_reached, counted._nfe, message.split(":")[0])

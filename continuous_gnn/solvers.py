@@ -1,4 +1,4 @@
-"""Names of torchdiffeq's public solvers, and the rules that tell them apart."""
+"""Names of torchdiffeq's public solvers, the options each accepts, and the rules that tell them apart."""
 
 from __future__ import annotations
 
@@ -24,6 +24,25 @@ ADAPTIVE_METHODS: dict[str, int] = {
 #: SciPy's integrators through torchdiffeq's wrapper: adaptive, without step callbacks or autograd.
 SCIPY_METHODS = ("scipy_solver",)
 METHODS = tuple(FIXED_METHODS) + tuple(ADAPTIVE_METHODS) + SCIPY_METHODS
+#: Fixed-grid methods with an implicit Adams–Moulton corrector, whose iteration takes ``rtol``/``atol``.
+IMPLICIT_METHODS = ("implicit_adams", "fixed_adams")
+
+#: torchdiffeq options accepted in ``integrate(..., options=...)``, by family. Everything else raises ``ValueError``
+#: (torchdiffeq itself would only warn "Unexpected arguments" and ignore it).
+_RK_OPTIONS = frozenset({"first_step", "min_step", "max_step", "safety", "ifactor", "dfactor", "step_t", "jump_t",
+                         "dtype", "norm"})
+_FIXED_OPTIONS = frozenset({"perturb"})
+_ADAMS_OPTIONS = frozenset({"perturb", "max_iters", "max_order"})
+_SCIPY_OPTIONS = frozenset({"solver", "min_step", "max_step"})
+#: Options that ``integrate`` sets itself, with the argument to use instead.
+RESERVED_OPTIONS: dict[str, str] = {
+    "max_num_steps": "max_steps=...",
+    "step_size": "step_size=... (an argument of integrate, not an option)",
+    "grid_constructor": "step_size=... or num_steps=...",
+    "interp": "save_at=[...] with grid points (the grid always lands on the saved times)",
+    "rtol": "rtol=...",
+    "atol": "atol=...",
+}
 
 
 def check_method(method: str, role: str = "method") -> str:
@@ -36,4 +55,39 @@ def check_method(method: str, role: str = "method") -> str:
 
 
 def is_fixed(method: str) -> bool:
+    """Whether ``method`` steps on a fixed grid (``step_size``/``num_steps``) rather than by tolerances."""
     return method in FIXED_METHODS
+
+
+def valid_options(method: str) -> frozenset[str]:
+    """The keys of ``options`` that ``method`` understands (``integrate`` raises ``ValueError`` on any other).
+
+    * adaptive Runge–Kutta methods: ``first_step``, ``min_step``, ``max_step``, ``safety``, ``ifactor``,
+      ``dfactor``, ``step_t``, ``jump_t``, ``dtype``, ``norm``;
+    * ``explicit_adams``/``implicit_adams``: ``max_iters``, ``max_order``, ``perturb``;
+    * other fixed-grid methods: ``perturb``;
+    * ``scipy_solver``: ``solver``, ``min_step``, ``max_step``.
+    """
+    method = check_method(method)
+    if method in ADAPTIVE_METHODS:
+        return _RK_OPTIONS
+    if method in SCIPY_METHODS:
+        return _SCIPY_OPTIONS
+    if method in ("explicit_adams", *IMPLICIT_METHODS):
+        return _ADAMS_OPTIONS
+    return _FIXED_OPTIONS
+
+
+def check_options(method: str, options: dict) -> None:
+    """Raise ``ValueError`` naming the fix for every key of ``options`` that ``method`` would not use."""
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    reserved = sorted(k for k in options if k in RESERVED_OPTIONS)
+    if reserved:
+        fixes = "; ".join(f"{k!r}: use {RESERVED_OPTIONS[k]}" for k in reserved)
+        raise ValueError(f"options {reserved} are set by integrate itself ({fixes})")
+    unknown = sorted(set(options) - valid_options(method))
+    if unknown:
+        kind = "fixed-grid method" if is_fixed(method) else "method"
+        valid = ", ".join(sorted(valid_options(method)))
+        raise ValueError(f"options {unknown} do not apply to the {kind} {method!r}; valid options are: {valid}")
