@@ -1,0 +1,212 @@
+r"""Save and load a trained :class:`~continuous_gnn.ContinuousGNN` together with its resolved configuration.
+
+A checkpoint is one ``torch.save`` file holding only plain data (so it loads with ``weights_only=True``,
+which never runs code from the file):
+
+=================  ==========================================================================================
+key                content
+=================  ==========================================================================================
+``format``         :data:`CHECKPOINT_FORMAT`
+``kind``           ``"continuous_gnn.ContinuousGNN"``
+``config``         :meth:`RunConfig.to_dict() <continuous_gnn.config.RunConfig.to_dict>`, the resolved config
+``num_features``   input width ``p``
+``num_classes``    output width ``k``
+``state_dict``     the model's parameters and buffers
+``metadata``       caller's JSON-like dict (dataset, split, metrics, ...)
+``versions``       package versions at save time
+=================  ==========================================================================================
+
+The model is rebuilt with :func:`~continuous_gnn.builders.build_model` from the stored config and its
+state is loaded strictly, so a checkpoint can only be read back into the architecture it was written from.
+Writes are atomic: a temporary file in the target folder, then :func:`os.replace`, so a crash never leaves
+a truncated checkpoint under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .builders import build_model
+from .config import RunConfig
+from .models import ContinuousGNN
+
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+
+#: Version of the checkpoint layout; bumped on incompatible changes.
+CHECKPOINT_FORMAT = 1
+_KIND = "continuous_gnn.ContinuousGNN"
+_KEYS = ("format", "kind", "config", "num_features", "num_classes", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable checkpoint of this package (wrong format, missing keys, mismatched state)."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model (ContinuousGNN): the rebuilt model, in eval mode.
+        config (RunConfig): its resolved configuration.
+        num_features (int): input width ``p``.
+        num_classes (int): number of classes ``k``.
+        metadata (dict): what the caller stored with it.
+        versions (dict): package versions recorded at save time.
+    """
+
+    model: ContinuousGNN
+    config: RunConfig
+    num_features: int
+    num_classes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    from . import __version__
+
+    return {"continuous_gnn": str(__version__), "torch": str(torch.__version__)}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Check that ``value`` is JSON-like (what ``weights_only`` loading accepts), recursively."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: keys must be strings, got {key!r}")
+            out[key] = _plain(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise TypeError(
+        f"{where}: checkpoint metadata must be JSON-like (None, bool, int, float, str, lists, dicts), "
+        f"got {type(value).__name__}"
+    )
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: ContinuousGNN, config: RunConfig, *,
+                    num_features: int, num_classes: int, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` and its config to ``path`` atomically (parent folders are created).
+
+    Args:
+        path: the target file (conventionally ``*.pt``).
+        model (ContinuousGNN): a model built by :func:`~continuous_gnn.builders.build_model` from ``config``.
+        config (RunConfig): the resolved configuration the model was built and trained with.
+        num_features (int): input width the model was built with.
+        num_classes (int): number of classes it was built with.
+        metadata (Mapping, optional): JSON-like facts to keep with it (dataset, split, metrics, seed).
+
+    Returns:
+        Path: ``path``.
+
+    Raises:
+        TypeError: if ``model``/``config`` have the wrong type or ``metadata`` is not JSON-like.
+        CheckpointError: if ``model``'s parameters do not match what ``config`` builds.
+    """
+    if not isinstance(model, ContinuousGNN):
+        raise TypeError(f"model must be a ContinuousGNN, got {type(model).__name__}")
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    _check_state(config, num_features, num_classes, state)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": _KIND,
+        "config": config.to_dict(),
+        "num_features": int(num_features),
+        "num_classes": int(num_classes),
+        "state_dict": state,
+        "metadata": _plain(dict(metadata or {}), "metadata"),
+        "versions": _versions(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _build(config: RunConfig, num_features: int, num_classes: int) -> ContinuousGNN:
+    """``build_model`` without advancing the caller's global random state (the weights are overwritten)."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model(config, num_features, num_classes)
+
+
+def _check_state(config: RunConfig, num_features: int, num_classes: int, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` fits the model that ``config`` builds."""
+    reference = _build(config, num_features, num_classes).state_dict()
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    wrong = sorted(k for k in set(reference) & set(state) if tuple(reference[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        if wrong:
+            parts.append(f"shape mismatch in {wrong[:5]}")
+        raise CheckpointError(
+            "the model's parameters do not match the model its config builds (" + "; ".join(parts) + "); "
+            "save the config the model was actually built from"
+        )
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` and rebuild the model (in eval mode).
+
+    Args:
+        path: the checkpoint file.
+        map_location: where to put the tensors (default: ``"cpu"``).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        CheckpointError: if the file is not a checkpoint of this format or its state does not fit its config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("kind") != _KIND:
+        raise CheckpointError(f"{str(path)!r} is not a continuous_gnn model checkpoint")
+    missing = [k for k in _KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {payload['format']}, this version reads format {CHECKPOINT_FORMAT}"
+        )
+    try:
+        config = RunConfig.from_dict(payload["config"], source=f"checkpoint {path.name}")
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds an invalid config: {err}") from err
+    num_features, num_classes = int(payload["num_features"]), int(payload["num_classes"])
+    _check_state(config, num_features, num_classes, payload["state_dict"])
+    model = _build(config, num_features, num_classes)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.to(map_location).eval()
+    return Checkpoint(model=model, config=config, num_features=num_features, num_classes=num_classes,
+                      metadata=dict(payload.get("metadata") or {}), versions=dict(payload.get("versions") or {}))

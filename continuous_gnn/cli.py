@@ -1,0 +1,485 @@
+"""The ``continuous-gnn`` command line (also ``python -m continuous_gnn``).
+
+Subcommands: ``train`` (one configuration over the splits of one dataset), ``tune`` (Optuna search on the
+validation metric) and ``reproduce`` (the GRAFF table, implemented in ``experiments/reproduce.py``). More are
+added by registering them in :data:`SUBCOMMANDS`.
+
+Configuration precedence for ``train`` and ``tune``:
+
+    library defaults < ``--preset NAME`` < ``--config FILE`` < flags actually typed
+
+Every config flag is declared with ``default=argparse.SUPPRESS``, so a flag the user did not type is absent
+from the parsed namespace and a flag typed with the default value still overrides the file.
+
+User errors (bad flags, bad config values, missing data) print one line on stderr and exit with status 2;
+a failed solve exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import importlib.util
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    RunConfig,
+    check_overrides,
+    config_to_toml,
+    field_type,
+    parse_splits,
+    read_config_file,
+    resolve_config,
+)
+from .errors import IntegrationError
+
+PROG = "continuous-gnn"
+#: ``experiments/`` of the source checkout: presets (``configs/<preset>/<dataset>.toml``) and ``reproduce.py``.
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+PRESET_DIR = EXPERIMENTS_DIR / "configs"
+_DATASET_ALIASES = {"actor": "film"}
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the configuration: reported on stderr with exit status 2."""
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A subcommand: ``add_arguments(parser)`` declares its flags, ``handler(args, argv)`` runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace, list[str]], int]
+    #: Forward the raw arguments to ``handler`` unparsed (for commands with their own parser).
+    passthrough: bool = False
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register(command: Subcommand) -> Subcommand:
+    """Add a subcommand (a later registration of the same name replaces the earlier one)."""
+    SUBCOMMANDS[command.name] = command
+    return command
+
+
+# ---------------------------------------------------------------------- config flags
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value_parser(name: str, hint: Any, optional: bool, choices: tuple | None) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if optional and text.strip().lower() in ("none", "null"):
+            return None
+        if choices is not None:
+            valid = [c for c in choices if c is not None]
+            if text not in valid:
+                shown = ", ".join(str(c) for c in valid) + (", none" if optional else "")
+                raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {shown})")
+            return text
+        try:
+            if hint is int:
+                return int(text)
+            if hint is float:
+                return float(text)
+        except ValueError:
+            kind = "an integer" if hint is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}{' or none' if optional else ''}, got {text!r}") from None
+        return text
+
+    parse.__name__ = name  # argparse shows it in "invalid <name> value" messages
+    return parse
+
+
+def _parse_splits_flag(text: str) -> tuple[int, ...] | None:
+    try:
+        return parse_splits(text)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`RunConfig` field (``--step-size`` for ``step_size``), all ``default=SUPPRESS``."""
+    group = parser.add_argument_group("configuration (override --preset and --config)")
+    for f in dataclasses.fields(RunConfig):
+        hint, optional = field_type(f.name)
+        help_text = f.metadata.get("help", "")
+        default = f.default
+        shown = f.metadata.get("shown_default")
+        if shown is None:
+            shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
+        help_text = f"{help_text} (default: {shown})".replace("%", "%%")
+        flag = _flag_name(f.name)
+        if f.name == "splits":
+            group.add_argument(flag, dest=f.name, type=_parse_splits_flag, default=argparse.SUPPRESS,
+                               metavar="SPEC", help=help_text)
+        elif hint is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            choices = f.metadata.get("choices")
+            metavar = None
+            if choices is not None:
+                metavar = "{" + ",".join(("none" if c is None else str(c)) for c in choices) + "}"
+            else:
+                metavar = f.name.upper()
+            group.add_argument(flag, dest=f.name, type=_value_parser(f.name, hint, optional, choices),
+                               default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def typed_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the user typed on the command line (untyped flags are absent)."""
+    return {name: getattr(args, name) for name in RunConfig.field_names() if hasattr(args, name)}
+
+
+def _add_source_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sources")
+    group.add_argument("--preset", metavar="NAME",
+                       help="load experiments/configs/NAME/<dataset>.toml (e.g. graff, graff_nl)")
+    group.add_argument("--config", metavar="FILE", help="TOML config file (overrides the preset)")
+    group.add_argument("--data-root", metavar="DIR",
+                       help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="processing cache (default: ~/.cache/continuous_gnn/processed)")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def available_presets() -> list[str]:
+    if not PRESET_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRESET_DIR.iterdir() if p.is_dir())
+
+
+def preset_path(preset: str, dataset: str) -> Path:
+    """``experiments/configs/<preset>/<dataset>.toml``, with a :class:`UsageError` naming what exists."""
+    if not PRESET_DIR.is_dir():
+        raise UsageError(
+            f"presets are TOML files under experiments/configs/ of the source checkout, but {PRESET_DIR} does not "
+            "exist (is the package installed from a wheel?). Install from the repository (pip install -e .) or "
+            "pass the settings with --config FILE"
+        )
+    presets = available_presets()
+    if preset not in presets:
+        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets) or 'none'}")
+    key = dataset.strip().lower().replace("_", "-")
+    key = _DATASET_ALIASES.get(key, key)
+    path = PRESET_DIR / preset / f"{key}.toml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (PRESET_DIR / preset).glob("*.toml"))
+        raise UsageError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
+    return path
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    config: RunConfig
+    preset: str | None
+    preset_file: str | None
+    config_file: str | None
+
+
+def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
+    """defaults < preset < config file < typed flags."""
+    typed = check_overrides(typed_overrides(args), source="command line")
+    file_layer = read_config_file(args.config) if args.config else None
+    preset_layer = None
+    preset_file = None
+    if args.preset:
+        dataset = typed.get("dataset") or (file_layer or {}).get("dataset")
+        if not dataset:
+            raise UsageError("--preset needs a dataset: pass --dataset NAME (or set dataset in the --config file)")
+        path = preset_path(args.preset, dataset)
+        preset_layer = read_config_file(path)
+        preset_file = str(path)
+    config = resolve_config(preset_layer, file_layer, typed,
+                            sources=[f"preset {args.preset}", f"config file {args.config}", "command line"])
+    if config.dataset is None:
+        raise UsageError("no dataset: pass --dataset NAME (or set dataset in the --config file)")
+    return ResolvedConfig(config, args.preset, preset_file, args.config)
+
+
+def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    from .data import default_cache_dir, resolve_data_root
+
+    root = resolve_data_root(args.data_root, os.environ)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
+    return root, cache
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _unique(path: Path) -> Path:
+    if not path.exists():
+        return path
+    for i in range(1, 1000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    return path
+
+
+def _output_path(out: str | None, default_name: str) -> Path:
+    if out is None:
+        return _unique(Path("runs") / default_name)
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        return _unique(path / default_name)
+    return path
+
+
+# ---------------------------------------------------------------------- train
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flags(parser)
+    _add_source_flags(parser)
+    parser.add_argument("--out", metavar="PATH",
+                        help="JSON record path, or a folder for the default name "
+                             "(default: runs/<dataset>-<preset or energy>-<timestamp>.json)")
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from .training import load_run_dataset, run, save_record
+
+    resolved = resolve_cli_config(args)
+    config = resolved.config
+    root, cache = _data_paths(args)
+    dataset = load_run_dataset(config, root, cache_dir=cache)
+    label = resolved.preset or config.energy
+    metric = dataset.metric
+    print(f"dataset {dataset.name}: {dataset.num_nodes} nodes, {dataset.num_classes} classes; "
+          f"{'preset ' + resolved.preset if resolved.preset else 'energy ' + config.energy}; metric {metric}",
+          flush=True)
+
+    def on_split(s) -> None:
+        print(f"split {s.split:>2}  test {_percent(s.test_metric)}  val {_percent(s.val_metric)}  "
+              f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
+
+    result = run(config, dataset, progress=_show_progress(args), on_split=on_split)
+    record = result.to_record(
+        preset=resolved.preset,
+        preset_file=resolved.preset_file,
+        config_file=resolved.config_file,
+        data_root=str(root),
+        command=shlex.join([PROG, *argv]),
+    )
+    path = _output_path(args.out, f"{dataset.name}-{label}-{_timestamp()}.json")
+    save_record(record, path)
+    agg = record["aggregate"]
+    epochs = sum(s.epochs_run for s in result.splits)
+    print(f"test {metric} {_percent(agg['test_mean'])} ± {_percent(agg['test_std'])} "
+          f"(mean ± population std over {agg['num_splits']} split{'s' if agg['num_splits'] != 1 else ''})")
+    print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
+    print(f"record {path}")
+    return 0
+
+
+register(Subcommand("train", "train one configuration on the splits of a dataset", _train_arguments, _train))
+
+
+# ---------------------------------------------------------------------- tune
+
+
+#: The official random search (graff-notes §11, wandb_sweep_configs/221209_small_hetero_tune.yaml), minus
+#: BatchNorm (not implemented) and the W initialisation (not exposed).
+TUNE_SPACE = {
+    "hidden": ("categorical", (32, 64)),
+    "step_size": ("categorical", (0.25, 0.5, 1.0)),
+    "time": ("uniform", (0.5, 5.0)),
+    "input_dropout": ("uniform", (0.3, 0.75)),
+    "dropout": ("uniform", (0.2, 0.6)),
+    "lr": ("uniform", (1e-4, 5e-3)),
+    "weight_decay": ("uniform", (0.0, 0.04)),
+    "self_loops": ("categorical", (True, False)),
+    "w_learnable": ("categorical", (True, False)),
+}
+
+
+def _tune_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flags(parser)
+    _add_source_flags(parser)
+    group = parser.add_argument_group("search")
+    group.add_argument("--trials", type=int, default=20, help="number of trials (default: 20)")
+    group.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    group.add_argument("--sampler-seed", type=int, default=None, help="seed of the TPE sampler (default: --seed)")
+    group.add_argument("--fix", default="", metavar="KEYS",
+                       help=f"comma-separated search keys to keep at their configured value; searched: "
+                            f"{', '.join(TUNE_SPACE)}")
+    group.add_argument("--out", metavar="FILE.toml",
+                       help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
+                            "trials goes beside it)")
+
+
+def _suggest(trial, name: str) -> Any:
+    kind, values = TUNE_SPACE[name]
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(values))
+    return trial.suggest_float(name, *values)
+
+
+def _tune(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
+    from .training import load_run_dataset, population_mean_std, run, save_record
+
+    if args.trials < 1:
+        raise UsageError(f"--trials must be a positive integer, got {args.trials}")
+    resolved = resolve_cli_config(args)
+    base = resolved.config
+    fixed = {k.strip() for k in args.fix.split(",") if k.strip()}
+    unknown = sorted(fixed - set(TUNE_SPACE))
+    if unknown:
+        raise UsageError(f"--fix: unknown search key(s) {unknown}; searched keys: {', '.join(TUNE_SPACE)}")
+    searched = [k for k in TUNE_SPACE if k not in fixed]
+    if not base.fixed_grid and "step_size" in searched:
+        searched.remove("step_size")
+    root, cache = _data_paths(args)
+    dataset = load_run_dataset(base, root, cache_dir=cache)
+    splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
+    print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials, objective = mean validation "
+          f"{dataset.metric} over splits {','.join(map(str, splits))} (the test metric is never read)", flush=True)
+
+    def objective(trial) -> float:
+        config = base.replace(**{name: _suggest(trial, name) for name in searched})
+        result = run(config, dataset, progress=False)
+        mean, _ = population_mean_std([s.val_metric for s in result.splits])
+        trial.set_user_attr("config", config.to_dict())
+        print(f"trial {trial.number:>3}  val {_percent(mean)}  {result.wall_time:.1f} s", flush=True)
+        return mean
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=args.sampler_seed if args.sampler_seed is not None else base.seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
+                   catch=(IntegrationError, ValueError), show_progress_bar=False)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        print(f"{PROG} tune: every trial failed", file=sys.stderr)
+        return 1
+    best = study.best_trial
+    best_config = RunConfig.from_dict(best.user_attrs["config"])
+    path = _output_path(args.out, f"tune-{dataset.name}-{_timestamp()}.toml")
+    header = (
+        f"Tuned by `{shlex.join([PROG, *argv])}`\n"
+        f"on {_dt.datetime.now().isoformat(timespec='seconds')}: {len(completed)} of {len(study.trials)} trials "
+        f"completed.\nSelection: mean validation {dataset.metric} over splits {','.join(map(str, splits))} = "
+        f"{_percent(best.value)} (trial {best.number}); the test metric was not used."
+    )
+    keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_toml(best_config, header=header, keys=keys), encoding="utf-8")
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
+              for t in study.trials]
+    save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
+                 "splits": list(splits), "best_trial": best.number, "best_value": best.value,
+                 "base_config": base.to_dict(), "trials": trials}, path.with_suffix(".json"))
+    print(f"best validation {dataset.metric} {_percent(best.value)} (trial {best.number}); config {path}")
+    return 0
+
+
+register(Subcommand("tune", "search hyperparameters on the validation metric (Optuna)", _tune_arguments, _tune))
+
+
+# ---------------------------------------------------------------------- reproduce
+
+
+def _load_experiment(name: str):
+    path = EXPERIMENTS_DIR / f"{name}.py"
+    if not path.is_file():
+        raise UsageError(f"{path} not found: '{name}' runs from a source checkout of continuous_gnn")
+    module_name = f"continuous_gnn_experiments_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while the file executes
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
+    return int(_load_experiment("reproduce").main(argv[1:]) or 0)
+
+
+register(Subcommand("reproduce", "run GRAFF and GRAFF-NL on every benchmark and write docs/results.md "
+                    "(experiments/reproduce.py; see its --help)", lambda p: None, _reproduce, passthrough=True))
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Continuous-depth GNNs as gradient flows of learnable energies.",
+        epilog="Configuration precedence: defaults < --preset < --config < typed flags.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in SUBCOMMANDS.values():
+        p = sub.add_parser(command.name, help=command.help, description=command.help,
+                           add_help=not command.passthrough)
+        command.add_arguments(p)
+    return parser
+
+
+def _error(command: str | None, message: str, status: int) -> int:
+    prefix = f"{PROG} {command}" if command else PROG
+    print(f"{prefix}: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = SUBCOMMANDS.get(argv[0]) if argv else None
+    try:
+        if command is not None and command.passthrough:
+            return command.handler(argparse.Namespace(), argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)  # exits with status 2 on bad flags
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return SUBCOMMANDS[args.command].handler(args, argv)
+    except UsageError as err:
+        return _error(argv[0] if argv else None, str(err), 2)
+    except (ValueError, FileNotFoundError, PermissionError) as err:
+        # FileNotFoundError covers continuous_gnn.data.DatasetUnavailableError.
+        return _error(argv[0] if argv else None, str(err), 2)
+    except IntegrationError as err:
+        return _error(argv[0] if argv else None, f"the solve failed: {err}", 1)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+__all__ = ["main", "build_parser", "register", "Subcommand", "SUBCOMMANDS", "UsageError", "add_config_flags",
+           "typed_overrides", "resolve_cli_config", "preset_path", "available_presets"]

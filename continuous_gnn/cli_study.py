@@ -1,0 +1,353 @@
+"""``continuous-gnn study``: sweep step size τ × time T × solver × W family and write a CSV and figures.
+
+Examples::
+
+    python -m continuous_gnn.cli_study --synthetic sbm --homophily 0.3 --nodes 300 --out out/sbm
+    python -m continuous_gnn.cli_study --dataset cora --step-sizes 0.5,1 --times 1,4,16,64 --out out/cora
+    python -m continuous_gnn.cli_study --checkpoint model.pt --times 8,16,32,64 --step-sizes 0.5 --out out/ext
+
+The data is a benchmark (``--dataset``, read from ``--data-root``, else ``$CONTINUOUS_GNN_DATA``, else the
+default root) or a synthetic graph (``--synthetic``). The models are fresh ones, one per W family and
+initialised from ``--seed``, or the trained model of ``--checkpoint`` (written by
+:func:`continuous_gnn.checkpoint.save_checkpoint`), whose stored data description is used when no data flag
+is given. ``--out DIR`` receives ``study.csv`` (one row per configuration and saved time),
+``study.json`` (settings, data, versions, date), ``rq_vs_time.png``, ``accuracy_vs_depth.png`` and
+``w_spectrum.png``.
+
+Mistakes in the command line or its values print one line on stderr and exit with status 2; a failed solve
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "add_parser", "build_parser", "handler", "main"]
+
+PROG = "continuous-gnn study"
+_DEFAULT_FAMILIES = "prod,neg_prod,sum,diag_dom"
+
+
+class _UsageError(Exception):
+    """A mistake in the command line: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises instead of exiting, so ``main([...])`` returns 2 in-process."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``study`` flags on ``parser``."""
+    data = parser.add_argument_group("data (one of --dataset, --synthetic; or the checkpoint's own)")
+    data.add_argument("--dataset", metavar="NAME", help="benchmark dataset, e.g. cora, chameleon, texas")
+    data.add_argument("--data-root", metavar="PATH",
+                      help="raw data root (default: $CONTINUOUS_GNN_DATA, else the default root)")
+    data.add_argument("--synthetic", metavar="KIND", help="synthetic graph: sbm, bipartite, ring, path, grid")
+    data.add_argument("--homophily", metavar="H", help="target edge homophily of --synthetic sbm (default: 0.5)")
+    data.add_argument("--nodes", metavar="N", help="number of nodes of a synthetic graph (default: 200)")
+    data.add_argument("--split", metavar="I", help="split whose masks give the accuracies (default: 0)")
+    data.add_argument("--seed", metavar="S", default="0",
+                      help="seed of the synthetic graph and of fresh models (default: 0)")
+    model = parser.add_argument_group("model (fresh models unless --checkpoint)")
+    model.add_argument("--checkpoint", metavar="PATH", help="a trained model saved with save_checkpoint")
+    model.add_argument("--hidden", metavar="D", help="hidden width of fresh models (default: 16)")
+    model.add_argument("--w-families", metavar="LIST",
+                       help=f"W styles of fresh models, comma-separated (default: {_DEFAULT_FAMILIES})")
+    sweep = parser.add_argument_group("sweep")
+    sweep.add_argument("--step-sizes", metavar="LIST", default="0.1,0.5,1",
+                       help="step sizes τ of fixed-grid methods (default: 0.1,0.5,1)")
+    sweep.add_argument("--times", metavar="LIST", default="1,4,16",
+                       help="readout times T; the flow runs to the largest; multiples of every τ (default: 1,4,16)")
+    sweep.add_argument("--methods", metavar="LIST", default="euler",
+                       help="solvers, e.g. euler,rk4,dopri5 (default: euler)")
+    sweep.add_argument("--points", metavar="K", default="65",
+                       help="readouts per trajectory besides the requested times (default: 65)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", default="study", help="output folder (default: ./study)")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``study`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    description = "Sweep τ × T × solver × W family; write study.csv, study.json and figures."
+    parser = subparsers.add_parser("study", help=description, description=description)
+    add_arguments(parser)
+    parser.set_defaults(study_main=main)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The stand-alone parser of ``python -m continuous_gnn.cli_study``."""
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------
+# value parsing
+# ---------------------------------------------------------------------------------------------------
+
+
+def _number(text: str | None, flag: str, kind: type, default: Any, *, minimum: float | None = None,
+            maximum: float | None = None) -> Any:
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise _UsageError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and value != value:
+        raise _UsageError(f"{flag} must be a number, got {text!r}")
+    if minimum is not None and value < minimum:
+        raise _UsageError(f"{flag} must be >= {minimum:g}, got {text}")
+    if maximum is not None and value > maximum:
+        raise _UsageError(f"{flag} must be <= {maximum:g}, got {text}")
+    return value
+
+
+def _items(text: str, flag: str) -> list[str]:
+    items = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not part for part in items):
+        raise _UsageError(f"{flag} must be a comma-separated list without empty items, got {text!r}")
+    if len(set(items)) != len(items):
+        raise _UsageError(f"{flag} lists an item twice: {text!r}")
+    return items
+
+
+def _positive_floats(text: str, flag: str) -> list[float]:
+    values = []
+    for item in _items(text, flag):
+        try:
+            value = float(item)
+        except ValueError:
+            raise _UsageError(f"{flag}: {item!r} is not a number") from None
+        if not (value > 0 and value < float("inf")):
+            raise _UsageError(f"{flag}: values must be positive and finite, got {item}")
+        values.append(value)
+    return values
+
+
+def _choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
+    items = _items(text, flag)
+    unknown = [item for item in items if item not in valid]
+    if unknown:
+        raise _UsageError(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(valid)}")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------------
+
+
+def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bool | None, seed: int):
+    """The dataset and a JSON description of it (for study.json)."""
+    from .data import default_cache_dir, load_dataset, resolve_data_root
+    from .study import SYNTHETIC_KINDS, synthetic_dataset
+
+    if args.dataset is not None and args.synthetic is not None:
+        raise _UsageError("give either --dataset or --synthetic, not both")
+    spec = dict(metadata.get("data") or {}) if args.dataset is None and args.synthetic is None else {}
+    if args.dataset is None and args.synthetic is None and not spec:
+        raise _UsageError("no data: give --dataset NAME or --synthetic KIND (or a --checkpoint that records its data)")
+    if args.synthetic is None and args.dataset is None:
+        # The checkpoint's own data description.
+        name, kind = spec.get("dataset"), spec.get("synthetic")
+    else:
+        name, kind = args.dataset, args.synthetic
+    if name is not None:
+        root = resolve_data_root(args.data_root, os.environ)
+        dataset = load_dataset(name, root, cache_dir=default_cache_dir(os.environ), normalize_features=normalize)
+        return dataset, {"dataset": dataset.name, "data_root": str(root)}
+    if kind not in SYNTHETIC_KINDS:
+        raise _UsageError(f"--synthetic: unknown graph {kind!r}; choose from {', '.join(SYNTHETIC_KINDS)}")
+    nodes = _number(args.nodes, "--nodes", int, spec.get("nodes", 200), minimum=4)
+    homophily = _number(args.homophily, "--homophily", float, spec.get("homophily", 0.5), minimum=0.0, maximum=1.0)
+    if args.homophily is not None and kind != "sbm":
+        raise _UsageError("--homophily applies to --synthetic sbm only")
+    graph_seed = spec.get("seed", seed) if args.synthetic is None else seed
+    extra = {k: spec[k] for k in ("num_classes", "num_features", "snr", "avg_degree") if k in spec}
+    dataset = synthetic_dataset(kind, nodes=nodes, homophily=homophily, seed=graph_seed, **extra)
+    return dataset, {"synthetic": kind, "nodes": nodes, "homophily": homophily, "seed": graph_seed, **extra}
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .energies import W_STYLES
+    from .plots import plot_accuracy_vs_depth, plot_rq_vs_time, plot_w_spectrum
+    from .solvers import METHODS, is_fixed
+    from .study import (
+        depth_sweep,
+        fresh_config,
+        fresh_model,
+        laplacian_radius,
+        model_family,
+        w_spectrum_records,
+        write_csv,
+    )
+    from .training import environment
+
+    seed = _number(args.seed, "--seed", int, 0, minimum=0)
+    split = _number(args.split, "--split", int, None, minimum=0)
+    points = _number(args.points, "--points", int, 65, minimum=2)
+    step_sizes = _positive_floats(args.step_sizes, "--step-sizes")
+    times = _positive_floats(args.times, "--times")
+    methods = _choices(args.methods, "--methods", [m for m in METHODS if m != "scipy_solver"])
+    if not any(is_fixed(m) for m in methods):
+        step_sizes = []
+
+    checkpoint = None
+    if args.checkpoint is not None:
+        if args.w_families is not None:
+            raise _UsageError("--w-families applies to fresh models; a checkpoint keeps its own W")
+        if args.hidden is not None:
+            raise _UsageError("--hidden applies to fresh models; a checkpoint keeps its own width")
+        checkpoint = load_checkpoint(args.checkpoint)
+        families = None
+    else:
+        families = _choices(args.w_families or _DEFAULT_FAMILIES, "--w-families",
+                            [w for w in W_STYLES if w != "asymm"])
+    hidden = _number(args.hidden, "--hidden", int, 16, minimum=1)
+
+    metadata = checkpoint.metadata if checkpoint is not None else {}
+    normalize = checkpoint.config.normalize_features if checkpoint is not None else None
+    dataset, data_info = _load_data(args, metadata, normalize, seed)
+    if split is None:
+        split = int(metadata.get("split", 0)) if checkpoint is not None and args.dataset is None \
+            and args.synthetic is None else 0
+    if not 0 <= split < dataset.num_splits:
+        raise _UsageError(f"--split {split} does not exist: {dataset.name} has splits 0..{dataset.num_splits - 1}")
+    if checkpoint is not None and (checkpoint.num_features, checkpoint.num_classes) != (
+            dataset.num_features, dataset.num_classes):
+        raise _UsageError(
+            f"the checkpoint's model takes {checkpoint.num_features} features and {checkpoint.num_classes} classes, "
+            f"but {dataset.name} has {dataset.num_features} and {dataset.num_classes}; use the data it was trained on"
+        )
+
+    def announce(labels: dict[str, Any]) -> None:
+        if not args.quiet:
+            tau = "adaptive" if labels["step_size"] is None else f"τ={labels['step_size']:g}"
+            print(f"  {labels['model']} {labels['w_family']:<10} {labels['method']:<8} {tau}", flush=True)
+
+    if not args.quiet:
+        print(f"{PROG}: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")
+    base = fresh_config(base=None).replace(hidden=hidden) if checkpoint is None else checkpoint.config
+    records = depth_sweep(
+        dataset, step_sizes=step_sizes, times=times, methods=methods, w_families=families,
+        model=None if checkpoint is None else checkpoint.model, config=base, split=split, seed=seed,
+        max_points=points, on_config=announce,
+    )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(records, out / "study.csv")
+    from .graph import Graph
+
+    rho = laplacian_radius(Graph.from_data(dataset.data, self_loops=base.self_loops, dtype=torch.float64))
+    marks = (checkpoint.config.time,) if checkpoint is not None else ()  # the training depth
+    figures = [
+        plot_rq_vs_time(records, out / "rq_vs_time.png", rho=rho, mark_times=marks,
+                        title=f"Rayleigh quotient along the flow, {dataset.name}"),
+        plot_accuracy_vs_depth(records, out / "accuracy_vs_depth.png", mark_times=marks,
+                               title=f"test accuracy of the decoded state F(t), {dataset.name}"),
+    ]
+    spectra: list[dict[str, Any]] = []
+    note = None
+    try:
+        if checkpoint is None:
+            for family in families:
+                model = fresh_model(fresh_config(family, base=base), dataset.num_features, dataset.num_classes, seed)
+                spectra += w_spectrum_records(model, f"{family} (initial)")
+        else:
+            spectra += w_spectrum_records(checkpoint.model, f"{model_family(checkpoint.config)} (learned)")
+    except ValueError as err:
+        note = f"no W spectrum: {err}"
+    if spectra:
+        figures.append(plot_w_spectrum(spectra, out / "w_spectrum.png", title="eigenvalues of W"))
+
+    summary = {
+        "command": " ".join([PROG, *(argv or [])]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": data_info,
+        "split": split,
+        "model": ("checkpoint " + str(args.checkpoint)) if checkpoint is not None else "fresh",
+        "config": base.to_dict(),
+        "seed": seed,
+        "w_families": families,
+        "methods": methods,
+        "step_sizes": step_sizes,
+        "times": times,
+        "points": points,
+        "rho_laplacian": rho,
+        "rows": len(records),
+        "files": [csv_path.name, *(p.name for p in figures)],
+        **environment(),
+    }
+    if note:
+        summary["note"] = note
+    tmp = out / ".study.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "study.json")
+
+    if not args.quiet:
+        print(f"{'W':<10} {'method':<8} {'τ':>6} {'T':>6} {'RQ':>9} {'acc':>6} {'NFE':>6}")
+        for r in records:
+            if r["requested"]:
+                tau = "-" if r["step_size"] is None else f"{r['step_size']:g}"
+                print(f"{r['w_family']:<10} {r['method']:<8} {tau:>6} {r['t']:>6g} {r['rayleigh']:>9.3g} "
+                      f"{r['acc_test']:>6.3f} {r['nfe']:>6d}")
+        if note:
+            print(note)
+        written = ", ".join(str(p) for p in [*figures, out / "study.json"])
+        print(f"wrote {csv_path} ({len(records)} rows), {written}")
+    return 0
+
+
+def main(args: Sequence[str] | argparse.Namespace | None = None, *, argv: Sequence[str] | None = None) -> int:
+    """Run ``continuous-gnn study``; returns the exit status (0, 1 for a failed solve, 2 for a usage error).
+
+    Args:
+        args: the command-line arguments after ``study`` (default: ``sys.argv[1:]``), or a namespace already
+            parsed by a parser that :func:`add_parser` or :func:`add_arguments` set up.
+        argv: with a namespace, the raw arguments to record in ``study.json`` (optional).
+    """
+    from .checkpoint import CheckpointError
+    from .errors import IntegrationError
+
+    try:
+        if isinstance(args, argparse.Namespace):
+            namespace = args
+            argv = list(argv or [])
+        else:
+            argv = list(sys.argv[1:] if args is None else args)
+            namespace = build_parser().parse_args(argv)
+        return _run(namespace, argv)
+    except (_UsageError, CheckpointError, ValueError, FileNotFoundError, PermissionError) as err:
+        # FileNotFoundError covers continuous_gnn.data.DatasetUnavailableError.
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except IntegrationError as err:
+        print(f"{PROG}: error: the solve failed: {err}", file=sys.stderr)
+        return 1
+
+
+def handler(args: argparse.Namespace, argv: list[str]) -> int:
+    """Adapter for :class:`continuous_gnn.cli.Subcommand` (``handler(args, argv)``)."""
+    return main(args, argv=argv[1:] if argv and argv[0] == "study" else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+r"""The run configuration: one frozen, validated record of everything a training run depends on.
+
+A :class:`RunConfig` is built from layers of plain dictionaries, later layers winning:
+
+    library defaults < preset file < ``--config`` file < command-line flags the user actually typed
+
+:func:`resolve_config` merges the layers and validates the result once. Every layer goes through the same key
+and type checks (:func:`check_overrides`), so an unknown key or a wrong type fails with a message that names it,
+wherever it came from. Nothing here reads ``sys.argv`` or the environment: the command line
+(:mod:`continuous_gnn.cli`) decides what the layers are.
+
+TOML has no null, so optional fields are either omitted from a file or given the string ``"none"``;
+``from_dict`` also accepts ``None`` (JSON ``null``), which is what :meth:`RunConfig.to_dict` writes.
+Adding a field (e.g. a kinetic or Jacobian regulariser weight) only needs a new dataclass field with ``help``
+metadata: checks, ``to_dict``, TOML and the command-line flag follow from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import torch
+
+from .energies.parametrizations import OMEGA_STYLES, W_STYLES
+from .solvers import METHODS, SCIPY_METHODS, is_fixed
+
+__all__ = [
+    "ENERGIES",
+    "ACTIVATIONS",
+    "ENCODERS",
+    "TRAINABLE_METHODS",
+    "RunConfig",
+    "parse_splits",
+    "field_type",
+    "check_overrides",
+    "resolve_config",
+    "read_config_file",
+    "load_config",
+    "config_to_toml",
+]
+
+#: Energies a run can train: the GRAFF energy and the two Dirichlet energies (no W/Ω/source options).
+ENERGIES = ("graff", "dirichlet", "channel_dirichlet")
+#: Pointwise activations of GRAFF-NL; ``None`` is the exact (linear) gradient flow.
+ACTIVATIONS = (None, "relu", "tanh")
+ENCODERS = ("linear", "mlp")
+
+_NONE_STRINGS = ("none", "null")
+#: Methods a run can train with (SciPy's solvers are not differentiable).
+TRAINABLE_METHODS = tuple(m for m in METHODS if m not in SCIPY_METHODS)
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, *, shown: str | None = None) -> Any:
+    """A field with its command-line help, allowed values and (optionally) how to describe its default."""
+    metadata = {"help": help, "choices": choices, "shown_default": shown}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run depends on (validated on construction; raises ``ValueError``/``TypeError``).
+
+    Fields are documented by their ``help`` metadata (shown by ``continuous-gnn train --help``). Options of
+    the GRAFF energy (``w``, ``omega``, ``source``, ``w_learnable``) are not used by the Dirichlet energies.
+    ``step_size`` applies to fixed-grid methods only and ``rtol``/``atol`` to adaptive methods only; a value
+    given for the wrong kind of method is an error, not silently ignored.
+    """
+
+    # data
+    dataset: str | None = _f(None, "dataset name (see continuous_gnn.data.DATASETS)")
+    splits: tuple[int, ...] | None = _f(None, "splits to run: '0-9', '0,3,5' or 'all'", shown="all")
+    normalize_features: bool | None = _f(None, "row-normalise the features", shown="the dataset's default")
+    self_loops: bool = _f(True, "add self-loops before normalising: Ā = D̃^-1/2 (A+I) D̃^-1/2 (the paper's Ā)")
+    # energy and flow
+    energy: str = _f("graff", "energy whose gradient flow is integrated", ENERGIES)
+    w: str = _f("diag_dom", "parametrisation of W (GRAFF)", W_STYLES)
+    omega: str = _f("diag", "parametrisation of Ω (GRAFF)", OMEGA_STYLES)
+    source: bool = _f(True, "include the source term +βF(0) (GRAFF)")
+    w_learnable: bool = _f(True, "train W; false keeps its random initialisation fixed (GRAFF)")
+    activation: str | None = _f(None, "pointwise activation σ of GRAFF-NL: none, relu, tanh", ACTIVATIONS)
+    time_dependent: bool = _f(False, "one set of energy weights per fixed-grid step instead of shared weights")
+    detach_source: bool = _f(False, "feed the source term a detached F(0) (the official code's behaviour)")
+    # solver
+    method: str = _f("euler", "torchdiffeq method", TRAINABLE_METHODS)
+    step_size: float | None = _f(1.0, "step τ of a fixed-grid method (none for adaptive methods)")
+    time: float = _f(1.0, "integration time T")
+    rtol: float | None = _f(None, "relative tolerance of an adaptive method", shown="none, i.e. 1e-3")
+    atol: float | None = _f(None, "absolute tolerance of an adaptive method", shown="none, i.e. 1e-5")
+    adjoint: bool = _f(False, "gradients by the adjoint method instead of direct backprop")
+    adjoint_method: str | None = _f(None, "method of the adjoint's backward solve", TRAINABLE_METHODS,
+                                    shown="none, i.e. the forward method")
+    seminorm: bool = _f(False, "seminorm error control in an adaptive adjoint backward solve")
+    max_nfe: int | None = _f(None, "fail a solve after this many function evaluations")
+    # model
+    hidden: int = _f(64, "hidden channels d")
+    encoder: str = _f("linear", "encoder: linear, or mlp (linear + two residual blocks)", ENCODERS)
+    dropout: float = _f(0.5, "dropout before the decoder (and inside the mlp encoder)")
+    input_dropout: float = _f(0.5, "dropout on the input features")
+    # optimisation
+    lr: float = _f(0.005, "Adam learning rate")
+    weight_decay: float = _f(5e-4, "Adam weight decay")
+    epochs: int = _f(150, "training epochs per split")
+    patience: int | None = _f(None, "stop after this many epochs without a better validation metric")
+    seed: int = _f(0, "base seed; split i is trained with seed + i")
+    device: str = _f("cpu", "torch device, e.g. cpu or cuda:0")
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ------------------------------------------------------------------ conversions
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+        """Build a config from a mapping; missing keys take the defaults.
+
+        Raises:
+            ValueError: on an unknown key (the message names it and suggests close matches) or a bad value.
+            TypeError: if ``values`` is not a mapping.
+        """
+        return cls(**check_overrides(values, source=source))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (``splits`` as a list); ``RunConfig.from_dict(c.to_dict()) == c``."""
+        out = dataclasses.asdict(self)
+        if out["splits"] is not None:
+            out["splits"] = list(out["splits"])
+        return out
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (checked like :meth:`from_dict`)."""
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def fixed_grid(self) -> bool:
+        """Whether :attr:`method` is a fixed-grid method."""
+        return is_fixed(self.method)
+
+
+# ---------------------------------------------------------------------- value checks
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def field_type(name: str) -> tuple[Any, bool]:
+    """The value type of a :class:`RunConfig` field and whether it may be ``None``."""
+    return _unwrap_optional(_hints()[name])
+
+
+def _is_none_string(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in _NONE_STRINGS
+
+
+def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | None:
+    """Parse a split selection: ``"0-9"``, ``"0,3,5"``, ``"0-2,7"``, ``"all"`` (→ ``None``), an int or a list.
+
+    Returns the split indices in the given order, or ``None`` for all splits.
+
+    Raises:
+        ValueError: on malformed text, a negative index, an empty or reversed range, or a repeated index.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, bool):
+        raise TypeError(f"splits must be a split specification, got the bool {spec}")
+    if isinstance(spec, int):
+        items: list[int] = [spec]
+    elif isinstance(spec, str):
+        text = spec.strip().lower()
+        if text in ("all", *_NONE_STRINGS):
+            return None
+        if not text:
+            raise ValueError("empty split specification; use e.g. '0', '0-9', '0,3,5' or 'all'")
+        items = []
+        for part in text.split(","):
+            part = part.strip()
+            match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", part)
+            if not match:
+                raise ValueError(
+                    f"bad split specification {spec!r} (at {part!r}); use e.g. '0', '0-9', '0,3,5' or 'all'"
+                )
+            lo = int(match.group(1))
+            hi = int(match.group(2)) if match.group(2) is not None else lo
+            if hi < lo:
+                raise ValueError(f"bad split range {part!r} in {spec!r}: the end is before the start")
+            items.extend(range(lo, hi + 1))
+    elif isinstance(spec, Iterable):
+        items = []
+        for value in spec:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"split indices must be integers, got {value!r} in {spec!r}")
+            items.append(value)
+        if not items:
+            raise ValueError("splits must not be empty; omit it (or use 'all') for every split")
+    else:
+        raise TypeError(f"splits must be a string like '0-9', an int or a list of ints, got {type(spec).__name__}")
+    for value in items:
+        if value < 0:
+            raise ValueError(f"split indices must be non-negative, got {value}")
+    repeated = sorted({v for v in items if items.count(v) > 1})
+    if repeated:
+        raise ValueError(f"split(s) {repeated} listed more than once in {spec!r}")
+    return tuple(items)
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    """Check one value against its field's type; return it normalised (ints to floats, lists to tuples)."""
+    if name == "splits":
+        try:
+            return parse_splits(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: splits: {err}") from None
+    hint, optional = _unwrap_optional(_hints()[name])
+    if value is None or (optional and _is_none_string(value)):
+        if optional:
+            return None
+        raise ValueError(f"{source}: {name} cannot be none")
+
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"{source}: {name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    raise TypeError(f"internal: no converter for field {name!r} of type {hint!r}")  # pragma: no cover
+
+
+def check_overrides(values: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Check keys and value types of a partial config; return the normalised dict.
+
+    Cross-field rules (e.g. ``step_size`` only for fixed-grid methods) are checked later, when the layers are
+    merged into a :class:`RunConfig`.
+
+    Args:
+        values: the partial config.
+        source: where it came from (a file name, "preset graff/cora", "command line"), used in messages.
+
+    Raises:
+        ValueError: on unknown keys (named, with close matches) or bad values.
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{source}: a config must be a mapping of field names to values, got {type(values).__name__}")
+    names = RunConfig.field_names()
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), names, n=3, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
+        raise ValueError(
+            f"{source}: unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}. "
+            f"Valid keys: {', '.join(names)}"
+        )
+    return {key: _convert(key, value, source) for key, value in values.items()}
+
+
+def _validate(c: RunConfig) -> None:
+    for name in RunConfig.field_names():
+        value = getattr(c, name)
+        normalised = _convert(name, value, "RunConfig")
+        if normalised != value or type(normalised) is not type(value):
+            object.__setattr__(c, name, normalised)
+    meta = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
+    for name in RunConfig.field_names():
+        choices = meta[name].get("choices")
+        value = getattr(c, name)
+        if choices is not None and value is not None and value not in choices:
+            shown = ", ".join("none" if ch is None else str(ch) for ch in choices)
+            close = difflib.get_close_matches(str(value), [str(ch) for ch in choices if ch is not None], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown {name} {value!r}{hint}; choose one of: {shown}")
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ValueError(message)
+
+    if c.dataset is not None:
+        require(c.dataset.strip() != "", "dataset must not be empty")
+    require(c.time > 0, f"time (T) must be positive, got {c.time}")
+    require(c.hidden >= 1, f"hidden must be a positive integer, got {c.hidden}")
+    require(c.lr > 0, f"lr must be positive, got {c.lr}")
+    require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
+    for name in ("dropout", "input_dropout"):
+        require(0.0 <= getattr(c, name) < 1.0, f"{name} must lie in [0, 1), got {getattr(c, name)}")
+    require(c.epochs >= 1, f"epochs must be a positive integer, got {c.epochs}")
+    require(c.patience is None or c.patience >= 1, f"patience must be a positive integer or none, got {c.patience}")
+    require(c.seed >= 0, f"seed must be a non-negative integer, got {c.seed}")
+    require(c.max_nfe is None or c.max_nfe >= 1, f"max_nfe must be a positive integer or none, got {c.max_nfe}")
+    try:
+        torch.device(c.device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"device {c.device!r} is not a torch device string; use e.g. 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+
+    require(c.method not in SCIPY_METHODS, f"method {c.method!r} cannot be differentiated, so it cannot be trained")
+    if is_fixed(c.method):
+        require(
+            c.step_size is not None,
+            f"the fixed-grid method {c.method!r} needs a step_size (e.g. --step-size 0.5)",
+        )
+        require(c.step_size > 0, f"step_size must be positive, got {c.step_size}")
+        require(
+            c.rtol is None and c.atol is None,
+            f"rtol/atol apply to adaptive methods, not to the fixed-grid method {c.method!r}; "
+            "remove them (on the command line: --rtol none --atol none) or choose an adaptive method such as dopri5",
+        )
+    else:
+        require(
+            c.step_size is None,
+            f"step_size={c.step_size} applies to fixed-grid methods, not to the adaptive method {c.method!r}; "
+            "remove it (on the command line: --step-size none) and set rtol/atol instead",
+        )
+        require(c.rtol is None or c.rtol > 0, f"rtol must be positive, got {c.rtol}")
+        require(c.atol is None or c.atol >= 0, f"atol must be non-negative, got {c.atol}")
+        require(
+            not c.time_dependent,
+            "time_dependent weights need a fixed-grid method (one set of weights per step); "
+            f"{c.method!r} is adaptive",
+        )
+    if not c.adjoint:
+        require(c.adjoint_method is None, "adjoint_method applies only with adjoint = true")
+        require(not c.seminorm, "seminorm applies only with adjoint = true and an adaptive adjoint_method")
+    else:
+        backward = c.adjoint_method or c.method
+        require(backward not in SCIPY_METHODS, f"adjoint_method {backward!r} cannot be differentiated")
+        require(
+            not (c.seminorm and is_fixed(backward)),
+            f"seminorm only changes adaptive step-size control, but the adjoint method {backward!r} is fixed-grid",
+        )
+
+
+# ---------------------------------------------------------------------- layers and files
+
+
+def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | None = None) -> RunConfig:
+    """Merge partial configs over the defaults (later layers win) and validate the result.
+
+    Args:
+        layers: partial configs, lowest precedence first; ``None`` entries are skipped.
+        sources: a name per layer for error messages (default: "layer 1", "layer 2", ...).
+    """
+    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
+    merged: dict[str, Any] = {}
+    for layer, name in zip(layers, names, strict=True):
+        if layer is not None:
+            merged.update(check_overrides(layer, source=name))
+    return RunConfig(**merged)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into a checked partial config (keys at the top level).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: on invalid TOML, unknown keys (named, with suggestions) or bad values.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            values = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    tables = [k for k, v in values.items() if isinstance(v, dict)]
+    if tables:
+        raise ValueError(
+            f"config file {str(path)!r}: tables {tables} are not supported; put every key at the top level"
+        )
+    return check_overrides(values, source=f"config file {str(path)!r}")
+
+
+def load_config(path: str | os.PathLike[str], base: RunConfig | Mapping[str, Any] | None = None) -> RunConfig:
+    """A :class:`RunConfig` from a TOML file, over ``base`` (default: the library defaults)."""
+    base_dict = base.to_dict() if isinstance(base, RunConfig) else base
+    return resolve_config(base_dict, read_config_file(path), sources=["base", str(path)])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
+                   keys: Iterable[str] | None = None) -> str:
+    """TOML text for a config or a partial config; ``None`` values are omitted (TOML has no null).
+
+    Args:
+        values: the config.
+        header: comment lines placed at the top (each prefixed with ``#``).
+        keys: write only these fields (default: all).
+    """
+    data = values.to_dict() if isinstance(values, RunConfig) else dict(values)
+    selected = list(keys) if keys is not None else list(data)
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    for key in selected:
+        if data.get(key) is not None:
+            lines.append(f"{key} = {_toml_value(data[key])}")
+    return "\n".join(lines) + "\n"

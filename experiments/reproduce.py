@@ -1,0 +1,326 @@
+"""Reproduce the GRAFF node-classification table: GRAFF and GRAFF-NL on every benchmark, all 10 splits.
+
+    python experiments/reproduce.py            # or: continuous-gnn reproduce
+
+Runs the presets ``experiments/configs/{graff,graff_nl}/<dataset>.toml`` on every dataset whose raw files are
+present (a missing dataset is reported as unavailable, with the reason), writes one JSON record per run under
+``--out-dir`` and regenerates ``docs/results.md``. That file is generated: edit this script, not the file.
+
+Targets (the issue's table): max(paper's best GRAFF mean - 1 paper std, the official code run here), the paper
+being arXiv v1 Table 1 (better of GRAFF (DD) and GRAFF (D)) and "the official code run here" graff-notes §15.
+Nothing here looks at the test metric to choose anything: each preset is run once, as configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from continuous_gnn.config import parse_splits, read_config_file, resolve_config
+from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, resolve_data_root
+from continuous_gnn.training import environment, load_run_dataset, run, save_record
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CONFIGS = HERE / "configs"
+MODELS = {"graff": "GRAFF", "graff_nl": "GRAFF-NL"}
+DATASETS = ("texas", "wisconsin", "cornell", "film", "squirrel", "chameleon", "citeseer", "pubmed", "cora")
+NAMES = {"texas": "Texas", "wisconsin": "Wisconsin", "cornell": "Cornell", "film": "Film", "squirrel": "Squirrel",
+         "chameleon": "Chameleon", "citeseer": "CiteSeer", "pubmed": "PubMed", "cora": "Cora"}
+
+#: arXiv 2206.10991 v1, Table 1: (mean, std) of GRAFF (DD) and GRAFF (D) (graff-notes §10.1).
+PAPER_DD = {"texas": (88.38, 4.53), "wisconsin": (87.45, 2.94), "cornell": (83.24, 6.49), "film": (36.09, 0.81),
+            "squirrel": (54.52, 1.37), "chameleon": (71.08, 1.75), "citeseer": (76.92, 1.70),
+            "pubmed": (88.95, 0.52), "cora": (87.61, 0.97)}
+PAPER_D = {"texas": (88.11, 5.57), "wisconsin": (88.83, 3.29), "cornell": (84.05, 6.10), "film": (37.11, 1.08),
+           "squirrel": (47.36, 1.89), "chameleon": (66.78, 1.28), "citeseer": (77.30, 1.85),
+           "pubmed": (90.04, 0.41), "cora": (88.01, 1.03)}
+#: The official code with its best_lin parameters on the shared data (graff-notes §15): (mean, std, splits).
+OFFICIAL_HERE = {"texas": (85.14, 6.86, 10), "wisconsin": (86.27, 4.88, 10), "cornell": (71.62, 5.02, 10),
+                 "film": (35.75, 1.06, 10), "squirrel": (58.41, 0.55, 3), "chameleon": (69.32, 1.84, 10),
+                 "citeseer": (74.25, 2.71, 10), "cora": (87.85, 1.26, 10)}
+#: The issue's target table.
+TARGETS = {"texas": 85.14, "wisconsin": 86.27, "cornell": 71.62, "film": 36.03, "squirrel": 58.41,
+           "chameleon": 69.33, "citeseer": 75.45, "pubmed": 89.63, "cora": 87.85}
+TARGET_NOTES = {
+    "cornell": "the formula gives 77.95 (paper 84.05 - 6.10), but the paper's Cornell ran on the pre-July-2022 "
+               "geom-gcn file, whose features are a copy of Texas's; on the corrected file in the shared data the "
+               "issue sets the target to the official code's 71.62",
+}
+
+
+def paper_best(name: str) -> tuple[float, float, str]:
+    dd, d = PAPER_DD[name], PAPER_D[name]
+    return (*dd, "DD") if dd[0] >= d[0] else (*d, "D")
+
+
+def formula_target(name: str) -> float:
+    mean, std, _ = paper_best(name)
+    official = OFFICIAL_HERE.get(name)
+    return round(max(mean - std, official[0] if official else -1.0), 2)
+
+
+@dataclass
+class Outcome:
+    dataset: str
+    model: str
+    status: str  # "ok", "unavailable", "failed"
+    reason: str = ""
+    test_mean: float = float("nan")
+    test_std: float = float("nan")
+    val_mean: float = float("nan")
+    splits: int = 0
+    wall_time: float = 0.0
+    epoch_time: float = 0.0
+    best_epochs: list[int] = field(default_factory=list)
+    epochs: int = 0
+    record: str = ""
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="continuous-gnn reproduce",
+        description="Run GRAFF and GRAFF-NL on every benchmark (10 splits) and regenerate docs/results.md.",
+    )
+    parser.add_argument("--datasets", default=",".join(DATASETS),
+                        help=f"comma-separated datasets (default: {','.join(DATASETS)})")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated presets (default: graff,graff_nl)")
+    parser.add_argument("--splits", default=None, help="splits, e.g. 0-9 or 0,3 (default: all)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override every preset's epochs (a smoke test, not the reproduction)")
+    parser.add_argument("--data-root", help="raw data root (default: $CONTINUOUS_GNN_DATA, else the user cache)")
+    parser.add_argument("--cache-dir", help="processing cache (default: ~/.cache/continuous_gnn/processed)")
+    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/reproduce-<timestamp>)")
+    parser.add_argument("--results", default=str(REPO / "docs" / "results.md"),
+                        help="markdown file to (re)generate (default: docs/results.md); 'none' to skip")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 is fastest when another job shares "
+                             "the cores")
+    args = parser.parse_args(argv)
+    for key, valid in (("datasets", DATASETS), ("models", tuple(MODELS))):
+        values = [v.strip().lower() for v in getattr(args, key).split(",") if v.strip()]
+        bad = [v for v in values if v not in valid]
+        if bad or not values:
+            parser.error(f"--{key}: unknown {bad or 'empty list'}; choose from {', '.join(valid)}")
+        setattr(args, key, values)
+    try:
+        args.splits = parse_splits(args.splits)
+    except ValueError as err:
+        parser.error(f"--splits: {err}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be positive")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be positive")
+    return args
+
+
+def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
+             command: str) -> Outcome:
+    preset_file = CONFIGS / model / f"{name}.toml"
+    layers = [read_config_file(preset_file), {}]
+    if args.splits is not None:
+        layers[1]["splits"] = list(args.splits)
+    if args.epochs is not None:
+        layers[1]["epochs"] = args.epochs
+    config = resolve_config(*layers, sources=[str(preset_file), "reproduce flags"])
+    try:
+        dataset = load_run_dataset(config, root, cache_dir=cache)
+    except DatasetUnavailableError as err:
+        return Outcome(name, model, "unavailable", reason=str(err))
+    progress = not args.quiet and sys.stderr.isatty()
+    print(f"{NAMES[name]:<10} {MODELS[model]:<8} ", end="", flush=True)
+    try:
+        result = run(config, dataset, progress=progress)
+    except Exception as err:  # noqa: BLE001 - reported in the table, the other runs go on
+        print(f"failed: {err}", flush=True)
+        return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}")
+    record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
+                              data_root=str(root), command=command)
+    path = save_record(record, out_dir / f"{name}-{model}.json")
+    agg = record["aggregate"]
+    outcome = Outcome(
+        name, model, "ok", test_mean=100 * agg["test_mean"], test_std=100 * agg["test_std"],
+        val_mean=100 * agg["val_mean"], splits=agg["num_splits"], wall_time=result.wall_time,
+        epoch_time=agg["epoch_time_mean"], best_epochs=[s.best_epoch for s in result.splits],
+        epochs=config.epochs, record=_rel(path),
+    )
+    print(f"test {outcome.test_mean:6.2f} ± {outcome.test_std:5.2f}  val {outcome.val_mean:6.2f}  "
+          f"{outcome.wall_time:6.1f} s  ({1000 * outcome.epoch_time:.1f} ms/epoch)", flush=True)
+    return outcome
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def _n_splits(n: int) -> str:
+    return f" ({n} split{'s' if n != 1 else ''})"
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it, else absolute."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, total: float, started: str,
+           command: str, out_dir: Path) -> str:
+    env = environment()
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    machine = env["machine"]
+    partial = args.epochs is not None or args.splits is not None or len(args.datasets) < len(DATASETS) \
+        or len(args.models) < len(MODELS)
+    lines = [
+        "<!-- GENERATED by experiments/reproduce.py: do not edit by hand; rerun the command below. -->",
+        "",
+        "# GRAFF reproduction: node classification on the Geom-GCN splits",
+        "",
+    ]
+    if partial:
+        lines += ["> **Partial run** (a subset of datasets/models/splits, or overridden epochs): "
+                  "not the reproduction.", ""]
+    lines += [
+        f"Generated {started} by `{command}` in {total / 60:.1f} min on {machine['platform']} "
+        f"({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads). Versions: {versions}.",
+        "",
+        "Accuracy in %, mean ± **population** standard deviation (ddof = 0, as the paper's code) over the splits, "
+        "test accuracy at the epoch of best validation accuracy (first on ties). Each model is the preset "
+        "`experiments/configs/<model>/<dataset>.toml`, run once as configured with seed 0 (split *i* uses seed *i*); "
+        "nothing was selected on test accuracy. Protocol and every deviation from the official code: "
+        "[docs/training.md](training.md).",
+        "",
+        "Columns: **paper** = arXiv v1 Table 1, the better of GRAFF (DD) and GRAFF (D) (which one in brackets); "
+        "**official here** = the official code with its `best_lin` parameters on this data (graff-notes §15); "
+        "**target** = max(paper − 1 paper std, official here), the issue's table; **GRAFF** and **GRAFF-NL** = "
+        "this package; **GRAFF − target** and **NL − target** = our mean minus the target (✓ when ≥ 0; the "
+        "targets are linear-GRAFF numbers, so GRAFF's column decides pass/fail); **time** = wall time of both "
+        "models on the dataset.",
+        "",
+        "| dataset | paper | official here | target | GRAFF | GRAFF-NL | GRAFF − target | NL − target | time (s) |",
+        "|---|---|---|---|---|---|---|---|---:|",
+    ]
+    passed = failed = 0
+    notes: list[str] = []
+    for name in args.datasets:
+        mean, std, variant = paper_best(name)
+        official = OFFICIAL_HERE.get(name)
+        official_text = "–" if official is None else (
+            _fmt(official[0], official[1]) + ("" if official[2] == 10 else _n_splits(official[2])))
+        cells = []
+        time_total = 0.0
+        unavailable = None
+        for model in ("graff", "graff_nl"):
+            o = outcomes.get((name, model))
+            if o is None:
+                cells.append("not run")
+            elif o.status == "ok":
+                cells.append(_fmt(o.test_mean, o.test_std) + ("" if o.splits == 10 else _n_splits(o.splits)))
+                time_total += o.wall_time
+            elif o.status == "unavailable":
+                cells.append("unavailable")
+                unavailable = o.reason
+            else:
+                cells.append("failed")
+                notes.append(f"{NAMES[name]} {MODELS[model]} failed: {o.reason}")
+        target = TARGETS[name]
+        verdicts = []
+        for model in ("graff", "graff_nl"):
+            o = outcomes.get((name, model))
+            if o is None or o.status != "ok":
+                verdicts.append("–")
+                continue
+            ok = o.test_mean >= target
+            verdicts.append(f"{o.test_mean - target:+.2f} {'✓' if ok else '✗'}")
+            if model == "graff":
+                passed += ok
+                failed += not ok
+        lines.append(f"| {NAMES[name]} | {_fmt(mean, std)} ({variant}) | {official_text} | {target:.2f} | "
+                     f"{cells[0]} | {cells[1]} | {verdicts[0]} | {verdicts[1]} | {time_total:.0f} |")
+        if unavailable:
+            notes.append(f"**{NAMES[name]} unavailable**: {'. '.join(unavailable.split('. ')[:2])}.")
+        if formula_target(name) != target:
+            notes.append(f"{NAMES[name]} target: {TARGET_NOTES.get(name, 'differs from the formula')}.")
+    lines += ["", f"GRAFF meets {passed} of {passed + failed} targets on the datasets that ran. "
+              f"Total wall time {total:.0f} s ({total / 60:.1f} min).", ""]
+    if notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    lines += [
+        "Per run (mean validation accuracy, best epochs over the splits, epoch time):",
+        "",
+        "| dataset | model | val | best epochs (min / median / max of epochs) | ms / epoch | record |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for name in args.datasets:
+        for model in args.models:
+            o = outcomes.get((name, model))
+            if o is None or o.status != "ok":
+                continue
+            be = sorted(o.best_epochs)
+            lines.append(f"| {NAMES[name]} | {MODELS[model]} | {o.val_mean:.2f} | {be[0]} / {be[len(be) // 2]} / "
+                         f"{be[-1]} of {o.epochs} | {1000 * o.epoch_time:.1f} | `{o.record}` |")
+    lines += [
+        "",
+        "Rerun:",
+        "",
+        "```bash",
+        "CONTINUOUS_GNN_DATA=../shared/data continuous-gnn reproduce    # or: python experiments/reproduce.py",
+        "```",
+        "",
+        f"JSON records (resolved config, seeds, versions, per-split metrics, NFE per epoch) are in "
+        f"`{_rel(out_dir)}/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    command = shlex.join(["continuous-gnn", "reproduce", *(sys.argv[1:] if argv is None else argv)])
+    root = resolve_data_root(args.data_root, os.environ)
+    if not root.is_dir():
+        print(f"continuous-gnn reproduce: error: data root {str(root)!r} does not exist; pass --data-root or set "
+              "CONTINUOUS_GNN_DATA", file=sys.stderr)
+        return 2
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"reproduce-{stamp}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    print(f"data root {root}; records in {out_dir}; torch threads {torch.get_num_threads()}", flush=True)
+    started = time.perf_counter()
+    outcomes: dict[tuple[str, str], Outcome] = {}
+    for name in args.datasets:
+        for model in args.models:
+            outcome = _run_one(name, model, args, root, cache, out_dir, command)
+            outcomes[(name, model)] = outcome
+            if outcome.status == "unavailable":
+                print(f"{NAMES[name]:<10} {MODELS[model]:<8} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s", flush=True)
+    if args.results.lower() != "none":
+        text = render(outcomes, args, total, started_iso, command, out_dir)
+        results = Path(args.results)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        tmp = results.with_name(f".{results.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, results)
+        print(f"wrote {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

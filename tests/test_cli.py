@@ -1,0 +1,188 @@
+"""Tests for the command line: precedence of config layers, errors (exit status 2), and end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from continuous_gnn.cli import build_parser, main, resolve_cli_config
+from continuous_gnn.config import RunConfig, read_config_file, resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _resolve(argv: list[str]) -> RunConfig:
+    return resolve_cli_config(build_parser().parse_args(["train", *argv])).config
+
+
+# ---------------------------------------------------------------------- precedence
+
+
+def test_untyped_flags_are_absent():
+    args = build_parser().parse_args(["train", "--dataset", "texas"])
+    assert not hasattr(args, "lr") and not hasattr(args, "adjoint") and not hasattr(args, "splits")
+
+
+def test_defaults_preset_file_flags_precedence(tmp_path):
+    preset = read_config_file(REPO / "experiments/configs/graff/texas.toml")
+    assert preset["hidden"] == 256 and preset["encoder"] == "mlp"
+
+    # defaults < preset
+    config = _resolve(["--preset", "graff", "--dataset", "texas"])
+    assert config.hidden == 256 and config.step_size == 0.5
+    assert config.seed == RunConfig().seed  # not in the preset: the library default
+
+    # preset < config file
+    file = tmp_path / "over.toml"
+    file.write_text('hidden = 32\nlr = 0.01\nadjoint = true\nsplits = "0-2"\n')
+    config = _resolve(["--preset", "graff", "--dataset", "texas", "--config", str(file)])
+    assert (config.hidden, config.lr, config.adjoint, config.splits) == (32, 0.01, True, (0, 1, 2))
+    assert config.encoder == "mlp"  # untouched preset value
+
+    # config file < typed flags, even when the typed value equals the library default
+    config = _resolve(["--preset", "graff", "--dataset", "texas", "--config", str(file),
+                       "--hidden", "64", "--lr", str(RunConfig().lr), "--no-adjoint", "--splits", "4"])
+    assert config.hidden == 64 == RunConfig().hidden
+    assert config.lr == RunConfig().lr
+    assert config.adjoint is False and config.splits == (4,)
+
+
+def test_dataset_from_the_config_file_selects_the_preset(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('dataset = "cornell"\n')
+    config = _resolve(["--preset", "graff_nl", "--config", str(file)])
+    assert config.dataset == "cornell" and config.activation == "relu" and config.hidden == 32
+
+
+def test_none_on_the_command_line_clears_a_preset_value():
+    config = _resolve(["--preset", "graff", "--dataset", "cora", "--method", "dopri5", "--step-size", "none",
+                       "--rtol", "1e-4"])
+    assert config.method == "dopri5" and config.step_size is None and config.rtol == 1e-4
+
+
+# ---------------------------------------------------------------------- user errors: status 2, no traceback
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["train", "--dataset", "texas", "--lr", "abc"], "expected a number"),
+        (["train", "--dataset", "texas", "--splits", "3-1"], "the end is before the start"),
+        (["train", "--dataset", "texas", "--no-such-flag=1"], "unrecognized arguments"),
+        (["train", "--dataset", "texas", "--activation", "sigmoid"], "invalid choice 'sigmoid'"),
+        (["train", "--dataset", "texas", "--hidden", "1.5"], "expected an integer"),
+        (["train", "--preset", "graff", "--dataset", "texas", "--method", "dopri5"], "--step-size none"),
+        (["train", "--dataset", "texas", "--method", "euler", "--rtol", "1e-3"], "rtol/atol apply to adaptive"),
+        (["train", "--preset", "graff"], "--preset needs a dataset"),
+        (["train", "--preset", "nope", "--dataset", "texas"], "unknown preset 'nope'; available: graff, graff_nl"),
+        (["train", "--preset", "graff", "--dataset", "minesweeper"], "has no config for dataset 'minesweeper'"),
+        (["train", "--epochs", "3"], "no dataset"),
+        (["train", "--dataset", "texas", "--dropout", "1.5"], r"dropout must lie in \[0, 1\)"),
+        (["train", "--dataset", "texas", "--config", "/nonexistent/c.toml"], "does not exist"),
+        (["train", "--dataset", "texas", "--data-root", "/nonexistent/data"], "data root '/nonexistent/data'"),
+        ([], "usage"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(argv, fragment, capsys):
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(fragment, err), err
+    assert "Traceback" not in err
+
+
+def _status(argv: list[str]) -> int:
+    """main()'s exit status, whether it returns it or argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def test_unknown_key_in_the_config_file_is_named(tmp_path, capsys):
+    file = tmp_path / "c.toml"
+    file.write_text("hiden = 3\n")
+    assert main(["train", "--dataset", "texas", "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "'hiden' (did you mean 'hidden'?)" in err
+
+
+def test_python_dash_m_help():
+    done = subprocess.run([sys.executable, "-m", "continuous_gnn", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0
+    for command in ("train", "tune", "reproduce"):
+        assert command in done.stdout
+
+
+# ---------------------------------------------------------------------- end to end on real data
+
+
+@pytest.mark.data
+def test_train_end_to_end_on_texas(data_root, data_cache, tmp_path, capsys):
+    out = tmp_path / "texas.json"
+    argv = ["train", "--preset", "graff", "--dataset", "texas", "--splits", "0", "--epochs", "5",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "population std over 1 split" in stdout and f"record {out}" in stdout
+    record = json.loads(out.read_text())
+    config = RunConfig.from_dict(record["config"])
+    expected = resolve_config(read_config_file(REPO / "experiments/configs/graff/texas.toml"),
+                              {"splits": [0], "epochs": 5}, sources=["preset", "flags"])
+    assert config == expected
+    assert record["preset"] == "graff" and record["command"].startswith("continuous-gnn train --preset graff")
+    assert record["dataset"]["name"] == "texas" and record["dataset"]["num_nodes"] == 183
+    assert [s["split"] for s in record["splits"]] == [0] and record["splits"][0]["epochs_run"] == 5
+    assert record["splits"][0]["nfe_forward"] == [6] * 5  # T = 2.985, τ = 0.5: ceil(T/τ) = 6 Euler steps
+    assert 0.0 <= record["aggregate"]["test_mean"] <= 1.0
+
+
+@pytest.mark.data
+def test_train_writes_the_default_record_name(data_root, data_cache, tmp_path, capsys):
+    argv = ["train", "--dataset", "texas", "--splits", "1", "--epochs", "2", "--hidden", "8",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", f"{tmp_path}/"]
+    assert main(argv) == 0
+    files = list(tmp_path.glob("texas-graff-*.json"))
+    assert len(files) == 1
+
+
+@pytest.mark.data
+def test_nonexistent_split_is_a_user_error(data_root, data_cache, capsys):
+    argv = ["train", "--dataset", "texas", "--splits", "12", "--epochs", "1",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache)]
+    assert main(argv) == 2
+    assert "split(s) [12] do not exist" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_tune_writes_a_loadable_best_config(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--preset", "graff", "--dataset", "cornell", "--splits", "0", "--epochs", "3", "--trials", "2",
+            "--fix", "self_loops", "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "mean validation accuracy" in text and "test metric was not used" in text
+    config = resolve_config(read_config_file(out), sources=[str(out)])
+    assert config.dataset == "cornell" and config.epochs == 3 and config.self_loops is True
+    trials = json.loads(out.with_suffix(".json").read_text())
+    assert len(trials["trials"]) == 2
+
+
+@pytest.mark.data
+def test_reproduce_smoke(data_root, data_cache, tmp_path, capsys):
+    results = tmp_path / "results.md"
+    argv = ["reproduce", "--datasets", "texas,pubmed", "--models", "graff", "--splits", "0", "--epochs", "2",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out-dir", str(tmp_path / "runs"),
+            "--results", str(results), "--quiet"]
+    assert main(argv) == 0
+    text = results.read_text()
+    assert text.startswith("<!-- GENERATED by experiments/reproduce.py")
+    assert "Partial run" in text and "| Texas |" in text and "PubMed unavailable" in text
+    assert (tmp_path / "runs" / "texas-graff.json").is_file()

@@ -1,0 +1,231 @@
+"""Tests for continuous_gnn.config: validation, key errors, split specs, layers, TOML files and the presets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from continuous_gnn.config import (
+    RunConfig,
+    check_overrides,
+    config_to_toml,
+    load_config,
+    parse_splits,
+    read_config_file,
+    resolve_config,
+)
+
+PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PAPER_DATASETS = ("cora", "citeseer", "pubmed", "texas", "wisconsin", "cornell", "film", "chameleon", "squirrel")
+
+
+# ---------------------------------------------------------------------- RunConfig
+
+
+def test_defaults_are_valid_and_round_trip_through_json():
+    config = RunConfig()
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_round_trip_with_every_kind_of_value():
+    config = RunConfig(dataset="texas", splits=(3, 1), activation="relu", method="dopri5", step_size=None,
+                       rtol=1e-4, atol=1e-6, adjoint=True, adjoint_method="dopri5", seminorm=True, max_nfe=500,
+                       patience=20, normalize_features=False, lr=0.0123456789, seed=7)
+    again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert again.splits == (3, 1)
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ValueError, match=r"'step-size' \(did you mean 'step_size'\?\)"):
+        RunConfig.from_dict({"step-size": 0.5})
+    with pytest.raises(ValueError, match=r"'learning_rate'") as info:
+        RunConfig.from_dict({"learning_rate": 0.1, "hidden": 8})
+    assert "Valid keys" in str(info.value)
+
+
+def test_several_unknown_keys_are_all_named():
+    with pytest.raises(ValueError, match=r"keys 'foo', 'hiden' \(did you mean 'hidden'\?\)"):
+        check_overrides({"foo": 1, "hiden": 2})
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"hidden": "64"}, "hidden must be an integer"),
+        ({"epochs": 1.5}, "epochs must be an integer"),
+        ({"lr": True}, "lr must be a number"),
+        ({"adjoint": 1}, "adjoint must be true or false"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"dataset": 3}, "dataset must be a string"),
+        ({"time": None}, "time cannot be none"),
+    ],
+)
+def test_wrong_types_name_the_field(values, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        RunConfig.from_dict(values)
+
+
+def test_ints_are_accepted_for_floats_and_none_strings_for_optionals():
+    config = RunConfig.from_dict({"lr": 1, "time": 3, "activation": "none", "patience": "None"})
+    assert isinstance(config.lr, float) and config.lr == 1.0
+    assert isinstance(config.time, float)
+    assert config.activation is None and config.patience is None
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"activation": "rlu"}, r"unknown activation 'rlu' \(did you mean 'relu'\?\)"),
+        ({"w": "diagdom"}, "did you mean 'diag_dom'"),
+        ({"method": "scipy_solver"}, "unknown method"),
+        ({"method": "euler", "rtol": 1e-3}, "rtol/atol apply to adaptive methods"),
+        ({"method": "dopri5"}, r"--step-size none"),
+        ({"method": "euler", "step_size": None}, "needs a step_size"),
+        ({"method": "dopri5", "step_size": None, "time_dependent": True}, "fixed-grid method"),
+        ({"seminorm": True}, "only with adjoint"),
+        ({"adjoint_method": "rk4"}, "only with adjoint"),
+        ({"adjoint": True, "seminorm": True}, "adjoint method 'euler' is fixed-grid"),
+        ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
+        ({"time": 0.0}, "time .* must be positive"),
+        ({"step_size": -1.0}, "step_size must be positive"),
+        ({"epochs": 0}, "epochs must be a positive"),
+        ({"patience": 0}, "patience must be"),
+        ({"device": "gpu!"}, "not a torch device"),
+        ({"dataset": " "}, "dataset must not be empty"),
+    ],
+)
+def test_invalid_values_fail_with_the_fix(values, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        RunConfig.from_dict(values)
+
+
+def test_adaptive_config_is_valid_without_step_size():
+    config = RunConfig(method="dopri5", step_size=None, rtol=1e-4)
+    assert not config.fixed_grid
+
+
+def test_replace_checks_like_from_dict():
+    config = RunConfig().replace(hidden=8)
+    assert config.hidden == 8
+    with pytest.raises(ValueError, match="unknown config key"):
+        RunConfig().replace(hiddn=8)
+
+
+# ---------------------------------------------------------------------- split specs
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("0-9", tuple(range(10))),
+        ("0,3,5", (0, 3, 5)),
+        ("0-2, 7", (0, 1, 2, 7)),
+        ("4", (4,)),
+        ("all", None),
+        ("none", None),
+        (None, None),
+        (2, (2,)),
+        ([5, 1], (5, 1)),
+    ],
+)
+def test_parse_splits(spec, expected):
+    assert parse_splits(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("", "empty split specification"),
+        ("3-1", "the end is before the start"),
+        ("a", "bad split specification 'a'"),
+        ("1,,2", "bad split specification"),
+        ("0-", "bad split specification"),
+        ("-1", "bad split specification"),
+        ("0,1,0", r"split\(s\) \[0\] listed more than once"),
+        ([], "must not be empty"),
+        ([-1], "non-negative"),
+    ],
+)
+def test_bad_split_specs(spec, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_splits(spec)
+
+
+def test_bad_split_spec_in_a_config_names_the_field():
+    with pytest.raises(ValueError, match="splits: bad split specification"):
+        RunConfig.from_dict({"splits": "x"})
+    with pytest.raises(ValueError, match="splits: split indices must be integers"):
+        RunConfig.from_dict({"splits": [0.5]})
+
+
+# ---------------------------------------------------------------------- layers and files
+
+
+def test_later_layers_win():
+    config = resolve_config({"hidden": 8, "lr": 0.1}, None, {"lr": 0.2}, {"hidden": 16},
+                            sources=["a", "b", "c", "d"])
+    assert (config.hidden, config.lr) == (16, 0.2)
+
+
+def test_layer_errors_name_their_source():
+    with pytest.raises(ValueError, match="my.toml: unknown config key 'hiddn'"):
+        resolve_config({"hidden": 8}, {"hiddn": 3}, sources=["preset", "my.toml"])
+
+
+def test_cross_field_rules_apply_to_the_merged_result():
+    # The preset's step_size is removed by a later layer: the merged config is valid.
+    config = resolve_config({"step_size": 0.5}, {"method": "dopri5", "step_size": None}, sources=["p", "f"])
+    assert config.method == "dopri5" and config.step_size is None
+
+
+def test_toml_file_round_trip(tmp_path):
+    config = RunConfig(dataset="cora", splits=(0, 2), activation="tanh", lr=0.00261, normalize_features=False)
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(config, header="a header\nsecond line"))
+    text = path.read_text()
+    assert text.startswith("# a header\n# second line\n")
+    assert "patience" not in text  # None values are omitted
+    assert load_config(path) == config
+
+
+def test_config_file_errors(tmp_path):
+    bad_key = tmp_path / "bad.toml"
+    bad_key.write_text('hiden = 3\n')
+    with pytest.raises(ValueError, match=r"bad.toml.*'hiden' \(did you mean 'hidden'\?\)"):
+        read_config_file(bad_key)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("hidden = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_config_file(broken)
+    table = tmp_path / "table.toml"
+    table.write_text("[model]\nhidden = 3\n")
+    with pytest.raises(ValueError, match="tables"):
+        read_config_file(table)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_config_file(tmp_path / "missing.toml")
+
+
+def test_load_config_over_a_base(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("hidden = 12\n")
+    config = load_config(path, base=RunConfig(lr=0.3, hidden=4))
+    assert (config.hidden, config.lr) == (12, 0.3)
+
+
+# ---------------------------------------------------------------------- presets
+
+
+@pytest.mark.parametrize("preset", ["graff", "graff_nl"])
+@pytest.mark.parametrize("dataset", PAPER_DATASETS)
+def test_presets_exist_and_resolve(preset, dataset):
+    path = PRESETS / preset / f"{dataset}.toml"
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    assert config.dataset == dataset
+    assert config.energy == "graff" and config.method == "euler"
+    assert config.activation == ("relu" if preset == "graff_nl" else None)
+    assert not config.detach_source and config.self_loops  # the paper's model, not the official code's quirks
+    assert config.epochs >= 150
+    assert config.normalize_features is False  # as the hyperparameters were selected (docs/training.md)

@@ -1,0 +1,397 @@
+"""The study toolkit: depth sweeps, checkpoints, figures, the ``study`` command, and the paper's toy results.
+
+Scientific checks (graff-notes §12, §14):
+
+* fresh models on a non-bipartite graph: ``prod`` (:math:`W \\succeq 0`) drives RQ to 0, ``neg_prod``
+  (:math:`W \\preceq 0`, small τ) drives it up towards :math:`\\rho_\\Delta`;
+* the :math:`K_{100,100}` toy: trained residual GRAFF over-sharpens (RQ near :math:`\\rho_\\Delta = 1.98`) and
+  classifies; the non-residual stack :math:`F \\leftarrow \\bar A F W` with as many layers over-smooths;
+* extrapolation (slow, needs the benchmark data): Cora's RQ falls and accuracy drops beyond the training
+  depth, Chameleon's RQ rises above 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+
+import pytest
+import torch
+
+from continuous_gnn import Graph
+from continuous_gnn import cli_study
+from continuous_gnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from continuous_gnn.config import RunConfig
+from continuous_gnn.plots import (
+    plot_accuracy_vs_depth,
+    plot_accuracy_vs_homophily,
+    plot_rq_vs_time,
+    plot_w_spectrum,
+)
+from continuous_gnn.study import (
+    HOMOPHILY_COLUMNS,
+    TRAJECTORY_COLUMNS,
+    W_FAMILIES,
+    bipartite_configs,
+    depth_sweep,
+    extrapolation_config,
+    fresh_config,
+    fresh_model,
+    homophily_config,
+    homophily_sweep,
+    laplacian_radius,
+    read_csv,
+    synthetic_dataset,
+    trained_trajectory,
+    trajectory_records,
+    w_eigenvalues,
+    w_spectrum_records,
+    write_csv,
+)
+
+LABELS = ("source", "model", "w_family", "seed")
+
+
+def _png_ok(path) -> None:
+    from matplotlib.image import imread
+
+    assert path.is_file() and path.stat().st_size > 0
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+
+
+@pytest.fixture(scope="module")
+def sbm():
+    return synthetic_dataset("sbm", nodes=150, homophily=0.3, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_fresh_prod_smooths_and_neg_prod_sharpens(sbm):
+    """Spectral-filter view: W ⪰ 0 is low-pass at every step (LFD), W ⪯ 0 with small τ high-pass (HFD)."""
+    rho = laplacian_radius(Graph.from_data(sbm.data))
+    records = depth_sweep(sbm, step_sizes=(0.1,), times=(8.0,), w_families=("prod", "neg_prod"), max_points=41)
+    rq = {f: [r["rayleigh"] for r in records if r["w_family"] == f] for f in ("prod", "neg_prod")}
+    assert len(rq["prod"]) == len(rq["neg_prod"]) == 41
+    assert all(b < a for a, b in zip(rq["prod"], rq["prod"][1:])), rq["prod"]
+    assert all(b > a for a, b in zip(rq["neg_prod"], rq["neg_prod"][1:])), rq["neg_prod"]
+    assert rq["prod"][-1] < 1e-3
+    assert 0.9 * rho < rq["neg_prod"][-1] <= rho + 1e-9
+
+
+def test_trajectory_records_columns_steps_and_nfe(sbm):
+    model = fresh_model(fresh_config("sum"), sbm.num_features, sbm.num_classes, seed=1)
+    rows = trajectory_records(model, sbm, t_end=2.0, method="rk4", step_size=0.25, times=(1.0, 2.0), max_points=5,
+                              labels={"source": "x"})
+    assert list(rows[0]) == ["source", *TRAJECTORY_COLUMNS]
+    assert [r["t"] for r in rows] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert [r["steps"] for r in rows] == [0, 2, 4, 6, 8]
+    assert [r["nfe"] for r in rows] == [0, 8, 16, 24, 32]  # rk4: four evaluations per step
+    assert [r["requested"] for r in rows] == [False, False, True, False, True]
+    assert all(0 <= r["acc_test"] <= 1 and r["rayleigh"] >= 0 for r in rows)
+    adaptive = trajectory_records(model, sbm, t_end=2.0, method="dopri5", times=(1.0,), max_points=3)
+    nfe = [r["nfe"] for r in adaptive]
+    assert nfe[0] == 0 and nfe == sorted(nfe) and nfe[-1] > 0
+    assert all(r["steps"] is None and r["step_size"] is None for r in adaptive)
+    # Euler and rk4 agree with the adaptive solve up to their discretisation error.
+    assert abs(rows[-1]["rayleigh"] - adaptive[-1]["rayleigh"]) < 1e-3
+    # The model itself is not modified (evaluated on a float64 copy).
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_trajectory_records_rejects_bad_times(sbm):
+    model = fresh_model(fresh_config("sum"), sbm.num_features, sbm.num_classes)
+    with pytest.raises(ValueError, match="not a multiple of the step size"):
+        trajectory_records(model, sbm, t_end=1.0, step_size=0.3, times=(1.0,))
+    with pytest.raises(ValueError, match="needs a step_size"):
+        trajectory_records(model, sbm, t_end=1.0)
+    with pytest.raises(ValueError, match="adaptive"):
+        trajectory_records(model, sbm, t_end=1.0, method="dopri5", step_size=0.5)
+    with pytest.raises(ValueError, match="must lie in"):
+        depth_sweep(sbm, step_sizes=(0.5,), times=(-1.0,))
+    with pytest.raises(ValueError, match="needs its config"):
+        depth_sweep(sbm, model=model)
+
+
+def test_trajectory_blow_up_keeps_the_rows_before_it():
+    """A flow that overflows float64 is recorded up to the last readout before the failure."""
+    data = synthetic_dataset("ring", nodes=20, num_features=4)
+    config = fresh_config("identity", hidden=4)
+    model = fresh_model(config, data.num_features, data.num_classes).double()
+    with torch.no_grad():  # F ← F + ĀF doubles the lowest frequency per step: overflow after about 26 steps
+        model.encoder.weight.mul_(1e300)
+        model.encoder.bias.zero_()
+    rows = trajectory_records(model, data, t_end=50.0, step_size=1.0, max_points=51)
+    assert 0 < len(rows) < 51
+    assert all(math.isfinite(r["failed_at"]) for r in rows)
+    assert rows[-1]["t"] < rows[0]["failed_at"]
+
+
+def test_w_spectra_signs():
+    data = synthetic_dataset("path", nodes=10, num_features=3)
+    spectra = {f: w_eigenvalues(fresh_model(fresh_config(f), 3, 1, seed=2)) for f in W_FAMILIES}
+    assert bool((spectra["prod"] >= -1e-10).all()) and bool((spectra["neg_prod"] <= 1e-10).all())
+    assert spectra["sum"].min() < 0 < spectra["sum"].max()
+    rows = w_spectrum_records(fresh_model(fresh_config("sum"), 3, 1), "sum")
+    assert len(rows) == 16 and set(rows[0]) == {"label", "index", "eigenvalue"}
+    asymmetric = fresh_model(RunConfig(w="asymm", hidden=4), 3, 1)
+    with pytest.raises(ValueError, match="asymmetric"):
+        w_eigenvalues(asymmetric)
+    assert data.num_classes == 1
+
+
+def test_laplacian_radius_of_complete_bipartite():
+    data = synthetic_dataset("bipartite", nodes=40)
+    rho = laplacian_radius(Graph.from_data(data.data, dtype=torch.float64))
+    assert rho == pytest.approx(2 * 20 / 21, abs=1e-9)
+
+
+def test_csv_roundtrip_is_atomic(tmp_path):
+    rows = [{"a": 1, "b": 0.1 + 0.2, "c": None, "d": True, "e": "x,y"}, {"a": 2, "f": math.nan}]
+    path = write_csv(rows, tmp_path / "sub" / "r.csv")
+    back = read_csv(path)
+    assert back[0] == {"a": 1, "b": 0.1 + 0.2, "c": None, "d": True, "e": "x,y", "f": None}
+    assert back[1]["a"] == 2 and math.isnan(back[1]["f"])
+    assert [p.name for p in path.parent.iterdir()] == ["r.csv"]  # no temporary file left
+    with pytest.raises(ValueError, match="no records"):
+        write_csv([], tmp_path / "empty.csv")
+
+
+def test_homophily_sweep_records():
+    rows = homophily_sweep([0.2], ("prod", "neg_prod"), seeds=(0,), config=homophily_config(epochs=3), nodes=60,
+                           num_classes=2)
+    assert [r["w_family"] for r in rows] == ["prod", "neg_prod"]
+    assert list(rows[0]) == list(HOMOPHILY_COLUMNS)
+    assert abs(rows[0]["edge_homophily"] - 0.2) < 0.15 and all(0 <= r["acc_test"] <= 1 for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_every_plot_writes_a_png(tmp_path, sbm):
+    records = depth_sweep(sbm, step_sizes=(0.5, 1.0), times=(2.0,), methods=("euler", "dopri5"),
+                          w_families=("prod", "sum"), max_points=5)
+    _png_ok(plot_rq_vs_time(records, tmp_path / "rq.png", rho=1.5, mark_times=(1.0,)))
+    _png_ok(plot_rq_vs_time(records, tmp_path / "rq_steps.png", x="steps", rho={"prod": 1.5}, logy=False))
+    _png_ok(plot_accuracy_vs_depth(records, tmp_path / "acc.png", x="steps", split="val"))
+    spectra = w_spectrum_records(fresh_model(fresh_config("sum"), 16, 2), "sum")
+    _png_ok(plot_w_spectrum(spectra, tmp_path / "w.png", title="W"))
+    homophily = [{"homophily": h, "w_family": f, "seed": s, "acc_test": 0.5 + 0.1 * h * s}
+                 for h in (0.0, 0.5, 1.0) for f in ("prod", "sum") for s in (0, 1)]
+    _png_ok(plot_accuracy_vs_homophily(homophily, tmp_path / "h.png", title="h"))
+    with pytest.raises(ValueError, match="lack the column"):
+        plot_rq_vs_time([{"t": 0.0}], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="no records"):
+        plot_accuracy_vs_depth([], tmp_path / "bad.png")
+
+
+def test_plots_explain_a_missing_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match="needs matplotlib"):
+        plot_w_spectrum([{"label": "a", "eigenvalue": 1.0}], tmp_path / "w.png")
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_roundtrip(tmp_path, sbm):
+    config = fresh_config("diag_dom", hidden=8).replace(time=2.0, step_size=0.5)
+    model = fresh_model(config, sbm.num_features, sbm.num_classes, seed=3)
+    metadata = {"data": {"synthetic": "sbm", "nodes": 150, "homophily": 0.3, "seed": 0}, "metrics": [0.5, None]}
+    path = save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
+                           num_classes=sbm.num_classes, metadata=metadata)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    state = torch.random.get_rng_state()
+    loaded = load_checkpoint(path)
+    assert torch.equal(state, torch.random.get_rng_state())  # loading does not consume the global RNG
+    assert loaded.config == config and loaded.metadata == metadata and not loaded.model.training
+    graph = Graph.from_data(sbm.data)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(sbm.data.x, graph), loaded.model(sbm.data.x, graph))
+
+
+def test_checkpoint_errors(tmp_path, sbm):
+    config = fresh_config("sum", hidden=8)
+    model = fresh_model(config, sbm.num_features, sbm.num_classes)
+    with pytest.raises(CheckpointError, match="do not match"):
+        save_checkpoint(tmp_path / "m.pt", model, config.replace(hidden=4), num_features=sbm.num_features,
+                        num_classes=sbm.num_classes)
+    with pytest.raises(TypeError, match="JSON-like"):
+        save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
+                        num_classes=sbm.num_classes, metadata={"x": object()})
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"kind": "other"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a continuous_gnn"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pt", "other.pt"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = cli_study.main([
+        "--synthetic", "sbm", "--homophily", "0.3", "--nodes", "60", "--seed", "1", "--times", "1,2",
+        "--step-sizes", "0.5,1", "--methods", "euler,rk4", "--w-families", "prod,neg_prod", "--points", "5",
+        "--out", str(out), "--quiet",
+    ])
+    assert status == 0
+    assert capsys.readouterr().out == ""
+    rows = read_csv(out / "study.csv")
+    assert list(rows[0]) == [*LABELS, *TRAJECTORY_COLUMNS]
+    # per family and method: τ=0.5 gives the 5 grid points of [0, 2], τ=1 gives 3
+    assert len(rows) == 2 * 2 * (5 + 3)
+    assert {r["w_family"] for r in rows} == {"prod", "neg_prod"}
+    assert {(r["method"], r["step_size"]) for r in rows} == {("euler", 0.5), ("euler", 1.0), ("rk4", 0.5), ("rk4", 1.0)}
+    assert sum(r["requested"] for r in rows) == 2 * 2 * 2 * 2
+    assert all(r["model"] == "fresh" and r["seed"] == 1 for r in rows)
+    for name in ("rq_vs_time.png", "accuracy_vs_depth.png", "w_spectrum.png"):
+        _png_ok(out / name)
+    summary = json.loads((out / "study.json").read_text())
+    assert summary["rows"] == len(rows) and summary["data"]["synthetic"] == "sbm"
+    assert 0 < summary["rho_laplacian"] < 2
+
+
+def test_cli_prints_a_summary(tmp_path, capsys):
+    status = cli_study.main(["--synthetic", "bipartite", "--nodes", "20", "--times", "1", "--step-sizes", "0.5",
+                             "--methods", "euler,dopri5", "--w-families", "neg_prod", "--points", "3",
+                             "--out", str(tmp_path)])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "neg_prod" in text and "dopri5" in text and "study.csv" in text
+
+
+def test_cli_studies_a_checkpoint(tmp_path):
+    data = synthetic_dataset("sbm", nodes=60, homophily=0.3, seed=0)
+    config = fresh_config("neg_prod", hidden=8).replace(time=1.0, step_size=0.5)
+    model = fresh_model(config, data.num_features, data.num_classes)
+    path = save_checkpoint(tmp_path / "m.pt", model, config, num_features=data.num_features,
+                           num_classes=data.num_classes,
+                           metadata={"data": {"synthetic": "sbm", "nodes": 60, "homophily": 0.3, "seed": 0}})
+    out = tmp_path / "out"
+    assert cli_study.main(["--checkpoint", str(path), "--times", "1,2", "--step-sizes", "0.5", "--points", "3",
+                           "--out", str(out), "--quiet"]) == 0
+    rows = read_csv(out / "study.csv")
+    assert {(r["model"], r["w_family"]) for r in rows} == {("trained", "neg_prod")}
+    assert rows[0]["source"] == data.name
+    _png_ok(out / "w_spectrum.png")
+    # The data flags override the checkpoint's record, and a mismatch is a usage error.
+    status = cli_study.main(["--checkpoint", str(path), "--synthetic", "bipartite", "--nodes", "20",
+                             "--out", str(out), "--quiet"])
+    assert status == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--synthetic", "sbm", "--step-sizes", "0.5,abc"], "not a number"),
+        (["--synthetic", "sbm", "--step-sizes", "0"], "positive"),
+        (["--synthetic", "sbm", "--times", "1", "--step-sizes", "0.3"], "not a multiple"),
+        (["--synthetic", "sbm", "--w-families", "prod,bogus"], "unknown 'bogus'"),
+        (["--synthetic", "sbm", "--methods", "eulr"], "unknown 'eulr'"),
+        (["--synthetic", "moebius"], "unknown graph"),
+        (["--synthetic", "ring", "--homophily", "0.2"], "sbm only"),
+        (["--synthetic", "sbm", "--homophily", "1.5"], "<= 1"),
+        (["--synthetic", "sbm", "--nodes", "many"], "integer"),
+        (["--dataset", "cora", "--synthetic", "sbm"], "not both"),
+        (["--times", "1"], "no data"),
+        (["--synthetic", "sbm", "--split", "3"], "does not exist"),
+        (["--checkpoint", "missing.pt", "--w-families", "prod"], "fresh models"),
+        (["--checkpoint", "missing.pt"], "does not exist"),
+        (["--synthetic", "sbm", "--bogus-flag"], "unrecognized"),
+        (["--dataset", "no_such_dataset", "--data-root", "/nonexistent"], "no_such_dataset"),
+    ],
+)
+def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
+    assert cli_study.main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("continuous-gnn study: error:") and message in err
+
+
+def test_cli_add_parser_plugs_into_a_subcommand_parser(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="continuous-gnn")
+    cli_study.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["study", "--synthetic", "path", "--nodes", "12", "--times", "1", "--step-sizes", "1",
+                              "--w-families", "prod", "--points", "2", "--out", str(tmp_path), "--quiet"])
+    assert args.study_main(args) == 0
+    assert cli_study.handler(args, ["study"]) == 0
+    assert (tmp_path / "study.csv").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the paper's toy: K_{100,100} (graff-notes §12(a))
+# ---------------------------------------------------------------------------------------------------
+
+
+def _bipartite(seed: int) -> dict[str, tuple[float, float]]:
+    data = synthetic_dataset("bipartite", nodes=200, seed=seed)
+    out = {}
+    for name, config in bipartite_configs().items():
+        trace = trained_trajectory(config.replace(seed=seed), data, select="last", max_points=3)
+        out[name] = (trace.records[-1]["rayleigh"], trace.records[-1]["acc_test"])
+    return out
+
+
+def test_bipartite_graff_oversharpens_and_non_residual_oversmooths():
+    """Paper: SGCN_gf RQ 1.94, test accuracy 1.0; the "gcn" run RQ 4e-4 (accuracy 0.6). ρ_Δ = 200/101 = 1.98."""
+    result = _bipartite(seed=0)
+    rq, acc = result["graff"]
+    assert rq >= 1.8 and acc >= 0.95, result
+    assert result["non_residual"][0] <= 0.05, result
+
+
+@pytest.mark.slow
+def test_bipartite_over_seeds():
+    results = [_bipartite(seed) for seed in range(5)]
+    graff_rq = [r["graff"][0] for r in results]
+    assert statistics.median(graff_rq) >= 1.8, results
+    assert min(r["graff"][1] for r in results) >= 0.95, results
+    assert statistics.median(r["non_residual"][0] for r in results) <= 0.05, results
+
+
+# ---------------------------------------------------------------------------------------------------
+# extrapolation beyond the training depth (graff-notes §12(b)); needs the benchmark data
+# ---------------------------------------------------------------------------------------------------
+
+
+def _extrapolate(name: str, data_root, data_cache):
+    from continuous_gnn.data import load_dataset
+
+    dataset = load_dataset(name, data_root, cache_dir=data_cache)
+    trace = trained_trajectory(extrapolation_config(name, epochs=200), dataset, t_end=64.0, times=(8, 16, 32, 64),
+                               max_points=17)
+    return {r["t"]: (r["rayleigh"], r["acc_test"]) for r in trace.records if r["requested"]}
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_extrapolation_cora_oversmooths(data_root, data_cache):
+    at = _extrapolate("cora", data_root, data_cache)
+    assert at[32.0][0] < at[8.0][0] and at[64.0][0] < at[32.0][0] and at[64.0][0] < 0.05, at
+    assert at[8.0][1] > 0.8 and at[64.0][1] < at[8.0][1] - 0.2, at
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_extrapolation_chameleon_oversharpens(data_root, data_cache):
+    at = _extrapolate("chameleon", data_root, data_cache)
+    assert at[32.0][0] > 1.0 and at[32.0][0] > at[8.0][0], at
+    assert at[64.0][1] < at[8.0][1], at

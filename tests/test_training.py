@@ -1,0 +1,256 @@
+"""Tests for continuous_gnn.training and continuous_gnn.builders: metrics, protocol, seeds, records, speed paths."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from continuous_gnn.builders import (
+    SparseInputLinear,
+    build_graph,
+    build_model,
+    fast_graph,
+    num_steps,
+    prepare_features,
+    solver_options,
+)
+from continuous_gnn.config import RunConfig, read_config_file, resolve_config
+from continuous_gnn.data import NodeDataset
+from continuous_gnn.data.synthetic import contextual_sbm
+from continuous_gnn.flow import EnergySchedule
+from continuous_gnn.graph import Graph
+from continuous_gnn.training import (
+    EpochInfo,
+    accuracy,
+    load_record,
+    load_run_dataset,
+    population_mean_std,
+    roc_auc,
+    run,
+    save_record,
+    train_split,
+)
+
+PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def _synthetic(metric: str = "accuracy", num_classes: int = 3, splits: int = 3) -> NodeDataset:
+    data = contextual_sbm(120, num_classes=num_classes, homophily=0.85, avg_degree=6.0, num_features=12, snr=2.0,
+                          seed=3, num_splits=splits)
+    return NodeDataset(name="csbm", data=data, num_classes=num_classes, num_splits=splits, metric=metric,
+                       homophilous=True)
+
+
+SMALL = dict(hidden=16, time=1.0, step_size=0.5, lr=0.01, weight_decay=5e-4, dropout=0.2, input_dropout=0.1)
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def _brute_auc(scores, labels):
+    pos = [s for s, l in zip(scores, labels, strict=True) if l]
+    neg = [s for s, l in zip(scores, labels, strict=True) if not l]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_matches_the_pairwise_definition_with_ties(seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 6, (40,), generator=g).float()  # many ties
+    labels = torch.rand(40, generator=g) < 0.4
+    assert roc_auc(scores, labels) == pytest.approx(_brute_auc(scores.tolist(), labels.tolist()), abs=1e-12)
+
+
+def test_roc_auc_extremes():
+    assert roc_auc(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1])) == 1.0
+    assert roc_auc(torch.tensor([0.9, 0.8, 0.2, 0.1]), torch.tensor([0, 0, 1, 1])) == 0.0
+    assert roc_auc(torch.ones(4), torch.tensor([0, 1, 0, 1])) == 0.5
+    assert math.isnan(roc_auc(torch.rand(3), torch.ones(3)))
+
+
+def test_accuracy_per_mask():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 5.0]])
+    y = torch.tensor([0, 0, 0, 1])
+    masks = torch.tensor([[True, True, False, False], [False, False, True, True]])
+    assert accuracy(logits, y, masks).tolist() == [0.5, 1.0]
+
+
+def test_population_std():
+    assert population_mean_std([1.0, 3.0]) == (2.0, 1.0)  # ddof=0; the sample std would be 1.414
+    assert population_mean_std([0.5]) == (0.5, 0.0)
+
+
+# ---------------------------------------------------------------------- builders
+
+
+def test_sparse_input_linear_equals_the_dense_path():
+    torch.manual_seed(0)
+    x = (torch.rand(30, 20) < 0.05).float() * torch.rand(30, 20)
+    sparse = prepare_features(x)
+    assert sparse.layout == torch.sparse_csr
+    layer = SparseInputLinear(20, 5, dropout=0.0)
+    out_sparse = layer(sparse)
+    out_sparse.square().sum().backward()
+    grad_sparse = layer.weight.grad.clone()
+    layer.weight.grad = None
+    out_dense = layer(x)
+    out_dense.square().sum().backward()
+    assert torch.allclose(out_sparse, out_dense, atol=1e-6)
+    assert torch.allclose(grad_sparse, layer.weight.grad, atol=1e-5)
+
+
+def test_sparse_input_dropout_only_drops_stored_entries_and_rescales():
+    x = prepare_features(torch.eye(200))
+    layer = SparseInputLinear(200, 1, dropout=0.5)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.bias.zero_()
+    torch.manual_seed(1)
+    out = layer(x).view(-1)
+    assert set(out.unique().tolist()) <= {0.0, 2.0}
+    assert 60 < int((out == 2.0).sum()) < 140
+    layer.eval()
+    assert torch.equal(layer(x).view(-1), torch.ones(200))
+
+
+def test_dense_features_stay_dense():
+    assert prepare_features(torch.rand(5, 4)).layout == torch.strided
+
+
+def test_fast_graph_backward_equals_autograd():
+    data = _synthetic().data
+    graph = Graph.from_data(data)
+    fast = fast_graph(graph)
+    assert type(fast) is not Graph and fast.symmetric
+    x = torch.randn(data.num_nodes, 4, requires_grad=True)
+    weights = torch.randn(data.num_nodes, 4)
+    (grad_reference,) = torch.autograd.grad((graph.propagate(x) * weights).sum(), x)
+    (grad_fast,) = torch.autograd.grad((fast.propagate(x) * weights).sum(), x)
+    assert torch.allclose(grad_reference, grad_fast, atol=1e-6)
+    assert fast_graph(Graph.from_data(data, normalization="rw")).normalization == "rw"  # not symmetric: unchanged
+
+
+def test_solver_options_and_time_dependent_energy():
+    config = RunConfig(time=3.194, step_size=1.0, time_dependent=True, max_nfe=50)
+    assert num_steps(config) == 4  # floor(T/τ) steps plus one shorter last step
+    assert solver_options(config) == {"method": "euler", "step_size": 1.0, "max_nfe": 50}
+    model = build_model(config, 6, 3)
+    assert isinstance(model.energy, EnergySchedule) and len(model.energy.energies) == 4
+    adaptive = RunConfig(method="dopri5", step_size=None, rtol=1e-4, adjoint=True, seminorm=True)
+    assert solver_options(adaptive) == {"method": "dopri5", "rtol": 1e-4, "adjoint": True, "seminorm": True}
+    assert num_steps(adaptive) is None
+
+
+@pytest.mark.parametrize("energy", ["graff", "dirichlet", "channel_dirichlet"])
+@pytest.mark.parametrize("encoder", ["linear", "mlp"])
+def test_every_energy_and_encoder_builds_and_runs(energy, encoder):
+    config = RunConfig(energy=energy, encoder=encoder, **SMALL)
+    dataset = _synthetic()
+    model = build_model(config, dataset.num_features, dataset.num_classes)
+    out = model(prepare_features(dataset.data.x), build_graph(dataset.data, config))
+    assert out.shape == (dataset.num_nodes, dataset.num_classes)
+
+
+# ---------------------------------------------------------------------- training protocol
+
+
+def test_training_learns_the_synthetic_task_and_reports_the_best_validation_epoch():
+    dataset = _synthetic()
+    config = RunConfig(epochs=40, splits=(0,), **SMALL)
+    seen: list[EpochInfo] = []
+    result = train_split(config, dataset, 0, progress=seen.append)
+    assert len(seen) == result.epochs_run == 40
+    assert result.test_metric > 0.6  # chance is 1/3
+    assert result.val_metric == max(result.val_curve)
+    assert result.best_epoch == result.val_curve.index(max(result.val_curve)) + 1  # first epoch on ties
+    assert result.nfe_forward == [2] * 40 and result.nfe_backward == [0] * 40  # T/τ = 2 Euler steps
+    assert len(result.train_loss) == 40 and result.train_loss[-1] < result.train_loss[0]
+    assert seen[-1].best_epoch == result.best_epoch
+
+
+def test_patience_stops_early():
+    config = RunConfig(epochs=200, patience=3, lr=1e-6, **{k: v for k, v in SMALL.items() if k != "lr"})
+    result = train_split(config, _synthetic(), 0)
+    assert result.epochs_run < 200
+    assert result.epochs_run - result.best_epoch == 3
+
+
+def test_adjoint_counts_backward_evaluations():
+    config = RunConfig(epochs=2, adjoint=True, **SMALL)
+    result = train_split(config, _synthetic(), 0)
+    assert all(n > 0 for n in result.nfe_backward)
+
+
+def test_seeds_are_per_split_reproducible_and_leave_the_global_rng_alone():
+    dataset = _synthetic()
+    config = RunConfig(epochs=5, seed=11, **SMALL)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    full = run(config, dataset)
+    assert torch.equal(torch.rand(3), expected_next)  # run() does not consume the caller's random state
+    assert [s.seed for s in full.splits] == [11, 12, 13]
+    alone = train_split(config, dataset, 2)
+    assert alone.val_curve == full.splits[2].val_curve and alone.test_metric == full.splits[2].test_metric
+    other_seed = train_split(config.replace(seed=12), dataset, 2)
+    assert other_seed.val_curve != alone.val_curve
+
+
+def test_roc_auc_datasets_are_scored_with_roc_auc():
+    dataset = _synthetic(metric="roc_auc", num_classes=2, splits=1)
+    result = train_split(RunConfig(epochs=15, **SMALL), dataset, 0)
+    assert 0.5 < result.test_metric <= 1.0
+
+
+def test_run_rejects_missing_splits_and_mismatched_normalisation():
+    dataset = _synthetic()
+    with pytest.raises(ValueError, match=r"splits 0..2; split\(s\) \[5\] do not exist"):
+        run(RunConfig(splits=(0, 5), epochs=1, **SMALL), dataset)
+    with pytest.raises(ValueError, match="normalize_features=True"):
+        run(RunConfig(normalize_features=True, epochs=1, **SMALL), dataset)
+    with pytest.raises(ValueError, match="names no dataset"):
+        load_run_dataset(RunConfig(), "/nonexistent")
+
+
+def test_record_round_trips_and_is_written_atomically(tmp_path):
+    config = RunConfig(dataset="csbm", epochs=3, splits=(1, 0), seed=4, activation="tanh", **SMALL)
+    result = run(config, _synthetic())
+    record = result.to_record(preset=None, command="test")
+    path = save_record(record, tmp_path / "sub" / "r.json")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"]  # no temporary file left behind
+    loaded = load_record(path)
+    assert RunConfig.from_dict(loaded["config"]) == config
+    assert loaded["seed"] == 4 and loaded["split_seeds"] == {"1": 5, "0": 4}
+    assert [s["split"] for s in loaded["splits"]] == [1, 0]
+    assert len(loaded["splits"][0]["nfe_forward"]) == 3
+    agg = loaded["aggregate"]
+    assert agg["std"] == "population (ddof=0)"
+    mean, std = population_mean_std([s["test_metric"] for s in loaded["splits"]])
+    assert agg["test_mean"] == pytest.approx(mean) and agg["test_std"] == pytest.approx(std)
+    for key in ("continuous_gnn", "torch", "torch_geometric", "torchdiffeq", "python"):
+        assert key in loaded["versions"]
+    assert loaded["machine"]["cpu_count"] >= 1 and loaded["date"]
+    assert loaded["command"] == "test"
+    json.dumps(loaded)
+    with pytest.raises(ValueError, match="overwrite"):
+        result.to_record(config={})
+
+
+# ---------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+def test_cora_preset_reaches_a_sane_accuracy(data_root, data_cache):
+    # data_root and data_cache come from conftest.py: the root is $CONTINUOUS_GNN_DATA or ../shared/data
+    # (skip when missing, fail on CI), the cache a temporary folder.
+    path = PRESETS / "graff" / "cora.toml"
+    config = resolve_config(read_config_file(path), {"splits": [0], "epochs": 40}, sources=["preset", "test"])
+    dataset = load_run_dataset(config, data_root, cache_dir=data_cache)
+    result = run(config, dataset)
+    assert result.splits[0].test_metric > 0.75  # 7 classes: chance is about 0.3
