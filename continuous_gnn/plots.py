@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_open
 
 __all__ = ["plot_rq_vs_time", "plot_accuracy_vs_depth", "plot_w_spectrum", "plot_accuracy_vs_homophily"]
 
@@ -49,16 +50,8 @@ def _figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.4, height: float
 
 def _save(figure, path: str | os.PathLike[str], dpi: int) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            figure.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is a shareable artefact
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        figure.savefig(fh, format="png", dpi=dpi)
     return path
 
 

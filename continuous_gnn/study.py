@@ -29,7 +29,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .atomic import atomic_open
 from .builders import build_graph, build_model, prepare_features
 from .config import RunConfig
 from .data import complete_bipartite, contextual_sbm, edge_homophily, grid_graph, path_graph, ring_graph
@@ -759,15 +759,8 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]
     writer.writerow(columns)
     for record in records:
         writer.writerow([_cell(record.get(c)) for c in columns])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        fh.write(buffer.getvalue())
     return path
 
 
