@@ -15,7 +15,11 @@ from ..integrate import Solution, integrate
 
 
 class ResidualMLPEncoder(nn.Module):
-    """Linear(p→d) followed by residual blocks ``x ← dropout(x + Linear(relu(x)))`` (the official code's ``use_mlp``)."""
+    """``dropout(Linear(p→d))`` followed by residual blocks ``x ← dropout(x + Linear(relu(x)))``.
+
+    This is the encoder of the official GRAFF (and GRAND) code with ``use_mlp``, dropout after the first layer
+    included.
+    """
 
     def __init__(self, in_channels: int, hidden: int, blocks: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
@@ -24,7 +28,7 @@ class ResidualMLPEncoder(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.input(x)
+        x = F.dropout(self.input(x), self.dropout, self.training)
         for block in self.blocks:
             x = F.dropout(x + block(F.relu(x)), self.dropout, self.training)
         return x
