@@ -1,6 +1,7 @@
 """The ``continuous-gnn`` command line (also ``python -m continuous_gnn``).
 
-Subcommands: ``train`` (one configuration over the splits of one dataset), ``tune`` (Optuna search on the
+Subcommands: ``train`` (one configuration over the splits of one dataset), ``study`` (over-smoothing sweeps),
+``solvers`` (solver benchmark), ``tune`` (Optuna search on the
 validation metric) and ``reproduce`` (the GRAFF table, implemented in ``experiments/reproduce.py``). More are
 added by registering them in :data:`SUBCOMMANDS`.
 
@@ -38,6 +39,7 @@ from .config import (
     read_config_file,
     resolve_config,
 )
+from . import cli_study
 from .errors import IntegrationError
 
 PROG = "continuous-gnn"
@@ -429,6 +431,16 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 register(Subcommand("reproduce", "run GRAFF and GRAFF-NL on every benchmark and write docs/results.md "
                     "(experiments/reproduce.py; see its --help)", lambda p: None, _reproduce, passthrough=True))
+
+
+def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
+    return int(_load_experiment("solver_benchmark").main(argv[1:]) or 0)
+
+
+register(Subcommand("solvers", "benchmark every solver with direct and adjoint backprop and write docs/solvers.md "
+                    "(experiments/solver_benchmark.py; see its --help)", lambda p: None, _solvers, passthrough=True))
+register(Subcommand("study", "sweep step size, integration time, solver and W family; write a CSV and figures",
+                    cli_study.add_arguments, cli_study.handler))
 
 
 # ---------------------------------------------------------------------- entry point

@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .atomic import atomic_write_text
 from .builders import build_graph, build_model, prepare_features
 from .config import RunConfig
 from .graph import Graph
@@ -263,18 +263,7 @@ def environment() -> dict[str, Any]:
 
 def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1, allow_nan=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
