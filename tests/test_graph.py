@@ -188,3 +188,16 @@ def test_energies_refuse_random_walk_graph(energy):
         cg.GradientFlow(energy).bind(graph)
     with pytest.raises(TypeError, match="Graph.from_data"):
         energy.check_graph(torch.zeros(2, 2))
+
+
+def test_propagate_gradients_match_the_dense_operator_to_second_order():
+    # The symmetric operator has a custom backward (Āᵀ G = Ā G); first and second derivatives must be exact.
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 0, 3], [1, 0, 2, 1, 3, 2, 3, 0]])
+    graph = Graph.from_edge_index(edge_index, 4, dtype=torch.float64)
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(graph.propagate, (x,))
+    assert torch.autograd.gradgradcheck(lambda h: graph.propagate(h).pow(2), (x,))
+    dense = graph.to_dense()
+    (grad,) = torch.autograd.grad(graph.propagate(x).pow(3).sum(), x)
+    (expected,) = torch.autograd.grad((dense @ x).pow(3).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
