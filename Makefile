@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 
 export CONTINUOUS_GNN_DATA ?= $(DATA_ROOT)
 
-.PHONY: install demo test test-slow reproduce solvers study scatter clean
+.PHONY: install demo test test-slow lint reproduce solvers oversmoothing scatter clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
+lint: $(STAMP)
+	$(PIP) install --quiet ruff
+	$(VENV)/bin/ruff check continuous_gnn tests experiments
+
 reproduce: $(STAMP)
-	$(PY) experiments/reproduce.py
+	$(PY) experiments/reproduce.py --threads 1
+
+solvers: $(STAMP)
+	$(PY) experiments/solver_benchmark.py
+
+oversmoothing: $(STAMP)
+	$(PY) experiments/oversmoothing.py
 
 scatter: $(STAMP)
 	$(PIP) install --no-build-isolation torch-scatter

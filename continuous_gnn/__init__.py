@@ -1,9 +1,9 @@
 """continuous_gnn: continuous-depth graph neural networks as gradient flows of learnable energies."""
 
 from . import energies, nn
-from .gradcheck import GradCheckReport, grad_check
 from .errors import IntegrationError
 from .flow import BoundField, EnergySchedule, GradientFlow
+from .gradcheck import GradCheckReport, grad_check
 from .graph import Graph
 from .integrate import Solution, SolveStats, fixed_grid, integrate
 from .models import ContinuousGNN

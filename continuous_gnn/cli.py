@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import cli_study
 from .config import (
     RunConfig,
     check_overrides,
@@ -39,7 +40,6 @@ from .config import (
     read_config_file,
     resolve_config,
 )
-from . import cli_study
 from .errors import IntegrationError
 
 PROG = "continuous-gnn"

@@ -303,7 +303,7 @@ def _fresh_md(res: dict[str, Any]) -> list[str]:
     lines = [
         "## 1. Fresh models: the sign of W's spectrum and the step size",
         "",
-        f"Command (figures copied to `docs/figures/`):",
+        "Command (figures copied to `docs/figures/`):",
         "",
         "```",
         res["command"],
@@ -532,7 +532,7 @@ def _extrapolation_md(res: dict[str, Any]) -> list[str]:
 def _homophily_md(res: dict[str, Any]) -> list[str]:
     table, cfg = res["table"], res["config"]
     levels = HOMOPHILY_LEVELS
-    low, high = levels[0], levels[-2]
+
     lines = [
         "## 4. Accuracy against homophily",
         "",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 # --- benchmark data (continuous_gnn.data) -----------------------------------
 
 

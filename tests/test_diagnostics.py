@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from torch_geometric.utils import add_remaining_self_loops, get_laplacian, to_dense_adj
 
 from continuous_gnn.data.synthetic import complete_bipartite, grid_graph, path_graph, ring_graph

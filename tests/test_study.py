@@ -20,8 +20,7 @@ import sys
 import pytest
 import torch
 
-from continuous_gnn import Graph
-from continuous_gnn import cli_study
+from continuous_gnn import Graph, cli_study
 from continuous_gnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from continuous_gnn.config import RunConfig
 from continuous_gnn.plots import (

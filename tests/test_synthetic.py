@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, contains_self_loops, is_undirected
 
