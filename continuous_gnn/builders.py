@@ -42,6 +42,7 @@ __all__ = [
     "build_energy",
     "solver_options",
     "num_steps",
+    "time_pieces",
     "build_model",
 ]
 
@@ -213,17 +214,31 @@ def _one_energy(config: RunConfig) -> Energy:
     raise ValueError(f"unknown energy {config.energy!r}")  # pragma: no cover - RunConfig checks it
 
 
-def build_energy(config: RunConfig) -> Energy | EnergySchedule:
-    """The energy on ``config.hidden`` channels; with ``time_dependent`` one energy per fixed-grid step.
+def time_pieces(config: RunConfig) -> int | None:
+    """Number of pieces of time-dependent weights: ``config.time_pieces``, else one per fixed-grid step;
+    ``None`` without ``time_dependent``."""
+    if not config.time_dependent:
+        return None
+    if config.time_pieces is not None:
+        return config.time_pieces
+    steps = num_steps(config)
+    if steps is None:  # pragma: no cover - RunConfig requires time_pieces with adaptive methods
+        raise ValueError("time_dependent weights with an adaptive method need time_pieces")
+    return steps
 
+
+def build_energy(config: RunConfig) -> Energy | EnergySchedule:
+    """The energy on ``config.hidden`` channels; with ``time_dependent`` an :class:`EnergySchedule` of
+    :func:`time_pieces` independent energies over ``[0, config.time]`` (piece ``k`` of ``K`` active on
+    ``[kT/K, (k+1)T/K)``; by default one per fixed-grid step, so step ``k`` uses piece ``k``).
+
+    Adaptive solvers stop at the piece boundaries (see :func:`~continuous_gnn.integrate`).
     ``w="asymm"`` is accepted here as an explicit request: its flow is not a gradient flow.
     """
-    if not config.time_dependent:
+    pieces = time_pieces(config)
+    if pieces is None:
         return _one_energy(config)
-    steps = num_steps(config)
-    if steps is None:  # pragma: no cover - RunConfig rejects time_dependent with adaptive methods
-        raise ValueError("time_dependent weights need a fixed-grid method")
-    return EnergySchedule([_one_energy(config) for _ in range(steps)], t_end=config.time)
+    return EnergySchedule([_one_energy(config) for _ in range(pieces)], t_end=config.time)
 
 
 def solver_options(config: RunConfig) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Examples::
     python -m continuous_gnn.cli_study --synthetic sbm --homophily 0.3 --nodes 300 --out out/sbm
     python -m continuous_gnn.cli_study --dataset cora --step-sizes 0.5,1 --times 1,4,16,64 --out out/cora
     python -m continuous_gnn.cli_study --checkpoint model.pt --times 8,16,32,64 --step-sizes 0.5 --out out/ext
+    python -m continuous_gnn.cli_study --homophily-sweep 0.1,0.5,0.9 --w-families prod,neg_prod --out out/hom
 
 The data is a benchmark (``--dataset``, read from ``--data-root``, else ``$CONTINUOUS_GNN_DATA``, else the
 default root) or a synthetic graph (``--synthetic``). The models are fresh ones, one per W family and
@@ -13,6 +14,17 @@ initialised from ``--seed``, or the trained model of ``--checkpoint`` (written b
 is given. ``--out DIR`` receives ``study.csv`` (one row per configuration and saved time),
 ``study.json`` (settings, data, versions, date), ``rq_vs_time.png``, ``accuracy_vs_depth.png`` and
 ``w_spectrum.png``.
+
+``--homophily-sweep LIST`` (target edge homophilies in [0, 1], e.g. ``0.1,0.5,0.9``) runs the homophily study
+instead of the depth sweep: for each level a contextual SBM is drawn (``--nodes``, default 500, 5 classes,
+graph seed ``--seed``) and one small GRAFF model per ``--w-families`` entry is trained on it
+(:func:`continuous_gnn.study.homophily_sweep` with :func:`~continuous_gnn.study.homophily_config`: Ω = 0, no
+source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``).
+``--out DIR`` then receives ``homophily.csv`` (one row per level and family: target and measured homophily,
+train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homophily.png`` and
+``homophily.json``. It takes ``--synthetic sbm`` or no data option; the depth-sweep options (``--step-sizes``,
+``--times``, ``--methods``, ``--points``, ``--split``), ``--checkpoint``, ``--dataset`` and ``--homophily``
+do not apply to it, and ``--epochs`` applies only to it.
 
 Mistakes in the command line or its values print one line on stderr and exit with status 2; a failed solve
 exits with status 1.
@@ -33,6 +45,8 @@ __all__ = ["add_arguments", "add_parser", "build_parser", "handler", "main"]
 
 PROG = "continuous-gnn study"
 _DEFAULT_FAMILIES = "prod,neg_prod,sum,diag_dom"
+#: Defaults of the depth-sweep flags (applied in the command, so that typing one can be detected).
+_DEFAULTS = {"step_sizes": "0.1,0.5,1", "times": "1,4,16", "methods": "euler", "points": "65"}
 
 
 class _UsageError(Exception):
@@ -54,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="raw data root (default: $CONTINUOUS_GNN_DATA, else the default root)")
     data.add_argument("--synthetic", metavar="KIND", help="synthetic graph: sbm, bipartite, ring, path, grid")
     data.add_argument("--homophily", metavar="H", help="target edge homophily of --synthetic sbm (default: 0.5)")
-    data.add_argument("--nodes", metavar="N", help="number of nodes of a synthetic graph (default: 200)")
+    data.add_argument("--nodes", metavar="N",
+                      help="number of nodes of a synthetic graph (default: 200; 500 with --homophily-sweep)")
     data.add_argument("--split", metavar="I", help="split whose masks give the accuracies (default: 0)")
     data.add_argument("--seed", metavar="S", default="0",
                       help="seed of the synthetic graph and of fresh models (default: 0)")
@@ -63,15 +78,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", metavar="D", help="hidden width of fresh models (default: 16)")
     model.add_argument("--w-families", metavar="LIST",
                        help=f"W styles of fresh models, comma-separated (default: {_DEFAULT_FAMILIES})")
-    sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--step-sizes", metavar="LIST", default="0.1,0.5,1",
-                       help="step sizes τ of fixed-grid methods (default: 0.1,0.5,1)")
-    sweep.add_argument("--times", metavar="LIST", default="1,4,16",
-                       help="readout times T; the flow runs to the largest; multiples of every τ (default: 1,4,16)")
-    sweep.add_argument("--methods", metavar="LIST", default="euler",
-                       help="solvers, e.g. euler,rk4,dopri5 (default: euler)")
-    sweep.add_argument("--points", metavar="K", default="65",
-                       help="readouts per trajectory besides the requested times (default: 65)")
+    sweep = parser.add_argument_group("depth sweep")
+    sweep.add_argument("--step-sizes", metavar="LIST",
+                       help=f"step sizes τ of fixed-grid methods (default: {_DEFAULTS['step_sizes']})")
+    sweep.add_argument("--times", metavar="LIST",
+                       help="readout times T; the flow runs to the largest; multiples of every τ "
+                            f"(default: {_DEFAULTS['times']})")
+    sweep.add_argument("--methods", metavar="LIST",
+                       help=f"solvers, e.g. euler,rk4,dopri5 (default: {_DEFAULTS['methods']})")
+    sweep.add_argument("--points", metavar="K",
+                       help=f"readouts per trajectory besides the requested times (default: {_DEFAULTS['points']})")
+    homophily = parser.add_argument_group("homophily sweep (instead of the depth sweep)")
+    homophily.add_argument("--homophily-sweep", metavar="LIST",
+                           help="train one model per W family on contextual SBMs with these target edge "
+                                "homophilies in [0, 1], e.g. 0.1,0.5,0.9; writes homophily.csv and "
+                                "accuracy_vs_homophily.png")
+    homophily.add_argument("--epochs", metavar="E",
+                           help="training epochs per model of --homophily-sweep (default: 100)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default="study", help="output folder (default: ./study)")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -79,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``study`` subcommand to an ``argparse`` subparsers object; returns its parser."""
-    description = "Sweep τ × T × solver × W family; write study.csv, study.json and figures."
+    description = ("Sweep τ × T × solver × W family (or, with --homophily-sweep, SBM homophily × W family); "
+                   "write a CSV, a JSON summary and figures.")
     parser = subparsers.add_parser("study", help=description, description=description)
     add_arguments(parser)
     parser.set_defaults(study_main=main)
@@ -138,6 +162,19 @@ def _positive_floats(text: str, flag: str) -> list[float]:
     return values
 
 
+def _fractions(text: str, flag: str) -> list[float]:
+    values = []
+    for item in _items(text, flag):
+        try:
+            value = float(item)
+        except ValueError:
+            raise _UsageError(f"{flag}: {item!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:  # also rejects nan
+            raise _UsageError(f"{flag}: homophily levels must lie in [0, 1], got {item}")
+        values.append(value)
+    return values
+
+
 def _choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
     items = _items(text, flag)
     unknown = [item for item in items if item not in valid]
@@ -182,6 +219,75 @@ def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bo
     return dataset, {"synthetic": kind, "nodes": nodes, "homophily": homophily, "seed": graph_seed, **extra}
 
 
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def _or_default(args: argparse.Namespace, name: str) -> str:
+    value = getattr(args, name)
+    return _DEFAULTS[name] if value is None else value
+
+
+def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
+    from .energies import W_STYLES
+    from .plots import plot_accuracy_vs_homophily
+    from .study import HOMOPHILY_COLUMNS, homophily_config, homophily_sweep, write_csv
+    from .training import environment
+
+    levels = _fractions(args.homophily_sweep, "--homophily-sweep")
+    not_here = {"--checkpoint": args.checkpoint, "--dataset": args.dataset, "--data-root": args.data_root,
+                "--homophily": args.homophily, "--split": args.split, "--step-sizes": args.step_sizes,
+                "--times": args.times, "--methods": args.methods, "--points": args.points}
+    typed = [flag for flag, value in not_here.items() if value is not None]
+    if typed:
+        raise _UsageError(f"{', '.join(typed)} do{'es' if len(typed) == 1 else ''} not apply to --homophily-sweep "
+                          "(it trains fresh models on contextual SBMs whose homophily it sets)")
+    if args.synthetic is not None and args.synthetic != "sbm":
+        raise _UsageError(f"--homophily-sweep draws contextual SBMs; --synthetic {args.synthetic} does not apply")
+    seed = _number(args.seed, "--seed", int, 0, minimum=0)
+    nodes = _number(args.nodes, "--nodes", int, 500, minimum=10)
+    families = _choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
+    defaults = homophily_config()
+    hidden = _number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
+    epochs = _number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
+    config = homophily_config(hidden=hidden, epochs=epochs)
+
+    def announce(record: dict[str, Any]) -> None:
+        if not args.quiet:
+            print(f"  h={record['homophily']:<5g} (measured {record['edge_homophily']:.2f}) "
+                  f"{record['w_family']:<10} test {100 * record['acc_test']:5.1f}%", flush=True)
+
+    if not args.quiet:
+        print(f"{PROG}: homophily sweep over {len(levels)} level(s) x {len(families)} W famil"
+              f"{'y' if len(families) == 1 else 'ies'}, {nodes}-node SBMs, {epochs} epochs")
+    records = homophily_sweep(levels, families, seeds=(seed,), config=config, nodes=nodes, on_result=announce)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv([{k: r[k] for k in HOMOPHILY_COLUMNS} for r in records], out / "homophily.csv")
+    figure = plot_accuracy_vs_homophily(records, out / "accuracy_vs_homophily.png",
+                                        title=f"GRAFF on contextual SBMs ({nodes} nodes)")
+    summary = {
+        "command": " ".join([PROG, *(argv or [])]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "homophily_levels": levels,
+        "w_families": families,
+        "seed": seed,
+        "nodes": nodes,
+        "config": config.to_dict(),
+        "rows": len(records),
+        "files": [csv_path.name, figure.name],
+        **environment(),
+    }
+    _write_json(summary, out / "homophily.json")
+    if not args.quiet:
+        print(f"wrote {csv_path} ({len(records)} rows), {figure}, {out / 'homophily.json'}")
+    return 0
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     import torch
 
@@ -200,12 +306,16 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     )
     from .training import environment
 
+    if args.homophily_sweep is not None:
+        return _run_homophily(args, argv)
+    if args.epochs is not None:
+        raise _UsageError("--epochs applies to --homophily-sweep only (the depth sweep trains nothing)")
     seed = _number(args.seed, "--seed", int, 0, minimum=0)
     split = _number(args.split, "--split", int, None, minimum=0)
-    points = _number(args.points, "--points", int, 65, minimum=2)
-    step_sizes = _positive_floats(args.step_sizes, "--step-sizes")
-    times = _positive_floats(args.times, "--times")
-    methods = _choices(args.methods, "--methods", [m for m in METHODS if m != "scipy_solver"])
+    points = _number(_or_default(args, "points"), "--points", int, 65, minimum=2)
+    step_sizes = _positive_floats(_or_default(args, "step_sizes"), "--step-sizes")
+    times = _positive_floats(_or_default(args, "times"), "--times")
+    methods = _choices(_or_default(args, "methods"), "--methods", [m for m in METHODS if m != "scipy_solver"])
     if not any(is_fixed(m) for m in methods):
         step_sizes = []
 
@@ -298,9 +408,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     }
     if note:
         summary["note"] = note
-    tmp = out / ".study.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "study.json")
+    _write_json(summary, out / "study.json")
 
     if not args.quiet:
         print(f"{'W':<10} {'method':<8} {'τ':>6} {'T':>6} {'RQ':>9} {'acc':>6} {'NFE':>6}")

@@ -11,8 +11,8 @@ wherever it came from. Nothing here reads ``sys.argv`` or the environment: the c
 
 TOML has no null, so optional fields are either omitted from a file or given the string ``"none"``;
 ``from_dict`` also accepts ``None`` (JSON ``null``), which is what :meth:`RunConfig.to_dict` writes.
-Adding a field (e.g. a kinetic or Jacobian regulariser weight) only needs a new dataclass field with ``help``
-metadata: checks, ``to_dict``, TOML and the command-line flag follow from it.
+Adding a field (as ``kinetic_weight`` and ``jacobian_weight`` were added) only needs a new dataclass field with
+``help`` metadata: checks, ``to_dict``, TOML and the command-line flag follow from it.
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ class RunConfig:
     source: bool = _f(True, "include the source term +βF(0) (GRAFF)")
     w_learnable: bool = _f(True, "train W; false keeps its random initialisation fixed (GRAFF)")
     activation: str | None = _f(None, "pointwise activation σ of GRAFF-NL: none, relu, tanh", ACTIVATIONS)
-    time_dependent: bool = _f(False, "one set of energy weights per fixed-grid step instead of shared weights")
+    time_dependent: bool = _f(False, "piecewise-constant energy weights over [0, T] instead of shared weights "
+                                     "(one set per piece, see time_pieces)")
+    time_pieces: int | None = _f(None, "number of pieces of time_dependent weights; required with adaptive methods",
+                                 shown="none, i.e. one per fixed-grid step")
     detach_source: bool = _f(False, "feed the source term a detached F(0) (the official code's behaviour)")
     # solver
     method: str = _f("euler", "torchdiffeq method", TRAINABLE_METHODS)
@@ -107,6 +110,10 @@ class RunConfig:
     encoder: str = _f("linear", "encoder: linear, or mlp (linear + two residual blocks)", ENCODERS)
     dropout: float = _f(0.5, "dropout before the decoder (and inside the mlp encoder)")
     input_dropout: float = _f(0.5, "dropout on the input features")
+    # regularisation of the flow (Finlay et al. 2020), added to the training loss only
+    kinetic_weight: float = _f(0.0, "weight λ_K of the kinetic energy ∫‖f‖² dt in the training loss")
+    jacobian_weight: float = _f(0.0, "weight λ_J of the Jacobian Frobenius norm ∫‖∂f/∂x‖²_F dt (Hutchinson "
+                                     "estimate) in the training loss")
     # optimisation
     lr: float = _f(0.005, "Adam learning rate")
     weight_decay: float = _f(5e-4, "Adam weight decay")
@@ -326,6 +333,11 @@ def _validate(c: RunConfig) -> None:
     require(c.patience is None or c.patience >= 1, f"patience must be a positive integer or none, got {c.patience}")
     require(c.seed >= 0, f"seed must be a non-negative integer, got {c.seed}")
     require(c.max_nfe is None or c.max_nfe >= 1, f"max_nfe must be a positive integer or none, got {c.max_nfe}")
+    for name in ("kinetic_weight", "jacobian_weight"):
+        require(getattr(c, name) >= 0, f"{name} must be non-negative (0 turns it off), got {getattr(c, name)}")
+    if c.time_pieces is not None:
+        require(c.time_pieces >= 1, f"time_pieces must be a positive integer or none, got {c.time_pieces}")
+        require(c.time_dependent, "time_pieces applies only with time_dependent = true")
     try:
         torch.device(c.device)
     except (RuntimeError, ValueError):
@@ -354,9 +366,10 @@ def _validate(c: RunConfig) -> None:
         require(c.rtol is None or c.rtol > 0, f"rtol must be positive, got {c.rtol}")
         require(c.atol is None or c.atol >= 0, f"atol must be non-negative, got {c.atol}")
         require(
-            not c.time_dependent,
-            "time_dependent weights need a fixed-grid method (one set of weights per step); "
-            f"{c.method!r} is adaptive",
+            not c.time_dependent or c.time_pieces is not None,
+            f"time_dependent weights with the adaptive method {c.method!r} need time_pieces, the number of "
+            "pieces of the piecewise-constant schedule (on the command line: --time-pieces K); there is no "
+            "step grid to take it from",
         )
     if not c.adjoint:
         require(c.adjoint_method is None, "adjoint_method applies only with adjoint = true")

@@ -11,6 +11,14 @@ reproduces it). That seed drives parameter initialisation and every dropout mask
 ``torch.manual_seed`` inside :func:`torch.random.fork_rng`, so the caller's global random state is restored
 afterwards. The Geom-GCN splits are fixed files, so no randomness enters the split itself.
 
+Regularisers (``kinetic_weight``, ``jacobian_weight`` > 0): the training step integrates the kinetic energy
+:math:`\int_0^T \|f\|^2 dt` and/or the Jacobian Frobenius norm :math:`\int_0^T \|\partial_x f\|_F^2 dt` alongside
+the flow (:func:`~continuous_gnn.regularizers.regularized_forward`) and minimises
+``cross_entropy + kinetic_weight * kinetic + jacobian_weight * jacobian``. The Hutchinson probe of the Jacobian
+term is drawn from a ``torch.Generator`` seeded with the split seed (one probe per epoch), so the dropout
+masks are the same draws as without regularisers. Evaluation is never regularised. With both weights 0 the
+training step is the plain ``model.forward_with_solution``, bitwise the same as before the option existed.
+
 The metric is accuracy, or ROC-AUC for binary datasets (``dataset.metric == "roc_auc"``), computed with torch.
 
 Nothing here prints: progress is a ``tqdm`` bar on stderr when ``progress=True`` (the command line decides
@@ -39,6 +47,7 @@ from .atomic import atomic_write_text
 from .builders import build_graph, build_model, prepare_features
 from .config import RunConfig
 from .graph import Graph
+from .regularizers import regularized_forward
 
 __all__ = [
     "RECORD_FORMAT",
@@ -161,11 +170,14 @@ class SplitResult:
         wall_time: seconds for the split (model construction included).
         epoch_time: mean seconds per epoch (training step plus evaluation).
         num_parameters: trainable parameters.
-        train_loss: training loss per epoch.
+        train_loss: training loss per epoch (the minimised objective: cross-entropy plus the weighted
+            regularisers when they are on).
         train_curve, val_curve: train and validation metric per epoch (the test metric is only kept at the
             best epoch).
         nfe_forward, nfe_backward: vector-field evaluations of the training step's forward solve and of the
             adjoint backward solve, per epoch (backward is 0 with direct backprop).
+        kinetic, jacobian: the unweighted regulariser integrals of the training step per epoch (kinetic
+            energy; Hutchinson estimate of the Jacobian Frobenius norm); empty when the weight is 0.
     """
 
     split: int
@@ -183,6 +195,8 @@ class SplitResult:
     val_curve: list[float] = field(repr=False)
     nfe_forward: list[int] = field(repr=False)
     nfe_backward: list[int] = field(repr=False)
+    kinetic: list[float] = field(default_factory=list, repr=False)
+    jacobian: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -377,6 +391,9 @@ def train_split(
     val_curve: list[float] = []
     nfe_forward: list[int] = []
     nfe_backward: list[int] = []
+    kinetic_values: list[float] = []
+    jacobian_values: list[float] = []
+    use_kinetic, use_jacobian = config.kinetic_weight > 0, config.jacobian_weight > 0
     best_val, best_epoch, best = -math.inf, 0, (math.nan, math.nan, math.nan)
     try:
         with torch.random.fork_rng(devices=_fork_devices(device)):
@@ -384,12 +401,25 @@ def train_split(
             model = build_model(config, dataset.num_features, dataset.num_classes).to(device)
             optimizer = _adam(model, config)
             num_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            # The probe has its own generator, so the global stream (init, dropout) is that of a plain run.
+            probes = torch.Generator().manual_seed(seed) if use_jacobian else None
             loop_started = time.perf_counter()
             for epoch in range(1, config.epochs + 1):
                 model.train()
                 optimizer.zero_grad(set_to_none=True)
-                logits, solution = model.forward_with_solution(features, graph)
-                loss = F.cross_entropy(logits[train_index], y_train)
+                if use_kinetic or use_jacobian:
+                    logits, solution, regs = regularized_forward(model, features, graph, kinetic=use_kinetic,
+                                                                 jacobian=use_jacobian, generator=probes)
+                    loss = F.cross_entropy(logits[train_index], y_train)
+                    if use_kinetic:
+                        loss = loss + config.kinetic_weight * regs["kinetic"]
+                        kinetic_values.append(float(regs["kinetic"].detach()))
+                    if use_jacobian:
+                        loss = loss + config.jacobian_weight * regs["jacobian"]
+                        jacobian_values.append(float(regs["jacobian"].detach()))
+                else:
+                    logits, solution = model.forward_with_solution(features, graph)
+                    loss = F.cross_entropy(logits[train_index], y_train)
                 loss.backward()
                 optimizer.step()
                 nfe_forward.append(solution.stats.nfe_forward)
@@ -434,6 +464,8 @@ def train_split(
         val_curve=val_curve,
         nfe_forward=nfe_forward,
         nfe_backward=nfe_backward,
+        kinetic=kinetic_values,
+        jacobian=jacobian_values,
     )
 
 

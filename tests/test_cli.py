@@ -66,6 +66,13 @@ def test_none_on_the_command_line_clears_a_preset_value():
     assert config.method == "dopri5" and config.step_size is None and config.rtol == 1e-4
 
 
+def test_regulariser_and_time_piece_flags():
+    config = _resolve(["--dataset", "texas", "--kinetic-weight", "0.1", "--jacobian-weight", "2", "--method", "dopri5",
+                       "--step-size", "none", "--time-dependent", "--time-pieces", "4"])
+    assert (config.kinetic_weight, config.jacobian_weight, config.time_pieces) == (0.1, 2.0, 4)
+    assert config.time_dependent and config.method == "dopri5"
+
+
 # ---------------------------------------------------------------------- user errors: status 2, no traceback
 
 
@@ -79,6 +86,9 @@ def test_none_on_the_command_line_clears_a_preset_value():
         (["train", "--dataset", "texas", "--hidden", "1.5"], "expected an integer"),
         (["train", "--preset", "graff", "--dataset", "texas", "--method", "dopri5"], "--step-size none"),
         (["train", "--dataset", "texas", "--method", "euler", "--rtol", "1e-3"], "rtol/atol apply to adaptive"),
+        (["train", "--dataset", "texas", "--kinetic-weight", "-1"], "kinetic_weight must be non-negative"),
+        (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--time-dependent"],
+         "need time_pieces"),
         (["train", "--preset", "graff"], "--preset needs a dataset"),
         (["train", "--preset", "nope", "--dataset", "texas"], "unknown preset 'nope'; available: graff, graff_nl"),
         (["train", "--preset", "graff", "--dataset", "minesweeper"], "has no config for dataset 'minesweeper'"),
@@ -198,3 +208,48 @@ def test_study_subcommand_writes_csv_and_figures(tmp_path):
     assert (out / "study.csv").read_text().count("\n") > 2
     assert all((out / name).stat().st_size > 0 for name in ("rq_vs_time.png", "accuracy_vs_depth.png"))
     assert main(["study", "--synthetic", "ring", "--step-sizes", "-1", "--out", str(out), "--quiet"]) == 2
+
+
+def test_study_homophily_sweep_writes_one_row_per_level_and_family(tmp_path, capsys):
+    from continuous_gnn.study import HOMOPHILY_COLUMNS, read_csv
+
+    out = tmp_path / "hom"
+    status = main(["study", "--synthetic", "sbm", "--homophily-sweep", "0.1,0.5,0.9", "--w-families", "prod,neg_prod",
+                   "--nodes", "60", "--epochs", "2", "--hidden", "4", "--seed", "3", "--out", str(out), "--quiet"])
+    assert status == 0 and capsys.readouterr().out == ""
+    rows = read_csv(out / "homophily.csv")
+    assert list(rows[0]) == list(HOMOPHILY_COLUMNS)
+    assert sorted((r["homophily"], r["w_family"]) for r in rows) == sorted(
+        (h, f) for h in (0.1, 0.5, 0.9) for f in ("prod", "neg_prod"))
+    assert all(r["epochs"] == 2 and r["seed"] == 3 and 0 <= r["acc_test"] <= 1 for r in rows)
+    assert (out / "accuracy_vs_homophily.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "accuracy_vs_homophily.png").stat().st_size > 1000
+    summary = json.loads((out / "homophily.json").read_text())
+    assert summary["rows"] == 6 and summary["config"]["hidden"] == 4 and summary["nodes"] == 60
+    assert not (out / "study.csv").exists()
+    # Without a data option the sweep runs too (on SBMs).
+    assert main(["study", "--homophily-sweep", "1", "--w-families", "sum", "--nodes", "60", "--epochs", "1",
+                 "--out", str(tmp_path / "plain"), "--quiet"]) == 0
+    assert len(read_csv(tmp_path / "plain" / "homophily.csv")) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--homophily-sweep", "0.1,1.5"], r"must lie in \[0, 1\], got 1.5"),
+        (["--homophily-sweep", "-0.2"], r"must lie in \[0, 1\]"),
+        (["--homophily-sweep", "nan"], r"must lie in \[0, 1\]"),
+        (["--homophily-sweep", "0.1,abc"], "'abc' is not a number"),
+        (["--homophily-sweep", "0.1,,0.5"], "without empty items"),
+        (["--homophily-sweep", "0.5", "--synthetic", "ring"], "--synthetic ring does not apply"),
+        (["--homophily-sweep", "0.5", "--dataset", "cora"], "--dataset does not apply"),
+        (["--homophily-sweep", "0.5", "--times", "1,2", "--methods", "rk4"], "--times, --methods do not apply"),
+        (["--homophily-sweep", "0.5", "--epochs", "0"], "--epochs must be >= 1"),
+        (["--synthetic", "sbm", "--epochs", "5"], "--epochs applies to --homophily-sweep only"),
+    ],
+)
+def test_study_homophily_sweep_usage_errors_exit_2(argv, fragment, tmp_path, capsys):
+    assert main(["study", *argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(fragment, err), err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()

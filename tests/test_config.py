@@ -84,7 +84,12 @@ def test_ints_are_accepted_for_floats_and_none_strings_for_optionals():
         ({"method": "euler", "rtol": 1e-3}, "rtol/atol apply to adaptive methods"),
         ({"method": "dopri5"}, r"--step-size none"),
         ({"method": "euler", "step_size": None}, "needs a step_size"),
-        ({"method": "dopri5", "step_size": None, "time_dependent": True}, "fixed-grid method"),
+        ({"method": "dopri5", "step_size": None, "time_dependent": True}, "need time_pieces"),
+        ({"time_dependent": True, "time_pieces": 0}, "time_pieces must be a positive integer"),
+        ({"time_pieces": 3}, "time_pieces applies only with time_dependent"),
+        ({"kinetic_weight": -0.1}, "kinetic_weight must be non-negative"),
+        ({"jacobian_weight": -1}, "jacobian_weight must be non-negative"),
+        ({"kinetic_weight": float("inf")}, "kinetic_weight must be a finite number"),
         ({"seminorm": True}, "only with adjoint"),
         ({"adjoint_method": "rk4"}, "only with adjoint"),
         ({"adjoint": True, "seminorm": True}, "adjoint method 'euler' is fixed-grid"),
@@ -105,6 +110,16 @@ def test_invalid_values_fail_with_the_fix(values, fragment):
 def test_adaptive_config_is_valid_without_step_size():
     config = RunConfig(method="dopri5", step_size=None, rtol=1e-4)
     assert not config.fixed_grid
+
+
+def test_time_pieces_and_regulariser_weights():
+    config = RunConfig(method="dopri5", step_size=None, time_dependent=True, time_pieces=3,
+                       kinetic_weight=0.01, jacobian_weight=1)
+    assert config.time_pieces == 3 and isinstance(config.jacobian_weight, float)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert RunConfig(time_dependent=True, time_pieces=2).time_pieces == 2  # fixed grids may override the step count
+    defaults = RunConfig()
+    assert (defaults.kinetic_weight, defaults.jacobian_weight, defaults.time_pieces) == (0.0, 0.0, None)
 
 
 def test_replace_checks_like_from_dict():

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from continuous_gnn.builders import (
     SparseInputLinear,
+    build_energy,
     build_graph,
     build_model,
     fast_graph,
@@ -147,6 +149,38 @@ def test_solver_options_and_time_dependent_energy():
     assert num_steps(adaptive) is None
 
 
+def test_time_pieces_sets_the_number_of_pieces():
+    config = RunConfig(time=2.0, step_size=0.5, time_dependent=True, time_pieces=2)
+    energy = build_model(config, 6, 3).energy
+    assert isinstance(energy, EnergySchedule) and len(energy.energies) == 2  # not one per step (4)
+    assert energy.boundaries() == [1.0]
+    assert len(build_model(config.replace(time_pieces=None), 6, 3).energy.energies) == 4
+
+
+def _energy_parameters(config: RunConfig) -> int:
+    return sum(p.numel() for p in build_energy(config).parameters() if p.requires_grad)
+
+
+def test_time_dependent_weights_train_with_an_adaptive_method():
+    adaptive = {**SMALL, "step_size": None, "method": "dopri5", "rtol": 1e-3, "atol": 1e-5, "epochs": 2}
+    shared_config = RunConfig(**adaptive)
+    config = shared_config.replace(time_dependent=True, time_pieces=3)
+    dataset = _synthetic()
+    shared = train_split(shared_config, dataset, 0)
+    pieces = train_split(config, dataset, 0)
+    per_energy = _energy_parameters(shared_config)
+    assert per_energy > 0
+    rest = shared.num_parameters - per_energy  # encoder and decoder, shared by both models
+    assert pieces.num_parameters - rest == 3 * per_energy
+    assert pieces.num_parameters == shared.num_parameters + 2 * per_energy
+    assert pieces.epochs_run == 2 and all(math.isfinite(v) for v in pieces.train_loss)
+    # dopri5 steps end exactly on the piece boundaries T/3 and 2T/3 (its jump times): more evaluations than
+    # the shared model's three steps on this task
+    assert all(p > s for p, s in zip(pieces.nfe_forward, shared.nfe_forward, strict=True))
+    model = build_model(config, dataset.num_features, dataset.num_classes)
+    assert isinstance(model.energy, EnergySchedule) and len(model.energy.energies) == 3
+
+
 @pytest.mark.parametrize("energy", ["graff", "dirichlet", "channel_dirichlet"])
 @pytest.mark.parametrize("encoder", ["linear", "mlp"])
 def test_every_energy_and_encoder_builds_and_runs(energy, encoder):
@@ -200,6 +234,65 @@ def test_seeds_are_per_split_reproducible_and_leave_the_global_rng_alone():
     assert alone.val_curve == full.splits[2].val_curve and alone.test_metric == full.splits[2].test_metric
     other_seed = train_split(config.replace(seed=12), dataset, 2)
     assert other_seed.val_curve != alone.val_curve
+
+
+def _reference_losses(config: RunConfig, dataset: NodeDataset, split: int) -> list[float]:
+    """The training step as it was before the regularisers existed: forward_with_solution, cross-entropy, Adam."""
+    graph = build_graph(dataset.data, config)
+    features = prepare_features(dataset.data.x)
+    index = dataset.split(split)[0].nonzero().view(-1)
+    y = dataset.data.y[index]
+    losses = []
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed + split)
+        model = build_model(config, dataset.num_features, dataset.num_classes)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        for _ in range(config.epochs):
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            logits, _ = model.forward_with_solution(features, graph)
+            loss = F.cross_entropy(logits[index], y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())  # evaluation runs in eval mode: it draws no random numbers
+    return losses
+
+
+def test_zero_regulariser_weights_train_bitwise_as_before():
+    dataset = _synthetic()
+    config = RunConfig(epochs=4, seed=2, kinetic_weight=0.0, jacobian_weight=0.0, **SMALL)
+    result = train_split(config, dataset, 1)
+    assert result.train_loss == _reference_losses(config, dataset, 1)  # exact equality
+    assert result.kinetic == [] and result.jacobian == []
+    assert train_split(config, dataset, 1).val_curve == result.val_curve
+
+
+def test_kinetic_regulariser_is_added_to_the_loss_and_recorded():
+    dataset = _synthetic()
+    plain = train_split(RunConfig(epochs=3, **SMALL), dataset, 0)
+    config = RunConfig(epochs=3, kinetic_weight=0.1, **SMALL)
+    result = train_split(config, dataset, 0)
+    assert len(result.kinetic) == 3 and all(k > 0 for k in result.kinetic) and result.jacobian == []
+    # Same initialisation and dropout masks: the first loss is the plain one plus λ_K · R_K.
+    assert result.train_loss[0] == pytest.approx(plain.train_loss[0] + 0.1 * result.kinetic[0], rel=1e-5)
+    assert result.train_loss[1:] != plain.train_loss[1:]  # the regulariser changed the updates
+    # For this linear gradient flow R_K = E(F(0)) - E(F(T)) ≥ 0, and minimising it shrinks it.
+    stronger = train_split(config.replace(kinetic_weight=10.0, epochs=10), dataset, 0)
+    assert stronger.kinetic[-1] < stronger.kinetic[0]
+
+
+def test_jacobian_regulariser_is_reproducible_and_round_trips_in_the_record(tmp_path):
+    dataset = _synthetic()
+    config = RunConfig(dataset="csbm", epochs=2, splits=(0,), kinetic_weight=0.05, jacobian_weight=0.01, **SMALL)
+    result = run(config, dataset)
+    split = result.splits[0]
+    assert len(split.kinetic) == len(split.jacobian) == 2 and all(j > 0 for j in split.jacobian)
+    again = train_split(config, dataset, 0)
+    assert again.jacobian == split.jacobian and again.train_loss == split.train_loss  # the probe is seeded
+    loaded = load_record(save_record(result.to_record(), tmp_path / "r.json"))
+    assert RunConfig.from_dict(loaded["config"]) == config
+    assert loaded["config"]["jacobian_weight"] == 0.01
+    assert loaded["splits"][0]["jacobian"] == split.jacobian and loaded["splits"][0]["kinetic"] == split.kinetic
 
 
 def test_roc_auc_datasets_are_scored_with_roc_auc():
