@@ -3,7 +3,8 @@ r"""From a :class:`~continuous_gnn.config.RunConfig` to the objects of a run: gr
 These functions only construct; they never touch the random seed (the caller seeds parameter initialisation,
 see :func:`continuous_gnn.training.train_split`).
 
-Two performance measures live here, both exact reformulations of the same model:
+One performance measure lives here, an exact reformulation of the same model (the other, a symmetric
+backward for the graph product, lives in :meth:`continuous_gnn.Graph.propagate`):
 
 * **Sparse input features.** The benchmarks' bag-of-words features are 0.5–1.3% non-zero. Dropout on the
   dense ``(n, p)`` input and the dense product with the encoder were about half of an epoch (e.g. Squirrel:
@@ -11,14 +12,10 @@ Two performance measures live here, both exact reformulations of the same model:
   :class:`SparseInputLinear` applies dropout to the stored non-zeros only and multiplies sparsely.
   Dropping a zero entry changes nothing, so the output has the same distribution as
   ``Linear(dropout(x))`` (the random draws differ, so the numbers are not bitwise the dense path's).
-* **Symmetric operator backward.** Autograd differentiates ``Ā @ X`` with a transposed CSR product that is
-  about 7× slower than the forward product. For a symmetric :math:`\bar A` the gradient
-  :math:`\bar A^\top G = \bar A G` reuses the forward kernel (:func:`fast_graph`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any
 
@@ -36,7 +33,6 @@ from .models import ContinuousGNN
 
 __all__ = [
     "build_graph",
-    "fast_graph",
     "prepare_features",
     "SparseInputLinear",
     "build_energy",
@@ -50,36 +46,6 @@ __all__ = [
 SPARSE_FEATURE_DENSITY = 0.1
 
 
-class _SymmetricProduct(torch.autograd.Function):
-    """``A @ X`` for a constant symmetric sparse ``A``; the backward is ``A @ G`` (no transposed product)."""
-
-    @staticmethod
-    def forward(ctx, operator: Tensor, x: Tensor) -> Tensor:  # noqa: ANN001
-        ctx.operator = operator
-        return operator @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: ANN001
-        return None, ctx.operator @ grad
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _SymmetricGraph(Graph):
-    """A :class:`~continuous_gnn.Graph` with a symmetric operator whose product has a symmetric backward."""
-
-    def propagate(self, x: Tensor) -> Tensor:
-        if self.operator.requires_grad or x.dim() != 2 or x.size(0) != self.num_nodes or x.dtype != self.operator.dtype:
-            return super().propagate(x)  # the base class checks and explains
-        return _SymmetricProduct.apply(self.operator, x)
-
-
-def fast_graph(graph: Graph) -> Graph:
-    """The same operator with a faster backward product when it is symmetric (else ``graph`` unchanged)."""
-    if not graph.symmetric or isinstance(graph, _SymmetricGraph):
-        return graph
-    return _SymmetricGraph(**{f.name: getattr(graph, f.name) for f in dataclasses.fields(graph)})
-
-
 def build_graph(data: Data, config: RunConfig, device: torch.device | str | None = None) -> Graph:
     r"""The normalised operator :math:`\bar A` of ``data``, built once per dataset and reused by every split.
 
@@ -89,7 +55,7 @@ def build_graph(data: Data, config: RunConfig, device: torch.device | str | None
     graph = Graph.from_data(data, self_loops=config.self_loops)
     if device is not None:
         graph = graph.to(device)
-    return fast_graph(graph)
+    return graph
 
 
 def prepare_features(x: Tensor, device: torch.device | str | None = None,

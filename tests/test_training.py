@@ -16,7 +16,6 @@ from continuous_gnn.builders import (
     build_energy,
     build_graph,
     build_model,
-    fast_graph,
     num_steps,
     prepare_features,
     solver_options,
@@ -25,7 +24,6 @@ from continuous_gnn.config import RunConfig, read_config_file, resolve_config
 from continuous_gnn.data import NodeDataset
 from continuous_gnn.data.synthetic import contextual_sbm
 from continuous_gnn.flow import EnergySchedule
-from continuous_gnn.graph import Graph
 from continuous_gnn.training import (
     EpochInfo,
     accuracy,
@@ -123,19 +121,6 @@ def test_sparse_input_dropout_only_drops_stored_entries_and_rescales():
 
 def test_dense_features_stay_dense():
     assert prepare_features(torch.rand(5, 4)).layout == torch.strided
-
-
-def test_fast_graph_backward_equals_autograd():
-    data = _synthetic().data
-    graph = Graph.from_data(data)
-    fast = fast_graph(graph)
-    assert type(fast) is not Graph and fast.symmetric
-    x = torch.randn(data.num_nodes, 4, requires_grad=True)
-    weights = torch.randn(data.num_nodes, 4)
-    (grad_reference,) = torch.autograd.grad((graph.propagate(x) * weights).sum(), x)
-    (grad_fast,) = torch.autograd.grad((fast.propagate(x) * weights).sum(), x)
-    assert torch.allclose(grad_reference, grad_fast, atol=1e-6)
-    assert fast_graph(Graph.from_data(data, normalization="rw")).normalization == "rw"  # not symmetric: unchanged
 
 
 def test_solver_options_and_time_dependent_energy():
