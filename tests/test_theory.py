@@ -10,18 +10,18 @@ import pytest
 import torch
 
 import continuous_gnn as cg
+from continuous_gnn.diagnostics import dirichlet_energy, rayleigh_quotient
 from continuous_gnn.energies import ChannelDirichletEnergy, GRAFFEnergy
 
 DTYPE = torch.float64
 
 
 def _rq(x: torch.Tensor, graph: cg.Graph) -> float:
-    x = x.detach()
-    return float((x * graph.laplacian(x)).sum() / (x * x).sum())
+    return float(rayleigh_quotient(x, graph))
 
 
 def _dirichlet(x: torch.Tensor, graph: cg.Graph) -> float:
-    return float(0.5 * (x * graph.laplacian(x)).sum())
+    return float(dirichlet_energy(x, graph))
 
 
 def _random_connected_graph(n: int, p: float, seed: int) -> cg.Graph:
