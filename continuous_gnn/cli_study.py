@@ -37,7 +37,7 @@ import datetime as _dt
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,30 +149,25 @@ def _items(text: str, flag: str) -> list[str]:
     return items
 
 
-def _positive_floats(text: str, flag: str) -> list[float]:
+def _floats(text: str, flag: str, valid: Callable[[float], bool], requirement: str) -> list[float]:
     values = []
     for item in _items(text, flag):
         try:
             value = float(item)
         except ValueError:
             raise _UsageError(f"{flag}: {item!r} is not a number") from None
-        if not (value > 0 and value < float("inf")):
-            raise _UsageError(f"{flag}: values must be positive and finite, got {item}")
+        if not valid(value):  # the comparisons below are all False for nan
+            raise _UsageError(f"{flag}: {requirement}, got {item}")
         values.append(value)
     return values
+
+
+def _positive_floats(text: str, flag: str) -> list[float]:
+    return _floats(text, flag, lambda v: 0 < v < float("inf"), "values must be positive and finite")
 
 
 def _fractions(text: str, flag: str) -> list[float]:
-    values = []
-    for item in _items(text, flag):
-        try:
-            value = float(item)
-        except ValueError:
-            raise _UsageError(f"{flag}: {item!r} is not a number") from None
-        if not 0.0 <= value <= 1.0:  # also rejects nan
-            raise _UsageError(f"{flag}: homophily levels must lie in [0, 1], got {item}")
-        values.append(value)
-    return values
+    return _floats(text, flag, lambda v: 0.0 <= v <= 1.0, "homophily levels must lie in [0, 1]")
 
 
 def _choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
