@@ -395,9 +395,21 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
     """
     names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
     merged: dict[str, Any] = {}
-    for layer, name in zip(layers, names, strict=True):
+    level: dict[str, int] = {}  # the layer that last set each key; the defaults are layer -1
+    for index, (layer, name) in enumerate(zip(layers, names, strict=True)):
         if layer is not None:
-            merged.update(check_overrides(layer, source=name))
+            checked = check_overrides(layer, source=name)
+            merged.update(checked)
+            level.update(dict.fromkeys(checked, index))
+    # Choosing a method in a layer also chooses its kind of step control: a step size (or tolerances) from
+    # the defaults or a lower layer belongs to the method it replaced, so it is dropped rather than reported
+    # as a conflict. Set in the same or a higher layer, it stays and the cross-field check explains.
+    method = merged.get("method", RunConfig.method)
+    method_level = level.get("method", -1)
+    stale = ("step_size",) if not is_fixed(method) else ("rtol", "atol")
+    for key in stale:
+        if level.get(key, -1) < method_level:
+            merged[key] = None
     return RunConfig(**merged)
 
 

@@ -84,7 +84,7 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--no-such-flag=1"], "unrecognized arguments"),
         (["train", "--dataset", "texas", "--activation", "sigmoid"], "invalid choice 'sigmoid'"),
         (["train", "--dataset", "texas", "--hidden", "1.5"], "expected an integer"),
-        (["train", "--preset", "graff", "--dataset", "texas", "--method", "dopri5"], "--step-size none"),
+        (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "0.5"], "--step-size none"),
         (["train", "--dataset", "texas", "--method", "euler", "--rtol", "1e-3"], "rtol/atol apply to adaptive"),
         (["train", "--dataset", "texas", "--kinetic-weight", "-1"], "kinetic_weight must be non-negative"),
         (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--time-dependent"],

@@ -244,3 +244,15 @@ def test_presets_exist_and_resolve(preset, dataset):
     assert not config.detach_source and config.self_loops  # the paper's model, not the official code's quirks
     assert config.epochs >= 150
     assert config.normalize_features is False  # as the hyperparameters were selected (docs/training.md)
+
+
+def test_choosing_a_method_drops_step_control_from_lower_layers():
+    from continuous_gnn.config import resolve_config
+
+    assert resolve_config({"method": "dopri5"}).step_size is None  # the default step size belonged to euler
+    adaptive = resolve_config({"method": "euler", "step_size": 0.5}, {"method": "dopri5", "rtol": 1e-4})
+    assert adaptive.step_size is None and adaptive.rtol == 1e-4
+    fixed = resolve_config({"method": "dopri5", "rtol": 1e-4, "atol": 1e-6}, {"method": "rk4"})
+    assert fixed.rtol is None and fixed.atol is None and fixed.step_size == RunConfig().step_size
+    with pytest.raises(ValueError, match="step_size=0.5 applies to fixed-grid methods"):
+        resolve_config({"method": "dopri5", "step_size": 0.5})  # set together: a real conflict
