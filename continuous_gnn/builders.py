@@ -243,6 +243,7 @@ def build_model(config: RunConfig, num_features: int, num_classes: int) -> Conti
         t_end=config.time,
         solver=solver_options(config),
         activation=config.activation,
+        normalize_field=config.normalize_field,
         input_dropout=0.0,  # applied by the SparseInputLinear below
         dropout=config.dropout,
         encoder=config.encoder,

@@ -89,6 +89,8 @@ class RunConfig:
     source: bool = _f(True, "include the source term +βF(0) (GRAFF)")
     w_learnable: bool = _f(True, "train W; false keeps its random initialisation fixed (GRAFF)")
     activation: str | None = _f(None, "pointwise activation σ of GRAFF-NL: none, relu, tanh", ACTIVATIONS)
+    normalize_field: bool = _f(False, "standardise the vector field per channel over the nodes, like the official "
+                                      "code's untrained BatchNorm (then no gradient flow)")
     time_dependent: bool = _f(False, "piecewise-constant energy weights over [0, T] instead of shared weights "
                                      "(one set per piece, see time_pieces)")
     time_pieces: int | None = _f(None, "number of pieces of time_dependent weights; required with adaptive methods",

@@ -7,9 +7,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .energies.base import Energy
 from .graph import Graph
+
+_NORM_EPS = 1e-5  # BatchNorm's default
 
 #: Named activations, each with :math:`x\sigma(x) \ge 0` so that the energy still decreases along the flow.
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -76,6 +79,11 @@ class GradientFlow(nn.Module):
     gradient, but the energy still does not increase:
     :math:`\tfrac{d}{dt}E = \langle \nabla E, \sigma(-\nabla E)\rangle \le 0` (GRAFF-NL).
 
+    With ``normalize=True`` each channel of :math:`-\nabla E` is standardised over the nodes (zero mean, unit
+    variance, before σ), as the official GRAFF code's untrained, always-in-training-mode BatchNorm does. That
+    field is **no gradient flow** and carries no energy guarantee; it exists to reproduce the official
+    configurations that use it.
+
     The graph and :math:`X(0)` are never stored on the module: call :meth:`bind` per forward pass, which returns
     a module ``f(t, x)`` that closes over them and can be handed to :func:`~continuous_gnn.integrate`.
 
@@ -84,20 +92,25 @@ class GradientFlow(nn.Module):
             (time-dependent weights).
         activation (str or callable, optional): ``"relu"``, ``"tanh"``, ``"identity"`` or a callable
             (default: ``None``, the exact gradient flow).
+        normalize (bool): standardise each channel of the field over the nodes (default: ``False``).
     """
 
-    def __init__(self, energy: Energy | EnergySchedule, activation: str | Callable[[Tensor], Tensor] | None = None) -> None:
+    def __init__(self, energy: Energy | EnergySchedule, activation: str | Callable[[Tensor], Tensor] | None = None,
+                 normalize: bool = False) -> None:
         super().__init__()
         if not isinstance(energy, (Energy, EnergySchedule)):
             raise TypeError(f"energy must be an Energy or an EnergySchedule, got {type(energy).__name__}")
         self.energy = energy
         self.activation_name, self._activation = _resolve_activation(activation)
+        self.normalize = bool(normalize)
 
     def energy_at(self, t: Tensor | float) -> Energy:
         return self.energy.at(t) if isinstance(self.energy, EnergySchedule) else self.energy
 
     def forward(self, t: Tensor, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         velocity = -self.energy_at(t).gradient(x, graph, x0)
+        if self.normalize:
+            velocity = F.batch_norm(velocity, None, None, training=True, eps=_NORM_EPS)
         return velocity if self._activation is None else self._activation(velocity)
 
     def bind(self, graph: Graph, x0: Tensor | None = None) -> BoundField:
@@ -108,7 +121,7 @@ class GradientFlow(nn.Module):
         return BoundField(self, graph, x0)
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation_name!r}"
+        return f"activation={self.activation_name!r}" + (", normalize=True" if self.normalize else "")
 
 
 class BoundField(nn.Module):

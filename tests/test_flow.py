@@ -216,3 +216,17 @@ def test_schedule_parameters_are_per_piece():
     schedule = cg.EnergySchedule(pieces, t_end=1.0)
     per_piece = sum(p.numel() for p in pieces[0].parameters())
     assert sum(p.numel() for p in cg.GradientFlow(schedule).parameters()) == 4 * per_piece
+
+
+def test_normalized_field_is_standardised_per_channel_before_the_activation():
+    graph, pieces, x0 = schedule_case(1, seed=3)
+    energy = pieces[0]
+    plain = cg.GradientFlow(energy)(torch.tensor(0.0), x0, graph, x0)
+    normalized = cg.GradientFlow(energy, normalize=True)(torch.tensor(0.0), x0, graph, x0)
+    torch.testing.assert_close(normalized.mean(dim=0), torch.zeros(x0.size(1), dtype=x0.dtype), atol=1e-12, rtol=0)
+    torch.testing.assert_close(normalized.var(dim=0, unbiased=False), torch.ones(x0.size(1), dtype=x0.dtype),
+                               atol=1e-4, rtol=0)  # BatchNorm's eps = 1e-5 in the denominator
+    expected = (plain - plain.mean(dim=0)) / torch.sqrt(plain.var(dim=0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(normalized, expected, rtol=1e-12, atol=1e-12)
+    relu = cg.GradientFlow(energy, activation="relu", normalize=True)(torch.tensor(0.0), x0, graph, x0)
+    torch.testing.assert_close(relu, torch.relu(expected), rtol=1e-12, atol=1e-12)

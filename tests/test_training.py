@@ -332,3 +332,11 @@ def test_cora_preset_reaches_a_sane_accuracy(data_root, data_cache):
     dataset = load_run_dataset(config, data_root, cache_dir=data_cache)
     result = run(config, dataset)
     assert result.splits[0].test_metric > 0.75  # 7 classes: chance is about 0.3
+
+
+def test_normalize_field_reaches_the_model():
+    from continuous_gnn.builders import build_model
+
+    model = build_model(RunConfig(normalize_field=True), num_features=5, num_classes=3)
+    assert model.flow.normalize
+    assert not build_model(RunConfig(), num_features=5, num_classes=3).flow.normalize

@@ -54,6 +54,8 @@ class ContinuousGNN(nn.Module):
         solver (Mapping, optional): keyword arguments of :func:`~continuous_gnn.integrate` (``method``,
             ``step_size``, ``rtol``, ``adjoint``, ...) (default: ``{"method": "euler", "step_size": 1.0}``).
         activation (str or callable, optional): σ for GRAFF-NL (default: ``None``).
+        normalize_field (bool): standardise the field per channel over the nodes, see
+            :class:`~continuous_gnn.GradientFlow` (no longer a gradient flow) (default: ``False``).
         input_dropout (float): dropout on the input features (default: ``0.0``).
         dropout (float): dropout before the decoder (default: ``0.0``).
         encoder (str): ``"linear"`` or ``"mlp"`` (default: ``"linear"``).
@@ -68,7 +70,8 @@ class ContinuousGNN(nn.Module):
     def __init__(self, in_channels: int, hidden: int, out_channels: int, energy: Energy | EnergySchedule, *,
                  t_end: float = 1.0, solver: Mapping[str, Any] | None = None,
                  activation: str | Callable[[Tensor], Tensor] | None = None, input_dropout: float = 0.0,
-                 dropout: float = 0.0, encoder: str = "linear", detach_source: bool = False) -> None:
+                 dropout: float = 0.0, encoder: str = "linear", detach_source: bool = False,
+                 normalize_field: bool = False) -> None:
         super().__init__()
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
             if not 0.0 <= p < 1.0:
@@ -78,7 +81,7 @@ class ContinuousGNN(nn.Module):
         if not t_end > 0:
             raise ValueError(f"t_end must be positive, got {t_end}")
         self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
-        self.flow = GradientFlow(energy, activation)
+        self.flow = GradientFlow(energy, activation, normalize=normalize_field)
         self.decoder = nn.Linear(hidden, out_channels)
         self.t_end = float(t_end)
         self.solver = dict(solver or {"method": "euler", "step_size": 1.0})
