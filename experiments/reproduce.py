@@ -2,13 +2,16 @@
 
     python experiments/reproduce.py            # or: continuous-gnn reproduce
 
-Runs the presets ``experiments/configs/{graff,graff_nl}/<dataset>.toml`` on every dataset whose raw files are
-present (a missing dataset is reported as unavailable, with the reason), writes one JSON record per run under
-``--out-dir`` and regenerates ``docs/results.md``. That file is generated: edit this script, not the file.
+Runs the presets ``experiments/configs/{graff,graff_nl}/<dataset>.toml`` (the paper's hyperparameters) and,
+where one exists, ``experiments/configs/graff_tuned/<dataset>.toml`` (our own ``continuous-gnn tune`` search)
+on every dataset whose raw files are present (a missing dataset is reported as unavailable, with the reason),
+writes one JSON record per run under ``--out-dir`` and regenerates ``docs/results.md``. That file is
+generated: edit this script, not the file.
 
 Targets (the issue's table): max(paper's best GRAFF mean - 1 paper std, the official code run here), the paper
 being arXiv v1 Table 1 (better of GRAFF (DD) and GRAFF (D)) and "the official code run here" graff-notes §15.
-Nothing here looks at the test metric to choose anything: each preset is run once, as configured.
+Nothing here looks at the test metric to choose anything: each preset is run once, as configured, and our
+GRAFF number is whichever of GRAFF and GRAFF-tuned has the higher mean validation accuracy.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ from continuous_gnn.training import environment, load_run_dataset, run, save_rec
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CONFIGS = HERE / "configs"
-MODELS = {"graff": "GRAFF", "graff_nl": "GRAFF-NL"}
+MODELS = {"graff": "GRAFF", "graff_tuned": "GRAFF-tuned", "graff_nl": "GRAFF-NL"}
+#: Linear-GRAFF presets that compete, on validation accuracy, for the number held against the target.
+LINEAR = ("graff", "graff_tuned")
+#: Presets that need not exist for every dataset.
+OPTIONAL = ("graff_tuned",)
 DATASETS = ("texas", "wisconsin", "cornell", "film", "squirrel", "chameleon", "citeseer", "pubmed", "cora")
 NAMES = {"texas": "Texas", "wisconsin": "Wisconsin", "cornell": "Cornell", "film": "Film", "squirrel": "Squirrel",
          "chameleon": "Chameleon", "citeseer": "CiteSeer", "pubmed": "PubMed", "cora": "Cora"}
@@ -72,7 +79,7 @@ def formula_target(name: str) -> float:
 class Outcome:
     dataset: str
     model: str
-    status: str  # "ok", "unavailable", "failed"
+    status: str  # "ok", "unavailable", "failed", "absent" (no preset file for an optional model)
     reason: str = ""
     test_mean: float = float("nan")
     test_std: float = float("nan")
@@ -92,7 +99,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help=f"comma-separated datasets (default: {','.join(DATASETS)})")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated presets (default: graff,graff_nl)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated presets (default: {','.join(MODELS)})")
     parser.add_argument("--splits", default=None, help="splits, e.g. 0-9 or 0,3 (default: all)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override every preset's epochs (a smoke test, not the reproduction)")
@@ -126,6 +134,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
              command: str) -> Outcome:
     preset_file = CONFIGS / model / f"{name}.toml"
+    if model in OPTIONAL and not preset_file.is_file():
+        return Outcome(name, model, "absent")
     layers = [read_config_file(preset_file), {}]
     if args.splits is not None:
         layers[1]["splits"] = list(args.splits)
@@ -137,7 +147,7 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
     except DatasetUnavailableError as err:
         return Outcome(name, model, "unavailable", reason=str(err))
     progress = not args.quiet and sys.stderr.isatty()
-    print(f"{NAMES[name]:<10} {MODELS[model]:<8} ", end="", flush=True)
+    print(f"{NAMES[name]:<10} {MODELS[model]:<11} ", end="", flush=True)
     try:
         result = run(config, dataset, progress=progress)
     except Exception as err:  # noqa: BLE001 - reported in the table, the other runs go on
@@ -175,6 +185,18 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def stretch_bar(name: str) -> float:
+    """The stretch goal's bar: max(paper's best mean, the official code here)."""
+    official = OFFICIAL_HERE.get(name)
+    return max(paper_best(name)[0], official[0] if official else -1.0)
+
+
+def select_by_validation(outcomes: dict[tuple[str, str], Outcome], name: str) -> Outcome | None:
+    """The linear-GRAFF run held against the target: the highest mean validation metric, the paper preset on ties."""
+    runs = [o for model in LINEAR if (o := outcomes.get((name, model))) is not None and o.status == "ok"]
+    return max(runs, key=lambda o: o.val_mean, default=None)
+
+
 def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, total: float, started: str,
            command: str, out_dir: Path) -> str:
     env = environment()
@@ -203,15 +225,21 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
         "",
         "Columns: **paper** = arXiv v1 Table 1, the better of GRAFF (DD) and GRAFF (D) (which one in brackets); "
         "**official here** = the official code with its `best_lin` parameters on this data (graff-notes §15); "
-        "**target** = max(paper − 1 paper std, official here), the issue's table; **GRAFF** and **GRAFF-NL** = "
-        "this package; **GRAFF − target** and **NL − target** = our mean minus the target (✓ when ≥ 0; the "
-        "targets are linear-GRAFF numbers, so GRAFF's column decides pass/fail); **time** = wall time of both "
-        "models on the dataset.",
+        "**target** = max(paper − 1 paper std, official here), the issue's table; **GRAFF** = the paper's "
+        "hyperparameters (`graff` presets); **GRAFF-tuned** = linear GRAFF with hyperparameters from our own "
+        "`continuous-gnn tune` search on mean validation accuracy (`graff_tuned` presets, only where a search was "
+        "run; each file's header has its command); **GRAFF-NL** = the paper's GRAFF-NL hyperparameters; "
+        "**ours** = whichever of GRAFF and GRAFF-tuned has the higher mean validation accuracy (in brackets; the "
+        "targets are linear-GRAFF numbers); **ours − target** = its mean minus the target (✓ when ≥ 0); "
+        "**NL − target** = the same for GRAFF-NL; **time** = wall time of all models on the dataset. The tuned "
+        "presets' validation accuracy is the maximum over a search, so it is optimistic; the choice still never "
+        "reads the test metric.",
         "",
-        "| dataset | paper | official here | target | GRAFF | GRAFF-NL | GRAFF − target | NL − target | time (s) |",
-        "|---|---|---|---|---|---|---|---|---:|",
+        "| dataset | paper | official here | target | GRAFF | GRAFF-tuned | GRAFF-NL | ours − target | "
+        "NL − target | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---:|",
     ]
-    passed = failed = 0
+    passed = failed = beaten = 0
     notes: list[str] = []
     for name in args.datasets:
         mean, std, variant = paper_best(name)
@@ -221,13 +249,15 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
         cells = []
         time_total = 0.0
         unavailable = None
-        for model in ("graff", "graff_nl"):
+        for model in MODELS:
             o = outcomes.get((name, model))
             if o is None:
                 cells.append("not run")
             elif o.status == "ok":
                 cells.append(_fmt(o.test_mean, o.test_std) + ("" if o.splits == 10 else _n_splits(o.splits)))
                 time_total += o.wall_time
+            elif o.status == "absent":
+                cells.append("–")
             elif o.status == "unavailable":
                 cells.append("unavailable")
                 unavailable = o.reason
@@ -235,25 +265,27 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
                 cells.append("failed")
                 notes.append(f"{NAMES[name]} {MODELS[model]} failed: {o.reason}")
         target = TARGETS[name]
-        verdicts = []
-        for model in ("graff", "graff_nl"):
-            o = outcomes.get((name, model))
-            if o is None or o.status != "ok":
-                verdicts.append("–")
-                continue
-            ok = o.test_mean >= target
-            verdicts.append(f"{o.test_mean - target:+.2f} {'✓' if ok else '✗'}")
-            if model == "graff":
-                passed += ok
-                failed += not ok
+        ours = select_by_validation(outcomes, name)
+        if ours is None:
+            ours_text = "–"
+        else:
+            ok = ours.test_mean >= target
+            passed += ok
+            failed += not ok
+            beaten += ours.test_mean > stretch_bar(name)
+            ours_text = f"{ours.test_mean - target:+.2f} {'✓' if ok else '✗'} ({MODELS[ours.model]})"
+        nl = outcomes.get((name, "graff_nl"))
+        nl_text = "–" if nl is None or nl.status != "ok" else \
+            f"{nl.test_mean - target:+.2f} {'✓' if nl.test_mean >= target else '✗'}"
         lines.append(f"| {NAMES[name]} | {_fmt(mean, std)} ({variant}) | {official_text} | {target:.2f} | "
-                     f"{cells[0]} | {cells[1]} | {verdicts[0]} | {verdicts[1]} | {time_total:.0f} |")
+                     f"{' | '.join(cells)} | {ours_text} | {nl_text} | {time_total:.0f} |")
         if unavailable:
             notes.append(f"**{NAMES[name]} unavailable**: {'. '.join(unavailable.split('. ')[:2])}.")
         if formula_target(name) != target:
             notes.append(f"{NAMES[name]} target: {TARGET_NOTES.get(name, 'differs from the formula')}.")
-    lines += ["", f"GRAFF meets {passed} of {passed + failed} targets on the datasets that ran. "
-              f"Total wall time {total:.0f} s ({total / 60:.1f} min).", ""]
+    lines += ["", f"Our GRAFF meets {passed} of {passed + failed} targets on the datasets that ran, and beats "
+              f"max(paper mean, official here) on {beaten}. Total wall time {total:.0f} s ({total / 60:.1f} min).",
+              ""]
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     lines += [
@@ -308,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = _run_one(name, model, args, root, cache, out_dir, command)
             outcomes[(name, model)] = outcome
             if outcome.status == "unavailable":
-                print(f"{NAMES[name]:<10} {MODELS[model]:<8} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
+                print(f"{NAMES[name]:<10} {MODELS[model]:<11} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
     if args.results.lower() != "none":
