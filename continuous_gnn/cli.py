@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_study
+from .atomic import atomic_open
 from .config import (
     RunConfig,
     check_overrides,
@@ -320,6 +321,13 @@ TUNE_SPACE = {
     "normalize_field": ("categorical", (False, True)),
 }
 
+#: Keys outside the official search that ``tune --also`` adds: the model family rather than its training.
+EXTRA_SPACE = {
+    "w": ("categorical", ("diag", "diag_dom", "sum")),
+    "omega": ("categorical", ("diag", "zero")),
+    "encoder": ("categorical", ("linear", "mlp")),
+}
+
 
 def tune_space(base: RunConfig, searched: list[str]) -> dict[str, tuple[str, tuple]]:
     """The search space of ``searched`` widened so that ``base``'s own values lie in it.
@@ -330,7 +338,7 @@ def tune_space(base: RunConfig, searched: list[str]) -> dict[str, tuple[str, tup
     """
     space = {}
     for name in searched:
-        kind, values = TUNE_SPACE[name]
+        kind, values = TUNE_SPACE[name] if name in TUNE_SPACE else EXTRA_SPACE[name]
         current = getattr(base, name)
         if kind == "categorical":
             values = values if current in values else (*values, current)
@@ -350,6 +358,8 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fix", default="", metavar="KEYS",
                        help=f"comma-separated search keys to keep at their configured value; searched: "
                             f"{', '.join(TUNE_SPACE)}")
+    group.add_argument("--also", default="", metavar="KEYS",
+                       help=f"comma-separated keys to search as well: {', '.join(EXTRA_SPACE)}")
     group.add_argument("--out", metavar="FILE.toml",
                        help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
                             "trials goes beside it)")
@@ -377,7 +387,11 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     unknown = sorted(fixed - set(TUNE_SPACE))
     if unknown:
         raise UsageError(f"--fix: unknown search key(s) {unknown}; searched keys: {', '.join(TUNE_SPACE)}")
-    searched = [k for k in TUNE_SPACE if k not in fixed]
+    also = [k.strip() for k in args.also.split(",") if k.strip()]
+    unknown = sorted(set(also) - set(EXTRA_SPACE))
+    if unknown:
+        raise UsageError(f"--also: unknown key(s) {unknown}; choose from {', '.join(EXTRA_SPACE)}")
+    searched = [k for k in TUNE_SPACE if k not in fixed] + [k for k in EXTRA_SPACE if k in also]
     if not base.fixed_grid and "step_size" in searched:
         searched.remove("step_size")
     root, cache = _data_paths(args)
@@ -418,8 +432,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         f"{_percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
     )
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_to_toml(best_config, header=header, keys=keys), encoding="utf-8")
+    with atomic_open(path) as handle:
+        handle.write(config_to_toml(best_config, header=header, keys=keys))
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
               for t in study.trials]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",

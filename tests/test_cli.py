@@ -190,6 +190,17 @@ def test_tune_writes_a_loadable_best_config(data_root, data_cache, tmp_path, cap
     assert "configured values, trial 0" in text
 
 
+def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
+    pytest.importorskip("optuna")
+    from continuous_gnn.cli import EXTRA_SPACE, tune_space
+
+    assert main(["tune", "--dataset", "texas", "--also", "w,nope"]) == 2
+    assert "--also: unknown key(s) ['nope']; choose from w, omega, encoder" in capsys.readouterr().err
+    space = tune_space(RunConfig(w="prod"), ["w", "encoder"])
+    assert space["w"] == ("categorical", (*EXTRA_SPACE["w"][1], "prod"))
+    assert space["encoder"] == EXTRA_SPACE["encoder"]
+
+
 def test_tune_space_contains_the_configured_values():
     from continuous_gnn.cli import TUNE_SPACE, tune_space
 
