@@ -321,11 +321,13 @@ TUNE_SPACE = {
     "normalize_field": ("categorical", (False, True)),
 }
 
-#: Keys outside the official search that ``tune --also`` adds: the model family rather than its training.
+#: Keys outside the official search that ``tune --also`` adds: the model family and the training length.
 EXTRA_SPACE = {
     "w": ("categorical", ("diag", "diag_dom", "sum")),
     "omega": ("categorical", ("diag", "zero")),
     "encoder": ("categorical", ("linear", "mlp")),
+    # Film and Chameleon peak late in 150 epochs (best validation epochs in docs/results.md).
+    "epochs": ("categorical", (150, 300)),
 }
 
 

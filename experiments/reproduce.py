@@ -113,7 +113,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 is fastest when another job shares "
                              "the cores")
-    args = parser.parse_args(argv)
+    return validate_selection(parser, parser.parse_args(argv))
+
+
+def validate_selection(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Check and parse the flags this script shares with its siblings: datasets, models, splits, epochs, threads."""
     for key, valid in (("datasets", DATASETS), ("models", tuple(MODELS))):
         values = [v.strip().lower() for v in getattr(args, key).split(",") if v.strip()]
         bad = [v for v in values if v not in valid]
@@ -129,6 +133,34 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be positive")
     return args
+
+
+def prepare_run(args: argparse.Namespace, prog: str, folder: str) -> tuple[Path, Path, Path] | None:
+    """Resolve the data root, cache and record folder (``runs/<folder>-<timestamp>``) and set the threads.
+
+    Returns None, after printing an error that names the fix, when the data root does not exist.
+    """
+    root = resolve_data_root(args.data_root, os.environ)
+    if not root.is_dir():
+        print(f"{prog}: error: data root {str(root)!r} does not exist; pass --data-root or set "
+              "CONTINUOUS_GNN_DATA", file=sys.stderr)
+        return None
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"{folder}-{stamp}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return root, cache, out_dir
+
+
+def provenance(started: str, command: str, total: float) -> str:
+    """The "Generated <when> by <command> in <minutes> on <machine>. Versions: ..." line of a generated page."""
+    env = environment()
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    machine = env["machine"]
+    return (f"Generated {started} by `{command}` in {total / 60:.1f} min on {machine['platform']} "
+            f"({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads). Versions: {versions}.")
 
 
 def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
@@ -161,7 +193,7 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
         name, model, "ok", test_mean=100 * agg["test_mean"], test_std=100 * agg["test_std"],
         val_mean=100 * agg["val_mean"], splits=agg["num_splits"], wall_time=result.wall_time,
         epoch_time=agg["epoch_time_mean"], best_epochs=[s.best_epoch for s in result.splits],
-        epochs=config.epochs, record=_rel(path),
+        epochs=config.epochs, record=repo_relative(path),
     )
     print(f"test {outcome.test_mean:6.2f} ± {outcome.test_std:5.2f}  val {outcome.val_mean:6.2f}  "
           f"{outcome.wall_time:6.1f} s  ({1000 * outcome.epoch_time:.1f} ms/epoch)", flush=True)
@@ -176,7 +208,7 @@ def _n_splits(n: int) -> str:
     return f" ({n} split{'s' if n != 1 else ''})"
 
 
-def _rel(path: Path) -> str:
+def repo_relative(path: Path) -> str:
     """``path`` relative to the repository when inside it, else absolute."""
     path = path.resolve()
     try:
@@ -199,9 +231,6 @@ def select_by_validation(outcomes: dict[tuple[str, str], Outcome], name: str) ->
 
 def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, total: float, started: str,
            command: str, out_dir: Path) -> str:
-    env = environment()
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-    machine = env["machine"]
     partial = args.epochs is not None or args.splits is not None or len(args.datasets) < len(DATASETS) \
         or len(args.models) < len(MODELS)
     lines = [
@@ -214,8 +243,7 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
         lines += ["> **Partial run** (a subset of datasets/models/splits, or overridden epochs): "
                   "not the reproduction.", ""]
     lines += [
-        f"Generated {started} by `{command}` in {total / 60:.1f} min on {machine['platform']} "
-        f"({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads). Versions: {versions}.",
+        provenance(started, command, total),
         "",
         "Accuracy in %, mean ± **population** standard deviation (ddof = 0, as the paper's code) over the splits, "
         "test accuracy at the epoch of best validation accuracy (first on ties). Each model is the preset "
@@ -285,7 +313,8 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
             notes.append(f"{NAMES[name]} target: {TARGET_NOTES.get(name, 'differs from the formula')}.")
     lines += ["", f"Our GRAFF meets {passed} of {passed + failed} targets on the datasets that ran, and beats "
               f"max(paper mean, official here) on {beaten}. Total wall time {total:.0f} s ({total / 60:.1f} min).",
-              ""]
+              "", "How far these means move with the seed alone: [seed_spread.md](seed_spread.md) "
+              "(`experiments/seed_spread.py`).", ""]
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     lines += [
@@ -311,7 +340,7 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
         "```",
         "",
         f"JSON records (resolved config, seeds, versions, per-split metrics, NFE per epoch) are in "
-        f"`{_rel(out_dir)}/`.",
+        f"`{repo_relative(out_dir)}/`.",
         "",
     ]
     return "\n".join(lines)
@@ -320,17 +349,10 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     command = shlex.join(["continuous-gnn", "reproduce", *(sys.argv[1:] if argv is None else argv)])
-    root = resolve_data_root(args.data_root, os.environ)
-    if not root.is_dir():
-        print(f"continuous-gnn reproduce: error: data root {str(root)!r} does not exist; pass --data-root or set "
-              "CONTINUOUS_GNN_DATA", file=sys.stderr)
+    paths = prepare_run(args, "continuous-gnn reproduce", "reproduce")
+    if paths is None:
         return 2
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"reproduce-{stamp}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    root, cache, out_dir = paths
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     print(f"data root {root}; records in {out_dir}; torch threads {torch.get_num_threads()}", flush=True)
     started = time.perf_counter()

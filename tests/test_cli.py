@@ -195,10 +195,11 @@ def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
     from continuous_gnn.cli import EXTRA_SPACE, tune_space
 
     assert main(["tune", "--dataset", "texas", "--also", "w,nope"]) == 2
-    assert "--also: unknown key(s) ['nope']; choose from w, omega, encoder" in capsys.readouterr().err
+    assert "--also: unknown key(s) ['nope']; choose from w, omega, encoder, epochs" in capsys.readouterr().err
     space = tune_space(RunConfig(w="prod"), ["w", "encoder"])
     assert space["w"] == ("categorical", (*EXTRA_SPACE["w"][1], "prod"))
     assert space["encoder"] == EXTRA_SPACE["encoder"]
+    assert tune_space(RunConfig(epochs=400), ["epochs"])["epochs"] == ("categorical", (150, 300, 400))
 
 
 def test_tune_space_contains_the_configured_values():

@@ -1,0 +1,212 @@
+"""How much of a gap to a target is seed noise: rerun presets with other seeds and report the spread.
+
+    python experiments/seed_spread.py --datasets texas,film,cora --seeds 0,1000,2000,3000,4000
+
+The reproduction (``experiments/reproduce.py``) runs each preset once, with seed 0: split *i* uses seed *i*.
+Here each preset runs once per ``--seeds`` value *s* (split *i* then uses seed *s + i*), everything else as
+configured, and ``docs/seed_spread.md`` reports the 10-split test mean of every seed, their mean and sample
+standard deviation across seeds, and how many seeds meet the target. Seed 0 is the reproduction's own run.
+Nothing is selected: every seed is reported. That file is generated: edit this script, not the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from continuous_gnn.atomic import atomic_open
+from continuous_gnn.config import read_config_file, resolve_config
+from continuous_gnn.data import DatasetUnavailableError
+from continuous_gnn.training import load_run_dataset, run, save_record
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import reproduce  # noqa: E402 - the sibling script holds the dataset names, presets and targets
+
+REPO = HERE.parent
+DEFAULT_SEEDS = "0,1000,2000,3000,4000"
+
+
+@dataclass
+class SeedRun:
+    """One preset run with one base seed: means over its splits, in %."""
+
+    seed: int
+    test_mean: float
+    val_mean: float
+    wall_time: float
+
+
+@dataclass
+class Spread:
+    """A preset's runs over several base seeds."""
+
+    dataset: str
+    model: str
+    runs: list[SeedRun]
+
+    @property
+    def test_means(self) -> list[float]:
+        return [r.test_mean for r in self.runs]
+
+    def summary(self, target: float) -> dict[str, float]:
+        """Mean and sample std (ddof = 1) of the per-seed test means, their range and the count at or above target."""
+        means = self.test_means
+        return {
+            "mean": statistics.fmean(means),
+            "std": statistics.stdev(means) if len(means) > 1 else float("nan"),
+            "min": min(means),
+            "max": max(means),
+            "met": sum(m >= target for m in means),
+        }
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python experiments/seed_spread.py",
+        description="Rerun presets with several base seeds and write the spread of the test mean.",
+    )
+    parser.add_argument("--datasets", default="texas,film,cora",
+                        help=f"comma-separated datasets (default: texas,film,cora); from {','.join(reproduce.DATASETS)}")
+    parser.add_argument("--models", default="graff,graff_tuned",
+                        help="comma-separated presets (default: graff,graff_tuned; a missing graff_tuned file is "
+                             "skipped)")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS,
+                        help=f"comma-separated base seeds, at least 10 apart so no split seed repeats "
+                             f"(default: {DEFAULT_SEEDS})")
+    parser.add_argument("--splits", default=None, help="splits, e.g. 0-9 (default: all)")
+    parser.add_argument("--epochs", type=int, default=None, help="override epochs (a smoke test only)")
+    parser.add_argument("--data-root", help="raw data root (default: $CONTINUOUS_GNN_DATA, else the user cache)")
+    parser.add_argument("--cache-dir", help="processing cache (default: ~/.cache/continuous_gnn/processed)")
+    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/seed-spread-<timestamp>)")
+    parser.add_argument("--results", default=str(REPO / "docs" / "seed_spread.md"),
+                        help="markdown file to (re)generate (default: docs/seed_spread.md); 'none' to skip")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = reproduce.validate_selection(parser, parser.parse_args(argv))
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if len(args.seeds) < 2:
+        parser.error("--seeds: give at least two seeds, e.g. 0,1000")
+    ordered = sorted(args.seeds)
+    if any(b - a < 10 for a, b in zip(ordered, ordered[1:])):
+        parser.error(f"--seeds must be at least 10 apart (split i uses seed + i, so closer seeds share split "
+                     f"seeds); got {args.seeds}")
+    return args
+
+
+def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
+            command: str) -> Spread | None:
+    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
+    if model in reproduce.OPTIONAL and not preset_file.is_file():
+        return None
+    overrides = {}
+    if args.splits is not None:
+        overrides["splits"] = list(args.splits)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    base = resolve_config(read_config_file(preset_file), overrides, sources=[str(preset_file), "seed_spread flags"])
+    dataset = load_run_dataset(base, root, cache_dir=cache)
+    runs = []
+    for seed in args.seeds:
+        config = base.replace(seed=seed)
+        result = run(config, dataset, progress=False)
+        record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
+                                  data_root=str(root), command=command)
+        save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
+        agg = record["aggregate"]
+        runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"], result.wall_time))
+        print(f"{reproduce.NAMES[name]:<10} {reproduce.MODELS[model]:<11} seed {seed:>5}  "
+              f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
+    return Spread(name, model, runs)
+
+
+def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, total: float, started: str,
+           command: str, out_dir: Path) -> str:
+    lines = [
+        "<!-- GENERATED by experiments/seed_spread.py: do not edit by hand; rerun the command below. -->",
+        "",
+        "# Seed spread of the reproduction's test means",
+        "",
+    ]
+    if args.epochs is not None or args.splits is not None:
+        lines += ["> **Partial run** (a subset of splits, or overridden epochs): not the measurement.", ""]
+    lines += [
+        reproduce.provenance(started, command, total),
+        "",
+        "Each preset `experiments/configs/<model>/<dataset>.toml` runs once per base seed *s*, split *i* using seed "
+        "*s + i*, everything else as configured. A cell is the test accuracy (%) at the epoch of best validation "
+        "accuracy, averaged over the splits, as in [results.md](results.md), whose runs are seed 0. **across seeds** "
+        "= mean ± **sample** standard deviation (ddof = 1) of those per-seed means; **met** = seeds whose mean "
+        "reaches the target. Every seed is reported; none is chosen.",
+        "",
+        f"| dataset | model | target | {' | '.join(f'seed {s}' for s in args.seeds)} | across seeds | "
+        "min – max | met |",
+        f"|---|---|---|{'---:|' * len(args.seeds)}---|---|---|",
+    ]
+    for spread in spreads:
+        target = reproduce.TARGETS[spread.dataset]
+        s = spread.summary(target)
+        cells = " | ".join(f"{m:.2f}" for m in spread.test_means)
+        lines.append(f"| {reproduce.NAMES[spread.dataset]} | {reproduce.MODELS[spread.model]} | {target:.2f} | "
+                     f"{cells} | {s['mean']:.2f} ± {s['std']:.2f} | {s['min']:.2f} – {s['max']:.2f} | "
+                     f"{s['met']} of {len(spread.runs)} |")
+    if skipped:
+        lines += ["", "Not run: " + "; ".join(skipped) + "."]
+    lines += [
+        "",
+        "Rerun:",
+        "",
+        "```bash",
+        f"CONTINUOUS_GNN_DATA=../shared/data {command}",
+        "```",
+        "",
+        f"JSON records (resolved config, seeds, per-split metrics) are in `{reproduce.repo_relative(out_dir)}/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    command = shlex.join(["python", "experiments/seed_spread.py", *(sys.argv[1:] if argv is None else argv)])
+    paths = reproduce.prepare_run(args, "seed_spread", "seed-spread")
+    if paths is None:
+        return 2
+    root, cache, out_dir = paths
+    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    spreads: list[Spread] = []
+    skipped: list[str] = []
+    for name in args.datasets:
+        for model in args.models:
+            label = f"{reproduce.NAMES[name]} {reproduce.MODELS[model]}"
+            try:
+                spread = _spread(name, model, args, root, cache, out_dir, command)
+            except DatasetUnavailableError as err:
+                skipped.append(f"{label} (unavailable: {str(err).split('. ')[0]})")
+                print(f"{label}: unavailable", flush=True)
+                continue
+            if spread is None:
+                skipped.append(f"{label} (no preset file)")
+                continue
+            spreads.append(spread)
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s", flush=True)
+    if args.results.lower() != "none":
+        text = render(spreads, skipped, args, total, started_iso, command, out_dir)
+        with atomic_open(Path(args.results)) as handle:
+            handle.write(text)
+        print(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
