@@ -367,6 +367,20 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
                             "trials goes beside it)")
 
 
+def config_header(path: str | os.PathLike[str]) -> list[str]:
+    """The comment lines at the top of a TOML config file, without their leading ``# ``.
+
+    A search that starts from a tuned file (``tune --config``) copies that file's header into its own, so a
+    chain of searches keeps every step's selection line back to the preset it started from.
+    """
+    lines = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    return lines
+
+
 def _suggest(trial, name: str, space: dict[str, tuple[str, tuple]]) -> Any:
     kind, values = space[name]
     if kind == "categorical":
@@ -433,6 +447,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         f"{_percent(best.value)} (trial {best.number}; the configured values, trial 0: "
         f"{_percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
     )
+    inherited = config_header(args.config) if getattr(args, "config", None) else []
+    if inherited:
+        header += f"\nStarted from `{args.config}`, whose header reads:\n" + "\n".join(f"  {line}" for line in inherited)
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
     with atomic_open(path) as handle:
         handle.write(config_to_toml(best_config, header=header, keys=keys))

@@ -190,6 +190,21 @@ def test_tune_writes_a_loadable_best_config(data_root, data_cache, tmp_path, cap
     assert "configured values, trial 0" in text
 
 
+@pytest.mark.data
+def test_tune_from_a_config_file_keeps_its_header(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    start = tmp_path / "start.toml"
+    start.write_text('# Tuned by `an earlier search`\n# Selection: = 50.00\ndataset = "cornell"\nepochs = 2\n')
+    out = tmp_path / "next.toml"
+    argv = ["tune", "--config", str(start), "--splits", "0", "--trials", "1", "--data-root", str(data_root),
+            "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    header = out.read_text().split("\ndataset")[0].splitlines()
+    assert header[0].startswith("# Tuned by `continuous-gnn tune --config")
+    assert header[3:] == [f"# Started from `{start}`, whose header reads:", "#   Tuned by `an earlier search`",
+                          "#   Selection: = 50.00"]
+
+
 def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
     pytest.importorskip("optuna")
     from continuous_gnn.cli import EXTRA_SPACE, tune_space
