@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from continuous_gnn.config import parse_splits, read_config_file, resolve_config
+from continuous_gnn.atomic import atomic_open
+from continuous_gnn.config import RunConfig, parse_splits, read_config_file, resolve_config
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, resolve_data_root
 from continuous_gnn.training import environment, load_run_dataset, run, save_record
 
@@ -164,17 +165,31 @@ def provenance(started: str, command: str, total: float) -> str:
             f"({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads). Versions: {versions}.")
 
 
+def preset_config(preset_file: Path, args: argparse.Namespace) -> RunConfig:
+    """A preset file's config with the ``--splits`` and ``--epochs`` overrides applied."""
+    overrides = {}
+    if args.splits is not None:
+        overrides["splits"] = list(args.splits)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    return resolve_config(read_config_file(preset_file), overrides, sources=[str(preset_file), "command-line flags"])
+
+
+def write_page(results: str, text: str) -> None:
+    """Write a generated page atomically, unless ``results`` is 'none'."""
+    if results.lower() == "none":
+        return
+    with atomic_open(Path(results)) as handle:
+        handle.write(text)
+    print(f"wrote {results}")
+
+
 def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
              command: str) -> Outcome:
     preset_file = CONFIGS / model / f"{name}.toml"
     if model in OPTIONAL and not preset_file.is_file():
         return Outcome(name, model, "absent")
-    layers = [read_config_file(preset_file), {}]
-    if args.splits is not None:
-        layers[1]["splits"] = list(args.splits)
-    if args.epochs is not None:
-        layers[1]["epochs"] = args.epochs
-    config = resolve_config(*layers, sources=[str(preset_file), "reproduce flags"])
+    config = preset_config(preset_file, args)
     try:
         dataset = load_run_dataset(config, root, cache_dir=cache)
     except DatasetUnavailableError as err:
@@ -229,8 +244,9 @@ def shortfall_note(outcome: Outcome, target: float) -> str:
     """Why a run misses its target, in test predictions: the gap times the test nodes over its splits."""
     gap = target - outcome.test_mean
     nodes = gap / 100 * outcome.test_nodes
+    splits = f"{outcome.splits} split{'s' if outcome.splits != 1 else ''}"
     return (f"{NAMES[outcome.dataset]} misses its target: {MODELS[outcome.model]} is {gap:.2f} points below it, "
-            f"about {nodes:.1f} of the {outcome.test_nodes} test predictions over {outcome.splits} split{'s' if outcome.splits != 1 else ''} "
+            f"about {nodes:.1f} of the {outcome.test_nodes} test predictions over {splits} "
             f"(the splits' test sets are near equal in size). [seed_spread.md](seed_spread.md) measures how far "
             f"the mean moves with the seed alone. Nothing was tuned on test accuracy to close the gap.")
 
@@ -379,14 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{NAMES[name]:<10} {MODELS[model]:<11} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
-    if args.results.lower() != "none":
-        text = render(outcomes, args, total, started_iso, command, out_dir)
-        results = Path(args.results)
-        results.parent.mkdir(parents=True, exist_ok=True)
-        tmp = results.with_name(f".{results.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, results)
-        print(f"wrote {results}")
+    write_page(args.results, render(outcomes, args, total, started_iso, command, out_dir))
     return 0
 
 

@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from continuous_gnn.atomic import atomic_open
-from continuous_gnn.config import read_config_file, resolve_config
 from continuous_gnn.data import DatasetUnavailableError
 from continuous_gnn.training import load_run_dataset, run, save_record
 
@@ -41,7 +39,6 @@ class SeedRun:
     seed: int
     test_mean: float
     val_mean: float
-    wall_time: float
 
 
 @dataclass
@@ -116,12 +113,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
     preset_file = reproduce.CONFIGS / model / f"{name}.toml"
     if model in reproduce.OPTIONAL and not preset_file.is_file():
         return None
-    overrides = {}
-    if args.splits is not None:
-        overrides["splits"] = list(args.splits)
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    base = resolve_config(read_config_file(preset_file), overrides, sources=[str(preset_file), "seed_spread flags"])
+    base = reproduce.preset_config(preset_file, args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     runs = []
     for seed in args.seeds:
@@ -131,7 +123,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
                                   data_root=str(root), command=command)
         save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
         agg = record["aggregate"]
-        runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"], result.wall_time))
+        runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"]))
         print(f"{reproduce.NAMES[name]:<10} {reproduce.MODELS[model]:<11} seed {seed:>5}  "
               f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
     return Spread(name, model, runs)
@@ -225,11 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             spreads.append(spread)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
-    if args.results.lower() != "none":
-        text = render(spreads, skipped, args, total, started_iso, command, out_dir)
-        with atomic_open(Path(args.results)) as handle:
-            handle.write(text)
-        print(f"wrote {args.results}")
+    reproduce.write_page(args.results, render(spreads, skipped, args, total, started_iso, command, out_dir))
     return 0
 
 

@@ -13,7 +13,7 @@ seed_spread = _load_experiment("seed_spread")
 
 
 def test_summary_is_the_sample_spread_of_the_per_seed_means():
-    runs = [seed_spread.SeedRun(seed, mean, 0.0, 0.0) for seed, mean in ((0, 84.0), (10, 86.0), (20, 88.5))]
+    runs = [seed_spread.SeedRun(seed, mean, 0.0) for seed, mean in ((0, 84.0), (10, 86.0), (20, 88.5))]
     summary = seed_spread.Spread("texas", "graff", runs).summary(target=85.14)
     assert summary["mean"] == pytest.approx(86.1666666)
     assert summary["std"] == pytest.approx(statistics.stdev([84.0, 86.0, 88.5]))  # ddof = 1, as documented
@@ -22,7 +22,7 @@ def test_summary_is_the_sample_spread_of_the_per_seed_means():
 
 
 def test_validation_split_separates_the_search_seed_from_the_others():
-    runs = [seed_spread.SeedRun(seed, 0.0, val, 0.0) for seed, val in ((0, 93.0), (10, 92.0), (20, 91.0))]
+    runs = [seed_spread.SeedRun(seed, 0.0, val) for seed, val in ((0, 93.0), (10, 92.0), (20, 91.0))]
     spread = seed_spread.Spread("texas", "graff_tuned", runs)
     assert spread.validation_split(0) == (93.0, 91.5)
     assert spread.validation_split(20) == (91.0, 92.5)
