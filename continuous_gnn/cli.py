@@ -357,6 +357,10 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trials", type=int, default=20, help="number of trials (default: 20)")
     group.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     group.add_argument("--sampler-seed", type=int, default=None, help="seed of the TPE sampler (default: --seed)")
+    group.add_argument("--seeds", default=None, metavar="SEEDS",
+                       help="comma-separated base seeds to train every trial with; the objective averages them "
+                            "(default: --seed). The best config keeps --seed, so a run at a seed outside this "
+                            "list is not flattered by the search")
     group.add_argument("--fix", default="", metavar="KEYS",
                        help=f"comma-separated search keys to keep at their configured value; searched: "
                             f"{', '.join(TUNE_SPACE)}")
@@ -379,6 +383,30 @@ def config_header(path: str | os.PathLike[str]) -> list[str]:
             break
         lines.append(line[2:] if line.startswith("# ") else line[1:])
     return lines
+
+
+def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
+    """``tune --seeds``: distinct non-negative integers, comma-separated; ``None`` gives ``(default,)``."""
+    if text is None:
+        return (default,)
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds: expected comma-separated integers such as 0,1000, got {text!r}") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: expected distinct non-negative integers, got {text!r}")
+    return seeds
+
+
+def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
+    """Whether the graph can be normalised without self-loops (it cannot with isolated nodes)."""
+    from .builders import build_graph
+
+    try:
+        build_graph(dataset.data, config.replace(self_loops=False))
+    except ValueError:
+        return False
+    return True
 
 
 def _suggest(trial, name: str, space: dict[str, tuple[str, tuple]]) -> Any:
@@ -410,20 +438,32 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     searched = [k for k in TUNE_SPACE if k not in fixed] + [k for k in EXTRA_SPACE if k in also]
     if not base.fixed_grid and "step_size" in searched:
         searched.remove("step_size")
+    seeds = parse_seeds(args.seeds, base.seed)
     root, cache = _data_paths(args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
     space = tune_space(base, searched)
+    if "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
+        space["self_loops"] = ("categorical", (True,))
+        print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
+              "normalisation divides by zero)", flush=True)
+    where = f"over splits {','.join(map(str, splits))} at seed{'s' if len(seeds) > 1 else ''} " \
+            f"{','.join(map(str, seeds))}"
     print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials (trial 0 = the configured "
-          f"values), objective = mean validation {dataset.metric} over splits {','.join(map(str, splits))} "
-          f"(the test metric is never read)", flush=True)
+          f"values), objective = mean validation {dataset.metric} {where} (the test metric is never read)",
+          flush=True)
 
     def objective(trial) -> float:
         config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
-        result = run(config, dataset, progress=False)
-        mean, _ = population_mean_std([s.val_metric for s in result.splits])
+        per_seed, seconds = [], 0.0
+        for seed in seeds:
+            result = run(config.replace(seed=seed), dataset, progress=False)
+            per_seed.append(population_mean_std([s.val_metric for s in result.splits])[0])
+            seconds += result.wall_time
+        mean = sum(per_seed) / len(per_seed)
         trial.set_user_attr("config", config.to_dict())
-        print(f"trial {trial.number:>3}  val {_percent(mean)}  {result.wall_time:.1f} s", flush=True)
+        trial.set_user_attr("per_seed", dict(zip(map(str, seeds), per_seed)))
+        print(f"trial {trial.number:>3}  val {_percent(mean)}  {seconds:.1f} s", flush=True)
         return mean
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -443,7 +483,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"
         f"on {_dt.datetime.now().isoformat(timespec='seconds')}: {len(completed)} of {len(study.trials)} trials "
-        f"completed.\nSelection: mean validation {dataset.metric} over splits {','.join(map(str, splits))} = "
+        f"completed.\nSelection: mean validation {dataset.metric} {where} = "
         f"{_percent(best.value)} (trial {best.number}; the configured values, trial 0: "
         f"{_percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
     )
@@ -453,10 +493,10 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
     with atomic_open(path) as handle:
         handle.write(config_to_toml(best_config, header=header, keys=keys))
-    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
-              for t in study.trials]
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+               "per_seed": t.user_attrs.get("per_seed")} for t in study.trials]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
-                 "splits": list(splits), "best_trial": best.number, "best_value": best.value,
+                 "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
                  "space": {name: [kind, list(values)] for name, (kind, values) in space.items()},
                  "base_config": base.to_dict(), "trials": trials}, path.with_suffix(".json"))
