@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check continuous_gnn tests experiments
 
 reproduce: $(STAMP)
-	$(PY) experiments/reproduce.py --threads 1
+	$(PY) experiments/reproduce.py
 
 solvers: $(STAMP)
 	$(PY) experiments/solver_benchmark.py

@@ -1,6 +1,6 @@
 """How much of a gap to a target is seed noise: rerun presets with other seeds and report the spread.
 
-    python experiments/seed_spread.py --datasets texas,film,cora --seeds 5000,0,1000,2000,3000
+    python experiments/seed_spread.py --datasets texas,film,chameleon,cora    # default seeds: 5000,0,1000,2000,3000
 
 The reproduction (``experiments/reproduce.py``) runs each preset once, with base seed ``reproduce.REPORT_SEED``:
 split *i* uses seed *REPORT_SEED + i*. Here each preset runs once per ``--seeds`` value *s* (split *i* then uses
