@@ -421,7 +421,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         import optuna
     except ImportError:
         raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
-    from .training import load_run_dataset, population_mean_std, run, save_record
+    import torch
+
+    from .training import environment, load_run_dataset, population_mean_std, run, save_record
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -482,7 +484,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     path = _output_path(args.out, f"tune-{dataset.name}-{_timestamp()}.toml")
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"
-        f"on {_dt.datetime.now().isoformat(timespec='seconds')}: {len(completed)} of {len(study.trials)} trials "
+        f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
+        f"seed repeats a run only at the same count): {len(completed)} of {len(study.trials)} trials "
         f"completed.\nSelection: mean validation {dataset.metric} {where} = "
         f"{_percent(best.value)} (trial {best.number}; the configured values, trial 0: "
         f"{_percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
@@ -499,7 +502,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
                  "space": {name: [kind, list(values)] for name, (kind, values) in space.items()},
-                 "base_config": base.to_dict(), "trials": trials}, path.with_suffix(".json"))
+                 "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {_percent(best.value)} (trial {best.number}); config {path}")
     return 0
 

@@ -186,9 +186,12 @@ def prepare_run(args: argparse.Namespace, prog: str, folder: str) -> tuple[Path,
     return root, cache, out_dir
 
 
-def provenance(started: str, command: str, total: float) -> str:
-    """The "Generated <when> by <command> in <minutes> on <machine>. Versions: ..." line of a generated page."""
-    env = environment()
+def provenance(started: str, command: str, total: float, env: dict | None = None) -> str:
+    """The "Generated <when> by <command> in <minutes> on <machine>. Versions: ..." line of a generated page.
+
+    ``env`` is a record's ``versions``/``machine`` pair (default: this process's, :func:`environment`).
+    """
+    env = env or environment()
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     machine = env["machine"]
     return (f"Generated {started} by `{command}` in {total / 60:.1f} min on {machine['platform']} "

@@ -213,9 +213,10 @@ def test_tune_averages_the_objective_over_seeds_and_keeps_the_config_seed(data_r
             "--seeds", "1000,2000", "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
     assert main(argv) == 0
     assert "over splits 0,1 at seeds 1000,2000 = " in out.read_text()
+    assert re.search(r"with \d+ torch thread\(s\)", out.read_text())
     assert resolve_config(read_config_file(out)).seed == 0, "the searched seeds are not the config's seed"
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["seeds"] == [1000, 2000]
+    assert record["seeds"] == [1000, 2000] and record["machine"]["torch_threads"] >= 1
     per_seed = record["trials"][0]["per_seed"]
     assert list(per_seed) == ["1000", "2000"]
     assert record["trials"][0]["value"] == pytest.approx(sum(per_seed.values()) / 2)

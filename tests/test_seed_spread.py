@@ -59,3 +59,13 @@ def test_smoke_runs_every_seed_and_reports_each(data_root, data_cache, tmp_path)
     for seed in (0, 10):
         record = json.loads((tmp_path / "runs" / f"texas-graff-seed{seed}.json").read_text())
         assert record["split_seeds"] == {"0": seed, "1": seed + 1}
+    again = tmp_path / "again.md"
+    assert seed_spread.main([*argv[:-2], "--results", str(again), "--render-from", str(tmp_path / "runs")]) == 0
+    rebuilt = again.read_text()
+    assert "This page was rebuilt from those records by `python experiments/seed_spread.py" in rebuilt
+    def tables(page: str) -> list[str]:
+        return [line for line in page.splitlines() if line.startswith("|")]
+
+    assert tables(rebuilt) == tables(text), "the same tables from the records alone"
+    assert "PubMed GRAFF (no records in " in rebuilt
+    assert seed_spread.main([*argv[:-2], "--render-from", str(tmp_path / "nowhere")]) == 2
