@@ -195,10 +195,11 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         "accuracy at the seeds it trained with (`continuous-gnn tune --seeds`, named in the preset's header), so a "
         "tuned preset's validation accuracy there is a maximum over trials; at the other seeds it is not. The last "
         "columns compare the two: how much the selection inflated it. Untuned presets have no searched seeds. A seed "
-        "gives the same run only at the same torch thread count: multithreaded sums round differently, and over "
-        "hundreds of epochs another count is another draw. So the comparison measures the inflation only when "
-        "this page ran with the thread count of the search (above; the searches' counts are in docs/training.md, "
-        "\"Search seeds\"); otherwise the searched seeds are fresh draws here and the difference is seed noise.",
+        "is sure to repeat a run only at the same torch thread count: with another count multithreaded sums may "
+        "round differently, and over hundreds of epochs that makes another draw. So the comparison is sure to "
+        "measure the inflation only when this page ran with the search's thread count (above; the searches' "
+        "counts are in docs/training.md, \"Search seeds\"); where a run at a searched seed did not repeat the "
+        "search's, the difference is seed noise.",
         "",
         f"| dataset | model | {' | '.join(f'seed {s}' for s in args.seeds)} | searched seeds | at searched | "
         "at others | searched − others |",
