@@ -15,8 +15,8 @@ GRAFF number is whichever of GRAFF and GRAFF-tuned has the higher mean validatio
 
 Every run uses the base seed ``--seed`` (default :data:`REPORT_SEED`), which no search may use: a tuned preset's
 validation accuracy at a seed its search trained with is a maximum over trials, so it would flatter the tuned
-preset in that choice (``docs/seed_spread.md`` measured +1.6 points on Texas). :func:`search_seeds` reads the
-seeds from a tuned preset's header, and the reproduction refuses a tuned preset searched at its seed.
+preset in that choice (``docs/seed_spread.md`` measures by how much). :func:`search_seeds` reads the seeds from a
+tuned preset's header, and the reproduction refuses a tuned preset searched at its seed.
 """
 
 from __future__ import annotations

@@ -131,6 +131,12 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
         runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"]))
         print(f"{reproduce.NAMES[name]:<10} {reproduce.MODELS[model]:<11} seed {seed:>5}  "
               f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
+    return _with_search_seeds(name, model, runs)
+
+
+def _with_search_seeds(name: str, model: str, runs: list[SeedRun]) -> Spread:
+    """A preset's spread, with the seeds its search trained with when it is a tuned preset."""
+    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
     searched = reproduce.search_seeds(preset_file) if model == "graff_tuned" else set()
     return Spread(name, model, runs, frozenset(searched))
 
@@ -140,7 +146,6 @@ def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread],
     spreads, skipped, records = [], [], []
     for name in args.datasets:
         for model in args.models:
-            preset_file = reproduce.CONFIGS / model / f"{name}.toml"
             label = f"{reproduce.NAMES[name]} {reproduce.MODELS[model]}"
             paths = [folder / f"{name}-{model}-seed{seed}.json" for seed in args.seeds]
             if not all(path.is_file() for path in paths):
@@ -152,8 +157,7 @@ def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread],
                 records.append(record)
                 agg = record["aggregate"]
                 runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"]))
-            searched = reproduce.search_seeds(preset_file) if model == "graff_tuned" else set()
-            spreads.append(Spread(name, model, runs, frozenset(searched)))
+            spreads.append(_with_search_seeds(name, model, runs))
     return spreads, skipped, records
 
 
