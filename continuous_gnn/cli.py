@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import importlib.util
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -385,6 +386,28 @@ def config_header(path: str | os.PathLike[str]) -> list[str]:
     return lines
 
 
+def _selection_scope(splits: Sequence[int], seeds: Sequence[int]) -> str:
+    """The "over splits ... at seed(s) ..." part of a search's "Selection:" header line (read by search_seeds)."""
+    return f"over splits {','.join(map(str, splits))} at seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}"
+
+
+_SELECTION = re.compile(r"Selection: mean validation \w+ over splits [\d,]+(?: at seeds? ([\d,]+))? = ")
+
+
+def search_seeds(config_file: str | os.PathLike[str]) -> set[int]:
+    """The base seeds that every search in a tuned config file's header trained with.
+
+    ``tune`` names them on each "Selection:" line ("at seeds 0,1000"), and a chained search quotes the earlier
+    lines; lines written before ``--seeds`` existed trained with the configuration's own seed, which the file keeps.
+    """
+    text = Path(config_file).read_text(encoding="utf-8")
+    matches = _SELECTION.findall(text)
+    if not matches:
+        raise ValueError(f"{config_file}: no 'Selection:' line from continuous-gnn tune in its header")
+    config_seed = resolve_config(read_config_file(config_file)).seed
+    return {int(seed) for group in matches for seed in (group.split(",") if group else [config_seed])}
+
+
 def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
     """``tune --seeds``: distinct non-negative integers, comma-separated; ``None`` gives ``(default,)``."""
     if text is None:
@@ -449,8 +472,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         space["self_loops"] = ("categorical", (True,))
         print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
               "normalisation divides by zero)", flush=True)
-    where = f"over splits {','.join(map(str, splits))} at seed{'s' if len(seeds) > 1 else ''} " \
-            f"{','.join(map(str, seeds))}"
+    where = _selection_scope(splits, seeds)
     print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials (trial 0 = the configured "
           f"values), objective = mean validation {dataset.metric} {where} (the test metric is never read)",
           flush=True)

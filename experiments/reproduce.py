@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 from continuous_gnn.atomic import atomic_open
+from continuous_gnn.cli import search_seeds
 from continuous_gnn.config import RunConfig, parse_splits, read_config_file, resolve_config
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, resolve_data_root
 from continuous_gnn.training import environment, load_run_dataset, run, save_record
@@ -74,23 +74,6 @@ TARGET_NOTES = {
 #: Base seed of the reproduction's runs (split i uses REPORT_SEED + i). It was fixed before any run at it: the
 #: searches use seeds 0 and 1000, and docs/seed_spread.md had reported the test means of seeds 0-4000.
 REPORT_SEED = 5000
-
-_SELECTION = re.compile(r"Selection: mean validation \w+ over splits [\d,]+(?: at seeds? ([\d,]+))? = ")
-
-
-def search_seeds(preset_file: Path) -> set[int]:
-    """The base seeds that every search in a tuned preset's header trained with.
-
-    ``continuous-gnn tune`` names them on the "Selection:" line ("at seeds 0,1000"); lines written before it did
-    trained with the configuration's own seed, which the file keeps.
-    """
-    text = preset_file.read_text(encoding="utf-8")
-    matches = _SELECTION.findall(text)
-    if not matches:
-        raise ValueError(f"{preset_file}: no 'Selection:' line from continuous-gnn tune in its header")
-    config_seed = resolve_config(read_config_file(preset_file)).seed
-    return {int(seed) for group in matches for seed in (group.split(",") if group else [config_seed])}
-
 
 def paper_best(name: str) -> tuple[float, float, str]:
     dd, d = PAPER_DD[name], PAPER_D[name]
