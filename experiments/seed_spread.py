@@ -41,6 +41,12 @@ class SeedRun:
     test_mean: float
     val_mean: float
 
+    @classmethod
+    def from_record(cls, seed: int, record: dict) -> SeedRun:
+        """The means of a run's JSON record (fractions there, % here)."""
+        agg = record["aggregate"]
+        return cls(seed, 100 * agg["test_mean"], 100 * agg["val_mean"])
+
 
 @dataclass
 class Spread:
@@ -127,8 +133,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
         record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
                                   data_root=str(root), command=command)
         save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
-        agg = record["aggregate"]
-        runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"]))
+        runs.append(SeedRun.from_record(seed, record))
         print(f"{reproduce.NAMES[name]:<10} {reproduce.MODELS[model]:<11} seed {seed:>5}  "
               f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
     return _with_search_seeds(name, model, runs)
@@ -155,8 +160,7 @@ def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread],
             for seed, path in zip(args.seeds, paths):
                 record = load_record(path)
                 records.append(record)
-                agg = record["aggregate"]
-                runs.append(SeedRun(seed, 100 * agg["test_mean"], 100 * agg["val_mean"]))
+                runs.append(SeedRun.from_record(seed, record))
             spreads.append(_with_search_seeds(name, model, runs))
     return spreads, skipped, records
 
