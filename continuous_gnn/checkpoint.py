@@ -24,6 +24,7 @@ a truncated checkpoint under the final name.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,6 +96,39 @@ def _plain(value: Any, where: str) -> Any:
     )
 
 
+def _check_size(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int (the width the model was built with), got {type(value).__name__} "
+                        f"{value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def _settings(model: ContinuousGNN) -> dict[str, Any]:
+    """What a model computes that its state dict does not record, by :class:`RunConfig` field name (the solver
+    options of :func:`~continuous_gnn.builders.solver_options` are named like the fields they come from)."""
+    settings = {"time": model.t_end, "activation": model.flow.activation_name,
+                "normalize_field": model.flow.normalize}
+    for key, value in model.solver.items():
+        # An option set to None or False means the same as leaving it out (solver_options omits them).
+        if value is not None and value is not False:
+            settings[key] = value
+    return settings
+
+
+def _check_settings(model: ContinuousGNN, reference: ContinuousGNN) -> None:
+    """Raise :class:`CheckpointError` unless ``model`` integrates like ``reference``, the model its config builds."""
+    actual, expected = _settings(model), _settings(reference)
+    differ = [f"{key}: model {actual.get(key)!r}, config {expected.get(key)!r}"
+              for key in sorted(set(actual) | set(expected)) if actual.get(key) != expected.get(key)]
+    if differ:
+        # load_checkpoint rebuilds the model from the config, so a mismatch would silently load a different model.
+        raise CheckpointError(
+            "the model's settings differ from the model its config builds (" + "; ".join(differ) + "); save the "
+            "config the model was actually built from: config.replace(<field>=<the model's value>) for each field named"
+        )
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: ContinuousGNN, config: RunConfig, *,
                     num_features: int, num_classes: int, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` and its config to ``path`` atomically (parent folders are created).
@@ -111,15 +145,22 @@ def save_checkpoint(path: str | os.PathLike[str], model: ContinuousGNN, config: 
         Path: ``path``.
 
     Raises:
-        TypeError: if ``model``/``config`` have the wrong type or ``metadata`` is not JSON-like.
-        CheckpointError: if ``model``'s parameters do not match what ``config`` builds.
+        TypeError: if ``model``/``config`` have the wrong type, ``num_features``/``num_classes`` are not ints or
+            ``metadata`` is not JSON-like.
+        ValueError: if ``num_features`` or ``num_classes`` is less than 1.
+        CheckpointError: if ``model``'s parameters do not match what ``config`` builds, or its integration
+            settings differ: ``t_end`` (``config.time``), the solver options (method, step size, tolerances,
+            adjoint, ...), the activation or ``normalize_field``.
     """
     if not isinstance(model, ContinuousGNN):
         raise TypeError(f"model must be a ContinuousGNN, got {type(model).__name__}")
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    _check_size("num_features", num_features)
+    _check_size("num_classes", num_classes)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    _check_state(config, num_features, num_classes, state)
+    reference = _check_state(config, num_features, num_classes, state)
+    _check_settings(model, reference)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "kind": _KIND,
@@ -142,9 +183,11 @@ def _build(config: RunConfig, num_features: int, num_classes: int) -> Continuous
         return build_model(config, num_features, num_classes)
 
 
-def _check_state(config: RunConfig, num_features: int, num_classes: int, state: Mapping[str, torch.Tensor]) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` fits the model that ``config`` builds."""
-    reference = _build(config, num_features, num_classes).state_dict()
+def _check_state(config: RunConfig, num_features: int, num_classes: int,
+                 state: Mapping[str, torch.Tensor]) -> ContinuousGNN:
+    """Raise :class:`CheckpointError` unless ``state`` fits the model that ``config`` builds; return that model."""
+    model = _build(config, num_features, num_classes)
+    reference = model.state_dict()
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     wrong = sorted(k for k in set(reference) & set(state) if tuple(reference[k].shape) != tuple(state[k].shape))
@@ -160,6 +203,7 @@ def _check_state(config: RunConfig, num_features: int, num_classes: int, state: 
             "the model's parameters do not match the model its config builds (" + "; ".join(parts) + "); "
             "save the config the model was actually built from"
         )
+    return model
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -171,9 +215,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        CheckpointError: if the file is not a checkpoint of this format or its state does not fit its config.
+        IsADirectoryError: if ``path`` is a directory.
+        CheckpointError: if the file is not a checkpoint of this format (a foreign or corrupt file: wrong kind,
+            missing keys, widths that are not positive ints, metadata that is not a dict) or its state does not
+            fit its config.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file (*.pt) inside it")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
@@ -193,9 +242,18 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         config = RunConfig.from_dict(payload["config"], source=f"checkpoint {path.name}")
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r} holds an invalid config: {err}") from err
+    # save_checkpoint writes plain ints and dicts; anything else means a corrupt or foreign file.
+    for key in ("num_features", "num_classes"):
+        try:
+            _check_size(key, payload[key])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from err
+    for key in ("state_dict", "metadata", "versions"):
+        value = payload.get(key)
+        if not isinstance(value, Mapping) and not (value is None and key != "state_dict"):
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {key} must be a dict, got {type(value).__name__}")
     num_features, num_classes = int(payload["num_features"]), int(payload["num_classes"])
-    _check_state(config, num_features, num_classes, payload["state_dict"])
-    model = _build(config, num_features, num_classes)
+    model = _check_state(config, num_features, num_classes, payload["state_dict"])
     model.load_state_dict(payload["state_dict"], strict=True)
     model.to(map_location).eval()
     return Checkpoint(model=model, config=config, num_features=num_features, num_classes=num_classes,

@@ -29,13 +29,17 @@ class ParameterGap:
         max_rel (float): :math:`\|g_a - g_d\|_\infty / \|g_d\|_\infty` (0 when both vanish, ``inf`` when only
             :math:`g_d` does).
         scale (float): :math:`\|g_d\|_\infty`.
-        passed (bool): :math:`\|g_a - g_d\|_\infty \le \mathrm{atol} + \mathrm{rtol}\,\|g_d\|_\infty`.
+        passed (bool): :math:`\|g_a - g_d\|_\infty \le \mathrm{atol} + \mathrm{rtol}\,\|g_d\|_\infty`, and
+            the parameter is not ``unused``.
+        unused (bool): the loss does not depend on the parameter in either run (autograd returns no gradient),
+            so there is nothing to compare; such a parameter fails (default: ``False``).
     """
 
     max_abs: float
     max_rel: float
     scale: float
     passed: bool
+    unused: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class GradCheckReport:
         parameters (dict[str, ParameterGap]): the gap of each parameter, by name.
         max_abs (float): the largest absolute gap over all parameters.
         max_rel (float): the largest relative gap over all parameters.
-        passed (bool): whether every parameter passed.
+        passed (bool): whether every parameter passed (``False`` when any parameter is unused).
         rtol, atol (float): the tolerances of the check.
         nfe_backward (int or None): evaluations of the adjoint's backward solve (when the function exposes its
             :class:`~continuous_gnn.SolveStats`: always for a model, else when it returns ``(loss, solution)``).
@@ -60,11 +64,17 @@ class GradCheckReport:
     atol: float
     nfe_backward: int | None = field(default=None)
 
+    @property
+    def unused(self) -> list[str]:
+        """Names of the parameters that received no gradient in either run."""
+        return [name for name, gap in self.parameters.items() if gap.unused]
+
     def __str__(self) -> str:
         width = max([9, *(len(name) for name in self.parameters)])
         lines = [f"{'parameter':<{width}}  {'max abs':>10}  {'max rel':>10}  ok"]
         for name, gap in self.parameters.items():
-            lines.append(f"{name:<{width}}  {gap.max_abs:10.3e}  {gap.max_rel:10.3e}  {'yes' if gap.passed else 'NO'}")
+            verdict = "yes" if gap.passed else "NO (unused)" if gap.unused else "NO"
+            lines.append(f"{name:<{width}}  {gap.max_abs:10.3e}  {gap.max_rel:10.3e}  {verdict}")
         verdict = "passed" if self.passed else "FAILED"
         lines.append(f"{verdict} (rtol={self.rtol:g}, atol={self.atol:g}); max abs {self.max_abs:.3e}, "
                      f"max rel {self.max_rel:.3e}")
@@ -127,6 +137,10 @@ def grad_check(
     the solver: about the adaptive tolerance, or the step's local error for a fixed grid (with the same fixed
     grid backwards, Euler's adjoint differs from backprop by :math:`O(\tau)`).
 
+    A parameter the loss does not depend on receives no gradient in either run; both sides would compare as
+    zero and pass vacuously, so it is flagged ``unused`` in the report (listed by
+    :attr:`GradCheckReport.unused`) and fails the check. Pass ``params`` without it to compare the others.
+
     Args:
         model_or_fn: a model with a ``solver`` dict, or a function of integrate keyword arguments.
         *inputs: the model's inputs (or leading arguments of ``fn``).
@@ -140,7 +154,8 @@ def grad_check(
             ``adjoint_rtol``, ``adjoint_atol``, ``adjoint_step_size``).
 
     Returns:
-        GradCheckReport: per-parameter gaps and the overall verdict.
+        GradCheckReport: per-parameter gaps and the overall verdict; ``passed`` is ``False`` when a parameter is
+        unused.
     """
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
@@ -152,7 +167,7 @@ def grad_check(
         def loss_fn(out: Tensor) -> Tensor:
             return out.square().mean()
 
-    def run(adjoint: bool) -> tuple[list[Tensor], int | None]:
+    def run(adjoint: bool) -> tuple[list[Tensor | None], int | None]:
         extra = {"adjoint": adjoint, **(adjoint_kwargs if adjoint else {})}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -174,11 +189,18 @@ def grad_check(
             grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
             if stats is not None:
                 nfe = stats.nfe_backward
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(named.values(), grads)], nfe
+        return list(grads), nfe
+
+    def gap(p: Tensor, adjoint: Tensor | None, direct: Tensor | None) -> ParameterGap:
+        if adjoint is None and direct is None:
+            return ParameterGap(max_abs=0.0, max_rel=0.0, scale=0.0, passed=False, unused=True)
+        # Unused in one run only: the other run's gradient is compared with zeros.
+        return _gap(torch.zeros_like(p) if adjoint is None else adjoint,
+                    torch.zeros_like(p) if direct is None else direct, rtol, atol)
 
     direct, _ = run(False)
     adjoint, nfe_backward = run(True)
-    gaps = {name: _gap(a, d, rtol, atol) for name, a, d in zip(named, adjoint, direct)}
+    gaps = {name: gap(p, a, d) for (name, p), a, d in zip(named.items(), adjoint, direct)}
     return GradCheckReport(
         parameters=gaps,
         max_abs=max(g.max_abs for g in gaps.values()),

@@ -276,14 +276,48 @@ def environment() -> dict[str, Any]:
 
 
 def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`)."""
+    """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`).
+
+    Raises:
+        TypeError: if ``record`` is not a dict (a record is a JSON object, e.g. :meth:`RunResult.to_record`).
+    """
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a dict (a JSON object such as RunResult.to_record()), got {type(record).__name__}")
     return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON record written by :func:`save_record`."""
-    with Path(path).open(encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a run record written by :func:`save_record` from :meth:`RunResult.to_record`.
+
+    Only the keys every run record has since the first format are required (``format``, ``config``,
+    ``aggregate``, ``splits``); other records written by :func:`save_record` (e.g. the ``tune`` summary) are
+    not run records and are rejected.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not UTF-8 JSON, is empty, or is not a continuous_gnn run record (not a JSON
+            object, or lacking one of the keys above); the message names the path.
+    """
+    required = ("format", "config", "aggregate", "splits")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not a JSON run record: it is not UTF-8 text ({err})") from err
+    if not text.strip():
+        raise ValueError(f"{str(path)!r} is empty, not a JSON run record written by save_record")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a run record written by save_record") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn run record "
+                         f"(a JSON object with keys {list(required)})")
+    missing = [key for key in required if key not in record]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: it lacks {missing} (a run record has "
+                         f"{list(required)}, as written by RunResult.to_record)")
+    return record
 
 
 # ---------------------------------------------------------------------- training

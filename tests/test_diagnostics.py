@@ -348,6 +348,28 @@ def test_cosine_of_zero_is_nan() -> None:
     assert all(math.isnan(float(v)) for v in cosines.values())
 
 
+def test_eigvec_cosines_input_errors() -> None:
+    graph = _graph()
+    spectrum = laplacian_spectrum(graph)
+    x = _randn(7, 2)
+    # A negative or nan tol would empty both eigenspaces and report every cosine as 0.
+    for tol in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
+            eigvec_cosines(x, graph, spectrum, tol=tol)
+    with pytest.raises(TypeError, match="tol must be a real number"):
+        eigvec_cosines(x, graph, spectrum, tol="0.1")
+    # tol=0 groups exactly equal eigenvalues only; the extreme eigenvector itself always counts.
+    assert math.isclose(float(eigvec_cosines(graph.degree.sqrt(), graph, spectrum, tol=0.0)["low"]), 1.0, rel_tol=1e-12)
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        eigvec_cosines(torch.ones(7, 2, dtype=torch.long), graph, spectrum)
+    with pytest.raises(TypeError, match="torch.Tensor of node features"):
+        eigvec_cosines(x.tolist(), graph, spectrum)
+    with pytest.raises(TypeError, match="graph must be a continuous_gnn.graph.Graph"):
+        eigvec_cosines(x, None, spectrum)
+    with pytest.raises(ValueError, match=r"shape \(7, channels\)"):
+        eigvec_cosines(_randn(6, 2), graph, spectrum)
+
+
 # --------------------------------------------------------------------------------------------------
 # spectrum of W
 # --------------------------------------------------------------------------------------------------
@@ -376,6 +398,15 @@ def test_w_spectrum_errors() -> None:
         w_spectrum(object())
 
 
+def test_w_spectrum_rejects_non_finite_and_complex_matrices() -> None:
+    # nan fails every comparison, so it used to pass the symmetry test and give finite eigenvalues.
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="W contains inf or nan"):
+            w_spectrum(torch.tensor([[bad, 1.0], [1.0, 0.0]]))
+    with pytest.raises(TypeError, match="W must be a real matrix"):
+        w_spectrum(torch.tensor([[1.0 + 1.0j, 1.0], [1.0, 0.0]]))
+
+
 def test_negative_mass() -> None:
     assert math.isclose(float(negative_mass(torch.tensor([-1.0, 1.0, 2.0]))), 0.25, rel_tol=1e-7)
     assert float(negative_mass(torch.tensor([0.5, 2.0]))) == 0.0
@@ -386,6 +417,13 @@ def test_negative_mass() -> None:
     assert negative_mass(torch.tensor([-1.0, 3.0])).dtype == torch.float32
     with pytest.raises(ValueError):
         negative_mass(torch.tensor([]))
+
+
+def test_negative_mass_type_errors() -> None:
+    with pytest.raises(TypeError, match="tensor or array-like of real numbers, got str"):
+        negative_mass("a")
+    with pytest.raises(TypeError, match="eigenvalues must be real"):
+        negative_mass(torch.tensor([1.0 + 1.0j]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,6 +473,21 @@ def test_mad_counts_repeated_neighbours_and_is_nan_without_pairs() -> None:
     assert math.isclose(float(mean_average_distance(x, edge_index)), (2 / 3 + 1 + 0) / 3, rel_tol=1e-12)
     assert math.isnan(float(mean_average_distance(x[:1])))
     assert math.isnan(float(mean_average_distance(x, torch.empty(2, 0, dtype=torch.long))))
+
+
+def test_mad_input_errors() -> None:
+    # A nan row has no positive norm and used to be dropped like a zero row: MAD came out as 1.0.
+    with pytest.raises(ValueError, match="x contains inf or nan"):
+        mean_average_distance(torch.tensor([[1.0, 0.0], [float("nan"), float("nan")], [0.0, 1.0]]))
+    path = Graph.from_edge_index(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"shape \(3, channels\) for a graph of 3 nodes; got \(10, 2\)"):
+        mean_average_distance(_randn(10, 2), path)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        mean_average_distance(torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mean_average_distance([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="shape"):
+        mean_average_distance(_randn(3))
 
 
 def test_mad_matches_brute_force_and_ignores_self_loops() -> None:

@@ -424,6 +424,21 @@ def test_grad_check_on_model_restores_solver():
         grad_check(lambda **kw: torch.zeros(()))
 
 
+def test_grad_check_flags_a_parameter_that_gets_no_gradient():
+    torch.manual_seed(0)
+    graph = random_graph(12, 0.3, 0, dtype=torch.float32)
+    x = torch.randn(12, 5)
+    model = cg.ContinuousGNN(5, 8, 3, GRAFFEnergy(8), t_end=1.0, solver={"method": "rk4", "step_size": 0.1})
+    stray = torch.ones(1, requires_grad=True)
+    # Both runs give no gradient for it; compared as zeros it used to pass vacuously.
+    report = grad_check(model, x, graph, params={"decoder.weight": model.decoder.weight, "stray": stray})
+    assert not report.passed and report.unused == ["stray"]
+    assert report.parameters["stray"].unused and not report.parameters["stray"].passed
+    assert report.parameters["decoder.weight"].passed and not report.parameters["decoder.weight"].unused
+    assert "NO (unused)" in str(report)
+    assert grad_check(model, x, graph, params=[stray]).passed is False
+
+
 # --- time-dependent weights: EnergySchedule with any solver ----------------------------------------------------------
 
 

@@ -238,6 +238,44 @@ def test_checkpoint_errors(tmp_path, sbm):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pt", "other.pt"]
 
 
+@pytest.mark.parametrize("change", [dict(time=9.0), dict(method="rk4"), dict(step_size=0.25),
+                                    dict(activation="tanh"), dict(method="dopri5", step_size=None, rtol=1e-4, atol=1e-6),
+                                    dict(adjoint=True)])
+def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, sbm, change):
+    # These settings leave the state dict's shapes alone, so load_checkpoint would rebuild a different model.
+    config = fresh_config("sum", hidden=8)
+    model = fresh_model(config, sbm.num_features, sbm.num_classes)
+    with pytest.raises(CheckpointError, match=f"settings differ.*{next(iter(change))}: model"):
+        save_checkpoint(tmp_path / "m.pt", model, config.replace(**change), num_features=sbm.num_features,
+                        num_classes=sbm.num_classes)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_width_and_payload_checks(tmp_path, sbm):
+    config = fresh_config("sum", hidden=8)
+    model = fresh_model(config, sbm.num_features, sbm.num_classes)
+    for bad, error in (("5", TypeError), (5.7, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="num_features must be"):
+            save_checkpoint(tmp_path / "m.pt", model, config, num_features=bad, num_classes=sbm.num_classes)
+    with pytest.raises(TypeError, match="num_classes must be"):
+        save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features, num_classes=None)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_checkpoint(tmp_path)
+    good = torch.load(save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
+                                      num_classes=sbm.num_classes), weights_only=True)
+    for key, value, match in (("num_features", "abc", "num_features must be an int"),
+                              ("num_features", None, "num_features must be an int"),
+                              ("num_classes", 0, "num_classes must be a positive"),
+                              ("metadata", [1, 2], "metadata must be a dict"),
+                              ("versions", ["x"], "versions must be a dict"),
+                              ("state_dict", [], "state_dict must be a dict")):
+        torch.save({**good, key: value}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=f"corrupt: {match}"):
+            load_checkpoint(tmp_path / "bad.pt")
+    torch.save({**good, "metadata": None}, tmp_path / "bad.pt")
+    assert load_checkpoint(tmp_path / "bad.pt").metadata == {}
+
+
 # ---------------------------------------------------------------------------------------------------
 # the command line
 # ---------------------------------------------------------------------------------------------------

@@ -320,6 +320,32 @@ def test_record_round_trips_and_is_written_atomically(tmp_path):
         result.to_record(config={})
 
 
+def test_load_record_rejects_files_that_are_not_run_records(tmp_path):
+    cases = {
+        "list.json": ("[1, 2]", "holds a JSON list, not a continuous_gnn run record"),
+        "other.json": ('{"a": 1}', r"not a continuous_gnn run record: it lacks \['format', 'config'"),
+        "partial.json": ('{"format": 1, "config": {}, "aggregate": {}}', r"it lacks \['splits'\]"),
+        "broken.json": ('{"config": ', "is not valid JSON"),
+        "empty.json": ("  \n", "is empty"),
+    }
+    for name, (text, match) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=match) as info:
+            load_record(tmp_path / name)
+        assert name in str(info.value)  # the message names the file
+    (tmp_path / "binary.json").write_bytes(b"\x80\xff\x00")
+    with pytest.raises(ValueError, match="binary.json.*not UTF-8"):
+        load_record(tmp_path / "binary.json")
+    minimal = {"format": 1, "config": {}, "aggregate": {}, "splits": []}
+    assert load_record(save_record(minimal, tmp_path / "minimal.json")) == minimal
+
+
+def test_save_record_requires_a_dict(tmp_path):
+    with pytest.raises(TypeError, match="record must be a dict"):
+        save_record([1], tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------- real data
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from continuous_gnn.diagnostics._checks import as_node_features
 from continuous_gnn.graph import Graph
 
 __all__ = ["channel_dirichlet_energies", "dirichlet_energy", "rayleigh_quotient"]
@@ -22,8 +23,6 @@ __all__ = ["channel_dirichlet_energies", "dirichlet_energy", "rayleigh_quotient"
 
 def _as_matrix(x: Tensor, graph: Graph) -> Tensor:
     """Validate ``x`` against ``graph`` and return it as a detached ``(n, d)`` matrix."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not isinstance(graph, Graph):
         raise TypeError(f"graph must be a continuous_gnn.graph.Graph, got {type(graph).__name__}")
     if not graph.symmetric:
@@ -32,14 +31,7 @@ def _as_matrix(x: Tensor, graph: Graph) -> Tensor:
             f"energies need a symmetric operator, but this graph uses normalization={graph.normalization!r}; "
             "build it with normalization='sym'"
         )
-    x = x.detach()
-    if x.dim() == 1:
-        x = x.unsqueeze(1)
-    if x.dim() != 2 or x.size(0) != graph.num_nodes:
-        raise ValueError(
-            f"x must have shape ({graph.num_nodes},) or ({graph.num_nodes}, channels); got {tuple(x.shape)}"
-        )
-    return x
+    return as_node_features(x, graph.num_nodes)
 
 
 def _channel_quadratic_forms(x: Tensor, graph: Graph) -> Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from continuous_gnn.diagnostics._checks import as_node_features
 from continuous_gnn.graph import Graph
 
 __all__ = ["mean_average_distance"]
@@ -52,10 +53,15 @@ def mean_average_distance(x: Tensor, graph: Graph | Tensor | None = None) -> Ten
 
     Returns:
         Tensor: 0-dim, in ``x``'s dtype; ``nan`` when no node has a partner with a non-zero row.
+
+    Raises:
+        TypeError: if ``x`` is not a floating-point tensor, or ``graph`` is neither a :class:`Graph` nor an
+            ``edge_index``.
+        ValueError: if ``x`` is not 2-D, contains ``inf`` or ``nan``, has a row count other than
+            ``graph.num_nodes``, or ``edge_index`` refers to a node beyond its rows.
     """
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        raise ValueError(f"x must be a tensor of shape (num_nodes, channels); got {getattr(x, 'shape', type(x))}")
-    x = x.detach()
+    # A nan row has no positive norm and would be dropped like a zero row, biasing MAD without a trace.
+    x = as_node_features(x, graph.num_nodes if isinstance(graph, Graph) else None, allow_vector=False, finite=True)
     n = x.size(0)
     norms = x.norm(dim=1)
     valid = norms > 0

@@ -7,11 +7,14 @@ tensors** (0-dim for scalars); call ``float(...)`` for a Python number.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from continuous_gnn.diagnostics._checks import as_node_features
 from continuous_gnn.graph import Graph
 
 __all__ = ["Spectrum", "eigvec_cosines", "laplacian_spectrum", "negative_mass", "w_spectrum"]
@@ -131,24 +134,38 @@ def eigvec_cosines(
         spectrum (Spectrum, optional): the output of :func:`laplacian_spectrum` for ``graph``, to reuse
             it across calls (default: computed here, :math:`O(n^3)`).
         tol (float, optional): eigenvalues within ``tol * max(1, max|lambda|)`` of the lowest (highest)
-            count as the same eigenvalue (default: square root of the dtype's machine epsilon).
+            count as the same eigenvalue; a finite number ``>= 0``, where ``0`` groups only exactly equal
+            eigenvalues (default: square root of the dtype's machine epsilon).
 
     Returns:
         dict[str, Tensor]: 0-dim tensors under ``"low"``, ``"high"`` (:math:`c`) and
         ``"low_channel_mean"``, ``"high_channel_mean"`` (:math:`c_{\text{channel}}`); ``nan`` where
         ``x`` (resp. every channel) is zero.
+
+    Raises:
+        TypeError: if ``x`` is not a floating-point tensor, ``graph`` is not a :class:`Graph` or ``tol`` is
+            not a real number.
+        ValueError: if ``tol`` is negative or not finite, or the shapes of ``x``, ``graph`` and
+            ``spectrum`` disagree.
     """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph must be a continuous_gnn.graph.Graph (the one the spectrum belongs to), "
+                        f"got {type(graph).__name__}")
+    if tol is not None:
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+            raise TypeError(f"tol must be a real number or None, got {type(tol).__name__}")
+        # A negative or nan tol makes both eigenspaces empty, so every cosine would silently be 0.
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0 (0 groups only equal eigenvalues), got {tol}")
+    x = as_node_features(x, graph.num_nodes)
     if spectrum is None:
         spectrum = laplacian_spectrum(graph)
     spectrum = Spectrum(*spectrum)
-    x = x.detach()
-    if x.dim() == 1:
-        x = x.unsqueeze(1)
     n = spectrum.eigenvectors.size(0)
-    if x.dim() != 2 or x.size(0) != n or graph.num_nodes != n:
+    if n != graph.num_nodes:
         raise ValueError(
-            f"x must have shape ({graph.num_nodes}, channels) and the spectrum must belong to the graph "
-            f"({graph.num_nodes} nodes); got x {tuple(x.shape)} and a spectrum of size {n}"
+            f"the spectrum must belong to the graph ({graph.num_nodes} nodes), got a spectrum of size {n}; "
+            "pass laplacian_spectrum(graph) of the same graph"
         )
     spectrum = Spectrum(spectrum.eigenvalues.to(x.dtype), spectrum.eigenvectors.to(x.dtype))
     low_basis, high_basis = _extreme_eigenspaces(spectrum, tol)
@@ -176,8 +193,9 @@ def w_spectrum(w: Tensor, tol: float = 1e-5) -> Tensor:
         :math:`(W + W^\top)/2`.
 
     Raises:
-        TypeError: if ``w`` cannot be converted to a tensor.
-        ValueError: if ``w`` is not a square 2-D matrix, or not symmetric within ``tol``.
+        TypeError: if ``w`` cannot be converted to a tensor or is complex.
+        ValueError: if ``w`` is not a square 2-D matrix, contains ``inf`` or ``nan``, or is not symmetric
+            within ``tol``.
     """
     if not isinstance(w, Tensor):
         try:
@@ -185,10 +203,17 @@ def w_spectrum(w: Tensor, tol: float = 1e-5) -> Tensor:
         except (TypeError, ValueError, RuntimeError) as error:
             raise TypeError(f"W must be a square matrix (tensor or array-like), got {type(w).__name__}") from error
     w = w.detach()
+    if w.is_complex():
+        raise TypeError(f"W must be a real matrix, got dtype {w.dtype}; pass W.real if the imaginary part is "
+                        "rounding noise, or use torch.linalg.eigvals for a genuinely complex W")
     if w.dim() != 2 or w.size(0) != w.size(1):
         raise ValueError(f"W must be a square matrix of shape (d, d); got shape {tuple(w.shape)}")
     if not w.is_floating_point():
         w = w.to(torch.float64)
+    # nan compares False against the symmetry tolerance and eigvalsh reads one triangle only, so a nan entry
+    # would otherwise yield finite, meaningless eigenvalues.
+    if not bool(w.isfinite().all()):
+        raise ValueError("W contains inf or nan; check the trained weights (a diverged run) before taking its spectrum")
     asymmetry = float((w - w.T).abs().max()) if w.numel() else 0.0
     scale = max(1.0, float(w.abs().max())) if w.numel() else 1.0
     if asymmetry > tol * scale:
@@ -217,9 +242,18 @@ def negative_mass(eigenvalues: Tensor) -> Tensor:
         Tensor: 0-dim, in the eigenvalues' floating dtype (float64 for integer input).
 
     Raises:
+        TypeError: if ``eigenvalues`` is not a tensor or array-like of real numbers.
         ValueError: if ``eigenvalues`` is empty.
     """
-    eigenvalues = torch.as_tensor(eigenvalues).detach().flatten()
+    try:
+        eigenvalues = torch.as_tensor(eigenvalues).detach().flatten()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"eigenvalues must be a tensor or array-like of real numbers, got {type(eigenvalues).__name__}"
+        ) from error
+    if eigenvalues.is_complex():
+        raise TypeError(f"eigenvalues must be real, got dtype {eigenvalues.dtype}; pass the spectrum of a "
+                        "symmetric matrix (w_spectrum) or take .real")
     if eigenvalues.numel() == 0:
         raise ValueError("negative_mass needs at least one eigenvalue")
     if not eigenvalues.is_floating_point():
