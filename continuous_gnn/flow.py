@@ -3,6 +3,7 @@ r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its a
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -38,8 +39,14 @@ class EnergySchedule(nn.Module):
         super().__init__()
         if len(energies) == 0:
             raise ValueError("EnergySchedule needs at least one energy")
-        if not t_end > 0:
-            raise ValueError(f"t_end must be positive, got {t_end}")
+        for energy in energies:
+            if not isinstance(energy, Energy):
+                raise TypeError(f"EnergySchedule takes Energy modules, got {type(energy).__name__}")
+        channels = {getattr(energy, "channels", None) for energy in energies} - {None}
+        if len(channels) > 1:
+            raise ValueError(f"the energies of a schedule must have the same channels, got {sorted(channels)}")
+        if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not 0 < t_end < math.inf:
+            raise ValueError(f"t_end must be a positive finite number, got {t_end!r}")
         self.energies = nn.ModuleList(energies)
         self.t_end = float(t_end)
 
@@ -118,6 +125,10 @@ class GradientFlow(nn.Module):
         energies = self.energy.energies if isinstance(self.energy, EnergySchedule) else [self.energy]
         for energy in energies:
             energy.check_graph(graph)
+            if x0 is not None:
+                energy.check_input(x0, graph)
+        if self.normalize and graph.num_nodes < 2:
+            raise ValueError("normalize=True standardises each channel over the nodes, which needs at least 2 nodes")
         return BoundField(self, graph, x0)
 
     def extra_repr(self) -> str:

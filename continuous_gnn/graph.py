@@ -22,6 +22,7 @@ from torch_geometric.utils import to_undirected as _to_undirected
 
 Normalization = Literal["sym", "rw"]
 _NORMALIZATIONS = ("sym", "rw")
+_DTYPES = (torch.float32, torch.float64)
 
 
 def _csr(edge_index: Tensor, values: Tensor, num_nodes: int) -> Tensor:
@@ -106,7 +107,8 @@ class Graph:
             symmetrize (bool): make a directed graph undirected with
                 :func:`torch_geometric.utils.to_undirected` instead of raising; an edge present in both
                 directions with different weights keeps the larger one (default: ``False``).
-            dtype (torch.dtype): floating dtype of the operator (default: ``torch.float32``).
+            dtype (torch.dtype): ``torch.float32`` or ``torch.float64``, the operator's dtype (default:
+                ``torch.float32``).
 
         Raises:
             TypeError: if ``edge_index`` is not an integer tensor of shape ``(2, |E|)``.
@@ -122,11 +124,13 @@ class Graph:
             raise TypeError(f"edge_index must hold integer node indices, got dtype {edge_index.dtype}")
         if normalization not in _NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; choose one of {_NORMALIZATIONS}")
-        if not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        if dtype not in _DTYPES:
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 (the sparse product's types), got {dtype!r}")
         edge_index = edge_index.long()
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        elif not isinstance(num_nodes, int) or isinstance(num_nodes, bool):
+            raise TypeError(f"num_nodes must be an integer, got {type(num_nodes).__name__} {num_nodes!r}")
         if num_nodes <= 0:
             raise ValueError("a graph needs at least one node; pass num_nodes for a graph without edges")
         if edge_index.numel():
@@ -139,6 +143,8 @@ class Graph:
         else:
             if not isinstance(edge_weight, Tensor) or edge_weight.shape != (edge_index.size(1),):
                 raise TypeError(f"edge_weight must be a tensor of shape ({edge_index.size(1)},) matching edge_index")
+            if edge_weight.is_complex() or not bool(torch.isfinite(edge_weight).all()):
+                raise ValueError("edge weights must be finite real numbers; drop or fix the inf/nan/complex entries")
             if bool((edge_weight < 0).any()):
                 raise ValueError("edge weights must be non-negative for a normalised adjacency")
             edge_weight = edge_weight.to(dtype)
@@ -219,8 +225,10 @@ class Graph:
         return self.operator.to_dense()
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Graph:
-        """A copy on another device and/or with another floating dtype."""
+        """A copy on another device and/or with another floating dtype (``torch.float32`` or ``torch.float64``)."""
         dtype = dtype or self.operator.dtype
+        if dtype not in _DTYPES:
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 (the sparse product's types), got {dtype!r}")
 
         def move(t: Tensor) -> Tensor:
             return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)

@@ -3,6 +3,7 @@ r"""Integrate a vector field with torchdiffeq, with explicit grids, solve statis
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import types
 import warnings
@@ -29,6 +30,9 @@ DEFAULT_ATOL = 1e-5
 #: Step budget of each adaptive solve (forward and adjoint backward, rejected steps included) when
 #: ``max_steps`` is not given: a stiff problem fails with :class:`IntegrationError` instead of running for hours.
 DEFAULT_MAX_STEPS = 10_000
+#: Largest fixed grid built when ``max_steps`` is not given: a mistyped step size (``1e-9``) is an error up
+#: front instead of a grid of billions of points that exhausts memory or runs for hours.
+DEFAULT_MAX_GRID_STEPS = 1_000_000
 _GRID_SLACK = 1e-9
 
 
@@ -105,12 +109,16 @@ def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int |
     """
     if (step_size is None) == (num_steps is None):
         raise ValueError("a fixed-grid method needs exactly one of step_size or num_steps")
+    t_end = _as_float(t_end, "t_end")
+    if not (t_end > 0 and math.isfinite(t_end)):
+        raise ValueError(f"t_end must be a positive finite time, got {t_end}")
     if num_steps is not None:
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
         return torch.linspace(0.0, t_end, num_steps + 1, dtype=torch.float64)
-    if not step_size > 0:
-        raise ValueError(f"step_size must be positive, got {step_size}")
+    step_size = _as_float(step_size, "step_size")
+    if not (step_size > 0 and math.isfinite(step_size)):
+        raise ValueError(f"step_size must be positive and finite, got {step_size}")
     ratio = t_end / step_size
     whole = round(ratio)
     if abs(ratio - whole) <= _GRID_SLACK * max(1.0, ratio) and whole >= 1:
@@ -188,6 +196,11 @@ class _Counted(nn.Module):
         except BaseException as err:  # re-raised unchanged; remembered so integrate never translates it
             self.user_error = err
             raise
+        if not isinstance(out, Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+            # torchdiffeq would broadcast a wrong shape into the state on fixed grids, silently.
+            got = (f"{tuple(out.shape)} {out.dtype}" if isinstance(out, Tensor) else type(out).__name__)
+            raise ValueError(f"the vector field returned {got} for a state of shape {tuple(x.shape)} {x.dtype}; "
+                             "f(t, x) must return a tensor of x's shape and dtype")
         if not _all_finite(out):
             raise self._fail("non_finite", float(t.detach()), nfe,
                              f"the vector field returned inf or nan in the {self._phase}")
@@ -268,8 +281,9 @@ def _install_step_callbacks(module: _Counted, fixed: bool, suffix: str = "") -> 
 def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
     """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see.
 
-    Looked at: the attributes of ``func`` and of its submodules (one level into dataclass attributes), the
-    closure of ``func`` itself, and the closures of plain functions stored as module attributes (wrappers).
+    Looked at: the attributes of ``func`` and of its submodules (one level into dataclass attributes and into
+    lists, tuples and dicts), the closure of ``func`` itself and the module-level names its code reads, and the
+    same for plain functions stored as module attributes (wrappers).
     """
     known = {id(t) for t in tracked}
     found: list[str] = []
@@ -285,6 +299,15 @@ def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
                 visit(prefix + name, cell.cell_contents)
             except ValueError:  # an empty cell
                 continue
+        module_globals = getattr(function, "__globals__", {})
+        for name in getattr(code, "co_names", ()):
+            if name in module_globals:
+                visit(prefix + name, module_globals[name])
+
+    def visit_container(path: str, value) -> None:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            visit(f"{path}[{key!r}]", item)
 
     if isinstance(func, nn.Module):
         for prefix, module in func.named_modules():
@@ -296,8 +319,13 @@ def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
                 if hasattr(value, "__dataclass_fields__"):
                     for sub in value.__dataclass_fields__:
                         visit(f"{path}.{sub}", getattr(value, sub))
+                elif isinstance(value, (list, tuple, dict)):
+                    visit_container(path, value)
                 elif isinstance(value, types.FunctionType):
                     visit_closure(f"{path}.", value)
+            for name, method in type(module).__dict__.items():
+                if isinstance(method, types.FunctionType) and name in ("forward", "__call__"):
+                    visit_closure(f"{prefix + '.' if prefix else ''}{name}.", method)
     visit_closure("", func)
     return found
 
@@ -329,10 +357,20 @@ def _snap(grid: Tensor, jumps: Sequence[float], t_end: float) -> Tensor:
 
 def _as_float(value, name: str) -> float:
     if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
+
+
+def _grid_length(t_end: float, step_size, num_steps) -> float:
+    """The number of steps :func:`fixed_grid` would build, computed without building it."""
+    if step_size is None or num_steps is not None:  # fixed_grid reports a bad combination
+        return num_steps if isinstance(num_steps, int) else 0
+    step = _as_float(step_size, "step_size")
+    return math.ceil(t_end / step) if step > 0 and math.isfinite(step) else 0
 
 
 def _tolerances(rtol, atol, default_rtol: float, default_atol: float, what: str) -> tuple[float, float]:
@@ -408,7 +446,8 @@ def integrate(
         max_nfe (int, optional): raise :class:`~continuous_gnn.IntegrationError` past this many evaluations
             in either solve (default: unlimited).
         max_steps (int, optional): budget of attempted steps (accepted plus rejected) of each solve, forward
-            and adjoint backward (default: the grid's length for a fixed grid, :data:`DEFAULT_MAX_STEPS`
+            and adjoint backward; a fixed grid longer than it is refused before solving (default:
+            :data:`DEFAULT_MAX_GRID_STEPS` = 1 000 000 grid steps for a fixed grid, :data:`DEFAULT_MAX_STEPS`
             = 10 000 for an adaptive method; not enforced for ``scipy_solver``, whose steps are invisible).
         options (dict, optional): further torchdiffeq options, checked against
             :func:`~continuous_gnn.solvers.valid_options`: ``first_step``, ``min_step``, ``max_step``,
@@ -440,6 +479,15 @@ def integrate(
     for name, budget in (("max_nfe", max_nfe), ("max_steps", max_steps)):
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {budget!r}")
+    if not adjoint:
+        ignored = [name for name, value in (
+            ("adjoint_method", adjoint_method), ("adjoint_step_size", adjoint_step_size),
+            ("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol), ("adjoint_params", adjoint_params),
+        ) if value is not None] + (["seminorm"] if seminorm else [])
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} only apply with adjoint=True; pass adjoint=True or drop them")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of torchdiffeq options, got {type(options).__name__}")
     fixed = is_fixed(method)
     options = dict(options or {})
     if fixed:
@@ -449,6 +497,11 @@ def integrate(
             raise ValueError(f"rtol/atol apply to adaptive methods, not to the fixed-grid method {method!r}; "
                              "give step_size or num_steps")
         check_options(method, options)
+        steps = _grid_length(t_end, step_size, num_steps)
+        budget = DEFAULT_MAX_GRID_STEPS if max_steps is None else max_steps
+        if steps > budget:  # checked before the grid exists: a mistyped step size must not exhaust memory
+            raise IntegrationError("max_steps", method=method, rtol=rtol, atol=atol, t=0.0, nfe=0,
+                                   detail=f"the grid has {steps} steps but max_steps={budget}")
         grid = fixed_grid(t_end, step_size=step_size, num_steps=num_steps)
         jumps = _jump_times(func, t_end)
         if jumps:
@@ -456,9 +509,6 @@ def integrate(
             # evaluated just inside it (torchdiffeq's perturb), so step k sees only the field of its piece.
             grid = _snap(grid, jumps, t_end)
             options.setdefault("perturb", True)
-        if max_steps is not None and len(grid) - 1 > max_steps:
-            raise IntegrationError("max_steps", method=method, rtol=rtol, atol=atol, t=0.0, nfe=0,
-                                   detail=f"the grid has {len(grid) - 1} steps but max_steps={max_steps}")
     else:
         if step_size is not None or num_steps is not None:
             raise ValueError(f"step_size/num_steps apply to fixed-grid methods, not to the adaptive method "
@@ -549,7 +599,10 @@ def _adjoint_kwargs(func, counted, method, grid, t_end, options, rtol, atol, adj
     captured = getattr(func, "captured_tensors", None)
     if callable(captured):
         params += [t for t in captured() if t.requires_grad]
-    params += list(extra_params or [])
+    if extra_params is not None:
+        if isinstance(extra_params, Tensor) or not all(isinstance(p, Tensor) for p in extra_params):
+            raise TypeError("adjoint_params must be a list or tuple of tensors, e.g. adjoint_params=[w]")
+        params += list(extra_params)
     missing = _untracked_tensors(func, params)
     if missing:
         raise ValueError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-#: Fixed-grid methods and their order of accuracy. ``fixed_adams`` is torchdiffeq's old name of ``implicit_adams``.
+#: Fixed-grid methods and their nominal order of accuracy. ``fixed_adams`` is torchdiffeq's old name of
+#: ``implicit_adams``. torchdiffeq 0.2.5's ``explicit_adams`` does not reach its order: on the heat flow its error
+#: grows as the step shrinks (``experiments/convergence_order.py``; tested).
 FIXED_METHODS: dict[str, int] = {
     "euler": 1,
     "midpoint": 2,

@@ -342,3 +342,61 @@ def test_asymmetric_w_gives_asymmetric_jacobian():
     t = torch.tensor(0.0, dtype=DTYPE)
     jac = torch.autograd.functional.jacobian(lambda x: field(t, x), random_features(n, d, 2)).reshape(n * d, n * d)
     assert (jac - jac.T).abs().max() > 1e-2
+
+
+# --- features that do not fit the energy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w", SYMMETRIC_W)
+@pytest.mark.parametrize("call", ["energy", "gradient"])
+def test_feature_width_must_match_the_channels(w, call):
+    # A diagonal W would broadcast (n, 1) features to (n, d) without this check.
+    graph, energy = random_graph(N), graff_energy(D, w=w)
+    x = random_features(N, 1)
+    with pytest.raises(ValueError, match=f"GRAFFEnergy has {D} channels but x has 1"):
+        getattr(energy, call)(x, graph, random_features(N, D))
+    with pytest.raises(ValueError, match=f"GRAFFEnergy has {D} channels but x0 has 1"):
+        getattr(energy, call)(random_features(N, D), graph, x)
+
+
+@pytest.mark.parametrize("make", [lambda: graff_energy(D), lambda: DirichletEnergy(),
+                                  lambda: ChannelDirichletEnergy(D).double(), lambda: QuarticEnergy(D).double()])
+def test_energies_refuse_a_random_walk_operator_when_called_directly(make):
+    graph = random_graph(N, normalization="rw")
+    with pytest.raises(ValueError, match="needs a symmetric operator"):
+        make().gradient(random_features(N, D), graph, random_features(N, D))
+
+
+def test_dtype_mismatch_names_the_conversion():
+    energy = GRAFFEnergy(D)  # float32 parameters
+    with pytest.raises(TypeError, match="parameters are torch.float32.*energy.to\\(torch.float64\\)"):
+        energy.gradient(random_features(N, D), random_graph(N), random_features(N, D))
+    with pytest.raises(TypeError, match="x0 is torch.float32 but x is torch.float64"):
+        graff_energy(D).gradient(random_features(N, D), random_graph(N), random_features(N, D).float())
+
+
+def test_autograd_gradient_of_a_non_scalar_or_constant_energy():
+    class Rows(Energy):
+        def energy(self, x, graph, x0=None):
+            return (x * x).sum(dim=1)
+
+    class Constant(Energy):
+        def energy(self, x, graph, x0=None):
+            return torch.tensor(3.0, dtype=x.dtype)
+
+    graph, x = random_graph(N), random_features(N, D)
+    with pytest.raises(TypeError, match="Rows.energy must return a 0-dim tensor, got \\(9,\\)"):
+        Rows().gradient(x, graph)
+    assert torch.equal(Constant().gradient(x, graph), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("channels", [0, -1, 2.0, True])
+def test_every_energy_checks_its_channels(channels):
+    for make in (GRAFFEnergy, ChannelDirichletEnergy, ExternalField):
+        with pytest.raises(ValueError, match="channels must be a positive integer"):
+            make(channels)
+
+
+def test_constant_omega_must_be_finite():
+    with pytest.raises(ValueError, match="the Omega value must be finite"):
+        GRAFFEnergy(D, omega="const", omega_value=float("nan"))

@@ -203,7 +203,7 @@ def test_schedule_with_dopri5_matches_piecewise_exponential():
 def test_schedule_validation_and_bind_checks_every_piece():
     with pytest.raises(ValueError, match="at least one energy"):
         cg.EnergySchedule([], t_end=1.0)
-    with pytest.raises(ValueError, match="t_end must be positive"):
+    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
         cg.EnergySchedule([DirichletEnergy()], t_end=0.0)
     schedule = cg.EnergySchedule([DirichletEnergy(), DirichletEnergy()], t_end=1.0)
     rw = random_graph(5, 0.3, 0, normalization="rw")
@@ -230,3 +230,30 @@ def test_normalized_field_is_standardised_per_channel_before_the_activation():
     torch.testing.assert_close(normalized, expected, rtol=1e-12, atol=1e-12)
     relu = cg.GradientFlow(energy, activation="relu", normalize=True)(torch.tensor(0.0), x0, graph, x0)
     torch.testing.assert_close(relu, torch.relu(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_bind_checks_x0_against_the_energy_and_the_graph():
+    graph = random_graph(6)
+    flow = cg.GradientFlow(graff_energy(3))
+    with pytest.raises(ValueError, match="GRAFFEnergy has 3 channels but x has 1"):
+        flow.bind(graph, random_features(6, 1))
+    with pytest.raises(ValueError, match="x has 2 rows but the graph has 6 nodes"):
+        flow.bind(graph, random_features(2, 3))
+    # A state of another width than the bound x0 fails at the first evaluation, not by broadcasting.
+    with pytest.raises(ValueError, match="channels but x has 1"):
+        cg.integrate(flow.bind(graph, random_features(6, 3)), random_features(6, 1), 1.0, step_size=0.5)
+
+
+def test_schedule_pieces_must_be_energies_of_one_width():
+    with pytest.raises(TypeError, match="EnergySchedule takes Energy modules, got Linear"):
+        cg.EnergySchedule([torch.nn.Linear(2, 2)], t_end=1.0)
+    with pytest.raises(ValueError, match="the same channels, got \\[2, 3\\]"):
+        cg.EnergySchedule([graff_energy(2), graff_energy(3)], t_end=1.0)
+    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
+        cg.EnergySchedule([graff_energy(2)], t_end=float("inf"))
+
+
+def test_normalized_field_needs_two_nodes():
+    graph = cg.Graph.from_edge_index(torch.empty(2, 0, dtype=torch.long), 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs at least 2 nodes"):
+        cg.GradientFlow(DirichletEnergy(), normalize=True).bind(graph)

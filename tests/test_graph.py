@@ -143,7 +143,7 @@ def test_bad_edge_index_values():
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0]))
     with pytest.raises(ValueError, match="unknown normalization 'mean'"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), normalization="mean")
-    with pytest.raises(TypeError, match="floating dtype"):
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), dtype=torch.int64)
     with pytest.raises(ValueError, match="isolated nodes"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=3, self_loops=False)
@@ -201,3 +201,21 @@ def test_propagate_gradients_match_the_dense_operator_to_second_order():
     (grad,) = torch.autograd.grad(graph.propagate(x).pow(3).sum(), x)
     (expected,) = torch.autograd.grad((dense @ x).pow(3).sum(), x)
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_edge_weights_are_refused(bad):
+    with pytest.raises(ValueError, match="edge weights must be finite"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([bad, bad]))
+
+
+def test_num_nodes_and_dtype_types():
+    edges = torch.tensor([[0, 1], [1, 0]])
+    for bad in (3.0, "3", True):
+        with pytest.raises(TypeError, match="num_nodes must be an integer"):
+            Graph.from_edge_index(edges, bad)
+    for dtype in (torch.float16, torch.bfloat16, "float64"):
+        with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+            Graph.from_edge_index(edges, 2, dtype=dtype)
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        Graph.from_edge_index(edges, 2).to(dtype=torch.int64)

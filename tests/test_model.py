@@ -241,7 +241,24 @@ def test_model_validation():
         ContinuousGNN(P, D, K, energy, input_dropout=-0.1)
     with pytest.raises(ValueError, match="unknown encoder 'gcn'"):
         ContinuousGNN(P, D, K, energy, encoder="gcn")
-    with pytest.raises(ValueError, match="t_end must be positive"):
+    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
         ContinuousGNN(P, D, K, energy, t_end=0.0)
     model = ContinuousGNN(P, D, K, energy)
     assert model.solver == {"method": "euler", "step_size": 1.0} and model.t_end == 1.0
+
+
+def test_model_checks_sizes_schedule_and_solver_when_built():
+    energy = graff_energy(D)
+    with pytest.raises(ValueError, match=f"the energy has {D} channels but hidden=8"):
+        ContinuousGNN(P, 8, K, energy)
+    for name, sizes in (("in_channels", (-1, D, K)), ("out_channels", (P, D, 0)), ("hidden", (P, 2.0, K))):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+            ContinuousGNN(*sizes, energy)
+    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
+        ContinuousGNN(P, D, K, energy, t_end=float("inf"))
+    schedule = cg.EnergySchedule([graff_energy(D), graff_energy(D, seed=1)], t_end=5.0)
+    with pytest.raises(ValueError, match="the EnergySchedule spans \\[0, 5.0\\] but t_end=1.0"):
+        ContinuousGNN(P, D, K, schedule, t_end=1.0)
+    ContinuousGNN(P, D, K, schedule, t_end=5.0)
+    with pytest.raises(ValueError, match="unknown solver argument\\(s\\) \\['t_end', 'tol'\\]"):
+        ContinuousGNN(P, D, K, energy, solver={"method": "dopri5", "tol": 1e-3, "t_end": -3})

@@ -39,14 +39,46 @@ class Energy(nn.Module):
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         r""":math:`\nabla_X E(X)`, shape ``(n, d)``; autograd unless a subclass gives a closed form."""
+        self.check_input(x, graph, x0)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             # A tracked input gets a fresh view (not itself): the graph stays connected, and when x is the
             # very tensor passed as x0 (the first solver step) the source term is not differentiated too.
             leaf = x.view_as(x) if x.requires_grad else x.detach().requires_grad_()
             value = self.energy(leaf, graph, x0)
-            (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph)
-        return grad
+            if not isinstance(value, Tensor) or value.dim() != 0:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise TypeError(f"{type(self).__name__}.energy must return a 0-dim tensor, got {shape}")
+            if not value.requires_grad:
+                return torch.zeros_like(x)
+            (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)
+        # An energy that does not depend on X has gradient zero (autograd reports it as unused).
+        return torch.zeros_like(x) if grad is None else grad
+
+    def check_input(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> None:
+        """Raise ``TypeError``/``ValueError`` unless ``x`` (and ``x0``) are features this energy accepts on
+        ``graph``: a floating ``(n, d)`` tensor of the parameters' dtype, ``d`` the energy's ``channels``
+        when it has that attribute, on a symmetric operator."""
+        self.check_graph(graph)
+        name = type(self).__name__
+        for label, value in (("x", x), ("x0", x0)):
+            if value is None:
+                continue
+            if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 2:
+                got = f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise TypeError(f"{name}: {label} must be a floating-point tensor of shape (num_nodes, channels), got {got}")
+            channels = getattr(self, "channels", None)
+            if channels is not None and value.size(1) != channels:
+                raise ValueError(f"{name} has {channels} channels but {label} has {value.size(1)}; "
+                                 f"build the energy with channels={value.size(1)} or project the features")
+            if value.size(0) != graph.num_nodes:
+                raise ValueError(f"{label} has {value.size(0)} rows but the graph has {graph.num_nodes} nodes")
+        parameter = next(self.parameters(), None)
+        if parameter is not None and parameter.dtype != x.dtype:
+            raise TypeError(f"the features are {x.dtype} but {name}'s parameters are {parameter.dtype}; "
+                            f"convert one of them, e.g. energy.to({x.dtype}) or model.double()")
+        if x0 is not None and x0.dtype != x.dtype:
+            raise TypeError(f"x0 is {x0.dtype} but x is {x.dtype}; give both the same dtype")
 
     def check_graph(self, graph: Graph) -> None:
         """Raise ``ValueError`` if the energy is undefined on ``graph`` (it needs a symmetric operator)."""

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..graph import Graph
 from .base import Energy
+from .parametrizations import check_channels
 
 
 class DirichletEnergy(Energy):
@@ -21,9 +22,11 @@ class DirichletEnergy(Energy):
     """
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph)
         return 0.5 * (x * graph.laplacian(x)).sum()
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph)
         return graph.laplacian(x)
 
 
@@ -45,6 +48,7 @@ class ChannelDirichletEnergy(Energy):
 
     def __init__(self, channels: int, init: str = "identity") -> None:
         super().__init__()
+        check_channels(channels)
         if init not in ("identity", "glorot"):
             raise ValueError(f"unknown init {init!r}; choose 'identity' or 'glorot'")
         self.channels = channels
@@ -64,7 +68,9 @@ class ChannelDirichletEnergy(Energy):
         return self.kernel.T @ self.kernel
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph)
         return 0.5 * (graph.laplacian(x) * (x @ self.metric())).sum()
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph)
         return graph.laplacian(x @ self.metric())

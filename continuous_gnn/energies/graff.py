@@ -70,6 +70,7 @@ class GRAFFEnergy(Energy):
         return x * diagonal if diagonal is not None else x @ self.W()
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph, x0)
         omega = self.Omega.diagonal(x)
         value = -0.5 * (x * graph.propagate(self._mix(x))).sum()
         if omega is not None:
@@ -80,6 +81,7 @@ class GRAFFEnergy(Energy):
         return value
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        self.check_input(x, graph, x0)
         grad = -graph.propagate(self._mix(x))
         omega = self.Omega.diagonal(x)
         if omega is not None:

@@ -28,6 +28,12 @@ W_STYLES = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity", "asymm")
 OMEGA_STYLES = ("diag", "zero", "const")
 
 
+def check_channels(channels: int) -> None:
+    """Raise ``ValueError`` unless ``channels`` is a positive integer."""
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+
+
 def _glorot_(t: Tensor) -> Tensor:
     bound = math.sqrt(6.0 / (t.size(-2) + t.size(-1)))
     return nn.init.uniform_(t, -bound, bound)
@@ -48,8 +54,7 @@ class ChannelMixing(nn.Module):
     def __init__(self, channels: int, style: str = "diag_dom", *, learnable: bool = True,
                  allow_asymmetric: bool = False) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        check_channels(channels)
         if style not in W_STYLES:
             raise ValueError(f"unknown W style {style!r}; choose one of {W_STYLES}")
         if style == "asymm" and not allow_asymmetric:
@@ -145,8 +150,11 @@ class ExternalField(nn.Module):
 
     def __init__(self, channels: int, style: str = "diag", *, value: float = 1.0) -> None:
         super().__init__()
+        check_channels(channels)
         if style not in OMEGA_STYLES:
             raise ValueError(f"unknown Omega style {style!r}; choose one of {OMEGA_STYLES}")
+        if not math.isfinite(value):
+            raise ValueError(f"the Omega value must be finite, got {value}")
         self.channels = channels
         self.style = style
         self.value = float(value)

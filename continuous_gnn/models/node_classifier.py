@@ -2,6 +2,8 @@ r"""Node classification with a continuous-depth GNN: encoder → gradient flow o
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +14,9 @@ from ..energies.base import Energy
 from ..flow import EnergySchedule, GradientFlow
 from ..graph import Graph
 from ..integrate import Solution, integrate
+
+#: Keyword arguments of :func:`~continuous_gnn.integrate` that a model's ``solver`` may set.
+_SOLVER_KEYS = frozenset(inspect.signature(integrate).parameters) - {"func", "x0", "t_end", "save_at"}
 
 
 class ResidualMLPEncoder(nn.Module):
@@ -78,8 +83,21 @@ class ContinuousGNN(nn.Module):
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
         if encoder not in ("linear", "mlp"):
             raise ValueError(f"unknown encoder {encoder!r}; choose 'linear' or 'mlp'")
-        if not t_end > 0:
-            raise ValueError(f"t_end must be positive, got {t_end}")
+        for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not 0 < t_end < math.inf:
+            raise ValueError(f"t_end must be a positive finite number, got {t_end!r}")
+        pieces = energy.energies if isinstance(energy, EnergySchedule) else [energy]
+        channels = getattr(pieces[0], "channels", hidden)
+        if channels != hidden:
+            raise ValueError(f"the energy has {channels} channels but hidden={hidden}; build it with {hidden} channels")
+        if isinstance(energy, EnergySchedule) and energy.t_end != float(t_end):
+            raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
+                             "T, or the pieces would not match the integration interval")
+        unknown = sorted(set(solver or {}) - _SOLVER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown solver argument(s) {unknown}; choose from {sorted(_SOLVER_KEYS)}")
         self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
         self.flow = GradientFlow(energy, activation, normalize=normalize_field)
         self.decoder = nn.Linear(hidden, out_channels)
