@@ -220,6 +220,9 @@ def test_dataset_contents(name: str, data_root: Path, data_cache: Path) -> None:
     assert ds.metric == ("roc_auc" if name in ROC_AUC else "accuracy")
     assert ds.homophilous == (name in HOMOPHILOUS)
     assert d.x.dtype == torch.float32 and tuple(d.x.shape) == (nodes, features)
+    if ds.features_normalized:  # NormalizeFeatures divides by max(row sum, 1): docs/datasets.md says rows sum to 1
+        sums = d.x.sum(dim=1)
+        assert bool((torch.isclose(sums, torch.ones_like(sums)) | (sums == 0)).all())
     assert d.y.dtype == torch.long and tuple(d.y.shape) == (nodes,)
     assert int(d.y.min()) == 0 and int(d.y.max()) == classes - 1
 

@@ -14,10 +14,11 @@ Preprocessing, the same for every dataset:
   :func:`torch_geometric.utils.remove_self_loops`; the model's graph operator
   adds them back uniformly as ``Ā = D̃^{-1/2} (A + I) D̃^{-1/2}``, so keeping
   the few stored loops would give those nodes a double weight.
-* **Row-normalised features** (the semantics of
-  :class:`torch_geometric.transforms.NormalizeFeatures`: each row is divided by
-  its sum so that it sums to 1; all-zero rows stay zero; features are first
-  shifted to be non-negative if any is negative). On by default for the
+* **Row-normalised features** by
+  :class:`torch_geometric.transforms.NormalizeFeatures`: the global minimum is
+  subtracted, then each row is divided by ``max(row sum, 1)``. Every dataset
+  held here has features in ``[0, 1]`` and no row summing to less than 1
+  (other than 0), so each non-zero row sums to 1 and all-zero rows stay zero. On by default for the
   bag-of-words datasets (Planetoid, WebKB, Actor, Wikipedia, filtered
   Wikipedia), off by default for minesweeper and tolokers, whose few features
   are not counts. ``normalize_features=True/False`` overrides the default.
@@ -59,6 +60,7 @@ import torch
 import torch_geometric
 from torch import Tensor
 from torch_geometric.data import Data
+from torch_geometric.transforms import NormalizeFeatures
 from torch_geometric.utils import remove_self_loops, to_undirected
 
 from continuous_gnn.data.root import DATA_ROOT_ENV, default_cache_dir
@@ -562,11 +564,8 @@ def _load_tensors(spec: _Spec, root: Path, cache_dir: Path) -> dict[str, Tensor]
 
 
 def _row_normalize(x: Tensor) -> Tensor:
-    """Divide each row by its sum (NormalizeFeatures semantics); zero rows stay zero."""
-    if x.numel() > 0 and float(x.min()) < 0:
-        x = x - x.min()  # as NormalizeFeatures: make the features non-negative first
-    row_sum = x.sum(dim=-1, keepdim=True)
-    return x / torch.where(row_sum > 0, row_sum, torch.ones_like(row_sum))
+    """:class:`torch_geometric.transforms.NormalizeFeatures` on a feature matrix."""
+    return NormalizeFeatures()(Data(x=x.clone())).x
 
 
 def _check_path_arg(value: object, what: str) -> Path:
