@@ -1,7 +1,7 @@
 """continuous_gnn: continuous-depth graph neural networks as gradient flows of learnable energies."""
 
 from . import energies, nn
-from .errors import IntegrationError
+from .errors import IntegrationError, TrainingDivergedError
 from .flow import BoundField, EnergySchedule, GradientFlow
 from .gradcheck import GradCheckReport, grad_check
 from .graph import Graph
@@ -22,6 +22,7 @@ __all__ = [
     "Solution",
     "SolveStats",
     "IntegrationError",
+    "TrainingDivergedError",
     "ContinuousGNN",
     "integrate_regularized",
     "regularized_forward",

@@ -12,8 +12,9 @@ Configuration precedence for ``train`` and ``tune``:
 Every config flag is declared with ``default=argparse.SUPPRESS``, so a flag the user did not type is absent
 from the parsed namespace and a flag typed with the default value still overrides the file.
 
-User errors (bad flags, bad config values, missing data) print one line on stderr and exit with status 2;
-a failed solve exits with status 1.
+User errors (bad flags, bad config values, missing data, unusable output paths) print one line on stderr and
+exit with status 2, before any training when they can be known then; a failed solve or a diverged training
+run exits with status 1.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import importlib.util
+import difflib
+import importlib
 import os
 import re
 import shlex
@@ -34,6 +36,8 @@ from typing import Any
 from . import cli_study
 from .atomic import atomic_open
 from .config import (
+    MAX_SEED,
+    MAX_SPLITS,
     RunConfig,
     check_overrides,
     config_to_toml,
@@ -42,7 +46,7 @@ from .config import (
     read_config_file,
     resolve_config,
 )
-from .errors import IntegrationError
+from .errors import IntegrationError, TrainingDivergedError
 
 PROG = "continuous-gnn"
 #: ``experiments/`` of the source checkout: presets (``configs/<preset>/<dataset>.toml``) and ``reproduce.py``.
@@ -160,6 +164,12 @@ def _add_source_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _dataset_key(name: str) -> str:
+    """A dataset name as presets and default record names spell it (case-insensitive, ``actor`` is ``film``)."""
+    key = name.strip().lower().replace("_", "-")
+    return _DATASET_ALIASES.get(key, key)
+
+
 def available_presets() -> list[str]:
     if not PRESET_DIR.is_dir():
         return []
@@ -177,9 +187,7 @@ def preset_path(preset: str, dataset: str) -> Path:
     presets = available_presets()
     if preset not in presets:
         raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets) or 'none'}")
-    key = dataset.strip().lower().replace("_", "-")
-    key = _DATASET_ALIASES.get(key, key)
-    path = PRESET_DIR / preset / f"{key}.toml"
+    path = PRESET_DIR / preset / f"{_dataset_key(dataset)}.toml"
     if not path.is_file():
         have = sorted(p.stem for p in (PRESET_DIR / preset).glob("*.toml"))
         raise UsageError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
@@ -223,7 +231,7 @@ def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    return not args.quiet and sys.stderr is not None and sys.stderr.isatty()
 
 
 def _percent(value: float) -> str:
@@ -244,13 +252,29 @@ def _unique(path: Path) -> Path:
     return path
 
 
-def _output_path(out: str | None, default_name: str) -> Path:
+def _output_path(out: str | None, default_name: str, flag: str = "--out") -> Path:
+    """Where a command writes its result, checked before any work so that a bad path cannot lose a run."""
     if out is None:
-        return _unique(Path("runs") / default_name)
-    path = Path(out)
-    if path.is_dir() or out.endswith(("/", os.sep)):
-        return _unique(path / default_name)
+        path = _unique(Path("runs") / default_name)
+    elif not out.strip():
+        raise UsageError(f"{flag} is empty; pass a file or a folder")
+    else:
+        given = Path(out).expanduser()
+        path = _unique(given / default_name) if given.is_dir() or out.endswith(("/", os.sep)) else given
+    _check_writable(path, flag)
     return path
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Raise :class:`UsageError` unless ``path`` can be written: its nearest existing ancestor must be a
+    writable folder and no ancestor may be a file."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: the folder {ancestor} is not writable")
 
 
 # ---------------------------------------------------------------------- train
@@ -269,9 +293,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
     resolved = resolve_cli_config(args)
     config = resolved.config
+    label = resolved.preset or config.energy
+    path = _output_path(args.out, f"{_dataset_key(config.dataset)}-{label}-{_timestamp()}.json")
     root, cache = _data_paths(args)
     dataset = load_run_dataset(config, root, cache_dir=cache)
-    label = resolved.preset or config.energy
     metric = dataset.metric
     print(f"dataset {dataset.name}: {dataset.num_nodes} nodes, {dataset.num_classes} classes; "
           f"{'preset ' + resolved.preset if resolved.preset else 'energy ' + config.energy}; metric {metric}",
@@ -289,7 +314,6 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         data_root=str(root),
         command=shlex.join([PROG, *argv]),
     )
-    path = _output_path(args.out, f"{dataset.name}-{label}-{_timestamp()}.json")
     save_record(record, path)
     agg = record["aggregate"]
     epochs = sum(s.epochs_run for s in result.splits)
@@ -416,8 +440,8 @@ def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
         seeds = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers such as 0,1000, got {text!r}") from None
-    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds: expected distinct non-negative integers, got {text!r}")
+    if any(not 0 <= seed <= MAX_SEED for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: expected distinct integers in [0, 2**63 - {MAX_SPLITS + 1}], got {text!r}")
     return seeds
 
 
@@ -439,6 +463,11 @@ def _suggest(trial, name: str, space: dict[str, tuple[str, tuple]]) -> Any:
     return trial.suggest_float(name, *values)
 
 
+#: Errors that fail one trial of a search (a configuration the sampler drew can diverge or be invalid) instead
+#: of the whole search.
+TRIAL_FAILURES = (IntegrationError, TrainingDivergedError, ValueError)
+
+
 def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         import optuna
@@ -446,10 +475,17 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
     import torch
 
-    from .training import environment, load_run_dataset, population_mean_std, run, save_record
+    from .training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.sampler_seed is not None and not 0 <= args.sampler_seed < 2**32:
+        raise UsageError(f"--sampler-seed must be in [0, 2**32 - 1] (Optuna's TPE sampler), got {args.sampler_seed}")
+    if args.out is not None and Path(args.out).suffix == ".json":
+        raise UsageError(f"--out {args.out}: the best config is a TOML file (the trials go to a .json beside "
+                         "it); name it .toml")
     resolved = resolve_cli_config(args)
     base = resolved.config
     fixed = {k.strip() for k in args.fix.split(",") if k.strip()}
@@ -464,8 +500,12 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     if not base.fixed_grid and "step_size" in searched:
         searched.remove("step_size")
     seeds = parse_seeds(args.seeds, base.seed)
+    key = _dataset_key(base.dataset)
+    path = _output_path(args.out, f"tune-{key}-{_timestamp()}.toml")
+    _check_writable(path.with_suffix(".json"), "--out")
     root, cache = _data_paths(args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
+    check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
     space = tune_space(base, searched)
     if "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
@@ -481,7 +521,12 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
         per_seed, seconds = [], 0.0
         for seed in seeds:
-            result = run(config.replace(seed=seed), dataset, progress=False)
+            try:
+                result = run(config.replace(seed=seed), dataset, progress=False)
+            except TRIAL_FAILURES as err:  # one line here; Optuna's own warning would add a traceback
+                trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
+                print(f"trial {trial.number:>3}  failed: {err}", flush=True)
+                raise
             per_seed.append(population_mean_std([s.val_metric for s in result.splits])[0])
             seconds += result.wall_time
         mean = sum(per_seed) / len(per_seed)
@@ -490,25 +535,33 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"trial {trial.number:>3}  val {_percent(mean)}  {seconds:.1f} s", flush=True)
         return mean
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     sampler = optuna.samplers.TPESampler(seed=args.sampler_seed if args.sampler_seed is not None else base.seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({name: getattr(base, name) for name in searched})
-    study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
-                   catch=(IntegrationError, ValueError), show_progress_bar=False)
+    interrupted = False
+    try:
+        study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
+                       catch=TRIAL_FAILURES, show_progress_bar=False)
+    except KeyboardInterrupt:  # keep what the finished trials found
+        interrupted = True
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        print(f"{PROG} tune: every trial failed", file=sys.stderr)
+        if interrupted:
+            raise KeyboardInterrupt
+        first = next((t.user_attrs["failed"] for t in study.trials if "failed" in t.user_attrs), None)
+        print(f"{PROG} tune: every trial failed{f' (first: {first})' if first else ''}", file=sys.stderr)
         return 1
+    if interrupted:
+        print(f"interrupted after {len(completed)} completed trial(s); writing the best so far", file=sys.stderr)
     best = study.best_trial
     baseline = study.trials[0].value
     best_config = RunConfig.from_dict(best.user_attrs["config"])
-    path = _output_path(args.out, f"tune-{dataset.name}-{_timestamp()}.toml")
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"
         f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
         f"seed repeats a run only at the same count): {len(completed)} of {len(study.trials)} trials "
-        f"completed.\nSelection: mean validation {dataset.metric} {where} = "
+        f"completed{' (interrupted)' if interrupted else ''}.\nSelection: mean validation {dataset.metric} {where} = "
         f"{_percent(best.value)} (trial {best.number}; the configured values, trial 0: "
         f"{_percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
     )
@@ -519,7 +572,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     with atomic_open(path) as handle:
         handle.write(config_to_toml(best_config, header=header, keys=keys))
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-               "per_seed": t.user_attrs.get("per_seed")} for t in study.trials]
+               "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in study.trials]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
@@ -539,15 +592,15 @@ def _load_experiment(name: str):
     path = EXPERIMENTS_DIR / f"{name}.py"
     if not path.is_file():
         raise UsageError(f"{path} not found: '{name}' runs from a source checkout of continuous_gnn")
-    module_name = f"continuous_gnn_experiments_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
+    # Imported by its own name from experiments/ on sys.path, so that worker processes (the solver benchmark's
+    # forkserver children receive the parent's sys.path) can import it again to unpickle its functions.
+    folder = str(EXPERIMENTS_DIR)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module = importlib.import_module(name)
+    if Path(module.__file__).resolve() != path.resolve():
+        raise UsageError(f"'{name}' resolved to {module.__file__}, not {path}: another module of that name "
+                         "shadows the experiment script")
     return module
 
 
@@ -560,7 +613,7 @@ register(Subcommand("reproduce", "run GRAFF and GRAFF-NL on every benchmark and 
 
 
 def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
-    return int(_load_experiment("solver_benchmark").main(argv[1:]) or 0)
+    return int(_load_experiment("solver_benchmark").main(argv[1:], prog=f"{PROG} solvers") or 0)
 
 
 register(Subcommand("solvers", "benchmark every solver with direct and adjoint backprop and write docs/solvers.md "
@@ -586,6 +639,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, except that an unknown flag is reported by its subcommand, with the closest flag."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subparser = _subparsers(parser).get(args.command, parser)
+        flags = [flag for action in subparser._actions for flag in action.option_strings]
+        hints = []
+        for token in extra:
+            close = difflib.get_close_matches(token.split("=")[0], flags, n=1) if token.startswith("--") else []
+            hints.append(f"{token} (did you mean {close[0]}?)" if close else token)
+        subparser.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def _error(command: str | None, message: str, status: int) -> int:
     prefix = f"{PROG} {command}" if command else PROG
     print(f"{prefix}: error: {message}", file=sys.stderr)
@@ -600,23 +674,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is not None and command.passthrough:
             return command.handler(argparse.Namespace(), argv)
         parser = build_parser()
-        args = parser.parse_args(argv)  # exits with status 2 on bad flags
+        args = _parse(parser, argv)  # exits with status 2 on bad flags
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
         return SUBCOMMANDS[args.command].handler(args, argv)
     except UsageError as err:
         return _error(argv[0] if argv else None, str(err), 2)
-    except (ValueError, FileNotFoundError, PermissionError) as err:
-        # FileNotFoundError covers continuous_gnn.data.DatasetUnavailableError.
+    except BrokenPipeError:  # before OSError, its base: output piped into `head` is not an error of ours
+        return 1
+    except (ValueError, OSError) as err:
+        # OSError covers continuous_gnn.data.DatasetUnavailableError (a FileNotFoundError) and unusable paths.
         return _error(argv[0] if argv else None, str(err), 2)
     except IntegrationError as err:
         return _error(argv[0] if argv else None, f"the solve failed: {err}", 1)
+    except TrainingDivergedError as err:
+        return _error(argv[0] if argv else None, str(err), 1)
+    except MemoryError:
+        return _error(argv[0] if argv else None, "out of memory; lower --hidden, the graph size or T/step_size", 1)
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
 
 
 __all__ = ["main", "build_parser", "register", "Subcommand", "SUBCOMMANDS", "UsageError", "add_config_flags",

@@ -17,6 +17,7 @@ Adding a field (as ``kinetic_weight`` and ``jacobian_weight`` were added) only n
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import math
@@ -33,6 +34,7 @@ import tomllib
 import torch
 
 from .energies.parametrizations import OMEGA_STYLES, W_STYLES
+from .integrate import DEFAULT_MAX_GRID_STEPS
 from .solvers import METHODS, SCIPY_METHODS, is_fixed
 
 __all__ = [
@@ -184,6 +186,16 @@ def _is_none_string(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _NONE_STRINGS
 
 
+#: No dataset has more splits than this; a larger index in a split specification is a typo, refused before
+#: a range of that length is built.
+MAX_SPLITS = 1000
+#: Bounds that keep a config from asking for more than any run can allocate or count (a typo such as
+#: ``--hidden 100000000`` or ``--step-size 1e-300`` is an error up front, not an allocation failure or a hang).
+MAX_HIDDEN = 65_536
+MAX_TIME_PIECES = 10_000
+MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
+
+
 def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | None:
     """Parse a split selection: ``"0-9"``, ``"0,3,5"``, ``"0-2,7"``, ``"all"`` (→ ``None``), an int or a list.
 
@@ -216,6 +228,9 @@ def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | No
             hi = int(match.group(2)) if match.group(2) is not None else lo
             if hi < lo:
                 raise ValueError(f"bad split range {part!r} in {spec!r}: the end is before the start")
+            if hi >= MAX_SPLITS:
+                raise ValueError(f"split {hi} in {spec!r} is beyond any dataset (they have at most "
+                                 f"{MAX_SPLITS} splits); use e.g. '0-9' or 'all'")
             items.extend(range(lo, hi + 1))
     elif isinstance(spec, Iterable):
         items = []
@@ -230,7 +245,10 @@ def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | No
     for value in items:
         if value < 0:
             raise ValueError(f"split indices must be non-negative, got {value}")
-    repeated = sorted({v for v in items if items.count(v) > 1})
+        if value >= MAX_SPLITS:
+            raise ValueError(f"split {value} is beyond any dataset (they have at most {MAX_SPLITS} splits)")
+    counts = collections.Counter(items)
+    repeated = sorted(v for v, n in counts.items() if n > 1)
     if repeated:
         raise ValueError(f"split(s) {repeated} listed more than once in {spec!r}")
     return tuple(items)
@@ -326,26 +344,29 @@ def _validate(c: RunConfig) -> None:
     if c.dataset is not None:
         require(c.dataset.strip() != "", "dataset must not be empty")
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
-    require(c.hidden >= 1, f"hidden must be a positive integer, got {c.hidden}")
+    require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
     require(c.lr > 0, f"lr must be positive, got {c.lr}")
     require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
     for name in ("dropout", "input_dropout"):
         require(0.0 <= getattr(c, name) < 1.0, f"{name} must lie in [0, 1), got {getattr(c, name)}")
     require(c.epochs >= 1, f"epochs must be a positive integer, got {c.epochs}")
     require(c.patience is None or c.patience >= 1, f"patience must be a positive integer or none, got {c.patience}")
-    require(c.seed >= 0, f"seed must be a non-negative integer, got {c.seed}")
+    require(0 <= c.seed <= MAX_SEED, f"seed must be an integer in [0, 2**63 - {MAX_SPLITS + 1}], got {c.seed}")
     require(c.max_nfe is None or c.max_nfe >= 1, f"max_nfe must be a positive integer or none, got {c.max_nfe}")
     for name in ("kinetic_weight", "jacobian_weight"):
         require(getattr(c, name) >= 0, f"{name} must be non-negative (0 turns it off), got {getattr(c, name)}")
     if c.time_pieces is not None:
-        require(c.time_pieces >= 1, f"time_pieces must be a positive integer or none, got {c.time_pieces}")
+        require(1 <= c.time_pieces <= MAX_TIME_PIECES,
+                f"time_pieces must be an integer in [1, {MAX_TIME_PIECES}] or none, got {c.time_pieces}")
         require(c.time_dependent, "time_pieces applies only with time_dependent = true")
     try:
-        torch.device(c.device)
+        device_type = torch.device(c.device).type
     except (RuntimeError, ValueError):
         raise ValueError(
             f"device {c.device!r} is not a torch device string; use e.g. 'cpu', 'cuda' or 'cuda:0'"
         ) from None
+    require(device_type in ("cpu", "cuda", "mps"),
+            f"device {c.device!r} is not supported for training; use 'cpu', 'cuda[:N]' or 'mps'")
 
     require(c.method not in SCIPY_METHODS, f"method {c.method!r} cannot be differentiated, so it cannot be trained")
     if is_fixed(c.method):
@@ -354,6 +375,13 @@ def _validate(c: RunConfig) -> None:
             f"the fixed-grid method {c.method!r} needs a step_size (e.g. --step-size 0.5)",
         )
         require(c.step_size > 0, f"step_size must be positive, got {c.step_size}")
+        steps = math.ceil(c.time / c.step_size) if math.isfinite(c.time / c.step_size) else math.inf
+        require(steps <= DEFAULT_MAX_GRID_STEPS,
+                f"time / step_size = {c.time:g} / {c.step_size:g} gives {steps:.3g} steps, more than the "
+                f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise step_size or lower time")
+        require(not c.time_dependent or c.time_pieces is not None or steps <= MAX_TIME_PIECES,
+                f"time_dependent weights take one set of weights per step, and time / step_size gives {steps} "
+                f"steps (at most {MAX_TIME_PIECES}); raise step_size or set time_pieces")
         require(
             c.rtol is None and c.atol is None,
             f"rtol/atol apply to adaptive methods, not to the fixed-grid method {c.method!r}; "
@@ -382,6 +410,12 @@ def _validate(c: RunConfig) -> None:
         require(
             not (c.seminorm and is_fixed(backward)),
             f"seminorm only changes adaptive step-size control, but the adjoint method {backward!r} is fixed-grid",
+        )
+        require(
+            not (is_fixed(backward) and not is_fixed(c.method)),
+            f"the fixed-grid adjoint_method {backward!r} steps backward on the forward solve's grid, but the "
+            f"adaptive method {c.method!r} has none; choose an adaptive adjoint_method (e.g. dopri5) or a "
+            "fixed-grid method with a step_size",
         )
 
 
@@ -423,12 +457,14 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: on invalid TOML, unknown keys (named, with suggestions) or bad values.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {str(path)!r} is a directory; pass a TOML file")
     try:
         with path.open("rb") as fh:
             values = tomllib.load(fh)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     tables = [k for k, v in values.items() if isinstance(v, dict)]
     if tables:

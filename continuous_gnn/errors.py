@@ -1,4 +1,4 @@
-"""The one exception type for failed solves."""
+"""Exception types for failed solves and diverged training runs."""
 
 from __future__ import annotations
 
@@ -46,3 +46,17 @@ class IntegrationError(RuntimeError):
         if detail:
             message += f" ({detail})"
         super().__init__(f"{message}. Fix: {self._ADVICE[reason]}.")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or parameter (usually a learning rate that is too large).
+
+    Attributes:
+        split (int): the split being trained.
+        epoch (int): the epoch at which it was detected.
+    """
+
+    def __init__(self, message: str, *, split: int, epoch: int) -> None:
+        self.split = split
+        self.epoch = epoch
+        super().__init__(message)

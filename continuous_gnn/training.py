@@ -46,6 +46,7 @@ from torch.nn import functional as F
 from .atomic import atomic_write_text
 from .builders import build_graph, build_model, prepare_features
 from .config import RunConfig
+from .errors import TrainingDivergedError
 from .graph import Graph
 from .regularizers import regularized_forward
 
@@ -395,6 +396,7 @@ def train_split(
     Raises:
         ValueError: on an invalid split index or device.
         IntegrationError: if a solve fails (e.g. the state blows up).
+        TrainingDivergedError: if the loss or a parameter becomes inf or nan (a learning rate too large).
     """
     started = time.perf_counter()
     device = _device(config)
@@ -456,6 +458,7 @@ def train_split(
                     loss = F.cross_entropy(logits[train_index], y_train)
                 loss.backward()
                 optimizer.step()
+                _check_finite(model, loss, config, split, epoch)
                 nfe_forward.append(solution.stats.nfe_forward)
                 nfe_backward.append(solution.stats.nfe_backward)
 
@@ -533,6 +536,44 @@ def load_run_dataset(config: RunConfig, root: str | os.PathLike[str], *,
     return load_dataset(config.dataset, root, cache_dir=cache_dir, normalize_features=config.normalize_features)
 
 
+def _check_finite(model: torch.nn.Module, loss: Tensor, config: RunConfig, split: int, epoch: int) -> None:
+    """Raise :class:`TrainingDivergedError` when the loss or a parameter is inf or nan after an update.
+
+    One fused sum per epoch; without it a diverged update surfaces at the next forward pass as an encoder
+    output full of nan, which reads like bad input features.
+    """
+    sums = torch.stack([loss.detach().reshape(()).float(), *(p.detach().sum().float() for p in model.parameters())])
+    if bool(torch.isfinite(sums).all()):
+        return
+    what = "the training loss" if not bool(torch.isfinite(sums[0])) else "a parameter"
+    raise TrainingDivergedError(
+        f"training diverged on split {split} at epoch {epoch}: {what} became inf or nan (lr={config.lr:g}, "
+        f"weight_decay={config.weight_decay:g}). Fix: lower the learning rate, or the step size or T of the flow",
+        split=split, epoch=epoch)
+
+
+def check_run(config: RunConfig, dataset: Any) -> tuple[list[int], torch.device]:
+    """The splits and device :func:`run` would use, after the checks it makes before training anything.
+
+    Raises:
+        ValueError: if a requested split does not exist, the device is unavailable, or the dataset was
+            loaded with another feature normalisation than the config asks for.
+    """
+    normalized = getattr(dataset, "features_normalized", None)
+    if config.normalize_features is not None and normalized is not None and normalized != config.normalize_features:
+        raise ValueError(
+            f"config.normalize_features={config.normalize_features} but the dataset was loaded with "
+            f"features_normalized={normalized}; load it with load_run_dataset(config, ...)"
+        )
+    splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
+    missing = [s for s in splits if s >= dataset.num_splits]
+    if missing:
+        raise ValueError(
+            f"dataset {dataset.name!r} has splits 0..{dataset.num_splits - 1}; split(s) {missing} do not exist"
+        )
+    return splits, _device(config)
+
+
 def run(config: RunConfig, dataset: Any, *, progress: Progress = False,
         on_split: Callable[[SplitResult], None] | None = None) -> RunResult:
     """Train one model per split of ``config.splits`` (default: every split of the dataset).
@@ -550,19 +591,7 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress = False,
     """
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    normalized = getattr(dataset, "features_normalized", None)
-    if config.normalize_features is not None and normalized is not None and normalized != config.normalize_features:
-        raise ValueError(
-            f"config.normalize_features={config.normalize_features} but the dataset was loaded with "
-            f"features_normalized={normalized}; load it with load_run_dataset(config, ...)"
-        )
-    splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
-    missing = [s for s in splits if s >= dataset.num_splits]
-    if missing:
-        raise ValueError(
-            f"dataset {dataset.name!r} has splits 0..{dataset.num_splits - 1}; split(s) {missing} do not exist"
-        )
-    device = _device(config)
+    splits, device = check_run(config, dataset)
     graph = build_graph(dataset.data, config, device)
     features = prepare_features(dataset.data.x, device)
     results = []

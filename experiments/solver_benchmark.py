@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -433,18 +434,38 @@ def report(results: list[dict], args, command: str, started: float, versions: di
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=os.environ.get("CONTINUOUS_GNN_DATA", str(REPO.parent / "shared" / "data")))
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--out", default=str(REPO / "docs" / "solvers.md"))
-    parser.add_argument("--plot", default=str(REPO / "docs" / "solvers_accuracy_vs_nfe.png"))
-    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per configuration")
-    parser.add_argument("--no-memory-vs-t", action="store_true")
+def _at_least(minimum: float, kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=os.environ.get("CONTINUOUS_GNN_DATA", str(REPO.parent / "shared" / "data")),
+                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ../shared/data)")
+    parser.add_argument("--epochs", type=_at_least(3, int), default=15,
+                        help="training epochs per configuration; the first two are warm-up and not timed "
+                             "(default: 15, at least 3)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, help="default: all")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="default: all")
+    parser.add_argument("--out", default=str(REPO / "docs" / "solvers.md"), help="the report (default: docs/solvers.md)")
+    parser.add_argument("--plot", default=str(REPO / "docs" / "solvers_accuracy_vs_nfe.png"),
+                        help="accuracy-vs-NFE figure (default: docs/solvers_accuracy_vs_nfe.png)")
+    parser.add_argument("--timeout", type=_at_least(1, float), default=240.0,
+                        help="seconds per configuration (default: 240)")
+    parser.add_argument("--no-memory-vs-t", action="store_true", help="skip the memory-vs-T comparison")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     args = parser.parse_args(argv)
+    if not Path(args.data_root).expanduser().is_dir():
+        parser.error(f"--data-root {args.data_root} is not a folder; pass the benchmark data root")
     started = time.perf_counter()
     command = "python experiments/solver_benchmark.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     base = {"data_root": args.data_root, "epochs": args.epochs}
@@ -481,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
             status = ""
         print(f"[{i}/{len(configs)} {time.perf_counter() - started:6.0f}s] {label}: {status}", file=sys.stderr, flush=True)
 
+    if all(r.get("failed") for r in results):
+        print(f"every configuration failed (first: {results[0]['failed']}); nothing written", file=sys.stderr)
+        return 1
     versions = _versions()
     if args.json:
         _atomic_write(Path(args.json), lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))

@@ -97,6 +97,20 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--config", "/nonexistent/c.toml"], "does not exist"),
         (["train", "--dataset", "texas", "--data-root", "/nonexistent/data"], "data root '/nonexistent/data'"),
         ([], "usage"),
+        (["train", "--dataset", "texas", "--hiden", "3"], r"continuous-gnn train: error: .*--hiden \(did you mean --hidden\?\)"),
+        (["train", "--dataset", "texas", "--splits", "0-200000"], "split 200000 in '0-200000' is beyond any dataset"),
+        (["train", "--dataset", "texas", "--splits", "0-9999999999"], "is beyond any dataset"),
+        (["train", "--dataset", "texas", "--device", "meta"], "device 'meta' is not supported"),
+        (["train", "--dataset", "texas", "--hidden", "100000000"], r"hidden must be an integer in \[1, 65536\]"),
+        (["train", "--dataset", "texas", "--seed", "99999999999999999999"], "seed must be an integer in"),
+        (["train", "--dataset", "texas", "--time", "1e4", "--step-size", "1e-3"], "gives 1e\\+07 steps"),
+        (["train", "--dataset", "texas", "--time-dependent", "--step-size", "1e-300"], "raise step_size"),
+        (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--adjoint",
+          "--adjoint-method", "euler"], "choose an adaptive adjoint_method"),
+        (["tune", "--dataset", "texas", "--out", "best.json"], "name it .toml"),
+        (["tune", "--dataset", "texas", "--timeout", "0"], "--timeout must be a positive number"),
+        (["tune", "--dataset", "texas", "--sampler-seed", "-1"], "--sampler-seed must be in"),
+        (["tune", "--dataset", "texas", "--seeds", "99999999999999999999"], "--seeds: expected distinct integers"),
     ],
 )
 def test_user_errors_exit_2_with_a_message(argv, fragment, capsys):
@@ -402,3 +416,80 @@ def test_reproduce_counts_a_shortfall_in_test_predictions():
     outcome = reproduce.Outcome("cora", "graff_tuned", "ok", test_mean=87.83, splits=10, test_nodes=4970)
     note = reproduce.shortfall_note(outcome, target=87.85)
     assert note.startswith("Cora misses its target: GRAFF-tuned is 0.02 points below it, about 1.0 of the 4970 ")
+
+
+def test_a_config_file_that_is_a_directory_is_named(tmp_path, capsys):
+    assert main(["train", "--dataset", "texas", "--config", str(tmp_path)]) == 2
+    assert "is a directory; pass a TOML file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["afile/x.json", "afile/sub/"])
+def test_an_unusable_output_path_fails_before_any_work(out, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    # The data root does not exist: the output path must be refused first, before loading or training.
+    argv = ["train", "--dataset", "texas", "--data-root", "/nonexistent/data", "--out", str(tmp_path / out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err and "Traceback" not in err
+
+
+@pytest.mark.data
+def test_a_diverged_run_exits_1_and_names_the_learning_rate(data_root, data_cache, tmp_path, capsys):
+    argv = ["train", "--dataset", "texas", "--splits", "0", "--epochs", "3", "--lr", "1e308", "--quiet",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "training diverged on split 0 at epoch 1" in err and "lower the learning rate" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.data
+def test_tune_reports_a_bad_split_before_any_trial(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    argv = ["tune", "--dataset", "texas", "--splits", "10", "--epochs", "1", "--trials", "3",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(tmp_path / "t.toml")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "split(s) [10] do not exist" in captured.err and "trial" not in captured.out
+
+
+def test_progress_bar_is_off_when_stderr_is_closed(monkeypatch):
+    from continuous_gnn.cli import _show_progress
+
+    monkeypatch.setattr(sys, "stderr", None)
+    assert _show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
+
+
+@pytest.mark.data
+def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
+    # The benchmark trains each configuration in a forkserver child, which must be able to import the script.
+    out, plot = tmp_path / "solvers.md", tmp_path / "solvers.png"
+    argv = [sys.executable, "-m", "continuous_gnn", "solvers", "--datasets", "cora", "--methods", "euler",
+            "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "FAILED" not in done.stderr and out.is_file() and plot.is_file()
+    assert "continuous-gnn solvers" in subprocess.run(argv[:4] + ["--help"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.data
+def test_tune_interrupted_keeps_the_best_trial_so_far(data_root, data_cache, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna")
+    import continuous_gnn.training as training
+
+    real_run, calls = training.run, []
+
+    def run_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run", run_then_interrupt)
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "8", "--trials", "10",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    assert "interrupted after 2 completed trial(s)" in capsys.readouterr().err
+    assert "2 of 3 trials completed (interrupted)" in out.read_text()
+    assert read_config_file(out)["epochs"] == 1

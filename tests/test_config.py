@@ -86,7 +86,7 @@ def test_ints_are_accepted_for_floats_and_none_strings_for_optionals():
         ({"method": "dopri5"}, r"--step-size none"),
         ({"method": "euler", "step_size": None}, "needs a step_size"),
         ({"method": "dopri5", "step_size": None, "time_dependent": True}, "need time_pieces"),
-        ({"time_dependent": True, "time_pieces": 0}, "time_pieces must be a positive integer"),
+        ({"time_dependent": True, "time_pieces": 0}, r"time_pieces must be an integer in \[1, 10000\]"),
         ({"time_pieces": 3}, "time_pieces applies only with time_dependent"),
         ({"kinetic_weight": -0.1}, "kinetic_weight must be non-negative"),
         ({"jacobian_weight": -1}, "jacobian_weight must be non-negative"),
