@@ -29,11 +29,12 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from continuous_gnn.atomic import atomic_open, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -251,19 +252,6 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _mb(value: float) -> str:
     return f"{value / 2**20:.1f}"
 
@@ -302,7 +290,8 @@ def plot(results: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -507,10 +496,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 1
     versions = _versions()
     if args.json:
-        _atomic_write(Path(args.json), lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1)))
+        atomic_write_text(args.json, json.dumps(results, indent=1))
     plot(results, Path(args.plot))
     text = report(results, args, command, started, versions)
-    _atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out} and {args.plot} in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     return 0
 
