@@ -232,8 +232,10 @@ def build_model(config: RunConfig, num_features: int, num_classes: int) -> Conti
     """Encoder → flow of :func:`build_energy` over ``[0, config.time]`` → decoder.
 
     The input dropout and the first linear map of the encoder are one :class:`SparseInputLinear`, so the
-    model takes dense features or the sparse ones of :func:`prepare_features`. Parameters, their
-    initialisation and the computed function are those of ``ContinuousGNN(..., input_dropout=p)``.
+    model takes dense features or the sparse ones of :func:`prepare_features`. The parameters, the computed
+    function and the distribution of the initial values are those of ``ContinuousGNN(..., input_dropout=p)``;
+    under the same seed the initial values agree except for that first linear map, which is drawn after the
+    energy and the decoder (so it agrees in distribution only).
     """
     model = ContinuousGNN(
         num_features,

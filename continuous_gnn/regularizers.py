@@ -240,8 +240,11 @@ def regularized_forward(model: nn.Module, x: Tensor, graph, *, kinetic: bool = T
                         **overrides: Any) -> tuple[Tensor, Solution, dict[str, Tensor]]:
     r"""A :class:`~continuous_gnn.ContinuousGNN` forward pass that also returns the flow's regularisers.
 
-    Runs the model's own encoder, flow (with its ``solver`` settings, updated by ``overrides``) and decoder,
-    exactly as ``model(x, graph)`` does, with the regularisers integrated alongside. A typical training loss is
+    Runs the model's own encoder, flow (with its ``solver`` settings, updated by ``overrides``, and its
+    ``detach_source``) and decoder, with the regularisers integrated alongside. On a fixed grid the logits are
+    bitwise those of ``model(x, graph)`` and the gradients agree up to rounding (autograd sums their pieces
+    in another order once the state is flattened); an adaptive method's error control also sees the
+    regulariser channels, so there the two agree to the solver's tolerance. A typical training loss is
     ``cross_entropy + λ_K · regs["kinetic"] + λ_J · regs["jacobian"]``.
 
     Args:

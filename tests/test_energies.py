@@ -20,6 +20,7 @@ from helpers import (
 from torch import Tensor
 
 import continuous_gnn as cg
+from continuous_gnn.diagnostics import dirichlet_energy
 from continuous_gnn.energies import (
     OMEGA_STYLES,
     W_STYLES,
@@ -400,3 +401,59 @@ def test_every_energy_checks_its_channels(channels):
 def test_constant_omega_must_be_finite():
     with pytest.raises(ValueError, match="the Omega value must be finite"):
         GRAFFEnergy(D, omega="const", omega_value=float("nan"))
+
+
+# --- ChannelDirichletEnergy: pairwise form and Prop. 2.4 --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_channel_dirichlet_pairwise_form_equals_the_trace_form(seed):
+    # ¼ Σ_ij ã_ij ‖K (∇X)_ij‖² with (∇X)_ij = x_i/√d̃_i − x_j/√d̃_j as a column vector, so the metric is KᵀK.
+    graph = random_graph(N, 0.35, seed)
+    x = random_features(N, D, seed + 10)
+    energy = randomize_(ChannelDirichletEnergy(D, init="glorot").double(), seed)
+    k = energy.kernel.detach()
+    a_tilde = graph.to_dense() * torch.sqrt(graph.degree[:, None] * graph.degree[None, :])
+    scaled = x / graph.degree.sqrt()[:, None]
+    diffs = scaled[:, None, :] - scaled[None, :, :]  # (∇X)_ij, shape (n, n, d)
+    pairwise = 0.25 * (a_tilde * ((diffs @ k.T) ** 2).sum(-1)).sum()
+    with torch.no_grad():
+        torch.testing.assert_close(energy.energy(x, graph), pairwise, rtol=1e-12, atol=0)
+    # K acting on row vectors (metric KKᵀ) is a different energy for this non-symmetric K.
+    row_convention = 0.25 * (a_tilde * ((diffs @ k) ** 2).sum(-1)).sum()
+    assert abs(float(row_convention - pairwise)) > 1e-3 * float(pairwise)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_channel_dirichlet_flow_with_singular_metric_keeps_the_kernel_part_of_the_energy(seed):
+    # Prop. 2.4: E^Dir(X(t)) → E^Dir(X(0) P), P the orthogonal projector onto ker KᵀK (here spanned by a vector
+    # that mixes all three channels, so X(0) P is no column selection).
+    graph = random_graph(10, 0.3, seed)
+    kernel = torch.tensor([[1.0, 1.0, 0.5], [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]], dtype=DTYPE)
+    null = torch.tensor([-0.75, 1.0, -0.5], dtype=DTYPE)
+    assert torch.equal(kernel @ null, torch.zeros(3, dtype=DTYPE))
+    assert torch.linalg.matrix_rank(kernel.T @ kernel) == 2  # so ker KᵀK is spanned by `null` alone
+    projector = torch.outer(null, null) / (null @ null)
+    energy = ChannelDirichletEnergy(3).double()
+    with torch.no_grad():
+        energy.kernel.copy_(kernel)
+    x0 = random_features(10, 3, seed + 1)
+    sol = cg.integrate(cg.GradientFlow(energy).bind(graph), x0, 60.0, method="dopri5", rtol=1e-10, atol=1e-12)
+    limit = float(dirichlet_energy(x0 @ projector, graph))
+    assert 0.05 * float(dirichlet_energy(x0, graph)) < limit < 0.5 * float(dirichlet_energy(x0, graph))
+    assert float(dirichlet_energy(sol.final, graph)) == pytest.approx(limit, rel=1e-6)
+
+
+def test_fresh_graff_energy_has_zero_beta_and_omega_uniform_on_minus_one_one():
+    # GRAFFEnergy: "β is a learned scalar initialised to 0"; ExternalField("diag"): ω ~ U[−1, 1].
+    omegas = []
+    with torch.random.fork_rng():
+        for seed in range(5):
+            torch.manual_seed(seed)
+            energy = GRAFFEnergy(64)
+            assert float(energy.beta.detach()) == 0.0
+            omegas.append(energy.Omega.omega.detach())
+    omega = torch.cat(omegas)
+    assert float(omega.min()) >= -1.0 and float(omega.max()) <= 1.0
+    assert float(omega.min()) < -0.95 and float(omega.max()) > 0.95  # it fills the interval
+    assert abs(float(omega.mean())) < 0.1

@@ -16,6 +16,7 @@ from helpers import (
 
 import continuous_gnn as cg
 from continuous_gnn.energies import DirichletEnergy
+from continuous_gnn.flow import ACTIVATIONS
 from continuous_gnn.nn import GRAFFConv
 
 NUM_GRAPHS = 20
@@ -115,6 +116,17 @@ def test_activation_is_applied_inside_the_step():
     torch.testing.assert_close(custom.bind(graph, x0)(t, x0), 2 * velocity, rtol=0, atol=0)
     identity = cg.GradientFlow(energy, activation="identity").bind(graph, x0)(t, x0)
     torch.testing.assert_close(identity, velocity, rtol=0, atol=0)
+
+
+def test_every_named_activation_satisfies_x_sigma_x_nonnegative():
+    # flow.ACTIVATIONS: each σ has xσ(x) ≥ 0, which keeps the energy non-increasing along σ(−∇E).
+    grid = torch.cat([torch.linspace(-50.0, 50.0, 2001, dtype=DTYPE), torch.tensor([0.0, -1e-300, 1e-300], dtype=DTYPE)])
+    assert (grid < 0).any() and (grid == 0).any()
+    assert {"identity", "relu", "tanh"} <= set(ACTIVATIONS)
+    for name, sigma in ACTIVATIONS.items():
+        values = sigma(grid)
+        assert values.shape == grid.shape, name
+        assert bool((grid * values >= 0).all()), f"{name}: x·σ(x) < 0 at x = {grid[grid * values < 0][:3].tolist()}"
 
 
 def test_gradient_flow_validates_arguments():

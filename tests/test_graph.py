@@ -161,6 +161,33 @@ def test_directed_graph_needs_symmetrize():
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0, 2.0]))
 
 
+@pytest.mark.parametrize("weights", [(1.0, 3.0), (3.0, 1.0)])
+def test_symmetrize_keeps_the_larger_weight_of_an_edge_stored_both_ways(weights):
+    # 0→1 and 1→0 with different weights (in either order) plus the undirected 1-2: both ways get weight 3.
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    graph = Graph.from_edge_index(edge_index, 3, torch.tensor([*weights, 1.0, 1.0], dtype=DTYPE), symmetrize=True,
+                                  dtype=DTYPE)
+    expected_weight = torch.tensor([3.0, 3.0, 1.0, 1.0], dtype=DTYPE)
+    torch.testing.assert_close(graph.to_dense(), gcn_dense(edge_index, 3, expected_weight), rtol=0, atol=1e-15)
+    # By hand: Ã = [[1, 3, 0], [3, 1, 1], [0, 1, 1]], d̃ = (4, 5, 2).
+    torch.testing.assert_close(graph.degree, torch.tensor([4.0, 5.0, 2.0], dtype=DTYPE), rtol=0, atol=0)
+    torch.testing.assert_close(graph.to_dense()[0, 1], torch.tensor(3 / 20**0.5, dtype=DTYPE), rtol=1e-15, atol=0)
+    torch.testing.assert_close(graph.to_dense()[1, 0], graph.to_dense()[0, 1], rtol=0, atol=0)
+
+
+def test_self_loops_keep_an_existing_self_loop_weight():
+    # A loop of weight 2.5 on node 0 stays 2.5 (not 2.5 + 1, not 1); the other nodes get the added 1.
+    edge_index = torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 2, 1]])
+    weight = torch.tensor([2.5, 1.0, 1.0, 2.0, 2.0], dtype=DTYPE)
+    graph = Graph.from_edge_index(edge_index, 3, weight, dtype=DTYPE)
+    a_tilde = torch.tensor([[2.5, 1.0, 0.0], [1.0, 1.0, 2.0], [0.0, 2.0, 1.0]], dtype=DTYPE)
+    degree = torch.tensor([3.5, 4.0, 3.0], dtype=DTYPE)
+    torch.testing.assert_close(graph.degree, degree, rtol=0, atol=0)
+    expected = a_tilde / torch.sqrt(degree[:, None] * degree[None, :])
+    torch.testing.assert_close(graph.to_dense(), expected, rtol=0, atol=1e-15)
+    assert float(graph.to_dense()[0, 0]) == pytest.approx(2.5 / 3.5, abs=1e-15)
+
+
 def test_propagate_checks_shape_and_dtype():
     graph = random_graph(5, 0.3, 0)
     with pytest.raises(ValueError, match=r"shape \(5, channels\)"):

@@ -100,6 +100,27 @@ def test_fractional_grid_in_integrate(method, per_step):
         assert torch.equal(sol.final, x)
 
 
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_schedule_on_a_fixed_grid_is_the_composition_of_one_step_solves_per_piece(method):
+    # Grid points k·τ within rounding of the jumps kT/K are snapped onto them and every stage is evaluated
+    # strictly inside its step, so step k is one step of piece k alone, for non-dyadic τ too.
+    graph = random_graph(7, 0.35, 0)
+    x0 = random_features(7, 3, 7)
+    for pieces_count in range(2, 12):
+        pieces = [graff_energy(3, seed=k) for k in range(pieces_count)]
+        for tau in (0.1, 0.3, 0.7, 0.15):
+            t_end = pieces_count * tau
+            schedule = cg.EnergySchedule(pieces, t_end=t_end)
+            with torch.no_grad():
+                sol = cg.integrate(cg.GradientFlow(schedule).bind(graph, x0), x0, t_end, method=method,
+                                   step_size=tau)
+                x = x0
+                for energy in pieces:
+                    x = cg.integrate(cg.GradientFlow(energy).bind(graph, x0), x, tau, method=method, num_steps=1).final
+            assert sol.stats.steps_accepted == pieces_count
+            torch.testing.assert_close(sol.final, x, rtol=1e-12, atol=1e-12, msg=f"K={pieces_count}, τ={tau}")
+
+
 # --- convergence order ----------------------------------------------------------------------------------------------
 
 
@@ -224,6 +245,31 @@ def test_adjoint_source_path_reaches_encoder():
     sol = cg.integrate(problem.flow.bind(problem.graph, h0), h0.detach(), 1.0, method="euler", step_size=0.5)
     assert not sol.final.requires_grad or torch.autograd.grad(
         sol.final.sum(), problem.encoder.weight, allow_unused=True)[0] is None
+
+
+def saved_bytes_of_forward_solve(t_end, adjoint):
+    """Bytes (unique storages) that autograd saves for backward during one Euler (τ = 1) solve of a GRAFF flow."""
+    graph = random_graph(12, 0.3, 3)
+    flow = cg.GradientFlow(graff_energy(4, seed=3))
+    h0 = random_features(12, 4, 4).requires_grad_()
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        sol = cg.integrate(flow.bind(graph, h0), h0, t_end, method="euler", step_size=1.0, adjoint=adjoint)
+    assert sol.final.requires_grad and sol.stats.steps_accepted == t_end
+    return sum(storages.values())
+
+
+def test_adjoint_saved_memory_does_not_grow_with_the_number_of_steps():
+    adjoint = [saved_bytes_of_forward_solve(t_end, adjoint=True) for t_end in (4, 64)]
+    direct = [saved_bytes_of_forward_solve(t_end, adjoint=False) for t_end in (4, 64)]
+    assert adjoint[0] > 0 and adjoint[0] == adjoint[1]
+    assert direct[1] > 8 * direct[0]  # direct backprop stores every step (16 times as many here)
 
 
 def test_direct_backprop_matches_gradcheck_for_autograd_energy():

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 import continuous_gnn as cg
 from continuous_gnn import ContinuousGNN, Graph
+from continuous_gnn.models.node_classifier import ResidualMLPEncoder
 from continuous_gnn.nn import GRAFFConv
 
 N, P, D, K = 9, 5, 4, 3
@@ -100,6 +101,18 @@ def test_dropout_in_train_mode_only():
     assert not torch.equal(evaluated, first)
     no_dropout = make_model(solver={"method": "euler", "step_size": 0.5}).eval()
     assert torch.equal(evaluated, no_dropout(x, graph))
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_residual_mlp_encoder_in_eval_mode_is_the_hand_written_residual_loop_bitwise(blocks):
+    # h = W₀x + b₀; then h ← h + W_k relu(h) + b_k per block; dropout (p = 0.5 here) is off in eval mode.
+    encoder = randomize_(ResidualMLPEncoder(P, D, blocks=blocks, dropout=0.5).double(), 13, scale=0.5).eval()
+    x = random_features(N, P, 14)
+    h = F.linear(x, encoder.input.weight, encoder.input.bias)
+    for block in encoder.blocks:
+        h = h + F.linear(torch.relu(h), block.weight, block.bias)
+    assert (h < 0).any() and len(encoder.blocks) == blocks  # relu and every block matter
+    assert torch.equal(encoder(x), h)
 
 
 def encoder_grad(model, x, graph, weights):

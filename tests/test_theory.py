@@ -114,3 +114,26 @@ def test_channel_metric_dirichlet_flow_always_smooths(seed):
     energies = torch.tensor([_dirichlet(state, graph) for state in sol.states])
     assert torch.all(energies[1:] <= energies[:-1] + 1e-12)
     assert energies[-1] < 1e-8 * energies[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("factor, hfd", [(0.8, True), (1.2, False)])
+def test_prop_3_1_threshold_separates_hfd_from_lfd(seed, factor, hfd):
+    # W = diag(λ₊, λ₋), λ₋ < 0, Ω = 0, no source, residual Euler within eq. 14 (|λ₋| < 2/(τ(2 − ρ_Δ))):
+    # HFD (RQ → ρ_Δ) iff |λ₋|(ρ_Δ − 1) > λ₊, else LFD (RQ → 0). λ₊ is put 20% on either side of the threshold.
+    graph = _random_connected_graph(15, 0.25, seed)
+    mu, _ = _spectrum(graph)
+    rho = float(mu[-1])
+    assert 1.0 < rho < 2.0
+    tau, lam_minus = 0.5, -1.0
+    assert abs(lam_minus) < 2 / (tau * (2 - rho)), "step inside the bound of eq. 14"
+    lam_plus = factor * abs(lam_minus) * (rho - 1)
+    x = torch.randn(15, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        final = _residual_euler(_diagonal_w_energy(torch.tensor([lam_plus, lam_minus], dtype=DTYPE)), graph, x,
+                                steps=500, tau=tau)
+    assert 0.1 < _rq(x, graph) < rho - 0.1
+    if hfd:
+        assert _rq(final, graph) == pytest.approx(rho, abs=1e-6)
+    else:
+        assert _rq(final, graph) < 1e-6

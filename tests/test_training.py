@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from continuous_gnn import ContinuousGNN
 from continuous_gnn.builders import (
     SparseInputLinear,
     build_energy,
@@ -117,6 +118,60 @@ def test_sparse_input_dropout_only_drops_stored_entries_and_rescales():
     assert 60 < int((out == 2.0).sum()) < 140
     layer.eval()
     assert torch.equal(layer(x).view(-1), torch.ones(200))
+
+
+def test_sparse_input_linear_with_dropout_is_linear_of_the_dropped_input_with_its_gradients():
+    # SparseInputLinear draws its mask as `rand_like(stored values) >= p` from the global stream; drawing the
+    # same numbers from the same seed gives the mask, and a dense nn.Linear fed those dropped values must give
+    # the same output and the same weight and bias gradients.
+    p, seed = 0.5, 7
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(12, 9, generator=g, dtype=torch.float64) < 0.3) * torch.randn(12, 9, generator=g, dtype=torch.float64)
+    sparse = prepare_features(x, max_density=1.0)
+    assert sparse.layout == torch.sparse_csr and sparse.values().numel() > 20
+    weights = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    layer = SparseInputLinear(9, 4, dropout=p).double().train()
+    dense = torch.nn.Linear(9, 4).double()
+    dense.load_state_dict({"weight": layer.weight.detach(), "bias": layer.bias.detach()})
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        keep = torch.rand_like(sparse.values()) >= p
+        torch.manual_seed(seed)
+        out = layer(sparse)
+    assert 0 < int(keep.sum()) < keep.numel()  # some stored entries are dropped, some kept
+    dropped = torch.sparse_csr_tensor(sparse.crow_indices(), sparse.col_indices(), sparse.values() * keep / (1 - p),
+                                      sparse.shape, check_invariants=True).to_dense()
+    expected = dense(dropped)
+    assert not torch.allclose(expected, dense(x))  # dropout changed the output
+    torch.testing.assert_close(out, expected, rtol=1e-13, atol=1e-13)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, dense.weight.grad, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(layer.bias.grad, dense.bias.grad, rtol=1e-13, atol=1e-13)
+    # Dense input takes F.dropout: the same function of the same draws.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        reference = dense(F.dropout(x, p, training=True))
+        torch.manual_seed(seed)
+        torch.testing.assert_close(layer(x), reference, rtol=0, atol=0)
+
+
+def test_build_model_initial_values_differ_from_continuous_gnn_only_in_the_first_linear_map():
+    # build_model's docstring: same parameters, same distribution of initial values; under one seed the values
+    # agree except the first linear map (a SparseInputLinear drawn after the energy and the decoder).
+    for encoder, first in (("linear", "encoder."), ("mlp", "encoder.input.")):
+        config = RunConfig(hidden=8, input_dropout=0.3, encoder=encoder)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            built = build_model(config, 6, 3).state_dict()
+            torch.manual_seed(0)
+            plain = ContinuousGNN(6, 8, 3, build_energy(config), t_end=config.time, input_dropout=0.3,
+                                  encoder=encoder).state_dict()
+        assert {k: v.shape for k, v in built.items()} == {k: v.shape for k, v in plain.items()}
+        differ = sorted(k for k in built if not torch.equal(built[k], plain[k]))
+        assert differ == [first + "bias", first + "weight"]
+        bound = 1 / math.sqrt(6)  # nn.Linear's U(-1/√fan_in, 1/√fan_in), for both models
+        assert all(float(state[first + "weight"].abs().max()) <= bound for state in (built, plain))
 
 
 def test_dense_features_stay_dense():
@@ -264,6 +319,18 @@ def test_kinetic_regulariser_is_added_to_the_loss_and_recorded():
     # For this linear gradient flow R_K = E(F(0)) - E(F(T)) ≥ 0, and minimising it shrinks it.
     stronger = train_split(config.replace(kinetic_weight=10.0, epochs=10), dataset, 0)
     assert stronger.kinetic[-1] < stronger.kinetic[0]
+
+
+def test_jacobian_probe_has_its_own_generator_so_the_first_loss_is_the_plain_one_plus_the_regulariser():
+    # The probe is drawn between the input and the decoder dropout: from the global stream it would change
+    # the decoder's mask, and the first loss would no longer be the plain cross-entropy plus λ_J · R_J.
+    dataset = _synthetic()
+    plain = train_split(RunConfig(epochs=1, **SMALL), dataset, 0)
+    weight = 1e-3
+    result = train_split(RunConfig(epochs=1, jacobian_weight=weight, kinetic_weight=0.0, **SMALL), dataset, 0)
+    assert result.kinetic == [] and len(result.jacobian) == 1 and result.jacobian[0] > 0
+    assert weight * result.jacobian[0] > 0.1 * plain.train_loss[0]  # both terms matter at this weight
+    assert result.train_loss[0] == pytest.approx(plain.train_loss[0] + weight * result.jacobian[0], rel=1e-6)
 
 
 def test_jacobian_regulariser_is_reproducible_and_round_trips_in_the_record(tmp_path):
