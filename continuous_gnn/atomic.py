@@ -52,3 +52,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_open(path, "w") as handle:
         handle.write(text)
     return Path(path)
+
+
+def check_creatable(path: str | os.PathLike[str], label: str = "path") -> None:
+    """Raise ``ValueError`` unless ``path`` can be created: its nearest existing ancestor must be a writable
+    folder (no ancestor may be a file). Commands call it before any work, so a bad path cannot lose a run.
+
+    Args:
+        path: the file or folder to be written.
+        label (str): how the message names it, e.g. the flag that gave it (default: ``"path"``).
+    """
+    path = Path(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{label} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{label} {str(path)!r} cannot be created: the folder {str(ancestor)!r} is not writable")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_study
-from .atomic import atomic_open
+from .atomic import atomic_open, check_creatable
 from .config import (
     MAX_SEED,
     MAX_SPLITS,
@@ -261,20 +261,8 @@ def _output_path(out: str | None, default_name: str, flag: str = "--out") -> Pat
     else:
         given = Path(out).expanduser()
         path = _unique(given / default_name) if given.is_dir() or out.endswith(("/", os.sep)) else given
-    _check_writable(path, flag)
+    check_creatable(path, flag)
     return path
-
-
-def _check_writable(path: Path, flag: str) -> None:
-    """Raise :class:`UsageError` unless ``path`` can be written: its nearest existing ancestor must be a
-    writable folder and no ancestor may be a file."""
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UsageError(f"{flag} {path}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: the folder {ancestor} is not writable")
 
 
 # ---------------------------------------------------------------------- train
@@ -502,7 +490,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     seeds = parse_seeds(args.seeds, base.seed)
     key = _dataset_key(base.dataset)
     path = _output_path(args.out, f"tune-{key}-{_timestamp()}.toml")
-    _check_writable(path.with_suffix(".json"), "--out")
+    check_creatable(path.with_suffix(".json"), "--out")
     root, cache = _data_paths(args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials

@@ -430,7 +430,7 @@ def test_an_unusable_output_path_fails_before_any_work(out, tmp_path, capsys):
     argv = ["train", "--dataset", "texas", "--data-root", "/nonexistent/data", "--out", str(tmp_path / out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'afile'} is a file, not a folder" in err and "Traceback" not in err
+    assert f"'{tmp_path / 'afile'}' is a file, not a folder" in err and "Traceback" not in err
 
 
 @pytest.mark.data
