@@ -9,6 +9,8 @@ next to the repository; when it is missing they are skipped, or fail when
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -23,6 +25,7 @@ from torch_geometric.transforms import NormalizeFeatures
 
 from continuous_gnn.data import (
     DATASETS,
+    NUM_SPLITS,
     DatasetUnavailableError,
     NodeDataset,
     default_cache_dir,
@@ -130,6 +133,10 @@ def test_default_cache_dir() -> None:
 def test_registry_names() -> None:
     assert set(DATASETS) == set(EXPECTED) | {"pubmed", "pubmed-public"}
     assert all(isinstance(v, str) and v for v in DATASETS.values())
+
+
+def test_num_splits_are_known_without_loading() -> None:
+    assert NUM_SPLITS == {**{name: e[4] for name, e in EXPECTED.items()}, "pubmed": 10, "pubmed-public": 1}
 
 
 def test_unknown_name_lists_valid_names(tmp_path: Path) -> None:
@@ -408,6 +415,124 @@ def test_failed_processing_leaves_no_cache_entry(
     spec = datasets_module._SPECS["texas"]
     monkeypatch.setitem(datasets_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
     cache = tmp_path / "cache"
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(DatasetUnavailableError, match="simulated crash") as info:
         load_dataset("texas", texas_root, cache_dir=cache)
+    assert isinstance(info.value.__cause__, RuntimeError)
     assert list(cache.iterdir()) == []  # no partial file, no leftover build folder
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "error",
+    [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt(), MemoryError()],
+    ids=["disk-full", "interrupt", "memory"],
+)
+def test_system_errors_while_processing_are_not_blamed_on_the_files(
+    texas_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    def broken_build(stage: Path) -> Data:
+        raise error
+
+    spec = datasets_module._SPECS["texas"]
+    monkeypatch.setitem(datasets_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
+    cache = tmp_path / "cache"
+    with pytest.raises(type(error)) as info:
+        load_dataset("texas", texas_root, cache_dir=cache)
+    assert not isinstance(info.value, DatasetUnavailableError)
+    assert list(cache.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------
+# Corrupt raw files (tiny dataset copies)
+# ----------------------------------------------------------------------------
+
+_TEXAS_RAW = "WebKB/texas/raw"
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def _replace_text(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+# file to damage, how; every one of these went through as a bare numpy, zipfile, PyG or torch error
+# (or, for the out-of-range edge, was silently cached).
+CORRUPTIONS = {
+    "truncated-split": ("texas_split_0.6_0.2_3.npz", lambda p: _truncate(p, 100)),
+    "empty-split": ("texas_split_0.6_0.2_3.npz", lambda p: _truncate(p, 0)),
+    "truncated-features": ("out1_node_feature_label.txt", lambda p: _truncate(p, p.stat().st_size // 2)),
+    "bad-edge-text": ("out1_graph_edges.txt", lambda p: _replace_text(p, "56\t84", "1 x")),
+    "edge-out-of-range": ("out1_graph_edges.txt", lambda p: _replace_text(p, "56\t84", "56\t9999")),
+    "binary-features": ("out1_node_feature_label.txt", lambda p: p.write_bytes(b"\xff\xfe garbage\n" * 4)),
+}
+
+
+def _make_writable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
+    corruption: str, texas_root: Path, data_root: Path, tmp_path: Path
+) -> None:
+    filename, damage = CORRUPTIONS[corruption]
+    _make_writable(texas_root)
+    path = texas_root / _TEXAS_RAW / filename
+    damage(path)
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("texas", texas_root, cache_dir=cache)
+    message = str(info.value)
+    assert "\n" not in message  # the CLI prints it as one line
+    assert message.startswith("dataset 'texas': the raw files in ")
+    assert str(texas_root / _TEXAS_RAW) in message
+    assert "SHA256SUMS" in message and f"cd {texas_root} && sha256sum -c SHA256SUMS" in message
+    assert ".build-" not in message  # names the data root, not the private processing copy
+    assert info.value.__cause__ is not None
+    assert list(cache.iterdir()) == []  # nothing half-processed to be reused
+
+    # Repairing the file is enough: the next load processes it afresh.
+    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / filename, path)
+    ds = load_dataset("texas", texas_root, cache_dir=cache)
+    assert (ds.num_nodes, ds.num_splits) == (183, 10)
+    assert int(ds.data.edge_index.max()) < 183
+
+
+@pytest.mark.data
+def test_corrupt_raw_file_is_named_by_the_checksums(texas_root: Path, tmp_path: Path) -> None:
+    _make_writable(texas_root)
+    raw = texas_root / _TEXAS_RAW
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {_TEXAS_RAW}/{p.name}" for p in sorted(raw.iterdir())
+    ]
+    (texas_root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    _truncate(raw / "texas_split_0.6_0.2_7.npz", 200)
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("texas", texas_root, cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert f"differ from their entry in {texas_root / 'SHA256SUMS'}: {raw / 'texas_split_0.6_0.2_7.npz'}." in message
+    assert "texas_split_0.6_0.2_6.npz" not in message and "out1_graph_edges.txt" not in message
+    assert "graphdml-uiuc-jlu/geom-gcn" in message and "new_data/texas/" in message
+
+
+@pytest.mark.data
+def test_corrupt_raw_file_is_a_one_line_exit_2_in_the_cli(
+    texas_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from continuous_gnn.cli import main
+
+    _make_writable(texas_root)
+    _truncate(texas_root / _TEXAS_RAW / "texas_split_0.6_0.2_0.npz", 100)
+    status = main(["train", "--dataset", "texas", "--data-root", str(texas_root),
+                   "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--out", str(tmp_path / "run.json")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "dataset 'texas'" in err and "SHA256SUMS" in err and "BadZipFile" in err
+    assert not (tmp_path / "run.json").exists()

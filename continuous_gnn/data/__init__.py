@@ -13,7 +13,13 @@ See :mod:`continuous_gnn.data.datasets` and ``docs/datasets.md`` for the
 preprocessing and the data layout.
 """
 
-from continuous_gnn.data.datasets import DATASETS, DatasetUnavailableError, NodeDataset, load_dataset
+from continuous_gnn.data.datasets import (
+    DATASETS,
+    NUM_SPLITS,
+    DatasetUnavailableError,
+    NodeDataset,
+    load_dataset,
+)
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
 from continuous_gnn.data.synthetic import (
     complete_bipartite,
@@ -26,6 +32,7 @@ from continuous_gnn.data.synthetic import (
 
 __all__ = [
     "DATASETS",
+    "NUM_SPLITS",
     "DatasetUnavailableError",
     "NodeDataset",
     "default_cache_dir",

@@ -41,6 +41,13 @@ Safety and caching:
   :class:`DatasetUnavailableError` saying which file, where it must go and
   where to get it. As a second guard, the classes are wrapped so that their
   ``download()`` raises the same error instead of touching the network.
+* A raw file that is present but truncated or corrupt (an unreadable ``.npz``
+  or pickle, malformed text, features, labels, edges or masks that do not fit
+  together) also raises :class:`DatasetUnavailableError`, naming the dataset,
+  its raw folder and the cause, and pointing to the ``SHA256SUMS`` file of the
+  data root; when that file lists the raw files, the ones whose checksum
+  differs are named. Nothing is cached for a failed build, so the next call
+  after the files are repaired processes them afresh.
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
+import pickle
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +74,7 @@ from torch_geometric.utils import remove_self_loops, to_undirected
 
 from continuous_gnn.data.root import DATA_ROOT_ENV, default_cache_dir
 
-__all__ = ["DATASETS", "DatasetUnavailableError", "NodeDataset", "load_dataset"]
+__all__ = ["DATASETS", "NUM_SPLITS", "DatasetUnavailableError", "NodeDataset", "load_dataset"]
 
 #: Bumped whenever the layout or content of cache files changes.
 _CACHE_FORMAT = 2
@@ -73,13 +82,20 @@ _CACHE_FORMAT = 2
 _STALE_BUILD_SECONDS = 24 * 3600
 _BUILD_PREFIX = ".build-"
 _METRICS = ("accuracy", "roc_auc")
+#: Checksum file of a data root (``sha256sum`` format, paths relative to the root).
+_CHECKSUMS = "SHA256SUMS"
+#: Longest excerpt of the underlying error quoted in a corrupt-file message.
+_CAUSE_CHARS = 200
 
 
 class DatasetUnavailableError(FileNotFoundError):
-    """Raw files of a dataset are missing from the data root.
+    """Raw files of a dataset are missing from the data root, or present but unreadable.
 
     The message names the missing files, the directory they belong in and
-    where to obtain them. Nothing is ever downloaded.
+    where to obtain them; for files that are present but truncated or corrupt,
+    it names the dataset, its raw folder and the underlying error, and says how
+    to check the files against the data root's ``SHA256SUMS``. Nothing is ever
+    downloaded.
     """
 
 
@@ -198,6 +214,7 @@ class _Spec:
     metric: str = "accuracy"
     normalize_default: bool = True
     note: str = ""  # extra advice for the missing-files message
+    num_splits: int = 10  # mask columns the raw files hold
 
 
 def _geom_split_files(directory: str, prefix: str) -> tuple[str, ...]:
@@ -313,6 +330,7 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
         source=_PLANETOID_SOURCE,
         homophilous=True,
         note=note,
+        num_splits=1 if public else 10,
     )
 
 
@@ -399,6 +417,8 @@ _ALIASES = {"actor": "film"}
 
 #: Canonical dataset name -> short description.
 DATASETS: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
+#: Canonical dataset name -> number of train/val/test splits (known without reading any file).
+NUM_SPLITS: dict[str, int] = {name: spec.num_splits for name, spec in _SPECS.items()}
 
 
 def _lookup(name: str) -> _Spec:
@@ -428,6 +448,11 @@ def _check_root(root: Path) -> None:
         )
 
 
+def _source(spec: _Spec) -> str:
+    """Where the raw files come from, with the dataset's folder name filled in."""
+    return spec.source.replace("<name>", spec.name)
+
+
 def _check_raw_files(spec: _Spec, root: Path) -> None:
     """Raise :class:`DatasetUnavailableError` unless every raw file exists."""
     missing = [f for f in spec.files if not (root / f).is_file()]
@@ -442,7 +467,7 @@ def _check_raw_files(spec: _Spec, root: Path) -> None:
     raise DatasetUnavailableError(
         f"dataset {spec.name!r} is incomplete under data root {str(root)!r}: "
         f"{len(missing)} raw file(s) missing. Copy {where}. Get them from "
-        f"{spec.source}.{note} Nothing is downloaded automatically; set --data-root "
+        f"{_source(spec)}.{note} Nothing is downloaded automatically; set --data-root "
         f"or {DATA_ROOT_ENV} if the data lives elsewhere."
     )
 
@@ -461,23 +486,50 @@ def _fingerprint(spec: _Spec, root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _canonicalize(data: Data) -> dict[str, Tensor]:
-    """Undirected graph without self-loops, fixed dtypes and 2-D boolean masks."""
-    num_nodes = int(data.num_nodes)
-    edge_index, _ = remove_self_loops(data.edge_index.long())
-    edge_index = to_undirected(edge_index, num_nodes=num_nodes)
+def _canonicalize(data: Data, spec: _Spec) -> dict[str, Tensor]:
+    """Undirected graph without self-loops, fixed dtypes and 2-D boolean masks.
+
+    Raises:
+        ValueError: If the tensors read from the raw files do not fit together
+            (a sign of a truncated or corrupt file).
+    """
+    x = getattr(data, "x", None)
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) == 0:
+        shape = list(x.shape) if isinstance(x, Tensor) else None
+        raise ValueError(f"the features must be a non-empty [num_nodes, num_features] matrix, got shape {shape}")
+    num_nodes = int(x.size(0))
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("the features contain nan or inf values")
     y = data.y.long().view(-1)
-    if y.numel() != num_nodes or int(y.min()) < 0:
-        raise ValueError("labels must be one non-negative class index per node")
+    if y.numel() != num_nodes:
+        raise ValueError(f"there are {y.numel()} labels for {num_nodes} feature rows; each node needs one")
+    if int(y.min()) < 0:
+        raise ValueError(f"labels must be non-negative class indices, got {int(y.min())}")
+    edge_index = data.edge_index
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, num_edges], got {list(edge_index.shape)}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(
+            f"edges refer to nodes {int(edge_index.min())}..{int(edge_index.max())}, but there are "
+            f"{num_nodes} nodes (0..{num_nodes - 1})"
+        )
+    edge_index, _ = remove_self_loops(edge_index.long())
+    edge_index = to_undirected(edge_index, num_nodes=num_nodes)
     out = {
-        **_pack_features(data.x.float()),
+        **_pack_features(x.float()),
         "y": y,
         "edge_index": edge_index.contiguous(),
         "num_classes": torch.tensor(int(y.max()) + 1),
     }
     for key in ("train_mask", "val_mask", "test_mask"):
         mask = getattr(data, key).bool()  # Geom-GCN Planetoid masks load as uint8
-        out[key] = (mask.unsqueeze(1) if mask.dim() == 1 else mask).contiguous()
+        mask = mask.unsqueeze(1) if mask.dim() == 1 else mask
+        if tuple(mask.shape) != (num_nodes, spec.num_splits):
+            raise ValueError(
+                f"{key} must have shape [num_nodes, num_splits] = [{num_nodes}, {spec.num_splits}], "
+                f"got {list(mask.shape)}"
+            )
+        out[key] = mask.contiguous()
     return out
 
 
@@ -509,6 +561,107 @@ def _remove_stale_builds(cache_dir: Path) -> None:
             pass
 
 
+#: What reading a truncated or corrupt raw file raises inside numpy, pickle,
+#: torch and the torch_geometric classes (UnicodeDecodeError is a ValueError).
+#: OSError counts only without an errno (numpy's "Failed to interpret file"):
+#: one with an errno is a real system error (disk full, permissions).
+_CORRUPT_FILE_ERRORS = (
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    RuntimeError,
+    OSError,
+)
+
+
+def _read_checksums(root: Path) -> dict[str, str]:
+    """``relative path -> sha256`` from the data root's ``SHA256SUMS`` (empty if absent or unreadable)."""
+    try:
+        text = (root / _CHECKSUMS).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        digest, _, rel = line.strip().partition(" ")
+        rel = rel.strip().lstrip("*")  # "*" marks binary mode in sha256sum's format
+        if len(digest) == 64 and rel:
+            sums[rel.removeprefix("./")] = digest.lower()
+    return sums
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checksum_advice(spec: _Spec, root: Path) -> str:
+    """What the data root's ``SHA256SUMS`` says about the dataset's raw files."""
+    sums = _read_checksums(root)
+    listed = [rel for rel in spec.files if rel in sums]
+    if not listed:
+        return (
+            f"Check the files against the {_CHECKSUMS} file of the data root "
+            f"(cd {root} && sha256sum -c {_CHECKSUMS}) or copy them again from {_source(spec)}."
+        )
+    try:
+        bad = [rel for rel in listed if _sha256(root / rel) != sums[rel]]
+    except OSError:  # unreadable now: say nothing more specific
+        bad = []
+    if bad:
+        names = ", ".join(str(root / rel) for rel in bad)
+        return (
+            f"These differ from their entry in {root / _CHECKSUMS}: {names}. "
+            f"Copy them again from {_source(spec)}."
+        )
+    unlisted = len(spec.files) - len(listed)
+    if unlisted:
+        return (
+            f"The {len(listed)} file(s) listed in {root / _CHECKSUMS} match it; check the other {unlisted} "
+            f"or copy them again from {_source(spec)}."
+        )
+    return (
+        f"All of them match {root / _CHECKSUMS}, so the files are intact: the installed torch_geometric "
+        f"{torch_geometric.__version__} may read them differently; please report this."
+    )
+
+
+def _corrupt_error(spec: _Spec, root: Path, stage: Path, err: BaseException) -> DatasetUnavailableError:
+    folders = sorted({str(root / rel.rpartition("/")[0]) for rel in spec.files})
+    # Name the data root, not the private copy the files were processed in; keep the message on one line.
+    cause = " ".join(str(err).replace(str(stage), str(root)).split())
+    if len(cause) > _CAUSE_CHARS:
+        cause = cause[: _CAUSE_CHARS - 3] + "..."
+    cause = f"{type(err).__name__}: {cause}" if cause else type(err).__name__
+    return DatasetUnavailableError(
+        f"dataset {spec.name!r}: the raw files in {', '.join(folders)} could not be read ({cause}); "
+        f"one of them is probably truncated or corrupt. {_checksum_advice(spec, root)}"
+    )
+
+
+def _process(spec: _Spec, root: Path, stage: Path) -> dict[str, Tensor]:
+    """Run the dataset's builder on the staged raw files and canonicalise the result.
+
+    Raises:
+        DatasetUnavailableError: If a raw file is missing, truncated or corrupt.
+    """
+    try:
+        return _canonicalize(spec.build(stage), spec)
+    except DatasetUnavailableError:
+        raise
+    except OSError as err:
+        if err.errno is not None:  # a system error (disk full, permissions), not the files' content
+            raise
+        raise _corrupt_error(spec, root, stage, err) from err
+    except _CORRUPT_FILE_ERRORS as err:
+        raise _corrupt_error(spec, root, stage, err) from err
+
+
 def _build_cache_file(spec: _Spec, root: Path, cache_dir: Path, target: Path) -> None:
     """Process ``spec`` in a private temporary directory and publish ``target`` atomically."""
     try:
@@ -526,7 +679,7 @@ def _build_cache_file(spec: _Spec, root: Path, cache_dir: Path, target: Path) ->
             dest = stage / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, dest)
-        tensors = _canonicalize(spec.build(stage))
+        tensors = _process(spec, root, stage)
         partial = stage / "graph.pt"
         torch.save(tensors, partial)
         os.replace(partial, target)  # atomic: readers see all or nothing
@@ -601,7 +754,9 @@ def load_dataset(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If ``name`` is unknown (the message lists valid names).
-        DatasetUnavailableError: If the root or a raw file is missing.
+        DatasetUnavailableError: If the root or a raw file is missing, or a raw
+            file is truncated or corrupt (the message names the dataset, its raw
+            folder and the cause, and how to check the files against SHA256SUMS).
         PermissionError: If ``cache_dir`` is not writable and the dataset is
             not cached yet.
     """
