@@ -70,3 +70,14 @@ def check_creatable(path: str | os.PathLike[str], label: str = "path") -> None:
         raise ValueError(f"{label} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"{label} {str(path)!r} cannot be created: the folder {str(ancestor)!r} is not writable")
+
+
+def check_output_folder(path: str | os.PathLike[str], label: str = "folder") -> None:
+    """Raise ``ValueError`` unless ``path`` is a writable folder or can be created as one."""
+    path = Path(path)
+    if not path.exists():
+        check_creatable(path, label)
+    elif not path.is_dir():
+        raise ValueError(f"{label} {str(path)!r} is a file; pass a folder (it is created if needed)")
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{label} {str(path)!r} is not writable; pass another folder")

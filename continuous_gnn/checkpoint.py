@@ -227,8 +227,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {err}") from err
+    except Exception as err:  # unpickling errors come in many types, and their text is torch's, not ours
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by save_checkpoint (torch.load: "
+                              f"{type(err).__name__}: {reason})") from err
     if not isinstance(payload, dict) or payload.get("kind") != _KIND:
         raise CheckpointError(f"{str(path)!r} is not a continuous_gnn model checkpoint")
     missing = [k for k in _KEYS if k not in payload]

@@ -13,11 +13,15 @@ initialised from ``--seed``, or the trained model of ``--checkpoint`` (written b
 :func:`continuous_gnn.checkpoint.save_checkpoint`), whose stored data description is used when no data flag
 is given. ``--out DIR`` receives ``study.csv`` (one row per configuration and saved time),
 ``study.json`` (settings, data, versions, date), ``rq_vs_time.png``, ``accuracy_vs_depth.png`` and
-``w_spectrum.png``.
+``w_spectrum.png``. ``--step-sizes`` apply to the fixed-grid methods of ``--methods`` (one trajectory per method and
+τ); an adaptive method in the same sweep runs once, choosing its own steps, and ``--step-sizes`` with adaptive
+methods only is an error.
 
 ``--homophily-sweep LIST`` (target edge homophilies in [0, 1], e.g. ``0.1,0.5,0.9``) runs the homophily study
 instead of the depth sweep: for each level a contextual SBM is drawn (``--nodes``, default 500, 5 classes,
-graph seed ``--seed``) and one small GRAFF model per ``--w-families`` entry is trained on it
+graph seed ``--seed``; the levels set a minimum, e.g. 25 nodes for 0.5 and 45 for 1, checked up front, see
+:func:`~continuous_gnn.study.homophily_min_nodes`) and one small GRAFF model per ``--w-families`` entry is trained
+on it
 (:func:`continuous_gnn.study.homophily_sweep` with :func:`~continuous_gnn.study.homophily_config`: Ω = 0, no
 source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``).
 ``--out DIR`` then receives ``homophily.csv`` (one row per level and family: target and measured homophily,
@@ -26,8 +30,8 @@ train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homo
 ``--times``, ``--methods``, ``--points``, ``--split``), ``--checkpoint``, ``--dataset`` and ``--homophily``
 do not apply to it, and ``--epochs`` applies only to it.
 
-Mistakes in the command line or its values print one line on stderr and exit with status 2; a failed solve
-exits with status 1.
+Mistakes in the command line or its values, including an ``--out`` that is a file or cannot be created (checked
+before any work), print one line on stderr and exit with status 2; a failed solve exits with status 1.
 """
 
 from __future__ import annotations
@@ -41,12 +45,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import check_output_folder
+
 __all__ = ["add_arguments", "add_parser", "build_parser", "handler", "main"]
 
 PROG = "continuous-gnn study"
 _DEFAULT_FAMILIES = "prod,neg_prod,sum,diag_dom"
 #: Defaults of the depth-sweep flags (applied in the command, so that typing one can be detected).
 _DEFAULTS = {"step_sizes": "0.1,0.5,1", "times": "1,4,16", "methods": "euler", "points": "65"}
+#: Most readouts per trajectory: every readout stores a row and evaluates the decoder, so far beyond what a figure
+#: can show (or a fixed grid has steps) only costs time and memory; a typo like 1000000000 would never finish.
+MAX_POINTS = 10_000
 
 
 class _UsageError(Exception):
@@ -69,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--synthetic", metavar="KIND", help="synthetic graph: sbm, bipartite, ring, path, grid")
     data.add_argument("--homophily", metavar="H", help="target edge homophily of --synthetic sbm (default: 0.5)")
     data.add_argument("--nodes", metavar="N",
-                      help="number of nodes of a synthetic graph (default: 200; 500 with --homophily-sweep)")
+                      help="number of nodes of a synthetic graph (default: 200; 500 with --homophily-sweep, which "
+                           "needs enough nodes for its levels: 25 for 0.5, 45 for 1)")
     data.add_argument("--split", metavar="I", help="split whose masks give the accuracies (default: 0)")
     data.add_argument("--seed", metavar="S", default="0",
                       help="seed of the synthetic graph and of fresh models (default: 0)")
@@ -80,14 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"W styles of fresh models, comma-separated (default: {_DEFAULT_FAMILIES})")
     sweep = parser.add_argument_group("depth sweep")
     sweep.add_argument("--step-sizes", metavar="LIST",
-                       help=f"step sizes τ of fixed-grid methods (default: {_DEFAULTS['step_sizes']})")
+                       help="step sizes τ of the fixed-grid methods; adaptive methods in the same sweep run once "
+                            "with their own steps, and --step-sizes with adaptive methods only is an error "
+                            f"(default: {_DEFAULTS['step_sizes']})")
     sweep.add_argument("--times", metavar="LIST",
                        help="readout times T; the flow runs to the largest; multiples of every τ "
                             f"(default: {_DEFAULTS['times']})")
     sweep.add_argument("--methods", metavar="LIST",
                        help=f"solvers, e.g. euler,rk4,dopri5 (default: {_DEFAULTS['methods']})")
     sweep.add_argument("--points", metavar="K",
-                       help=f"readouts per trajectory besides the requested times (default: {_DEFAULTS['points']})")
+                       help="readouts per trajectory besides the requested times, 2 to "
+                            f"{MAX_POINTS} (a fixed grid gives at most one per step; more than a figure can show "
+                            f"only costs time) (default: {_DEFAULTS['points']})")
     homophily = parser.add_argument_group("homophily sweep (instead of the depth sweep)")
     homophily.add_argument("--homophily-sweep", metavar="LIST",
                            help="train one model per W family on contextual SBMs with these target edge "
@@ -183,6 +197,14 @@ def _choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _output_folder(text: str) -> Path:
+    """The ``--out`` folder, checked before any work: not a file, and creatable in a writable folder."""
+    if not text.strip():
+        raise _UsageError("--out is empty; pass a folder")
+    check_output_folder(text, "--out")
+    return Path(text)
+
+
 def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bool | None, seed: int):
     """The dataset and a JSON description of it (for study.json)."""
     from .data import default_cache_dir, load_dataset, resolve_data_root
@@ -229,7 +251,7 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
     from .energies import W_STYLES
     from .plots import plot_accuracy_vs_homophily
-    from .study import HOMOPHILY_COLUMNS, homophily_config, homophily_sweep, write_csv
+    from .study import HOMOPHILY_COLUMNS, homophily_config, homophily_min_nodes, homophily_sweep, write_csv
     from .training import environment
 
     levels = _fractions(args.homophily_sweep, "--homophily-sweep")
@@ -244,11 +266,16 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         raise _UsageError(f"--homophily-sweep draws contextual SBMs; --synthetic {args.synthetic} does not apply")
     seed = _number(args.seed, "--seed", int, 0, minimum=0)
     nodes = _number(args.nodes, "--nodes", int, 500, minimum=10)
+    need = homophily_min_nodes(levels)
+    if nodes < need:
+        raise _UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
+                          f"with mean degree 8 need at least {need} nodes at these levels (45 nodes reach every level in [0, 1])")
     families = _choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
     defaults = homophily_config()
     hidden = _number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
     epochs = _number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
     config = homophily_config(hidden=hidden, epochs=epochs)
+    out = _output_folder(args.out)
 
     def announce(record: dict[str, Any]) -> None:
         if not args.quiet:
@@ -260,7 +287,6 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
               f"{'y' if len(families) == 1 else 'ies'}, {nodes}-node SBMs, {epochs} epochs")
     records = homophily_sweep(levels, families, seeds=(seed,), config=config, nodes=nodes, on_result=announce)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv([{k: r[k] for k in HOMOPHILY_COLUMNS} for r in records], out / "homophily.csv")
     figure = plot_accuracy_vs_homophily(records, out / "accuracy_vs_homophily.png",
@@ -307,12 +333,19 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         raise _UsageError("--epochs applies to --homophily-sweep only (the depth sweep trains nothing)")
     seed = _number(args.seed, "--seed", int, 0, minimum=0)
     split = _number(args.split, "--split", int, None, minimum=0)
-    points = _number(_or_default(args, "points"), "--points", int, 65, minimum=2)
+    points = _number(_or_default(args, "points"), "--points", int, 65, minimum=2, maximum=MAX_POINTS)
     step_sizes = _positive_floats(_or_default(args, "step_sizes"), "--step-sizes")
     times = _positive_floats(_or_default(args, "times"), "--times")
     methods = _choices(_or_default(args, "methods"), "--methods", [m for m in METHODS if m != "scipy_solver"])
     if not any(is_fixed(m) for m in methods):
+        if args.step_sizes is not None:
+            raise _UsageError(
+                f"--step-sizes applies to fixed-grid methods, not to the adaptive method{'s' * (len(methods) > 1)} "
+                f"{', '.join(methods)}, which {'choose their' if len(methods) > 1 else 'chooses its'} own steps; "
+                "remove --step-sizes, or add a fixed-grid method such as euler or rk4 to --methods"
+            )
         step_sizes = []
+    out = _output_folder(args.out)
 
     checkpoint = None
     if args.checkpoint is not None:
@@ -356,7 +389,6 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         max_points=points, on_config=announce,
     )
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(records, out / "study.csv")
     from .graph import Graph
@@ -438,8 +470,11 @@ def main(args: Sequence[str] | argparse.Namespace | None = None, *, argv: Sequen
             argv = list(sys.argv[1:] if args is None else args)
             namespace = build_parser().parse_args(argv)
         return _run(namespace, argv)
-    except (_UsageError, CheckpointError, ValueError, FileNotFoundError, PermissionError) as err:
-        # FileNotFoundError covers continuous_gnn.data.DatasetUnavailableError.
+    except BrokenPipeError:  # before OSError, its base: output piped into `head` is not an error of ours
+        return 1
+    except (_UsageError, CheckpointError, ValueError, OSError) as err:
+        # OSError covers continuous_gnn.data.DatasetUnavailableError (a FileNotFoundError), a --checkpoint that
+        # is a folder (IsADirectoryError) and unusable paths.
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except IntegrationError as err:

@@ -59,6 +59,7 @@ __all__ = [
     "SYNTHETIC_KINDS",
     "TRAJECTORY_COLUMNS",
     "HOMOPHILY_COLUMNS",
+    "homophily_min_nodes",
     "TrainedTrace",
     "synthetic_dataset",
     "fresh_config",
@@ -617,6 +618,49 @@ def homophily_config(**changes: Any) -> RunConfig:
     return RunConfig.from_dict({**base, **changes})
 
 
+def homophily_min_nodes(homophilies: Sequence[float], *, num_classes: int = 5, avg_degree: float = 8.0) -> int:
+    r"""The fewest nodes for which :func:`~continuous_gnn.data.contextual_sbm` can draw every level.
+
+    A contextual SBM with :math:`n` nodes, mean degree :math:`\bar d` and homophily :math:`h` needs the edge
+    probabilities :math:`p_{\text{in}} = h\,m/N_{\text{in}}` and :math:`p_{\text{out}} = (1-h)\,m/N_{\text{out}}`
+    (:math:`m = n\bar d/2`) to be at most 1, so small graphs cannot reach high homophily. With the
+    sweep's defaults (5 classes, :math:`\bar d = 8`) the minimum is 25 nodes for :math:`h = 0.5` and 45 for
+    :math:`h = 1`.
+
+    Args:
+        homophilies (sequence of float): target edge homophilies in [0, 1].
+        num_classes (int): classes of the SBM (default: ``5``).
+        avg_degree (float): its expected mean degree (default: ``8.0``).
+
+    Returns:
+        int: the smallest :math:`n \ge 2C` that works for every level.
+
+    Raises:
+        ValueError: on a level outside [0, 1], fewer than 2 classes or a negative degree.
+    """
+    levels = [float(h) for h in homophilies]
+    if any(not 0.0 <= h <= 1.0 for h in levels):
+        raise ValueError(f"homophily levels must lie in [0, 1], got {levels}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not (avg_degree >= 0 and math.isfinite(avg_degree)):
+        raise ValueError(f"avg_degree must be finite and >= 0, got {avg_degree!r}")
+
+    def feasible(n: int) -> bool:
+        # The same arithmetic as contextual_sbm: balanced classes whose sizes differ by at most one.
+        q, r = divmod(n, num_classes)
+        pairs_in = sum(s * (s - 1) // 2 for s in [q + 1] * r + [q] * (num_classes - r))
+        pairs_out = n * (n - 1) // 2 - pairs_in
+        target_edges = n * avg_degree / 2.0
+        return all(h * target_edges / pairs_in <= 1.0 and (1.0 - h) * target_edges / pairs_out <= 1.0
+                   for h in levels)
+
+    n = 2 * num_classes
+    while not feasible(n):  # the probabilities fall like 1/n, so this ends after about C * avg_degree steps
+        n += 1
+    return n
+
+
 def homophily_sweep(
     homophilies: Sequence[float],
     w_families: Sequence[str] = W_FAMILIES,
@@ -647,7 +691,17 @@ def homophily_sweep(
 
     Returns:
         list[dict]: records with :data:`HOMOPHILY_COLUMNS`.
+
+    Raises:
+        ValueError: if ``nodes`` is below :func:`homophily_min_nodes` for these levels (checked before any
+            training).
     """
+    need = homophily_min_nodes(homophilies, num_classes=num_classes, avg_degree=avg_degree)
+    if nodes < need:
+        raise ValueError(
+            f"nodes={nodes} is too few for homophily levels {[float(h) for h in homophilies]}: {num_classes}-class "
+            f"SBMs with mean degree {avg_degree:g} need at least {need} nodes at these levels"
+        )
     base = homophily_config() if config is None else config
     records = []
     for seed in seeds:

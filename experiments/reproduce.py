@@ -8,6 +8,11 @@ on every dataset whose raw files are present (a missing dataset is reported as u
 writes one JSON record per run under ``--out-dir`` and regenerates ``docs/results.md``. That file is
 generated: edit this script, not the file.
 
+The flags, the presets they override (``--seed``, ``--epochs``, ``--splits`` against each dataset's splits) and the
+output paths are checked before anything is created or run (exit status 2). When no run succeeds (every one
+failed, was skipped or had no data) the script exits with status 1 and leaves ``--results`` untouched; a dataset
+that is unavailable while others ran is reported in the page as before.
+
 Targets (the issue's table): max(paper's best GRAFF mean - 1 paper std, the official code run here), the paper
 being arXiv v1 Table 1 (better of GRAFF (DD) and GRAFF (D)) and "the official code run here" graff-notes §15.
 Nothing here looks at the test metric to choose anything: each preset is run once, as configured, and our
@@ -32,10 +37,10 @@ from pathlib import Path
 
 import torch
 
-from continuous_gnn.atomic import atomic_open
+from continuous_gnn.atomic import atomic_open, check_creatable, check_output_folder
 from continuous_gnn.cli import search_seeds
 from continuous_gnn.config import RunConfig, parse_splits, read_config_file, resolve_config
-from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, resolve_data_root
+from continuous_gnn.data import NUM_SPLITS, DatasetUnavailableError, default_cache_dir, resolve_data_root
 from continuous_gnn.training import environment, load_run_dataset, run, save_record
 
 HERE = Path(__file__).resolve().parent
@@ -150,10 +155,42 @@ def validate_selection(parser: argparse.ArgumentParser, args: argparse.Namespace
     return args
 
 
+def check_splits(datasets: list[str], splits: tuple[int, ...] | None) -> None:
+    """Raise ValueError unless every selected split exists in every selected dataset (known without its files)."""
+    if splits is None:
+        return
+    for name in datasets:
+        missing = [s for s in splits if s >= NUM_SPLITS[name]]
+        if missing:
+            raise ValueError(f"--splits: split(s) {missing} do not exist: {name} has splits "
+                             f"0..{NUM_SPLITS[name] - 1}")
+
+
+def check_outputs(out_dir: Path, results: str) -> None:
+    """Raise ValueError, naming the path and the problem, unless the record folder and the page can be written.
+
+    ``out_dir`` must be a folder or creatable; ``results`` ('none' skips it) must not be a folder, and its folder
+    must exist or be creatable. Checked before any run, so that a bad path cannot lose one.
+    """
+    check_output_folder(out_dir, "--out-dir")
+    if results.lower() == "none":
+        return
+    page = Path(results)
+    if page.is_dir() or not page.name:
+        raise ValueError(f"--results {results!r} is a folder; pass the markdown file to write, e.g. "
+                         f"{str(page / 'results.md')!r}, or 'none'")
+    if page.exists():
+        if not os.access(page.parent, os.W_OK | os.X_OK):
+            raise ValueError(f"--results {results!r} cannot be replaced: its folder is not writable")
+    else:
+        check_creatable(page, "--results")
+
+
 def prepare_run(args: argparse.Namespace, prog: str, folder: str) -> tuple[Path, Path, Path] | None:
     """Resolve the data root, cache and record folder (``runs/<folder>-<timestamp>``) and set the threads.
 
-    Returns None, after printing an error that names the fix, when the data root does not exist.
+    Returns None, after printing an error that names the fix, when the data root does not exist or the record
+    folder or ``args.results`` cannot be written (:func:`check_outputs`); nothing is created then.
     """
     root = resolve_data_root(args.data_root, os.environ)
     if not root.is_dir():
@@ -163,6 +200,11 @@ def prepare_run(args: argparse.Namespace, prog: str, folder: str) -> tuple[Path,
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"{folder}-{stamp}"
+    try:
+        check_outputs(out_dir, args.results)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -401,10 +443,40 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
     return "\n".join(lines)
 
 
+def _check_presets(args: argparse.Namespace) -> None:
+    """Resolve every selected preset with the command-line overrides, so that a bad value (e.g. ``--seed -1``)
+    fails before anything is created or run. Raises ValueError or OSError."""
+    check_splits(args.datasets, args.splits)
+    for name in args.datasets:
+        for model in args.models:
+            preset_file = CONFIGS / model / f"{name}.toml"
+            if model in OPTIONAL and not preset_file.is_file():
+                continue
+            preset_config(preset_file, args)
+
+
+def _nothing_succeeded(outcomes: dict[tuple[str, str], Outcome], results: str) -> str:
+    """The one-line error of a reproduction in which no run succeeded."""
+    labels = {"failed": "failed or skipped", "unavailable": "unavailable", "absent": "without a preset file"}
+    counts = [f"{n} {label}" for status, label in labels.items()
+              if (n := sum(o.status == status for o in outcomes.values()))]
+    page = "no page written" if results.lower() == "none" else f"{results} was not written"
+    return (f"no run succeeded ({', '.join(counts)}; the reasons are above), so {page}; fix the data root, "
+            "--splits, --seed or --models and rerun")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the reproduction; returns 0 when at least one run succeeded, 1 when none did (nothing is written then),
+    2 for a bad command line, data root or output path (checked before anything is created or run)."""
+    prog = "continuous-gnn reproduce"
     args = _parse_args(argv)
     command = shlex.join(["continuous-gnn", "reproduce", *(sys.argv[1:] if argv is None else argv)])
-    paths = prepare_run(args, "continuous-gnn reproduce", "reproduce")
+    try:
+        _check_presets(args)
+    except (ValueError, OSError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    paths = prepare_run(args, prog, "reproduce")
     if paths is None:
         return 2
     root, cache, out_dir = paths
@@ -420,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{NAMES[name]:<10} {MODELS[model]:<11} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
+    if not any(o.status == "ok" for o in outcomes.values()):
+        print(f"{prog}: error: {_nothing_succeeded(outcomes, args.results)}", file=sys.stderr)
+        return 1
     write_page(args.results, render(outcomes, args, total, started_iso, command, out_dir))
     return 0
 

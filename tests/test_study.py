@@ -23,6 +23,7 @@ import torch
 from continuous_gnn import Graph, cli_study
 from continuous_gnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from continuous_gnn.config import RunConfig
+from continuous_gnn.data import contextual_sbm
 from continuous_gnn.plots import (
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
@@ -39,6 +40,7 @@ from continuous_gnn.study import (
     fresh_config,
     fresh_model,
     homophily_config,
+    homophily_min_nodes,
     homophily_sweep,
     laplacian_radius,
     read_csv,
@@ -169,6 +171,26 @@ def test_homophily_sweep_records():
     assert abs(rows[0]["edge_homophily"] - 0.2) < 0.15 and all(0 <= r["acc_test"] <= 1 for r in rows)
 
 
+@pytest.mark.parametrize("levels", [[0.0], [0.5], [0.8], [1.0], [0.1, 0.5, 0.9], [0.0, 1.0]])
+def test_homophily_min_nodes_is_the_smallest_graph_contextual_sbm_draws(levels):
+    need = homophily_min_nodes(levels)
+    assert need == {(0.0,): 10, (0.5,): 25, (1.0,): 45}.get(tuple(levels), need)  # the numbers the help states
+    for h in levels:
+        contextual_sbm(need, 5, h, 8.0, seed=0)
+    if need > 10:
+        with pytest.raises(ValueError, match="too large for homophily"):
+            for h in levels:
+                contextual_sbm(need - 1, 5, h, 8.0, seed=0)
+    assert homophily_min_nodes([0.0, 1.0]) == 45  # every level fits from 45 nodes on
+
+
+def test_homophily_sweep_checks_the_node_count_before_training():
+    trained = []
+    with pytest.raises(ValueError, match=r"nodes=30 is too few .* need at least 41 nodes"):
+        homophily_sweep([0.1, 0.9], ("prod",), config=homophily_config(epochs=1), nodes=30, on_result=trained.append)
+    assert trained == []  # the feasible first level was not trained before the failure
+
+
 # ---------------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +250,7 @@ def test_checkpoint_errors(tmp_path, sbm):
         save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
                         num_classes=sbm.num_classes, metadata={"x": object()})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint written by save_checkpoint \\(torch.load: "):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"kind": "other"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a continuous_gnn"):
@@ -353,12 +375,64 @@ def test_cli_studies_a_checkpoint(tmp_path):
         (["--checkpoint", "missing.pt"], "does not exist"),
         (["--synthetic", "sbm", "--bogus-flag"], "unrecognized"),
         (["--dataset", "no_such_dataset", "--data-root", "/nonexistent"], "no_such_dataset"),
+        (["--synthetic", "sbm", "--methods", "dopri5", "--step-sizes", "0.5"],
+         "--step-sizes applies to fixed-grid methods, not to the adaptive method dopri5"),
+        (["--synthetic", "sbm", "--methods", "dopri5,bosh3", "--step-sizes", "0.5"], "methods dopri5, bosh3"),
+        (["--homophily-sweep", "0.5", "--nodes", "10"], "--nodes 10 is too few for --homophily-sweep 0.5"),
+        (["--homophily-sweep", "0.5,1", "--nodes", "44"], "need at least 45 nodes"),
+        (["--synthetic", "sbm", "--checkpoint", "."], "is a directory"),
     ],
 )
 def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
     assert cli_study.main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("continuous-gnn study: error:") and message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("sweep", [["--synthetic", "sbm", "--nodes", "20", "--times", "1", "--step-sizes", "1"],
+                                   ["--homophily-sweep", "0.5", "--nodes", "25", "--epochs", "1"]],
+                         ids=["depth", "homophily"])
+@pytest.mark.parametrize(("where", "message"), [("afile", "is a file; pass a folder"),
+                                                ("afile/sub", "cannot be created: '{afile}' is a file, not a folder")])
+def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_path, capsys, monkeypatch):
+    import continuous_gnn.study as study
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the sweep ran before --out was checked")
+
+    monkeypatch.setattr(study, "depth_sweep", no_work)
+    monkeypatch.setattr(study, "homophily_sweep", no_work)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    out = str(tmp_path / where)
+    assert cli_study.main([*sweep, "--w-families", "prod", "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"continuous-gnn study: error: --out {out!r} ") and message.format(afile=afile) in err
+    assert err.count("\n") == 1 and afile.read_text() == "keep me"
+
+
+def test_cli_caps_points_before_the_sweep(tmp_path, capsys, monkeypatch):
+    import continuous_gnn.study as study
+
+    def no_work(*args, **kwargs):  # without the cap, a billion readouts never finish
+        raise AssertionError("the sweep started with --points 1000000000")
+
+    monkeypatch.setattr(study, "depth_sweep", no_work)
+    argv = ["--synthetic", "sbm", "--points", "1000000000", "--out", str(tmp_path / "o"), "--quiet"]
+    assert cli_study.main(argv) == 2
+    assert capsys.readouterr().err == "continuous-gnn study: error: --points must be <= 10000, got 1000000000\n"
+    assert cli_study.MAX_POINTS == 10_000 and "2 to 10000" in " ".join(cli_study.build_parser().format_help().split())
+
+
+def test_cli_step_sizes_apply_to_the_fixed_grid_methods_of_a_mixed_sweep(tmp_path):
+    out = tmp_path / "out"
+    assert cli_study.main(["--synthetic", "sbm", "--nodes", "30", "--times", "1", "--step-sizes", "0.5",
+                           "--methods", "euler,dopri5", "--w-families", "prod", "--points", "2", "--out", str(out),
+                           "--quiet"]) == 0
+    rows = read_csv(out / "study.csv")
+    assert {(r["method"], r["step_size"]) for r in rows} == {("euler", 0.5), ("dopri5", None)}
+    assert json.loads((out / "study.json").read_text())["step_sizes"] == [0.5]
 
 
 def test_cli_add_parser_plugs_into_a_subcommand_parser(tmp_path):
