@@ -194,6 +194,7 @@ MAX_SPLITS = 1000
 MAX_HIDDEN = 65_536
 MAX_TIME_PIECES = 10_000
 MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
+FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 
 
 def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | None:
@@ -393,7 +394,10 @@ def _validate(c: RunConfig) -> None:
             f"step_size={c.step_size} applies to fixed-grid methods, not to the adaptive method {c.method!r}; "
             "remove it (on the command line: --step-size none) and set rtol/atol instead",
         )
-        require(c.rtol is None or c.rtol > 0, f"rtol must be positive, got {c.rtol}")
+        require(c.rtol is None or c.rtol >= FLOAT32_EPS,
+                f"rtol must be at least {FLOAT32_EPS:.2g}, got {c.rtol}: training runs in float32, whose rounding "
+                "error an adaptive solver's error estimate cannot get below (it would shrink the step until "
+                "max_steps runs out)")
         require(c.atol is None or c.atol >= 0, f"atol must be non-negative, got {c.atol}")
         require(
             not c.time_dependent or c.time_pieces is not None,

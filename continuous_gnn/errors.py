@@ -33,7 +33,7 @@ class IntegrationError(RuntimeError):
     }
 
     def __init__(self, reason: str, *, method: str, rtol: float | None, atol: float | None,
-                 t: float | None, nfe: int, detail: str = "") -> None:
+                 t: float | None, nfe: int, detail: str = "", advice: str | None = None) -> None:
         self.reason = reason
         self.method = method
         self.rtol = rtol
@@ -45,7 +45,7 @@ class IntegrationError(RuntimeError):
         message = f"{reason.replace('_', ' ')} in {method}{tolerances}{where} after {nfe} function evaluations"
         if detail:
             message += f" ({detail})"
-        super().__init__(f"{message}. Fix: {self._ADVICE[reason]}.")
+        super().__init__(f"{message}. Fix: {advice or self._ADVICE[reason]}.")
 
 
 class TrainingDivergedError(RuntimeError):

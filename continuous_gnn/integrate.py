@@ -501,7 +501,8 @@ def integrate(
         budget = DEFAULT_MAX_GRID_STEPS if max_steps is None else max_steps
         if steps > budget:  # checked before the grid exists: a mistyped step size must not exhaust memory
             raise IntegrationError("max_steps", method=method, rtol=rtol, atol=atol, t=0.0, nfe=0,
-                                   detail=f"the grid has {steps} steps but max_steps={budget}")
+                                   detail=f"the grid has {steps:.6g} steps but max_steps={budget}",
+                                   advice="use a larger step_size or a smaller T, or raise max_steps")
         grid = fixed_grid(t_end, step_size=step_size, num_steps=num_steps)
         jumps = _jump_times(func, t_end)
         if jumps:

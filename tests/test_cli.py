@@ -107,6 +107,8 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--time-dependent", "--step-size", "1e-300"], "raise step_size"),
         (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--adjoint",
           "--adjoint-method", "euler"], "choose an adaptive adjoint_method"),
+        (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--rtol", "1e-12"],
+         "rtol must be at least 1.2e-07"),
         (["tune", "--dataset", "texas", "--out", "best.json"], "name it .toml"),
         (["tune", "--dataset", "texas", "--timeout", "0"], "--timeout must be a positive number"),
         (["tune", "--dataset", "texas", "--sampler-seed", "-1"], "--sampler-seed must be in"),

@@ -616,7 +616,7 @@ def test_field_output_must_match_the_state(method, kwargs, wrong):
 
 def test_a_runaway_fixed_grid_is_refused_before_it_is_built():
     x0 = torch.ones(2, dtype=DTYPE)
-    with pytest.raises(IntegrationError, match="the grid has 1000000000 steps but max_steps=1000000"):
+    with pytest.raises(IntegrationError, match=r"the grid has 1e\+09 steps but max_steps=1000000.*Fix: use a larger step_size"):
         cg.integrate(LinearField(1.0), x0, 1.0, method="euler", step_size=1e-9)
     with pytest.raises(IntegrationError, match="max_steps=1000000"):
         cg.integrate(LinearField(1.0), x0, 1.0, method="euler", num_steps=10**12)
