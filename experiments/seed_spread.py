@@ -264,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             spreads.append(spread)
     total = time.perf_counter() - started
     print(f"total {total:.0f} s", flush=True)
+    if not spreads:  # a page of nothing but skipped rows would replace the last real one
+        print(f"seed_spread: error: no preset ran ({'; '.join(skipped) or 'nothing selected'}); "
+              f"{args.results} was not written", file=sys.stderr)
+        return 1
     reproduce.write_page(args.results, render(spreads, skipped, args, total, started_iso, command, out_dir))
     return 0
 

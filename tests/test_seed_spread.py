@@ -69,3 +69,14 @@ def test_smoke_runs_every_seed_and_reports_each(data_root, data_cache, tmp_path)
     assert tables(rebuilt) == tables(text), "the same tables from the records alone"
     assert "PubMed GRAFF (no records in " in rebuilt
     assert seed_spread.main([*argv[:-2], "--render-from", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.data
+def test_nothing_ran_exits_1_and_writes_no_page(data_root, data_cache, tmp_path, capsys):
+    results = tmp_path / "spread.md"
+    argv = ["--datasets", "pubmed", "--models", "graff", "--seeds", "0,10", "--splits", "0", "--epochs", "1",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out-dir", str(tmp_path / "runs"),
+            "--results", str(results)]
+    assert seed_spread.main(argv) == 1
+    assert "no preset ran (PubMed GRAFF (unavailable" in capsys.readouterr().err
+    assert not results.exists()
