@@ -204,6 +204,8 @@ class ResolvedConfig:
 
 def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
     """defaults < preset < config file < typed flags."""
+    if args.preset is not None and not args.preset.strip():
+        raise UsageError(f"--preset is empty; available: {', '.join(available_presets())}")
     typed = check_overrides(typed_overrides(args), source="command line")
     file_layer = read_config_file(args.config) if args.config else None
     preset_layer = None
@@ -487,6 +489,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     searched = [k for k in TUNE_SPACE if k not in fixed] + [k for k in EXTRA_SPACE if k in also]
     if not base.fixed_grid and "step_size" in searched:
         searched.remove("step_size")
+    if not searched:
+        raise UsageError("--fix keeps every search key at its configured value, so there is nothing to search; "
+                         "fix fewer keys or add some with --also")
     seeds = parse_seeds(args.seeds, base.seed)
     key = _dataset_key(base.dataset)
     path = _output_path(args.out, f"tune-{key}-{_timestamp()}.toml")

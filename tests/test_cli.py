@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from continuous_gnn.cli import build_parser, main, resolve_cli_config
+from continuous_gnn.cli import TUNE_SPACE, build_parser, main, resolve_cli_config
 from continuous_gnn.config import RunConfig, read_config_file, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,8 @@ def test_regulariser_and_time_piece_flags():
           "--adjoint-method", "euler"], "choose an adaptive adjoint_method"),
         (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--rtol", "1e-12"],
          "rtol must be at least 1.2e-07"),
+        (["train", "--dataset", "texas", "--preset", ""], "--preset is empty; available: graff"),
+        (["tune", "--dataset", "texas", "--fix", ",".join(TUNE_SPACE)], "nothing to search"),
         (["tune", "--dataset", "texas", "--out", "best.json"], "name it .toml"),
         (["tune", "--dataset", "texas", "--timeout", "0"], "--timeout must be a positive number"),
         (["tune", "--dataset", "texas", "--sampler-seed", "-1"], "--sampler-seed must be in"),

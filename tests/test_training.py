@@ -433,3 +433,11 @@ def test_normalize_field_reaches_the_model():
     model = build_model(RunConfig(normalize_field=True), num_features=5, num_classes=3)
     assert model.flow.normalize
     assert not build_model(RunConfig(), num_features=5, num_classes=3).flow.normalize
+
+
+def test_an_unwritable_record_path_names_the_path_not_its_temporary_file(tmp_path):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    target = tmp_path / "afile" / "r.json"
+    with pytest.raises(OSError, match=f"cannot write '{target}'") as info:
+        save_record({"format": 1}, target)
+    assert ".tmp" not in str(info.value)
