@@ -3,13 +3,13 @@ r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its a
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ._checks import check_positive_finite
 from .energies.base import Energy
 from .graph import Graph
 
@@ -45,10 +45,8 @@ class EnergySchedule(nn.Module):
         channels = {getattr(energy, "channels", None) for energy in energies} - {None}
         if len(channels) > 1:
             raise ValueError(f"the energies of a schedule must have the same channels, got {sorted(channels)}")
-        if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not 0 < t_end < math.inf:
-            raise ValueError(f"t_end must be a positive finite number, got {t_end!r}")
+        self.t_end = check_positive_finite(t_end, "t_end")
         self.energies = nn.ModuleList(energies)
-        self.t_end = float(t_end)
 
     def boundaries(self) -> list[float]:
         """The jump times :math:`kT/K`, ``k = 1, ..., K-1``."""

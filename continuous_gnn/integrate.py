@@ -323,8 +323,9 @@ def _untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
                     visit_container(path, value)
                 elif isinstance(value, types.FunctionType):
                     visit_closure(f"{path}.", value)
-            for name, method in type(module).__dict__.items():
-                if isinstance(method, types.FunctionType) and name in ("forward", "__call__"):
+            for name in ("forward", "__call__"):
+                method = type(module).__dict__.get(name)
+                if isinstance(method, types.FunctionType):
                     visit_closure(f"{prefix + '.' if prefix else ''}{name}.", method)
     visit_closure("", func)
     return found
@@ -365,7 +366,7 @@ def _as_float(value, name: str) -> float:
     return float(value)
 
 
-def _grid_length(t_end: float, step_size, num_steps) -> float:
+def _grid_length(t_end: float, step_size, num_steps) -> int:
     """The number of steps :func:`fixed_grid` would build, computed without building it."""
     if step_size is None or num_steps is not None:  # fixed_grid reports a bad combination
         return num_steps if isinstance(num_steps, int) else 0

@@ -215,7 +215,7 @@ def test_schedule_with_dopri5_matches_piecewise_exponential():
 def test_schedule_validation_and_bind_checks_every_piece():
     with pytest.raises(ValueError, match="at least one energy"):
         cg.EnergySchedule([], t_end=1.0)
-    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
+    with pytest.raises(ValueError, match="t_end must be positive"):
         cg.EnergySchedule([DirichletEnergy()], t_end=0.0)
     schedule = cg.EnergySchedule([DirichletEnergy(), DirichletEnergy()], t_end=1.0)
     rw = random_graph(5, 0.3, 0, normalization="rw")
@@ -261,7 +261,7 @@ def test_schedule_pieces_must_be_energies_of_one_width():
         cg.EnergySchedule([torch.nn.Linear(2, 2)], t_end=1.0)
     with pytest.raises(ValueError, match="the same channels, got \\[2, 3\\]"):
         cg.EnergySchedule([graff_energy(2), graff_energy(3)], t_end=1.0)
-    with pytest.raises(ValueError, match="t_end must be a positive finite number"):
+    with pytest.raises(ValueError, match="t_end must be positive"):
         cg.EnergySchedule([graff_energy(2)], t_end=float("inf"))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive_int
 from ..graph import Graph
 from .base import Energy
-from .parametrizations import check_channels
 
 
 class DirichletEnergy(Energy):
@@ -48,7 +48,7 @@ class ChannelDirichletEnergy(Energy):
 
     def __init__(self, channels: int, init: str = "identity") -> None:
         super().__init__()
-        check_channels(channels)
+        check_positive_int(channels, "channels")
         if init not in ("identity", "glorot"):
             raise ValueError(f"unknown init {init!r}; choose 'identity' or 'glorot'")
         self.channels = channels

@@ -24,14 +24,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive_int
+
 W_STYLES = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity", "asymm")
 OMEGA_STYLES = ("diag", "zero", "const")
-
-
-def check_channels(channels: int) -> None:
-    """Raise ``ValueError`` unless ``channels`` is a positive integer."""
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels!r}")
 
 
 def _glorot_(t: Tensor) -> Tensor:
@@ -54,7 +50,7 @@ class ChannelMixing(nn.Module):
     def __init__(self, channels: int, style: str = "diag_dom", *, learnable: bool = True,
                  allow_asymmetric: bool = False) -> None:
         super().__init__()
-        check_channels(channels)
+        check_positive_int(channels, "channels")
         if style not in W_STYLES:
             raise ValueError(f"unknown W style {style!r}; choose one of {W_STYLES}")
         if style == "asymm" and not allow_asymmetric:
@@ -150,7 +146,7 @@ class ExternalField(nn.Module):
 
     def __init__(self, channels: int, style: str = "diag", *, value: float = 1.0) -> None:
         super().__init__()
-        check_channels(channels)
+        check_positive_int(channels, "channels")
         if style not in OMEGA_STYLES:
             raise ValueError(f"unknown Omega style {style!r}; choose one of {OMEGA_STYLES}")
         if not math.isfinite(value):

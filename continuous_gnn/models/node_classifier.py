@@ -3,13 +3,13 @@ r"""Node classification with a continuous-depth GNN: encoder → gradient flow o
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_positive_finite, check_positive_int
 from ..energies.base import Energy
 from ..flow import EnergySchedule, GradientFlow
 from ..graph import Graph
@@ -84,10 +84,8 @@ class ContinuousGNN(nn.Module):
         if encoder not in ("linear", "mlp"):
             raise ValueError(f"unknown encoder {encoder!r}; choose 'linear' or 'mlp'")
         for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise ValueError(f"{name} must be a positive integer, got {size!r}")
-        if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not 0 < t_end < math.inf:
-            raise ValueError(f"t_end must be a positive finite number, got {t_end!r}")
+            check_positive_int(size, name)
+        check_positive_finite(t_end, "t_end")
         pieces = energy.energies if isinstance(energy, EnergySchedule) else [energy]
         channels = getattr(pieces[0], "channels", hidden)
         if channels != hidden:

@@ -2,12 +2,12 @@ r"""GRAFFConv: one explicit Euler step of a gradient flow, as a PyG-style layer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive_finite
 from ..energies.base import Energy
 from ..energies.graff import GRAFFEnergy
 from ..flow import GradientFlow
@@ -47,10 +47,7 @@ class GRAFFConv(nn.Module):
                  activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False,
                  **energy_kwargs) -> None:
         super().__init__()
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
-            raise TypeError(f"step_size must be a number, got {type(step_size).__name__}")
-        if not 0 < step_size < math.inf:
-            raise ValueError(f"step_size must be positive and finite, got {step_size}")
+        check_positive_finite(step_size, "step_size")
         if energy is not None and energy_kwargs:
             raise ValueError("pass either an energy or GRAFFEnergy keyword arguments, not both")
         self.channels = channels
