@@ -52,7 +52,6 @@ PROG = "continuous-gnn"
 #: ``experiments/`` of the source checkout: presets (``configs/<preset>/<dataset>.toml``) and ``reproduce.py``.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 PRESET_DIR = EXPERIMENTS_DIR / "configs"
-_DATASET_ALIASES = {"actor": "film"}
 
 
 class UsageError(Exception):
@@ -164,10 +163,11 @@ def _add_source_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _dataset_key(name: str) -> str:
-    """A dataset name as presets and default record names spell it (case-insensitive, ``actor`` is ``film``)."""
-    key = name.strip().lower().replace("_", "-")
-    return _DATASET_ALIASES.get(key, key)
+def _dataset_name(name: str) -> str:
+    """The dataset's canonical name (``Actor`` is ``film``); a ``ValueError`` lists the valid names."""
+    from .data import canonical_name  # torch_geometric is imported only by commands that need it
+
+    return canonical_name(name)
 
 
 def available_presets() -> list[str]:
@@ -187,7 +187,7 @@ def preset_path(preset: str, dataset: str) -> Path:
     presets = available_presets()
     if preset not in presets:
         raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets) or 'none'}")
-    path = PRESET_DIR / preset / f"{_dataset_key(dataset)}.toml"
+    path = PRESET_DIR / preset / f"{_dataset_name(dataset)}.toml"
     if not path.is_file():
         have = sorted(p.stem for p in (PRESET_DIR / preset).glob("*.toml"))
         raise UsageError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
@@ -254,16 +254,16 @@ def _unique(path: Path) -> Path:
     return path
 
 
-def _output_path(out: str | None, default_name: str, flag: str = "--out") -> Path:
+def _output_path(out: str | None, default_name: str) -> Path:
     """Where a command writes its result, checked before any work so that a bad path cannot lose a run."""
     if out is None:
         path = _unique(Path("runs") / default_name)
     elif not out.strip():
-        raise UsageError(f"{flag} is empty; pass a file or a folder")
+        raise UsageError("--out is empty; pass a file or a folder")
     else:
         given = Path(out).expanduser()
         path = _unique(given / default_name) if given.is_dir() or out.endswith(("/", os.sep)) else given
-    check_creatable(path, flag)
+    check_creatable(path, "--out")
     return path
 
 
@@ -284,7 +284,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     resolved = resolve_cli_config(args)
     config = resolved.config
     label = resolved.preset or config.energy
-    path = _output_path(args.out, f"{_dataset_key(config.dataset)}-{label}-{_timestamp()}.json")
+    path = _output_path(args.out, f"{_dataset_name(config.dataset)}-{label}-{_timestamp()}.json")
     root, cache = _data_paths(args)
     dataset = load_run_dataset(config, root, cache_dir=cache)
     metric = dataset.metric
@@ -493,9 +493,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--fix keeps every search key at its configured value, so there is nothing to search; "
                          "fix fewer keys or add some with --also")
     seeds = parse_seeds(args.seeds, base.seed)
-    key = _dataset_key(base.dataset)
-    path = _output_path(args.out, f"tune-{key}-{_timestamp()}.toml")
-    check_creatable(path.with_suffix(".json"), "--out")
+    path = _output_path(args.out, f"tune-{_dataset_name(base.dataset)}-{_timestamp()}.toml")
     root, cache = _data_paths(args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials

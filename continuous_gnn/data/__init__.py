@@ -18,6 +18,7 @@ from continuous_gnn.data.datasets import (
     NUM_SPLITS,
     DatasetUnavailableError,
     NodeDataset,
+    canonical_name,
     load_dataset,
 )
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
@@ -35,6 +36,7 @@ __all__ = [
     "NUM_SPLITS",
     "DatasetUnavailableError",
     "NodeDataset",
+    "canonical_name",
     "default_cache_dir",
     "default_data_root",
     "load_dataset",

@@ -74,7 +74,7 @@ from torch_geometric.utils import remove_self_loops, to_undirected
 
 from continuous_gnn.data.root import DATA_ROOT_ENV, default_cache_dir
 
-__all__ = ["DATASETS", "NUM_SPLITS", "DatasetUnavailableError", "NodeDataset", "load_dataset"]
+__all__ = ["DATASETS", "NUM_SPLITS", "DatasetUnavailableError", "NodeDataset", "canonical_name", "load_dataset"]
 
 #: Bumped whenever the layout or content of cache files changes.
 _CACHE_FORMAT = 2
@@ -419,6 +419,15 @@ _ALIASES = {"actor": "film"}
 DATASETS: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
 #: Canonical dataset name -> number of train/val/test splits (known without reading any file).
 NUM_SPLITS: dict[str, int] = {name: spec.num_splits for name, spec in _SPECS.items()}
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a dataset given case-insensitively or by alias (``Actor`` is ``film``).
+
+    Raises:
+        ValueError: If ``name`` is unknown (the message lists valid names).
+    """
+    return _lookup(name).name
 
 
 def _lookup(name: str) -> _Spec:
