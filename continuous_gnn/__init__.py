@@ -1,14 +1,27 @@
 """continuous_gnn: continuous-depth graph neural networks as gradient flows of learnable energies."""
 
 from . import energies, nn
+from .energies import EnergySchedule
 from .errors import IntegrationError, TrainingDivergedError
-from .flow import BoundField, EnergySchedule, GradientFlow
-from .gradcheck import GradCheckReport, grad_check
+from .flow import BoundField, GradientFlow
 from .graph import Graph
-from .integrate import Solution, SolveStats, fixed_grid, integrate
 from .models import ContinuousGNN
-from .regularizers import integrate_regularized, regularized_forward
-from .solvers import ADAPTIVE_METHODS, FIXED_METHODS, METHODS
+from .ode import (
+    ADAPTIVE_METHODS,
+    FIXED_METHODS,
+    METHODS,
+    Adaptive,
+    Adjoint,
+    FixedGrid,
+    Solution,
+    SolveStats,
+    VectorField,
+    count_steps,
+    fixed_grid,
+    integrate,
+)
+from .ode.gradcheck import GradCheckReport, grad_check
+from .ode.regularizers import integrate_regularized, regularized_forward
 
 __version__ = "0.1.0"
 
@@ -17,8 +30,13 @@ __all__ = [
     "GradientFlow",
     "BoundField",
     "EnergySchedule",
+    "VectorField",
     "integrate",
+    "FixedGrid",
+    "Adaptive",
+    "Adjoint",
     "fixed_grid",
+    "count_steps",
     "Solution",
     "SolveStats",
     "IntegrationError",

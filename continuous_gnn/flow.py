@@ -2,16 +2,16 @@ r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its a
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ._checks import check_positive_finite
 from .energies.base import Energy
+from .energies.schedule import EnergySchedule
 from .graph import Graph
+from .ode.field import VectorField
 
 _NORM_EPS = 1e-5  # BatchNorm's default
 
@@ -21,47 +21,6 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
     "tanh": torch.tanh,
 }
-
-
-class EnergySchedule(nn.Module):
-    r"""Piecewise-constant energies over :math:`[0, T]`: time-dependent weights that any solver can use.
-
-    Piece ``k`` of ``K`` is active on :math:`[kT/K, (k+1)T/K)`; times beyond :math:`T` use the last piece.
-    With explicit Euler and ``K`` steps of size :math:`T/K`, step ``k`` uses piece ``k``: one set of weights
-    per layer. Adaptive solvers see a vector field with jumps at the piece boundaries.
-
-    Args:
-        energies (Sequence[Energy]): the pieces, in time order.
-        t_end (float): :math:`T`.
-    """
-
-    def __init__(self, energies: Sequence[Energy], t_end: float) -> None:
-        super().__init__()
-        if len(energies) == 0:
-            raise ValueError("EnergySchedule needs at least one energy")
-        for energy in energies:
-            if not isinstance(energy, Energy):
-                raise TypeError(f"EnergySchedule takes Energy modules, got {type(energy).__name__}")
-        channels = {getattr(energy, "channels", None) for energy in energies} - {None}
-        if len(channels) > 1:
-            raise ValueError(f"the energies of a schedule must have the same channels, got {sorted(channels)}")
-        self.t_end = check_positive_finite(t_end, "t_end")
-        self.energies = nn.ModuleList(energies)
-
-    def boundaries(self) -> list[float]:
-        """The jump times :math:`kT/K`, ``k = 1, ..., K-1``."""
-        pieces = len(self.energies)
-        return [k * self.t_end / pieces for k in range(1, pieces)]
-
-    def index(self, t: Tensor | float) -> int:
-        # No slack: integrate snaps fixed grids onto the boundaries and evaluates just inside each piece
-        # (torchdiffeq's perturb), and adaptive solvers stop at the boundaries (jump_t), so an evaluation
-        # a rounding error before a boundary must still see the earlier piece.
-        return bisect.bisect_right(self.boundaries(), float(t.detach() if isinstance(t, Tensor) else t))
-
-    def at(self, t: Tensor | float) -> Energy:
-        """The energy active at time ``t``."""
-        return self.energies[self.index(t)]
 
 
 def _resolve_activation(activation: str | Callable[[Tensor], Tensor] | None) -> tuple[str, Callable[[Tensor], Tensor] | None]:
@@ -133,12 +92,13 @@ class GradientFlow(nn.Module):
         return f"activation={self.activation_name!r}" + (", normalize=True" if self.normalize else "")
 
 
-class BoundField(nn.Module):
+class BoundField(VectorField):
     """A :class:`GradientFlow` bound to one graph and one initial state; ``forward(t, x)`` is the ODE's RHS.
 
     The flow is a submodule, so its parameters are found by ``odeint_adjoint``. The bound tensors are listed
     by :meth:`captured_tensors` so that :func:`~continuous_gnn.integrate` can also send gradients to an
-    ``x0`` that requires grad under the adjoint method (nothing is detached silently).
+    ``x0`` that requires grad under the adjoint method (nothing is detached silently). A time-dependent
+    energy declares its piece boundaries through :meth:`jump_times`.
     """
 
     def __init__(self, flow: GradientFlow, graph: Graph, x0: Tensor | None) -> None:
@@ -156,4 +116,5 @@ class BoundField(nn.Module):
         return energy.boundaries() if isinstance(energy, EnergySchedule) else []
 
     def captured_tensors(self) -> tuple[Tensor, ...]:
+        """The bound initial state :math:`X(0)` (the source term's), when there is one."""
         return (self.x0,) if self.x0 is not None else ()

@@ -15,7 +15,7 @@ import torch
 
 import continuous_gnn as cg
 from continuous_gnn.energies import DirichletEnergy
-from continuous_gnn.solvers import FIXED_METHODS
+from continuous_gnn.ode.methods import FIXED_METHODS
 
 
 def main() -> None:

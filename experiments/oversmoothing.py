@@ -34,16 +34,16 @@ from typing import Any
 
 import torch
 
-from continuous_gnn import Graph, cli_study
-from continuous_gnn.checkpoint import save_checkpoint
+from continuous_gnn import Graph
+from continuous_gnn.cli import study as cli_study
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
-from continuous_gnn.plots import (
+from continuous_gnn.studies.plots import (
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
     plot_rq_vs_time,
     plot_w_spectrum,
 )
-from continuous_gnn.study import (
+from continuous_gnn.studies.study import (
     W_FAMILIES,
     bipartite_configs,
     extrapolation_config,
@@ -60,6 +60,7 @@ from continuous_gnn.study import (
     write_csv,
 )
 from continuous_gnn.training import environment
+from continuous_gnn.training.checkpoint import save_checkpoint
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

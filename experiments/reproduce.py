@@ -39,9 +39,18 @@ import torch
 
 from continuous_gnn.atomic import atomic_open, check_creatable, check_output_folder
 from continuous_gnn.cli import search_seeds
-from continuous_gnn.config import RunConfig, parse_splits, read_config_file, resolve_config
+from continuous_gnn.cli.progress import EpochBars
 from continuous_gnn.data import NUM_SPLITS, DatasetUnavailableError, default_cache_dir, resolve_data_root
-from continuous_gnn.training import environment, load_run_dataset, run, save_record
+from continuous_gnn.training import (
+    RunConfig,
+    environment,
+    load_run_dataset,
+    parse_splits,
+    read_config_file,
+    resolve_config,
+    run,
+    save_record,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -263,7 +272,11 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
     progress = not args.quiet and sys.stderr.isatty()
     print(f"{NAMES[name]:<10} {MODELS[model]:<11} ", end="", flush=True)
     try:
-        result = run(config, dataset, progress=progress)
+        if progress:
+            with EpochBars(dataset.name) as bars:
+                result = run(config, dataset, progress=bars)
+        else:
+            result = run(config, dataset)
     except Exception as err:  # noqa: BLE001 - reported in the table, the other runs go on
         print(f"failed: {err}", flush=True)
         return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}")

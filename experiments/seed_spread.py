@@ -129,7 +129,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
     runs = []
     for seed in args.seeds:
         config = base.replace(seed=seed)
-        result = run(config, dataset, progress=False)
+        result = run(config, dataset)
         record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
                                   data_root=str(root), command=command)
         save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")

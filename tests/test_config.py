@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from continuous_gnn.config import (
+from continuous_gnn.training import (
     RunConfig,
     check_overrides,
     config_to_toml,
@@ -278,7 +278,7 @@ def test_tuned_presets_beat_the_paper_preset_on_validation(path):
 
 
 def test_choosing_a_method_drops_step_control_from_lower_layers():
-    from continuous_gnn.config import resolve_config
+    from continuous_gnn.training import resolve_config
 
     assert resolve_config({"method": "dopri5"}).step_size is None  # the default step size belonged to euler
     adaptive = resolve_config({"method": "euler", "step_size": 0.5}, {"method": "dopri5", "rtol": 1e-4})

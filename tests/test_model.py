@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 import continuous_gnn as cg
 from continuous_gnn import ContinuousGNN, Graph
-from continuous_gnn.models.node_classifier import ResidualMLPEncoder
+from continuous_gnn.nn import ResidualMLPEncoder
 from continuous_gnn.nn import GRAFFConv
 
 N, P, D, K = 9, 5, 4, 3
@@ -124,7 +124,7 @@ def encoder_grad(model, x, graph, weights):
 def manual_encoder_grad(model, x, graph, weights, detach):
     model.zero_grad()
     h0 = model.encoder(x)
-    sol = cg.integrate(model.flow.bind(graph, h0.detach() if detach else h0), h0, model.t_end, **model.solver)
+    sol = cg.integrate(model.flow.bind(graph, h0.detach() if detach else h0), h0, model.t_end, solver=model.solver)
     (model.decode(sol.final) * weights).sum().backward()
     return model.encoder.weight.grad.clone()
 
@@ -167,7 +167,7 @@ def test_adjoint_model_gradients_match_direct():
     tolerances = {"method": "dopri5", "rtol": 1e-9, "atol": 1e-11}
     direct = make_model(seed=5, t_end=1.0, solver=tolerances).eval()
     adjoint = copy.deepcopy(direct)
-    adjoint.solver = {**tolerances, "adjoint": True}
+    adjoint.adjoint = cg.Adjoint()
     grads = []
     for model in (direct, adjoint):
         model.zero_grad()
@@ -257,7 +257,7 @@ def test_model_validation():
     with pytest.raises(ValueError, match="t_end must be positive"):
         ContinuousGNN(P, D, K, energy, t_end=0.0)
     model = ContinuousGNN(P, D, K, energy)
-    assert model.solver == {"method": "euler", "step_size": 1.0} and model.t_end == 1.0
+    assert model.solver == cg.FixedGrid("euler", step_size=1.0) and model.adjoint is None and model.t_end == 1.0
 
 
 def test_model_checks_sizes_schedule_and_solver_when_built():

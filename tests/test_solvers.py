@@ -14,10 +14,11 @@ from torch import nn
 import continuous_gnn as cg
 from continuous_gnn import IntegrationError
 from continuous_gnn.energies import GRAFFEnergy
-from continuous_gnn.flow import EnergySchedule, GradientFlow
-from continuous_gnn.gradcheck import GradCheckReport, grad_check
-from continuous_gnn.integrate import DEFAULT_MAX_STEPS
-from continuous_gnn.solvers import RESERVED_OPTIONS, valid_options
+from continuous_gnn.energies import EnergySchedule
+from continuous_gnn.flow import GradientFlow
+from continuous_gnn.ode.gradcheck import GradCheckReport, grad_check
+from continuous_gnn.ode.settings import DEFAULT_MAX_STEPS
+from continuous_gnn.ode.methods import RESERVED_OPTIONS, valid_options
 
 #: New evaluations per attempted step of each adaptive method (FSAL stages excluded); 2 more start a solve
 #: (f(t0) and the initial step-size probe).
@@ -230,7 +231,7 @@ def test_user_exception_in_adjoint_backward_surfaces_unchanged():
 
 
 def _solver_args(method):
-    if cg.solvers.is_fixed(method):
+    if cg.ode.methods.is_fixed(method):
         return {"step_size": 0.25}
     return {"rtol": 1e-4, "atol": 1e-6}
 
@@ -405,7 +406,7 @@ def test_separate_adjoint_method_and_tolerances():
     assert nfe[1] > nfe[0]
 
 
-def test_grad_check_on_model_restores_solver():
+def test_grad_check_on_model_leaves_the_model_unchanged():
     torch.manual_seed(0)
     graph = random_graph(12, 0.3, 0, dtype=torch.float32)
     x = torch.randn(12, 5)
@@ -415,9 +416,9 @@ def test_grad_check_on_model_restores_solver():
     assert report.passed, str(report)
     assert set(report.parameters) == {n for n, _ in model.named_parameters()}
     assert report.nfe_backward == 40
-    assert model.solver == {"method": "rk4", "step_size": 0.1}
+    assert model.solver == cg.FixedGrid("rk4", step_size=0.1) and model.adjoint is None
     # Coarse Euler: the adjoint's backward Euler is O(τ) away from backprop through forward Euler.
-    model.solver = {"method": "euler", "step_size": 0.5}
+    model.solver = cg.FixedGrid("euler", step_size=0.5)
     coarse = grad_check(model, x, graph, rtol=1e-3)
     assert not coarse.passed and coarse.max_rel > 1e-3
     with pytest.raises(ValueError, match="needs params"):
@@ -487,9 +488,10 @@ def test_schedule_jumps_become_jump_times_for_adaptive_methods():
     graph = random_graph(8, 0.4, 0, dtype=torch.float32)
     x0 = random_features(8, 3, 1, dtype=torch.float32)
     field = GradientFlow(schedule).bind(graph, x0)
-    from continuous_gnn.integrate import _jump_times
+    from continuous_gnn.ode.field import jump_times
+    from continuous_gnn.ode.grid import inside
 
-    assert _jump_times(field, 1.5) == pytest.approx([0.5, 1.0])
+    assert inside(jump_times(field), 1.5) == pytest.approx([0.5, 1.0])
     auto = cg.integrate(field, x0, 1.5, method="dopri5", rtol=1e-6, atol=1e-8)
     # Jumps declared outside (0, T) are ignored by torchdiffeq: the controller then has to find them itself.
     blind = cg.integrate(field, x0, 1.5, method="dopri5", rtol=1e-6, atol=1e-8,
@@ -528,7 +530,7 @@ def test_schedule_adjoint_gradients_reach_every_piece(solver, dtype):
 
 
 def test_finiteness_check_is_exact_when_the_fast_sum_overflows():
-    from continuous_gnn.integrate import _all_finite
+    from continuous_gnn.ode.guarded import all_finite as _all_finite
 
     assert _all_finite(torch.full((4,), 3e38))  # the float32 sum overflows, every entry is finite
     assert not _all_finite(torch.tensor([1.0, float("nan")]))

@@ -20,17 +20,18 @@ import sys
 import pytest
 import torch
 
-from continuous_gnn import Graph, cli_study
-from continuous_gnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from continuous_gnn.config import RunConfig
+from continuous_gnn import Graph
+from continuous_gnn.cli import study as cli_study
+from continuous_gnn.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from continuous_gnn.training import RunConfig
 from continuous_gnn.data import contextual_sbm
-from continuous_gnn.plots import (
+from continuous_gnn.studies.plots import (
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
     plot_rq_vs_time,
     plot_w_spectrum,
 )
-from continuous_gnn.study import (
+from continuous_gnn.studies.study import (
     HOMOPHILY_COLUMNS,
     TRAJECTORY_COLUMNS,
     W_FAMILIES,
@@ -396,7 +397,7 @@ def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
 @pytest.mark.parametrize(("where", "message"), [("afile", "is a file; pass a folder"),
                                                 ("afile/sub", "cannot be created: '{afile}' is a file, not a folder")])
 def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_path, capsys, monkeypatch):
-    import continuous_gnn.study as study
+    import continuous_gnn.studies.study as study
 
     def no_work(*args, **kwargs):
         raise AssertionError("the sweep ran before --out was checked")
@@ -413,7 +414,7 @@ def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_pa
 
 
 def test_cli_caps_points_before_the_sweep(tmp_path, capsys, monkeypatch):
-    import continuous_gnn.study as study
+    import continuous_gnn.studies.study as study
 
     def no_work(*args, **kwargs):  # without the cap, a billion readouts never finish
         raise AssertionError("the sweep started with --points 1000000000")

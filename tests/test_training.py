@@ -11,20 +11,19 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from continuous_gnn import ContinuousGNN
-from continuous_gnn.builders import (
-    SparseInputLinear,
+from continuous_gnn import Adaptive, Adjoint, ContinuousGNN, FixedGrid
+from continuous_gnn.nn import SparseInputLinear
+from continuous_gnn.training.build import (
     build_energy,
     build_graph,
     build_model,
     num_steps,
     prepare_features,
-    solver_options,
 )
-from continuous_gnn.config import RunConfig, read_config_file, resolve_config
+from continuous_gnn.training import RunConfig, read_config_file, resolve_config
 from continuous_gnn.data import NodeDataset
 from continuous_gnn.data.synthetic import contextual_sbm
-from continuous_gnn.flow import EnergySchedule
+from continuous_gnn.energies import EnergySchedule
 from continuous_gnn.training import (
     EpochInfo,
     accuracy,
@@ -181,11 +180,11 @@ def test_dense_features_stay_dense():
 def test_solver_options_and_time_dependent_energy():
     config = RunConfig(time=3.194, step_size=1.0, time_dependent=True, max_nfe=50)
     assert num_steps(config) == 4  # floor(T/τ) steps plus one shorter last step
-    assert solver_options(config) == {"method": "euler", "step_size": 1.0, "max_nfe": 50}
+    assert config.solver_settings() == (FixedGrid("euler", step_size=1.0, max_nfe=50), None)
     model = build_model(config, 6, 3)
     assert isinstance(model.energy, EnergySchedule) and len(model.energy.energies) == 4
     adaptive = RunConfig(method="dopri5", step_size=None, rtol=1e-4, adjoint=True, seminorm=True)
-    assert solver_options(adaptive) == {"method": "dopri5", "rtol": 1e-4, "adjoint": True, "seminorm": True}
+    assert adaptive.solver_settings() == (Adaptive("dopri5", rtol=1e-4, atol=1e-5), Adjoint(seminorm=True))
     assert num_steps(adaptive) is None
 
 
@@ -428,7 +427,7 @@ def test_cora_preset_reaches_a_sane_accuracy(data_root, data_cache):
 
 
 def test_normalize_field_reaches_the_model():
-    from continuous_gnn.builders import build_model
+    from continuous_gnn.training.build import build_model
 
     model = build_model(RunConfig(normalize_field=True), num_features=5, num_classes=3)
     assert model.flow.normalize

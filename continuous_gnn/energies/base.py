@@ -23,9 +23,12 @@ class Energy(nn.Module):
     Attributes:
         is_gradient_flow (bool): ``True`` when :math:`-\nabla E` is an exact gradient field. Energies with a
             non-symmetric parametrisation set it to ``False``.
+        channels (int or None): the feature width ``d`` the energy is defined for, or ``None`` when it takes
+            any width (the Dirichlet energy). Inputs of another width are refused.
     """
 
     is_gradient_flow: bool = True
+    channels: int | None = None
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         """The energy, a 0-dim tensor.
@@ -57,8 +60,8 @@ class Energy(nn.Module):
 
     def check_input(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> None:
         """Raise ``TypeError``/``ValueError`` unless ``x`` (and ``x0``) are features this energy accepts on
-        ``graph``: a floating ``(n, d)`` tensor of the parameters' dtype, ``d`` the energy's ``channels``
-        when it has that attribute, on a symmetric operator."""
+        ``graph``: a floating ``(n, d)`` tensor of the parameters' dtype, ``d`` the energy's
+        :attr:`channels` unless that is ``None``, on a symmetric operator."""
         self.check_graph(graph)
         name = type(self).__name__
         for label, value in (("x", x), ("x0", x0)):
@@ -67,7 +70,7 @@ class Energy(nn.Module):
             if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 2:
                 got = f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
                 raise TypeError(f"{name}: {label} must be a floating-point tensor of shape (num_nodes, channels), got {got}")
-            channels = getattr(self, "channels", None)
+            channels = self.channels
             if channels is not None and value.size(1) != channels:
                 raise ValueError(f"{name} has {channels} channels but {label} has {value.size(1)}; "
                                  f"build the energy with channels={value.size(1)} or project the features")

@@ -1,5 +1,5 @@
 """Models built on gradient flows."""
 
-from .node_classifier import ContinuousGNN, ResidualMLPEncoder
+from .continuous_gnn import ContinuousGNN
 
-__all__ = ["ContinuousGNN", "ResidualMLPEncoder"]
+__all__ = ["ContinuousGNN"]

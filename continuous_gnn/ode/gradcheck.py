@@ -17,7 +17,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..models.continuous_gnn import ContinuousGNN
+from .settings import Adjoint
+
 __all__ = ["GradCheckReport", "ParameterGap", "grad_check"]
+
+_ADJOINT_KEYWORDS = ("adjoint_method", "adjoint_step_size", "adjoint_rtol", "adjoint_atol", "seminorm")
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,10 @@ def grad_check(
     Two ways to call it:
 
     * ``grad_check(model, x, graph)`` for a :class:`~continuous_gnn.ContinuousGNN`: the model runs twice with
-      its own ``solver`` settings, once with ``adjoint=False`` and once with ``adjoint=True`` (plus
-      ``adjoint_kwargs``, e.g. ``seminorm=True`` or ``adjoint_rtol=1e-6``); the loss is
-      ``loss_fn(model(x, graph))`` (default: the mean of the squared logits). ``model.solver`` is restored.
+      its own ``solver`` settings, once by direct backprop and once with the adjoint method, built from
+      ``adjoint_kwargs`` (e.g. ``seminorm=True`` or ``adjoint_rtol=1e-6``), as overrides of
+      :meth:`~continuous_gnn.ContinuousGNN.solve` (the model itself is not changed); the loss is
+      ``loss_fn(model(x, graph))`` (default: the mean of the squared logits).
     * ``grad_check(fn, params=[...])`` for a function ``fn(**integrate_kwargs)`` that returns a scalar loss
       (or ``(loss, solution)``) computed with :func:`~continuous_gnn.integrate`; it is called as
       ``fn(adjoint=False)`` and ``fn(adjoint=True, **adjoint_kwargs)``. Extra positional ``inputs`` are passed
@@ -142,7 +148,7 @@ def grad_check(
     :attr:`GradCheckReport.unused`) and fails the check. Pass ``params`` without it to compare the others.
 
     Args:
-        model_or_fn: a model with a ``solver`` dict, or a function of integrate keyword arguments.
+        model_or_fn: a :class:`~continuous_gnn.ContinuousGNN`, or a function of integrate keyword arguments.
         *inputs: the model's inputs (or leading arguments of ``fn``).
         params: the tensors to compare, a sequence or a ``{name: tensor}`` mapping (default: the model's
             parameters that require grad; required for a plain function).
@@ -160,28 +166,32 @@ def grad_check(
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
     named = _named_params(model_or_fn, params)
-    is_model = isinstance(model_or_fn, nn.Module) and isinstance(getattr(model_or_fn, "solver", None), dict)
+    is_model = isinstance(model_or_fn, ContinuousGNN)
     if not is_model and not callable(model_or_fn):
-        raise TypeError(f"expected a model with a solver dict or a callable, got {type(model_or_fn).__name__}")
+        raise TypeError(f"expected a ContinuousGNN or a callable, got {type(model_or_fn).__name__}")
+    adjoint_settings = None
+    if is_model:
+        unknown = sorted(set(adjoint_kwargs) - set(_ADJOINT_KEYWORDS))
+        if unknown:
+            raise TypeError(f"grad_check got unknown adjoint argument(s) {unknown}; choose from "
+                            f"{', '.join(_ADJOINT_KEYWORDS)}")
+        adjoint_settings = Adjoint(adjoint_kwargs.get("adjoint_method"),
+                                   step_size=adjoint_kwargs.get("adjoint_step_size"),
+                                   rtol=adjoint_kwargs.get("adjoint_rtol"), atol=adjoint_kwargs.get("adjoint_atol"),
+                                   seminorm=adjoint_kwargs.get("seminorm", False))
     if loss_fn is None:
         def loss_fn(out: Tensor) -> Tensor:
             return out.square().mean()
 
     def run(adjoint: bool) -> tuple[list[Tensor | None], int | None]:
-        extra = {"adjoint": adjoint, **(adjoint_kwargs if adjoint else {})}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             nfe = None
             if is_model:
-                model = model_or_fn
-                saved = model.solver
-                model.solver = {**saved, **extra}
-                try:
-                    out, solution = model.forward_with_solution(*inputs)
-                finally:
-                    model.solver = saved
+                out, solution = model_or_fn.forward_with_solution(*inputs, adjoint=adjoint_settings if adjoint else None)
                 loss, stats = loss_fn(out), solution.stats
             else:
+                extra = {"adjoint": adjoint, **(adjoint_kwargs if adjoint else {})}
                 result = model_or_fn(*inputs, **extra)
                 loss, stats = (result[0], result[1].stats) if isinstance(result, tuple) else (result, None)
             if not isinstance(loss, Tensor) or loss.dim() != 0:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_open
+from ..atomic import atomic_open
 
 __all__ = ["plot_rq_vs_time", "plot_accuracy_vs_depth", "plot_w_spectrum", "plot_accuracy_vs_homophily"]
 

@@ -1,13 +1,11 @@
 r"""The run configuration: one frozen, validated record of everything a training run depends on.
 
-A :class:`RunConfig` is built from layers of plain dictionaries, later layers winning:
-
-    library defaults < preset file < ``--config`` file < command-line flags the user actually typed
-
-:func:`resolve_config` merges the layers and validates the result once. Every layer goes through the same key
-and type checks (:func:`check_overrides`), so an unknown key or a wrong type fails with a message that names it,
+A :class:`RunConfig` is built from layers of plain dictionaries, later layers winning
+(:func:`~continuous_gnn.training.config_io.resolve_config`). Every layer goes through the same key and type
+checks (:func:`check_overrides`), so an unknown key or a wrong type fails with a message that names it,
 wherever it came from. Nothing here reads ``sys.argv`` or the environment: the command line
-(:mod:`continuous_gnn.cli`) decides what the layers are.
+(:mod:`continuous_gnn.cli`) decides what the layers are. :meth:`RunConfig.solver_settings` is the one place a
+run's typed solver settings are built.
 
 TOML has no null, so optional fields are either omitted from a file or given the string ``"none"``;
 ``from_dict`` also accepts ``None`` (JSON ``null``), which is what :meth:`RunConfig.to_dict` writes.
@@ -21,21 +19,19 @@ import collections
 import dataclasses
 import difflib
 import math
-import os
 import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
-from .energies.parametrizations import OMEGA_STYLES, W_STYLES
-from .integrate import DEFAULT_MAX_GRID_STEPS
-from .solvers import METHODS, SCIPY_METHODS, is_fixed
+from ..energies.parametrizations import OMEGA_STYLES, W_STYLES
+from ..ode.grid import count_steps
+from ..ode.methods import METHODS, SCIPY_METHODS, is_fixed
+from ..ode.settings import DEFAULT_ATOL, DEFAULT_MAX_GRID_STEPS, DEFAULT_RTOL, Adaptive, Adjoint, FixedGrid, Solver
 
 __all__ = [
     "ENERGIES",
@@ -46,10 +42,6 @@ __all__ = [
     "parse_splits",
     "field_type",
     "check_overrides",
-    "resolve_config",
-    "read_config_file",
-    "load_config",
-    "config_to_toml",
 ]
 
 #: Energies a run can train: the GRAFF energy and the two Dirichlet energies (no W/Ω/source options).
@@ -160,6 +152,21 @@ class RunConfig:
     def fixed_grid(self) -> bool:
         """Whether :attr:`method` is a fixed-grid method."""
         return is_fixed(self.method)
+
+    def solver_settings(self) -> tuple[Solver, Adjoint | None]:
+        """The typed solver settings of this config: the only place a run's solver is built.
+
+        ``FixedGrid(method, step_size=step_size)`` or ``Adaptive(method, rtol, atol)`` (torchdiffeq's defaults
+        1e-3 and 1e-5 when unset), with ``max_nfe``; and ``Adjoint(adjoint_method, seminorm=seminorm)`` when
+        ``adjoint`` is on, else ``None``.
+        """
+        if self.fixed_grid:
+            solver: Solver = FixedGrid(self.method, step_size=self.step_size, max_nfe=self.max_nfe)
+        else:
+            solver = Adaptive(self.method, rtol=DEFAULT_RTOL if self.rtol is None else self.rtol,
+                              atol=DEFAULT_ATOL if self.atol is None else self.atol, max_nfe=self.max_nfe)
+        adjoint = Adjoint(self.adjoint_method, seminorm=self.seminorm) if self.adjoint else None
+        return solver, adjoint
 
 
 # ---------------------------------------------------------------------- value checks
@@ -376,7 +383,7 @@ def _validate(c: RunConfig) -> None:
             f"the fixed-grid method {c.method!r} needs a step_size (e.g. --step-size 0.5)",
         )
         require(c.step_size > 0, f"step_size must be positive, got {c.step_size}")
-        steps = math.ceil(c.time / c.step_size) if math.isfinite(c.time / c.step_size) else math.inf
+        steps = count_steps(c.time, c.step_size)
         require(steps <= DEFAULT_MAX_GRID_STEPS,
                 f"time / step_size = {c.time:g} / {c.step_size:g} gives {steps:.3g} steps, more than the "
                 f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise step_size or lower time")
@@ -421,96 +428,6 @@ def _validate(c: RunConfig) -> None:
             f"adaptive method {c.method!r} has none; choose an adaptive adjoint_method (e.g. dopri5) or a "
             "fixed-grid method with a step_size",
         )
-
-
-# ---------------------------------------------------------------------- layers and files
-
-
-def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | None = None) -> RunConfig:
-    """Merge partial configs over the defaults (later layers win) and validate the result.
-
-    Args:
-        layers: partial configs, lowest precedence first; ``None`` entries are skipped.
-        sources: a name per layer for error messages (default: "layer 1", "layer 2", ...).
-    """
-    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
-    merged: dict[str, Any] = {}
-    level: dict[str, int] = {}  # the layer that last set each key; the defaults are layer -1
-    for index, (layer, name) in enumerate(zip(layers, names, strict=True)):
-        if layer is not None:
-            checked = check_overrides(layer, source=name)
-            merged.update(checked)
-            level.update(dict.fromkeys(checked, index))
-    # Choosing a method in a layer also chooses its kind of step control: a step size (or tolerances) from
-    # the defaults or a lower layer belongs to the method it replaced, so it is dropped rather than reported
-    # as a conflict. Set in the same or a higher layer, it stays and the cross-field check explains.
-    method = merged.get("method", RunConfig.method)
-    method_level = level.get("method", -1)
-    stale = ("step_size",) if not is_fixed(method) else ("rtol", "atol")
-    for key in stale:
-        if level.get(key, -1) < method_level:
-            merged[key] = None
-    return RunConfig(**merged)
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML config file into a checked partial config (keys at the top level).
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: on invalid TOML, unknown keys (named, with suggestions) or bad values.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"config file {str(path)!r} is a directory; pass a TOML file")
-    try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    tables = [k for k, v in values.items() if isinstance(v, dict)]
-    if tables:
-        raise ValueError(
-            f"config file {str(path)!r}: tables {tables} are not supported; put every key at the top level"
-        )
-    return check_overrides(values, source=f"config file {str(path)!r}")
-
-
-def load_config(path: str | os.PathLike[str], base: RunConfig | Mapping[str, Any] | None = None) -> RunConfig:
-    """A :class:`RunConfig` from a TOML file, over ``base`` (default: the library defaults)."""
-    base_dict = base.to_dict() if isinstance(base, RunConfig) else base
-    return resolve_config(base_dict, read_config_file(path), sources=["base", str(path)])
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
-                   keys: Iterable[str] | None = None) -> str:
-    """TOML text for a config or a partial config; ``None`` values are omitted (TOML has no null).
-
-    Args:
-        values: the config.
-        header: comment lines placed at the top (each prefixed with ``#``).
-        keys: write only these fields (default: all).
-    """
-    data = values.to_dict() if isinstance(values, RunConfig) else dict(values)
-    selected = list(keys) if keys is not None else list(data)
-    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
-    for key in selected:
-        if data.get(key) is not None:
-            lines.append(f"{key} = {_toml_value(data[key])}")
-    return "\n".join(lines) + "\n"
+    solver, adjoint = c.solver_settings()  # the solver objects check themselves too
+    if adjoint is not None:
+        adjoint.for_solver(solver)

@@ -36,7 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .integrate import Solution, _jump_times, integrate
+from .field import VectorField, captured_tensors, jump_times
+from .integrate import integrate
+from .solution import Solution
 
 __all__ = [
     "REGULARIZERS",
@@ -105,7 +107,7 @@ def hutchinson_frobenius(output: Tensor, x: Tensor, probe: Tensor, *, create_gra
     return (vjp * vjp).sum()
 
 
-class RegularizedField(nn.Module):
+class RegularizedField(VectorField):
     r"""The augmented vector field of a flat state :math:`z = (\operatorname{vec}(x), r_K, r_J)`.
 
     Only the requested channels are present: ``kinetic`` adds :math:`\dot r_K = \|f\|^2`, ``jacobian`` adds
@@ -156,12 +158,11 @@ class RegularizedField(nn.Module):
 
     def captured_tensors(self) -> tuple[Tensor, ...]:
         """The tensors the wrapped field declares (e.g. a bound ``x0``), for the adjoint."""
-        captured = getattr(self.func, "captured_tensors", None)
-        return tuple(captured()) if callable(captured) else ()
+        return captured_tensors(self.func)
 
     def jump_times(self) -> list[float]:
         """The wrapped field's jumps in time (e.g. the pieces of an :class:`~continuous_gnn.EnergySchedule`)."""
-        return _jump_times(self.func)
+        return jump_times(self.func)
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.shape)}, kinetic={self.kinetic}, jacobian={self.jacobian}"
@@ -202,13 +203,14 @@ def integrate_regularized(
         noise (str): Hutchinson probe, ``"gaussian"`` or ``"rademacher"`` (default: ``"gaussian"``).
         generator (torch.Generator, optional): randomness of the probe (default: ``None``, the global RNG).
         probe (Tensor, optional): a given probe shaped like ``x0`` instead of a random one (default: ``None``).
-        **solver_kwargs: keyword arguments of :func:`~continuous_gnn.integrate` (``method``, ``step_size``,
-            ``rtol``, ``adjoint``, ``save_at``, ...).
+        **solver_kwargs: arguments of :func:`~continuous_gnn.integrate` (``solver``, ``adjoint``,
+            ``save_at``, or the torchdiffeq-style keywords ``method``, ``step_size``, ``rtol``, ...).
 
     Returns:
-        tuple: the :class:`~continuous_gnn.integrate.Solution` of :math:`x` alone (``final``, ``states``
-        shaped like ``x0``; its ``stats`` are those of the augmented solve) and a dict with ``"kinetic"``
-        and/or ``"jacobian"``, 0-dim tensors holding :math:`R_K` and :math:`R_J` at :math:`T`.
+        tuple: the :class:`~continuous_gnn.Solution` of :math:`x` alone (``final``, ``states`` shaped like
+        ``x0``; its ``stats`` are those of the augmented solve; its ``integrals`` hold the regularisers) and a
+        dict with ``"kinetic"`` and/or ``"jacobian"``, 0-dim tensors holding :math:`R_K` and :math:`R_J` at
+        :math:`T`.
 
     Raises:
         ValueError: if no regulariser is requested, on an unknown ``noise``, or a ``probe`` of the wrong shape.
@@ -232,7 +234,8 @@ def integrate_regularized(
     numel = x0.numel()
     states = solution.states[:, :numel].reshape(len(solution.times), *x0.shape)
     values = {name: solution.final[numel + i] for i, name in enumerate(names)}
-    return Solution(final=states[-1], times=solution.times, states=states, stats=solution.stats), values
+    return Solution(final=states[-1], times=solution.times, states=states, stats=solution.stats,
+                    integrals=values), values
 
 
 def regularized_forward(model: nn.Module, x: Tensor, graph, *, kinetic: bool = True, jacobian: bool = False,
@@ -240,28 +243,30 @@ def regularized_forward(model: nn.Module, x: Tensor, graph, *, kinetic: bool = T
                         **overrides: Any) -> tuple[Tensor, Solution, dict[str, Tensor]]:
     r"""A :class:`~continuous_gnn.ContinuousGNN` forward pass that also returns the flow's regularisers.
 
-    Runs the model's own encoder, flow (with its ``solver`` settings, updated by ``overrides``, and its
-    ``detach_source``) and decoder, with the regularisers integrated alongside. On a fixed grid the logits are
-    bitwise those of ``model(x, graph)`` and the gradients agree up to rounding (autograd sums their pieces
-    in another order once the state is flattened); an adaptive method's error control also sees the
-    regulariser channels, so there the two agree to the solver's tolerance. A typical training loss is
-    ``cross_entropy + λ_K · regs["kinetic"] + λ_J · regs["jacobian"]``.
+    Runs the model's own encode → integrate path (:meth:`~continuous_gnn.ContinuousGNN.solve`, with its solver
+    settings unless ``overrides`` replace them) and decoder, with the regularisers integrated alongside. On a
+    fixed grid the logits are bitwise those of ``model(x, graph)`` and the gradients agree up to rounding
+    (autograd sums their pieces in another order once the state is flattened); an adaptive method's error
+    control also sees the regulariser channels, so there the two agree to the solver's tolerance. A typical
+    training loss is ``cross_entropy + λ_K · regs["kinetic"] + λ_J · regs["jacobian"]``.
 
     Args:
         model (ContinuousGNN): the model.
         x (Tensor): node features ``(|V|, p)``.
         graph (Graph): the graph.
         kinetic, jacobian, noise, generator: as in :func:`integrate_regularized`.
-        **overrides: solver arguments for this call (``t_end`` included).
+        **overrides: ``t_end``, ``solver``, ``adjoint`` or ``save_at`` for this call, as in
+            :meth:`~continuous_gnn.ContinuousGNN.solve`.
 
     Returns:
-        tuple: logits ``(|V|, k)``, the :class:`~continuous_gnn.integrate.Solution` of the flow, and the dict of
+        tuple: logits ``(|V|, k)``, the :class:`~continuous_gnn.Solution` of the flow, and the dict of
         regulariser values.
     """
-    h0 = model.encode(x)
-    source = h0.detach() if model.detach_source else h0
-    kwargs = {**model.solver, **overrides}
-    t_end = kwargs.pop("t_end", model.t_end)
-    solution, values = integrate_regularized(model.flow.bind(graph, source), h0, t_end, kinetic=kinetic,
-                                             jacobian=jacobian, noise=noise, generator=generator, **kwargs)
-    return model.decode(solution.final), solution, values
+
+    def integrator(func, x0, t_end, **kwargs):
+        solution, _ = integrate_regularized(func, x0, t_end, kinetic=kinetic, jacobian=jacobian, noise=noise,
+                                            generator=generator, **kwargs)
+        return solution
+
+    logits, solution = model.forward_with_solution(x, graph, integrator=integrator, **overrides)
+    return logits, solution, dict(solution.integrals)

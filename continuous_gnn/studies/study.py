@@ -29,30 +29,31 @@ import csv
 import io
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
-from .atomic import atomic_open
-from .builders import build_graph, build_model, prepare_features
-from .config import RunConfig
-from .data import complete_bipartite, contextual_sbm, edge_homophily, grid_graph, path_graph, ring_graph
-from .data.datasets import NodeDataset
-from .diagnostics import dirichlet_energy, rayleigh_quotient, w_spectrum
-from .energies import GRAFFEnergy
-from .errors import IntegrationError
-from .flow import EnergySchedule
-from .graph import Graph
-from .integrate import fixed_grid, integrate
-from .models import ContinuousGNN
-from .solvers import check_method, is_fixed
-from .training import accuracy, split_seed, train_split
+from ..atomic import atomic_open
+from ..data import complete_bipartite, contextual_sbm, edge_homophily, grid_graph, path_graph, ring_graph
+from ..data.datasets import NodeDataset
+from ..diagnostics import dirichlet_energy, rayleigh_quotient, w_spectrum
+from ..energies import EnergySchedule, GRAFFEnergy
+from ..errors import IntegrationError
+from ..graph import Graph
+from ..models import ContinuousGNN
+from ..ode.field import VectorField, captured_tensors, jump_times
+from ..ode.grid import fixed_grid
+from ..ode.integrate import integrate
+from ..ode.methods import check_method, is_fixed
+from ..ode.settings import Adaptive, FixedGrid
+from ..training.build import build_model
+from ..training.config import RunConfig
+from ..training.loop import train_split
+from ..training.metrics import accuracy
 
 __all__ = [
     "W_FAMILIES",
@@ -195,20 +196,27 @@ def model_family(config: RunConfig) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-class _EvaluationTimes(nn.Module):
-    """Wraps a vector field and records the time of every evaluation (for NFE up to ``t``)."""
+class _EvaluationTimes(VectorField):
+    """Wraps a vector field and appends the time of every evaluation to ``times`` (for NFE up to ``t``)."""
 
-    def __init__(self, func: nn.Module) -> None:
+    def __init__(self, func: VectorField, times: list[float]) -> None:
         super().__init__()
         self.func = func
-        self.times: list[float] = []
+        self.times = times
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         self.times.append(float(t))
         return self.func(t, x)
 
-    def count_until(self, t: float) -> int:
-        return sum(1 for s in self.times if s <= t + _SLACK * max(1.0, t))
+    def jump_times(self) -> list[float]:
+        return jump_times(self.func)
+
+    def captured_tensors(self) -> tuple[Tensor, ...]:
+        return captured_tensors(self.func)
+
+
+def _count_until(times: list[float], t: float) -> int:
+    return sum(1 for s in times if s <= t + _SLACK * max(1.0, t))
 
 
 def _check_times(times: Sequence[float], t_end: float, step_size: float | None) -> list[float]:
@@ -243,12 +251,16 @@ def _save_times(t_end: float, step_size: float | None, requested: Sequence[float
 
 
 def _solve(model: ContinuousGNN, x: Tensor, graph: Graph, t_end: float, inner: list[float],
-           solver: dict[str, Any]) -> tuple[Tensor, Tensor, _EvaluationTimes, Any]:
-    h0 = model.encode(x)
-    source = h0.detach() if model.detach_source else h0
-    field_ = _EvaluationTimes(model.flow.bind(graph, source))
-    solution = integrate(field_, h0, t_end, save_at=inner, **solver)
-    return solution.times, solution.states, field_, solution.stats
+           solver: FixedGrid | Adaptive) -> tuple[Tensor, Tensor, list[float], Any]:
+    """Solve the model's flow to ``t_end`` with ``solver``; the saved times, states, evaluation times and stats."""
+    evaluations: list[float] = []
+
+    def integrator(func, x0, t_end, **kwargs):
+        return integrate(_EvaluationTimes(func, evaluations), x0, t_end, **kwargs)
+
+    _, solution = model.solve(x, graph, t_end=t_end, solver=solver, adjoint=None, save_at=inner,
+                              integrator=integrator)
+    return solution.times, solution.states, evaluations, solution.stats
 
 
 def trajectory_records(
@@ -313,11 +325,11 @@ def trajectory_records(
     requested = _check_times(times, t_end, step_size if fixed else None)
     saved = _save_times(t_end, step_size if fixed else None, requested, max_points)
 
-    solver: dict[str, Any] = {"method": method, "max_nfe": max_nfe}
     if fixed:
-        solver["step_size"] = float(step_size)
+        solver: FixedGrid | Adaptive = FixedGrid(method, step_size=float(step_size), max_nfe=max_nfe)
     else:
-        solver.update({k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None})
+        solver = Adaptive(method, **{k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None},
+                          max_nfe=max_nfe)
     data = dataset.data
     graph = Graph.from_data(data, self_loops=True, dtype=dtype) if graph is None else graph.to(dtype=dtype)
     work = copy.deepcopy(model).to(dtype).eval()
@@ -349,7 +361,7 @@ def trajectory_records(
                 nfe = int(round(steps * per_step))
             else:
                 steps = None
-                nfe = evaluations.count_until(t_value) if t_value > 0 else 0
+                nfe = _count_until(evaluations, t_value) if t_value > 0 else 0
             scores = accuracy(work.decode(state), y, masks).tolist()
             record = dict(labels or {})
             record.update({
@@ -496,54 +508,15 @@ class TrainedTrace:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _fit(config: RunConfig, dataset: NodeDataset, split: int, select: str) -> tuple[ContinuousGNN, dict[str, Any]]:
-    """Train like :func:`~continuous_gnn.training.train_split` (same seed, optimiser, per-epoch evaluation)
-    and keep the model: the one at the best validation accuracy (first on ties) or after the last epoch."""
-    if select not in ("best_val", "last"):
-        raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
-    started = time.perf_counter()
-    device = torch.device(config.device)
-    graph = build_graph(dataset.data, config, device)
-    features = prepare_features(dataset.data.x, device)
-    y = dataset.data.y.to(device)
-    masks = torch.stack(dataset.split(split)).to(device)
-    train_index = masks[0].nonzero().view(-1)
-    seed = split_seed(config, split)
-    best_val, best_state, best = -math.inf, None, {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(config, dataset.num_features, dataset.num_classes).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(features, graph)[train_index], y[train_index])
-            loss.backward()
-            optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                scores = accuracy(model(features, graph), y, masks).tolist()
-            if select == "last" or scores[1] > best_val:
-                best_val = scores[1]
-                best = {"epoch": epoch, "acc_train": scores[0], "acc_val": scores[1], "acc_test": scores[2],
-                        "loss": loss.item()}
-                if select == "best_val":
-                    best_state = copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    metrics = {**best, "select": select, "seed": seed, "epochs": config.epochs,
-               "wall_time": time.perf_counter() - started}
-    return model.eval(), metrics
-
-
 def trained_trajectory(config: RunConfig, dataset: NodeDataset, *, split: int = 0, t_end: float | None = None,
                        times: Sequence[float] = (), select: str = "best_val", max_points: int = 65,
                        source: str | None = None, dtype: torch.dtype = torch.float64) -> TrainedTrace:
     r"""Train one model with ``config`` on one split, then record its trajectory to ``t_end``.
 
-    Training follows the package protocol (:func:`~continuous_gnn.training.train_split`: full batch, Adam,
-    seed ``config.seed + split``, evaluation after every epoch). ``select="best_val"`` keeps the parameters
-    of the epoch with the best validation accuracy (first on ties), ``"last"`` those after the last epoch.
+    Training is the package's one training loop (:func:`~continuous_gnn.training.train_split`: full batch,
+    Adam, seed ``config.seed + split``, the config's regularisers, patience and divergence check, evaluation
+    after every epoch). ``select="best_val"`` keeps the parameters of the epoch with the best validation
+    accuracy (first on ties), ``"last"`` those after the last epoch.
     The trajectory uses the config's solver; ``t_end > config.time`` runs the trained flow beyond its
     training depth (extrapolation; time-dependent weights then keep their last piece).
 
@@ -560,7 +533,14 @@ def trained_trajectory(config: RunConfig, dataset: NodeDataset, *, split: int = 
     """
     if not config.fixed_grid:
         raise ValueError("trained_trajectory records fixed-grid flows; use method='euler' (or another fixed-grid one)")
-    model, metrics = _fit(config, dataset, split, select)
+    if select not in ("best_val", "last"):
+        raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
+    result = train_split(config, dataset, split, keep="best" if select == "best_val" else "last")
+    kept = result.kept
+    model = kept.model
+    metrics = {"epoch": kept.epoch, "acc_train": kept.train, "acc_val": kept.val, "acc_test": kept.test,
+               "loss": kept.loss, "select": select, "seed": result.seed, "epochs": config.epochs,
+               "wall_time": result.wall_time}
     t_end = float(config.time if t_end is None else t_end)
     marks = tuple(times) if times else tuple(sorted({config.time, t_end}))
     labels = {"source": source or dataset.name, "model": "trained", "w_family": model_family(config),

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import check_output_folder
+from ..atomic import check_output_folder
 
 __all__ = ["add_arguments", "add_parser", "build_parser", "handler", "main"]
 
@@ -207,8 +207,8 @@ def _output_folder(text: str) -> Path:
 
 def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bool | None, seed: int):
     """The dataset and a JSON description of it (for study.json)."""
-    from .data import default_cache_dir, load_dataset, resolve_data_root
-    from .study import SYNTHETIC_KINDS, synthetic_dataset
+    from ..data import default_cache_dir, load_dataset, resolve_data_root
+    from ..studies.study import SYNTHETIC_KINDS, synthetic_dataset
 
     if args.dataset is not None and args.synthetic is not None:
         raise _UsageError("give either --dataset or --synthetic, not both")
@@ -237,7 +237,7 @@ def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bo
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
@@ -249,10 +249,10 @@ def _or_default(args: argparse.Namespace, name: str) -> str:
 
 def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
-    from .energies import W_STYLES
-    from .plots import plot_accuracy_vs_homophily
-    from .study import HOMOPHILY_COLUMNS, homophily_config, homophily_min_nodes, homophily_sweep, write_csv
-    from .training import environment
+    from ..energies import W_STYLES
+    from ..studies.plots import plot_accuracy_vs_homophily
+    from ..studies.study import HOMOPHILY_COLUMNS, homophily_config, homophily_min_nodes, homophily_sweep, write_csv
+    from ..training import environment
 
     levels = _fractions(args.homophily_sweep, "--homophily-sweep")
     not_here = {"--checkpoint": args.checkpoint, "--dataset": args.dataset, "--data-root": args.data_root,
@@ -312,11 +312,10 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     import torch
 
-    from .checkpoint import load_checkpoint
-    from .energies import W_STYLES
-    from .plots import plot_accuracy_vs_depth, plot_rq_vs_time, plot_w_spectrum
-    from .solvers import METHODS, is_fixed
-    from .study import (
+    from ..energies import W_STYLES
+    from ..ode.methods import METHODS, is_fixed
+    from ..studies.plots import plot_accuracy_vs_depth, plot_rq_vs_time, plot_w_spectrum
+    from ..studies.study import (
         depth_sweep,
         fresh_config,
         fresh_model,
@@ -325,7 +324,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         w_spectrum_records,
         write_csv,
     )
-    from .training import environment
+    from ..training import environment
+    from ..training.checkpoint import load_checkpoint
 
     if args.homophily_sweep is not None:
         return _run_homophily(args, argv)
@@ -391,7 +391,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(records, out / "study.csv")
-    from .graph import Graph
+    from ..graph import Graph
 
     rho = laplacian_radius(Graph.from_data(dataset.data, self_loops=base.self_loops, dtype=torch.float64))
     marks = (checkpoint.config.time,) if checkpoint is not None else ()  # the training depth
@@ -459,8 +459,8 @@ def main(args: Sequence[str] | argparse.Namespace | None = None, *, argv: Sequen
             parsed by a parser that :func:`add_parser` or :func:`add_arguments` set up.
         argv: with a namespace, the raw arguments to record in ``study.json`` (optional).
     """
-    from .checkpoint import CheckpointError
-    from .errors import IntegrationError
+    from ..errors import IntegrationError
+    from ..training.checkpoint import CheckpointError
 
     try:
         if isinstance(args, argparse.Namespace):

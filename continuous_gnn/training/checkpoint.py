@@ -8,7 +8,7 @@ key                content
 =================  ==========================================================================================
 ``format``         :data:`CHECKPOINT_FORMAT`
 ``kind``           ``"continuous_gnn.ContinuousGNN"``
-``config``         :meth:`RunConfig.to_dict() <continuous_gnn.config.RunConfig.to_dict>`, the resolved config
+``config``         :meth:`RunConfig.to_dict() <continuous_gnn.training.RunConfig.to_dict>`, the resolved config
 ``num_features``   input width ``p``
 ``num_classes``    output width ``k``
 ``state_dict``     the model's parameters and buffers
@@ -16,7 +16,7 @@ key                content
 ``versions``       package versions at save time
 =================  ==========================================================================================
 
-The model is rebuilt with :func:`~continuous_gnn.builders.build_model` from the stored config and its
+The model is rebuilt with :func:`~continuous_gnn.training.build.build_model` from the stored config and its
 state is loaded strictly, so a checkpoint can only be read back into the architecture it was written from.
 Writes are atomic: a temporary file in the target folder, then :func:`os.replace`, so a crash never leaves
 a truncated checkpoint under the final name.
@@ -33,10 +33,10 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_open
-from .builders import build_model
+from ..atomic import atomic_open
+from ..models import ContinuousGNN
+from .build import build_model
 from .config import RunConfig
-from .models import ContinuousGNN
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
@@ -72,7 +72,7 @@ class Checkpoint:
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
+    from .. import __version__
 
     return {"continuous_gnn": str(__version__), "torch": str(torch.__version__)}
 
@@ -105,14 +105,20 @@ def _check_size(name: str, value: Any) -> None:
 
 
 def _settings(model: ContinuousGNN) -> dict[str, Any]:
-    """What a model computes that its state dict does not record, by :class:`RunConfig` field name (the solver
-    options of :func:`~continuous_gnn.builders.solver_options` are named like the fields they come from)."""
+    """What a model computes that its state dict does not record, by :class:`RunConfig` field name where there is
+    one (the adjoint's resolved backward settings as ``adjoint_*``)."""
+    solver = model.solver
     settings = {"time": model.t_end, "activation": model.flow.activation_name,
-                "normalize_field": model.flow.normalize}
-    for key, value in model.solver.items():
-        # An option set to None or False means the same as leaving it out (solver_options omits them).
-        if value is not None and value is not False:
-            settings[key] = value
+                "normalize_field": model.flow.normalize, "method": solver.method, "max_nfe": solver.max_nfe,
+                "adjoint": model.adjoint is not None}
+    if solver.fixed:
+        settings.update(step_size=solver.step_size, num_steps=solver.num_steps)
+    else:
+        settings.update(rtol=solver.rtol, atol=solver.atol)
+    if model.adjoint is not None:
+        adjoint = model.adjoint.for_solver(solver)
+        settings.update(adjoint_method=adjoint.method, adjoint_step_size=adjoint.step_size,
+                        adjoint_rtol=adjoint.rtol, adjoint_atol=adjoint.atol, seminorm=adjoint.seminorm)
     return settings
 
 
@@ -135,7 +141,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: ContinuousGNN, config: 
 
     Args:
         path: the target file (conventionally ``*.pt``).
-        model (ContinuousGNN): a model built by :func:`~continuous_gnn.builders.build_model` from ``config``.
+        model (ContinuousGNN): a model built by :func:`~continuous_gnn.training.build.build_model` from ``config``.
         config (RunConfig): the resolved configuration the model was built and trained with.
         num_features (int): input width the model was built with.
         num_classes (int): number of classes it was built with.

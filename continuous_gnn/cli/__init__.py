@@ -33,24 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cli_study
-from .atomic import atomic_open, check_creatable
-from .config import (
-    MAX_SEED,
-    MAX_SPLITS,
-    RunConfig,
-    check_overrides,
-    config_to_toml,
-    field_type,
-    parse_splits,
-    read_config_file,
-    resolve_config,
-)
-from .errors import IntegrationError, TrainingDivergedError
+from ..atomic import atomic_open, check_creatable
+from ..errors import IntegrationError, TrainingDivergedError
+from ..training.config import MAX_SEED, MAX_SPLITS, RunConfig, check_overrides, field_type, parse_splits
+from ..training.config_io import config_to_toml, read_config_file, resolve_config
+from . import study as cli_study
+from .progress import EpochBars
 
 PROG = "continuous-gnn"
 #: ``experiments/`` of the source checkout: presets (``configs/<preset>/<dataset>.toml``) and ``reproduce.py``.
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 PRESET_DIR = EXPERIMENTS_DIR / "configs"
 
 
@@ -165,7 +157,7 @@ def _add_source_flags(parser: argparse.ArgumentParser) -> None:
 
 def _dataset_name(name: str) -> str:
     """The dataset's canonical name (``Actor`` is ``film``); a ``ValueError`` lists the valid names."""
-    from .data import canonical_name  # torch_geometric is imported only by commands that need it
+    from ..data import canonical_name  # torch_geometric is imported only by commands that need it
 
     return canonical_name(name)
 
@@ -225,7 +217,7 @@ def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
 
 
 def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    from .data import default_cache_dir, resolve_data_root
+    from ..data import default_cache_dir, resolve_data_root
 
     root = resolve_data_root(args.data_root, os.environ)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
@@ -279,7 +271,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    from .training import load_run_dataset, run, save_record
+    from ..training import load_run_dataset, run, save_record
 
     resolved = resolve_cli_config(args)
     config = resolved.config
@@ -296,7 +288,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"split {s.split:>2}  test {_percent(s.test_metric)}  val {_percent(s.val_metric)}  "
               f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
 
-    result = run(config, dataset, progress=_show_progress(args), on_split=on_split)
+    if _show_progress(args):
+        with EpochBars(dataset.name) as bars:
+            result = run(config, dataset, progress=bars, on_split=on_split)
+    else:
+        result = run(config, dataset, on_split=on_split)
     record = result.to_record(
         preset=resolved.preset,
         preset_file=resolved.preset_file,
@@ -437,7 +433,7 @@ def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
 
 def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
     """Whether the graph can be normalised without self-loops (it cannot with isolated nodes)."""
-    from .builders import build_graph
+    from ..training.build import build_graph
 
     try:
         build_graph(dataset.data, config.replace(self_loops=False))
@@ -465,7 +461,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
     import torch
 
-    from .training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
+    from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -513,7 +509,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         per_seed, seconds = [], 0.0
         for seed in seeds:
             try:
-                result = run(config.replace(seed=seed), dataset, progress=False)
+                result = run(config.replace(seed=seed), dataset)
             except TRIAL_FAILURES as err:  # one line here; Optuna's own warning would add a traceback
                 trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
                 print(f"trial {trial.number:>3}  failed: {err}", flush=True)

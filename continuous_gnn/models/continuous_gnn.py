@@ -1,0 +1,197 @@
+r"""Node classification with a continuous-depth GNN: encoder → gradient flow over :math:`[0, T]` → decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .._checks import check_positive_finite, check_positive_int
+from ..energies.base import Energy
+from ..energies.schedule import EnergySchedule
+from ..flow import GradientFlow
+from ..graph import Graph
+from ..nn.encoders import ResidualMLPEncoder
+from ..ode.integrate import integrate, resolve_settings
+from ..ode.settings import Adaptive, Adjoint, FixedGrid, Solver
+from ..ode.solution import Solution
+
+__all__ = ["ContinuousGNN", "KEEP"]
+
+#: Keys of a solver given as a dict: the torchdiffeq-style keywords of :func:`~continuous_gnn.integrate`.
+_SOLVER_KEYS = frozenset({"method", "step_size", "num_steps", "rtol", "atol", "max_nfe", "max_steps", "options",
+                          "adjoint", "adjoint_method", "adjoint_step_size", "adjoint_rtol", "adjoint_atol",
+                          "seminorm"})
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: Marks an override of :meth:`ContinuousGNN.solve` that was not given: the model's own setting is used.
+KEEP: Any = _Keep()
+
+
+def _settings(solver: Solver | Mapping[str, Any] | None, adjoint: Adjoint | bool | None) -> tuple[Solver, Adjoint | None]:
+    """The model's solver and adjoint as given (``True`` becomes ``Adjoint()``), after checking that they fit."""
+    if solver is None:
+        solver = FixedGrid("euler", step_size=1.0)
+    if isinstance(solver, Mapping):
+        unknown = sorted(set(solver) - _SOLVER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown solver argument(s) {unknown}; choose from {sorted(_SOLVER_KEYS)}")
+        keywords = dict(solver)
+        if "adjoint" in keywords:
+            if adjoint is not None:
+                raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
+            adjoint = keywords.pop("adjoint")
+        solver, resolved = resolve_settings(None, adjoint, keywords)
+        if resolved is None:
+            return solver, None
+        return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
+                               rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
+                               seminorm=keywords.get("seminorm", False))
+    if not isinstance(solver, (FixedGrid, Adaptive)):
+        raise TypeError(f"solver must be FixedGrid(...), Adaptive(...) or a dict of integrate keywords, "
+                        f"got {type(solver).__name__}")
+    resolve_settings(solver, adjoint, {})  # refuses a pair that cannot work, now rather than at the first solve
+    return solver, (Adjoint() if adjoint is True else adjoint or None)
+
+
+class ContinuousGNN(nn.Module):
+    r"""Encoder → :math:`\dot F = \sigma(-\nabla E_\theta(F))` on :math:`[0, T]` → decoder.
+
+    .. math::
+        F(0) = \psi_{EN}(\operatorname{dropout}(X)), \qquad
+        F(T) = F(0) + \int_0^T \sigma(-\nabla E_\theta(F(t)))\,dt, \qquad
+        Y = \psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F(T)))).
+
+    With ``solver=FixedGrid("euler", step_size=τ)`` and :math:`T = Lτ` this is an ``L``-layer residual GNN
+    whose layers share the energy's weights (see :class:`~continuous_gnn.nn.GRAFFConv`).
+
+    Args:
+        in_channels (int): input feature dimension ``p``.
+        hidden (int): ``d``.
+        out_channels (int): number of classes ``k``.
+        energy (Energy or EnergySchedule): the energy on ``d`` channels (a schedule for time-dependent weights).
+        t_end (float): :math:`T` (default: ``1.0``).
+        solver (FixedGrid, Adaptive or dict, optional): how the flow is integrated, or the torchdiffeq-style
+            keywords of :func:`~continuous_gnn.integrate` as a dict (``{"method": "rk4", "step_size": 0.25}``)
+            (default: ``FixedGrid("euler", step_size=1.0)``).
+        adjoint (Adjoint or bool, optional): gradients by the adjoint method (default: ``None``, direct
+            backprop).
+        activation (str or callable, optional): σ for GRAFF-NL (default: ``None``).
+        normalize_field (bool): standardise the field per channel over the nodes, see
+            :class:`~continuous_gnn.GradientFlow` (no longer a gradient flow) (default: ``False``).
+        input_dropout (float): dropout on the input features (default: ``0.0``).
+        dropout (float): dropout before the decoder (default: ``0.0``).
+        encoder (str): ``"linear"`` or ``"mlp"`` (default: ``"linear"``).
+        detach_source (bool): feed the source term a detached copy of :math:`F(0)`, as the official code
+            does; by default gradients flow into the encoder through it (default: ``False``).
+
+    Attributes:
+        solver (FixedGrid or Adaptive): the solver settings.
+        adjoint (Adjoint or None): the adjoint settings (``None``: direct backprop); defaults the adjoint
+            leaves open (its method, tolerances) come from the solver at each solve.
+
+    Raises:
+        ValueError: on bad sizes or rates, an energy of another width, a schedule over another interval, or
+            solver settings that do not fit together.
+
+    Shapes:
+        - **input:** node features ``(|V|, p)`` and a :class:`~continuous_gnn.Graph`
+        - **output:** logits ``(|V|, k)``
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, energy: Energy | EnergySchedule, *,
+                 t_end: float = 1.0, solver: Solver | Mapping[str, Any] | None = None,
+                 adjoint: Adjoint | bool | None = None,
+                 activation: str | Callable[[Tensor], Tensor] | None = None, input_dropout: float = 0.0,
+                 dropout: float = 0.0, encoder: str = "linear", detach_source: bool = False,
+                 normalize_field: bool = False) -> None:
+        super().__init__()
+        for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        if encoder not in ("linear", "mlp"):
+            raise ValueError(f"unknown encoder {encoder!r}; choose 'linear' or 'mlp'")
+        for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
+            check_positive_int(size, name)
+        check_positive_finite(t_end, "t_end")
+        flow = GradientFlow(energy, activation, normalize=normalize_field)
+        if energy.channels is not None and energy.channels != hidden:
+            raise ValueError(f"the energy has {energy.channels} channels but hidden={hidden}; "
+                             f"build it with {hidden} channels")
+        if isinstance(energy, EnergySchedule) and energy.t_end != float(t_end):
+            raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
+                             "T, or the pieces would not match the integration interval")
+        self.solver, self.adjoint = _settings(solver, adjoint)
+        self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
+        self.flow = flow
+        self.decoder = nn.Linear(hidden, out_channels)
+        self.t_end = float(t_end)
+        self.input_dropout = input_dropout
+        self.dropout = dropout
+        self.detach_source = detach_source
+
+    @property
+    def energy(self) -> Energy | EnergySchedule:
+        return self.flow.energy
+
+    def encode(self, x: Tensor) -> Tensor:
+        r""":math:`F(0) = \psi_{EN}(\operatorname{dropout}(X))`."""
+        return self.encoder(F.dropout(x, self.input_dropout, self.training))
+
+    def decode(self, h: Tensor) -> Tensor:
+        r""":math:`\psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F)))`."""
+        return self.decoder(F.dropout(F.relu(h), self.dropout, self.training))
+
+    def solve(self, x: Tensor, graph: Graph, *, t_end: float | None = None, solver: Solver | None = None,
+              adjoint: Adjoint | bool | None = KEEP, save_at: Sequence[float] | None = None,
+              integrator: Callable[..., Solution] = integrate) -> tuple[Tensor, Solution]:
+        """Encode and integrate: the one path from features to the flow's solution.
+
+        Every argument after ``graph`` overrides the model's own setting for this call only (nothing on the
+        model changes), e.g. ``t_end=64.0, save_at=[...]`` to extrapolate a trained model, or
+        ``adjoint=Adjoint(seminorm=True)`` to compare gradients.
+
+        Args:
+            x (Tensor): node features ``(|V|, p)``, dense or sparse CSR (with a
+                :class:`~continuous_gnn.nn.SparseInputLinear` encoder).
+            graph (Graph): the graph.
+            t_end (float, optional): :math:`T` (default: the model's).
+            solver (FixedGrid or Adaptive, optional): the solver (default: the model's).
+            adjoint (Adjoint or bool, optional): the adjoint, ``None``/``False`` for direct backprop (default:
+                the model's).
+            save_at (sequence of float, optional): extra output times, as in :func:`~continuous_gnn.integrate`.
+            integrator (callable): called as ``integrator(field, F0, T, solver=..., adjoint=..., save_at=...)``
+                and returning a :class:`~continuous_gnn.Solution` (default: :func:`~continuous_gnn.integrate`;
+                :func:`~continuous_gnn.regularized_forward` passes one that also integrates the regularisers).
+
+        Returns:
+            tuple: :math:`F(0)` and the :class:`~continuous_gnn.Solution` of the flow.
+        """
+        solver = self.solver if solver is None else solver
+        if adjoint is KEEP:
+            adjoint = self.adjoint
+        solver, adjoint = resolve_settings(solver, adjoint, {})
+        h0 = self.encode(x)
+        source = h0.detach() if self.detach_source else h0
+        t_end = self.t_end if t_end is None else t_end
+        return h0, integrator(self.flow.bind(graph, source), h0, t_end, solver=solver, adjoint=adjoint,
+                              save_at=save_at)
+
+    def forward_with_solution(self, x: Tensor, graph: Graph, **overrides: Any) -> tuple[Tensor, Solution]:
+        """Logits and the solution of the flow (for its :class:`~continuous_gnn.SolveStats`); ``overrides`` as
+        in :meth:`solve`."""
+        _, solution = self.solve(x, graph, **overrides)
+        return self.decode(solution.final), solution
+
+    def forward(self, x: Tensor, graph: Graph) -> Tensor:
+        return self.forward_with_solution(x, graph)[0]
+
+    def extra_repr(self) -> str:
+        return f"t_end={self.t_end}, solver={self.solver}, adjoint={self.adjoint}"

@@ -1,0 +1,136 @@
+"""What the adjoint method needs besides the solver settings: its parameters, and the torchdiffeq arguments of
+the backward solve.
+
+``odeint_adjoint`` differentiates only the tensors it is given as ``adjoint_params``; any other tensor the
+field reads that requires grad silently gets no gradient. :func:`adjoint_parameters` collects the field's
+parameters, its declared :meth:`~continuous_gnn.ode.VectorField.captured_tensors` and the caller's extra
+tensors, and refuses a field that reads anything else that requires grad (:func:`untracked_tensors`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .field import captured_tensors, jump_times
+from .grid import fixed_grid, inside, segment_grid, snap
+from .methods import is_fixed, valid_options
+from .settings import Adjoint
+
+__all__ = ["adjoint_parameters", "backward_arguments", "untracked_tensors"]
+
+
+def adjoint_parameters(func: Callable, extra: Sequence[Tensor] | None) -> tuple[Tensor, ...]:
+    """The tensors the adjoint differentiates: ``func``'s parameters, its captured tensors that require grad,
+    and ``extra``.
+
+    Raises:
+        TypeError: if ``extra`` is not a list or tuple of tensors.
+        ValueError: if ``func`` reads a tensor that requires grad and is none of these (it would get no
+            gradient), naming it.
+    """
+    params = list(func.parameters()) if isinstance(func, nn.Module) else []
+    params += [t for t in captured_tensors(func) if t.requires_grad]
+    if extra is not None:
+        if isinstance(extra, Tensor) or not all(isinstance(p, Tensor) for p in extra):
+            raise TypeError("adjoint_params must be a list or tuple of tensors, e.g. adjoint_params=[w]")
+        params += list(extra)
+    missing = untracked_tensors(func, params)
+    if missing:
+        raise ValueError(
+            f"the vector field captures tensors that require grad but are not adjoint parameters: {missing}. "
+            "Under the adjoint they would silently get no gradient. Pass them as adjoint_params=[...], make them "
+            "nn.Parameters, or use direct backprop (adjoint=False)"
+        )
+    return tuple(params)
+
+
+def backward_arguments(func: Callable, adjoint: Adjoint, grid: Tensor | None, t_end: float,
+                       options: dict[str, Any]) -> dict[str, Any]:
+    """``odeint_adjoint``'s keyword arguments for the backward solve of ``adjoint`` (from :meth:`Adjoint.for_solver`).
+
+    ``grid`` is the forward grid (``None`` after an adaptive solve) and ``options`` the forward solve's
+    torchdiffeq options.
+
+    Forward options carry over when the backward method understands them, except ``norm``: the adjoint state
+    is (t, x, adjoint of x, adjoint of the parameters), measured by torchdiffeq's own adjoint norm.
+    """
+    method = adjoint.method
+    backward_options = {k: v for k, v in options.items()
+                        if k not in ("norm", "grid_constructor") and k in valid_options(method)}
+    jumps = inside(jump_times(func), t_end)
+    rtol, atol = adjoint.rtol, adjoint.atol
+    if is_fixed(method):
+        if adjoint.step_size is not None:
+            backward_grid = fixed_grid(t_end, step_size=adjoint.step_size)
+            if jumps:
+                backward_grid = snap(backward_grid, jumps, t_end)
+        else:
+            backward_grid = grid  # Adjoint.for_solver guarantees a forward grid here
+        backward_options["grid_constructor"] = segment_grid(backward_grid)
+        if rtol is None:
+            rtol = atol = 1.0  # unused by these fixed grids; torchdiffeq needs numbers
+    else:
+        if adjoint.seminorm:
+            backward_options["norm"] = "seminorm"
+        if jumps and "jump_t" not in backward_options:
+            backward_options["jump_t"] = torch.tensor(jumps, dtype=torch.float64)
+    return {"adjoint_method": method, "adjoint_rtol": rtol, "adjoint_atol": atol,
+            "adjoint_options": backward_options}
+
+
+def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
+    """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see.
+
+    Looked at: the attributes of ``func`` and of its submodules (one level into dataclass attributes and into
+    lists, tuples and dicts), the closure of ``func`` itself and the module-level names its code reads, and the
+    same for plain functions stored as module attributes (wrappers).
+    """
+    known = {id(t) for t in tracked}
+    found: list[str] = []
+
+    def visit(name: str, value) -> None:
+        if isinstance(value, Tensor) and value.requires_grad and id(value) not in known:
+            found.append(name)
+
+    def visit_closure(prefix: str, function) -> None:
+        code = getattr(function, "__code__", None)
+        for name, cell in zip(getattr(code, "co_freevars", ()), getattr(function, "__closure__", None) or ()):
+            try:
+                visit(prefix + name, cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        module_globals = getattr(function, "__globals__", {})
+        for name in getattr(code, "co_names", ()):
+            if name in module_globals:
+                visit(prefix + name, module_globals[name])
+
+    def visit_container(path: str, value) -> None:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            visit(f"{path}[{key!r}]", item)
+
+    if isinstance(func, nn.Module):
+        for prefix, module in func.named_modules():
+            for attr, value in vars(module).items():
+                if attr.startswith("_"):
+                    continue
+                path = f"{prefix + '.' if prefix else ''}{attr}"
+                visit(path, value)
+                if hasattr(value, "__dataclass_fields__"):
+                    for sub in value.__dataclass_fields__:
+                        visit(f"{path}.{sub}", getattr(value, sub))
+                elif isinstance(value, (list, tuple, dict)):
+                    visit_container(path, value)
+                elif isinstance(value, types.FunctionType):
+                    visit_closure(f"{path}.", value)
+            for name in ("forward", "__call__"):
+                method = type(module).__dict__.get(name)
+                if isinstance(method, types.FunctionType):
+                    visit_closure(f"{prefix + '.' if prefix else ''}{name}.", method)
+    visit_closure("", func)
+    return found

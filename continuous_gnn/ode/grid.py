@@ -1,0 +1,137 @@
+r"""Fixed time grids: the one step count, the explicit grid, and the points torchdiffeq steps between.
+
+torchdiffeq builds a fixed-step grid from ``step_size`` with a ceiling that can add a spurious step
+(T = 0.14, τ = 0.01 gives 15 evaluations in float64). The package never lets it: every fixed-grid solve gets
+the grid of :func:`fixed_grid`, whose length is :func:`count_steps`, the only step count in the package.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["GRID_SLACK", "as_float", "count_steps", "fixed_grid", "save_times", "segment_grid", "snap"]
+
+#: Relative slack under which :math:`T/τ` counts as a whole number, and two times as the same time.
+GRID_SLACK = 1e-9
+
+
+def as_float(value: object, name: str) -> float:
+    """``value`` as a float: a real number or a one-element tensor; ``TypeError``/``ValueError`` otherwise."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def count_steps(t_end: float, step_size: float) -> int | float:
+    r"""The number of steps of size τ that cover :math:`[0, T]`: the length of ``fixed_grid(T, step_size=τ)``.
+
+    :math:`L` when :math:`T = Lτ` up to rounding (relative slack :data:`GRID_SLACK`), else
+    :math:`\lfloor T/τ \rfloor + 1` (the last step is shorter). A ceiling would count T = 0.9, τ = 0.03 as 31
+    steps, because 0.9 / 0.03 = 30.000000000000004 in floating point; the grid has 30.
+
+    Returns:
+        int: the step count, or ``math.inf`` when :math:`T/τ` overflows (τ is a subnormal number).
+    """
+    ratio = t_end / step_size
+    if not math.isfinite(ratio):
+        return math.inf
+    whole = round(ratio)
+    if whole >= 1 and abs(ratio - whole) <= GRID_SLACK * max(1.0, ratio):
+        return whole
+    return math.floor(ratio) + 1
+
+
+def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int | None = None) -> Tensor:
+    r"""The explicit time grid of a fixed-step solve, as float64.
+
+    ``num_steps=L`` gives exactly ``L`` equal steps. ``step_size=τ`` gives :func:`count_steps` steps: steps of
+    size τ, plus one shorter last step when :math:`T` is not a multiple of τ (torchdiffeq's convention); when
+    :math:`T = Lτ` up to rounding, exactly ``L`` steps ending on :math:`T`.
+    """
+    if (step_size is None) == (num_steps is None):
+        raise ValueError("a fixed-grid method needs exactly one of step_size or num_steps")
+    t_end = as_float(t_end, "t_end")
+    if not (t_end > 0 and math.isfinite(t_end)):
+        raise ValueError(f"t_end must be a positive finite time, got {t_end}")
+    if num_steps is not None:
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+        return torch.linspace(0.0, t_end, num_steps + 1, dtype=torch.float64)
+    step_size = as_float(step_size, "step_size")
+    if not (step_size > 0 and math.isfinite(step_size)):
+        raise ValueError(f"step_size must be positive and finite, got {step_size}")
+    steps = count_steps(t_end, step_size)
+    grid = torch.arange(steps + 1, dtype=torch.float64) * step_size
+    grid[-1] = t_end  # the last step ends on T: exactly when τ divides T, shorter otherwise
+    return grid
+
+
+def segment_grid(grid: Tensor) -> Callable[[Callable, Tensor, Tensor], Tensor]:
+    """A torchdiffeq ``grid_constructor`` returning the points of ``grid`` between the ends of ``t``.
+
+    torchdiffeq calls it once per forward solve and, in the adjoint's backward pass, once per interval in
+    reversed time (it then negates what we return), so it must keep the direction of ``t``.
+    """
+
+    def construct(func, y0, t):
+        lo, hi = (t[0], t[-1]) if t[0] <= t[-1] else (t[-1], t[0])
+        g = grid.to(device=t.device, dtype=t.dtype)
+        slack = GRID_SLACK * max(1.0, float(g[-1].abs()))
+        inner = g[(g > lo + slack) & (g < hi - slack)]
+        points = torch.cat([lo.reshape(1), inner, hi.reshape(1)])
+        return points if t[0] <= t[-1] else points.flip(0)
+
+    return construct
+
+
+def inside(times: Sequence[float], t_end: float) -> list[float]:
+    """The distinct ``times`` strictly inside :math:`(0, T)`, sorted."""
+    slack = GRID_SLACK * max(1.0, t_end)
+    return sorted({float(t) for t in times if slack < float(t) < t_end - slack})
+
+
+def snap(grid: Tensor, jumps: Sequence[float], t_end: float) -> Tensor:
+    """``grid`` with each point that lies within rounding of a jump time replaced by that time."""
+    grid = grid.clone()
+    slack = 1e-6 * max(1.0, t_end)
+    for jump in jumps:
+        nearest = int((grid - jump).abs().argmin())
+        if abs(float(grid[nearest]) - jump) <= slack:
+            grid[nearest] = jump
+    return grid
+
+
+def save_times(save_at: Sequence[float] | Tensor | None, t_end: float, grid: Tensor | None) -> Tensor:
+    """The output times of a solve: 0, the requested ``save_at`` times inside :math:`(0, T)`, and :math:`T`.
+
+    On a fixed ``grid`` each requested time must be a grid point (it is snapped onto it).
+    """
+    if save_at is None:
+        requested = []
+    else:
+        requested = [float(v) for v in (save_at.tolist() if isinstance(save_at, Tensor) else save_at)]
+    for value in requested:
+        if not 0 <= value <= t_end:
+            raise ValueError(f"save_at time {value} lies outside [0, t_end={t_end}]")
+    points = inside(requested, t_end)
+    if grid is not None:
+        snapped = []
+        for value in points:
+            nearest = grid[(grid - value).abs().argmin()]
+            if abs(float(nearest) - value) > 1e-6 * max(1.0, t_end):
+                raise ValueError(
+                    f"save_at time {value} is not on the fixed grid; choose multiples of the step size "
+                    "or use an adaptive method"
+                )
+            snapped.append(float(nearest))
+        points = snapped
+    return torch.tensor([0.0, *points, t_end], dtype=torch.float64)

@@ -1,0 +1,162 @@
+"""The wrapper every solve runs through: it counts evaluations and steps, and turns failures into typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import IntegrationError
+from .solution import SolveStats
+
+__all__ = ["GuardedField", "all_finite"]
+
+
+def all_finite(tensor: Tensor) -> bool:
+    """Whether every entry is finite: one sum (fast), and the elementwise test only if the sum is not finite
+    (a sum of finite values can overflow, so that case is checked exactly)."""
+    tensor = tensor.detach()
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+class GuardedField(nn.Module):
+    """Wraps the user's field: counts evaluations and steps, enforces the budgets, and checks for inf/nan.
+
+    Step budgets, step-size underflow and non-finite states are checked in torchdiffeq's public step
+    callbacks (``callback_step`` runs before every attempted step, with the test torchdiffeq asserts right
+    after), so that failures of the adjoint's backward solve, which runs inside autograd, are typed errors too.
+
+    torchdiffeq finds the callbacks as attributes of the field and warns about any that the method cannot
+    call, so the constructor sets exactly those of the forward and backward methods: ``callback_step`` for a
+    fixed grid; ``callback_step``, ``callback_accept_step`` and ``callback_reject_step`` for an adaptive
+    Runge–Kutta method; none for ``scipy_solver``; the same names with ``_adjoint`` for the backward solve.
+
+    Args:
+        func: the user's field ``f(t, x)``.
+        stats (SolveStats): the record to fill in.
+        forward (str): ``"fixed"``, ``"adaptive"`` or ``"none"`` (no step callbacks).
+        backward (str or None): the same for the adjoint's backward solve (``None`` without the adjoint).
+        max_nfe (int, optional): evaluation budget of each solve.
+        max_steps (tuple): attempted-step budgets of the forward and backward solves (``None`` = unlimited).
+        rtol, atol (float, optional): the forward tolerances, for error messages.
+    """
+
+    def __init__(self, func: Callable, stats: SolveStats, *, forward: str, backward: str | None,
+                 max_nfe: int | None, max_steps: tuple[int | None, int | None],
+                 rtol: float | None, atol: float | None) -> None:
+        super().__init__()
+        self.func = func
+        self.stats = stats
+        self.max_nfe = max_nfe
+        self.max_steps = max_steps
+        self.rtol, self.atol = rtol, atol
+        self.backward_phase = False
+        self.t_reached: float | None = None
+        self.attempts = [0, 0]  # forward, backward
+        self.user_error: BaseException | None = None
+        for suffix, kind in (("", forward), ("_adjoint", backward)):
+            if kind == "fixed":
+                setattr(self, "callback_step" + suffix, self._fixed_step)
+            elif kind == "adaptive":
+                setattr(self, "callback_step" + suffix, self._adaptive_attempt)
+                setattr(self, "callback_accept_step" + suffix, self._accept)
+                setattr(self, "callback_reject_step" + suffix, self._reject)
+
+    def fail(self, reason: str, t: float | None, nfe: int, detail: str = "") -> IntegrationError:
+        return IntegrationError(reason, method=self.stats.method, rtol=self.rtol, atol=self.atol, t=t, nfe=nfe,
+                                detail=detail)
+
+    @property
+    def phase(self) -> str:
+        return "adjoint backward solve" if self.backward_phase else "forward solve"
+
+    @property
+    def nfe(self) -> int:
+        return self.stats.nfe_backward if self.backward_phase else self.stats.nfe_forward
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        stats = self.stats
+        if self.backward_phase:
+            stats.nfe_backward += 1
+        else:
+            stats.nfe_forward += 1
+        nfe = self.nfe
+        if self.max_nfe is not None and nfe > self.max_nfe:
+            raise self.fail("max_nfe", float(t.detach()), nfe - 1, f"max_nfe={self.max_nfe} reached in the {self.phase}")
+        try:
+            out = self.func(t, x)
+        except BaseException as err:  # re-raised unchanged; remembered so integrate never translates it
+            self.user_error = err
+            raise
+        if not isinstance(out, Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+            # torchdiffeq would broadcast a wrong shape into the state on fixed grids, silently.
+            got = (f"{tuple(out.shape)} {out.dtype}" if isinstance(out, Tensor) else type(out).__name__)
+            raise ValueError(f"the vector field returned {got} for a state of shape {tuple(x.shape)} {x.dtype}; "
+                             "f(t, x) must return a tensor of x's shape and dtype")
+        if not all_finite(out):
+            raise self.fail("non_finite", float(t.detach()), nfe, f"the vector field returned inf or nan in the {self.phase}")
+        return out
+
+    # ------------------------------------------------------------------ torchdiffeq's step callbacks
+
+    def _fixed_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self._attempt(t0, y0, dt, adaptive=False)
+        self._count_step(t0, dt)
+
+    def _adaptive_attempt(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self._attempt(t0, y0, dt, adaptive=True)
+
+    def _accept(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self._count_step(t0, dt)
+
+    def _reject(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self._count_step(t0, dt, rejected=True)
+
+    def _attempt(self, t0: Tensor, y0: Tensor, dt: Tensor, adaptive: bool) -> None:
+        """Called before every step (accepted or not); ``t0`` is the true time even in reversed solves."""
+        phase = int(self.backward_phase)
+        self.attempts[phase] += 1
+        budget = self.max_steps[phase]
+        if budget is not None and self.attempts[phase] > budget:
+            raise self.fail("max_steps", float(t0.detach()), self.nfe, f"max_steps={budget} reached in the {self.phase}")
+        if adaptive:
+            # torchdiffeq asserts exactly this next; a reversed (backward) solve runs in negated time.
+            internal = -t0 if self.backward_phase else t0
+            if not bool(internal + dt > internal):
+                raise self.fail("dt_underflow", float(t0.detach()), self.nfe,
+                                f"the step size fell to {float(dt):.3g} in the {self.phase}")
+            states = y0 if isinstance(y0, (tuple, list)) else (y0,)  # the adjoint's state is a tuple
+            if not all(all_finite(y) for y in states):
+                raise self.fail("non_finite", float(t0.detach()), self.nfe,
+                                f"the state became inf or nan in the {self.phase}")
+
+    def _count_step(self, t0: Tensor, dt: Tensor, rejected: bool = False) -> None:
+        stats = self.stats
+        if self.backward_phase:
+            if rejected:
+                stats.steps_backward_rejected += 1
+            else:
+                stats.steps_backward += 1
+            return
+        if rejected:
+            stats.steps_rejected += 1
+        else:
+            stats.steps_accepted += 1
+            stats.last_dt = float(dt.detach())
+            self.t_reached = float(t0.detach()) + float(dt.detach())
+
+    def translate(self, err: AssertionError) -> IntegrationError:
+        """torchdiffeq's bare assertions as typed errors (a fallback: the step callbacks catch these first)."""
+        message = str(err)
+        if "underflow in dt" in message:
+            reason = "dt_underflow"
+        elif "max_num_steps" in message:
+            reason = "max_steps"
+        elif "non-finite" in message:
+            reason = "non_finite"
+        else:
+            raise err
+        return self.fail(reason, self.t_reached, self.nfe, message.split(":")[0])

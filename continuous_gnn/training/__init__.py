@@ -1,0 +1,56 @@
+"""The run pipeline: a validated config, the objects it builds, the one training loop, records and checkpoints.
+
+=================  ==========================================================================================
+module             concept
+=================  ==========================================================================================
+``config``         :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
+``config_io``      config layers (defaults < preset < file < flags) and TOML files
+``presets``        the packaged presets (``--preset graff``) and search spaces
+``build``          config → graph operator, features, energy, model
+``loop``           :func:`train_split` and :func:`run`: the training loop
+``metrics``        accuracy, ROC-AUC, mean and population std
+``records``        per-split results and the JSON record of a run
+``checkpoint``     save and load a trained model with its config
+=================  ==========================================================================================
+"""
+
+from .build import build_graph, build_model, load_run_dataset, prepare_features
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .config import RunConfig, check_overrides, parse_splits
+from .config_io import config_to_toml, load_config, read_config_file, resolve_config
+from .loop import check_run, run, split_seed, train_split
+from .metrics import accuracy, population_mean_std, roc_auc
+from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary, environment, load_record, save_record
+
+__all__ = [
+    "RunConfig",
+    "parse_splits",
+    "check_overrides",
+    "resolve_config",
+    "read_config_file",
+    "load_config",
+    "config_to_toml",
+    "build_graph",
+    "build_model",
+    "prepare_features",
+    "load_run_dataset",
+    "train_split",
+    "run",
+    "check_run",
+    "split_seed",
+    "accuracy",
+    "roc_auc",
+    "population_mean_std",
+    "EpochInfo",
+    "KeptModel",
+    "SplitResult",
+    "RunResult",
+    "dataset_summary",
+    "environment",
+    "save_record",
+    "load_record",
+    "Checkpoint",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+]

@@ -1,0 +1,112 @@
+"""Config layers and files: merge partial configs with precedence, and read and write TOML.
+
+    library defaults < preset file < ``--config`` file < command-line flags the user actually typed
+
+:func:`resolve_config` merges the layers and validates the result once; every layer goes through the same key
+and type checks (:func:`~continuous_gnn.training.config.check_overrides`). TOML has no null, so optional fields
+are either omitted from a file or given the string ``"none"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ..ode.methods import is_fixed
+from .config import RunConfig, check_overrides
+
+__all__ = ["resolve_config", "read_config_file", "load_config", "config_to_toml"]
+
+
+def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | None = None) -> RunConfig:
+    """Merge partial configs over the defaults (later layers win) and validate the result.
+
+    Args:
+        layers: partial configs, lowest precedence first; ``None`` entries are skipped.
+        sources: a name per layer for error messages (default: "layer 1", "layer 2", ...).
+    """
+    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
+    merged: dict[str, Any] = {}
+    level: dict[str, int] = {}  # the layer that last set each key; the defaults are layer -1
+    for index, (layer, name) in enumerate(zip(layers, names, strict=True)):
+        if layer is not None:
+            checked = check_overrides(layer, source=name)
+            merged.update(checked)
+            level.update(dict.fromkeys(checked, index))
+    # Choosing a method in a layer also chooses its kind of step control: a step size (or tolerances) from
+    # the defaults or a lower layer belongs to the method it replaced, so it is dropped rather than reported
+    # as a conflict. Set in the same or a higher layer, it stays and the cross-field check explains.
+    method = merged.get("method", RunConfig.method)
+    method_level = level.get("method", -1)
+    stale = ("step_size",) if not is_fixed(method) else ("rtol", "atol")
+    for key in stale:
+        if level.get(key, -1) < method_level:
+            merged[key] = None
+    return RunConfig(**merged)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into a checked partial config (keys at the top level).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: on invalid TOML, unknown keys (named, with suggestions) or bad values.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {str(path)!r} is a directory; pass a TOML file")
+    try:
+        with path.open("rb") as fh:
+            values = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    tables = [k for k, v in values.items() if isinstance(v, dict)]
+    if tables:
+        raise ValueError(
+            f"config file {str(path)!r}: tables {tables} are not supported; put every key at the top level"
+        )
+    return check_overrides(values, source=f"config file {str(path)!r}")
+
+
+def load_config(path: str | os.PathLike[str], base: RunConfig | Mapping[str, Any] | None = None) -> RunConfig:
+    """A :class:`RunConfig` from a TOML file, over ``base`` (default: the library defaults)."""
+    base_dict = base.to_dict() if isinstance(base, RunConfig) else base
+    return resolve_config(base_dict, read_config_file(path), sources=["base", str(path)])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
+                   keys: Iterable[str] | None = None) -> str:
+    """TOML text for a config or a partial config; ``None`` values are omitted (TOML has no null).
+
+    Args:
+        values: the config.
+        header: comment lines placed at the top (each prefixed with ``#``).
+        keys: write only these fields (default: all).
+    """
+    data = values.to_dict() if isinstance(values, RunConfig) else dict(values)
+    selected = list(keys) if keys is not None else list(data)
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    for key in selected:
+        if data.get(key) is not None:
+            lines.append(f"{key} = {_toml_value(data[key])}")
+    return "\n".join(lines) + "\n"

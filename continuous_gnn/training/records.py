@@ -1,0 +1,240 @@
+"""The JSON record of a run: per-split results, the aggregate, the resolved config, seeds and versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import atomic_write_text
+from .config import RunConfig
+from .metrics import population_mean_std
+
+__all__ = ["RECORD_FORMAT", "EpochInfo", "KeptModel", "SplitResult", "RunResult", "dataset_summary", "environment",
+           "save_record", "load_record"]
+
+#: Version of the JSON record layout written by :meth:`RunResult.to_record`.
+RECORD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """What a progress callback receives after every epoch (metrics as fractions)."""
+
+    split: int
+    epoch: int
+    epochs: int
+    loss: float
+    train: float
+    val: float
+    best_val: float
+    best_epoch: int
+
+
+@dataclass
+class KeptModel:
+    """A model kept by the training loop (``train_split(..., keep="best" | "last")``), in eval mode.
+
+    Attributes:
+        model (torch.nn.Module): the model with the parameters of :attr:`epoch`.
+        epoch (int): the 1-based epoch whose parameters it holds: the best validation epoch (first on ties)
+            for ``keep="best"``, the last epoch run for ``keep="last"``.
+        train, val, test (float): its metrics after that epoch.
+        loss (float): the training loss of that epoch.
+    """
+
+    model: torch.nn.Module
+    epoch: int
+    train: float
+    val: float
+    test: float
+    loss: float
+
+
+@dataclass
+class SplitResult:
+    """One split's outcome. Metrics are fractions in [0, 1]; curves have one entry per epoch run.
+
+    Attributes:
+        split: split index.
+        seed: the seed it was trained with (``config.seed + split``).
+        best_epoch: 1-based epoch of the best validation metric (first on ties).
+        epochs_run: epochs trained (fewer than ``config.epochs`` only with ``patience``).
+        train_metric, val_metric, test_metric: the metrics at ``best_epoch``.
+        wall_time: seconds for the split (model construction included).
+        epoch_time: mean seconds per epoch (training step plus evaluation).
+        num_parameters: trainable parameters.
+        train_loss: training loss per epoch (the minimised objective: cross-entropy plus the weighted
+            regularisers when they are on).
+        train_curve, val_curve: train and validation metric per epoch (the test metric is only kept at the
+            best epoch).
+        nfe_forward, nfe_backward: vector-field evaluations of the training step's forward solve and of the
+            adjoint backward solve, per epoch (backward is 0 with direct backprop).
+        kinetic, jacobian: the unweighted regulariser integrals of the training step per epoch (kinetic
+            energy; Hutchinson estimate of the Jacobian Frobenius norm); empty when the weight is 0.
+        kept (KeptModel or None): the trained model, when the loop was asked to keep it (never written to a
+            record).
+    """
+
+    split: int
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    train_metric: float
+    val_metric: float
+    test_metric: float
+    wall_time: float
+    epoch_time: float
+    num_parameters: int
+    train_loss: list[float] = field(repr=False)
+    train_curve: list[float] = field(repr=False)
+    val_curve: list[float] = field(repr=False)
+    nfe_forward: list[int] = field(repr=False)
+    nfe_backward: list[int] = field(repr=False)
+    kinetic: list[float] = field(default_factory=list, repr=False)
+    jacobian: list[float] = field(default_factory=list, repr=False)
+    kept: KeptModel | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-compatible fields (everything but :attr:`kept`)."""
+        out = asdict(replace(self, kept=None))
+        del out["kept"]
+        return out
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run`: the config, dataset facts and one :class:`SplitResult` per split."""
+
+    config: RunConfig
+    dataset: dict[str, Any]
+    metric: str
+    splits: list[SplitResult]
+    wall_time: float
+    date: str
+
+    @property
+    def test_metrics(self) -> list[float]:
+        return [s.test_metric for s in self.splits]
+
+    def aggregate(self) -> dict[str, Any]:
+        """Mean and population std (ddof=0) over splits of the test, validation and train metrics."""
+        out: dict[str, Any] = {"metric": self.metric, "std": "population (ddof=0)", "num_splits": len(self.splits)}
+        for key in ("test", "val", "train"):
+            mean, std = population_mean_std([getattr(s, f"{key}_metric") for s in self.splits])
+            out[f"{key}_mean"], out[f"{key}_std"] = mean, std
+        out["wall_time"] = self.wall_time
+        out["epoch_time_mean"] = population_mean_std([s.epoch_time for s in self.splits])[0]
+        return out
+
+    def to_record(self, **extra: Any) -> dict[str, Any]:
+        """The JSON record: resolved config, seeds, environment, per-split results and the aggregate.
+
+        ``extra`` entries (e.g. ``preset``, ``config_file``, ``command``) are added at the top level.
+        ``RunConfig.from_dict(record["config"]) == result.config``.
+        """
+        record = {
+            "format": RECORD_FORMAT,
+            "date": self.date,
+            "config": self.config.to_dict(),
+            "seed": self.config.seed,
+            "split_seeds": {str(s.split): s.seed for s in self.splits},
+            "dataset": self.dataset,
+            "aggregate": self.aggregate(),
+            "splits": [s.to_dict() for s in self.splits],
+            **environment(),
+        }
+        for key, value in extra.items():
+            if key in record:
+                raise ValueError(f"extra record key {key!r} would overwrite a standard entry")
+            record[key] = value
+        return record
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and machine facts for a record."""
+    import torch_geometric
+    import torchdiffeq
+
+    from .. import __version__
+
+    return {
+        "versions": {
+            "continuous_gnn": __version__,
+            "torch": torch.__version__,
+            "torch_geometric": torch_geometric.__version__,
+            "torchdiffeq": getattr(torchdiffeq, "__version__", "unknown"),
+            "python": platform.python_version(),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+
+
+def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`).
+
+    Raises:
+        TypeError: if ``record`` is not a dict (a record is a JSON object, e.g. :meth:`RunResult.to_record`).
+    """
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a dict (a JSON object such as RunResult.to_record()), got {type(record).__name__}")
+    return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n")
+
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run record written by :func:`save_record` from :meth:`RunResult.to_record`.
+
+    Only the keys every run record has since the first format are required (``format``, ``config``,
+    ``aggregate``, ``splits``); other records written by :func:`save_record` (e.g. the ``tune`` summary) are
+    not run records and are rejected.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not UTF-8 JSON, is empty, or is not a continuous_gnn run record (not a JSON
+            object, or lacking one of the keys above); the message names the path.
+    """
+    required = ("format", "config", "aggregate", "splits")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not a JSON run record: it is not UTF-8 text ({err})") from err
+    if not text.strip():
+        raise ValueError(f"{str(path)!r} is empty, not a JSON run record written by save_record")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a run record written by save_record") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn run record "
+                         f"(a JSON object with keys {list(required)})")
+    missing = [key for key in required if key not in record]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: it lacks {missing} (a run record has "
+                         f"{list(required)}, as written by RunResult.to_record)")
+    return record
+
+
+def dataset_summary(dataset: Any) -> dict[str, Any]:
+    """The dataset facts stored in a record."""
+    data = dataset.data
+    return {
+        "name": dataset.name,
+        "num_nodes": int(data.num_nodes),
+        "num_edges": int(data.edge_index.size(1)),
+        "num_features": int(dataset.num_features),
+        "num_classes": int(dataset.num_classes),
+        "num_splits": int(dataset.num_splits),
+        "metric": dataset.metric,
+        "features_normalized": bool(getattr(dataset, "features_normalized", False)),
+    }
