@@ -1,9 +1,9 @@
 """continuous_gnn: continuous-depth graph neural networks as gradient flows of learnable energies."""
 
-from . import energies, nn
+from . import energies, fields, nn
 from .energies import EnergySchedule
 from .errors import IntegrationError, TrainingDivergedError
-from .flow import BoundField, GradientFlow
+from .fields import AttentionDiffusion, BoundField, Field, GradientFlow, SecondOrderFlow
 from .graph import Graph
 from .models import ContinuousGNN
 from .ode import (
@@ -29,6 +29,9 @@ __all__ = [
     "Graph",
     "GradientFlow",
     "BoundField",
+    "Field",
+    "AttentionDiffusion",
+    "SecondOrderFlow",
     "EnergySchedule",
     "VectorField",
     "integrate",
@@ -50,6 +53,7 @@ __all__ = [
     "FIXED_METHODS",
     "ADAPTIVE_METHODS",
     "energies",
+    "fields",
     "nn",
     "__version__",
 ]

@@ -16,7 +16,7 @@ from helpers import (
 
 import continuous_gnn as cg
 from continuous_gnn.energies import DirichletEnergy
-from continuous_gnn.flow import ACTIVATIONS
+from continuous_gnn.fields import ACTIVATIONS
 from continuous_gnn.nn import GRAFFConv
 
 NUM_GRAPHS = 20
@@ -170,7 +170,7 @@ def test_schedule_euler_step_k_uses_piece_k(tau, activation):
     assert sol.stats.steps_accepted == num
     x = x0
     for energy in pieces:
-        x = GRAFFConv(3, step_size=tau, energy=energy, activation=activation)(x, graph, x0)
+        x = GRAFFConv(3, step_size=tau, energy=energy, activation=activation)(x, x0, graph)
     assert torch.equal(sol.final, x)
     # The order of the pieces matters, so the equality above is not an accident.
     reordered = cg.EnergySchedule(pieces[::-1], t_end=num * tau)
@@ -190,7 +190,7 @@ def test_schedule_with_non_dyadic_step():
     sol = cg.integrate(cg.GradientFlow(schedule).bind(graph, x0), x0, num * tau, method="euler", step_size=tau)
     x = x0
     for energy in pieces:
-        x = GRAFFConv(3, step_size=tau, energy=energy)(x, graph, x0)
+        x = GRAFFConv(3, step_size=tau, energy=energy)(x, x0, graph)
     torch.testing.assert_close(sol.final, x, rtol=1e-14, atol=1e-14)
 
 

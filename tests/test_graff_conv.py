@@ -15,7 +15,7 @@ from continuous_gnn.nn import GRAFFConv
 def stack(conv, x0, graph, layers):
     x = x0
     for _ in range(layers):
-        x = conv(x, graph, x0)
+        x = conv(x, x0, graph)
     return x
 
 
@@ -81,9 +81,9 @@ def test_one_layer_formula(w, omega, source):
     with torch.no_grad():
         omega_m, w_m = energy.Omega(x), energy.W()
         velocity = -x @ omega_m + graph.to_dense() @ x @ w_m + (energy.beta * x0 if source else 0)
-        torch.testing.assert_close(conv(x, graph, x0), x + 0.3 * velocity, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(conv(x, x0, graph), x + 0.3 * velocity, rtol=1e-13, atol=1e-13)
         relu = GRAFFConv(3, step_size=0.3, energy=energy, activation="relu")
-        torch.testing.assert_close(relu(x, graph, x0), x + 0.3 * velocity.clamp_min(0), rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(relu(x, x0, graph), x + 0.3 * velocity.clamp_min(0), rtol=1e-13, atol=1e-13)
 
 
 def test_edge_index_input_equals_graph_input():
@@ -92,11 +92,11 @@ def test_edge_index_input_equals_graph_input():
     graph = Graph.from_edge_index(edge_index, n, dtype=DTYPE)
     conv = GRAFFConv(3, step_size=0.5, energy=graff_energy(3, seed=5))
     x, x0 = random_features(n, 3, 1), random_features(n, 3, 2)
-    assert torch.equal(conv(x, edge_index, x0), conv(x, graph, x0))
+    assert torch.equal(conv(x, x0, edge_index), conv(x, x0, graph))
     sym = torch.full((edge_index.size(1),), 2.0, dtype=DTYPE)
     sym[edge_index[0] + edge_index[1] == 3] = 0.5  # symmetric: depends on the unordered pair only
     weighted = Graph.from_edge_index(edge_index, n, sym, dtype=DTYPE)
-    assert torch.equal(conv(x, edge_index, x0, edge_weight=sym), conv(x, weighted, x0))
+    assert torch.equal(conv(x, x0, edge_index, edge_weight=sym), conv(x, x0, weighted))
 
 
 def test_cached_graph_is_reused_and_reset():
@@ -105,13 +105,13 @@ def test_cached_graph_is_reused_and_reset():
     other = random_edge_index(n, 0.8, 1)
     conv = GRAFFConv(3, step_size=0.5, energy=graff_energy(3, seed=0), cached=True)
     x, x0 = random_features(n, 3, 0), random_features(n, 3, 1)
-    first = conv(x, edge_index, x0)
+    first = conv(x, x0, edge_index)
     # cached: a different edge_index is ignored until reset_parameters() clears the cache
-    assert torch.equal(conv(x, other, x0), first)
+    assert torch.equal(conv(x, x0, other), first)
     conv.reset_parameters()
     assert conv._cached_graph is None
     uncached = GRAFFConv(3, step_size=0.5, energy=conv.energy)
-    assert torch.equal(conv(x, other, x0), uncached(x, other, x0))
+    assert torch.equal(conv(x, x0, other), uncached(x, x0, other))
 
 
 def test_default_energy_and_kwargs():

@@ -38,7 +38,7 @@ def hand_forward(model, x, graph, tau, layers, activation=None, energies=None):
     h = h0
     for k in range(layers):
         energy = energies[k] if energies is not None else model.energy
-        h = GRAFFConv(D, step_size=tau, energy=energy, activation=activation)(h, graph, h0)
+        h = GRAFFConv(D, step_size=tau, energy=energy, activation=activation)(h, h0, graph)
     return model.decoder(F.relu(h))
 
 

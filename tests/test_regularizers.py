@@ -9,7 +9,7 @@ from helpers import DTYPE, graff_energy, random_features, random_graph, randomiz
 
 import continuous_gnn as cg
 from continuous_gnn.energies import DirichletEnergy, GRAFFEnergy
-from continuous_gnn.flow import GradientFlow
+from continuous_gnn.fields import GradientFlow
 from continuous_gnn.ode.regularizers import (
     RegularizedField,
     hutchinson_frobenius,

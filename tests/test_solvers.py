@@ -15,7 +15,7 @@ import continuous_gnn as cg
 from continuous_gnn import IntegrationError
 from continuous_gnn.energies import GRAFFEnergy
 from continuous_gnn.energies import EnergySchedule
-from continuous_gnn.flow import GradientFlow
+from continuous_gnn.fields import GradientFlow
 from continuous_gnn.ode.gradcheck import GradCheckReport, grad_check
 from continuous_gnn.ode.settings import DEFAULT_MAX_STEPS
 from continuous_gnn.ode.methods import RESERVED_OPTIONS, valid_options

@@ -2,6 +2,8 @@ r"""The energy abstraction: a scalar :math:`E_\theta(X)` whose negative gradient
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -93,5 +95,41 @@ class Energy(nn.Module):
                 f"normalization={graph.normalization!r}; build it with normalization='sym'"
             )
 
+    def reset_parameters(self) -> None:
+        """Re-initialise the parameters (default: the ``reset_parameters`` of every direct submodule that has
+        one; an energy with parameters of its own overrides this)."""
+        for module in self.children():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+    def prepare(self, graph: Graph, x0: Tensor | None) -> Any:
+        """What the energy computes once per solve from the graph and :math:`X(0)`, passed to :meth:`energy`
+        and :meth:`gradient` in place of ``graph`` (default: the graph itself).
+
+        A bound :class:`~continuous_gnn.GradientFlow` calls it once, so that work that does not change along
+        the flow (the attention of :class:`~continuous_gnn.energies.AttentionDirichletEnergy`) is not repeated
+        at every evaluation.
+        """
+        return graph
+
     def forward(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         return self.energy(x, graph, x0)
+
+    def __add__(self, other: Energy) -> Energy:
+        """``e1 + e2``: the :class:`~continuous_gnn.energies.EnergySum` of both."""
+        from .composite import EnergySum
+
+        if not isinstance(other, Energy):
+            return NotImplemented
+        return EnergySum.of(self, other)
+
+    def __mul__(self, weight: float) -> Energy:
+        """``w * e``: the energy scaled by a number (an :class:`~continuous_gnn.energies.EnergySum` of one part)."""
+        from .composite import EnergySum
+
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            return NotImplemented
+        return EnergySum.of(self, weights=(weight,))
+
+    __rmul__ = __mul__

@@ -2,17 +2,20 @@ r"""Node classification with a continuous-depth GNN: encoder → gradient flow o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch_geometric.data import Data
 
 from .._checks import check_positive_finite, check_positive_int
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
-from ..flow import GradientFlow
+from ..fields import Field, GradientFlow, SecondOrderFlow
 from ..graph import Graph
+from ..nn.adjacency import GraphCache
 from ..nn.encoders import ResidualMLPEncoder
 from ..ode.integrate import integrate, resolve_settings
 from ..ode.settings import Adaptive, Adjoint, FixedGrid, Solver
@@ -76,7 +79,9 @@ class ContinuousGNN(nn.Module):
         in_channels (int): input feature dimension ``p``.
         hidden (int): ``d``.
         out_channels (int): number of classes ``k``.
-        energy (Energy or EnergySchedule): the energy on ``d`` channels (a schedule for time-dependent weights).
+        energy (Energy, EnergySchedule or Field): the energy on ``d`` channels (a schedule for time-dependent
+            weights), integrated as its gradient flow; or a :class:`~continuous_gnn.fields.Field` used as it is
+            (e.g. :class:`~continuous_gnn.AttentionDiffusion`, :class:`~continuous_gnn.SecondOrderFlow`).
         t_end (float): :math:`T` (default: ``1.0``).
         solver (FixedGrid, Adaptive or dict, optional): how the flow is integrated, or the torchdiffeq-style
             keywords of :func:`~continuous_gnn.integrate` as a dict (``{"method": "rk4", "step_size": 0.25}``)
@@ -102,7 +107,9 @@ class ContinuousGNN(nn.Module):
             solver settings that do not fit together.
 
     Shapes:
-        - **input:** node features ``(|V|, p)`` and a :class:`~continuous_gnn.Graph`
+        - **input:** node features ``(|V|, p)`` and a :class:`~continuous_gnn.Graph`, an ``edge_index``
+          ``(2, |E|)`` (with optional ``edge_weight`` ``(|E|,)``), a sparse ``adj_t`` ``(|V|, |V|)``, or a PyG
+          ``Data`` alone
         - **output:** logits ``(|V|, k)``
     """
 
@@ -121,9 +128,15 @@ class ContinuousGNN(nn.Module):
         for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
             check_positive_int(size, name)
         check_positive_finite(t_end, "t_end")
-        flow = GradientFlow(energy, activation, normalize=normalize_field)
-        if energy.channels is not None and energy.channels != hidden:
-            raise ValueError(f"the energy has {energy.channels} channels but hidden={hidden}; "
+        if isinstance(energy, Field):
+            if activation is not None or normalize_field:
+                raise ValueError("activation and normalize_field apply to an energy's gradient flow; a Field "
+                                 "given as the energy is used as it is")
+            flow = energy
+        else:
+            flow = GradientFlow(energy, activation, normalize=normalize_field)
+        if flow.channels is not None and flow.channels != hidden:
+            raise ValueError(f"the energy has {flow.channels} channels but hidden={hidden}; "
                              f"build it with {hidden} channels")
         if isinstance(energy, EnergySchedule) and energy.t_end != float(t_end):
             raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
@@ -136,10 +149,17 @@ class ContinuousGNN(nn.Module):
         self.input_dropout = input_dropout
         self.dropout = dropout
         self.detach_source = detach_source
+        self._graphs = GraphCache()
 
     @property
-    def energy(self) -> Energy | EnergySchedule:
-        return self.flow.energy
+    def energy(self) -> Energy | EnergySchedule | None:
+        """The energy of the flow (``None`` for a field without one, such as GRAND-nl)."""
+        return self.flow.energy if isinstance(self.flow, (GradientFlow, SecondOrderFlow)) else None
+
+    def graph(self, x: Tensor, adj: Any, edge_weight: Tensor | None = None) -> Graph:
+        """The :class:`~continuous_gnn.Graph` of an adjacency input (a ``Graph``, an ``edge_index``, a sparse
+        ``adj_t``, an ``EdgeIndex`` or a ``SparseTensor``), built once per input and then reused."""
+        return self._graphs.get(adj, x.size(0), edge_weight, self.decoder.weight.dtype)
 
     def encode(self, x: Tensor) -> Tensor:
         r""":math:`F(0) = \psi_{EN}(\operatorname{dropout}(X))`."""
@@ -149,7 +169,7 @@ class ContinuousGNN(nn.Module):
         r""":math:`\psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F)))`."""
         return self.decoder(F.dropout(F.relu(h), self.dropout, self.training))
 
-    def solve(self, x: Tensor, graph: Graph, *, t_end: float | None = None, solver: Solver | None = None,
+    def solve(self, x: Tensor, graph: Graph | Any, *, t_end: float | None = None, solver: Solver | None = None,
               adjoint: Adjoint | bool | None = KEEP, save_at: Sequence[float] | None = None,
               integrator: Callable[..., Solution] = integrate) -> tuple[Tensor, Solution]:
         """Encode and integrate: the one path from features to the flow's solution.
@@ -178,19 +198,39 @@ class ContinuousGNN(nn.Module):
         if adjoint is KEEP:
             adjoint = self.adjoint
         solver, adjoint = resolve_settings(solver, adjoint, {})
+        graph = self.graph(x, graph)
         h0 = self.encode(x)
         source = h0.detach() if self.detach_source else h0
         t_end = self.t_end if t_end is None else t_end
-        return h0, integrator(self.flow.bind(graph, source), h0, t_end, solver=solver, adjoint=adjoint,
-                              save_at=save_at)
+        flow = self.flow
+        solution = integrator(flow.bind(graph, source), flow.initial_state(h0), t_end, solver=solver,
+                              adjoint=adjoint, save_at=save_at)
+        if type(flow).readout is not Field.readout:
+            solution = dataclasses.replace(solution, final=flow.readout(solution.final),
+                                           states=flow.readout(solution.states))
+        return h0, solution
 
-    def forward_with_solution(self, x: Tensor, graph: Graph, **overrides: Any) -> tuple[Tensor, Solution]:
+    def forward_with_solution(self, x: Tensor, graph: Graph | Any, **overrides: Any) -> tuple[Tensor, Solution]:
         """Logits and the solution of the flow (for its :class:`~continuous_gnn.SolveStats`); ``overrides`` as
         in :meth:`solve`."""
         _, solution = self.solve(x, graph, **overrides)
         return self.decode(solution.final), solution
 
-    def forward(self, x: Tensor, graph: Graph) -> Tensor:
+    def forward(self, x: Tensor | Data, graph: Graph | Any = None, edge_weight: Tensor | None = None) -> Tensor:
+        """Logits for ``(x, graph)``, ``(x, edge_index[, edge_weight])``, ``(x, adj_t)`` or a PyG ``Data``.
+
+        The normalised operator of an adjacency input is built on the first call and reused while the same
+        tensors come back (:meth:`graph`).
+        """
+        if isinstance(x, Data):
+            if graph is not None or edge_weight is not None:
+                raise TypeError("pass either a Data object or (x, edge_index[, edge_weight]), not both")
+            adj = x.adj_t if getattr(x, "adj_t", None) is not None else x.edge_index
+            x, graph, edge_weight = x.x, adj, getattr(x, "edge_weight", None)
+        if graph is None:
+            raise TypeError("ContinuousGNN needs a graph: model(x, graph), model(x, edge_index) or model(data)")
+        if edge_weight is not None:
+            graph = self.graph(x, graph, edge_weight)
         return self.forward_with_solution(x, graph)[0]
 
     def extra_repr(self) -> str:

@@ -23,6 +23,10 @@ from .settings import Adjoint
 
 __all__ = ["adjoint_parameters", "backward_arguments", "untracked_tensors"]
 
+#: Largest autograd history walked to decide whether a captured tensor depends on tracked tensors only; a longer
+#: one is reported as untracked (declare the tensor, or compute it from parameters of the field).
+_MAX_HISTORY = 10_000
+
 
 def adjoint_parameters(func: Callable, extra: Sequence[Tensor] | None) -> tuple[Tensor, ...]:
     """The tensors the adjoint differentiates: ``func``'s parameters, its captured tensors that require grad,
@@ -86,15 +90,38 @@ def backward_arguments(func: Callable, adjoint: Adjoint, grid: Tensor | None, t_
 def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
     """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see.
 
-    Looked at: the attributes of ``func`` and of its submodules (one level into dataclass attributes and into
-    lists, tuples and dicts), the closure of ``func`` itself and the module-level names its code reads, and the
-    same for plain functions stored as module attributes (wrappers).
+    A tensor computed from tracked tensors only (its autograd history reaches no other tensor that requires
+    grad) is not reported: the adjoint differentiates through it. Looked at: the attributes of ``func`` and of
+    its submodules (one level into dataclass attributes and into lists, tuples and dicts), the closure of
+    ``func`` itself and the module-level names its code reads, and the same for plain functions stored as module
+    attributes (wrappers).
     """
     known = {id(t) for t in tracked}
+    boundaries = {id(t.grad_fn) for t in tracked if t.grad_fn is not None}
     found: list[str] = []
 
+    def covered(tensor: Tensor) -> bool:
+        """Whether every tensor that requires grad in ``tensor``'s history is tracked: then the adjoint's
+        vector-Jacobian products reach them through it (attention weights computed from tracked parameters)."""
+        stack, seen = [tensor.grad_fn], set()
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen or id(node) in boundaries:
+                continue
+            seen.add(id(node))
+            if len(seen) > _MAX_HISTORY:
+                return False
+            variable = getattr(node, "variable", None)  # AccumulateGrad: the leaf it accumulates into
+            if variable is not None:
+                if id(variable) not in known:
+                    return False
+                continue
+            stack.extend(next_node for next_node, _ in node.next_functions)
+        return True
+
     def visit(name: str, value) -> None:
-        if isinstance(value, Tensor) and value.requires_grad and id(value) not in known:
+        if (isinstance(value, Tensor) and value.requires_grad and id(value) not in known
+                and not (value.grad_fn is not None and covered(value))):
             found.append(name)
 
     def visit_closure(prefix: str, function) -> None:

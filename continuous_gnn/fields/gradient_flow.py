@@ -3,17 +3,21 @@ r"""Vector fields from energies: :math:`f(t, X) = -\nabla E_\theta(X)` and its a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-from .energies.base import Energy
-from .energies.schedule import EnergySchedule
-from .graph import Graph
-from .ode.field import VectorField
+from ..energies.base import Energy
+from ..energies.schedule import EnergySchedule
+from ..graph import Graph
+from .base import Field
 
 _NORM_EPS = 1e-5  # BatchNorm's default
+
+__all__ = ["ACTIVATIONS", "GradientFlow"]
 
 #: Named activations, each with :math:`x\sigma(x) \ge 0` so that the energy still decreases along the flow.
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -35,7 +39,7 @@ def _resolve_activation(activation: str | Callable[[Tensor], Tensor] | None) -> 
     raise TypeError(f"activation must be a name, a callable or None, got {type(activation).__name__}")
 
 
-class GradientFlow(nn.Module):
+class GradientFlow(Field):
     r"""The vector field of an energy: :math:`f(t, X) = -\nabla E_\theta(X)`, or :math:`\sigma(-\nabla E_\theta(X))`.
 
     Without an activation this is an exact gradient flow, so :math:`\tfrac{d}{dt}E(X(t)) = -\|\nabla E\|^2 \le 0`.
@@ -49,7 +53,9 @@ class GradientFlow(nn.Module):
     configurations that use it.
 
     The graph and :math:`X(0)` are never stored on the module: call :meth:`bind` per forward pass, which returns
-    a module ``f(t, x)`` that closes over them and can be handed to :func:`~continuous_gnn.integrate`.
+    a module ``f(t, x)`` that closes over them and can be handed to :func:`~continuous_gnn.integrate`. Work an
+    energy does once per solve (:meth:`~continuous_gnn.energies.Energy.prepare`, e.g. attention from
+    :math:`X(0)`) happens at :meth:`bind`.
 
     Args:
         energy (Energy or EnergySchedule): the energy, shared over time, or a schedule of energies
@@ -67,54 +73,56 @@ class GradientFlow(nn.Module):
         self.energy = energy
         self.activation_name, self._activation = _resolve_activation(activation)
         self.normalize = bool(normalize)
+        self.channels = energy.channels
+        self.is_gradient_flow = energy_is_gradient(energy) and self._activation is None and not self.normalize
 
     def energy_at(self, t: Tensor | float) -> Energy:
         return self.energy.at(t) if isinstance(self.energy, EnergySchedule) else self.energy
 
-    def forward(self, t: Tensor, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
-        velocity = -self.energy_at(t).gradient(x, graph, x0)
+    def _pieces(self) -> list[Energy]:
+        return list(self.energy.energies) if isinstance(self.energy, EnergySchedule) else [self.energy]
+
+    def forward(self, t: Tensor, x: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:
+        """:math:`f(t, X)`; ``context`` is a :class:`~continuous_gnn.Graph` or what :meth:`prepare` returned."""
+        if isinstance(self.energy, EnergySchedule):
+            index = self.energy.index(t)
+            energy = self.energy.energies[index]
+            context = context.pieces[index] if isinstance(context, _PieceContexts) else context
+        else:
+            energy = self.energy
+        velocity = -energy.gradient(x, context, x0)
         if self.normalize:
             velocity = F.batch_norm(velocity, None, None, training=True, eps=_NORM_EPS)
         return velocity if self._activation is None else self._activation(velocity)
 
-    def bind(self, graph: Graph, x0: Tensor | None = None) -> BoundField:
-        """A vector field ``f(t, x)`` with ``graph`` and ``x0`` fixed for one solve."""
-        energies = self.energy.energies if isinstance(self.energy, EnergySchedule) else [self.energy]
-        for energy in energies:
+    def check(self, graph: Graph, x0: Tensor | None) -> None:
+        for energy in self._pieces():
             energy.check_graph(graph)
             if x0 is not None:
                 energy.check_input(x0, graph)
         if self.normalize and graph.num_nodes < 2:
             raise ValueError("normalize=True standardises each channel over the nodes, which needs at least 2 nodes")
-        return BoundField(self, graph, x0)
+
+    def prepare(self, graph: Graph, x0: Tensor | None) -> Any:
+        if isinstance(self.energy, EnergySchedule):
+            return _PieceContexts(tuple(energy.prepare(graph, x0) for energy in self.energy.energies))
+        return self.energy.prepare(graph, x0)
+
+    def jump_times(self) -> list[float]:
+        """The piece boundaries of a time-dependent energy, else none."""
+        return self.energy.boundaries() if isinstance(self.energy, EnergySchedule) else []
 
     def extra_repr(self) -> str:
         return f"activation={self.activation_name!r}" + (", normalize=True" if self.normalize else "")
 
 
-class BoundField(VectorField):
-    """A :class:`GradientFlow` bound to one graph and one initial state; ``forward(t, x)`` is the ODE's RHS.
+@dataclass(frozen=True, eq=False)
+class _PieceContexts:
+    """What each piece of an :class:`~continuous_gnn.EnergySchedule` prepared for one solve, in time order."""
 
-    The flow is a submodule, so its parameters are found by ``odeint_adjoint``. The bound tensors are listed
-    by :meth:`captured_tensors` so that :func:`~continuous_gnn.integrate` can also send gradients to an
-    ``x0`` that requires grad under the adjoint method (nothing is detached silently). A time-dependent
-    energy declares its piece boundaries through :meth:`jump_times`.
-    """
+    pieces: tuple[Any, ...]
 
-    def __init__(self, flow: GradientFlow, graph: Graph, x0: Tensor | None) -> None:
-        super().__init__()
-        self.flow = flow
-        self.graph = graph
-        self.x0 = x0
 
-    def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        return self.flow(t, x, self.graph, self.x0)
-
-    def jump_times(self) -> list[float]:
-        """Times where the field jumps: the piece boundaries of a time-dependent energy, else none."""
-        energy = self.flow.energy
-        return energy.boundaries() if isinstance(energy, EnergySchedule) else []
-
-    def captured_tensors(self) -> tuple[Tensor, ...]:
-        """The bound initial state :math:`X(0)` (the source term's), when there is one."""
-        return (self.x0,) if self.x0 is not None else ()
+def energy_is_gradient(energy: Energy | EnergySchedule) -> bool:
+    pieces = energy.energies if isinstance(energy, EnergySchedule) else [energy]
+    return all(piece.is_gradient_flow for piece in pieces)

@@ -1,0 +1,175 @@
+r"""Attention on the edges of a graph, and the attention-weighted Dirichlet energy of GRAND-l.
+
+GRAND (Chamberlain et al., "GRAND: Graph Neural Diffusion", ICML 2021, https://arxiv.org/abs/2106.10934)
+diffuses features with learned attention weights :math:`a(x_i, x_j)`. Its "linear" variant, GRAND-l, computes
+them once from :math:`X(0)` and holds them fixed during the solve. Attention is row-stochastic, not symmetric,
+so :math:`\dot X = (A - I)X` is no gradient flow; symmetrising it, :math:`S = \tfrac12(A + A^\top)`, makes it the
+gradient flow of an energy, which is what :class:`AttentionDirichletEnergy` is.
+
+Products with the attention matrix use gather/scatter over the edge list, never a sparse CSR tensor with
+learnable values: autograd's backward of a CSR product with values that require grad asks for a dense
+:math:`N \times N` gradient (about 115 GB at ogbn-arxiv's size). Here every product, forward and backward,
+costs :math:`O(|E| d)` time and memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torch_geometric.utils import softmax
+
+from .._checks import check_positive_int
+from ..graph import Graph
+from .base import Energy
+
+__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "edge_propagate"]
+
+
+def edge_propagate(values: Tensor, edge_index: Tensor, x: Tensor, num_nodes: int) -> Tensor:
+    r""":math:`(AX)_i = \sum_{(i, j) \in E} a_{ij} x_j` by gather and scatter, for edge values :math:`a` of
+    shape ``(|E|,)`` that may require grad (their gradient is :math:`O(|E|)`, never a dense matrix)."""
+    row, col = edge_index
+    return x.new_zeros(num_nodes, x.size(1)).index_add(0, row, values.unsqueeze(1) * x[col])
+
+
+class EdgeAttention(nn.Module):
+    r"""Scaled dot-product attention over the edges of a graph, normalised over each node's neighbours (GRAND):
+
+    .. math::
+        a_{ij} = \frac{1}{H}\sum_{h=1}^{H} \operatorname{softmax}_{j \in \mathcal N(i)}
+                 \frac{(W_Q^h x_i)^\top (W_K^h x_j)}{\sqrt{d_k}},
+
+    so that :math:`\sum_j a_{ij} = 1` for every node :math:`i` with at least one edge.
+
+    Args:
+        channels (int): feature width ``d``.
+        key_channels (int, optional): :math:`d_k` per head (default: ``channels``).
+        heads (int): :math:`H` (default: ``1``).
+
+    Shapes:
+        - **input:** features ``(|V|, d)``, edge indices ``(2, |E|)``
+        - **output:** attention ``(|E|,)``
+    """
+
+    def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1) -> None:
+        super().__init__()
+        check_positive_int(channels, "channels")
+        key_channels = channels if key_channels is None else key_channels
+        check_positive_int(key_channels, "key_channels")
+        check_positive_int(heads, "heads")
+        self.channels, self.key_channels, self.heads = channels, key_channels, heads
+        self.query = nn.Linear(channels, heads * key_channels)
+        self.key = nn.Linear(channels, heads * key_channels)
+
+    def reset_parameters(self) -> None:
+        self.query.reset_parameters()
+        self.key.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:
+        row, col = edge_index
+        q = self.query(x).view(-1, self.heads, self.key_channels)
+        k = self.key(x).view(-1, self.heads, self.key_channels)
+        scores = (q[row] * k[col]).sum(-1) / math.sqrt(self.key_channels)  # (|E|, H)
+        return softmax(scores, row, num_nodes=num_nodes).mean(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionGraph:
+    r"""A graph with row-stochastic attention :math:`A` on its edges, used through :math:`S = \tfrac12(A + A^\top)`.
+
+    Attributes:
+        graph (Graph): the underlying graph (its edge list).
+        values (Tensor): :math:`a_{ij}` on ``graph.edge_index``, shape ``(|E|,)``; may require grad.
+        degree (Tensor): :math:`d^S_i = \sum_j s_{ij}`, shape ``(|V|,)``.
+    """
+
+    graph: Graph
+    values: Tensor
+    degree: Tensor
+
+    @classmethod
+    def from_attention(cls, graph: Graph, values: Tensor) -> AttentionGraph:
+        col = graph.edge_index[1]
+        column_sums = values.new_zeros(graph.num_nodes).index_add(0, col, values)
+        row_sums = values.new_zeros(graph.num_nodes).index_add(0, graph.edge_index[0], values)
+        return cls(graph=graph, values=values, degree=0.5 * (row_sums + column_sums))
+
+    @property
+    def num_nodes(self) -> int:
+        return self.graph.num_nodes
+
+    def propagate(self, x: Tensor) -> Tensor:
+        r""":math:`SX = \tfrac12(AX + A^\top X)`."""
+        forward = edge_propagate(self.values, self.graph.edge_index, x, self.num_nodes)
+        backward = edge_propagate(self.values, self.graph.edge_index.flip(0), x, self.num_nodes)
+        return 0.5 * (forward + backward)
+
+    def laplacian(self, x: Tensor) -> Tensor:
+        r""":math:`L_S X = D_S X - S X`."""
+        return self.degree.unsqueeze(1) * x - self.propagate(x)
+
+
+class AttentionDirichletEnergy(Energy):
+    r"""The attention-weighted Dirichlet energy; its gradient flow is GRAND-l with symmetrised attention.
+
+    From "GRAND: Graph Neural Diffusion" (Chamberlain et al., ICML 2021, https://arxiv.org/abs/2106.10934),
+    with the attention of :class:`EdgeAttention` computed from :math:`X(0)` and symmetrised:
+
+    .. math::
+        S = \tfrac12\big(A(X(0)) + A(X(0))^\top\big), \qquad
+        E(X) = \tfrac14 \sum_{i,j} s_{ij}\, \|x_i - x_j\|^2 = \tfrac12 \operatorname{tr}(X^\top L_S X),
+
+    .. math::
+        \nabla E(X) = L_S X = D_S X - S X, \qquad \dot X = -\nabla E(X) = (S - D_S) X,
+
+    with :math:`D_S = \operatorname{diag}(S\mathbf 1)`. :math:`E \ge 0`, and along the flow it never increases.
+    The attention is held fixed during a solve: :meth:`prepare` computes it once per forward pass (a bound
+    :class:`~continuous_gnn.GradientFlow` calls it), and its parameters get gradients through it, with direct
+    backprop and with the adjoint method. Called with a plain :class:`~continuous_gnn.Graph`, the energy
+    computes the attention from ``x0`` itself.
+
+    Args:
+        channels (int): ``d``.
+        key_channels (int, optional): :math:`d_k` of the attention (default: ``channels``).
+        heads (int): attention heads, averaged (default: ``1``).
+    """
+
+    def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1) -> None:
+        super().__init__()
+        self.channels = channels
+        self.attention = EdgeAttention(channels, key_channels, heads)
+
+    def reset_parameters(self) -> None:
+        self.attention.reset_parameters()
+
+    def prepare(self, graph: Graph, x0: Tensor | None) -> AttentionGraph:
+        """The graph with the attention of ``x0`` on its edges (computed once, held fixed during a solve)."""
+        if isinstance(graph, AttentionGraph):
+            return graph
+        Energy.check_graph(self, graph)
+        if x0 is None:
+            raise ValueError("AttentionDirichletEnergy computes its attention from the initial state: pass x0=F(0)")
+        self.check_input(x0, graph)
+        return AttentionGraph.from_attention(graph, self.attention(x0, graph.edge_index, graph.num_nodes))
+
+    def check_graph(self, graph: Graph | AttentionGraph) -> None:
+        Energy.check_graph(self, graph.graph if isinstance(graph, AttentionGraph) else graph)
+
+    def energy(self, x: Tensor, graph: Graph | AttentionGraph, x0: Tensor | None = None) -> Tensor:
+        attended = self.prepare(graph, x0)
+        self.check_input(x, attended.graph)
+        return 0.5 * (x * attended.laplacian(x)).sum()
+
+    def gradient(self, x: Tensor, graph: Graph | AttentionGraph, x0: Tensor | None = None) -> Tensor:
+        attended = self.prepare(graph, x0)
+        self.check_input(x, attended.graph)
+        return attended.laplacian(x)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+

@@ -1,0 +1,85 @@
+r"""PyG's adjacency inputs as a normalised :class:`~continuous_gnn.Graph`, with an identity-keyed cache.
+
+PyG layers take an ``Adj``: an ``edge_index`` tensor of shape ``(2, |E|)`` (also PyG's ``EdgeIndex``), a
+torch sparse COO or CSR matrix ``adj_t``, or torch-sparse's ``SparseTensor``. A sparse ``adj_t`` is the
+*transposed* adjacency in PyG's convention (row = target, column = source); the energies need a symmetric
+graph, so both orientations give the same operator, but the conversion still reads it the PyG way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import SparseTensor
+
+from ..graph import Graph
+
+__all__ = ["GraphCache", "to_graph"]
+
+
+def _edges(adj: Any, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``(edge_index, edge_weight)`` of any ``Adj``; ``edge_weight`` may only accompany an ``edge_index``."""
+    if isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr):
+        if edge_weight is not None:
+            raise ValueError("edge_weight is given by the values of a sparse adj_t; pass only adj_t")
+        coo = adj.to_sparse_coo().coalesce()
+        target, source = coo.indices()
+        return torch.stack([source, target]), coo.values()
+    if isinstance(adj, Tensor):
+        return adj.as_subclass(Tensor), edge_weight  # an EdgeIndex is an edge_index with cached metadata
+    if isinstance(adj, SparseTensor):
+        if edge_weight is not None:
+            raise ValueError("edge_weight is given by the values of a SparseTensor adj_t; pass only adj_t")
+        target, source, values = adj.coo()
+        return torch.stack([source, target]), values
+    raise TypeError(f"expected an edge_index tensor, a torch sparse adj_t, an EdgeIndex or a SparseTensor, got "
+                    f"{type(adj).__name__}")
+
+
+def to_graph(adj: Any, num_nodes: int, edge_weight: Tensor | None = None, *, dtype: torch.dtype = torch.float32,
+             self_loops: bool = True) -> Graph:
+    r"""The normalised operator :math:`\bar A` of a PyG adjacency input (a :class:`~continuous_gnn.Graph` is
+    returned as it is).
+
+    Args:
+        adj: ``edge_index`` ``(2, |E|)``, ``EdgeIndex``, a torch sparse COO/CSR ``adj_t`` or a ``SparseTensor``.
+        num_nodes (int): :math:`|V|`.
+        edge_weight (Tensor, optional): weights ``(|E|,)`` of an ``edge_index``.
+        dtype (torch.dtype): the operator's dtype (default: ``torch.float32``).
+        self_loops (bool): add :math:`I` before normalising (default: ``True``).
+    """
+    if isinstance(adj, Graph):
+        if edge_weight is not None:
+            raise ValueError("a Graph carries its own weights; edge_weight applies to an edge_index")
+        return adj
+    edge_index, weight = _edges(adj, edge_weight)
+    return Graph.from_edge_index(edge_index, num_nodes, weight, self_loops=self_loops, dtype=dtype)
+
+
+class GraphCache:
+    """Remembers the graph built from one adjacency input, keyed by the identity of the input tensors.
+
+    The cache holds the input tensors themselves, so that their identity cannot be reused by other tensors
+    while the entry lives; a different tensor (even with equal contents) builds a new graph. It is therefore
+    never stale, unlike a cache keyed by memory addresses or by "the first call".
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._graph: Graph | None = None
+
+    def get(self, adj: Any, num_nodes: int, edge_weight: Tensor | None, dtype: torch.dtype,
+            self_loops: bool = True) -> Graph:
+        if isinstance(adj, Graph):
+            return to_graph(adj, num_nodes, edge_weight)
+        key = (adj, edge_weight, num_nodes, dtype, self_loops)
+        if self._key is not None and self._key[0] is adj and self._key[1] is edge_weight and self._key[2:] == key[2:]:
+            return self._graph
+        graph = to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
+        self._key, self._graph = key, graph
+        return graph
+
+    def clear(self) -> None:
+        self._key = self._graph = None

@@ -1,0 +1,88 @@
+r"""FlowConv: a whole continuous flow over :math:`[0, T]` as one PyG layer, with any solver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from .._checks import check_positive_finite
+from ..energies.base import Energy
+from ..energies.schedule import EnergySchedule
+from ..fields import Field, GradientFlow
+from ..graph import Graph
+from ..ode.integrate import integrate
+from ..ode.settings import Adaptive, Adjoint, FixedGrid
+from .adjacency import to_graph
+
+__all__ = ["FlowConv"]
+
+
+class FlowConv(nn.Module):
+    r"""Integrate a flow from the input features: :math:`X' = X(T)` with :math:`X(0) = X`.
+
+    .. math::
+        X(T) = X + \int_0^T f\big(t, X(t); X(0) = X\big)\, dt, \qquad
+        f = -\nabla E \text{ (an energy) or any } \texttt{Field}.
+
+    The whole continuous GNN block in one layer, for PyG models: ``forward(x, edge_index, edge_weight=None)``
+    like ``GCNConv`` (the input is also :math:`X(0)`, the source term's and the attention's initial state).
+    With ``FixedGrid("euler", step_size=τ)`` and :math:`T = L\tau` it equals ``L`` layers of
+    :class:`EnergyConv` with shared weights.
+
+    Args:
+        energy (Energy, EnergySchedule or Field): the energy (integrated as its gradient flow) or a field.
+        t_end (float): :math:`T` (default: ``1.0``).
+        solver (FixedGrid or Adaptive, optional): how to integrate (default: ``FixedGrid("euler",
+            step_size=1.0)``).
+        adjoint (Adjoint or bool, optional): gradients by the adjoint method (default: ``None``).
+        activation (str or callable, optional): :math:`\sigma` of the energy's flow (default: ``None``).
+        cached (bool): normalise the graph on the first call and reuse it, as ``GCNConv`` does (default:
+            ``False``).
+
+    Shapes:
+        - **input:** node features ``(|V|, d)``, an ``Adj`` or a :class:`~continuous_gnn.Graph`, optional edge
+          weights ``(|E|,)``
+        - **output:** node features ``(|V|, d)``
+    """
+
+    def __init__(self, energy: Energy | EnergySchedule | Field, t_end: float = 1.0, *,
+                 solver: FixedGrid | Adaptive | None = None, adjoint: Adjoint | bool | None = None,
+                 activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False) -> None:
+        super().__init__()
+        self.t_end = check_positive_finite(t_end, "t_end")
+        if isinstance(energy, Field):
+            if activation is not None:
+                raise ValueError("activation applies to an energy's gradient flow; a Field is used as it is")
+            self.flow = energy
+        else:
+            self.flow = GradientFlow(energy, activation)
+        self.solver = FixedGrid("euler", step_size=1.0) if solver is None else solver
+        if not isinstance(self.solver, (FixedGrid, Adaptive)):
+            raise TypeError(f"solver must be FixedGrid(...) or Adaptive(...), got {type(self.solver).__name__}")
+        self.adjoint = Adjoint() if adjoint is True else (adjoint or None)
+        if self.adjoint is not None:
+            self.adjoint.for_solver(self.solver)
+        self.cached = cached
+        self._cached_graph: Graph | None = None
+
+    def reset_parameters(self) -> None:
+        """Clear the cached graph (the parameters belong to the energy or field)."""
+        self._cached_graph = None
+
+    def forward(self, x: Tensor, edge_index: Any, edge_weight: Tensor | None = None) -> Tensor:
+        if isinstance(edge_index, Graph):
+            graph = to_graph(edge_index, x.size(0), edge_weight)
+        elif self.cached and self._cached_graph is not None:
+            graph = self._cached_graph
+        else:
+            graph = to_graph(edge_index, x.size(0), edge_weight, dtype=x.dtype)
+            if self.cached:
+                self._cached_graph = graph
+        state = self.flow.initial_state(x)
+        solution = integrate(self.flow.bind(graph, x), state, self.t_end, solver=self.solver, adjoint=self.adjoint)
+        return self.flow.readout(solution.final)
+
+    def extra_repr(self) -> str:
+        return f"t_end={self.t_end}, solver={self.solver}"

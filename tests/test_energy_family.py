@@ -1,0 +1,297 @@
+"""The GRAND family and its kin: closed-form gradients, energy decrease along the flows, the stated property of
+each non-gradient field, adjoint gradients of the attention and the memory of learnable edge values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from helpers import graff_energy, random_features, random_graph
+from torch import nn
+
+import continuous_gnn as cg
+from continuous_gnn.data import contextual_sbm
+from continuous_gnn.diagnostics import dirichlet_energy
+from continuous_gnn.energies import (
+    AllenCahnEnergy,
+    AttentionDirichletEnergy,
+    AttentionGraph,
+    DirichletEnergy,
+    Energy,
+    EnergySum,
+    GRAFFEnergy,
+    PLaplacianEnergy,
+)
+
+DTYPE = torch.float64
+N, D = 9, 3
+
+
+def _attention(seed: int = 0, **kwargs) -> AttentionDirichletEnergy:
+    torch.manual_seed(seed)
+    return AttentionDirichletEnergy(D, **kwargs).double()
+
+
+def _energies() -> dict[str, Energy]:
+    return {
+        "attention": _attention(heads=2, key_channels=4),
+        "allen_cahn": AllenCahnEnergy(D, repulsion=0.7, well=1.3).double(),
+        "allen_cahn_fixed": AllenCahnEnergy(D, repulsion=0.0, well=0.5, learnable=False).double(),
+        "p_laplacian_1": PLaplacianEnergy(p=1.0, eps=0.3),
+        "p_laplacian_1.5": PLaplacianEnergy(p=1.5, eps=0.1),
+        "p_laplacian_2": PLaplacianEnergy(p=2.0, eps=0.2),
+        "sum": graff_energy(D, seed=4) + 0.1 * AllenCahnEnergy(D).double(),
+    }
+
+
+ENERGIES = list(_energies())
+
+
+@pytest.mark.parametrize("name", ENERGIES)
+def test_closed_form_gradient_equals_autograd(name):
+    energy = _energies()[name]
+    graph = random_graph(N, 0.35, 1)
+    x0 = random_features(N, D, 2)
+    x = random_features(N, D, 3).requires_grad_()
+    (expected,) = torch.autograd.grad(energy.energy(x, graph, x0), x)
+    torch.testing.assert_close(energy.gradient(x.detach(), graph, x0), expected, rtol=1e-10, atol=1e-12)
+    # The prepared context (what a bound flow uses) gives the same values as the plain graph.
+    prepared = energy.prepare(graph, x0)
+    torch.testing.assert_close(energy.gradient(x.detach(), prepared, x0), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(energy.energy(x.detach(), prepared, x0), energy.energy(x.detach(), graph, x0))
+
+
+@pytest.mark.parametrize("name", ENERGIES)
+def test_energy_never_increases_along_its_flow(name):
+    energy = _energies()[name]
+    graph = random_graph(N, 0.35, 5)
+    x0 = random_features(N, D, 6)
+    field = cg.GradientFlow(energy).bind(graph, x0)
+    prepared = energy.prepare(graph, x0)
+    times = [0.1 * k for k in range(1, 20)]
+    # Explicit Euler with a step below 2/L (L bounds the Hessian along these trajectories), and dopri5.
+    for solver in (cg.FixedGrid("euler", step_size=0.01), cg.Adaptive("dopri5", rtol=1e-9, atol=1e-11)):
+        sol = cg.integrate(field, x0, 2.0, solver=solver, save_at=times)
+        with torch.no_grad():
+            values = torch.stack([energy.energy(s, prepared, x0) for s in sol.states])
+        rises = values[1:] - values[:-1]
+        assert bool((rises <= 1e-9 * values.abs().max()).all()), (solver, values)
+        assert float(values[-1]) < float(values[0])
+
+
+def test_p_laplacian_at_p2_is_the_dirichlet_energy():
+    graph = random_graph(N, 0.35, 7)
+    x = random_features(N, D, 8)
+    p2 = PLaplacianEnergy(p=2.0, eps=0.5)
+    torch.testing.assert_close(p2.gradient(x, graph), DirichletEnergy().gradient(x, graph))
+    # The energies differ by the constant ε²/4 Σ ã_ij (ã with self-loops, so Σ_j ã_ij = d̃_i).
+    constant = 0.25 * 0.5 ** 2 * float(graph.degree.sum())
+    torch.testing.assert_close(p2.energy(x, graph), DirichletEnergy().energy(x, graph) + constant)
+
+
+def test_energy_sum_is_the_weighted_sum_and_flattens():
+    graph = random_graph(N, 0.35, 9)
+    x0, x = random_features(N, D, 10), random_features(N, D, 11)
+    graff, acmp, tv = graff_energy(D, seed=2), AllenCahnEnergy(D).double(), PLaplacianEnergy(p=1.2)
+    total = graff + 0.1 * acmp + 2 * tv
+    assert isinstance(total, EnergySum) and len(total.parts) == 3 and total.weights == (1.0, 0.1, 2.0)
+    expected = graff.gradient(x, graph, x0) + 0.1 * acmp.gradient(x, graph) + 2 * tv.gradient(x, graph)
+    torch.testing.assert_close(total.gradient(x, graph, x0), expected)
+    assert total.channels == D and total.is_gradient_flow
+    assert not (total + GRAFFEnergy(D, w="asymm", allow_asymmetric=True).double()).is_gradient_flow
+    with pytest.raises(ValueError, match=r"the same channels, got \[3, 4\]"):
+        graff + GRAFFEnergy(4)
+    with pytest.raises(ValueError, match="finite"):
+        EnergySum([graff], [float("nan")])
+    with pytest.raises(ValueError, match="2 energies but 1 weights"):
+        EnergySum([graff, tv], [1.0])
+
+
+def test_allen_cahn_is_bounded_below_and_keeps_the_dirichlet_energy_away_from_zero():
+    energy = AllenCahnEnergy(4, repulsion=1.0, well=1.0, learnable=False).double()
+    data = contextual_sbm(60, 2, 0.8, 5.0, 4, 1.0, seed=0)
+    graph = cg.Graph.from_data(data, dtype=DTYPE)
+    bound = energy.lower_bound(graph.num_nodes)
+    g = torch.Generator().manual_seed(0)
+    for scale in (0.1, 1.0, 3.0, 30.0):
+        x = scale * torch.randn(graph.num_nodes, 4, generator=g, dtype=DTYPE)
+        assert float(energy.energy(x, graph)) >= float(bound)
+    x0 = 0.5 * torch.randn(graph.num_nodes, 4, generator=g, dtype=DTYPE)
+    solver = cg.Adaptive("dopri5", rtol=1e-7, atol=1e-9)
+    acmp = cg.integrate(cg.GradientFlow(energy).bind(graph), x0, 200.0, solver=solver, save_at=[50.0, 100.0])
+    heat = cg.integrate(cg.GradientFlow(DirichletEnergy()).bind(graph), x0, 200.0, solver=solver)
+    assert all(float(energy.energy(s, graph)) >= float(bound) for s in acmp.states)
+    assert float(dirichlet_energy(heat.final, graph)) < 1e-6
+    assert all(float(dirichlet_energy(s, graph)) > 10.0 for s in acmp.states[1:])
+    with pytest.raises(ValueError, match="well must be a finite number > 0"):
+        AllenCahnEnergy(4, well=0.0)
+
+
+def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
+    graph = random_graph(N, 0.35, 12)
+    x0 = random_features(N, D, 13)
+    energy = _attention(heads=3)
+    attended = energy.prepare(graph, x0)
+    assert isinstance(attended, AttentionGraph)
+    row_sums = torch.zeros(N, dtype=DTYPE).index_add(0, graph.edge_index[0], attended.values)
+    torch.testing.assert_close(row_sums, torch.ones(N, dtype=DTYPE))
+    # S is symmetric: <y, S x> = <x, S y>, and L_S 1 = 0 (rows of L_S sum to zero).
+    x, y = random_features(N, D, 14), random_features(N, D, 15)
+    torch.testing.assert_close((y * attended.propagate(x)).sum(), (x * attended.propagate(y)).sum())
+    torch.testing.assert_close(attended.laplacian(torch.ones(N, 1, dtype=DTYPE)), torch.zeros(N, 1, dtype=DTYPE))
+    assert float(energy.energy(x, attended).detach()) >= 0
+    with pytest.raises(ValueError, match="pass x0=F\\(0\\)"):
+        energy.energy(x, graph)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_attention_parameters_get_gradients_direct_and_adjoint(adjoint):
+    graph = random_graph(N, 0.35, 16)
+    x0 = random_features(N, D, 17).requires_grad_()
+    energy = _attention(seed=1, heads=2)
+    solver = cg.Adaptive("dopri5", rtol=1e-10, atol=1e-12)
+
+    def gradients(use_adjoint: bool) -> list[torch.Tensor]:
+        sol = cg.integrate(cg.GradientFlow(energy).bind(graph, x0), x0, 1.0, solver=solver, adjoint=use_adjoint)
+        return torch.autograd.grad(sol.final.square().sum(), [*energy.parameters(), x0])
+
+    grads = gradients(adjoint)
+    assert all(float(g.abs().max()) > 0 for g in grads)
+    for got, expected in zip(grads, gradients(False)):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_the_adjoint_check_sees_attention_computed_from_an_untracked_tensor():
+    graph = random_graph(N, 0.35, 18)
+    x0 = random_features(N, D, 19)
+    energy = _attention(seed=2)
+    stray = torch.ones((), dtype=DTYPE, requires_grad=True)  # not a parameter of the field, not declared
+    field = cg.GradientFlow(energy).bind(graph, x0)
+    field.context = AttentionGraph.from_attention(graph, field.context.values * stray)
+    with pytest.raises(ValueError, match=r"\['context.values', 'context.degree'\]"):
+        cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True)
+    cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True, adjoint_params=[stray])
+
+
+def test_learnable_edge_values_cost_edges_not_nodes_squared():
+    # A torch CSR product with values that require grad asks autograd for a dense N x N gradient: at this size
+    # 4e10 floats (160 GB). The gather/scatter product's backward stays O(|E| d).
+    script = textwrap.dedent("""
+        import resource, torch
+        from continuous_gnn.energies.attention import edge_propagate
+        n, e, d = 200_000, 2_000_000, 8
+        g = torch.Generator().manual_seed(0)
+        edge_index = torch.randint(0, n, (2, e), generator=g)
+        values = torch.rand(e, generator=g).requires_grad_()
+        x = torch.randn(n, d, generator=g).requires_grad_()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = edge_propagate(values, edge_index, x, n)
+        out.square().sum().backward()
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        assert values.grad.shape == (e,) and x.grad.shape == (n, d)
+        print(grown * 1024)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    grown = int(done.stdout.split()[-1])
+    dense = 200_000 ** 2 * 4
+    assert grown < 1.5e9 and dense > 25 * grown, grown
+
+
+def test_attention_diffusion_obeys_the_maximum_principle():
+    graph = random_graph(12, 0.3, 20)
+    x0 = random_features(12, D, 21)
+    torch.manual_seed(3)
+    field = cg.AttentionDiffusion(D, heads=2).double()
+    assert not field.is_gradient_flow
+    low, high = x0.min(dim=0).values, x0.max(dim=0).values
+    for solver, slack in ((cg.FixedGrid("euler", step_size=1.0), 1e-12), (cg.FixedGrid("euler", step_size=0.25), 1e-12),
+                          (cg.Adaptive("dopri5", rtol=1e-9, atol=1e-11), 1e-8)):
+        sol = cg.integrate(field.bind(graph, x0), x0, 5.0, solver=solver, save_at=[1.0, 2.0, 3.0, 4.0])
+        assert bool((sol.states >= low - slack).all() and (sol.states <= high + slack).all()), solver
+        # It mixes: the spread shrinks.
+        assert bool(((sol.final.max(0).values - sol.final.min(0).values) < (high - low)).all())
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.5, 2.0])
+def test_second_order_total_energy_never_increases(damping):
+    graph = random_graph(N, 0.35, 22)
+    x0 = random_features(N, D, 23)
+    energy = graff_energy(D, seed=5)
+    flow = cg.SecondOrderFlow(energy, damping=damping).double()
+    z0 = flow.initial_state(x0)
+    assert z0.shape == (2 * N, D) and torch.equal(flow.readout(z0), x0)
+    sol = cg.integrate(flow.bind(graph, x0), z0, 3.0, method="rk4", step_size=0.005,
+                       save_at=[0.25 * k for k in range(1, 12)])
+    with torch.no_grad():
+        total = torch.stack([flow.total_energy(s, graph, x0) for s in sol.states])
+    changes = total[1:] - total[:-1]
+    if damping == 0:
+        torch.testing.assert_close(total, total[0].expand_as(total), rtol=1e-6, atol=1e-8)  # conserved
+    else:
+        assert bool((changes <= 1e-10).all()) and float(total[-1]) < float(total[0])
+    assert not flow.is_gradient_flow
+    with pytest.raises(ValueError, match="damping must be a finite number >= 0"):
+        cg.SecondOrderFlow(energy, damping=-1.0)
+
+
+class _UserEnergy(Energy):
+    """A user's energy: only energy(), autograd gives the gradient."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.scale = nn.Parameter(torch.tensor(0.5))
+
+    def energy(self, x, graph, x0=None):
+        self.check_input(x, graph)
+        return 0.5 * self.scale * (x * graph.laplacian(x)).sum() + torch.log(torch.cosh(x)).sum()
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_a_user_energy_trains_through_the_model(adjoint):
+    torch.manual_seed(0)
+    graph = random_graph(N, 0.35, 24, dtype=torch.float32)
+    x = torch.randn(N, 5)
+    y = torch.arange(N) % 2
+    model = cg.ContinuousGNN(5, D, 2, _UserEnergy(D), t_end=1.0, solver=cg.FixedGrid("rk4", step_size=0.25),
+                             adjoint=adjoint)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x, graph), y)
+        loss.backward()
+        assert model.energy.scale.grad is not None and float(model.energy.scale.grad.abs()) > 0
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    with torch.no_grad():
+        assert model(x, graph).shape == (N, 2)
+
+
+def test_the_model_takes_fields_edge_index_adj_t_and_data():
+    from torch_geometric.data import Data
+
+    torch.manual_seed(0)
+    graph = random_graph(N, 0.35, 25, dtype=torch.float32)
+    edge_index = graph.edge_index[:, graph.edge_index[0] != graph.edge_index[1]]
+    x = torch.randn(N, 5)
+    model = cg.ContinuousGNN(5, D, 2, cg.AttentionDiffusion(D), t_end=1.0, solver=cg.FixedGrid(step_size=0.5)).eval()
+    reference = model(x, graph)
+    torch.testing.assert_close(model(x, edge_index), reference)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.size(1)), (N, N), is_coalesced=False,
+                                    check_invariants=True)
+    torch.testing.assert_close(model(x, adj_t), reference)
+    torch.testing.assert_close(model(Data(x=x, edge_index=edge_index)), reference)
+    # The operator is built once per adjacency tensor, and again for another tensor.
+    assert model.graph(x, edge_index) is model.graph(x, edge_index)
+    assert model.graph(x, edge_index.clone()) is not model.graph(x, edge_index)
+    second = cg.ContinuousGNN(5, D, 2, cg.SecondOrderFlow(GRAFFEnergy(D)), solver=cg.FixedGrid(step_size=0.5))
+    logits, sol = second.forward_with_solution(x, graph)
+    assert logits.shape == (N, 2) and sol.final.shape == (N, D) and sol.states.shape == (2, N, D)
+    with pytest.raises(ValueError, match="a Field given as the energy is used as it is"):
+        cg.ContinuousGNN(5, D, 2, cg.AttentionDiffusion(D), activation="relu")
