@@ -9,6 +9,8 @@ from torch.nn import functional as F
 from continuous_gnn.nn import SparseInputLinear
 from continuous_gnn.nn import sparse_linear as sparse_linear_module
 
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
 
 def _random_columns(rows: int, cols: int, per_row: int, generator: torch.Generator) -> torch.Tensor:
     """CSR column indices with exactly ``per_row`` sorted entries in every row."""
@@ -65,11 +67,11 @@ def test_weight_gradient_is_right_for_a_new_input_written_into_the_previous_inpu
     generator = torch.Generator().manual_seed(3)
     layer = SparseInputLinear(40, 3).eval()
     crow, col = torch.arange(0, 50 * 4 + 1, 4), _random_columns(50, 40, 4, generator)
-    first = torch.sparse_csr_tensor(crow, col, torch.rand(200, generator=generator), (50, 40))
+    first = torch.sparse_csr_tensor(crow, col, torch.rand(200, generator=generator), (50, 40), check_invariants=True)
     torch.testing.assert_close(_weight_grad(layer, first), _dense_weight_grad(layer, first), rtol=1e-5, atol=1e-5)
     del first
     col.copy_(_random_columns(50, 40, 4, generator))
-    second = torch.sparse_csr_tensor(crow, col, torch.rand(200, generator=generator), (50, 40))
+    second = torch.sparse_csr_tensor(crow, col, torch.rand(200, generator=generator), (50, 40), check_invariants=True)
     torch.testing.assert_close(_weight_grad(layer, second), _dense_weight_grad(layer, second), rtol=1e-5, atol=1e-5)
 
 
