@@ -32,7 +32,7 @@ from continuous_gnn.data import (
     load_dataset,
     resolve_data_root,
 )
-from continuous_gnn.data import datasets as datasets_module
+from continuous_gnn.data import registry as registry_module
 
 # name: (nodes, undirected edges after preprocessing, features, classes, splits,
 #        split-0 sizes (train, val, test), README edge count, README count is
@@ -203,7 +203,7 @@ def test_pubmed_without_allx_fails_fast_with_advice(tmp_path: Path) -> None:
 def test_pyg_classes_cannot_download(tmp_path: Path, name: str) -> None:
     # Second guard: even if our file list missed a file, torch_geometric's
     # download() raises instead of going to the network.
-    spec = datasets_module._SPECS[name]
+    spec = registry_module._SPECS[name]
     with pytest.raises(DatasetUnavailableError, match="never downloads"):
         spec.build(tmp_path)
 
@@ -412,8 +412,8 @@ def test_failed_processing_leaves_no_cache_entry(
     def broken_build(stage: Path) -> Data:
         raise RuntimeError("simulated crash while processing")
 
-    spec = datasets_module._SPECS["texas"]
-    monkeypatch.setitem(datasets_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
+    spec = registry_module._SPECS["texas"]
+    monkeypatch.setitem(registry_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
     cache = tmp_path / "cache"
     with pytest.raises(DatasetUnavailableError, match="simulated crash") as info:
         load_dataset("texas", texas_root, cache_dir=cache)
@@ -433,8 +433,8 @@ def test_system_errors_while_processing_are_not_blamed_on_the_files(
     def broken_build(stage: Path) -> Data:
         raise error
 
-    spec = datasets_module._SPECS["texas"]
-    monkeypatch.setitem(datasets_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
+    spec = registry_module._SPECS["texas"]
+    monkeypatch.setitem(registry_module._SPECS, "texas", dataclasses.replace(spec, build=broken_build))
     cache = tmp_path / "cache"
     with pytest.raises(type(error)) as info:
         load_dataset("texas", texas_root, cache_dir=cache)

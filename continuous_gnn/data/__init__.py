@@ -9,18 +9,26 @@ Typical use from a command-line entry point::
     ds = load_dataset("texas", root, cache_dir=default_cache_dir(os.environ))
     train, val, test = ds.split(0)
 
-See :mod:`continuous_gnn.data.datasets` and ``docs/datasets.md`` for the
-preprocessing and the data layout.
+Modules, from the bottom up:
+
+* :mod:`~continuous_gnn.data.root`: where the data root and the cache live.
+* :mod:`~continuous_gnn.data.raw_files`: missing or corrupt raw files, reported
+  as :class:`DatasetUnavailableError`.
+* :mod:`~continuous_gnn.data.registry`: which datasets exist, their raw files
+  and builders.
+* :mod:`~continuous_gnn.data.cache`: process a dataset once, store it, read it
+  back.
+* :mod:`~continuous_gnn.data.datasets`: :func:`load_dataset` and
+  :class:`NodeDataset`, with the preprocessing described.
+* :mod:`~continuous_gnn.data.synthetic`: generated graphs for controlled
+  studies.
+
+See ``docs/datasets.md`` for the data layout.
 """
 
-from continuous_gnn.data.datasets import (
-    DATASETS,
-    NUM_SPLITS,
-    DatasetUnavailableError,
-    NodeDataset,
-    canonical_name,
-    load_dataset,
-)
+from continuous_gnn.data.datasets import NodeDataset, load_dataset
+from continuous_gnn.data.raw_files import DatasetUnavailableError
+from continuous_gnn.data.registry import DATASETS, NUM_SPLITS, canonical_name
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
 from continuous_gnn.data.synthetic import (
     complete_bipartite,

@@ -11,6 +11,7 @@ draws differ, so the numbers are not bitwise the dense path's).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,28 @@ def _transpose_pattern(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return perm, t_crow, row[perm].to(col.dtype)
 
 
+def _same_tensor_values(a: Tensor, b: Tensor) -> bool:
+    return a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and torch.equal(a, b)
+
+
+@dataclass(frozen=True)
+class _CachedTranspose:
+    """The transpose pattern of a CSR input, with a private copy of the shape and indices it was computed from."""
+
+    shape: tuple[int, ...]
+    crow: Tensor
+    col: Tensor
+    pattern: tuple[Tensor, Tensor, Tensor]
+
+    def computed_from(self, x: Tensor) -> bool:
+        """Whether ``x`` has this shape and these indices, so that :attr:`pattern` is its transpose pattern."""
+        return (
+            tuple(x.shape) == self.shape
+            and _same_tensor_values(x.crow_indices(), self.crow)
+            and _same_tensor_values(x.col_indices(), self.col)
+        )
+
+
 class SparseInputLinear(nn.Linear):
     r"""``Linear(dropout(x))`` that also takes sparse CSR input, dropping only its stored entries.
 
@@ -61,8 +84,14 @@ class SparseInputLinear(nn.Linear):
 
     Dense input takes the ordinary path. For CSR input each stored value is kept with probability
     :math:`1 - p` and scaled by :math:`1/(1-p)`; zeros are unaffected by dropout anyway, so the output has the
-    same distribution as the dense path. The sparsity pattern's transpose is computed once per input and
-    cached (a pure function of the input's index tensors, not state).
+    same distribution as the dense path.
+
+    The transpose of the sparsity pattern, which the weight gradient needs, is cached: computing it sorts the
+    stored entries, and the features passed every epoch keep one pattern. It is a pure function of the input's
+    shape and index tensors, and the module keeps its own copy of the indices it was computed from, so it is
+    reused only for an input whose shape and indices equal that copy. Freeing the input, reusing its memory
+    for another input or editing its indices in place therefore cannot make it stale, and a hit costs one
+    comparison of the index tensors instead of the sort.
 
     Args:
         in_features (int): ``p``.
@@ -75,14 +104,15 @@ class SparseInputLinear(nn.Linear):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dropout = float(dropout)
-        self._pattern: tuple[tuple, tuple[Tensor, Tensor, Tensor]] | None = None
+        self._pattern: _CachedTranspose | None = None
 
     def _transpose(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        crow, col = x.crow_indices(), x.col_indices()
-        key = (crow.data_ptr(), col.data_ptr(), crow.numel(), col.numel(), tuple(x.shape), str(x.device))
-        if self._pattern is None or self._pattern[0] != key:
-            self._pattern = (key, _transpose_pattern(x))
-        return self._pattern[1]
+        cached = self._pattern
+        if cached is None or not cached.computed_from(x):
+            # Copies, not the input's own index tensors: those may later be edited or their memory reused.
+            crow, col = x.crow_indices().clone(), x.col_indices().clone()
+            cached = self._pattern = _CachedTranspose(tuple(x.shape), crow, col, _transpose_pattern(x))
+        return cached.pattern
 
     def forward(self, x: Tensor) -> Tensor:
         if x.layout != torch.sparse_csr:
