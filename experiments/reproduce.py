@@ -2,8 +2,8 @@
 
     python experiments/reproduce.py            # or: continuous-gnn reproduce
 
-Runs the presets ``experiments/configs/{graff,graff_nl}/<dataset>.toml`` (the paper's hyperparameters) and,
-where one exists, ``experiments/configs/graff_tuned/<dataset>.toml`` (our own ``continuous-gnn tune`` search)
+Runs the presets ``continuous_gnn/presets/{graff,graff_nl}/<dataset>.toml`` (the paper's hyperparameters) and,
+where one exists, ``continuous_gnn/presets/graff_tuned/<dataset>.toml`` (our own ``continuous-gnn tune`` search)
 on every dataset whose raw files are present (a missing dataset is reported as unavailable, with the reason),
 writes one JSON record per run under ``--out-dir`` and regenerates ``docs/results.md``. That file is
 generated: edit this script, not the file.
@@ -51,10 +51,10 @@ from continuous_gnn.training import (
     run,
     save_record,
 )
+from continuous_gnn.training.presets import preset_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CONFIGS = HERE / "configs"
 MODELS = {"graff": "GRAFF", "graff_tuned": "GRAFF-tuned", "graff_nl": "GRAFF-NL"}
 #: Linear-GRAFF presets that compete, on validation accuracy, for the number held against the target.
 LINEAR = ("graff", "graff_tuned")
@@ -232,7 +232,7 @@ def provenance(started: str, command: str, total: float, env: dict | None = None
             f"({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads). Versions: {versions}.")
 
 
-def preset_config(preset_file: Path, args: argparse.Namespace) -> RunConfig:
+def preset_config(path: Path, args: argparse.Namespace) -> RunConfig:
     """A preset file's config with the ``--splits``, ``--epochs`` and (where the script has it) ``--seed``
     overrides applied."""
     overrides = {}
@@ -242,7 +242,7 @@ def preset_config(preset_file: Path, args: argparse.Namespace) -> RunConfig:
         overrides["epochs"] = args.epochs
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
-    return resolve_config(read_config_file(preset_file), overrides, sources=[str(preset_file), "command-line flags"])
+    return resolve_config(read_config_file(path), overrides, sources=[str(path), "command-line flags"])
 
 
 def write_page(results: str, text: str) -> None:
@@ -256,11 +256,11 @@ def write_page(results: str, text: str) -> None:
 
 def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
              command: str) -> Outcome:
-    preset_file = CONFIGS / model / f"{name}.toml"
-    if model in OPTIONAL and not preset_file.is_file():
+    path = preset_file(model, name)
+    if model in OPTIONAL and not path.is_file():
         return Outcome(name, model, "absent")
-    config = preset_config(preset_file, args)
-    if model == "graff_tuned" and config.seed in search_seeds(preset_file):
+    config = preset_config(path, args)
+    if model == "graff_tuned" and config.seed in search_seeds(path):
         reason = (f"its search trained with seed {config.seed}, so its validation accuracy there is a maximum over "
                   f"trials; run the reproduction with another --seed")
         print(f"{NAMES[name]:<10} {MODELS[model]:<11} skipped: {reason}", flush=True)
@@ -280,7 +280,7 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
     except Exception as err:  # noqa: BLE001 - reported in the table, the other runs go on
         print(f"failed: {err}", flush=True)
         return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}")
-    record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
+    record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                               data_root=str(root), command=command)
     path = save_record(record, out_dir / f"{name}-{model}.json")
     agg = record["aggregate"]
@@ -354,7 +354,7 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
         "",
         "Accuracy in %, mean ± **population** standard deviation (ddof = 0, as the paper's code) over the splits, "
         "test accuracy at the epoch of best validation accuracy (first on ties). Each model is the preset "
-        "`experiments/configs/<model>/<dataset>.toml`, run once as configured with base seed "
+        "`continuous_gnn/presets/<model>/<dataset>.toml`, run once as configured with base seed "
         f"{args.seed} (split *i* uses seed {args.seed} + *i*); nothing was selected on test accuracy. Protocol and "
         "every deviation from the official code: [docs/training.md](training.md).",
         "",
@@ -462,10 +462,10 @@ def _check_presets(args: argparse.Namespace) -> None:
     check_splits(args.datasets, args.splits)
     for name in args.datasets:
         for model in args.models:
-            preset_file = CONFIGS / model / f"{name}.toml"
-            if model in OPTIONAL and not preset_file.is_file():
+            path = preset_file(model, name)
+            if model in OPTIONAL and not path.is_file():
                 continue
-            preset_config(preset_file, args)
+            preset_config(path, args)
 
 
 def _nothing_succeeded(outcomes: dict[tuple[str, str], Outcome], results: str) -> str:

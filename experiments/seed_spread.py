@@ -24,6 +24,7 @@ from pathlib import Path
 
 from continuous_gnn.data import DatasetUnavailableError
 from continuous_gnn.training import load_record, load_run_dataset, run, save_record
+from continuous_gnn.training.presets import preset_file
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -121,16 +122,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
             command: str) -> Spread | None:
-    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
-    if model in reproduce.OPTIONAL and not preset_file.is_file():
+    path = preset_file(model, name)
+    if model in reproduce.OPTIONAL and not path.is_file():
         return None
-    base = reproduce.preset_config(preset_file, args)
+    base = reproduce.preset_config(path, args)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     runs = []
     for seed in args.seeds:
         config = base.replace(seed=seed)
         result = run(config, dataset)
-        record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
+        record = result.to_record(preset=model, preset_file=reproduce.repo_relative(path), config_file=None,
                                   data_root=str(root), command=command)
         save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
         runs.append(SeedRun.from_record(seed, record))
@@ -141,8 +142,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
 
 def _with_search_seeds(name: str, model: str, runs: list[SeedRun]) -> Spread:
     """A preset's spread, with the seeds its search trained with when it is a tuned preset."""
-    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
-    searched = reproduce.search_seeds(preset_file) if model == "graff_tuned" else set()
+    searched = reproduce.search_seeds(preset_file(model, name)) if model == "graff_tuned" else set()
     return Spread(name, model, runs, frozenset(searched))
 
 
@@ -179,7 +179,7 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         reproduce.provenance(started, command, total, env)
         + (f" This page was rebuilt from those records by `{rendered_by}`." if rendered_by else ""),
         "",
-        "Each preset `experiments/configs/<model>/<dataset>.toml` runs once per base seed *s*, split *i* using seed "
+        "Each preset `continuous_gnn/presets/<model>/<dataset>.toml` runs once per base seed *s*, split *i* using seed "
         "*s + i*, everything else as configured. A cell is the test accuracy (%) at the epoch of best validation "
         f"accuracy, averaged over the splits, as in [results.md](results.md), whose runs are seed "
         f"{reproduce.REPORT_SEED}. **across seeds** "

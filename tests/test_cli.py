@@ -13,6 +13,7 @@ import pytest
 
 from continuous_gnn.cli import TUNE_SPACE, build_parser, main, resolve_cli_config
 from continuous_gnn.training import RunConfig, read_config_file, resolve_config
+from continuous_gnn.training.presets import presets_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def test_untyped_flags_are_absent():
 
 
 def test_defaults_preset_file_flags_precedence(tmp_path):
-    preset = read_config_file(REPO / "experiments/configs/graff/texas.toml")
+    preset = read_config_file(presets_dir() / "graff" / "texas.toml")
     assert preset["hidden"] == 256 and preset["encoder"] == "mlp"
 
     # defaults < preset
@@ -161,7 +162,7 @@ def test_train_end_to_end_on_texas(data_root, data_cache, tmp_path, capsys):
     assert "population std over 1 split" in stdout and f"record {out}" in stdout
     record = json.loads(out.read_text())
     config = RunConfig.from_dict(record["config"])
-    expected = resolve_config(read_config_file(REPO / "experiments/configs/graff/texas.toml"),
+    expected = resolve_config(read_config_file(presets_dir() / "graff" / "texas.toml"),
                               {"splits": [0], "epochs": 5}, sources=["preset", "flags"])
     assert config == expected
     assert record["preset"] == "graff" and record["command"].startswith("continuous-gnn train --preset graff")

@@ -17,8 +17,9 @@ from continuous_gnn.training import (
     read_config_file,
     resolve_config,
 )
+from continuous_gnn.training.presets import presets_dir
 
-PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PRESETS = presets_dir()
 PAPER_DATASETS = ("cora", "citeseer", "pubmed", "texas", "wisconsin", "cornell", "film", "chameleon", "squirrel")
 
 
@@ -232,6 +233,19 @@ def test_load_config_over_a_base(tmp_path):
 
 
 # ---------------------------------------------------------------------- presets
+
+
+def test_presets_ship_in_the_package_and_errors_name_what_exists():
+    from continuous_gnn.training.presets import available_presets, preset_path
+
+    assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
+    assert available_presets() == ["graff", "graff_nl", "graff_tuned"]
+    assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_tuned"):
+        preset_path("nope", "texas")
+    with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
+                                         "chameleon, citeseer, cora, film, texas, wisconsin"):
+        preset_path("graff_tuned", "cornell")
 
 
 @pytest.mark.parametrize("preset", ["graff", "graff_nl"])

@@ -25,8 +25,8 @@ from torch import nn
 import continuous_gnn as cg
 from continuous_gnn import Graph, IntegrationError
 from continuous_gnn.energies import ChannelDirichletEnergy, DirichletEnergy
-from continuous_gnn.ode.settings import DEFAULT_MAX_GRID_STEPS
 from continuous_gnn.ode.methods import FIXED_METHODS
+from continuous_gnn.ode.settings import DEFAULT_MAX_GRID_STEPS
 
 # --- fixed grids ----------------------------------------------------------------------------------------------------
 

@@ -19,8 +19,7 @@ from torch.nn import functional as F
 
 import continuous_gnn as cg
 from continuous_gnn import ContinuousGNN, Graph
-from continuous_gnn.nn import ResidualMLPEncoder
-from continuous_gnn.nn import GRAFFConv
+from continuous_gnn.nn import GRAFFConv, ResidualMLPEncoder
 
 N, P, D, K = 9, 5, 4, 3
 

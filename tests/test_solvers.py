@@ -13,12 +13,11 @@ from torch import nn
 
 import continuous_gnn as cg
 from continuous_gnn import IntegrationError
-from continuous_gnn.energies import GRAFFEnergy
-from continuous_gnn.energies import EnergySchedule
+from continuous_gnn.energies import EnergySchedule, GRAFFEnergy
 from continuous_gnn.flow import GradientFlow
 from continuous_gnn.ode.gradcheck import GradCheckReport, grad_check
-from continuous_gnn.ode.settings import DEFAULT_MAX_STEPS
 from continuous_gnn.ode.methods import RESERVED_OPTIONS, valid_options
+from continuous_gnn.ode.settings import DEFAULT_MAX_STEPS
 
 #: New evaluations per attempted step of each adaptive method (FSAL stages excluded); 2 more start a solve
 #: (f(t0) and the initial step-size probe).

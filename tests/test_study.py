@@ -22,8 +22,6 @@ import torch
 
 from continuous_gnn import Graph
 from continuous_gnn.cli import study as cli_study
-from continuous_gnn.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from continuous_gnn.training import RunConfig
 from continuous_gnn.data import contextual_sbm
 from continuous_gnn.studies.plots import (
     plot_accuracy_vs_depth,
@@ -52,6 +50,8 @@ from continuous_gnn.studies.study import (
     w_spectrum_records,
     write_csv,
 )
+from continuous_gnn.training import RunConfig
+from continuous_gnn.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 LABELS = ("source", "model", "w_family", "seed")
 

@@ -5,14 +5,30 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from continuous_gnn import Adaptive, Adjoint, ContinuousGNN, FixedGrid
+from continuous_gnn.data import NodeDataset
+from continuous_gnn.data.synthetic import contextual_sbm
+from continuous_gnn.energies import EnergySchedule
 from continuous_gnn.nn import SparseInputLinear
+from continuous_gnn.training import (
+    EpochInfo,
+    RunConfig,
+    accuracy,
+    load_record,
+    load_run_dataset,
+    population_mean_std,
+    read_config_file,
+    resolve_config,
+    roc_auc,
+    run,
+    save_record,
+    train_split,
+)
 from continuous_gnn.training.build import (
     build_energy,
     build_graph,
@@ -20,23 +36,9 @@ from continuous_gnn.training.build import (
     num_steps,
     prepare_features,
 )
-from continuous_gnn.training import RunConfig, read_config_file, resolve_config
-from continuous_gnn.data import NodeDataset
-from continuous_gnn.data.synthetic import contextual_sbm
-from continuous_gnn.energies import EnergySchedule
-from continuous_gnn.training import (
-    EpochInfo,
-    accuracy,
-    load_record,
-    load_run_dataset,
-    population_mean_std,
-    roc_auc,
-    run,
-    save_record,
-    train_split,
-)
+from continuous_gnn.training.presets import presets_dir
 
-PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PRESETS = presets_dir()
 
 
 def _synthetic(metric: str = "accuracy", num_classes: int = 3, splits: int = 3) -> NodeDataset:

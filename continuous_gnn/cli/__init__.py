@@ -37,13 +37,13 @@ from ..atomic import atomic_open, check_creatable
 from ..errors import IntegrationError, TrainingDivergedError
 from ..training.config import MAX_SEED, MAX_SPLITS, RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import config_to_toml, read_config_file, resolve_config
+from ..training.presets import available_presets, preset_path
 from . import study as cli_study
 from .progress import EpochBars
 
 PROG = "continuous-gnn"
-#: ``experiments/`` of the source checkout: presets (``configs/<preset>/<dataset>.toml``) and ``reproduce.py``.
+#: ``experiments/`` of the source checkout: ``reproduce.py`` and ``solver_benchmark.py``.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
-PRESET_DIR = EXPERIMENTS_DIR / "configs"
 
 
 class UsageError(Exception):
@@ -146,7 +146,7 @@ def typed_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _add_source_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sources")
     group.add_argument("--preset", metavar="NAME",
-                       help="load experiments/configs/NAME/<dataset>.toml (e.g. graff, graff_nl)")
+                       help="load the packaged preset NAME/<dataset>.toml (e.g. graff, graff_nl)")
     group.add_argument("--config", metavar="FILE", help="TOML config file (overrides the preset)")
     group.add_argument("--data-root", metavar="DIR",
                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
@@ -160,30 +160,6 @@ def _dataset_name(name: str) -> str:
     from ..data import canonical_name  # torch_geometric is imported only by commands that need it
 
     return canonical_name(name)
-
-
-def available_presets() -> list[str]:
-    if not PRESET_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRESET_DIR.iterdir() if p.is_dir())
-
-
-def preset_path(preset: str, dataset: str) -> Path:
-    """``experiments/configs/<preset>/<dataset>.toml``, with a :class:`UsageError` naming what exists."""
-    if not PRESET_DIR.is_dir():
-        raise UsageError(
-            f"presets are TOML files under experiments/configs/ of the source checkout, but {PRESET_DIR} does not "
-            "exist (is the package installed from a wheel?). Install from the repository (pip install -e .) or "
-            "pass the settings with --config FILE"
-        )
-    presets = available_presets()
-    if preset not in presets:
-        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets) or 'none'}")
-    path = PRESET_DIR / preset / f"{_dataset_name(dataset)}.toml"
-    if not path.is_file():
-        have = sorted(p.stem for p in (PRESET_DIR / preset).glob("*.toml"))
-        raise UsageError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
-    return path
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .config import RunConfig, check_overrides, parse_splits
 from .config_io import config_to_toml, load_config, read_config_file, resolve_config
 from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
+from .presets import available_presets, preset_path
 from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary, environment, load_record, save_record
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "read_config_file",
     "load_config",
     "config_to_toml",
+    "available_presets",
+    "preset_path",
     "build_graph",
     "build_model",
     "prepare_features",

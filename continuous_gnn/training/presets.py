@@ -1,0 +1,48 @@
+"""The configurations that ship with the package: the run presets.
+
+They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel carries them):
+``<preset>/<dataset>.toml`` are the run presets of ``--preset NAME``: ``graff`` and ``graff_nl`` (the official
+code's hyperparameters) and ``graff_tuned`` (our own searches).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["presets_dir", "available_presets", "preset_file", "preset_path"]
+
+
+def presets_dir() -> Path:
+    """The folder of packaged configurations (installed beside the modules)."""
+    return Path(resources.files("continuous_gnn") / "presets")
+
+
+def available_presets() -> list[str]:
+    """The names ``--preset`` accepts, sorted."""
+    return sorted(p.name for p in presets_dir().iterdir()
+                  if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def preset_file(preset: str, dataset: str) -> Path:
+    """Where ``<preset>/<dataset>.toml`` is or would be; :func:`preset_path` checks that it exists."""
+    return presets_dir() / preset / f"{dataset}.toml"
+
+
+def preset_path(preset: str, dataset: str) -> Path:
+    """The file of a run preset for a dataset (given by any of its names, e.g. ``Actor`` for ``film``).
+
+    Raises:
+        ValueError: for an unknown preset or dataset, or a preset without a file for the dataset; the message
+            names what exists.
+    """
+    from ..data import canonical_name  # imports torch_geometric, which nothing else here needs
+
+    presets = available_presets()
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(presets) or 'none'}")
+    path = preset_file(preset, canonical_name(dataset))
+    if not path.is_file():
+        have = sorted(p.stem for p in (presets_dir() / preset).glob("*.toml"))
+        raise ValueError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
+    return path
