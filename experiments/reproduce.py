@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 from continuous_gnn.atomic import atomic_open, check_creatable, check_output_folder
-from continuous_gnn.cli import search_seeds
 from continuous_gnn.cli.progress import EpochBars
 from continuous_gnn.data import NUM_SPLITS, DatasetUnavailableError, default_cache_dir, resolve_data_root
 from continuous_gnn.training import (
@@ -52,6 +51,7 @@ from continuous_gnn.training import (
     save_record,
 )
 from continuous_gnn.training.presets import preset_file
+from continuous_gnn.training.search import search_seeds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

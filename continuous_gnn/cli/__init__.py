@@ -25,7 +25,6 @@ import datetime as _dt
 import difflib
 import importlib
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -37,7 +36,8 @@ from ..atomic import atomic_open, check_creatable
 from ..errors import IntegrationError, TrainingDivergedError
 from ..training.config import MAX_SEED, MAX_SPLITS, RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import config_to_toml, read_config_file, resolve_config
-from ..training.presets import available_presets, preset_path
+from ..training.presets import available_presets, preset_path, search_space_path
+from ..training.search import config_header, load_search_space, selection_scope
 from . import study as cli_study
 from .progress import EpochBars
 
@@ -292,49 +292,15 @@ register(Subcommand("train", "train one configuration on the splits of a dataset
 # ---------------------------------------------------------------------- tune
 
 
-#: The official random search (graff-notes §11, wandb_sweep_configs/221209_small_hetero_tune.yaml), with
-#: ``normalize_field`` standing in for its BatchNorm switch and without the W initialisation (not exposed).
-#: ``tune_space`` widens each entry to contain the configured value, which is always trial 0.
-TUNE_SPACE = {
-    "hidden": ("categorical", (32, 64)),
-    "step_size": ("categorical", (0.25, 0.5, 1.0)),
-    "time": ("uniform", (0.5, 5.0)),
-    "input_dropout": ("uniform", (0.3, 0.75)),
-    "dropout": ("uniform", (0.2, 0.6)),
-    "lr": ("uniform", (1e-4, 5e-3)),
-    "weight_decay": ("uniform", (0.0, 0.04)),
-    "self_loops": ("categorical", (True, False)),
-    "w_learnable": ("categorical", (True, False)),
-    "normalize_field": ("categorical", (False, True)),
-}
-
-#: Keys outside the official search that ``tune --also`` adds: the model family and the training length.
-EXTRA_SPACE = {
-    "w": ("categorical", ("diag", "diag_dom", "sum")),
-    "omega": ("categorical", ("diag", "zero")),
-    "encoder": ("categorical", ("linear", "mlp")),
-    # Film and Chameleon peak late in 150 epochs (best validation epochs in docs/results.md).
-    "epochs": ("categorical", (150, 300)),
-}
+#: The packaged search space (``presets/search/graff.toml``): the official random search and the ``--also`` keys.
+_SPACE = load_search_space(search_space_path())
+TUNE_SPACE = _SPACE.search
+EXTRA_SPACE = _SPACE.also
 
 
 def tune_space(base: RunConfig, searched: list[str]) -> dict[str, tuple[str, tuple]]:
-    """The search space of ``searched`` widened so that ``base``'s own values lie in it.
-
-    A categorical gains the configured value as an extra choice; a uniform range is stretched to reach
-    it. Trial 0 can then be the configured config itself, so the best trial is never worse on validation
-    than the starting point.
-    """
-    space = {}
-    for name in searched:
-        kind, values = TUNE_SPACE[name] if name in TUNE_SPACE else EXTRA_SPACE[name]
-        current = getattr(base, name)
-        if kind == "categorical":
-            values = values if current in values else (*values, current)
-        else:
-            values = (min(values[0], current), max(values[1], current))
-        space[name] = (kind, values)
-    return space
+    """The search space of ``searched`` widened so that ``base``'s own values lie in it."""
+    return _SPACE.widen(base, searched)
 
 
 def _tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -356,42 +322,6 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--out", metavar="FILE.toml",
                        help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
                             "trials goes beside it)")
-
-
-def config_header(path: str | os.PathLike[str]) -> list[str]:
-    """The comment lines at the top of a TOML config file, without their leading ``# ``.
-
-    A search that starts from a tuned file (``tune --config``) copies that file's header into its own, so a
-    chain of searches keeps every step's selection line back to the preset it started from.
-    """
-    lines = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line[2:] if line.startswith("# ") else line[1:])
-    return lines
-
-
-def _selection_scope(splits: Sequence[int], seeds: Sequence[int]) -> str:
-    """The "over splits ... at seed(s) ..." part of a search's "Selection:" header line (read by search_seeds)."""
-    return f"over splits {','.join(map(str, splits))} at seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}"
-
-
-_SELECTION = re.compile(r"Selection: mean validation \w+ over splits [\d,]+(?: at seeds? ([\d,]+))? = ")
-
-
-def search_seeds(config_file: str | os.PathLike[str]) -> set[int]:
-    """The base seeds that every search in a tuned config file's header trained with.
-
-    ``tune`` names them on each "Selection:" line ("at seeds 0,1000"), and a chained search quotes the earlier
-    lines; lines written before ``--seeds`` existed trained with the configuration's own seed, which the file keeps.
-    """
-    text = Path(config_file).read_text(encoding="utf-8")
-    matches = _SELECTION.findall(text)
-    if not matches:
-        raise ValueError(f"{config_file}: no 'Selection:' line from continuous-gnn tune in its header")
-    config_seed = resolve_config(read_config_file(config_file)).seed
-    return {int(seed) for group in matches for seed in (group.split(",") if group else [config_seed])}
 
 
 def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
@@ -475,7 +405,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         space["self_loops"] = ("categorical", (True,))
         print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
               "normalisation divides by zero)", flush=True)
-    where = _selection_scope(splits, seeds)
+    where = selection_scope(splits, seeds)
     print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials (trial 0 = the configured "
           f"values), objective = mean validation {dataset.metric} {where} (the test metric is never read)",
           flush=True)

@@ -6,6 +6,7 @@ module             concept
 ``config``         :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
 ``config_io``      config layers (defaults < preset < file < flags) and TOML files
 ``presets``        the packaged presets (``--preset graff``) and search spaces
+``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
 ``loop``           :func:`train_split` and :func:`run`: the training loop
 ``metrics``        accuracy, ROC-AUC, mean and population std
@@ -22,6 +23,7 @@ from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
 from .presets import available_presets, preset_path
 from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary, environment, load_record, save_record
+from .search import SearchSpace, load_search_space, search_seeds
 
 __all__ = [
     "RunConfig",
@@ -33,6 +35,9 @@ __all__ = [
     "config_to_toml",
     "available_presets",
     "preset_path",
+    "SearchSpace",
+    "load_search_space",
+    "search_seeds",
     "build_graph",
     "build_model",
     "prepare_features",

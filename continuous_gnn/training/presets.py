@@ -1,8 +1,14 @@
-"""The configurations that ship with the package: the run presets.
+"""The configurations that ship with the package: run presets and search spaces.
 
 They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel carries them):
-``<preset>/<dataset>.toml`` are the run presets of ``--preset NAME``: ``graff`` and ``graff_nl`` (the official
-code's hyperparameters) and ``graff_tuned`` (our own searches).
+
+=================================  ===================================================================
+``<preset>/<dataset>.toml``        run presets for ``--preset NAME``: ``graff`` and ``graff_nl`` (the
+                                   official code's hyperparameters), ``graff_tuned`` (our own searches)
+``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
+=================================  ===================================================================
+
+Every folder except ``search`` is a run preset.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["presets_dir", "available_presets", "preset_file", "preset_path"]
+__all__ = ["presets_dir", "available_presets", "preset_file", "preset_path", "search_space_path"]
+
+#: Folders of ``presets/`` that hold other configurations than run presets.
+_NOT_PRESETS = ("search",)
 
 
 def presets_dir() -> Path:
@@ -21,7 +30,7 @@ def presets_dir() -> Path:
 def available_presets() -> list[str]:
     """The names ``--preset`` accepts, sorted."""
     return sorted(p.name for p in presets_dir().iterdir()
-                  if p.is_dir() and not p.name.startswith(("_", ".")))
+                  if p.is_dir() and p.name not in _NOT_PRESETS and not p.name.startswith(("_", ".")))
 
 
 def preset_file(preset: str, dataset: str) -> Path:
@@ -45,4 +54,17 @@ def preset_path(preset: str, dataset: str) -> Path:
     if not path.is_file():
         have = sorted(p.stem for p in (presets_dir() / preset).glob("*.toml"))
         raise ValueError(f"preset {preset!r} has no config for dataset {dataset!r}; it covers: {', '.join(have)}")
+    return path
+
+
+def search_space_path(name: str = "graff") -> Path:
+    """The packaged search space ``search/<name>.toml`` (see :mod:`continuous_gnn.training.search`).
+
+    Raises:
+        ValueError: if there is none of that name; the message names those there are.
+    """
+    path = presets_dir() / "search" / f"{name}.toml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (presets_dir() / "search").glob("*.toml"))
+        raise ValueError(f"no packaged search space {name!r}; available: {', '.join(have)}")
     return path
