@@ -5,7 +5,7 @@
 Four experiments (graff-notes §3, §8, §12):
 
 1. **Fresh models, τ × T × solver × W family** on a contextual SBM, through the ``study`` command
-   (:mod:`continuous_gnn.cli_study`): the sign of W's spectrum decides LFD vs HFD (Prop 3.1), the step size
+   (``continuous-gnn study``): the sign of W's spectrum decides LFD vs HFD (Prop 3.1), the step size
    decides whether the discrete flow keeps it (Theorem 4.3, eq. 14).
 2. **K_{100,100}**: trained residual GRAFF (SGCN_gf) vs the non-residual stack F ← ĀFW with as many layers,
    five seeds (the paper: RQ 1.94 vs 4e-4).
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from continuous_gnn import Graph
-from continuous_gnn.cli import study as cli_study
+from continuous_gnn.cli import main as cli_main
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
 from continuous_gnn.studies.plots import (
     plot_accuracy_vs_depth,
@@ -101,7 +101,7 @@ def _rel(path: Path) -> str:
 
 
 def _study(argv: list[str]) -> None:
-    status = cli_study.main(argv)
+    status = cli_main(["study", *argv])
     if status != 0:
         raise RuntimeError(f"continuous-gnn study {shlex.join(argv)} exited with status {status}")
 
@@ -154,7 +154,7 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
                 "rq16_rk4": rk4[16.0]["rayleigh"], "nfe_euler": at[16.0]["nfe"], "nfe_rk4": rk4[16.0]["nfe"],
             })
     return {
-        "command": "python -m continuous_gnn.cli_study " + shlex.join([*FRESH_ARGS, "--out", _rel(folder)]),
+        "command": "continuous-gnn study " + shlex.join([*FRESH_ARGS, "--out", _rel(folder)]),
         "rq_png": _copy(folder / "rq_vs_time.png", figures, "fresh_sbm_rq_vs_time.png"),
         "w_png": _copy(folder / "w_spectrum.png", figures, "fresh_sbm_w_spectrum.png"),
         "rho": rho, "rows": rows, "name": dataset.name,
@@ -253,7 +253,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
         at = {r["t"]: r for r in records}
         results[name] = {
             "name": dataset.name, "metrics": trace.metrics, "at": at, "rho": rhos[dataset.name],
-            "command": "python -m continuous_gnn.cli_study " + shlex.join(
+            "command": "continuous-gnn study " + shlex.join(
                 ["--checkpoint", _rel(checkpoint), "--step-sizes", "0.5", "--times", "8,16,32,64", "--points", "65",
                  "--out", _rel(folder)]),
             "eig": (min(r["eigenvalue"] for r in spectra if r["label"].startswith(dataset.name)),
@@ -608,9 +608,8 @@ def render(sections: dict[str, Any], timings: dict[str, float], started: str, co
         "negative ones repel them (increase the Θ₋-Dirichlet energy) (graff-notes §3). Trajectories are evaluated "
         "in float64; accuracy at time t is the trained (or fresh) decoder applied to F(t).",
         "",
-        "Tools: `continuous_gnn.study` (sweeps, tidy records, CSV), `continuous_gnn.plots` (figures), "
-        "`continuous_gnn.checkpoint` (trained models with their config), `continuous-gnn study` / "
-        "`python -m continuous_gnn.cli_study` (the command line).",
+        "Tools: `continuous_gnn.studies` (sweeps, tidy records, CSV, figures), `continuous_gnn.training.checkpoint` "
+        "(trained models with their config), `continuous-gnn study` (the command line).",
         "",
     ]
     lines += _fresh_md(sections["fresh"])

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from continuous_gnn.cli import TUNE_SPACE, build_parser, main, resolve_cli_config
+from continuous_gnn.cli import build_parser, main, resolve_cli_config
 from continuous_gnn.training import RunConfig, read_config_file, resolve_config
-from continuous_gnn.training.presets import presets_dir
+from continuous_gnn.training.presets import presets_dir, search_space_path
+from continuous_gnn.training.search import load_search_space
 
 REPO = Path(__file__).resolve().parents[1]
+#: The search space tune uses by default.
+SPACE = load_search_space(search_space_path())
+TUNE_SPACE, EXTRA_SPACE = SPACE.search, SPACE.also
 
 
 def _resolve(argv: list[str]) -> RunConfig:
@@ -123,6 +127,53 @@ def test_user_errors_exit_2_with_a_message(argv, fragment, capsys):
     err = capsys.readouterr().err
     assert re.search(fragment, err), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "texas", "--hiden", "3"], ["tune", "--trials", "x"],
+                                  ["study", "--bogus"], ["bogus"], ["train", "--dataset", "texas", "--lr", "abc"]])
+def test_every_usage_error_is_one_line_from_the_one_ladder(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    prefix = "continuous-gnn: error: " if argv[0] == "bogus" else f"continuous-gnn {argv[0]}: error: "
+    assert err.startswith(prefix) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(("space", "argv", "fragment"), [
+    ("[search]\nlr = { uniform = [0.1, 0.01] }\n", [], r"lr: the range \[0.1, 0.01\] is empty"),
+    ("[search]\nhiden = { categorical = [8] }\n", [], "unknown key 'hiden'"),
+    ("[search]\nlr = { normal = [0.1, 0.01] }\n", [], "lr must be { categorical"),
+    ("[search]\nlr = { uniform = [0.001, 0.01] }\n", ["--fix", "hidden"],
+     r"--fix: unknown search key\(s\) \['hidden'\]; searched keys: lr"),
+    ("[search]\nlr = { uniform = [0.001, 0.01] }\n", ["--also", "w"],
+     r"--also: unknown key\(s\) \['w'\]; the search space has no \[also\] table$"),
+])
+def test_tune_space_file_errors_are_usage_errors(space, argv, fragment, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    path = tmp_path / "space.toml"
+    path.write_text(space)
+    # The data root does not exist: the space is checked first.
+    assert main(["tune", "--dataset", "texas", "--space", str(path), "--data-root", "/nonexistent", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("continuous-gnn tune: error: ") and err.count("\n") == 1
+    assert re.search(fragment, err.strip()) or fragment in err, err
+    assert main(["tune", "--dataset", "texas", "--space", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_tune_searches_the_space_of_a_file(data_root, data_cache, tmp_path):
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.toml"
+    space.write_text('[search]\nlr = { uniform = [0.001, 0.01] }\n[also]\nhidden = { categorical = [4, 8] }\n')
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "4", "--trials", "2",
+            "--space", str(space), "--also", "hidden", "--data-root", str(data_root), "--cache-dir", str(data_cache),
+            "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["space"] == {"lr": ["uniform", [0.001, 0.01]], "hidden": ["categorical", [4, 8]]}
+    assert all(set(t["params"]) == {"lr", "hidden"} for t in record["trials"])
+    assert f"--space {space}" in out.read_text().splitlines()[0]
 
 
 def _status(argv: list[str]) -> int:
@@ -269,7 +320,7 @@ def test_tune_rejects_bad_seeds(seeds, capsys):
 
 def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
     pytest.importorskip("optuna")
-    from continuous_gnn.cli import EXTRA_SPACE, tune_space
+    tune_space = SPACE.widen
 
     assert main(["tune", "--dataset", "texas", "--also", "w,nope"]) == 2
     assert "--also: unknown key(s) ['nope']; choose from w, omega, encoder, epochs" in capsys.readouterr().err
@@ -280,7 +331,7 @@ def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
 
 
 def test_tune_space_contains_the_configured_values():
-    from continuous_gnn.cli import TUNE_SPACE, tune_space
+    tune_space = SPACE.widen
 
     base = RunConfig(hidden=256, lr=0.02, time=3.0, normalize_field=True)
     space = tune_space(base, ["hidden", "lr", "time", "normalize_field"])
@@ -459,10 +510,10 @@ def test_tune_reports_a_bad_split_before_any_trial(data_root, data_cache, tmp_pa
 
 
 def test_progress_bar_is_off_when_stderr_is_closed(monkeypatch):
-    from continuous_gnn.cli import _show_progress
+    from continuous_gnn.cli.common import show_progress
 
     monkeypatch.setattr(sys, "stderr", None)
-    assert _show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
+    assert show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
 
 
 @pytest.mark.data

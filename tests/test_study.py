@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from continuous_gnn import Graph
-from continuous_gnn.cli import study as cli_study
+from continuous_gnn.cli import SUBCOMMANDS, main
+from continuous_gnn.cli.study import MAX_POINTS
 from continuous_gnn.data import contextual_sbm
 from continuous_gnn.studies.plots import (
     plot_accuracy_vs_depth,
@@ -306,8 +307,8 @@ def test_checkpoint_width_and_payload_checks(tmp_path, sbm):
 
 def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
     out = tmp_path / "out"
-    status = cli_study.main([
-        "--synthetic", "sbm", "--homophily", "0.3", "--nodes", "60", "--seed", "1", "--times", "1,2",
+    status = main([
+        "study", "--synthetic", "sbm", "--homophily", "0.3", "--nodes", "60", "--seed", "1", "--times", "1,2",
         "--step-sizes", "0.5,1", "--methods", "euler,rk4", "--w-families", "prod,neg_prod", "--points", "5",
         "--out", str(out), "--quiet",
     ])
@@ -329,7 +330,7 @@ def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
 
 
 def test_cli_prints_a_summary(tmp_path, capsys):
-    status = cli_study.main(["--synthetic", "bipartite", "--nodes", "20", "--times", "1", "--step-sizes", "0.5",
+    status = main(["study", "--synthetic", "bipartite", "--nodes", "20", "--times", "1", "--step-sizes", "0.5",
                              "--methods", "euler,dopri5", "--w-families", "neg_prod", "--points", "3",
                              "--out", str(tmp_path)])
     assert status == 0
@@ -345,14 +346,14 @@ def test_cli_studies_a_checkpoint(tmp_path):
                            num_classes=data.num_classes,
                            metadata={"data": {"synthetic": "sbm", "nodes": 60, "homophily": 0.3, "seed": 0}})
     out = tmp_path / "out"
-    assert cli_study.main(["--checkpoint", str(path), "--times", "1,2", "--step-sizes", "0.5", "--points", "3",
+    assert main(["study", "--checkpoint", str(path), "--times", "1,2", "--step-sizes", "0.5", "--points", "3",
                            "--out", str(out), "--quiet"]) == 0
     rows = read_csv(out / "study.csv")
     assert {(r["model"], r["w_family"]) for r in rows} == {("trained", "neg_prod")}
     assert rows[0]["source"] == data.name
     _png_ok(out / "w_spectrum.png")
     # The data flags override the checkpoint's record, and a mismatch is a usage error.
-    status = cli_study.main(["--checkpoint", str(path), "--synthetic", "bipartite", "--nodes", "20",
+    status = main(["study", "--checkpoint", str(path), "--synthetic", "bipartite", "--nodes", "20",
                              "--out", str(out), "--quiet"])
     assert status == 2
 
@@ -385,7 +386,7 @@ def test_cli_studies_a_checkpoint(tmp_path):
     ],
 )
 def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
-    assert cli_study.main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert main(["study", *argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("continuous-gnn study: error:") and message in err
     assert err.count("\n") == 1
@@ -407,7 +408,7 @@ def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_pa
     afile = tmp_path / "afile"
     afile.write_text("keep me")
     out = str(tmp_path / where)
-    assert cli_study.main([*sweep, "--w-families", "prod", "--out", out, "--quiet"]) == 2
+    assert main(["study", *sweep, "--w-families", "prod", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"continuous-gnn study: error: --out {out!r} ") and message.format(afile=afile) in err
     assert err.count("\n") == 1 and afile.read_text() == "keep me"
@@ -421,14 +422,17 @@ def test_cli_caps_points_before_the_sweep(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(study, "depth_sweep", no_work)
     argv = ["--synthetic", "sbm", "--points", "1000000000", "--out", str(tmp_path / "o"), "--quiet"]
-    assert cli_study.main(argv) == 2
+    assert main(["study", *argv]) == 2
     assert capsys.readouterr().err == "continuous-gnn study: error: --points must be <= 10000, got 1000000000\n"
-    assert cli_study.MAX_POINTS == 10_000 and "2 to 10000" in " ".join(cli_study.build_parser().format_help().split())
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    help_text = capsys.readouterr().out
+    assert MAX_POINTS == 10_000 and "2 to 10000" in " ".join(help_text.split())
 
 
 def test_cli_step_sizes_apply_to_the_fixed_grid_methods_of_a_mixed_sweep(tmp_path):
     out = tmp_path / "out"
-    assert cli_study.main(["--synthetic", "sbm", "--nodes", "30", "--times", "1", "--step-sizes", "0.5",
+    assert main(["study", "--synthetic", "sbm", "--nodes", "30", "--times", "1", "--step-sizes", "0.5",
                            "--methods", "euler,dopri5", "--w-families", "prod", "--points", "2", "--out", str(out),
                            "--quiet"]) == 0
     rows = read_csv(out / "study.csv")
@@ -439,13 +443,15 @@ def test_cli_step_sizes_apply_to_the_fixed_grid_methods_of_a_mixed_sweep(tmp_pat
 def test_cli_add_parser_plugs_into_a_subcommand_parser(tmp_path):
     import argparse
 
+    command = SUBCOMMANDS["study"]
     parser = argparse.ArgumentParser(prog="continuous-gnn")
-    cli_study.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["study", "--synthetic", "path", "--nodes", "12", "--times", "1", "--step-sizes", "1",
-                              "--w-families", "prod", "--points", "2", "--out", str(tmp_path), "--quiet"])
-    assert args.study_main(args) == 0
-    assert cli_study.handler(args, ["study"]) == 0
+    command.add_arguments(parser.add_subparsers(dest="command").add_parser("study"))
+    argv = ["study", "--synthetic", "path", "--nodes", "12", "--times", "1", "--step-sizes", "1",
+            "--w-families", "prod", "--points", "2", "--out", str(tmp_path), "--quiet"]
+    assert command.handler(parser.parse_args(argv), argv) == 0
+    assert main(argv) == 0
     assert (tmp_path / "study.csv").is_file()
+    assert json.loads((tmp_path / "study.json").read_text())["command"] == " ".join(["continuous-gnn", *argv])
 
 
 # ---------------------------------------------------------------------------------------------------
