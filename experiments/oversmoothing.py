@@ -14,6 +14,10 @@ Four experiments (graff-notes §3, §8, §12):
    1.12 at t = 32).
 4. **Accuracy against homophily** on contextual SBMs for the W families prod, neg_prod, sum, diag_dom.
 
+The trained models of sections 2 and 3 are ``experiments/configs/studies/*.toml``; the fresh models of section 1
+and the homophily models of section 4 are the ``study`` command's packaged ones
+(:func:`continuous_gnn.training.presets.study_config`).
+
 ``docs/oversmoothing.md`` is generated: edit this script, not the file. CSV records, checkpoints and the
 ``study`` outputs go to ``--out-dir`` (default ``runs/oversmoothing-<timestamp>``, not versioned).
 """
@@ -37,21 +41,15 @@ import torch
 from continuous_gnn import Graph
 from continuous_gnn.cli import main as cli_main
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
-from continuous_gnn.studies.plots import (
+from continuous_gnn.studies import (
+    W_FAMILIES,
+    fresh_model,
+    homophily_sweep,
+    laplacian_radius,
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
     plot_rq_vs_time,
     plot_w_spectrum,
-)
-from continuous_gnn.studies.study import (
-    W_FAMILIES,
-    bipartite_configs,
-    extrapolation_config,
-    fresh_config,
-    fresh_model,
-    homophily_config,
-    homophily_sweep,
-    laplacian_radius,
     read_csv,
     synthetic_dataset,
     trained_trajectory,
@@ -59,8 +57,9 @@ from continuous_gnn.studies.study import (
     w_spectrum_records,
     write_csv,
 )
-from continuous_gnn.training import environment
+from continuous_gnn.training import RunConfig, environment, load_config
 from continuous_gnn.training.checkpoint import save_checkpoint
+from continuous_gnn.training.presets import study_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,7 +70,6 @@ FRESH_ARGS = ["--synthetic", "sbm", "--homophily", "0.3", "--nodes", "300", "--s
               "--times", "1,4,16", "--methods", "euler,rk4", "--w-families", ",".join(W_FAMILIES), "--points", "65"]
 BIPARTITE_SEEDS = (0, 1, 2, 3, 4)
 EXTRAPOLATION = ("cora", "chameleon")
-EXTRAPOLATION_EPOCHS = 200
 HOMOPHILY_LEVELS = tuple(round(0.1 * k, 1) for k in range(11))
 HOMOPHILY_SEEDS = (0, 1, 2)
 #: graff-notes §12(b): the paper's extrapolation numbers (TMLR Figure 2).
@@ -79,6 +77,11 @@ PAPER_EXTRAPOLATION = {
     "cora": "RQ 0.31 → 0.02 by t = 32; accuracy 0.84 at t = 8 → 0.22 at t = 64",
     "chameleon": "RQ 1.12 at t = 32 (Squirrel 1.45)",
 }
+
+
+def _config(name: str) -> RunConfig:
+    """A model of these studies: ``configs/studies/<name>.toml``."""
+    return load_config(HERE / "configs" / "studies" / f"{name}.toml")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -134,7 +137,8 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
     rho = laplacian_radius(Graph.from_data(dataset.data, dtype=torch.float64))
     rows = []
     for family in W_FAMILIES:
-        eig = w_eigenvalues(fresh_model(fresh_config(family), dataset.num_features, dataset.num_classes, 0))
+        eig = w_eigenvalues(fresh_model(study_config("fresh").replace(w=family), dataset.num_features,
+                                        dataset.num_classes, 0))
         lam_min, lam_max = float(eig.min()), float(eig.max())
         lam_plus, lam_minus = max(lam_max, 0.0), max(-lam_min, 0.0)
         rho_minus = lam_minus * (rho - 1)
@@ -171,7 +175,7 @@ _VARIANTS = {"graff": "GRAFF / SGCN_gf (residual)", "non_residual": "non-residua
 
 def _bipartite_variants() -> dict[str, Any]:
     """The two models of the toy, plus GRAFF at a lower learning rate and the paper's "gcn" configuration."""
-    configs = dict(bipartite_configs())
+    configs = {name: _config(f"bipartite_{name}") for name in ("graff", "non_residual")}
     configs["graff_lr0.01"] = configs["graff"].replace(lr=0.01)
     configs["gcn_config"] = configs["graff"].replace(w="asymm", omega="const", activation="relu", time_dependent=True)
     return configs
@@ -237,7 +241,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
         except DatasetUnavailableError as err:
             results[name] = {"unavailable": str(err).split(". ")[0]}
             continue
-        config = extrapolation_config(name, epochs=EXTRAPOLATION_EPOCHS)
+        config = _config("extrapolation").replace(dataset=name)
         trace = trained_trajectory(config, dataset, t_end=config.time, max_points=2)
         checkpoint = save_checkpoint(out / f"{name}_sgcn_gf_T8.pt", trace.model, config,
                                      num_features=dataset.num_features, num_classes=dataset.num_classes,
@@ -275,7 +279,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
 
 
 def homophily_section(out: Path, figures: Path) -> dict[str, Any]:
-    records = homophily_sweep(HOMOPHILY_LEVELS, W_FAMILIES, seeds=HOMOPHILY_SEEDS)
+    records = homophily_sweep(HOMOPHILY_LEVELS, W_FAMILIES, seeds=HOMOPHILY_SEEDS, config=study_config("homophily"))
     write_csv(records, out / "homophily.csv")
     png = plot_accuracy_vs_homophily(records, figures / "homophily_accuracy.png",
                                      title="contextual SBM (n=500, 5 classes): test accuracy")
@@ -285,7 +289,7 @@ def homophily_section(out: Path, figures: Path) -> dict[str, Any]:
                                             if r["w_family"] == family and r["homophily"] == h)
                          for h in HOMOPHILY_LEVELS}
     return {"table": table, "png": "figures/" + png.name, "csv": _rel(out / "homophily.csv"),
-            "config": homophily_config()}
+            "config": study_config("homophily")}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -459,7 +463,7 @@ def _bipartite_md(res: dict[str, Any]) -> list[str]:
 
 
 def _extrapolation_md(res: dict[str, Any]) -> list[str]:
-    config = extrapolation_config("cora", epochs=EXTRAPOLATION_EPOCHS)
+    config = _config("extrapolation").replace(dataset="cora")
     lines = [
         "## 3. Extrapolation: trained at T = 8, run to t = 64",
         "",

@@ -403,7 +403,7 @@ def test_study_subcommand_writes_csv_and_figures(tmp_path):
 
 
 def test_study_homophily_sweep_writes_one_row_per_level_and_family(tmp_path, capsys):
-    from continuous_gnn.studies.study import HOMOPHILY_COLUMNS, read_csv
+    from continuous_gnn.studies import HOMOPHILY_COLUMNS, read_csv
 
     out = tmp_path / "hom"
     status = main(["study", "--synthetic", "sbm", "--homophily-sweep", "0.1,0.5,0.9", "--w-families", "prod,neg_prod",

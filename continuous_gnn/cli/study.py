@@ -22,8 +22,10 @@ instead of the depth sweep: for each level a contextual SBM is drawn (``--nodes`
 graph seed ``--seed``; the levels set a minimum, e.g. 25 nodes for 0.5 and 45 for 1, checked up front, see
 :func:`~continuous_gnn.studies.homophily_min_nodes`) and one small GRAFF model per ``--w-families`` entry is trained
 on it
-(:func:`continuous_gnn.studies.homophily_sweep` with :func:`~continuous_gnn.studies.homophily_config`: Ω = 0, no
-source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``).
+(:func:`continuous_gnn.studies.homophily_sweep` with the packaged study config ``homophily``: Ω = 0, no
+source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``). The fresh
+models of the depth sweep are the packaged study config ``fresh`` (the spectral-filter setting, hidden
+``--hidden``, default 16), one per W family.
 ``--out DIR`` then receives ``homophily.csv`` (one row per level and family: target and measured homophily,
 train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homophily.png`` and
 ``homophily.json``. It takes ``--synthetic sbm`` or no data option; the depth-sweep options (``--step-sizes``,
@@ -43,7 +45,7 @@ import json
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..studies.study import W_FAMILIES
+from ..studies import W_FAMILIES
 from .common import PROG, Subcommand, UsageError, choices, data_paths, floats, number, output_folder
 
 __all__ = ["COMMAND", "MAX_POINTS"]
@@ -104,7 +106,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bool | None, seed: int):
     """The dataset and a JSON description of it (for study.json)."""
     from ..data import load_dataset
-    from ..studies.study import SYNTHETIC_KINDS, synthetic_dataset
+    from ..studies import SYNTHETIC_KINDS, synthetic_dataset
 
     if args.dataset is not None and args.synthetic is not None:
         raise UsageError("give either --dataset or --synthetic, not both")
@@ -140,9 +142,9 @@ def _or_default(args: argparse.Namespace, name: str) -> str:
 def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
     from ..energies import W_STYLES
-    from ..studies.plots import plot_accuracy_vs_homophily
-    from ..studies.study import HOMOPHILY_COLUMNS, homophily_config, homophily_min_nodes, homophily_sweep, write_csv
+    from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep, plot_accuracy_vs_homophily, write_csv
     from ..training import environment
+    from ..training.presets import study_config
 
     levels = _fractions(args.homophily_sweep, "--homophily-sweep")
     not_here = {"--checkpoint": args.checkpoint, "--dataset": args.dataset, "--data-root": args.data_root,
@@ -161,10 +163,10 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
                           f"with mean degree 8 need at least {need} nodes at these levels (45 nodes reach every level in [0, 1])")
     families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
-    defaults = homophily_config()
+    defaults = study_config("homophily")
     hidden = number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
     epochs = number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
-    config = homophily_config(hidden=hidden, epochs=epochs)
+    config = defaults.replace(hidden=hidden, epochs=epochs)
     out = output_folder(args.out)
 
     def announce(record: dict[str, Any]) -> None:
@@ -204,18 +206,20 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from ..energies import W_STYLES
     from ..ode.methods import METHODS, is_fixed
-    from ..studies.plots import plot_accuracy_vs_depth, plot_rq_vs_time, plot_w_spectrum
-    from ..studies.study import (
+    from ..studies import (
         depth_sweep,
-        fresh_config,
         fresh_model,
         laplacian_radius,
         model_family,
+        plot_accuracy_vs_depth,
+        plot_rq_vs_time,
+        plot_w_spectrum,
         w_spectrum_records,
         write_csv,
     )
     from ..training import environment
     from ..training.checkpoint import load_checkpoint
+    from ..training.presets import study_config
 
     if args.homophily_sweep is not None:
         return _run_homophily(args, argv)
@@ -248,7 +252,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families",
                             [w for w in W_STYLES if w != "asymm"])
-    hidden = number(args.hidden, "--hidden", int, 16, minimum=1)
+    fresh = study_config("fresh")
+    hidden = number(args.hidden, "--hidden", int, fresh.hidden, minimum=1)
 
     metadata = checkpoint.metadata if checkpoint is not None else {}
     normalize = checkpoint.config.normalize_features if checkpoint is not None else None
@@ -272,7 +277,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if not args.quiet:
         print(f"{PROG} study: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")
-    base = fresh_config(base=None).replace(hidden=hidden) if checkpoint is None else checkpoint.config
+    base = fresh.replace(hidden=hidden) if checkpoint is None else checkpoint.config
     records = depth_sweep(
         dataset, step_sizes=step_sizes, times=times, methods=methods, w_families=families,
         model=None if checkpoint is None else checkpoint.model, config=base, split=split, seed=seed,
@@ -296,7 +301,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         if checkpoint is None:
             for family in families:
-                model = fresh_model(fresh_config(family, base=base), dataset.num_features, dataset.num_classes, seed)
+                model = fresh_model(base.replace(w=family), dataset.num_features, dataset.num_classes, seed)
                 spectra += w_spectrum_records(model, f"{family} (initial)")
         else:
             spectra += w_spectrum_records(checkpoint.model, f"{model_family(checkpoint.config)} (learned)")

@@ -1,4 +1,4 @@
-"""The configurations that ship with the package: run presets and search spaces.
+"""The configurations that ship with the package: run presets, search spaces and the models of studies.
 
 They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel carries them):
 
@@ -6,9 +6,11 @@ They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel 
 ``<preset>/<dataset>.toml``        run presets for ``--preset NAME``: ``graff`` and ``graff_nl`` (the
                                    official code's hyperparameters), ``graff_tuned`` (our own searches)
 ``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
+``studies/<name>.toml``            the models of ``continuous-gnn study``: ``fresh`` (the depth sweep's
+                                   spectral-filter model), ``homophily`` (the homophily sweep's)
 =================================  ===================================================================
 
-Every folder except ``search`` is a run preset.
+Every folder except ``search`` and ``studies`` is a run preset.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["presets_dir", "available_presets", "preset_file", "preset_path", "search_space_path"]
+from .config import RunConfig
+from .config_io import load_config
+
+__all__ = ["presets_dir", "available_presets", "preset_file", "preset_path", "search_space_path",
+           "study_config"]
 
 #: Folders of ``presets/`` that hold other configurations than run presets.
-_NOT_PRESETS = ("search",)
+_NOT_PRESETS = ("search", "studies")
 
 
 def presets_dir() -> Path:
@@ -68,3 +74,16 @@ def search_space_path(name: str = "graff") -> Path:
         have = sorted(p.stem for p in (presets_dir() / "search").glob("*.toml"))
         raise ValueError(f"no packaged search space {name!r}; available: {', '.join(have)}")
     return path
+
+
+def study_config(name: str) -> RunConfig:
+    """The packaged model of a study, ``studies/<name>.toml``: ``"fresh"`` or ``"homophily"``.
+
+    Raises:
+        ValueError: if there is none of that name; the message names those there are.
+    """
+    path = presets_dir() / "studies" / f"{name}.toml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (presets_dir() / "studies").glob("*.toml"))
+        raise ValueError(f"no packaged study config {name!r}; available: {', '.join(have)}")
+    return load_config(path)
