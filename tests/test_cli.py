@@ -192,6 +192,14 @@ def test_unknown_key_in_the_config_file_is_named(tmp_path, capsys):
     assert "'hiden' (did you mean 'hidden'?)" in err
 
 
+@pytest.mark.parametrize(("script", "command"), [("reproduce.py", "reproduce"), ("solver_benchmark.py", "solvers")])
+def test_the_experiment_scripts_run_the_package_commands(script, command):
+    # docs/results.md and docs/solvers.md record these scripts as their rerun commands.
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / script), "--help"], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: continuous-gnn {command} "), done.stderr
+
+
 def test_python_dash_m_help():
     done = subprocess.run([sys.executable, "-m", "continuous_gnn", "--help"], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
@@ -375,19 +383,18 @@ def test_reproduce_refuses_a_tuned_preset_at_one_of_its_search_seeds(data_root, 
 
 
 def test_search_seeds_come_from_every_selection_line_of_the_header(tmp_path):
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.training.search import search_seeds
 
-    reproduce = _load_experiment("reproduce")
     path = tmp_path / "tuned.toml"
     path.write_text("# Tuned by `continuous-gnn tune --config start.toml --seeds 1000,2000`\n"
                     "# Selection: mean validation accuracy over splits 0,1 at seeds 1000,2000 = 80.00 (trial 3)\n"
                     "# Started from `start.toml`, whose header reads:\n"
                     "#   Selection: mean validation accuracy over splits 0,1 = 79.00 (trial 1)\n"
                     'dataset = "texas"\nseed = 7\n')
-    assert reproduce.search_seeds(path) == {1000, 2000, 7}, "a line without seeds trained with the file's seed"
+    assert search_seeds(path) == {1000, 2000, 7}, "a line without seeds trained with the file's seed"
     path.write_text('dataset = "texas"\n')
     with pytest.raises(ValueError, match="no 'Selection:' line"):
-        reproduce.search_seeds(path)
+        search_seeds(path)
 
 
 def test_study_subcommand_writes_csv_and_figures(tmp_path):
@@ -448,9 +455,8 @@ def test_study_homophily_sweep_usage_errors_exit_2(argv, fragment, tmp_path, cap
 
 
 def test_reproduce_holds_the_validation_choice_against_the_target():
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn import benchmarks as reproduce
 
-    reproduce = _load_experiment("reproduce")
     Outcome = reproduce.Outcome
     preset = Outcome("texas", "graff", "ok", test_mean=90.0, val_mean=80.0)
     tuned = Outcome("texas", "graff_tuned", "ok", test_mean=70.0, val_mean=85.0)
@@ -466,11 +472,11 @@ def test_reproduce_holds_the_validation_choice_against_the_target():
 
 
 def test_reproduce_counts_a_shortfall_in_test_predictions():
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.benchmarks import Outcome
+    from continuous_gnn.cli.reproduce_page import shortfall_note
 
-    reproduce = _load_experiment("reproduce")
-    outcome = reproduce.Outcome("cora", "graff_tuned", "ok", test_mean=87.83, splits=10, test_nodes=4970)
-    note = reproduce.shortfall_note(outcome, target=87.85)
+    outcome = Outcome("cora", "graff_tuned", "ok", test_mean=87.83, splits=10, test_nodes=4970)
+    note = shortfall_note(outcome, target=87.85)
     assert note.startswith("Cora misses its target: GRAFF-tuned is 0.02 points below it, about 1.0 of the 4970 ")
 
 
@@ -518,7 +524,7 @@ def test_progress_bar_is_off_when_stderr_is_closed(monkeypatch):
 
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
-    # The benchmark trains each configuration in a forkserver child, which must be able to import the script.
+    # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.
     out, plot = tmp_path / "solvers.md", tmp_path / "solvers.png"
     argv = [sys.executable, "-m", "continuous_gnn", "solvers", "--datasets", "cora", "--methods", "euler",
             "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot)]

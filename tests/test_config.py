@@ -284,10 +284,10 @@ def test_tuned_presets_beat_the_paper_preset_on_validation(path):
             assert configured == earlier_best, "each search starts from the previous search's best"
     assert all(best > configured for _, best, configured in steps), \
         "a tuned preset exists only where it beats the paper preset on validation"
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.cli.reproduce import REPORT_SEED
+    from continuous_gnn.training.search import search_seeds
 
-    reproduce = _load_experiment("reproduce")
-    assert reproduce.REPORT_SEED not in reproduce.search_seeds(path), \
+    assert REPORT_SEED not in search_seeds(path), \
         "the reproduction's seed must be one no search trained with"
 
 

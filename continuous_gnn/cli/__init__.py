@@ -8,6 +8,8 @@ module            subcommand or shared part
 ``train``         ``train``: one configuration on the splits of one dataset
 ``tune``          ``tune``: Optuna search on the validation metric
 ``study``         ``study``: over-smoothing sweeps (step size, time, solver, W family; homophily)
+``reproduce``     ``reproduce``: the GRAFF table (``reproduce_page`` writes docs/results.md)
+``solvers``       ``solvers``: the solver benchmark (``solvers_page`` writes docs/solvers.md)
 ``progress``      the per-split progress bars
 ================  ===========================================================================================
 
@@ -20,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import IntegrationError, TrainingDivergedError
-from . import study, train, tune
+from . import reproduce, solvers, study, train, tune
 from .common import PROG, Parser, Subcommand, UsageError
 from .config_flags import add_config_flags, resolve_cli_config, typed_overrides
 
@@ -42,45 +42,8 @@ def register(command: Subcommand) -> Subcommand:
     return command
 
 
-for _module in (train, tune, study):
+for _module in (train, tune, reproduce, solvers, study):
     register(_module.COMMAND)
-
-
-# ---------------------------------------------------------------------- reproduce, solvers
-
-#: ``experiments/`` of the source checkout: ``reproduce.py`` and ``solver_benchmark.py``.
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
-_PASSTHROUGH = ("reproduce", "solvers")
-
-
-def _load_experiment(name: str):
-    path = EXPERIMENTS_DIR / f"{name}.py"
-    if not path.is_file():
-        raise UsageError(f"{path} not found: '{name}' runs from a source checkout of continuous_gnn")
-    # Imported by its own name from experiments/ on sys.path, so that worker processes (the solver benchmark's
-    # forkserver children receive the parent's sys.path) can import it again to unpickle its functions.
-    folder = str(EXPERIMENTS_DIR)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    module = importlib.import_module(name)
-    if Path(module.__file__).resolve() != path.resolve():
-        raise UsageError(f"'{name}' resolved to {module.__file__}, not {path}: another module of that name "
-                         "shadows the experiment script")
-    return module
-
-
-def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
-    return int(_load_experiment("reproduce").main(argv[1:]) or 0)
-
-
-def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
-    return int(_load_experiment("solver_benchmark").main(argv[1:], prog=f"{PROG} solvers") or 0)
-
-
-register(Subcommand("reproduce", "run GRAFF and GRAFF-NL on every benchmark and write docs/results.md "
-                    "(experiments/reproduce.py; see its --help)", lambda p: None, _reproduce))
-register(Subcommand("solvers", "benchmark every solver with direct and adjoint backprop and write docs/solvers.md "
-                    "(experiments/solver_benchmark.py; see its --help)", lambda p: None, _solvers))
 
 
 # ---------------------------------------------------------------------- entry point
@@ -95,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in SUBCOMMANDS.values():
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
-                           add_help=command.name not in _PASSTHROUGH)
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
         command.add_arguments(p)
     return parser
 
@@ -133,8 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     try:
-        if command in _PASSTHROUGH:
-            return SUBCOMMANDS[command].handler(argparse.Namespace(), argv)
         parser = build_parser()
         args = _parse(parser, argv)
         if args.command is None:
