@@ -100,7 +100,7 @@ def report(results: list[dict], args, command: str, started: float, versions: di
         f"- **Machine:** {_machine()}; every configuration in a fresh subprocess with one CPU thread",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- **Protocol:** GRAFF `ContinuousGNN` (linear encoder, hidden {HIDDEN}, T = {T_END:g}, W = diag, Ω = diag, "
-        "source term; dropouts and weight decay of the `experiments/configs/graff` presets; Adam lr "
+        "source term; dropouts and weight decay of the `continuous_gnn/presets/graff` presets; Adam lr "
         f"{LR:g}), **{args.epochs} epochs, split 0 only, seed 0**: a short budget chosen so the whole benchmark "
         "runs in about 10 minutes on 2 shared cores (30–50 epochs would take 2–3 times longer: the adaptive "
         "methods' adjoint runs, adaptive_heun above all, cost seconds per epoch in torchdiffeq). Accuracies are "

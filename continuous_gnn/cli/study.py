@@ -46,7 +46,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..studies import W_FAMILIES
-from .common import PROG, Subcommand, UsageError, choices, data_paths, floats, number, output_folder
+from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder
 
 __all__ = ["COMMAND", "MAX_POINTS"]
 
@@ -62,8 +62,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``study`` flags on ``parser``."""
     data = parser.add_argument_group("data (one of --dataset, --synthetic; or the checkpoint's own)")
     data.add_argument("--dataset", metavar="NAME", help="benchmark dataset, e.g. cora, chameleon, texas")
-    data.add_argument("--data-root", metavar="DIR",
-                      help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
+    add_data_flags(data, cache=False)
     data.add_argument("--synthetic", metavar="KIND", help="synthetic graph: sbm, bipartite, ring, path, grid")
     data.add_argument("--homophily", metavar="H", help="target edge homophily of --synthetic sbm (default: 0.5)")
     data.add_argument("--nodes", metavar="N",
