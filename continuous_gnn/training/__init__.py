@@ -5,7 +5,7 @@ module             concept
 =================  ==========================================================================================
 ``config``         :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
 ``config_io``      config layers (defaults < preset < file < flags) and TOML files
-``presets``        the packaged presets (``--preset graff``) and search spaces
+``presets``        the packaged presets (``--preset graff``), search spaces and study models
 ``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
 ``loop``           :func:`train_split` and :func:`run`: the training loop
