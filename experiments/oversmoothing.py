@@ -5,7 +5,7 @@
 Four experiments (graff-notes §3, §8, §12):
 
 1. **Fresh models, τ × T × solver × W family** on a contextual SBM, through the ``study`` command
-   (:mod:`continuous_gnn.cli_study`): the sign of W's spectrum decides LFD vs HFD (Prop 3.1), the step size
+   (``continuous-gnn study``): the sign of W's spectrum decides LFD vs HFD (Prop 3.1), the step size
    decides whether the discrete flow keeps it (Theorem 4.3, eq. 14).
 2. **K_{100,100}**: trained residual GRAFF (SGCN_gf) vs the non-residual stack F ← ĀFW with as many layers,
    five seeds (the paper: RQ 1.94 vs 4e-4).
@@ -13,6 +13,10 @@ Four experiments (graff-notes §3, §8, §12):
    to T = 64 with the ``study`` command (the paper: Cora RQ 0.31 → 0.02, accuracy 0.84 → 0.22; Chameleon RQ
    1.12 at t = 32).
 4. **Accuracy against homophily** on contextual SBMs for the W families prod, neg_prod, sum, diag_dom.
+
+The trained models of sections 2 and 3 are ``experiments/configs/studies/*.toml``; the fresh models of section 1
+and the homophily models of section 4 are the ``study`` command's packaged ones
+(:func:`continuous_gnn.training.presets.study_config`).
 
 ``docs/oversmoothing.md`` is generated: edit this script, not the file. CSV records, checkpoints and the
 ``study`` outputs go to ``--out-dir`` (default ``runs/oversmoothing-<timestamp>``, not versioned).
@@ -35,23 +39,17 @@ from typing import Any
 import torch
 
 from continuous_gnn import Graph
-from continuous_gnn.cli import study as cli_study
+from continuous_gnn.cli import main as cli_main
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
-from continuous_gnn.studies.plots import (
+from continuous_gnn.studies import (
+    W_FAMILIES,
+    fresh_model,
+    homophily_sweep,
+    laplacian_radius,
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
     plot_rq_vs_time,
     plot_w_spectrum,
-)
-from continuous_gnn.studies.study import (
-    W_FAMILIES,
-    bipartite_configs,
-    extrapolation_config,
-    fresh_config,
-    fresh_model,
-    homophily_config,
-    homophily_sweep,
-    laplacian_radius,
     read_csv,
     synthetic_dataset,
     trained_trajectory,
@@ -59,8 +57,9 @@ from continuous_gnn.studies.study import (
     w_spectrum_records,
     write_csv,
 )
-from continuous_gnn.training import environment
+from continuous_gnn.training import RunConfig, environment, load_config
 from continuous_gnn.training.checkpoint import save_checkpoint
+from continuous_gnn.training.presets import study_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,7 +70,6 @@ FRESH_ARGS = ["--synthetic", "sbm", "--homophily", "0.3", "--nodes", "300", "--s
               "--times", "1,4,16", "--methods", "euler,rk4", "--w-families", ",".join(W_FAMILIES), "--points", "65"]
 BIPARTITE_SEEDS = (0, 1, 2, 3, 4)
 EXTRAPOLATION = ("cora", "chameleon")
-EXTRAPOLATION_EPOCHS = 200
 HOMOPHILY_LEVELS = tuple(round(0.1 * k, 1) for k in range(11))
 HOMOPHILY_SEEDS = (0, 1, 2)
 #: graff-notes §12(b): the paper's extrapolation numbers (TMLR Figure 2).
@@ -79,6 +77,11 @@ PAPER_EXTRAPOLATION = {
     "cora": "RQ 0.31 → 0.02 by t = 32; accuracy 0.84 at t = 8 → 0.22 at t = 64",
     "chameleon": "RQ 1.12 at t = 32 (Squirrel 1.45)",
 }
+
+
+def _config(name: str) -> RunConfig:
+    """A model of these studies: ``configs/studies/<name>.toml``."""
+    return load_config(HERE / "configs" / "studies" / f"{name}.toml")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -101,7 +104,7 @@ def _rel(path: Path) -> str:
 
 
 def _study(argv: list[str]) -> None:
-    status = cli_study.main(argv)
+    status = cli_main(["study", *argv])
     if status != 0:
         raise RuntimeError(f"continuous-gnn study {shlex.join(argv)} exited with status {status}")
 
@@ -134,7 +137,8 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
     rho = laplacian_radius(Graph.from_data(dataset.data, dtype=torch.float64))
     rows = []
     for family in W_FAMILIES:
-        eig = w_eigenvalues(fresh_model(fresh_config(family), dataset.num_features, dataset.num_classes, 0))
+        eig = w_eigenvalues(fresh_model(study_config("fresh").replace(w=family), dataset.num_features,
+                                        dataset.num_classes, 0))
         lam_min, lam_max = float(eig.min()), float(eig.max())
         lam_plus, lam_minus = max(lam_max, 0.0), max(-lam_min, 0.0)
         rho_minus = lam_minus * (rho - 1)
@@ -154,7 +158,7 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
                 "rq16_rk4": rk4[16.0]["rayleigh"], "nfe_euler": at[16.0]["nfe"], "nfe_rk4": rk4[16.0]["nfe"],
             })
     return {
-        "command": "python -m continuous_gnn.cli_study " + shlex.join([*FRESH_ARGS, "--out", _rel(folder)]),
+        "command": "continuous-gnn study " + shlex.join([*FRESH_ARGS, "--out", _rel(folder)]),
         "rq_png": _copy(folder / "rq_vs_time.png", figures, "fresh_sbm_rq_vs_time.png"),
         "w_png": _copy(folder / "w_spectrum.png", figures, "fresh_sbm_w_spectrum.png"),
         "rho": rho, "rows": rows, "name": dataset.name,
@@ -171,7 +175,7 @@ _VARIANTS = {"graff": "GRAFF / SGCN_gf (residual)", "non_residual": "non-residua
 
 def _bipartite_variants() -> dict[str, Any]:
     """The two models of the toy, plus GRAFF at a lower learning rate and the paper's "gcn" configuration."""
-    configs = dict(bipartite_configs())
+    configs = {name: _config(f"bipartite_{name}") for name in ("graff", "non_residual")}
     configs["graff_lr0.01"] = configs["graff"].replace(lr=0.01)
     configs["gcn_config"] = configs["graff"].replace(w="asymm", omega="const", activation="relu", time_dependent=True)
     return configs
@@ -237,7 +241,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
         except DatasetUnavailableError as err:
             results[name] = {"unavailable": str(err).split(". ")[0]}
             continue
-        config = extrapolation_config(name, epochs=EXTRAPOLATION_EPOCHS)
+        config = _config("extrapolation").replace(dataset=name)
         trace = trained_trajectory(config, dataset, t_end=config.time, max_points=2)
         checkpoint = save_checkpoint(out / f"{name}_sgcn_gf_T8.pt", trace.model, config,
                                      num_features=dataset.num_features, num_classes=dataset.num_classes,
@@ -253,7 +257,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
         at = {r["t"]: r for r in records}
         results[name] = {
             "name": dataset.name, "metrics": trace.metrics, "at": at, "rho": rhos[dataset.name],
-            "command": "python -m continuous_gnn.cli_study " + shlex.join(
+            "command": "continuous-gnn study " + shlex.join(
                 ["--checkpoint", _rel(checkpoint), "--step-sizes", "0.5", "--times", "8,16,32,64", "--points", "65",
                  "--out", _rel(folder)]),
             "eig": (min(r["eigenvalue"] for r in spectra if r["label"].startswith(dataset.name)),
@@ -275,7 +279,7 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
 
 
 def homophily_section(out: Path, figures: Path) -> dict[str, Any]:
-    records = homophily_sweep(HOMOPHILY_LEVELS, W_FAMILIES, seeds=HOMOPHILY_SEEDS)
+    records = homophily_sweep(HOMOPHILY_LEVELS, W_FAMILIES, seeds=HOMOPHILY_SEEDS, config=study_config("homophily"))
     write_csv(records, out / "homophily.csv")
     png = plot_accuracy_vs_homophily(records, figures / "homophily_accuracy.png",
                                      title="contextual SBM (n=500, 5 classes): test accuracy")
@@ -285,7 +289,7 @@ def homophily_section(out: Path, figures: Path) -> dict[str, Any]:
                                             if r["w_family"] == family and r["homophily"] == h)
                          for h in HOMOPHILY_LEVELS}
     return {"table": table, "png": "figures/" + png.name, "csv": _rel(out / "homophily.csv"),
-            "config": homophily_config()}
+            "config": study_config("homophily")}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -459,7 +463,7 @@ def _bipartite_md(res: dict[str, Any]) -> list[str]:
 
 
 def _extrapolation_md(res: dict[str, Any]) -> list[str]:
-    config = extrapolation_config("cora", epochs=EXTRAPOLATION_EPOCHS)
+    config = _config("extrapolation").replace(dataset="cora")
     lines = [
         "## 3. Extrapolation: trained at T = 8, run to t = 64",
         "",
@@ -608,9 +612,8 @@ def render(sections: dict[str, Any], timings: dict[str, float], started: str, co
         "negative ones repel them (increase the Θ₋-Dirichlet energy) (graff-notes §3). Trajectories are evaluated "
         "in float64; accuracy at time t is the trained (or fresh) decoder applied to F(t).",
         "",
-        "Tools: `continuous_gnn.study` (sweeps, tidy records, CSV), `continuous_gnn.plots` (figures), "
-        "`continuous_gnn.checkpoint` (trained models with their config), `continuous-gnn study` / "
-        "`python -m continuous_gnn.cli_study` (the command line).",
+        "Tools: `continuous_gnn.studies` (sweeps, tidy records, CSV, figures), `continuous_gnn.training.checkpoint` "
+        "(trained models with their config), `continuous-gnn study` (the command line).",
         "",
     ]
     lines += _fresh_md(sections["fresh"])

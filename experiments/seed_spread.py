@@ -2,7 +2,7 @@
 
     python experiments/seed_spread.py --datasets texas,film,chameleon,cora    # default seeds: 5000,0,1000,2000,3000
 
-The reproduction (``experiments/reproduce.py``) runs each preset once, with base seed ``reproduce.REPORT_SEED``:
+The reproduction (``continuous-gnn reproduce``) runs each preset once, with base seed ``REPORT_SEED`` (5000):
 split *i* uses seed *REPORT_SEED + i*. Here each preset runs once per ``--seeds`` value *s* (split *i* then uses
 seed *s + i*), everything else as configured, and ``docs/seed_spread.md`` reports the 10-split test mean of every
 seed, their mean and sample standard deviation across seeds, and how many seeds meet the target; and the
@@ -22,15 +22,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from continuous_gnn.benchmarks import DATASETS, MODELS, NAMES, OPTIONAL, TARGETS, preset_config
+from continuous_gnn.cli import UsageError
+from continuous_gnn.cli.reproduce import REPORT_SEED, prepare_run, validate_selection
+from continuous_gnn.cli.reproduce_page import provenance, repo_relative, write_page
 from continuous_gnn.data import DatasetUnavailableError
 from continuous_gnn.training import load_record, load_run_dataset, run, save_record
+from continuous_gnn.training.presets import preset_file
+from continuous_gnn.training.search import search_seeds
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import reproduce  # noqa: E402 - the sibling script holds the dataset names, presets and targets
-
-REPO = HERE.parent
-DEFAULT_SEEDS = f"{reproduce.REPORT_SEED},0,1000,2000,3000"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SEEDS = f"{REPORT_SEED},0,1000,2000,3000"
 
 
 @dataclass
@@ -87,7 +89,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Rerun presets with several base seeds and write the spread of the test mean.",
     )
     parser.add_argument("--datasets", default="texas,film,cora",
-                        help=f"comma-separated datasets (default: texas,film,cora); from {','.join(reproduce.DATASETS)}")
+                        help=f"comma-separated datasets (default: texas,film,cora); from {','.join(DATASETS)}")
     parser.add_argument("--models", default="graff,graff_tuned",
                         help="comma-separated presets (default: graff,graff_tuned; a missing graff_tuned file is "
                              "skipped)")
@@ -105,7 +107,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--render-from", metavar="DIR",
                         help="train nothing: rebuild the page from the JSON records a run wrote in DIR, with the "
                              "same --datasets, --models and --seeds")
-    args = reproduce.validate_selection(parser, parser.parse_args(argv))
+    try:
+        args = validate_selection(parser.parse_args(argv))
+    except UsageError as err:
+        parser.error(str(err))
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -121,28 +126,27 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
             command: str) -> Spread | None:
-    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
-    if model in reproduce.OPTIONAL and not preset_file.is_file():
+    path = preset_file(model, name)
+    if model in OPTIONAL and not path.is_file():
         return None
-    base = reproduce.preset_config(preset_file, args)
+    base = preset_config(path, splits=args.splits, epochs=args.epochs)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     runs = []
     for seed in args.seeds:
         config = base.replace(seed=seed)
         result = run(config, dataset)
-        record = result.to_record(preset=model, preset_file=str(preset_file.relative_to(REPO)), config_file=None,
+        record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                                   data_root=str(root), command=command)
         save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
         runs.append(SeedRun.from_record(seed, record))
-        print(f"{reproduce.NAMES[name]:<10} {reproduce.MODELS[model]:<11} seed {seed:>5}  "
+        print(f"{NAMES[name]:<10} {MODELS[model]:<11} seed {seed:>5}  "
               f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
     return _with_search_seeds(name, model, runs)
 
 
 def _with_search_seeds(name: str, model: str, runs: list[SeedRun]) -> Spread:
     """A preset's spread, with the seeds its search trained with when it is a tuned preset."""
-    preset_file = reproduce.CONFIGS / model / f"{name}.toml"
-    searched = reproduce.search_seeds(preset_file) if model == "graff_tuned" else set()
+    searched = search_seeds(preset_file(model, name)) if model == "graff_tuned" else set()
     return Spread(name, model, runs, frozenset(searched))
 
 
@@ -151,10 +155,10 @@ def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread],
     spreads, skipped, records = [], [], []
     for name in args.datasets:
         for model in args.models:
-            label = f"{reproduce.NAMES[name]} {reproduce.MODELS[model]}"
+            label = f"{NAMES[name]} {MODELS[model]}"
             paths = [folder / f"{name}-{model}-seed{seed}.json" for seed in args.seeds]
             if not all(path.is_file() for path in paths):
-                skipped.append(f"{label} (no records in {reproduce.repo_relative(folder)})")
+                skipped.append(f"{label} (no records in {repo_relative(folder)})")
                 continue
             runs = []
             for seed, path in zip(args.seeds, paths):
@@ -176,13 +180,13 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
     if args.epochs is not None or args.splits is not None:
         lines += ["> **Partial run** (a subset of splits, or overridden epochs): not the measurement.", ""]
     lines += [
-        reproduce.provenance(started, command, total, env)
+        provenance(started, command, total, env)
         + (f" This page was rebuilt from those records by `{rendered_by}`." if rendered_by else ""),
         "",
-        "Each preset `experiments/configs/<model>/<dataset>.toml` runs once per base seed *s*, split *i* using seed "
+        "Each preset `continuous_gnn/presets/<model>/<dataset>.toml` runs once per base seed *s*, split *i* using seed "
         "*s + i*, everything else as configured. A cell is the test accuracy (%) at the epoch of best validation "
         f"accuracy, averaged over the splits, as in [results.md](results.md), whose runs are seed "
-        f"{reproduce.REPORT_SEED}. **across seeds** "
+        f"{REPORT_SEED}. **across seeds** "
         "= mean ± **sample** standard deviation (ddof = 1) of those per-seed means; **met** = seeds whose mean "
         "reaches the target. Every seed is reported; none is chosen.",
         "",
@@ -191,10 +195,10 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         f"|---|---|---|{'---:|' * len(args.seeds)}---|---|---|",
     ]
     for spread in spreads:
-        target = reproduce.TARGETS[spread.dataset]
+        target = TARGETS[spread.dataset]
         s = spread.summary(target)
         cells = " | ".join(f"{m:.2f}" for m in spread.test_means)
-        lines.append(f"| {reproduce.NAMES[spread.dataset]} | {reproduce.MODELS[spread.model]} | {target:.2f} | "
+        lines.append(f"| {NAMES[spread.dataset]} | {MODELS[spread.model]} | {target:.2f} | "
                      f"{cells} | {s['mean']:.2f} ± {s['std']:.2f} | {s['min']:.2f} – {s['max']:.2f} | "
                      f"{s['met']} of {len(spread.runs)} |")
     lines += [
@@ -218,7 +222,7 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         searched = ", ".join(map(str, sorted(spread.searched))) or "–"
         split = spread.validation_split()
         compared = "– | – | –" if split is None else f"{split[0]:.2f} | {split[1]:.2f} | {split[0] - split[1]:+.2f}"
-        lines.append(f"| {reproduce.NAMES[spread.dataset]} | {reproduce.MODELS[spread.model]} | {cells} | "
+        lines.append(f"| {NAMES[spread.dataset]} | {MODELS[spread.model]} | {cells} | "
                      f"{searched} | {compared} |")
     if skipped:
         lines += ["", "Not run: " + "; ".join(skipped) + "."]
@@ -230,7 +234,7 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         f"CONTINUOUS_GNN_DATA=../shared/data {command}",
         "```",
         "",
-        f"JSON records (resolved config, seeds, per-split metrics) are in `{reproduce.repo_relative(out_dir)}/`.",
+        f"JSON records (resolved config, seeds, per-split metrics) are in `{repo_relative(out_dir)}/`.",
         "",
     ]
     return "\n".join(lines)
@@ -241,17 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "experiments/seed_spread.py", *(sys.argv[1:] if argv is None else argv)])
     if args.render_from:
         return _render_from(Path(args.render_from), args, command)
-    paths = reproduce.prepare_run(args, "seed_spread", "seed-spread")
-    if paths is None:
+    try:
+        root, cache, out_dir = prepare_run(args, "seed-spread")
+    except ValueError as err:
+        print(f"seed_spread: error: {err}", file=sys.stderr)
         return 2
-    root, cache, out_dir = paths
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     spreads: list[Spread] = []
     skipped: list[str] = []
     for name in args.datasets:
         for model in args.models:
-            label = f"{reproduce.NAMES[name]} {reproduce.MODELS[model]}"
+            label = f"{NAMES[name]} {MODELS[model]}"
             try:
                 spread = _spread(name, model, args, root, cache, out_dir, command)
             except DatasetUnavailableError as err:
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed_spread: error: no preset ran ({'; '.join(skipped) or 'nothing selected'}); "
               f"{args.results} was not written", file=sys.stderr)
         return 1
-    reproduce.write_page(args.results, render(spreads, skipped, args, total, started_iso, command, out_dir))
+    write_page(args.results, render(spreads, skipped, args, total, started_iso, command, out_dir))
     return 0
 
 
@@ -285,7 +290,7 @@ def _render_from(folder: Path, args: argparse.Namespace, command: str) -> int:
     first = min(records, key=lambda r: r["date"])
     env = {"versions": first["versions"], "machine": first["machine"]}
     total = sum(r["aggregate"]["wall_time"] for r in records)
-    reproduce.write_page(args.results, render(spreads, skipped, args, total, first["date"], first["command"], folder,
+    write_page(args.results, render(spreads, skipped, args, total, first["date"], first["command"], folder,
                                               env, rendered_by=command))
     return 0
 

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from continuous_gnn.cli import TUNE_SPACE, build_parser, main, resolve_cli_config
+from continuous_gnn.cli import build_parser, main, resolve_cli_config
 from continuous_gnn.training import RunConfig, read_config_file, resolve_config
+from continuous_gnn.training.presets import presets_dir, search_space_path
+from continuous_gnn.training.search import load_search_space
 
 REPO = Path(__file__).resolve().parents[1]
+#: The search space tune uses by default.
+SPACE = load_search_space(search_space_path())
+TUNE_SPACE, EXTRA_SPACE = SPACE.search, SPACE.also
 
 
 def _resolve(argv: list[str]) -> RunConfig:
@@ -30,7 +35,7 @@ def test_untyped_flags_are_absent():
 
 
 def test_defaults_preset_file_flags_precedence(tmp_path):
-    preset = read_config_file(REPO / "experiments/configs/graff/texas.toml")
+    preset = read_config_file(presets_dir() / "graff" / "texas.toml")
     assert preset["hidden"] == 256 and preset["encoder"] == "mlp"
 
     # defaults < preset
@@ -124,6 +129,53 @@ def test_user_errors_exit_2_with_a_message(argv, fragment, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["train", "--dataset", "texas", "--hiden", "3"], ["tune", "--trials", "x"],
+                                  ["study", "--bogus"], ["bogus"], ["train", "--dataset", "texas", "--lr", "abc"]])
+def test_every_usage_error_is_one_line_from_the_one_ladder(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    prefix = "continuous-gnn: error: " if argv[0] == "bogus" else f"continuous-gnn {argv[0]}: error: "
+    assert err.startswith(prefix) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(("space", "argv", "fragment"), [
+    ("[search]\nlr = { uniform = [0.1, 0.01] }\n", [], r"lr: the range \[0.1, 0.01\] is empty"),
+    ("[search]\nhiden = { categorical = [8] }\n", [], "unknown key 'hiden'"),
+    ("[search]\nlr = { normal = [0.1, 0.01] }\n", [], "lr must be { categorical"),
+    ("[search]\nlr = { uniform = [0.001, 0.01] }\n", ["--fix", "hidden"],
+     r"--fix: unknown search key\(s\) \['hidden'\]; searched keys: lr"),
+    ("[search]\nlr = { uniform = [0.001, 0.01] }\n", ["--also", "w"],
+     r"--also: unknown key\(s\) \['w'\]; the search space has no \[also\] table$"),
+])
+def test_tune_space_file_errors_are_usage_errors(space, argv, fragment, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    path = tmp_path / "space.toml"
+    path.write_text(space)
+    # The data root does not exist: the space is checked first.
+    assert main(["tune", "--dataset", "texas", "--space", str(path), "--data-root", "/nonexistent", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("continuous-gnn tune: error: ") and err.count("\n") == 1
+    assert re.search(fragment, err.strip()) or fragment in err, err
+    assert main(["tune", "--dataset", "texas", "--space", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_tune_searches_the_space_of_a_file(data_root, data_cache, tmp_path):
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.toml"
+    space.write_text('[search]\nlr = { uniform = [0.001, 0.01] }\n[also]\nhidden = { categorical = [4, 8] }\n')
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "4", "--trials", "2",
+            "--space", str(space), "--also", "hidden", "--data-root", str(data_root), "--cache-dir", str(data_cache),
+            "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["space"] == {"lr": ["uniform", [0.001, 0.01]], "hidden": ["categorical", [4, 8]]}
+    assert all(set(t["params"]) == {"lr", "hidden"} for t in record["trials"])
+    assert f"--space {space}" in out.read_text().splitlines()[0]
+
+
 def _status(argv: list[str]) -> int:
     """main()'s exit status, whether it returns it or argparse exits."""
     try:
@@ -138,6 +190,14 @@ def test_unknown_key_in_the_config_file_is_named(tmp_path, capsys):
     assert main(["train", "--dataset", "texas", "--config", str(file)]) == 2
     err = capsys.readouterr().err
     assert "'hiden' (did you mean 'hidden'?)" in err
+
+
+@pytest.mark.parametrize(("script", "command"), [("reproduce.py", "reproduce"), ("solver_benchmark.py", "solvers")])
+def test_the_experiment_scripts_run_the_package_commands(script, command):
+    # docs/results.md and docs/solvers.md record these scripts as their rerun commands.
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / script), "--help"], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: continuous-gnn {command} "), done.stderr
 
 
 def test_python_dash_m_help():
@@ -161,7 +221,7 @@ def test_train_end_to_end_on_texas(data_root, data_cache, tmp_path, capsys):
     assert "population std over 1 split" in stdout and f"record {out}" in stdout
     record = json.loads(out.read_text())
     config = RunConfig.from_dict(record["config"])
-    expected = resolve_config(read_config_file(REPO / "experiments/configs/graff/texas.toml"),
+    expected = resolve_config(read_config_file(presets_dir() / "graff" / "texas.toml"),
                               {"splits": [0], "epochs": 5}, sources=["preset", "flags"])
     assert config == expected
     assert record["preset"] == "graff" and record["command"].startswith("continuous-gnn train --preset graff")
@@ -268,7 +328,7 @@ def test_tune_rejects_bad_seeds(seeds, capsys):
 
 def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
     pytest.importorskip("optuna")
-    from continuous_gnn.cli import EXTRA_SPACE, tune_space
+    tune_space = SPACE.widen
 
     assert main(["tune", "--dataset", "texas", "--also", "w,nope"]) == 2
     assert "--also: unknown key(s) ['nope']; choose from w, omega, encoder, epochs" in capsys.readouterr().err
@@ -279,7 +339,7 @@ def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
 
 
 def test_tune_space_contains_the_configured_values():
-    from continuous_gnn.cli import TUNE_SPACE, tune_space
+    tune_space = SPACE.widen
 
     base = RunConfig(hidden=256, lr=0.02, time=3.0, normalize_field=True)
     space = tune_space(base, ["hidden", "lr", "time", "normalize_field"])
@@ -323,19 +383,18 @@ def test_reproduce_refuses_a_tuned_preset_at_one_of_its_search_seeds(data_root, 
 
 
 def test_search_seeds_come_from_every_selection_line_of_the_header(tmp_path):
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.training.search import search_seeds
 
-    reproduce = _load_experiment("reproduce")
     path = tmp_path / "tuned.toml"
     path.write_text("# Tuned by `continuous-gnn tune --config start.toml --seeds 1000,2000`\n"
                     "# Selection: mean validation accuracy over splits 0,1 at seeds 1000,2000 = 80.00 (trial 3)\n"
                     "# Started from `start.toml`, whose header reads:\n"
                     "#   Selection: mean validation accuracy over splits 0,1 = 79.00 (trial 1)\n"
                     'dataset = "texas"\nseed = 7\n')
-    assert reproduce.search_seeds(path) == {1000, 2000, 7}, "a line without seeds trained with the file's seed"
+    assert search_seeds(path) == {1000, 2000, 7}, "a line without seeds trained with the file's seed"
     path.write_text('dataset = "texas"\n')
     with pytest.raises(ValueError, match="no 'Selection:' line"):
-        reproduce.search_seeds(path)
+        search_seeds(path)
 
 
 def test_study_subcommand_writes_csv_and_figures(tmp_path):
@@ -351,7 +410,7 @@ def test_study_subcommand_writes_csv_and_figures(tmp_path):
 
 
 def test_study_homophily_sweep_writes_one_row_per_level_and_family(tmp_path, capsys):
-    from continuous_gnn.studies.study import HOMOPHILY_COLUMNS, read_csv
+    from continuous_gnn.studies import HOMOPHILY_COLUMNS, read_csv
 
     out = tmp_path / "hom"
     status = main(["study", "--synthetic", "sbm", "--homophily-sweep", "0.1,0.5,0.9", "--w-families", "prod,neg_prod",
@@ -396,9 +455,8 @@ def test_study_homophily_sweep_usage_errors_exit_2(argv, fragment, tmp_path, cap
 
 
 def test_reproduce_holds_the_validation_choice_against_the_target():
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn import benchmarks as reproduce
 
-    reproduce = _load_experiment("reproduce")
     Outcome = reproduce.Outcome
     preset = Outcome("texas", "graff", "ok", test_mean=90.0, val_mean=80.0)
     tuned = Outcome("texas", "graff_tuned", "ok", test_mean=70.0, val_mean=85.0)
@@ -414,11 +472,11 @@ def test_reproduce_holds_the_validation_choice_against_the_target():
 
 
 def test_reproduce_counts_a_shortfall_in_test_predictions():
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.benchmarks import Outcome
+    from continuous_gnn.cli.reproduce_page import shortfall_note
 
-    reproduce = _load_experiment("reproduce")
-    outcome = reproduce.Outcome("cora", "graff_tuned", "ok", test_mean=87.83, splits=10, test_nodes=4970)
-    note = reproduce.shortfall_note(outcome, target=87.85)
+    outcome = Outcome("cora", "graff_tuned", "ok", test_mean=87.83, splits=10, test_nodes=4970)
+    note = shortfall_note(outcome, target=87.85)
     assert note.startswith("Cora misses its target: GRAFF-tuned is 0.02 points below it, about 1.0 of the 4970 ")
 
 
@@ -458,15 +516,15 @@ def test_tune_reports_a_bad_split_before_any_trial(data_root, data_cache, tmp_pa
 
 
 def test_progress_bar_is_off_when_stderr_is_closed(monkeypatch):
-    from continuous_gnn.cli import _show_progress
+    from continuous_gnn.cli.common import show_progress
 
     monkeypatch.setattr(sys, "stderr", None)
-    assert _show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
+    assert show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
 
 
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
-    # The benchmark trains each configuration in a forkserver child, which must be able to import the script.
+    # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.
     out, plot = tmp_path / "solvers.md", tmp_path / "solvers.png"
     argv = [sys.executable, "-m", "continuous_gnn", "solvers", "--datasets", "cora", "--methods", "euler",
             "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot)]

@@ -17,8 +17,9 @@ from continuous_gnn.training import (
     read_config_file,
     resolve_config,
 )
+from continuous_gnn.training.presets import presets_dir
 
-PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PRESETS = presets_dir()
 PAPER_DATASETS = ("cora", "citeseer", "pubmed", "texas", "wisconsin", "cornell", "film", "chameleon", "squirrel")
 
 
@@ -234,6 +235,19 @@ def test_load_config_over_a_base(tmp_path):
 # ---------------------------------------------------------------------- presets
 
 
+def test_presets_ship_in_the_package_and_errors_name_what_exists():
+    from continuous_gnn.training.presets import available_presets, preset_path
+
+    assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
+    assert available_presets() == ["graff", "graff_nl", "graff_tuned"]
+    assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_tuned"):
+        preset_path("nope", "texas")
+    with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
+                                         "chameleon, citeseer, cora, film, texas, wisconsin"):
+        preset_path("graff_tuned", "cornell")
+
+
 @pytest.mark.parametrize("preset", ["graff", "graff_nl"])
 @pytest.mark.parametrize("dataset", PAPER_DATASETS)
 def test_presets_exist_and_resolve(preset, dataset):
@@ -270,10 +284,10 @@ def test_tuned_presets_beat_the_paper_preset_on_validation(path):
             assert configured == earlier_best, "each search starts from the previous search's best"
     assert all(best > configured for _, best, configured in steps), \
         "a tuned preset exists only where it beats the paper preset on validation"
-    from continuous_gnn.cli import _load_experiment
+    from continuous_gnn.cli.reproduce import REPORT_SEED
+    from continuous_gnn.training.search import search_seeds
 
-    reproduce = _load_experiment("reproduce")
-    assert reproduce.REPORT_SEED not in reproduce.search_seeds(path), \
+    assert REPORT_SEED not in search_seeds(path), \
         "the reproduction's seed must be one no search trained with"
 
 

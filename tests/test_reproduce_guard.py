@@ -1,5 +1,5 @@
-"""Tests for experiments/reproduce.py: arguments and output paths checked before any work, and no results page
-when no run succeeded."""
+"""Tests for ``continuous-gnn reproduce`` (also experiments/reproduce.py): arguments and output paths checked before
+any work, and no results page when no run succeeded."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from continuous_gnn.cli import _load_experiment
 from continuous_gnn.cli import main as cli_main
 
-reproduce = _load_experiment("reproduce")
 PROG = "continuous-gnn reproduce: error: "
 
 
@@ -40,13 +38,13 @@ def empty_root(tmp_path: Path) -> Path:
 
 
 def test_a_split_the_datasets_lack_fails_before_any_work(tmp_path, empty_root, capsys):
-    assert reproduce.main(_argv(tmp_path, empty_root, "--splits", "10", datasets="texas,cora")) == 2
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, "--splits", "10", datasets="texas,cora")]) == 2
     assert _one_error_line(capsys.readouterr().err) == "--splits: split(s) [10] do not exist: texas has splits 0..9"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results.md").exists()
 
 
 def test_a_bad_seed_fails_before_the_out_dir_is_created(tmp_path, empty_root, capsys):
-    assert reproduce.main(_argv(tmp_path, empty_root, "--seed", "-1")) == 2
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, "--seed", "-1")]) == 2
     assert "seed must be" in _one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
 
@@ -68,7 +66,7 @@ def test_unusable_output_locations_fail_before_any_work(flag, where, message, tm
     (tmp_path / "file").write_text("keep me")
     target = str(tmp_path / where)
     argv = _argv(tmp_path, empty_root, flag, target)
-    assert reproduce.main(argv) == 2
+    assert cli_main(["reproduce", *argv]) == 2
     captured = capsys.readouterr()
     line = _one_error_line(captured.err)
     assert line.startswith(f"{flag} {target!r} ") and message.format(file=tmp_path / "file") in line
@@ -83,7 +81,7 @@ def test_unusable_output_locations_fail_before_any_work(flag, where, message, tm
 def test_every_run_unavailable_exits_1_and_keeps_the_old_page(tmp_path, empty_root, capsys):
     page = tmp_path / "results.md"
     page.write_text("the last good table\n")
-    assert reproduce.main(_argv(tmp_path, empty_root, datasets="texas,cornell")) == 1
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, datasets="texas,cornell")]) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("no run succeeded (2 unavailable;") and f"{page} was not written" in line
     assert page.read_text() == "the last good table\n"
@@ -103,7 +101,7 @@ def test_every_run_skipped_exits_1_through_the_cli(tmp_path, empty_root, capsys)
 def test_a_run_that_succeeds_still_writes_the_page_with_the_unavailable_ones(data_root, data_cache, tmp_path,
                                                                              capsys):
     argv = _argv(tmp_path, data_root, "--cache-dir", str(data_cache), datasets="texas,pubmed")
-    assert reproduce.main(argv) == 0
+    assert cli_main(["reproduce", *argv]) == 0
     text = (tmp_path / "results.md").read_text()
     assert "| Texas |" in text and "PubMed unavailable" in text
     assert capsys.readouterr().err == ""

@@ -16,32 +16,28 @@ import json
 import math
 import statistics
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from continuous_gnn import Graph
-from continuous_gnn.cli import study as cli_study
+from continuous_gnn.cli import SUBCOMMANDS, main
+from continuous_gnn.cli.study import MAX_POINTS
 from continuous_gnn.data import contextual_sbm
-from continuous_gnn.studies.plots import (
+from continuous_gnn.studies import (
+    HOMOPHILY_COLUMNS,
+    TRAJECTORY_COLUMNS,
+    W_FAMILIES,
+    depth_sweep,
+    fresh_model,
+    homophily_min_nodes,
+    homophily_sweep,
+    laplacian_radius,
     plot_accuracy_vs_depth,
     plot_accuracy_vs_homophily,
     plot_rq_vs_time,
     plot_w_spectrum,
-)
-from continuous_gnn.studies.study import (
-    HOMOPHILY_COLUMNS,
-    TRAJECTORY_COLUMNS,
-    W_FAMILIES,
-    bipartite_configs,
-    depth_sweep,
-    extrapolation_config,
-    fresh_config,
-    fresh_model,
-    homophily_config,
-    homophily_min_nodes,
-    homophily_sweep,
-    laplacian_radius,
     read_csv,
     synthetic_dataset,
     trained_trajectory,
@@ -50,8 +46,28 @@ from continuous_gnn.studies.study import (
     w_spectrum_records,
     write_csv,
 )
-from continuous_gnn.training import RunConfig
+from continuous_gnn.training import RunConfig, load_config
 from continuous_gnn.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from continuous_gnn.training.presets import study_config
+
+#: The packaged models of the study command, and the configs that only experiments/oversmoothing.py uses.
+FRESH = study_config("fresh")
+HOMOPHILY = study_config("homophily")
+EXPERIMENT_CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "studies"
+
+
+def _fresh(w: str = "sum", **changes) -> RunConfig:
+    """The depth sweep's fresh model with W family ``w``."""
+    return FRESH.replace(w=w, **changes)
+
+
+def _bipartite_configs() -> dict[str, RunConfig]:
+    return {name: load_config(EXPERIMENT_CONFIGS / f"bipartite_{name}.toml") for name in ("graff", "non_residual")}
+
+
+def _extrapolation_config(dataset: str) -> RunConfig:
+    return load_config(EXPERIMENT_CONFIGS / "extrapolation.toml").replace(dataset=dataset)
+
 
 LABELS = ("source", "model", "w_family", "seed")
 
@@ -70,6 +86,32 @@ def sbm():
 
 
 # ---------------------------------------------------------------------------------------------------
+# the models of studies (TOML files)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_the_study_configs_are_the_documented_models():
+    # Depth sweep: the spectral-filter setting (Ω = 0, no source, linear, no dropout, Euler), hidden 16.
+    assert FRESH == RunConfig(hidden=16, omega="zero", source=False, dropout=0.0, input_dropout=0.0, w="sum")
+    # Homophily sweep: Ω = 0, β = 0, linear, hidden 16, T = 3, τ = 1, 100 epochs, lr 0.01, wd 5e-4, dropout 0.2.
+    assert HOMOPHILY == RunConfig(energy="graff", omega="zero", source=False, activation=None, hidden=16, time=3.0,
+                                  step_size=1.0, method="euler", epochs=100, lr=0.01, weight_decay=5e-4, dropout=0.2,
+                                  input_dropout=0.2)
+    # K_{100,100}: SGCN_gf (80 residual steps of 0.1) against the non-residual stack (80 steps of 1 with Ω = I).
+    common = dict(energy="graff", w="sum", source=False, activation=None, hidden=16, dropout=0.0, input_dropout=0.0,
+                  lr=0.05, weight_decay=5e-4, epochs=60, method="euler")
+    assert _bipartite_configs() == {"graff": RunConfig(omega="zero", time=8.0, step_size=0.1, **common),
+                                    "non_residual": RunConfig(omega="const", time=80.0, step_size=1.0, **common)}
+    # Extrapolation: SGCN_gf trained at T = 8, τ = 0.5, hidden 128.
+    assert _extrapolation_config("cora") == RunConfig(
+        dataset="cora", energy="graff", w="sum", omega="zero", source=False, activation=None, hidden=128, time=8.0,
+        step_size=0.5, method="euler", input_dropout=0.5, dropout=0.35, lr=0.005, weight_decay=5e-4, epochs=200,
+        seed=0)
+    with pytest.raises(ValueError, match="no packaged study config 'nope'; available: fresh, homophily"):
+        study_config("nope")
+
+
+# ---------------------------------------------------------------------------------------------------
 # records
 # ---------------------------------------------------------------------------------------------------
 
@@ -77,7 +119,8 @@ def sbm():
 def test_fresh_prod_smooths_and_neg_prod_sharpens(sbm):
     """Spectral-filter view: W ⪰ 0 is low-pass at every step (LFD), W ⪯ 0 with small τ high-pass (HFD)."""
     rho = laplacian_radius(Graph.from_data(sbm.data))
-    records = depth_sweep(sbm, step_sizes=(0.1,), times=(8.0,), w_families=("prod", "neg_prod"), max_points=41)
+    records = depth_sweep(sbm, step_sizes=(0.1,), times=(8.0,), w_families=("prod", "neg_prod"), max_points=41,
+                          config=FRESH)
     rq = {f: [r["rayleigh"] for r in records if r["w_family"] == f] for f in ("prod", "neg_prod")}
     assert len(rq["prod"]) == len(rq["neg_prod"]) == 41
     assert all(b < a for a, b in zip(rq["prod"], rq["prod"][1:])), rq["prod"]
@@ -87,7 +130,7 @@ def test_fresh_prod_smooths_and_neg_prod_sharpens(sbm):
 
 
 def test_trajectory_records_columns_steps_and_nfe(sbm):
-    model = fresh_model(fresh_config("sum"), sbm.num_features, sbm.num_classes, seed=1)
+    model = fresh_model(_fresh("sum"), sbm.num_features, sbm.num_classes, seed=1)
     rows = trajectory_records(model, sbm, t_end=2.0, method="rk4", step_size=0.25, times=(1.0, 2.0), max_points=5,
                               labels={"source": "x"})
     assert list(rows[0]) == ["source", *TRAJECTORY_COLUMNS]
@@ -107,7 +150,7 @@ def test_trajectory_records_columns_steps_and_nfe(sbm):
 
 
 def test_trajectory_records_rejects_bad_times(sbm):
-    model = fresh_model(fresh_config("sum"), sbm.num_features, sbm.num_classes)
+    model = fresh_model(_fresh("sum"), sbm.num_features, sbm.num_classes)
     with pytest.raises(ValueError, match="not a multiple of the step size"):
         trajectory_records(model, sbm, t_end=1.0, step_size=0.3, times=(1.0,))
     with pytest.raises(ValueError, match="needs a step_size"):
@@ -118,12 +161,14 @@ def test_trajectory_records_rejects_bad_times(sbm):
         depth_sweep(sbm, step_sizes=(0.5,), times=(-1.0,))
     with pytest.raises(ValueError, match="needs its config"):
         depth_sweep(sbm, model=model)
+    with pytest.raises(ValueError, match=r"fresh models need a config, e.g. the packaged one: .*study_config\('fresh'\)"):
+        depth_sweep(sbm, step_sizes=(0.5,), times=(1.0,))
 
 
 def test_trajectory_blow_up_keeps_the_rows_before_it():
     """A flow that overflows float64 is recorded up to the last readout before the failure."""
     data = synthetic_dataset("ring", nodes=20, num_features=4)
-    config = fresh_config("identity", hidden=4)
+    config = _fresh("identity", hidden=4)
     model = fresh_model(config, data.num_features, data.num_classes).double()
     with torch.no_grad():  # F ← F + ĀF doubles the lowest frequency per step: overflow after about 26 steps
         model.encoder.weight.mul_(1e300)
@@ -136,10 +181,10 @@ def test_trajectory_blow_up_keeps_the_rows_before_it():
 
 def test_w_spectra_signs():
     data = synthetic_dataset("path", nodes=10, num_features=3)
-    spectra = {f: w_eigenvalues(fresh_model(fresh_config(f), 3, 1, seed=2)) for f in W_FAMILIES}
+    spectra = {f: w_eigenvalues(fresh_model(_fresh(f), 3, 1, seed=2)) for f in W_FAMILIES}
     assert bool((spectra["prod"] >= -1e-10).all()) and bool((spectra["neg_prod"] <= 1e-10).all())
     assert spectra["sum"].min() < 0 < spectra["sum"].max()
-    rows = w_spectrum_records(fresh_model(fresh_config("sum"), 3, 1), "sum")
+    rows = w_spectrum_records(fresh_model(_fresh("sum"), 3, 1), "sum")
     assert len(rows) == 16 and set(rows[0]) == {"label", "index", "eigenvalue"}
     asymmetric = fresh_model(RunConfig(w="asymm", hidden=4), 3, 1)
     with pytest.raises(ValueError, match="asymmetric"):
@@ -165,7 +210,7 @@ def test_csv_roundtrip_is_atomic(tmp_path):
 
 
 def test_homophily_sweep_records():
-    rows = homophily_sweep([0.2], ("prod", "neg_prod"), seeds=(0,), config=homophily_config(epochs=3), nodes=60,
+    rows = homophily_sweep([0.2], ("prod", "neg_prod"), seeds=(0,), config=HOMOPHILY.replace(epochs=3), nodes=60,
                            num_classes=2)
     assert [r["w_family"] for r in rows] == ["prod", "neg_prod"]
     assert list(rows[0]) == list(HOMOPHILY_COLUMNS)
@@ -188,7 +233,7 @@ def test_homophily_min_nodes_is_the_smallest_graph_contextual_sbm_draws(levels):
 def test_homophily_sweep_checks_the_node_count_before_training():
     trained = []
     with pytest.raises(ValueError, match=r"nodes=30 is too few .* need at least 41 nodes"):
-        homophily_sweep([0.1, 0.9], ("prod",), config=homophily_config(epochs=1), nodes=30, on_result=trained.append)
+        homophily_sweep([0.1, 0.9], ("prod",), config=HOMOPHILY.replace(epochs=1), nodes=30, on_result=trained.append)
     assert trained == []  # the feasible first level was not trained before the failure
 
 
@@ -199,11 +244,11 @@ def test_homophily_sweep_checks_the_node_count_before_training():
 
 def test_every_plot_writes_a_png(tmp_path, sbm):
     records = depth_sweep(sbm, step_sizes=(0.5, 1.0), times=(2.0,), methods=("euler", "dopri5"),
-                          w_families=("prod", "sum"), max_points=5)
+                          w_families=("prod", "sum"), max_points=5, config=FRESH)
     _png_ok(plot_rq_vs_time(records, tmp_path / "rq.png", rho=1.5, mark_times=(1.0,)))
     _png_ok(plot_rq_vs_time(records, tmp_path / "rq_steps.png", x="steps", rho={"prod": 1.5}, logy=False))
     _png_ok(plot_accuracy_vs_depth(records, tmp_path / "acc.png", x="steps", split="val"))
-    spectra = w_spectrum_records(fresh_model(fresh_config("sum"), 16, 2), "sum")
+    spectra = w_spectrum_records(fresh_model(_fresh("sum"), 16, 2), "sum")
     _png_ok(plot_w_spectrum(spectra, tmp_path / "w.png", title="W"))
     homophily = [{"homophily": h, "w_family": f, "seed": s, "acc_test": 0.5 + 0.1 * h * s}
                  for h in (0.0, 0.5, 1.0) for f in ("prod", "sum") for s in (0, 1)]
@@ -226,7 +271,7 @@ def test_plots_explain_a_missing_matplotlib(tmp_path, monkeypatch):
 
 
 def test_checkpoint_roundtrip(tmp_path, sbm):
-    config = fresh_config("diag_dom", hidden=8).replace(time=2.0, step_size=0.5)
+    config = _fresh("diag_dom", hidden=8).replace(time=2.0, step_size=0.5)
     model = fresh_model(config, sbm.num_features, sbm.num_classes, seed=3)
     metadata = {"data": {"synthetic": "sbm", "nodes": 150, "homophily": 0.3, "seed": 0}, "metrics": [0.5, None]}
     path = save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
@@ -242,7 +287,7 @@ def test_checkpoint_roundtrip(tmp_path, sbm):
 
 
 def test_checkpoint_errors(tmp_path, sbm):
-    config = fresh_config("sum", hidden=8)
+    config = _fresh("sum", hidden=8)
     model = fresh_model(config, sbm.num_features, sbm.num_classes)
     with pytest.raises(CheckpointError, match="do not match"):
         save_checkpoint(tmp_path / "m.pt", model, config.replace(hidden=4), num_features=sbm.num_features,
@@ -266,7 +311,7 @@ def test_checkpoint_errors(tmp_path, sbm):
                                     dict(adjoint=True)])
 def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, sbm, change):
     # These settings leave the state dict's shapes alone, so load_checkpoint would rebuild a different model.
-    config = fresh_config("sum", hidden=8)
+    config = _fresh("sum", hidden=8)
     model = fresh_model(config, sbm.num_features, sbm.num_classes)
     with pytest.raises(CheckpointError, match=f"settings differ.*{next(iter(change))}: model"):
         save_checkpoint(tmp_path / "m.pt", model, config.replace(**change), num_features=sbm.num_features,
@@ -275,7 +320,7 @@ def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, s
 
 
 def test_checkpoint_width_and_payload_checks(tmp_path, sbm):
-    config = fresh_config("sum", hidden=8)
+    config = _fresh("sum", hidden=8)
     model = fresh_model(config, sbm.num_features, sbm.num_classes)
     for bad, error in (("5", TypeError), (5.7, TypeError), (True, TypeError), (-1, ValueError)):
         with pytest.raises(error, match="num_features must be"):
@@ -306,8 +351,8 @@ def test_checkpoint_width_and_payload_checks(tmp_path, sbm):
 
 def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
     out = tmp_path / "out"
-    status = cli_study.main([
-        "--synthetic", "sbm", "--homophily", "0.3", "--nodes", "60", "--seed", "1", "--times", "1,2",
+    status = main([
+        "study", "--synthetic", "sbm", "--homophily", "0.3", "--nodes", "60", "--seed", "1", "--times", "1,2",
         "--step-sizes", "0.5,1", "--methods", "euler,rk4", "--w-families", "prod,neg_prod", "--points", "5",
         "--out", str(out), "--quiet",
     ])
@@ -329,7 +374,7 @@ def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
 
 
 def test_cli_prints_a_summary(tmp_path, capsys):
-    status = cli_study.main(["--synthetic", "bipartite", "--nodes", "20", "--times", "1", "--step-sizes", "0.5",
+    status = main(["study", "--synthetic", "bipartite", "--nodes", "20", "--times", "1", "--step-sizes", "0.5",
                              "--methods", "euler,dopri5", "--w-families", "neg_prod", "--points", "3",
                              "--out", str(tmp_path)])
     assert status == 0
@@ -339,20 +384,20 @@ def test_cli_prints_a_summary(tmp_path, capsys):
 
 def test_cli_studies_a_checkpoint(tmp_path):
     data = synthetic_dataset("sbm", nodes=60, homophily=0.3, seed=0)
-    config = fresh_config("neg_prod", hidden=8).replace(time=1.0, step_size=0.5)
+    config = _fresh("neg_prod", hidden=8).replace(time=1.0, step_size=0.5)
     model = fresh_model(config, data.num_features, data.num_classes)
     path = save_checkpoint(tmp_path / "m.pt", model, config, num_features=data.num_features,
                            num_classes=data.num_classes,
                            metadata={"data": {"synthetic": "sbm", "nodes": 60, "homophily": 0.3, "seed": 0}})
     out = tmp_path / "out"
-    assert cli_study.main(["--checkpoint", str(path), "--times", "1,2", "--step-sizes", "0.5", "--points", "3",
+    assert main(["study", "--checkpoint", str(path), "--times", "1,2", "--step-sizes", "0.5", "--points", "3",
                            "--out", str(out), "--quiet"]) == 0
     rows = read_csv(out / "study.csv")
     assert {(r["model"], r["w_family"]) for r in rows} == {("trained", "neg_prod")}
     assert rows[0]["source"] == data.name
     _png_ok(out / "w_spectrum.png")
     # The data flags override the checkpoint's record, and a mismatch is a usage error.
-    status = cli_study.main(["--checkpoint", str(path), "--synthetic", "bipartite", "--nodes", "20",
+    status = main(["study", "--checkpoint", str(path), "--synthetic", "bipartite", "--nodes", "20",
                              "--out", str(out), "--quiet"])
     assert status == 2
 
@@ -385,7 +430,7 @@ def test_cli_studies_a_checkpoint(tmp_path):
     ],
 )
 def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
-    assert cli_study.main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert main(["study", *argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("continuous-gnn study: error:") and message in err
     assert err.count("\n") == 1
@@ -397,7 +442,7 @@ def test_cli_usage_errors_exit_2(argv, message, tmp_path, capsys):
 @pytest.mark.parametrize(("where", "message"), [("afile", "is a file; pass a folder"),
                                                 ("afile/sub", "cannot be created: '{afile}' is a file, not a folder")])
 def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_path, capsys, monkeypatch):
-    import continuous_gnn.studies.study as study
+    import continuous_gnn.studies as study
 
     def no_work(*args, **kwargs):
         raise AssertionError("the sweep ran before --out was checked")
@@ -407,28 +452,31 @@ def test_cli_checks_the_out_folder_before_any_work(sweep, where, message, tmp_pa
     afile = tmp_path / "afile"
     afile.write_text("keep me")
     out = str(tmp_path / where)
-    assert cli_study.main([*sweep, "--w-families", "prod", "--out", out, "--quiet"]) == 2
+    assert main(["study", *sweep, "--w-families", "prod", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"continuous-gnn study: error: --out {out!r} ") and message.format(afile=afile) in err
     assert err.count("\n") == 1 and afile.read_text() == "keep me"
 
 
 def test_cli_caps_points_before_the_sweep(tmp_path, capsys, monkeypatch):
-    import continuous_gnn.studies.study as study
+    import continuous_gnn.studies as study
 
     def no_work(*args, **kwargs):  # without the cap, a billion readouts never finish
         raise AssertionError("the sweep started with --points 1000000000")
 
     monkeypatch.setattr(study, "depth_sweep", no_work)
     argv = ["--synthetic", "sbm", "--points", "1000000000", "--out", str(tmp_path / "o"), "--quiet"]
-    assert cli_study.main(argv) == 2
+    assert main(["study", *argv]) == 2
     assert capsys.readouterr().err == "continuous-gnn study: error: --points must be <= 10000, got 1000000000\n"
-    assert cli_study.MAX_POINTS == 10_000 and "2 to 10000" in " ".join(cli_study.build_parser().format_help().split())
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    help_text = capsys.readouterr().out
+    assert MAX_POINTS == 10_000 and "2 to 10000" in " ".join(help_text.split())
 
 
 def test_cli_step_sizes_apply_to_the_fixed_grid_methods_of_a_mixed_sweep(tmp_path):
     out = tmp_path / "out"
-    assert cli_study.main(["--synthetic", "sbm", "--nodes", "30", "--times", "1", "--step-sizes", "0.5",
+    assert main(["study", "--synthetic", "sbm", "--nodes", "30", "--times", "1", "--step-sizes", "0.5",
                            "--methods", "euler,dopri5", "--w-families", "prod", "--points", "2", "--out", str(out),
                            "--quiet"]) == 0
     rows = read_csv(out / "study.csv")
@@ -439,13 +487,15 @@ def test_cli_step_sizes_apply_to_the_fixed_grid_methods_of_a_mixed_sweep(tmp_pat
 def test_cli_add_parser_plugs_into_a_subcommand_parser(tmp_path):
     import argparse
 
+    command = SUBCOMMANDS["study"]
     parser = argparse.ArgumentParser(prog="continuous-gnn")
-    cli_study.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["study", "--synthetic", "path", "--nodes", "12", "--times", "1", "--step-sizes", "1",
-                              "--w-families", "prod", "--points", "2", "--out", str(tmp_path), "--quiet"])
-    assert args.study_main(args) == 0
-    assert cli_study.handler(args, ["study"]) == 0
+    command.add_arguments(parser.add_subparsers(dest="command").add_parser("study"))
+    argv = ["study", "--synthetic", "path", "--nodes", "12", "--times", "1", "--step-sizes", "1",
+            "--w-families", "prod", "--points", "2", "--out", str(tmp_path), "--quiet"]
+    assert command.handler(parser.parse_args(argv), argv) == 0
+    assert main(argv) == 0
     assert (tmp_path / "study.csv").is_file()
+    assert json.loads((tmp_path / "study.json").read_text())["command"] == " ".join(["continuous-gnn", *argv])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,7 +506,7 @@ def test_cli_add_parser_plugs_into_a_subcommand_parser(tmp_path):
 def _bipartite(seed: int) -> dict[str, tuple[float, float]]:
     data = synthetic_dataset("bipartite", nodes=200, seed=seed)
     out = {}
-    for name, config in bipartite_configs().items():
+    for name, config in _bipartite_configs().items():
         trace = trained_trajectory(config.replace(seed=seed), data, select="last", max_points=3)
         out[name] = (trace.records[-1]["rayleigh"], trace.records[-1]["acc_test"])
     return out
@@ -488,7 +538,7 @@ def _extrapolate(name: str, data_root, data_cache):
     from continuous_gnn.data import load_dataset
 
     dataset = load_dataset(name, data_root, cache_dir=data_cache)
-    trace = trained_trajectory(extrapolation_config(name, epochs=200), dataset, t_end=64.0, times=(8, 16, 32, 64),
+    trace = trained_trajectory(_extrapolation_config(name), dataset, t_end=64.0, times=(8, 16, 32, 64),
                                max_points=17)
     return {r["t"]: (r["rayleigh"], r["acc_test"]) for r in trace.records if r["requested"]}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -37,8 +36,9 @@ from continuous_gnn.training.build import (
     num_steps,
     prepare_features,
 )
+from continuous_gnn.training.presets import presets_dir
 
-PRESETS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PRESETS = presets_dir()
 
 
 def _synthetic(metric: str = "accuracy", num_classes: int = 3, splits: int = 3) -> NodeDataset:

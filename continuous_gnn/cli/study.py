@@ -2,15 +2,15 @@
 
 Examples::
 
-    python -m continuous_gnn.cli_study --synthetic sbm --homophily 0.3 --nodes 300 --out out/sbm
-    python -m continuous_gnn.cli_study --dataset cora --step-sizes 0.5,1 --times 1,4,16,64 --out out/cora
-    python -m continuous_gnn.cli_study --checkpoint model.pt --times 8,16,32,64 --step-sizes 0.5 --out out/ext
-    python -m continuous_gnn.cli_study --homophily-sweep 0.1,0.5,0.9 --w-families prod,neg_prod --out out/hom
+    continuous-gnn study --synthetic sbm --homophily 0.3 --nodes 300 --out out/sbm
+    continuous-gnn study --dataset cora --step-sizes 0.5,1 --times 1,4,16,64 --out out/cora
+    continuous-gnn study --checkpoint model.pt --times 8,16,32,64 --step-sizes 0.5 --out out/ext
+    continuous-gnn study --homophily-sweep 0.1,0.5,0.9 --w-families prod,neg_prod --out out/hom
 
 The data is a benchmark (``--dataset``, read from ``--data-root``, else ``$CONTINUOUS_GNN_DATA``, else the
 default root) or a synthetic graph (``--synthetic``). The models are fresh ones, one per W family and
 initialised from ``--seed``, or the trained model of ``--checkpoint`` (written by
-:func:`continuous_gnn.checkpoint.save_checkpoint`), whose stored data description is used when no data flag
+:func:`continuous_gnn.training.save_checkpoint`), whose stored data description is used when no data flag
 is given. ``--out DIR`` receives ``study.csv`` (one row per configuration and saved time),
 ``study.json`` (settings, data, versions, date), ``rq_vs_time.png``, ``accuracy_vs_depth.png`` and
 ``w_spectrum.png``. ``--step-sizes`` apply to the fixed-grid methods of ``--methods`` (one trajectory per method and
@@ -20,10 +20,12 @@ methods only is an error.
 ``--homophily-sweep LIST`` (target edge homophilies in [0, 1], e.g. ``0.1,0.5,0.9``) runs the homophily study
 instead of the depth sweep: for each level a contextual SBM is drawn (``--nodes``, default 500, 5 classes,
 graph seed ``--seed``; the levels set a minimum, e.g. 25 nodes for 0.5 and 45 for 1, checked up front, see
-:func:`~continuous_gnn.study.homophily_min_nodes`) and one small GRAFF model per ``--w-families`` entry is trained
+:func:`~continuous_gnn.studies.homophily_min_nodes`) and one small GRAFF model per ``--w-families`` entry is trained
 on it
-(:func:`continuous_gnn.study.homophily_sweep` with :func:`~continuous_gnn.study.homophily_config`: Ω = 0, no
-source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``).
+(:func:`continuous_gnn.studies.homophily_sweep` with the packaged study config ``homophily``: Ω = 0, no
+source, T = 3, τ = 1, hidden ``--hidden`` (default 16), ``--epochs`` (default 100), seed ``--seed``). The fresh
+models of the depth sweep are the packaged study config ``fresh`` (the spectral-filter setting, hidden
+``--hidden``, default 16), one per W family.
 ``--out DIR`` then receives ``homophily.csv`` (one row per level and family: target and measured homophily,
 train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homophily.png`` and
 ``homophily.json``. It takes ``--synthetic sbm`` or no data option; the depth-sweep options (``--step-sizes``,
@@ -31,7 +33,8 @@ train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homo
 do not apply to it, and ``--epochs`` applies only to it.
 
 Mistakes in the command line or its values, including an ``--out`` that is a file or cannot be created (checked
-before any work), print one line on stderr and exit with status 2; a failed solve exits with status 1.
+before any work), print one line on stderr and exit with status 2; a failed solve exits with status 1
+(the ladder of :func:`continuous_gnn.cli.main`).
 """
 
 from __future__ import annotations
@@ -39,18 +42,15 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from ..atomic import check_output_folder
+from ..atomic import atomic_write_text
+from ..studies import W_FAMILIES
+from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder
 
-__all__ = ["add_arguments", "add_parser", "build_parser", "handler", "main"]
+__all__ = ["COMMAND", "MAX_POINTS"]
 
-PROG = "continuous-gnn study"
-_DEFAULT_FAMILIES = "prod,neg_prod,sum,diag_dom"
+_DEFAULT_FAMILIES = ",".join(W_FAMILIES)
 #: Defaults of the depth-sweep flags (applied in the command, so that typing one can be detected).
 _DEFAULTS = {"step_sizes": "0.1,0.5,1", "times": "1,4,16", "methods": "euler", "points": "65"}
 #: Most readouts per trajectory: every readout stores a row and evaluates the decoder, so far beyond what a figure
@@ -58,23 +58,11 @@ _DEFAULTS = {"step_sizes": "0.1,0.5,1", "times": "1,4,16", "methods": "euler", "
 MAX_POINTS = 10_000
 
 
-class _UsageError(Exception):
-    """A mistake in the command line: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that raises instead of exiting, so ``main([...])`` returns 2 in-process."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(message)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``study`` flags on ``parser``."""
     data = parser.add_argument_group("data (one of --dataset, --synthetic; or the checkpoint's own)")
     data.add_argument("--dataset", metavar="NAME", help="benchmark dataset, e.g. cora, chameleon, texas")
-    data.add_argument("--data-root", metavar="PATH",
-                      help="raw data root (default: $CONTINUOUS_GNN_DATA, else the default root)")
+    add_data_flags(data, cache=False)
     data.add_argument("--synthetic", metavar="KIND", help="synthetic graph: sbm, bipartite, ring, path, grid")
     data.add_argument("--homophily", metavar="H", help="target edge homophily of --synthetic sbm (default: 0.5)")
     data.add_argument("--nodes", metavar="N",
@@ -114,132 +102,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``study`` subcommand to an ``argparse`` subparsers object; returns its parser."""
-    description = ("Sweep τ × T × solver × W family (or, with --homophily-sweep, SBM homophily × W family); "
-                   "write a CSV, a JSON summary and figures.")
-    parser = subparsers.add_parser("study", help=description, description=description)
-    add_arguments(parser)
-    parser.set_defaults(study_main=main)
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The stand-alone parser of ``python -m continuous_gnn.cli_study``."""
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return parser
-
-
-# ---------------------------------------------------------------------------------------------------
-# value parsing
-# ---------------------------------------------------------------------------------------------------
-
-
-def _number(text: str | None, flag: str, kind: type, default: Any, *, minimum: float | None = None,
-            maximum: float | None = None) -> Any:
-    if text is None:
-        return default
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise _UsageError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-    if kind is float and value != value:
-        raise _UsageError(f"{flag} must be a number, got {text!r}")
-    if minimum is not None and value < minimum:
-        raise _UsageError(f"{flag} must be >= {minimum:g}, got {text}")
-    if maximum is not None and value > maximum:
-        raise _UsageError(f"{flag} must be <= {maximum:g}, got {text}")
-    return value
-
-
-def _items(text: str, flag: str) -> list[str]:
-    items = [part.strip() for part in text.split(",")]
-    if not text.strip() or any(not part for part in items):
-        raise _UsageError(f"{flag} must be a comma-separated list without empty items, got {text!r}")
-    if len(set(items)) != len(items):
-        raise _UsageError(f"{flag} lists an item twice: {text!r}")
-    return items
-
-
-def _floats(text: str, flag: str, valid: Callable[[float], bool], requirement: str) -> list[float]:
-    values = []
-    for item in _items(text, flag):
-        try:
-            value = float(item)
-        except ValueError:
-            raise _UsageError(f"{flag}: {item!r} is not a number") from None
-        if not valid(value):  # the comparisons below are all False for nan
-            raise _UsageError(f"{flag}: {requirement}, got {item}")
-        values.append(value)
-    return values
-
-
-def _positive_floats(text: str, flag: str) -> list[float]:
-    return _floats(text, flag, lambda v: 0 < v < float("inf"), "values must be positive and finite")
-
-
-def _fractions(text: str, flag: str) -> list[float]:
-    return _floats(text, flag, lambda v: 0.0 <= v <= 1.0, "homophily levels must lie in [0, 1]")
-
-
-def _choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
-    items = _items(text, flag)
-    unknown = [item for item in items if item not in valid]
-    if unknown:
-        raise _UsageError(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(valid)}")
-    return items
-
-
-# ---------------------------------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------------------------------
-
-
-def _output_folder(text: str) -> Path:
-    """The ``--out`` folder, checked before any work: not a file, and creatable in a writable folder."""
-    if not text.strip():
-        raise _UsageError("--out is empty; pass a folder")
-    check_output_folder(text, "--out")
-    return Path(text)
-
-
 def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bool | None, seed: int):
     """The dataset and a JSON description of it (for study.json)."""
-    from ..data import default_cache_dir, load_dataset, resolve_data_root
-    from ..studies.study import SYNTHETIC_KINDS, synthetic_dataset
+    from ..data import load_dataset
+    from ..studies import SYNTHETIC_KINDS, synthetic_dataset
 
     if args.dataset is not None and args.synthetic is not None:
-        raise _UsageError("give either --dataset or --synthetic, not both")
+        raise UsageError("give either --dataset or --synthetic, not both")
     spec = dict(metadata.get("data") or {}) if args.dataset is None and args.synthetic is None else {}
     if args.dataset is None and args.synthetic is None and not spec:
-        raise _UsageError("no data: give --dataset NAME or --synthetic KIND (or a --checkpoint that records its data)")
+        raise UsageError("no data: give --dataset NAME or --synthetic KIND (or a --checkpoint that records its data)")
     if args.synthetic is None and args.dataset is None:
         # The checkpoint's own data description.
         name, kind = spec.get("dataset"), spec.get("synthetic")
     else:
         name, kind = args.dataset, args.synthetic
     if name is not None:
-        root = resolve_data_root(args.data_root, os.environ)
-        dataset = load_dataset(name, root, cache_dir=default_cache_dir(os.environ), normalize_features=normalize)
+        root, cache = data_paths(args)
+        dataset = load_dataset(name, root, cache_dir=cache, normalize_features=normalize)
         return dataset, {"dataset": dataset.name, "data_root": str(root)}
     if kind not in SYNTHETIC_KINDS:
-        raise _UsageError(f"--synthetic: unknown graph {kind!r}; choose from {', '.join(SYNTHETIC_KINDS)}")
-    nodes = _number(args.nodes, "--nodes", int, spec.get("nodes", 200), minimum=4)
-    homophily = _number(args.homophily, "--homophily", float, spec.get("homophily", 0.5), minimum=0.0, maximum=1.0)
+        raise UsageError(f"--synthetic: unknown graph {kind!r}; choose from {', '.join(SYNTHETIC_KINDS)}")
+    nodes = number(args.nodes, "--nodes", int, spec.get("nodes", 200), minimum=4)
+    homophily = number(args.homophily, "--homophily", float, spec.get("homophily", 0.5), minimum=0.0, maximum=1.0)
     if args.homophily is not None and kind != "sbm":
-        raise _UsageError("--homophily applies to --synthetic sbm only")
+        raise UsageError("--homophily applies to --synthetic sbm only")
     graph_seed = spec.get("seed", seed) if args.synthetic is None else seed
     extra = {k: spec[k] for k in ("num_classes", "num_features", "snr", "avg_degree") if k in spec}
     dataset = synthetic_dataset(kind, nodes=nodes, homophily=homophily, seed=graph_seed, **extra)
     return dataset, {"synthetic": kind, "nodes": nodes, "homophily": homophily, "seed": graph_seed, **extra}
-
-
-def _write_json(data: dict[str, Any], path: Path) -> None:
-    from ..atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def _or_default(args: argparse.Namespace, name: str) -> str:
@@ -247,12 +138,12 @@ def _or_default(args: argparse.Namespace, name: str) -> str:
     return _DEFAULTS[name] if value is None else value
 
 
-def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
     from ..energies import W_STYLES
-    from ..studies.plots import plot_accuracy_vs_homophily
-    from ..studies.study import HOMOPHILY_COLUMNS, homophily_config, homophily_min_nodes, homophily_sweep, write_csv
+    from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep, plot_accuracy_vs_homophily, write_csv
     from ..training import environment
+    from ..training.presets import study_config
 
     levels = _fractions(args.homophily_sweep, "--homophily-sweep")
     not_here = {"--checkpoint": args.checkpoint, "--dataset": args.dataset, "--data-root": args.data_root,
@@ -260,22 +151,22 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 "--times": args.times, "--methods": args.methods, "--points": args.points}
     typed = [flag for flag, value in not_here.items() if value is not None]
     if typed:
-        raise _UsageError(f"{', '.join(typed)} do{'es' if len(typed) == 1 else ''} not apply to --homophily-sweep "
+        raise UsageError(f"{', '.join(typed)} do{'es' if len(typed) == 1 else ''} not apply to --homophily-sweep "
                           "(it trains fresh models on contextual SBMs whose homophily it sets)")
     if args.synthetic is not None and args.synthetic != "sbm":
-        raise _UsageError(f"--homophily-sweep draws contextual SBMs; --synthetic {args.synthetic} does not apply")
-    seed = _number(args.seed, "--seed", int, 0, minimum=0)
-    nodes = _number(args.nodes, "--nodes", int, 500, minimum=10)
+        raise UsageError(f"--homophily-sweep draws contextual SBMs; --synthetic {args.synthetic} does not apply")
+    seed = number(args.seed, "--seed", int, 0, minimum=0)
+    nodes = number(args.nodes, "--nodes", int, 500, minimum=10)
     need = homophily_min_nodes(levels)
     if nodes < need:
-        raise _UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
+        raise UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
                           f"with mean degree 8 need at least {need} nodes at these levels (45 nodes reach every level in [0, 1])")
-    families = _choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
-    defaults = homophily_config()
-    hidden = _number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
-    epochs = _number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
-    config = homophily_config(hidden=hidden, epochs=epochs)
-    out = _output_folder(args.out)
+    families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
+    defaults = study_config("homophily")
+    hidden = number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
+    epochs = number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
+    config = defaults.replace(hidden=hidden, epochs=epochs)
+    out = output_folder(args.out)
 
     def announce(record: dict[str, Any]) -> None:
         if not args.quiet:
@@ -283,7 +174,7 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                   f"{record['w_family']:<10} test {100 * record['acc_test']:5.1f}%", flush=True)
 
     if not args.quiet:
-        print(f"{PROG}: homophily sweep over {len(levels)} level(s) x {len(families)} W famil"
+        print(f"{PROG} study: homophily sweep over {len(levels)} level(s) x {len(families)} W famil"
               f"{'y' if len(families) == 1 else 'ies'}, {nodes}-node SBMs, {epochs} epochs")
     records = homophily_sweep(levels, families, seeds=(seed,), config=config, nodes=nodes, on_result=announce)
 
@@ -292,7 +183,7 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     figure = plot_accuracy_vs_homophily(records, out / "accuracy_vs_homophily.png",
                                         title=f"GRAFF on contextual SBMs ({nodes} nodes)")
     summary = {
-        "command": " ".join([PROG, *(argv or [])]),
+        "command": " ".join([PROG, *argv]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "homophily_levels": levels,
         "w_families": families,
@@ -303,62 +194,65 @@ def _run_homophily(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "files": [csv_path.name, figure.name],
         **environment(),
     }
-    _write_json(summary, out / "homophily.json")
+    atomic_write_text(out / "homophily.json", json.dumps(summary, indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {csv_path} ({len(records)} rows), {figure}, {out / 'homophily.json'}")
     return 0
 
 
-def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from ..energies import W_STYLES
     from ..ode.methods import METHODS, is_fixed
-    from ..studies.plots import plot_accuracy_vs_depth, plot_rq_vs_time, plot_w_spectrum
-    from ..studies.study import (
+    from ..studies import (
         depth_sweep,
-        fresh_config,
         fresh_model,
         laplacian_radius,
         model_family,
+        plot_accuracy_vs_depth,
+        plot_rq_vs_time,
+        plot_w_spectrum,
         w_spectrum_records,
         write_csv,
     )
     from ..training import environment
     from ..training.checkpoint import load_checkpoint
+    from ..training.presets import study_config
 
     if args.homophily_sweep is not None:
         return _run_homophily(args, argv)
     if args.epochs is not None:
-        raise _UsageError("--epochs applies to --homophily-sweep only (the depth sweep trains nothing)")
-    seed = _number(args.seed, "--seed", int, 0, minimum=0)
-    split = _number(args.split, "--split", int, None, minimum=0)
-    points = _number(_or_default(args, "points"), "--points", int, 65, minimum=2, maximum=MAX_POINTS)
+        raise UsageError("--epochs applies to --homophily-sweep only (the depth sweep trains nothing)")
+    seed = number(args.seed, "--seed", int, 0, minimum=0)
+    split = number(args.split, "--split", int, None, minimum=0)
+    points = number(_or_default(args, "points"), "--points", int, 65, minimum=2, maximum=MAX_POINTS)
     step_sizes = _positive_floats(_or_default(args, "step_sizes"), "--step-sizes")
     times = _positive_floats(_or_default(args, "times"), "--times")
-    methods = _choices(_or_default(args, "methods"), "--methods", [m for m in METHODS if m != "scipy_solver"])
+    methods = choices(_or_default(args, "methods"), "--methods", [m for m in METHODS if m != "scipy_solver"])
     if not any(is_fixed(m) for m in methods):
         if args.step_sizes is not None:
-            raise _UsageError(
+            raise UsageError(
                 f"--step-sizes applies to fixed-grid methods, not to the adaptive method{'s' * (len(methods) > 1)} "
                 f"{', '.join(methods)}, which {'choose their' if len(methods) > 1 else 'chooses its'} own steps; "
                 "remove --step-sizes, or add a fixed-grid method such as euler or rk4 to --methods"
             )
         step_sizes = []
-    out = _output_folder(args.out)
+    out = output_folder(args.out)
 
     checkpoint = None
     if args.checkpoint is not None:
         if args.w_families is not None:
-            raise _UsageError("--w-families applies to fresh models; a checkpoint keeps its own W")
+            raise UsageError("--w-families applies to fresh models; a checkpoint keeps its own W")
         if args.hidden is not None:
-            raise _UsageError("--hidden applies to fresh models; a checkpoint keeps its own width")
+            raise UsageError("--hidden applies to fresh models; a checkpoint keeps its own width")
         checkpoint = load_checkpoint(args.checkpoint)
         families = None
     else:
-        families = _choices(args.w_families or _DEFAULT_FAMILIES, "--w-families",
+        families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families",
                             [w for w in W_STYLES if w != "asymm"])
-    hidden = _number(args.hidden, "--hidden", int, 16, minimum=1)
+    fresh = study_config("fresh")
+    hidden = number(args.hidden, "--hidden", int, fresh.hidden, minimum=1)
 
     metadata = checkpoint.metadata if checkpoint is not None else {}
     normalize = checkpoint.config.normalize_features if checkpoint is not None else None
@@ -367,10 +261,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         split = int(metadata.get("split", 0)) if checkpoint is not None and args.dataset is None \
             and args.synthetic is None else 0
     if not 0 <= split < dataset.num_splits:
-        raise _UsageError(f"--split {split} does not exist: {dataset.name} has splits 0..{dataset.num_splits - 1}")
+        raise UsageError(f"--split {split} does not exist: {dataset.name} has splits 0..{dataset.num_splits - 1}")
     if checkpoint is not None and (checkpoint.num_features, checkpoint.num_classes) != (
             dataset.num_features, dataset.num_classes):
-        raise _UsageError(
+        raise UsageError(
             f"the checkpoint's model takes {checkpoint.num_features} features and {checkpoint.num_classes} classes, "
             f"but {dataset.name} has {dataset.num_features} and {dataset.num_classes}; use the data it was trained on"
         )
@@ -381,8 +275,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"  {labels['model']} {labels['w_family']:<10} {labels['method']:<8} {tau}", flush=True)
 
     if not args.quiet:
-        print(f"{PROG}: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")
-    base = fresh_config(base=None).replace(hidden=hidden) if checkpoint is None else checkpoint.config
+        print(f"{PROG} study: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")
+    base = fresh.replace(hidden=hidden) if checkpoint is None else checkpoint.config
     records = depth_sweep(
         dataset, step_sizes=step_sizes, times=times, methods=methods, w_families=families,
         model=None if checkpoint is None else checkpoint.model, config=base, split=split, seed=seed,
@@ -406,7 +300,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     try:
         if checkpoint is None:
             for family in families:
-                model = fresh_model(fresh_config(family, base=base), dataset.num_features, dataset.num_classes, seed)
+                model = fresh_model(base.replace(w=family), dataset.num_features, dataset.num_classes, seed)
                 spectra += w_spectrum_records(model, f"{family} (initial)")
         else:
             spectra += w_spectrum_records(checkpoint.model, f"{model_family(checkpoint.config)} (learned)")
@@ -416,7 +310,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         figures.append(plot_w_spectrum(spectra, out / "w_spectrum.png", title="eigenvalues of W"))
 
     summary = {
-        "command": " ".join([PROG, *(argv or [])]),
+        "command": " ".join([PROG, *argv]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data": data_info,
         "split": split,
@@ -435,7 +329,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     }
     if note:
         summary["note"] = note
-    _write_json(summary, out / "study.json")
+    atomic_write_text(out / "study.json", json.dumps(summary, indent=1) + "\n")
 
     if not args.quiet:
         print(f"{'W':<10} {'method':<8} {'τ':>6} {'T':>6} {'RQ':>9} {'acc':>6} {'NFE':>6}")
@@ -451,41 +345,13 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
-def main(args: Sequence[str] | argparse.Namespace | None = None, *, argv: Sequence[str] | None = None) -> int:
-    """Run ``continuous-gnn study``; returns the exit status (0, 1 for a failed solve, 2 for a usage error).
-
-    Args:
-        args: the command-line arguments after ``study`` (default: ``sys.argv[1:]``), or a namespace already
-            parsed by a parser that :func:`add_parser` or :func:`add_arguments` set up.
-        argv: with a namespace, the raw arguments to record in ``study.json`` (optional).
-    """
-    from ..errors import IntegrationError
-    from ..training.checkpoint import CheckpointError
-
-    try:
-        if isinstance(args, argparse.Namespace):
-            namespace = args
-            argv = list(argv or [])
-        else:
-            argv = list(sys.argv[1:] if args is None else args)
-            namespace = build_parser().parse_args(argv)
-        return _run(namespace, argv)
-    except BrokenPipeError:  # before OSError, its base: output piped into `head` is not an error of ours
-        return 1
-    except (_UsageError, CheckpointError, ValueError, OSError) as err:
-        # OSError covers continuous_gnn.data.DatasetUnavailableError (a FileNotFoundError), a --checkpoint that
-        # is a folder (IsADirectoryError) and unusable paths.
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except IntegrationError as err:
-        print(f"{PROG}: error: the solve failed: {err}", file=sys.stderr)
-        return 1
+def _fractions(text: str, flag: str) -> list[float]:
+    return floats(text, flag, lambda v: 0.0 <= v <= 1.0, "homophily levels must lie in [0, 1]")
 
 
-def handler(args: argparse.Namespace, argv: list[str]) -> int:
-    """Adapter for :class:`continuous_gnn.cli.Subcommand` (``handler(args, argv)``)."""
-    return main(args, argv=argv[1:] if argv and argv[0] == "study" else argv)
+def _positive_floats(text: str, flag: str) -> list[float]:
+    return floats(text, flag, lambda v: 0 < v < float("inf"), "values must be positive and finite")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+COMMAND = Subcommand("study", "sweep step size, integration time, solver and W family; write a CSV and figures",
+                     _arguments, _run)

@@ -1,4 +1,4 @@
-r"""Figures of depth studies, drawn from the tidy records of :mod:`continuous_gnn.study`.
+r"""Figures of depth studies, drawn from the tidy records of :mod:`continuous_gnn.studies`.
 
 Every function takes records (a list of flat dicts) and an output path, writes one PNG atomically (temporary
 file, then :func:`os.replace`) and returns the path. Figures are drawn on a bare
@@ -39,7 +39,7 @@ def _figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.4, height: float
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "continuous_gnn.plots needs matplotlib; install it with `pip install matplotlib` "
+            "continuous_gnn.studies.plots needs matplotlib; install it with `pip install matplotlib` "
             "(or the extra: `pip install continuous_gnn[plot]`)"
         ) from err
     figure = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
@@ -126,7 +126,7 @@ def plot_rq_vs_time(records: Records, path: str | os.PathLike[str], *, x: str = 
     (over-smoothing), RQ :math:`\to \rho_\Delta` high-frequency dominance (over-sharpening).
 
     Args:
-        records: :func:`~continuous_gnn.study.trajectory_records` rows (columns ``t``, ``rayleigh``).
+        records: :func:`~continuous_gnn.studies.trajectory_records` rows (columns ``t``, ``rayleigh``).
         path: output PNG.
         x (str): ``"t"`` or ``"steps"`` (default: ``"t"``).
         hue (str, optional): column that separates lines (default: ``"step_size"``).
@@ -176,7 +176,7 @@ def plot_accuracy_vs_depth(records: Records, path: str | os.PathLike[str], *, x:
     """Accuracy of the decoder applied to :math:`F(t)`, against depth.
 
     Args:
-        records: :func:`~continuous_gnn.study.trajectory_records` rows.
+        records: :func:`~continuous_gnn.studies.trajectory_records` rows.
         path: output PNG.
         x (str): ``"t"`` (time) or ``"steps"`` (number of fixed-grid steps) (default: ``"t"``).
         split (str): ``"train"``, ``"val"`` or ``"test"`` (default: ``"test"``).
@@ -218,7 +218,7 @@ def plot_w_spectrum(records: Records, path: str | os.PathLike[str], *, bins: int
     states the negative mass :math:`\sum_k \max(-\lambda_k, 0)/\sum_k|\lambda_k|`.
 
     Args:
-        records: :func:`~continuous_gnn.study.w_spectrum_records` rows (columns ``label``, ``eigenvalue``).
+        records: :func:`~continuous_gnn.studies.w_spectrum_records` rows (columns ``label``, ``eigenvalue``).
         path: output PNG.
         bins (int): histogram bins (default: ``24``).
         title (str, optional): figure title.
@@ -250,7 +250,7 @@ def plot_accuracy_vs_homophily(records: Records, path: str | os.PathLike[str], *
     """Test accuracy against homophily, one line per W family (mean ± population std over seeds).
 
     Args:
-        records: :func:`~continuous_gnn.study.homophily_sweep` rows.
+        records: :func:`~continuous_gnn.studies.homophily_sweep` rows.
         path: output PNG.
         x (str): ``"homophily"`` (target) or ``"edge_homophily"`` (measured) (default: ``"homophily"``).
         title (str, optional): figure title.

@@ -5,7 +5,8 @@ module             concept
 =================  ==========================================================================================
 ``config``         :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
 ``config_io``      config layers (defaults < preset < file < flags) and TOML files
-``presets``        the packaged presets (``--preset graff``) and search spaces
+``presets``        the packaged presets (``--preset graff``), search spaces and study models
+``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
 ``loop``           :func:`train_split` and :func:`run`: the training loop
 ``metrics``        accuracy, ROC-AUC, mean and population std
@@ -20,7 +21,9 @@ from .config import RunConfig, check_overrides, parse_splits
 from .config_io import config_to_toml, load_config, read_config_file, resolve_config
 from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
+from .presets import available_presets, preset_path
 from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary, environment, load_record, save_record
+from .search import SearchSpace, load_search_space, search_seeds
 
 __all__ = [
     "RunConfig",
@@ -30,6 +33,11 @@ __all__ = [
     "read_config_file",
     "load_config",
     "config_to_toml",
+    "available_presets",
+    "preset_path",
+    "SearchSpace",
+    "load_search_space",
+    "search_seeds",
     "build_graph",
     "build_model",
     "prepare_features",

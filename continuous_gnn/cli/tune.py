@@ -1,0 +1,216 @@
+"""``continuous-gnn tune``: search hyperparameters with Optuna on the mean validation metric.
+
+The space is a TOML file (:mod:`continuous_gnn.training.search`): the packaged GRAFF random search unless
+``--space FILE`` names another. Trial 0 is the configured config (every range is widened to contain it), so
+the best trial is never worse on validation than the starting point; the test metric is never read. The best
+config is written as TOML with the selection in its header, and every trial to a JSON file beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_open
+from ..errors import IntegrationError, TrainingDivergedError
+from ..training.config import MAX_SEED, MAX_SPLITS, RunConfig
+from ..training.config_io import config_to_toml
+from ..training.presets import search_space_path
+from ..training.search import SearchSpace, config_header, load_search_space, selection_scope
+from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, timestamp
+from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
+
+__all__ = ["COMMAND", "parse_seeds", "TRIAL_FAILURES"]
+
+#: Errors that fail one trial of a search (a configuration the sampler drew can diverge or be invalid) instead
+#: of the whole search.
+TRIAL_FAILURES = (IntegrationError, TrainingDivergedError, ValueError)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    default = load_search_space(search_space_path())
+    add_config_flags(parser)
+    add_source_flags(parser)
+    group = parser.add_argument_group("search")
+    group.add_argument("--trials", type=int, default=20, help="number of trials (default: 20)")
+    group.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    group.add_argument("--sampler-seed", type=int, default=None, help="seed of the TPE sampler (default: --seed)")
+    group.add_argument("--seeds", default=None, metavar="SEEDS",
+                       help="comma-separated base seeds to train every trial with; the objective averages them "
+                            "(default: --seed). The best config keeps --seed, so a run at a seed outside this "
+                            "list is not flattered by the search")
+    group.add_argument("--space", metavar="FILE",
+                       help="search space: a TOML file with a [search] table of keys searched by default and an "
+                            "[also] table of keys searched on request, each { categorical = [choices] } or "
+                            "{ uniform = [low, high] } (default: the packaged official GRAFF random search)")
+    group.add_argument("--fix", default="", metavar="KEYS",
+                       help=f"comma-separated search keys to keep at their configured value; searched (default "
+                            f"space): {', '.join(default.search)}")
+    group.add_argument("--also", default="", metavar="KEYS",
+                       help=f"comma-separated keys to search as well (default space): {', '.join(default.also)}")
+    group.add_argument("--out", metavar="FILE.toml",
+                       help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
+                            "trials goes beside it)")
+
+
+def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
+    """``tune --seeds``: distinct non-negative integers, comma-separated; ``None`` gives ``(default,)``."""
+    if text is None:
+        return (default,)
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds: expected comma-separated integers such as 0,1000, got {text!r}") from None
+    if any(not 0 <= seed <= MAX_SEED for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: expected distinct integers in [0, 2**63 - {MAX_SPLITS + 1}], got {text!r}")
+    return seeds
+
+
+def _searched(space: SearchSpace, fix: str, also: str, base: RunConfig) -> list[str]:
+    """The keys to search: the space's [search] keys not in ``--fix``, then the [also] keys in ``--also``."""
+    fixed = {k.strip() for k in fix.split(",") if k.strip()}
+    unknown = sorted(fixed - set(space.search))
+    if unknown:
+        raise UsageError(f"--fix: unknown search key(s) {unknown}; searched keys: {', '.join(space.search)}")
+    extra = [k.strip() for k in also.split(",") if k.strip()]
+    unknown = sorted(set(extra) - set(space.also))
+    if unknown:
+        choose = f"choose from {', '.join(space.also)}" if space.also else "the search space has no [also] table"
+        raise UsageError(f"--also: unknown key(s) {unknown}; {choose}")
+    searched = [k for k in space.search if k not in fixed] + [k for k in space.also if k in extra]
+    if not base.fixed_grid and "step_size" in searched:
+        searched.remove("step_size")
+    if not searched:
+        raise UsageError("--fix keeps every search key at its configured value, so there is nothing to search; "
+                         "fix fewer keys or add some with --also")
+    return searched
+
+
+def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
+    """Whether the graph can be normalised without self-loops (it cannot with isolated nodes)."""
+    from ..training.build import build_graph
+
+    try:
+        build_graph(dataset.data, config.replace(self_loops=False))
+    except ValueError:
+        return False
+    return True
+
+
+def _suggest(trial, name: str, space: dict[str, tuple[str, tuple]]) -> Any:
+    kind, values = space[name]
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(values))
+    return trial.suggest_float(name, *values)
+
+
+def _tune(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
+    import torch
+
+    from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
+
+    if args.trials < 1:
+        raise UsageError(f"--trials must be a positive integer, got {args.trials}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.sampler_seed is not None and not 0 <= args.sampler_seed < 2**32:
+        raise UsageError(f"--sampler-seed must be in [0, 2**32 - 1] (Optuna's TPE sampler), got {args.sampler_seed}")
+    if args.out is not None and Path(args.out).suffix == ".json":
+        raise UsageError(f"--out {args.out}: the best config is a TOML file (the trials go to a .json beside "
+                         "it); name it .toml")
+    if args.space is not None and not args.space.strip():
+        raise UsageError("--space is empty; pass a search space TOML file")
+    resolved = resolve_cli_config(args)
+    base = resolved.config
+    search_space = load_search_space(args.space if args.space is not None else search_space_path())
+    searched = _searched(search_space, args.fix, args.also, base)
+    seeds = parse_seeds(args.seeds, base.seed)
+    path = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
+    root, cache = data_paths(args)
+    dataset = load_run_dataset(base, root, cache_dir=cache)
+    check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
+    splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
+    space = search_space.widen(base, searched)
+    if "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
+        space["self_loops"] = ("categorical", (True,))
+        print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
+              "normalisation divides by zero)", flush=True)
+    where = selection_scope(splits, seeds)
+    print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials (trial 0 = the configured "
+          f"values), objective = mean validation {dataset.metric} {where} (the test metric is never read)",
+          flush=True)
+
+    def objective(trial) -> float:
+        config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
+        per_seed, seconds = [], 0.0
+        for seed in seeds:
+            try:
+                result = run(config.replace(seed=seed), dataset)
+            except TRIAL_FAILURES as err:  # one line here; Optuna's own warning would add a traceback
+                trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
+                print(f"trial {trial.number:>3}  failed: {err}", flush=True)
+                raise
+            per_seed.append(population_mean_std([s.val_metric for s in result.splits])[0])
+            seconds += result.wall_time
+        mean = sum(per_seed) / len(per_seed)
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("per_seed", dict(zip(map(str, seeds), per_seed)))
+        print(f"trial {trial.number:>3}  val {percent(mean)}  {seconds:.1f} s", flush=True)
+        return mean
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sampler = optuna.samplers.TPESampler(seed=args.sampler_seed if args.sampler_seed is not None else base.seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({name: getattr(base, name) for name in searched})
+    interrupted = False
+    try:
+        study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
+                       catch=TRIAL_FAILURES, show_progress_bar=False)
+    except KeyboardInterrupt:  # keep what the finished trials found
+        interrupted = True
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        if interrupted:
+            raise KeyboardInterrupt
+        first = next((t.user_attrs["failed"] for t in study.trials if "failed" in t.user_attrs), None)
+        print(f"{PROG} tune: every trial failed{f' (first: {first})' if first else ''}", file=sys.stderr)
+        return 1
+    if interrupted:
+        print(f"interrupted after {len(completed)} completed trial(s); writing the best so far", file=sys.stderr)
+    best = study.best_trial
+    baseline = study.trials[0].value
+    best_config = RunConfig.from_dict(best.user_attrs["config"])
+    header = (
+        f"Tuned by `{shlex.join([PROG, *argv])}`\n"
+        f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
+        f"seed repeats a run only at the same count): {len(completed)} of {len(study.trials)} trials "
+        f"completed{' (interrupted)' if interrupted else ''}.\nSelection: mean validation {dataset.metric} {where} = "
+        f"{percent(best.value)} (trial {best.number}; the configured values, trial 0: "
+        f"{percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
+    )
+    inherited = config_header(args.config) if getattr(args, "config", None) else []
+    if inherited:
+        header += f"\nStarted from `{args.config}`, whose header reads:\n" + "\n".join(f"  {line}" for line in inherited)
+    keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
+    with atomic_open(path) as handle:
+        handle.write(config_to_toml(best_config, header=header, keys=keys))
+    trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+               "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in study.trials]
+    save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
+                 "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
+                 "configured_value": baseline,
+                 "space": {name: [kind, list(values)] for name, (kind, values) in space.items()},
+                 "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
+    print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
+    return 0
+
+
+COMMAND = Subcommand("tune", "search hyperparameters on the validation metric (Optuna)", _arguments, _tune)
