@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import tomllib
+
 from ..training.config import RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import read_config_file, resolve_config
 from ..training.presets import available_presets, preset_path
@@ -57,6 +59,27 @@ def _parse_splits_flag(text: str) -> tuple[int, ...] | None:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _parse_energy_option(text: str) -> dict[str, Any]:
+    """``KEY=VALUE`` with a TOML value (``heads=2``, ``p=1.5``, ``learnable=false``, ``inner="dirichlet"``); a
+    value that is not TOML is taken as a string (``inner=dirichlet``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return {key.strip(): parsed}
+
+
+class _MergeOptions(argparse.Action):
+    """Repeated ``--energy-option`` flags build one dict (a later key wins)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, {**(current if isinstance(current, dict) else {}), **values})
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`RunConfig` field (``--step-size`` for ``step_size``), all ``default=SUPPRESS``."""
     group = parser.add_argument_group("configuration (override --preset and --config)")
@@ -72,6 +95,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "splits":
             group.add_argument(flag, dest=f.name, type=_parse_splits_flag, default=argparse.SUPPRESS,
                                metavar="SPEC", help=help_text)
+        elif f.name == "energy_options":
+            group.add_argument("--energy-option", dest=f.name, type=_parse_energy_option, action=_MergeOptions,
+                               default=argparse.SUPPRESS, metavar="KEY=VALUE", help=help_text)
         elif hint is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..energies import ChannelDirichletEnergy, DirichletEnergy, Energy, EnergySchedule, GRAFFEnergy
+from ..energies import Energy, EnergySchedule, GRAFFEnergy
+from ..fields import Field
+from ..fields.registry import build_named
 from ..graph import Graph
 from ..models import ContinuousGNN
 from ..nn.sparse_linear import SparseInputLinear
@@ -75,15 +77,20 @@ def num_steps(config: RunConfig) -> int | None:
     return solver.count_steps(config.time) if isinstance(solver, FixedGrid) else None
 
 
-def _one_energy(config: RunConfig) -> Energy:
+def _graff(config: RunConfig, options: dict[str, Any]) -> GRAFFEnergy:
+    return GRAFFEnergy(config.hidden, w=config.w, omega=config.omega, source=config.source,
+                       w_learnable=config.w_learnable, allow_asymmetric=config.w == "asymm", **options)
+
+
+def _one_energy(config: RunConfig) -> Energy | Field:
+    """The energy or field ``config.energy`` names, with ``config.energy_options`` (the GRAFF energy also takes
+    its top-level fields ``w``, ``omega``, ``source`` and ``w_learnable``, also as a second-order flow's inner
+    energy)."""
+    options = dict(config.energy_options)
     if config.energy == "graff":
-        return GRAFFEnergy(config.hidden, w=config.w, omega=config.omega, source=config.source,
-                           w_learnable=config.w_learnable, allow_asymmetric=config.w == "asymm")
-    if config.energy == "dirichlet":
-        return DirichletEnergy()
-    if config.energy == "channel_dirichlet":
-        return ChannelDirichletEnergy(config.hidden)
-    raise ValueError(f"unknown energy {config.energy!r}")  # pragma: no cover - RunConfig checks it
+        return _graff(config, options)
+    return build_named(config.energy, config.hidden, options,
+                       inner=lambda name: _graff(config, {}) if name == "graff" else build_named(name, config.hidden))
 
 
 def time_pieces(config: RunConfig) -> int | None:
@@ -99,8 +106,8 @@ def time_pieces(config: RunConfig) -> int | None:
     return steps
 
 
-def build_energy(config: RunConfig) -> Energy | EnergySchedule:
-    """The energy on ``config.hidden`` channels; with ``time_dependent`` an :class:`EnergySchedule` of
+def build_energy(config: RunConfig) -> Energy | EnergySchedule | Field:
+    """The energy (or field) on ``config.hidden`` channels; with ``time_dependent`` an :class:`EnergySchedule` of
     :func:`time_pieces` independent energies over ``[0, config.time]`` (piece ``k`` of ``K`` active on
     ``[kT/K, (k+1)T/K)``; by default one per fixed-grid step, so step ``k`` uses piece ``k``).
 

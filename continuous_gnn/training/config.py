@@ -15,23 +15,25 @@ Adding a field (as ``kinetic_weight`` and ``jacobian_weight`` were added) only n
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import difflib
+import functools
 import math
-import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..energies.base import Energy
 from ..energies.parametrizations import OMEGA_STYLES, W_STYLES
+from ..fields.registry import FLOWS, check_options, flow_class
 from ..ode.grid import count_steps
 from ..ode.methods import METHODS, SCIPY_METHODS, is_fixed
 from ..ode.settings import DEFAULT_ATOL, DEFAULT_MAX_GRID_STEPS, DEFAULT_RTOL, Adaptive, Adjoint, FixedGrid, Solver
+from .splits import MAX_SPLITS, parse_splits
 
 __all__ = [
     "ENERGIES",
@@ -44,8 +46,8 @@ __all__ = [
     "check_overrides",
 ]
 
-#: Energies a run can train: the GRAFF energy and the two Dirichlet energies (no W/Ω/source options).
-ENERGIES = ("graff", "dirichlet", "channel_dirichlet")
+#: Energies and fields a run can train by name (``energy`` also takes an import path ``module:Class``).
+ENERGIES = tuple(FLOWS)
 #: Pointwise activations of GRAFF-NL; ``None`` is the exact (linear) gradient flow.
 ACTIVATIONS = (None, "relu", "tanh")
 ENCODERS = ("linear", "mlp")
@@ -77,7 +79,11 @@ class RunConfig:
     normalize_features: bool | None = _f(None, "row-normalise the features", shown="the dataset's default")
     self_loops: bool = _f(True, "add self-loops before normalising: Ā = D̃^-1/2 (A+I) D̃^-1/2 (the paper's Ā)")
     # energy and flow
-    energy: str = _f("graff", "energy whose gradient flow is integrated", ENERGIES)
+    energy: str = _f("graff", "energy whose gradient flow is integrated, or a field: " + ", ".join(FLOWS)
+                     + ", or your own class as module.path:ClassName")
+    energy_options: dict[str, Any] = field(default_factory=dict, hash=False, metadata={
+        "help": "keyword arguments of the energy's constructor (a TOML table [energy_options]; on the command "
+                "line --energy-option KEY=VALUE, repeatable)", "choices": None, "shown_default": "none"})
     w: str = _f("diag_dom", "parametrisation of W (GRAFF)", W_STYLES)
     omega: str = _f("diag", "parametrisation of Ω (GRAFF)", OMEGA_STYLES)
     source: bool = _f(True, "include the source term +βF(0) (GRAFF)")
@@ -172,6 +178,7 @@ class RunConfig:
 # ---------------------------------------------------------------------- value checks
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
     return typing.get_type_hints(RunConfig)
 
@@ -193,9 +200,6 @@ def _is_none_string(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _NONE_STRINGS
 
 
-#: No dataset has more splits than this; a larger index in a split specification is a typo, refused before
-#: a range of that length is built.
-MAX_SPLITS = 1000
 #: Bounds that keep a config from asking for more than any run can allocate or count (a typo such as
 #: ``--hidden 100000000`` or ``--step-size 1e-300`` is an error up front, not an allocation failure or a hang).
 MAX_HIDDEN = 65_536
@@ -204,62 +208,18 @@ MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 
 
-def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | None:
-    """Parse a split selection: ``"0-9"``, ``"0,3,5"``, ``"0-2,7"``, ``"all"`` (→ ``None``), an int or a list.
-
-    Returns the split indices in the given order, or ``None`` for all splits.
-
-    Raises:
-        ValueError: on malformed text, a negative index, an empty or reversed range, or a repeated index.
-    """
-    if spec is None:
-        return None
-    if isinstance(spec, bool):
-        raise TypeError(f"splits must be a split specification, got the bool {spec}")
-    if isinstance(spec, int):
-        items: list[int] = [spec]
-    elif isinstance(spec, str):
-        text = spec.strip().lower()
-        if text in ("all", *_NONE_STRINGS):
-            return None
-        if not text:
-            raise ValueError("empty split specification; use e.g. '0', '0-9', '0,3,5' or 'all'")
-        items = []
-        for part in text.split(","):
-            part = part.strip()
-            match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", part)
-            if not match:
-                raise ValueError(
-                    f"bad split specification {spec!r} (at {part!r}); use e.g. '0', '0-9', '0,3,5' or 'all'"
-                )
-            lo = int(match.group(1))
-            hi = int(match.group(2)) if match.group(2) is not None else lo
-            if hi < lo:
-                raise ValueError(f"bad split range {part!r} in {spec!r}: the end is before the start")
-            if hi >= MAX_SPLITS:
-                raise ValueError(f"split {hi} in {spec!r} is beyond any dataset (they have at most "
-                                 f"{MAX_SPLITS} splits); use e.g. '0-9' or 'all'")
-            items.extend(range(lo, hi + 1))
-    elif isinstance(spec, Iterable):
-        items = []
-        for value in spec:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"split indices must be integers, got {value!r} in {spec!r}")
-            items.append(value)
-        if not items:
-            raise ValueError("splits must not be empty; omit it (or use 'all') for every split")
-    else:
-        raise TypeError(f"splits must be a string like '0-9', an int or a list of ints, got {type(spec).__name__}")
-    for value in items:
-        if value < 0:
-            raise ValueError(f"split indices must be non-negative, got {value}")
-        if value >= MAX_SPLITS:
-            raise ValueError(f"split {value} is beyond any dataset (they have at most {MAX_SPLITS} splits)")
-    counts = collections.Counter(items)
-    repeated = sorted(v for v, n in counts.items() if n > 1)
-    if repeated:
-        raise ValueError(f"split(s) {repeated} listed more than once in {spec!r}")
-    return tuple(items)
+def _options(value: Any, source: str) -> dict[str, Any]:
+    """``energy_options``: a table of names to TOML values (numbers, strings, booleans, or lists of them)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{source}: energy_options must be a table of option names to values, got {value!r}")
+    for key, item in value.items():
+        items = item if isinstance(item, (list, tuple)) else [item]
+        if not isinstance(key, str) or not all(isinstance(v, (bool, int, float, str)) for v in items):
+            raise ValueError(f"{source}: energy_options.{key} must be a number, string, boolean or a list of them, "
+                             f"got {item!r}")
+    return {key: list(item) if isinstance(item, tuple) else item for key, item in value.items()}
 
 
 def _convert(name: str, value: Any, source: str) -> Any:
@@ -269,6 +229,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
             return parse_splits(value)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: splits: {err}") from None
+    if name == "energy_options":
+        return _options(value, source)
     hint, optional = _unwrap_optional(_hints()[name])
     if value is None or (optional and _is_none_string(value)):
         if optional:
@@ -351,6 +313,18 @@ def _validate(c: RunConfig) -> None:
 
     if c.dataset is not None:
         require(c.dataset.strip() != "", "dataset must not be empty")
+    flow = flow_class(c.energy)  # an unknown name or a bad import path says which
+    check_options(c.energy, c.energy_options)
+    if c.energy == "graff":
+        shadowed = sorted(set(c.energy_options) & {"w", "omega", "source", "w_learnable", "allow_asymmetric"})
+        require(not shadowed, f"energy_options {shadowed} are config fields of the GRAFF energy; set them at the "
+                              "top level (on the command line: --w, --omega, --source, --w-learnable)")
+    if not issubclass(flow, Energy):
+        given = [name for name, on in (("activation", c.activation is not None),
+                                       ("normalize_field", c.normalize_field),
+                                       ("time_dependent", c.time_dependent)) if on]
+        require(not given, f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to an energy's gradient "
+                           f"flow; {c.energy!r} is a field and is integrated as it is")
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
     require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
     require(c.lr > 0, f"lr must be positive, got {c.lr}")

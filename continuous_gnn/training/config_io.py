@@ -46,6 +46,17 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
     for key in stale:
         if level.get(key, -1) < method_level:
             merged[key] = None
+    # Energy options merge key by key across layers, except that choosing another energy drops the options of
+    # the one it replaced (they are keyword arguments of another class).
+    options: dict[str, Any] = {}
+    energy, final = RunConfig.energy, merged.get("energy", RunConfig.energy)
+    for layer in layers:
+        if layer is None:
+            continue
+        energy = layer.get("energy", energy)
+        if "energy_options" in layer and energy == final:
+            options.update(check_overrides({"energy_options": layer["energy_options"]})["energy_options"])
+    merged["energy_options"] = options
     return RunConfig(**merged)
 
 
@@ -66,10 +77,11 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    tables = [k for k, v in values.items() if isinstance(v, dict)]
+    tables = [k for k, v in values.items() if isinstance(v, dict) and k != "energy_options"]
     if tables:
         raise ValueError(
-            f"config file {str(path)!r}: tables {tables} are not supported; put every key at the top level"
+            f"config file {str(path)!r}: tables {tables} are not supported; put every key at the top level "
+            "(the one table is [energy_options])"
         )
     return check_overrides(values, source=f"config file {str(path)!r}")
 
@@ -107,6 +119,8 @@ def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
     selected = list(keys) if keys is not None else list(data)
     lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
     for key in selected:
-        if data.get(key) is not None:
+        if data.get(key) is not None and key != "energy_options":
             lines.append(f"{key} = {_toml_value(data[key])}")
+    if "energy_options" in selected and data.get("energy_options"):
+        lines += ["", "[energy_options]"] + [f"{k} = {_toml_value(v)}" for k, v in data["energy_options"].items()]
     return "\n".join(lines) + "\n"
