@@ -19,7 +19,7 @@ import tomllib
 from ..ode.methods import is_fixed
 from .config import RunConfig, check_overrides
 
-__all__ = ["resolve_config", "read_config_file", "load_config", "config_to_toml"]
+__all__ = ["resolve_config", "read_toml", "read_config_file", "load_config", "config_to_toml"]
 
 
 def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | None = None) -> RunConfig:
@@ -60,6 +60,24 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
     return RunConfig(**merged)
 
 
+def read_toml(path: Path, label: str) -> dict[str, Any]:
+    """The tables of a TOML file; ``label`` names it in the errors (a folder, a missing file, invalid TOML).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is a folder or not valid TOML.
+    """
+    if path.is_dir():
+        raise ValueError(f"{label} is a directory; pass a TOML file")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{label} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{label} is not valid TOML: {err}") from None
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML config file into a checked partial config (keys at the top level).
 
@@ -68,15 +86,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: on invalid TOML, unknown keys (named, with suggestions) or bad values.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"config file {str(path)!r} is a directory; pass a TOML file")
-    try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    values = read_toml(path, f"config file {str(path)!r}")
     tables = [k for k, v in values.items() if isinstance(v, dict) and k != "energy_options"]
     if tables:
         raise ValueError(

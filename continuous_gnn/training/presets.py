@@ -63,17 +63,22 @@ def preset_path(preset: str, dataset: str) -> Path:
     return path
 
 
+def _packaged(folder: str, name: str, what: str) -> Path:
+    """``<folder>/<name>.toml``; a ``ValueError`` names the files there are when it does not exist."""
+    path = presets_dir() / folder / f"{name}.toml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (presets_dir() / folder).glob("*.toml"))
+        raise ValueError(f"no packaged {what} {name!r}; available: {', '.join(have)}")
+    return path
+
+
 def search_space_path(name: str = "graff") -> Path:
     """The packaged search space ``search/<name>.toml`` (see :mod:`continuous_gnn.training.search`).
 
     Raises:
         ValueError: if there is none of that name; the message names those there are.
     """
-    path = presets_dir() / "search" / f"{name}.toml"
-    if not path.is_file():
-        have = sorted(p.stem for p in (presets_dir() / "search").glob("*.toml"))
-        raise ValueError(f"no packaged search space {name!r}; available: {', '.join(have)}")
-    return path
+    return _packaged("search", name, "search space")
 
 
 def study_config(name: str) -> RunConfig:
@@ -82,8 +87,4 @@ def study_config(name: str) -> RunConfig:
     Raises:
         ValueError: if there is none of that name; the message names those there are.
     """
-    path = presets_dir() / "studies" / f"{name}.toml"
-    if not path.is_file():
-        have = sorted(p.stem for p in (presets_dir() / "studies").glob("*.toml"))
-        raise ValueError(f"no packaged study config {name!r}; available: {', '.join(have)}")
-    return load_config(path)
+    return load_config(_packaged("studies", name, "study config"))

@@ -29,10 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from .config import RunConfig, check_overrides, field_type
-from .config_io import read_config_file, resolve_config
+from .config_io import read_config_file, read_toml, resolve_config
 
 __all__ = ["KINDS", "SearchSpace", "load_search_space", "config_header", "selection_scope", "search_seeds"]
 
@@ -138,15 +136,7 @@ def load_search_space(path: str | os.PathLike[str]) -> SearchSpace:
     """
     path = Path(path)
     source = f"search space {str(path)!r}"
-    if path.is_dir():
-        raise ValueError(f"{source} is a directory; pass a TOML file")
-    try:
-        with path.open("rb") as fh:
-            tables = tomllib.load(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{source} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{source} is not valid TOML: {err}") from None
+    tables = read_toml(path, source)
     other = [key for key in tables if key not in ("search", "also")]
     if other or not isinstance(tables.get("search"), dict) or not isinstance(tables.get("also", {}), dict):
         raise ValueError(f"{source}: expected a [search] table and an optional [also] table, got keys "
