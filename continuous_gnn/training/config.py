@@ -206,6 +206,7 @@ MAX_HIDDEN = 65_536
 MAX_TIME_PIECES = 10_000
 MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _options(value: Any, source: str) -> dict[str, Any]:
@@ -328,6 +329,10 @@ def _validate(c: RunConfig) -> None:
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
     require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
     require(c.lr > 0, f"lr must be positive, got {c.lr}")
+    for name in ("lr", "weight_decay", "kinetic_weight", "jacobian_weight"):
+        # Training runs in float32: a larger coefficient cannot be converted, and the optimiser raises deep inside.
+        require(getattr(c, name) <= FLOAT32_MAX, f"{name} must be at most {FLOAT32_MAX:.3g} (float32's largest "
+                                                  f"number), got {getattr(c, name):g}")
     require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
     for name in ("dropout", "input_dropout"):
         require(0.0 <= getattr(c, name) < 1.0, f"{name} must lie in [0, 1), got {getattr(c, name)}")
