@@ -35,9 +35,20 @@ def _attention(seed: int = 0, **kwargs) -> AttentionDirichletEnergy:
     return AttentionDirichletEnergy(D, **kwargs).double()
 
 
+def _randomized(energy: Energy, seed: int) -> Energy:
+    """``energy`` with its scalar parameters (rate, β) moved off their zero initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in energy.parameters():
+            if parameter.dim() == 0:
+                parameter.copy_(0.5 * torch.randn((), generator=g, dtype=parameter.dtype))
+    return energy
+
+
 def _energies() -> dict[str, Energy]:
     return {
         "attention": _attention(heads=2, key_channels=4),
+        "attention_rate_source": _randomized(_attention(seed=3, rate=True, source=True), seed=4),
         "allen_cahn": AllenCahnEnergy(D, repulsion=0.7, well=1.3).double(),
         "allen_cahn_fixed": AllenCahnEnergy(D, repulsion=0.0, well=0.5, learnable=False).double(),
         "p_laplacian_1": PLaplacianEnergy(p=1.0, eps=0.3),

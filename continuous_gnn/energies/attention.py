@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
@@ -128,6 +129,11 @@ class AttentionDirichletEnergy(Energy):
         \nabla E(X) = L_S X = D_S X - S X, \qquad \dot X = -\nabla E(X) = (S - D_S) X,
 
     with :math:`D_S = \operatorname{diag}(S\mathbf 1)`. :math:`E \ge 0`, and along the flow it never increases.
+
+    As in GRAND's code, two terms can be switched on: a learned diffusion rate :math:`\alpha = \sigma(a) \in
+    (0, 1)` (``rate=True``, :math:`E \to \alpha E`) and a source term (``source=True``,
+    :math:`E \to E - \beta\langle X, X(0)\rangle`, so :math:`\dot X` gains :math:`+\beta X(0)`; β learned,
+    starting at 0). Both keep it a gradient flow.
     The attention is held fixed during a solve: :meth:`prepare` computes it once per forward pass (a bound
     :class:`~continuous_gnn.GradientFlow` calls it), and its parameters get gradients through it, with direct
     backprop and with the adjoint method. Called with a plain :class:`~continuous_gnn.Graph`, the energy
@@ -137,15 +143,34 @@ class AttentionDirichletEnergy(Energy):
         channels (int): ``d``.
         key_channels (int, optional): :math:`d_k` of the attention (default: ``channels``).
         heads (int): attention heads, averaged (default: ``1``).
+        rate (bool): learn the diffusion rate α (default: ``False``, α = 1).
+        source (bool): add the source term :math:`-\beta\langle X, X(0)\rangle` (default: ``False``).
     """
 
-    def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1) -> None:
+    def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
+                 source: bool = False) -> None:
         super().__init__()
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads)
+        self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
+        self.beta = nn.Parameter(torch.zeros(())) if source else None
 
     def reset_parameters(self) -> None:
         self.attention.reset_parameters()
+        with torch.no_grad():
+            for parameter in (self.rate_logit, self.beta):
+                if parameter is not None:
+                    parameter.zero_()
+
+    def _scaled(self, value: Tensor) -> Tensor:
+        return value if self.rate_logit is None else torch.sigmoid(self.rate_logit) * value
+
+    def _source(self, x0: Tensor | None) -> Tensor | None:
+        if self.beta is None:
+            return None
+        if x0 is None:
+            raise ValueError("AttentionDirichletEnergy(source=True) needs the initial state: pass x0=F(0)")
+        return self.beta * x0
 
     def prepare(self, graph: Graph, x0: Tensor | None) -> AttentionGraph:
         """The graph with the attention of ``x0`` on its edges (computed once, held fixed during a solve)."""
@@ -163,13 +188,17 @@ class AttentionDirichletEnergy(Energy):
     def energy(self, x: Tensor, graph: Graph | AttentionGraph, x0: Tensor | None = None) -> Tensor:
         attended = self.prepare(graph, x0)
         self.check_input(x, attended.graph)
-        return 0.5 * (x * attended.laplacian(x)).sum()
+        value = self._scaled(0.5 * (x * attended.laplacian(x)).sum())
+        source = self._source(x0)
+        return value if source is None else value - (x * source).sum()
 
     def gradient(self, x: Tensor, graph: Graph | AttentionGraph, x0: Tensor | None = None) -> Tensor:
         attended = self.prepare(graph, x0)
         self.check_input(x, attended.graph)
-        return attended.laplacian(x)
+        grad = self._scaled(attended.laplacian(x))
+        source = self._source(x0)
+        return grad if source is None else grad - source
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}"
+        return f"channels={self.channels}, rate={self.rate_logit is not None}, source={self.beta is not None}"
 
