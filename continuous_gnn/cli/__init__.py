@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import IntegrationError, TrainingDivergedError
-from . import reproduce, solvers, study, train, tune
+from . import reproduce, solvers, study, suite, train, tune
 from .common import PROG, Parser, Subcommand, UsageError
 from .config_flags import add_config_flags, resolve_cli_config, typed_overrides
 
@@ -42,7 +42,7 @@ def register(command: Subcommand) -> Subcommand:
     return command
 
 
-for _module in (train, tune, reproduce, solvers, study):
+for _module in (train, tune, reproduce, suite, solvers, study):
     register(_module.COMMAND)
 
 

@@ -22,7 +22,18 @@ from .config_io import config_to_toml, load_config, read_config_file, resolve_co
 from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
 from .presets import available_presets, preset_path
-from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary, environment, load_record, save_record
+from .records import (
+    EpochInfo,
+    KeptModel,
+    RunResult,
+    SplitResult,
+    dataset_summary,
+    environment,
+    finished_records,
+    load_record,
+    record_key,
+    save_record,
+)
 from .search import SearchSpace, load_search_space, search_seeds
 
 __all__ = [
@@ -57,6 +68,8 @@ __all__ = [
     "environment",
     "save_record",
     "load_record",
+    "record_key",
+    "finished_records",
     "Checkpoint",
     "CheckpointError",
     "save_checkpoint",

@@ -25,7 +25,7 @@ __all__ = ["presets_dir", "available_presets", "preset_file", "preset_path", "se
            "study_config"]
 
 #: Folders of ``presets/`` that hold other configurations than run presets.
-_NOT_PRESETS = ("search", "studies")
+_NOT_PRESETS = ("search", "studies", "suites")
 
 
 def presets_dir() -> Path:

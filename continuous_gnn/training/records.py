@@ -16,7 +16,7 @@ from .config import RunConfig
 from .metrics import population_mean_std
 
 __all__ = ["RECORD_FORMAT", "EpochInfo", "KeptModel", "SplitResult", "RunResult", "dataset_summary", "environment",
-           "save_record", "load_record"]
+           "save_record", "load_record", "record_key", "finished_records"]
 
 #: Version of the JSON record layout written by :meth:`RunResult.to_record`.
 RECORD_FORMAT = 1
@@ -238,3 +238,29 @@ def dataset_summary(dataset: Any) -> dict[str, Any]:
         "metric": dataset.metric,
         "features_normalized": bool(getattr(dataset, "features_normalized", False)),
     }
+
+
+def record_key(config: RunConfig) -> str:
+    """What identifies a run's record: its resolved config (seed included), as canonical JSON."""
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+def finished_records(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """The run records in ``folder``, by :func:`record_key` of their config.
+
+    A record is written once its run has finished every split, atomically, so one that loads is complete; a
+    file that does not load (not a record, a foreign JSON) is skipped. Matching goes by config, never by file
+    name, so a renamed record is still found and a record of another config is never taken for this one.
+    """
+    found: dict[str, Path] = {}
+    folder = Path(folder)
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = load_record(path)
+            key = record_key(RunConfig.from_dict(record["config"]))
+        except (OSError, ValueError, TypeError):
+            continue
+        found[key] = path
+    return found

@@ -1,0 +1,200 @@
+"""Suites: a set of models run on a set of datasets under one protocol, beside published anchors.
+
+A suite is a TOML file (the packaged ones are ``continuous_gnn/presets/suites/<name>.toml``)::
+
+    title = "GRAND on the Planetoid public splits"
+    page = "docs/grand.md"                 # where `continuous-gnn suite` writes its page
+    seeds = [5000, 5001]                   # base seeds; split i of a run uses seed + i
+    notes = ["..."]                        # paragraphs printed under the table
+
+    [[models]]
+    label = "GRAND-l"
+    preset = "grand_l"                     # a packaged preset, or
+    # base = "graff"                       # a packaged preset whose dataset's config is the starting point,
+    overrides = { energy = "attention_dirichlet" }   # with these config fields changed
+    datasets = ["cora-public", "citeseer-public"]
+
+    [[anchors]]                            # published numbers shown beside ours
+    model = "GRAND-l"                      # a model label of this suite, or any other name
+    dataset = "cora-public"
+    mean = 84.7
+    std = 0.6
+    source = "Chamberlain et al., ICML 2021, Table 1"
+    target = "mean - std"                  # optional: hold our number against mean, or mean - std
+
+Every (model, dataset, seed) is one :func:`~continuous_gnn.training.run` over the dataset's splits, with the
+config fixed by the suite file alone: nothing is chosen on test metrics. Aggregates are means and
+population standard deviations over every split of every seed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..training.config import RunConfig
+from ..training.config_io import read_config_file, read_toml, resolve_config
+from ..training.presets import preset_path, presets_dir
+
+__all__ = ["Anchor", "SuiteModel", "Suite", "load_suite", "suite_path", "available_suites", "run_config"]
+
+_TARGETS = ("mean", "mean - std")
+
+
+@dataclass(frozen=True)
+class SuiteModel:
+    """One model of a suite: a packaged preset (or a base preset with overrides) on some datasets."""
+
+    label: str
+    datasets: tuple[str, ...]
+    preset: str | None = None
+    base: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published number: ``mean ± std`` (in %) of ``model`` on ``dataset``, from ``source``."""
+
+    model: str
+    dataset: str
+    mean: float
+    std: float | None
+    source: str
+    target: str | None = None
+
+    @property
+    def bar(self) -> float | None:
+        """The number our run is held against, when this anchor is a target."""
+        if self.target is None:
+            return None
+        return self.mean - (self.std or 0.0) if self.target == "mean - std" else self.mean
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded suite file."""
+
+    name: str
+    title: str
+    page: str
+    seeds: tuple[int, ...]
+    models: tuple[SuiteModel, ...]
+    anchors: tuple[Anchor, ...]
+    notes: tuple[str, ...] = ()
+
+    def model(self, label: str) -> SuiteModel:
+        for model in self.models:
+            if model.label == label:
+                return model
+        raise ValueError(f"suite {self.name!r} has no model {label!r}; it has {[m.label for m in self.models]}")
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset of the suite, in the order the models first name them."""
+        return tuple(dict.fromkeys(d for m in self.models for d in m.datasets))
+
+
+def _require(condition: bool, source: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"{source}: {message}")
+
+
+def _model(table: Any, source: str) -> SuiteModel:
+    _require(isinstance(table, dict), source, f"each [[models]] entry must be a table, got {table!r}")
+    unknown = sorted(set(table) - {"label", "preset", "base", "overrides", "datasets"})
+    _require(not unknown, source, f"[[models]] has unknown keys {unknown}; use label, preset or base, overrides, "
+                                  "datasets")
+    label, preset, base = table.get("label"), table.get("preset"), table.get("base")
+    _require(isinstance(label, str) and label.strip() != "", source, "every model needs a label")
+    _require((preset is None) != (base is None), source, f"model {label!r} needs exactly one of preset or base")
+    datasets = table.get("datasets")
+    _require(isinstance(datasets, list) and datasets and all(isinstance(d, str) for d in datasets), source,
+             f"model {label!r} needs datasets = [\"name\", ...]")
+    overrides = table.get("overrides", {})
+    _require(isinstance(overrides, dict), source, f"model {label!r}: overrides must be a table")
+    _require(preset is None or not overrides, source, f"model {label!r}: overrides apply to a base preset; a "
+                                                      "preset is run as it is")
+    return SuiteModel(label=label, datasets=tuple(datasets), preset=preset, base=base, overrides=dict(overrides))
+
+
+def _anchor(table: Any, source: str) -> Anchor:
+    _require(isinstance(table, dict), source, f"each [[anchors]] entry must be a table, got {table!r}")
+    unknown = sorted(set(table) - {"model", "dataset", "mean", "std", "source", "target"})
+    _require(not unknown, source, f"[[anchors]] has unknown keys {unknown}")
+    for key in ("model", "dataset", "source"):
+        _require(isinstance(table.get(key), str), source, f"every anchor needs a {key} (a string)")
+    mean, std = table.get("mean"), table.get("std")
+    _require(isinstance(mean, (int, float)) and not isinstance(mean, bool), source, "every anchor needs a mean")
+    _require(std is None or isinstance(std, (int, float)) and not isinstance(std, bool) and std >= 0, source,
+             "an anchor's std must be a number >= 0")
+    target = table.get("target")
+    _require(target is None or target in _TARGETS, source, f"an anchor's target must be one of {_TARGETS}")
+    return Anchor(table["model"], table["dataset"], float(mean), None if std is None else float(std),
+                  table["source"], target)
+
+
+def load_suite(path: str | os.PathLike[str]) -> Suite:
+    """Read and check a suite file.
+
+    Raises:
+        FileNotFoundError: if it does not exist.
+        ValueError: on invalid TOML or a malformed suite (the message names the key and the fix).
+    """
+    path = Path(path)
+    source = f"suite {str(path)!r}"
+    tables = read_toml(path, source)
+    unknown = sorted(set(tables) - {"title", "page", "seeds", "models", "anchors", "notes"})
+    _require(not unknown, source, f"unknown keys {unknown}")
+    seeds = tables.get("seeds", [5000])
+    _require(isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                     for s in seeds), source, "seeds must be a list of integers >= 0")
+    _require(len(set(seeds)) == len(seeds), source, "seeds must be distinct")
+    models = tuple(_model(t, source) for t in tables.get("models", []))
+    _require(len(models) > 0, source, "a suite needs at least one [[models]] entry")
+    _require(len({m.label for m in models}) == len(models), source, "model labels must be distinct")
+    notes = tables.get("notes", [])
+    _require(isinstance(notes, list) and all(isinstance(n, str) for n in notes), source, "notes must be strings")
+    return Suite(name=path.stem, title=str(tables.get("title", path.stem)), page=str(tables.get("page", "")),
+                 seeds=tuple(seeds), models=models, anchors=tuple(_anchor(t, source) for t in tables.get("anchors", [])),
+                 notes=tuple(notes))
+
+
+def suite_path(name: str) -> Path:
+    """The packaged suite ``suites/<name>.toml``, or ``name`` itself when it is a TOML file's path.
+
+    Raises:
+        ValueError: if neither exists; the message names the packaged suites.
+    """
+    given = Path(name)
+    if given.suffix == ".toml" and given.is_file():
+        return given
+    path = presets_dir() / "suites" / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"no suite {name!r}; packaged suites: {', '.join(available_suites())}, or pass a .toml file")
+    return path
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in (presets_dir() / "suites").glob("*.toml"))
+
+
+def run_config(model: SuiteModel, dataset: str, seed: int, *, epochs: int | None = None,
+               splits: tuple[int, ...] | None = None) -> RunConfig:
+    """The config of one run of a suite: the model's preset (or base preset with its overrides) for ``dataset``,
+    with ``seed`` and, for a quick check, ``epochs``/``splits``.
+
+    Raises:
+        ValueError: on a missing preset file or a bad override (the message names the file).
+    """
+    path = preset_path(model.preset or model.base, dataset)
+    layers = [read_config_file(path), dict(model.overrides), {"seed": seed, "dataset": dataset}]
+    extra = {}
+    if epochs is not None:
+        extra["epochs"] = epochs
+    if splits is not None:
+        extra["splits"] = list(splits)
+    return resolve_config(*layers, extra, sources=[str(path), f"overrides of {model.label!r}", "suite", "flags"])
+

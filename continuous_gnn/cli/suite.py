@@ -1,0 +1,162 @@
+"""``continuous-gnn suite NAME``: run every model of a suite on its datasets and write the suite's page.
+
+A suite (:mod:`continuous_gnn.benchmarks.suite`) fixes the models, datasets, seeds and the published anchors;
+the packaged ones are ``grand`` (GRAND-l and GRAND-nl on the Planetoid public splits), ``family`` (the
+GRAND family beside GRAFF on the Geom-GCN splits) and ``heterophily`` (minesweeper, tolokers and the
+filtered Chameleon and Squirrel). Each (model, dataset, seed) run writes its JSON record into ``--out-dir``.
+
+Killed and rerun with the same ``--out-dir``, the command skips every run whose record is there: records are
+matched by their resolved config (seed included), not by their file names, so the page equals that of an
+uninterrupted run. The page is written once, atomically, after every run has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
+from ..training.config import parse_splits
+from .common import PROG, Subcommand, UsageError, add_data_flags, data_paths, output_folder, project_dir, timestamp
+from .progress import EpochBars
+from .reproduce_page import repo_relative, write_page
+from .suite_page import RunSummary, render
+
+__all__ = ["COMMAND"]
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", help=f"a packaged suite ({', '.join(available_suites())}) or a suite .toml file")
+    parser.add_argument("--models", help="comma-separated model labels to run (default: all of the suite's)")
+    parser.add_argument("--datasets", help="comma-separated datasets to run (default: all of the suite's)")
+    parser.add_argument("--seeds", help="comma-separated base seeds (default: the suite's)")
+    parser.add_argument("--splits", help="splits, e.g. 0-9 or 0,3 (default: every split of each dataset)")
+    parser.add_argument("--epochs", type=int, help="override every run's epochs (a smoke test, not the suite)")
+    add_data_flags(parser)
+    parser.add_argument("--out-dir", help="folder of the JSON records; rerun with the same folder to resume "
+                                          "(default: runs/suite-<name>-<timestamp>)")
+    parser.add_argument("--page", help="markdown file to write (default: the suite's page); 'none' to skip")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _selection(text: str | None, valid: list[str], flag: str) -> list[str]:
+    if text is None:
+        return valid
+    chosen = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in valid]
+    if unknown or not chosen:
+        raise UsageError(f"{flag}: unknown {unknown or 'empty list'}; choose from {', '.join(valid)}")
+    return chosen
+
+
+def _plan(suite: Suite, args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """The (model label, dataset, seed) runs selected by the flags, each checked to build a valid config."""
+    labels = _selection(args.models, [m.label for m in suite.models], "--models")
+    datasets = _selection(args.datasets, list(suite.datasets), "--datasets")
+    if args.seeds is None:
+        seeds = list(suite.seeds)
+    else:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise UsageError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    try:
+        args.splits = parse_splits(args.splits)
+    except ValueError as err:
+        raise UsageError(f"--splits: {err}") from None
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be positive")
+    plan = [(m.label, d, s) for m in suite.models if m.label in labels for d in m.datasets if d in datasets
+            for s in seeds]
+    if not plan:
+        raise UsageError("the selection names no run: no chosen model runs on a chosen dataset")
+    for label, dataset, seed in plan:
+        run_config(suite.model(label), dataset, seed, epochs=args.epochs, splits=args.splits)
+    return plan
+
+
+def _suite(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    from ..data import DatasetUnavailableError
+    from ..errors import IntegrationError, TrainingDivergedError
+    from ..training import finished_records, load_record, load_run_dataset, record_key, run, save_record
+
+    suite = load_suite(suite_path(args.suite))
+    plan = _plan(suite, args)
+    page = args.page or (str(project_dir() / suite.page) if suite.page else "none")
+    out_dir = output_folder(args.out_dir or str(project_dir() / "runs" / f"suite-{suite.name}-{timestamp()}"),
+                            "--out-dir")
+    root, cache = data_paths(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be positive")
+        torch.set_num_threads(args.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = shlex.join([PROG, *argv])
+    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    done = finished_records(out_dir)
+    configs = {run: run_config(suite.model(run[0]), run[1], run[2], epochs=args.epochs, splits=args.splits)
+               for run in plan}
+    before = sum(record_key(config) in done for config in configs.values())
+    print(f"suite {suite.name}: {len(plan)} runs, {before} already in {out_dir}; torch threads "
+          f"{torch.get_num_threads()}", flush=True)
+    started = time.perf_counter()
+    summaries: list[RunSummary] = []
+    for label, dataset_name, seed in plan:
+        config = configs[(label, dataset_name, seed)]
+        key = record_key(config)
+        head = f"{label:<14} {dataset_name:<18} seed {seed:<6}"
+        if key in done:
+            summaries.append(RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key])))
+            print(f"{head} done before ({done[key].name})", flush=True)
+            continue
+        try:
+            dataset = load_run_dataset(config, root, cache_dir=cache)
+        except DatasetUnavailableError as err:
+            summaries.append(RunSummary.unavailable(label, dataset_name, seed, str(err)))
+            print(f"{head} unavailable: {str(err).split('. ')[0]}", flush=True)
+            continue
+        print(head, end=" ", flush=True)
+        try:
+            if not args.quiet and sys.stderr.isatty():
+                with EpochBars(dataset.name) as bars:
+                    result = run(config, dataset, progress=bars)
+            else:
+                result = run(config, dataset)
+        except (IntegrationError, TrainingDivergedError) as err:  # reported in the page; the other runs go on
+            summaries.append(RunSummary.failed(label, dataset_name, seed, f"{type(err).__name__}: {err}"))
+            print(f"failed: {err}", flush=True)
+            continue
+        record = result.to_record(suite=suite.name, model=label, command=command, data_root=str(root))
+        path = save_record(record, out_dir / f"{dataset_name}-{_slug(label)}-seed{seed}.json")
+        done[key] = path
+        summary = RunSummary.from_record(label, record, repo_relative(path))
+        summaries.append(summary)
+        print(f"test {summary.test:6.2f}  val {summary.val:6.2f}  {summary.wall_time:6.1f} s", flush=True)
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s", flush=True)
+    if not any(s.status == "ok" for s in summaries):
+        print(f"{PROG} suite: error: no run succeeded (every dataset was unavailable), so no page was written",
+              file=sys.stderr)
+        return 1
+    partial = (args.models, args.datasets, args.seeds, args.splits, args.epochs) != (None,) * 5
+    write_page(page, render(suite, summaries, command=command, started=started_iso, total=total, partial=partial,
+                            out_dir=repo_relative(Path(out_dir))))
+    return 0
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in label.lower())
+
+
+COMMAND = Subcommand(
+    "suite", "run a suite of models on its datasets (resumable) and write its page", _arguments, _suite,
+    description="Run every model of a suite on its datasets and seeds, beside the suite's published anchors, and "
+                "write its page. Rerun with the same --out-dir to resume: finished runs are skipped.",
+)

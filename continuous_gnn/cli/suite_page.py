@@ -1,0 +1,136 @@
+"""The page ``continuous-gnn suite`` writes: our numbers beside the suite's anchors, times, and every run.
+
+The page is generated: change the suite file or this module, not the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..benchmarks.suite import Anchor, Suite
+from ..training import population_mean_std
+from .reproduce_page import provenance
+
+__all__ = ["RunSummary", "render"]
+
+
+@dataclass
+class RunSummary:
+    """One (model, dataset, seed) run of a suite; metrics in %, means over its splits."""
+
+    model: str
+    dataset: str
+    seed: int
+    status: str  # "ok", "unavailable", "failed"
+    metric: str = "accuracy"
+    test: float = math.nan
+    val: float = math.nan
+    split_tests: list[float] = field(default_factory=list)
+    split_vals: list[float] = field(default_factory=list)
+    best_epochs: list[int] = field(default_factory=list)
+    epochs: int = 0
+    wall_time: float = 0.0
+    epoch_time: float = 0.0
+    record: str = ""
+    reason: str = ""
+
+    @classmethod
+    def from_record(cls, model: str, record: dict[str, Any], path: str) -> RunSummary:
+        splits = record["splits"]
+        aggregate = record["aggregate"]
+        return cls(model=model, dataset=record["config"]["dataset"], seed=record["config"]["seed"], status="ok",
+                   metric=aggregate["metric"], test=100 * aggregate["test_mean"], val=100 * aggregate["val_mean"],
+                   split_tests=[100 * s["test_metric"] for s in splits],
+                   split_vals=[100 * s["val_metric"] for s in splits],
+                   best_epochs=[s["best_epoch"] for s in splits], epochs=record["config"]["epochs"],
+                   wall_time=aggregate["wall_time"], epoch_time=aggregate["epoch_time_mean"], record=path)
+
+    @classmethod
+    def unavailable(cls, model: str, dataset: str, seed: int, reason: str) -> RunSummary:
+        return cls(model=model, dataset=dataset, seed=seed, status="unavailable", reason=reason)
+
+    @classmethod
+    def failed(cls, model: str, dataset: str, seed: int, reason: str) -> RunSummary:
+        return cls(model=model, dataset=dataset, seed=seed, status="failed", reason=reason)
+
+
+def _pooled(runs: list[RunSummary]) -> tuple[float, float, float, int]:
+    """Test mean, test population std and validation mean over every split of every run, and the run count."""
+    tests = [t for r in runs for t in r.split_tests]
+    vals = [v for r in runs for v in r.split_vals]
+    mean, std = population_mean_std(tests)
+    return mean, std, population_mean_std(vals)[0], len(tests)
+
+
+def _fmt(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _anchor_text(anchors: list[Anchor]) -> str:
+    return "; ".join(f"{_fmt(a.mean, a.std)} ({a.source})" for a in anchors) or "–"
+
+
+def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,
+           out_dir: str) -> str:
+    ok = [r for r in runs if r.status == "ok"]
+    metric = ok[0].metric if ok and len({r.metric for r in ok}) == 1 else "metric"
+    lines = [f"# {suite.title}", ""]
+    lines.append(provenance(started, command, total))
+    lines.append(f"Records: `{out_dir}`. Rerun: `{command}` (with `--out-dir {out_dir}` it resumes and skips the "
+                 "finished runs).")
+    if partial:
+        lines.append("")
+        lines.append("**Partial run** (a selection of models, datasets, seeds, splits or epochs): not the suite's "
+                     "result.")
+    lines += ["", f"Test {metric} in %, mean ± population std (ddof = 0) over every split of every seed "
+                  f"({', '.join(map(str, suite.seeds))}); the test metric is read at the epoch of best validation "
+                  "metric and chooses nothing.", ""]
+    lines.append("| dataset | model | ours | runs | validation | anchor | target | gap |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for dataset in suite.datasets:
+        for model in suite.models:
+            if dataset not in model.datasets:
+                continue
+            these = [r for r in runs if r.model == model.label and r.dataset == dataset]
+            anchors = [a for a in suite.anchors if a.model == model.label and a.dataset == dataset]
+            targets = [a for a in anchors if a.bar is not None]
+            good = [r for r in these if r.status == "ok"]
+            if not good:
+                status = these[0].status if these else "not run"
+                lines.append(f"| {dataset} | {model.label} | {status} | – | – | {_anchor_text(anchors)} | – | – |")
+                continue
+            mean, std, val, count = _pooled(good)
+            target, gap = "–", "–"
+            if targets:
+                bar = targets[0].bar
+                target = f"{bar:.2f} ({targets[0].target})"
+                gap = f"{mean - bar:+.2f} {'✓' if mean >= bar else '✗'}"
+            lines.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {count} | {val:.2f} | "
+                         f"{_anchor_text(anchors)} | {target} | {gap} |")
+    labels = {m.label for m in suite.models}
+    others = [a for a in suite.anchors if a.model not in labels]
+    if others:
+        lines += ["", "Published anchors of other models (not run here):", "",
+                  "| dataset | model | reported | source |", "|---|---|---|---|"]
+        lines += [f"| {a.dataset} | {a.model} | {_fmt(a.mean, a.std)} | {a.source} |" for a in others]
+    if suite.notes:
+        lines += [""] + [note for text in suite.notes for note in (text, "")][:-1]
+    lines += ["", "## Time", "", "| dataset | model | wall time | ms per epoch |", "|---|---|---|---|"]
+    for dataset in suite.datasets:
+        for model in suite.models:
+            good = [r for r in ok if r.model == model.label and r.dataset == dataset]
+            if good:
+                wall = sum(r.wall_time for r in good)
+                per_epoch = 1000 * sum(r.epoch_time for r in good) / len(good)
+                lines.append(f"| {dataset} | {model.label} | {wall / 60:.1f} min | {per_epoch:.1f} |")
+    lines += ["", "## Runs", "", "| model | dataset | seed | test | validation | best epochs (of) | record |",
+              "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        if r.status == "ok":
+            lines.append(f"| {r.model} | {r.dataset} | {r.seed} | {r.test:.2f} | {r.val:.2f} | "
+                         f"{', '.join(map(str, r.best_epochs))} ({r.epochs}) | `{r.record}` |")
+        else:
+            lines.append(f"| {r.model} | {r.dataset} | {r.seed} | {r.status} | – | {r.reason.split('. ')[0]} | – |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""``continuous-gnn suite``: suite files, resumable runs matched by config, and the page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from continuous_gnn.benchmarks.suite import available_suites, load_suite, run_config, suite_path
+from continuous_gnn.cli import main
+from continuous_gnn.training import RunConfig, finished_records, record_key, save_record
+
+
+def test_packaged_suites_load_and_build_every_config():
+    assert {"family"} <= set(available_suites())
+    for name in available_suites():
+        suite = load_suite(suite_path(name))
+        for model in suite.models:
+            for dataset in model.datasets:
+                assert isinstance(run_config(model, dataset, suite.seeds[0]), RunConfig)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('seeds = [1]\n', "at least one"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\nbase = "graff"\ndatasets = ["texas"]\n', "exactly one of preset or base"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\n[[anchors]]\nmodel = "a"\ndataset = "texas"\n'
+     'mean = 1.0\nsource = "x"\ntarget = "best"\n', "target must be one of"),
+    ('colour = 1\n', r"unknown keys \['colour'\]"),
+])
+def test_malformed_suites_are_refused(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_suite(path)
+
+
+def test_records_are_matched_by_config_not_by_file_name(tmp_path):
+    config = RunConfig(dataset="texas", seed=3)
+    record = {"format": 1, "config": config.to_dict(), "aggregate": {}, "splits": []}
+    save_record(record, tmp_path / "renamed-anything.json")
+    (tmp_path / "junk.json").write_text("not json")
+    found = finished_records(tmp_path)
+    assert found == {record_key(config): tmp_path / "renamed-anything.json"}
+    assert record_key(config.replace(seed=4)) not in found
+
+
+@pytest.mark.data
+def test_a_killed_suite_resumes_without_training_again(tmp_path, data_root, capsys):
+    argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF,GRAND-l", "--splits", "0", "--epochs", "2",
+            "--data-root", str(data_root), "--out-dir", str(tmp_path / "runs"), "--quiet"]
+    assert main([*argv, "--page", str(tmp_path / "first.md")]) == 0
+    records = sorted((tmp_path / "runs").glob("*.json"))
+    assert len(records) == 2
+    # Losing one run's record (a kill before it was written) retrains only that run.
+    records[1].unlink()
+    capsys.readouterr()
+    assert main([*argv, "--page", str(tmp_path / "second.md")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 1 and "2 runs, 1 already" in out
+    # The results equal those of the uninterrupted run (only the provenance lines and the times differ).
+    first, second = ((tmp_path / n).read_text().split("## Time")[0].splitlines() for n in ("first.md", "second.md"))
+    assert [line for line in first if not line.startswith(("Generated", "Records"))] == \
+        [line for line in second if not line.startswith(("Generated", "Records"))]
+    assert "| texas | GRAFF |" in "\n".join(first) and "Partial run" in "\n".join(first)
+    assert json.loads(sorted((tmp_path / "runs").glob("*.json"))[0].read_text())["suite"] == "family"
