@@ -329,8 +329,9 @@ def _validate(c: RunConfig) -> None:
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
     require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
     require(c.lr > 0, f"lr must be positive, got {c.lr}")
-    for name in ("lr", "weight_decay", "kinetic_weight", "jacobian_weight"):
-        # Training runs in float32: a larger coefficient cannot be converted, and the optimiser raises deep inside.
+    for name in ("weight_decay", "kinetic_weight", "jacobian_weight"):
+        # Training runs in float32: a larger coefficient cannot be converted, and the optimiser raises deep inside
+        # (a huge lr instead makes the first update diverge, which the loop reports as a diverged run).
         require(getattr(c, name) <= FLOAT32_MAX, f"{name} must be at most {FLOAT32_MAX:.3g} (float32's largest "
                                                   f"number), got {getattr(c, name):g}")
     require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")

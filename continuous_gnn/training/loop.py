@@ -88,8 +88,11 @@ def _check_finite(model: torch.nn.Module, loss: Tensor, config: RunConfig, split
     sums = torch.stack([loss.detach().reshape(()).float(), *(p.detach().sum().float() for p in model.parameters())])
     if bool(torch.isfinite(sums).all()):
         return
-    what = "the training loss" if not bool(torch.isfinite(sums[0])) else "a parameter"
-    raise TrainingDivergedError(
+    raise _diverged(config, split, epoch, "the training loss" if not bool(torch.isfinite(sums[0])) else "a parameter")
+
+
+def _diverged(config: RunConfig, split: int, epoch: int, what: str) -> TrainingDivergedError:
+    return TrainingDivergedError(
         f"training diverged on split {split} at epoch {epoch}: {what} became inf or nan (lr={config.lr:g}, "
         f"weight_decay={config.weight_decay:g}). Fix: lower the learning rate, or the step size or T of the flow",
         split=split, epoch=epoch)
@@ -180,7 +183,13 @@ def train_split(
                 logits, solution = model.forward_with_solution(features, graph)
                 loss = F.cross_entropy(logits[train_index], y_train)
             loss.backward()
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as err:
+                if "overflow" not in str(err):
+                    raise
+                # A learning rate beyond float32 overflows inside Adam before any parameter turns inf.
+                raise _diverged(config, split, epoch, "the update") from err
             _check_finite(model, loss, config, split, epoch)
             nfe_forward.append(solution.stats.nfe_forward)
             nfe_backward.append(solution.stats.nfe_backward)
