@@ -255,7 +255,8 @@ def download_dataset(
         ValueError: If ``name`` is unknown.
         DownloadError: If a file cannot be fetched within the timeout, is
             refused, truncated or does not match its checksum, or the data root
-            cannot be written. Nothing is left behind then.
+            cannot be written. Nothing is left behind then, unless moving the
+            checked files into place fails part way (the message says so).
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
