@@ -25,6 +25,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/continuous-gnn train --preset graff --dataset cora --splits 0
 
+# The test suite never downloads benchmark data (tests/conftest.py also sets this and refuses any connection
+# beyond loopback).
+test test-slow: export CONTINUOUS_GNN_NO_DOWNLOAD = 1
+
 test: $(STAMP)
 	$(PY) -m pytest
 

@@ -71,7 +71,10 @@ def test_the_wheel_holds_every_module_and_data_file(wheel_env):
              if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".toml")}
     assert files - names == set(), "every module and preset of the checkout ships in the wheel"
     assert {"continuous_gnn/presets/graff/texas.toml", "continuous_gnn/presets/search/graff.toml",
-            "continuous_gnn/presets/studies/fresh.toml", "continuous_gnn/benchmarks/solvers.py"} <= names
+            "continuous_gnn/presets/studies/fresh.toml", "continuous_gnn/benchmarks/solvers.py",
+            "continuous_gnn/data/SHA256SUMS"} <= names
+    shipped = zipfile.ZipFile(wheel_env["wheel"]).read("continuous_gnn/data/SHA256SUMS")
+    assert shipped == (package / "data" / "SHA256SUMS").read_bytes(), "the downloads' checksums ship unchanged"
 
 
 #: What the installed package reports about itself: where it was imported from and its packaged configurations.

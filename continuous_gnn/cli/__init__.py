@@ -5,6 +5,7 @@ module            subcommand or shared part
 ================  ===========================================================================================
 ``common``        :class:`Subcommand`, :class:`UsageError`, parsing of numbers, lists, output and data paths
 ``config_flags``  the run-configuration flags: defaults < ``--preset`` < ``--config`` < typed flags
+``downloads``     whether to download missing benchmark data (``--no-download``) and the download progress
 ``train``         ``train``: one configuration on the splits of one dataset
 ``tune``          ``tune``: Optuna search on the validation metric
 ``study``         ``study``: over-smoothing sweeps (step size, time, solver, W family; homophily)

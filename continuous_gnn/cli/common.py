@@ -175,12 +175,18 @@ def project_dir() -> Path:
 
 
 def add_data_flags(group: Any, *, cache: bool = True) -> None:
-    """``--data-root`` and (with ``cache``) ``--cache-dir`` on a parser or argument group."""
+    """``--data-root``, (with ``cache``) ``--cache-dir``, ``--no-download`` and ``--download-timeout`` on a parser or
+    argument group (:mod:`continuous_gnn.cli.downloads` reads the last two)."""
     group.add_argument("--data-root", metavar="DIR",
                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
     if cache:
         group.add_argument("--cache-dir", metavar="DIR",
                            help="processing cache (default: ~/.cache/continuous_gnn/processed)")
+    group.add_argument("--no-download", action="store_true",
+                       help="never download: raw files missing from the data root are an error (also: "
+                            "CONTINUOUS_GNN_NO_DOWNLOAD=1)")
+    group.add_argument("--download-timeout", metavar="SECONDS",
+                       help="seconds to wait for a connection or a read while downloading (default: 30)")
 
 
 def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:

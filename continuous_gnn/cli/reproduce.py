@@ -34,6 +34,7 @@ from ..training.config import parse_splits
 from ..training.presets import preset_file
 from ..training.search import search_seeds
 from .common import PROG, Subcommand, UsageError, add_data_flags, data_paths, output_folder, project_dir, timestamp
+from .downloads import downloads_enabled, fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import render, repo_relative, write_page
 
@@ -115,7 +116,7 @@ def prepare_run(args: argparse.Namespace, folder: str) -> tuple[Path, Path, Path
     import torch
 
     root, cache = data_paths(args)
-    if not root.is_dir():
+    if not root.is_dir() and not downloads_enabled(args):
         raise ValueError(f"data root {str(root)!r} does not exist; pass --data-root or set CONTINUOUS_GNN_DATA")
     out_dir = Path(args.out_dir) if args.out_dir else project_dir() / "runs" / f"{folder}-{timestamp()}"
     check_outputs(out_dir, args.results)
@@ -155,6 +156,7 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
         print(f"{NAMES[name]:<10} {MODELS[model]:<11} skipped: {reason}", flush=True)
         return Outcome(name, model, "failed", reason=reason)
     try:
+        fetch_dataset(args, name, root)
         dataset = load_run_dataset(config, root, cache_dir=cache)
     except DatasetUnavailableError as err:
         return Outcome(name, model, "unavailable", reason=str(err))

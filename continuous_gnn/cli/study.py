@@ -47,6 +47,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..studies import W_FAMILIES
 from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder
+from .downloads import fetch_dataset
 
 __all__ = ["COMMAND", "MAX_POINTS"]
 
@@ -119,6 +120,7 @@ def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bo
         name, kind = args.dataset, args.synthetic
     if name is not None:
         root, cache = data_paths(args)
+        fetch_dataset(args, name, root)
         dataset = load_dataset(name, root, cache_dir=cache, normalize_features=normalize)
         return dataset, {"dataset": dataset.name, "data_root": str(root)}
     if kind not in SYNTHETIC_KINDS:

@@ -7,6 +7,7 @@ import shlex
 
 from .common import PROG, Subcommand, data_paths, output_path, percent, show_progress, timestamp
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
+from .downloads import fetch_dataset
 from .progress import EpochBars
 
 __all__ = ["COMMAND"]
@@ -28,6 +29,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     label = resolved.preset or config.energy
     path = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json")
     root, cache = data_paths(args)
+    fetch_dataset(args, config.dataset, root)
     dataset = load_run_dataset(config, root, cache_dir=cache)
     metric = dataset.metric
     print(f"dataset {dataset.name}: {dataset.num_nodes} nodes, {dataset.num_classes} classes; "

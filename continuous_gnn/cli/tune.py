@@ -23,6 +23,7 @@ from ..training.presets import search_space_path
 from ..training.search import SearchSpace, config_header, load_search_space, selection_scope
 from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, timestamp
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
+from .downloads import fetch_dataset
 
 __all__ = ["COMMAND", "parse_seeds", "TRIAL_FAILURES"]
 
@@ -135,6 +136,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     seeds = parse_seeds(args.seeds, base.seed)
     path = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
     root, cache = data_paths(args)
+    fetch_dataset(args, base.dataset, root)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))

@@ -1,12 +1,13 @@
-"""Benchmark datasets for continuous-depth GNNs (offline, cached, preprocessed).
+"""Benchmark datasets for continuous-depth GNNs (downloaded on request, cached, preprocessed).
 
 Typical use from a command-line entry point::
 
     import os
-    from continuous_gnn.data import default_cache_dir, load_dataset, resolve_data_root
+    from continuous_gnn.data import Download, default_cache_dir, load_dataset, resolve_data_root
 
     root = resolve_data_root(args.data_root, os.environ)
-    ds = load_dataset("texas", root, cache_dir=default_cache_dir(os.environ))
+    # download=None (the default) never uses the network: missing files are an error.
+    ds = load_dataset("texas", root, cache_dir=default_cache_dir(os.environ), download=Download(timeout=30))
     train, val, test = ds.split(0)
 
 Modules, from the bottom up:
@@ -14,8 +15,10 @@ Modules, from the bottom up:
 * :mod:`~continuous_gnn.data.root`: where the data root and the cache live.
 * :mod:`~continuous_gnn.data.raw_files`: missing or corrupt raw files, reported
   as :class:`DatasetUnavailableError`.
-* :mod:`~continuous_gnn.data.registry`: which datasets exist, their raw files
-  and builders.
+* :mod:`~continuous_gnn.data.registry`: which datasets exist, their raw files,
+  URLs and builders.
+* :mod:`~continuous_gnn.data.download`: fetch the raw files a data root lacks,
+  checked, when the caller passes a :class:`Download`.
 * :mod:`~continuous_gnn.data.cache`: process a dataset once, store it, read it
   back.
 * :mod:`~continuous_gnn.data.datasets`: :func:`load_dataset` and
@@ -27,6 +30,7 @@ See ``docs/datasets.md`` for the data layout.
 """
 
 from continuous_gnn.data.datasets import NodeDataset, load_dataset
+from continuous_gnn.data.download import Download, DownloadError, DownloadProgress, download_dataset
 from continuous_gnn.data.raw_files import DatasetUnavailableError
 from continuous_gnn.data.registry import DATASETS, NUM_SPLITS, canonical_name
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
@@ -43,10 +47,14 @@ __all__ = [
     "DATASETS",
     "NUM_SPLITS",
     "DatasetUnavailableError",
+    "Download",
+    "DownloadError",
+    "DownloadProgress",
     "NodeDataset",
     "canonical_name",
     "default_cache_dir",
     "default_data_root",
+    "download_dataset",
     "load_dataset",
     "resolve_data_root",
     "complete_bipartite",

@@ -117,10 +117,10 @@ def _unpack_features(tensors: dict[str, Tensor]) -> Tensor:
     return x
 
 
-def _remove_stale_builds(cache_dir: Path) -> None:
-    """Delete build directories left behind by killed processes."""
+def _remove_stale_builds(directory: Path, prefix: str = _BUILD_PREFIX) -> None:
+    """Delete temporary folders named ``<prefix>*`` that killed processes left behind (older than a day)."""
     cutoff = time.time() - _STALE_BUILD_SECONDS
-    for path in cache_dir.glob(f"{_BUILD_PREFIX}*"):
+    for path in directory.glob(f"{prefix}*"):
         try:
             if path.stat().st_mtime < cutoff:
                 shutil.rmtree(path, ignore_errors=True)

@@ -1,8 +1,10 @@
-"""Offline loaders for the node-classification benchmarks.
+"""Loaders for the node-classification benchmarks.
 
-:func:`load_dataset` reads the raw files of one benchmark from a read-only data
-root (laid out as the ``torch_geometric.datasets`` classes expect, see
-``docs/datasets.md``) and returns a :class:`NodeDataset`.
+:func:`load_dataset` reads the raw files of one benchmark from a data root
+(laid out as the ``torch_geometric.datasets`` classes expect, see
+``docs/datasets.md``) and returns a :class:`NodeDataset`. It reads only the
+files at hand unless given ``download=Download(...)``; then it first fetches
+the raw files the root lacks (:mod:`~continuous_gnn.data.download`).
 
 Preprocessing, the same for every dataset:
 
@@ -30,7 +32,8 @@ Preprocessing, the same for every dataset:
 The steps before the result live in their own modules:
 :mod:`~continuous_gnn.data.registry` (which datasets exist, their raw files and
 builders), :mod:`~continuous_gnn.data.raw_files` (missing or corrupt raw files,
-reported as :class:`DatasetUnavailableError`; nothing is ever downloaded) and
+reported as :class:`DatasetUnavailableError`), :mod:`~continuous_gnn.data.download`
+(missing raw files fetched and checked, when allowed) and
 :mod:`~continuous_gnn.data.cache` (process once in a private folder inside
 ``cache_dir``, publish atomically, read back later; the data root is never
 written to).
@@ -49,6 +52,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
 from continuous_gnn.data.cache import _load_tensors, _unpack_features
+from continuous_gnn.data.download import Download, download_dataset
 from continuous_gnn.data.raw_files import DatasetUnavailableError, _check_raw_files, _check_root
 from continuous_gnn.data.registry import DATASETS, NUM_SPLITS, _lookup, canonical_name
 from continuous_gnn.data.root import default_cache_dir
@@ -151,6 +155,7 @@ def load_dataset(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     normalize_features: bool | None = None,
+    download: Download | None = None,
 ) -> NodeDataset:
     """Load a preprocessed benchmark (see the module docstring for the preprocessing).
 
@@ -158,12 +163,17 @@ def load_dataset(
         name: Dataset name, case-insensitive; one of :data:`DATASETS` or the
             alias ``"actor"`` (for ``"film"``).
         root: Raw data root, e.g. from
-            :func:`~continuous_gnn.data.resolve_data_root`. Never written to.
+            :func:`~continuous_gnn.data.resolve_data_root`. Written to only
+            when ``download`` is given and raw files are missing.
         cache_dir: Writable directory for processed files; defaults to
             ``default_cache_dir({})``, i.e. ``~/.cache/continuous_gnn/processed``
             (pass ``default_cache_dir(os.environ)`` to honour ``XDG_CACHE_HOME``).
         normalize_features: Row-normalise the features. ``None`` uses the
             dataset's default (on, except for minesweeper and tolokers).
+        download: ``None`` (the default) reads only the files present and never
+            uses the network. A :class:`~continuous_gnn.data.Download` first
+            downloads the raw files the root lacks into it, checked
+            (:func:`~continuous_gnn.data.download_dataset`).
 
     Returns:
         The dataset. Its tensors are fresh copies owned by the caller.
@@ -173,7 +183,9 @@ def load_dataset(
         ValueError: If ``name`` is unknown (the message lists valid names).
         DatasetUnavailableError: If the root or a raw file is missing, or a raw
             file is truncated or corrupt (the message names the dataset, its raw
-            folder and the cause, and how to check the files against SHA256SUMS).
+            folder and the cause, and how to check the files against SHA256SUMS);
+            its subclass :class:`~continuous_gnn.data.DownloadError` if a
+            download was allowed and failed.
         PermissionError: If ``cache_dir`` is not writable and the dataset is
             not cached yet.
     """
@@ -188,7 +200,12 @@ def load_dataset(
             f"normalize_features must be a bool or None, got {type(normalize_features).__name__}"
         )
 
+    if download is not None and not isinstance(download, Download):
+        raise TypeError(f"download must be a Download or None, got {type(download).__name__}")
+
     spec = _lookup(name)
+    if download is not None:
+        download_dataset(spec.name, root_path, download)
     _check_root(root_path)
     _check_raw_files(spec, root_path)
     tensors = _load_tensors(spec, root_path, cache_path)

@@ -1,7 +1,8 @@
 """Raw files of a dataset: what must be in the data root, and what to say when it is not.
 
 Every failure to read a dataset's raw files is a :class:`DatasetUnavailableError`
-whose message says how to repair it; nothing is ever downloaded.
+whose message says how to repair it. Nothing here downloads: fetching missing
+files, when the caller allows it, is :mod:`~continuous_gnn.data.download`.
 
 * **Missing files.** Before any ``torch_geometric`` class is called, every raw
   file the dataset needs is checked; a missing one is reported with its name,
@@ -40,8 +41,9 @@ class DatasetUnavailableError(FileNotFoundError):
     The message names the missing files, the directory they belong in and
     where to obtain them; for files that are present but truncated or corrupt,
     it names the dataset, its raw folder and the underlying error, and says how
-    to check the files against the data root's ``SHA256SUMS``. Nothing is ever
-    downloaded.
+    to check the files against the data root's ``SHA256SUMS``. When a download
+    was allowed and failed, it is the subclass
+    :class:`~continuous_gnn.data.download.DownloadError`.
     """
 
 
@@ -85,6 +87,11 @@ def _read_checksums(root: Path) -> dict[str, str]:
         text = (root / _CHECKSUMS).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
+    return _parse_checksums(text)
+
+
+def _parse_checksums(text: str) -> dict[str, str]:
+    """``relative path -> sha256`` from text in ``sha256sum`` format; malformed lines are skipped."""
     sums = {}
     for line in text.splitlines():
         digest, _, rel = line.strip().partition(" ")

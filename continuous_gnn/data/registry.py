@@ -3,13 +3,19 @@
 One :class:`_Spec` per canonical name holds the raw-file list (relative to the
 data root, laid out as the ``torch_geometric.datasets`` classes expect), the
 builder that turns the staged raw files into a graph, where the files come
-from, and how the dataset is scored. :data:`DATASETS` and :data:`NUM_SPLITS`
+from (in words, and as the URL of each file), and how the dataset is scored. :data:`DATASETS` and :data:`NUM_SPLITS`
 answer questions about a dataset without reading any file;
 :func:`canonical_name` resolves case-insensitive spellings and aliases.
 
 The builders wrap the ``torch_geometric`` classes so that their ``download()``
 raises :class:`~continuous_gnn.data.raw_files.DatasetUnavailableError`
-instead of touching the network.
+instead of touching the network: :mod:`~continuous_gnn.data.download` fetches
+and checks the raw files before any class runs. The URL of each raw file is
+the one the class's own ``download()`` uses, built from the class attribute
+(``Planetoid.url``, ``Planetoid.geom_gcn_url``, ``WebKB.url``, ``Actor.url``,
+``WikipediaNetwork.processed_url``, ``HeterophilousGraphDataset.url``) when it
+is asked for, so that a mirror set on the class, as ``torch_geometric``
+allows, is followed.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class _Spec:
     build: Callable[[Path], Data]  # staging root -> raw Data (any graph form)
     source: str
     homophilous: bool
+    remote: Callable[[str], str]  # raw file (relative to the data root) -> its URL
     metric: str = "accuracy"
     normalize_default: bool = True
     note: str = ""  # extra advice for the missing-files message
@@ -78,6 +85,40 @@ def _geom_gcn_text_files(directory: str, prefix: str) -> tuple[str, ...]:
     return texts + _geom_split_files(directory, prefix)
 
 
+def _file_name(rel: str) -> str:
+    return rel.rpartition("/")[2]
+
+
+def _planetoid_remote(rel: str) -> str:
+    """Where ``Planetoid.download()`` gets a file: ``ind.*`` from ``url``, splits from ``geom_gcn_url``."""
+    from torch_geometric.datasets import Planetoid
+
+    name = _file_name(rel)
+    if name.endswith(".npz"):
+        return f"{Planetoid.geom_gcn_url}/splits/{name}"
+    return f"{Planetoid.url}/{name}"
+
+
+def _geom_gcn_remote(class_name: str, attribute: str, folder: str) -> Callable[[str], str]:
+    """Where a Geom-GCN style class downloads from: ``out1_*.txt`` under ``new_data/<folder>/``, splits under ``splits/``."""
+
+    def remote(rel: str) -> str:
+        import torch_geometric.datasets
+
+        base = getattr(getattr(torch_geometric.datasets, class_name), attribute)
+        name = _file_name(rel)
+        return f"{base}/{'splits' if name.endswith('.npz') else 'new_data/' + folder}/{name}"
+
+    return remote
+
+
+def _platonov_remote(rel: str) -> str:
+    """The data/ folder that ``HeterophilousGraphDataset`` downloads from (it also holds the filtered files)."""
+    from torch_geometric.datasets import HeterophilousGraphDataset
+
+    return f"{HeterophilousGraphDataset.url}/{_file_name(rel)}"
+
+
 def _offline(cls: type) -> type:
     """Subclass of a ``torch_geometric`` dataset class that cannot download.
 
@@ -88,7 +129,8 @@ def _offline(cls: type) -> type:
     def download(self) -> None:  # noqa: ANN001 - self is a torch_geometric Dataset
         raise DatasetUnavailableError(
             f"{cls.__name__} found raw files missing in {self.raw_dir} "
-            f"(expects {self.raw_file_names}); continuous_gnn never downloads data"
+            f"(expects {self.raw_file_names}); continuous_gnn never downloads data through "
+            "torch_geometric (it fetches and checks the raw files itself, before processing)"
         )
 
     # A data descriptor wins over the instance attribute that Dataset.__init__
@@ -172,6 +214,7 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
         build=_build_planetoid(pyg_name, split),
         source=_PLANETOID_SOURCE,
         homophilous=True,
+        remote=_planetoid_remote,
         note=note,
         num_splits=1 if public else 10,
     )
@@ -185,6 +228,7 @@ def _webkb_spec(name: str, description: str) -> _Spec:
         build=_build_webkb(name),
         source=_GEOM_GCN_SOURCE,
         homophilous=False,
+        remote=_geom_gcn_remote("WebKB", "url", name),
     )
 
 
@@ -196,6 +240,7 @@ def _wikipedia_spec(name: str, description: str) -> _Spec:
         build=_build_wikipedia(name),
         source=_WIKI_SOURCE,
         homophilous=False,
+        remote=_geom_gcn_remote("WikipediaNetwork", "processed_url", name),
     )
 
 
@@ -207,6 +252,7 @@ def _filtered_spec(name: str, description: str) -> _Spec:
         build=_build_filtered(name),
         source=_PLATONOV_SOURCE,
         homophilous=False,
+        remote=_platonov_remote,
     )
 
 
@@ -218,6 +264,7 @@ def _heterophilous_spec(name: str, description: str) -> _Spec:
         build=_build_heterophilous(name),
         source=_PLATONOV_SOURCE,
         homophilous=False,
+        remote=_platonov_remote,
         metric="roc_auc",
         normalize_default=False,
     )
@@ -246,6 +293,7 @@ _SPECS: dict[str, _Spec] = {
             build=_build_actor,
             source=_GEOM_GCN_SOURCE.replace("<name>", "film"),
             homophilous=False,
+            remote=_geom_gcn_remote("Actor", "url", "film"),
         ),
         _wikipedia_spec("chameleon", "Wikipedia chameleon pages, 10 Geom-GCN splits"),
         _wikipedia_spec("squirrel", "Wikipedia squirrel pages, 10 Geom-GCN splits"),
