@@ -22,6 +22,7 @@ from pathlib import Path
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
 from ..training.config import parse_splits
 from .common import PROG, Subcommand, UsageError, add_data_flags, data_paths, output_folder, project_dir, timestamp
+from .downloads import fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
 from .suite_page import RunSummary, render
@@ -117,6 +118,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"{head} done before ({done[key].name})", flush=True)
             continue
         try:
+            fetch_dataset(args, dataset_name, root)
             dataset = load_run_dataset(config, root, cache_dir=cache)
         except DatasetUnavailableError as err:
             summaries.append(RunSummary.unavailable(label, dataset_name, seed, str(err)))
