@@ -149,10 +149,14 @@ def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
     assert isinstance(attended, AttentionGraph)
     row_sums = torch.zeros(N, dtype=DTYPE).index_add(0, graph.edge_index[0], attended.values)
     torch.testing.assert_close(row_sums, torch.ones(N, dtype=DTYPE))
-    # S is symmetric: <y, S x> = <x, S y>, and L_S 1 = 0 (rows of L_S sum to zero).
+    # S̄ is symmetric: <y, S̄ x> = <x, S̄ y>; (I - S̄) D_S^{1/2} 1 = 0; the spectrum of S̄ lies in [-1, 1].
     x, y = random_features(N, D, 14), random_features(N, D, 15)
     torch.testing.assert_close((y * attended.propagate(x)).sum(), (x * attended.propagate(y)).sum())
-    torch.testing.assert_close(attended.laplacian(torch.ones(N, 1, dtype=DTYPE)), torch.zeros(N, 1, dtype=DTYPE))
+    kernel = attended.inv_sqrt_degree.reciprocal().unsqueeze(1)
+    torch.testing.assert_close(attended.laplacian(kernel), torch.zeros(N, 1, dtype=DTYPE))
+    dense = attended.propagate(torch.eye(N, dtype=DTYPE)).detach()
+    eigenvalues = torch.linalg.eigvalsh(0.5 * (dense + dense.T))
+    assert float(eigenvalues.min()) >= -1 - 1e-10 and float(eigenvalues.max()) <= 1 + 1e-10
     assert float(energy.energy(x, attended).detach()) >= 0
     with pytest.raises(ValueError, match="pass x0=F\\(0\\)"):
         energy.energy(x, graph)
@@ -182,7 +186,7 @@ def test_the_adjoint_check_sees_attention_computed_from_an_untracked_tensor():
     stray = torch.ones((), dtype=DTYPE, requires_grad=True)  # not a parameter of the field, not declared
     field = cg.GradientFlow(energy).bind(graph, x0)
     field.context = AttentionGraph.from_attention(graph, field.context.values * stray)
-    with pytest.raises(ValueError, match=r"\['context.values', 'context.degree'\]"):
+    with pytest.raises(ValueError, match=r"\['context.values', 'context.inv_sqrt_degree'\]"):
         cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True)
     cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True, adjoint_params=[stray])
 

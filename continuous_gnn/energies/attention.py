@@ -81,38 +81,47 @@ class EdgeAttention(nn.Module):
 
 @dataclass(frozen=True, eq=False)
 class AttentionGraph:
-    r"""A graph with row-stochastic attention :math:`A` on its edges, used through :math:`S = \tfrac12(A + A^\top)`.
+    r"""A graph with row-stochastic attention :math:`A` on its edges, used through its symmetrised, normalised form
+
+    .. math::
+        S = \tfrac12(A + A^\top), \qquad D_S = \operatorname{diag}(S\mathbf 1), \qquad
+        \bar S = D_S^{-1/2} S D_S^{-1/2},
+
+    whose spectrum lies in :math:`[-1, 1]` like that of the GCN operator :math:`\bar A` (so explicit steps of
+    the flow are as stable as on :math:`\bar A`).
 
     Attributes:
         graph (Graph): the underlying graph (its edge list).
         values (Tensor): :math:`a_{ij}` on ``graph.edge_index``, shape ``(|E|,)``; may require grad.
-        degree (Tensor): :math:`d^S_i = \sum_j s_{ij}`, shape ``(|V|,)``.
+        inv_sqrt_degree (Tensor): :math:`(D_S)_{ii}^{-1/2}`, shape ``(|V|,)``.
     """
 
     graph: Graph
     values: Tensor
-    degree: Tensor
+    inv_sqrt_degree: Tensor
 
     @classmethod
     def from_attention(cls, graph: Graph, values: Tensor) -> AttentionGraph:
-        col = graph.edge_index[1]
-        column_sums = values.new_zeros(graph.num_nodes).index_add(0, col, values)
-        row_sums = values.new_zeros(graph.num_nodes).index_add(0, graph.edge_index[0], values)
-        return cls(graph=graph, values=values, degree=0.5 * (row_sums + column_sums))
+        row, col = graph.edge_index
+        sums = values.new_zeros(graph.num_nodes).index_add(0, col, values).index_add(0, row, values)
+        # Every node keeps its self-loop of the Graph, so each row of S has a positive entry.
+        return cls(graph=graph, values=values, inv_sqrt_degree=(0.5 * sums).rsqrt())
 
     @property
     def num_nodes(self) -> int:
         return self.graph.num_nodes
 
     def propagate(self, x: Tensor) -> Tensor:
-        r""":math:`SX = \tfrac12(AX + A^\top X)`."""
-        forward = edge_propagate(self.values, self.graph.edge_index, x, self.num_nodes)
-        backward = edge_propagate(self.values, self.graph.edge_index.flip(0), x, self.num_nodes)
-        return 0.5 * (forward + backward)
+        r""":math:`\bar S X = D_S^{-1/2} \tfrac12(A + A^\top) D_S^{-1/2} X`."""
+        scale = self.inv_sqrt_degree.unsqueeze(1)
+        y = x * scale
+        forward = edge_propagate(self.values, self.graph.edge_index, y, self.num_nodes)
+        backward = edge_propagate(self.values, self.graph.edge_index.flip(0), y, self.num_nodes)
+        return 0.5 * (forward + backward) * scale
 
     def laplacian(self, x: Tensor) -> Tensor:
-        r""":math:`L_S X = D_S X - S X`."""
-        return self.degree.unsqueeze(1) * x - self.propagate(x)
+        r""":math:`(I - \bar S) X`."""
+        return x - self.propagate(x)
 
 
 class AttentionDirichletEnergy(Energy):
@@ -122,13 +131,17 @@ class AttentionDirichletEnergy(Energy):
     with the attention of :class:`EdgeAttention` computed from :math:`X(0)` and symmetrised:
 
     .. math::
-        S = \tfrac12\big(A(X(0)) + A(X(0))^\top\big), \qquad
-        E(X) = \tfrac14 \sum_{i,j} s_{ij}\, \|x_i - x_j\|^2 = \tfrac12 \operatorname{tr}(X^\top L_S X),
+        S = \tfrac12\big(A(X(0)) + A(X(0))^\top\big), \qquad \bar S = D_S^{-1/2} S D_S^{-1/2}, \qquad
+        E(X) = \tfrac14 \sum_{i,j} s_{ij}\, \Big\|\frac{x_i}{\sqrt{d^S_i}} - \frac{x_j}{\sqrt{d^S_j}}\Big\|^2
+             = \tfrac12 \operatorname{tr}\big(X^\top (I - \bar S) X\big),
 
     .. math::
-        \nabla E(X) = L_S X = D_S X - S X, \qquad \dot X = -\nabla E(X) = (S - D_S) X,
+        \nabla E(X) = (I - \bar S) X, \qquad \dot X = -\nabla E(X) = (\bar S - I) X,
 
-    with :math:`D_S = \operatorname{diag}(S\mathbf 1)`. :math:`E \ge 0`, and along the flow it never increases.
+    with :math:`D_S = \operatorname{diag}(S\mathbf 1)`: GRAND-l's :math:`(A - I)X` with the attention
+    symmetrised and normalised like the GCN operator (the spectrum of :math:`\bar S` lies in :math:`[-1, 1]`,
+    so explicit steps are as stable as on :math:`\bar A`). :math:`E \ge 0`, and along the flow it never
+    increases.
 
     As in GRAND's code, two terms can be switched on: a learned diffusion rate :math:`\alpha = \sigma(a) \in
     (0, 1)` (``rate=True``, :math:`E \to \alpha E`) and a source term (``source=True``,
