@@ -53,7 +53,8 @@ mathjax_path = "mathjax/tex-chtml.js"
 # -- HTML ------------------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"continuous_gnn {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["wide-code.css"]
 html_show_sourcelink = False
 
 
