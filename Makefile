@@ -7,10 +7,13 @@ DATA_ROOT ?= $(abspath ../shared/data)
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+DOCS_STAMP := $(VENV)/.installed-docs
+# The site is built here (not versioned); open $(DOCS_OUT)/index.html.
+DOCS_OUT ?= docs/_build/html
 
 export CONTINUOUS_GNN_DATA ?= $(DATA_ROOT)
 
-.PHONY: install demo test test-slow lint reproduce solvers oversmoothing scatter clean
+.PHONY: install demo test test-slow lint docs reproduce solvers oversmoothing scatter clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,16 @@ lint: $(STAMP)
 	$(PIP) install --quiet ruff
 	$(VENV)/bin/ruff check continuous_gnn tests experiments
 
+$(DOCS_STAMP): $(STAMP) setup.cfg
+	$(PIP) install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# Strict: -E reads every page again, so each build reports every warning; -W makes a warning an error; docs/conf.py
+# makes every reference into the package one that must resolve. Offline: no intersphinx, and MathJax is copied
+# into the site from the sphinx-mathjax-offline package.
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -b html -E -W --keep-going -q docs $(DOCS_OUT)
+
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py
 
@@ -52,4 +65,4 @@ scatter: $(STAMP)
 	$(PIP) install --no-build-isolation torch-scatter
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/api/generated

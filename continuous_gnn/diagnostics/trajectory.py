@@ -23,7 +23,7 @@ __all__ = ["DIAGNOSTICS", "DEFAULT_METRICS", "Diagnostic", "trajectory_diagnosti
 
 Diagnostic = Callable[[Tensor, Graph, dict], Tensor]
 
-#: Metrics computed when none are named: all O(|E| d), no eigen-decomposition.
+#: Metrics computed when none are named: all :math:`O(|E|\,d)`, no eigen-decomposition.
 DEFAULT_METRICS: tuple[str, ...] = ("dirichlet", "rayleigh", "norm")
 
 

@@ -3,18 +3,18 @@ r"""Parametrisations of the channel-mixing matrices :math:`W` and :math:`\Omega`
 Every ``W`` except ``asymm`` is symmetric by construction, which is what makes
 :math:`\dot F = -F\Omega + \bar A F W` the gradient flow of an energy.
 
-=============  =====================================================================  ===================
-name           definition                                                             spectrum
-=============  =====================================================================  ===================
+=============  ============================================================================================  ===================
+name           definition                                                                                    spectrum
+=============  ============================================================================================  ===================
 ``diag_dom``   :math:`W = \operatorname{diag}(q \odot \textstyle\sum_\beta|W^0_{\alpha\beta}| + r) + W^0`,
-               :math:`W^0` symmetric with zero diagonal                               Gershgorin discs
-``diag``       :math:`W = \operatorname{diag}(w)`, learned or fixed                   the entries of w
-``sum``        :math:`W = (M + M^\top)/2`                                             any sign
-``prod``       :math:`W = M^\top M`                                                   :math:`W \succeq 0`
-``neg_prod``   :math:`W = -M^\top M`                                                  :math:`W \preceq 0`
-``identity``   :math:`W = I`                                                          all ones
-``asymm``      :math:`W = M` (only with ``allow_asymmetric=True``: no gradient flow)  any
-=============  =====================================================================  ===================
+               :math:`W^0` symmetric with zero diagonal                                                      Gershgorin discs
+``diag``       :math:`W = \operatorname{diag}(w)`, learned or fixed                                          the entries of w
+``sum``        :math:`W = (M + M^\top)/2`                                                                    any sign
+``prod``       :math:`W = M^\top M`                                                                          :math:`W \succeq 0`
+``neg_prod``   :math:`W = -M^\top M`                                                                         :math:`W \preceq 0`
+``identity``   :math:`W = I`                                                                                 all ones
+``asymm``      :math:`W = M` (only with ``allow_asymmetric=True``: no gradient flow)                         any
+=============  ============================================================================================  ===================
 """
 
 from __future__ import annotations

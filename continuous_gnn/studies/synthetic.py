@@ -16,17 +16,17 @@ def synthetic_dataset(kind: str, *, nodes: int = 200, homophily: float = 0.5, se
                       num_features: int = 16, snr: float = 1.0, avg_degree: float = 5.0) -> NodeDataset:
     r"""A synthetic graph wrapped as a one-split :class:`~continuous_gnn.data.NodeDataset`.
 
-    ============  ===========================================================================================
-    kind          graph
-    ============  ===========================================================================================
-    ``sbm``       :func:`~continuous_gnn.data.contextual_sbm` with ``nodes``, ``num_classes``,
-                  ``homophily``, ``avg_degree``, ``num_features``, ``snr``; split 0.5/0.25/0.25
-    ``bipartite`` :math:`K_{n,n}` with :math:`n` = ``nodes // 2``, 2-d Gaussian features without class signal,
-                  label = side (the GRAFF toy); split 0.8/0.1/0.1 as in the official code
-    ``ring``      the cycle :math:`C_n`; labels all 0
-    ``path``      the path :math:`P_n`; labels all 0
-    ``grid``      the open :math:`r \times r` grid, :math:`r = \operatorname{round}(\sqrt{n})`; labels all 0
-    ============  ===========================================================================================
+    ==============  ===========================================================================================
+    kind            graph
+    ==============  ===========================================================================================
+    ``sbm``         :func:`~continuous_gnn.data.contextual_sbm` with ``nodes``, ``num_classes``,
+                    ``homophily``, ``avg_degree``, ``num_features``, ``snr``; split 0.5/0.25/0.25
+    ``bipartite``   :math:`K_{n,n}` with :math:`n` = ``nodes // 2``, 2-d Gaussian features without class signal,
+                    label = side (the GRAFF toy); split 0.8/0.1/0.1 as in the official code
+    ``ring``        the cycle :math:`C_n`; labels all 0
+    ``path``        the path :math:`P_n`; labels all 0
+    ``grid``        the open :math:`r \times r` grid, :math:`r = \operatorname{round}(\sqrt{n})`; labels all 0
+    ==============  ===========================================================================================
 
     Args:
         kind (str): one of :data:`SYNTHETIC_KINDS`.

@@ -148,7 +148,7 @@ def load_search_space(path: str | os.PathLike[str]) -> SearchSpace:
 
 
 def config_header(path: str | os.PathLike[str]) -> list[str]:
-    """The comment lines at the top of a TOML config file, without their leading ``# ``.
+    """The comment lines at the top of a TOML config file, each without its leading ``#`` and one space.
 
     A search that starts from a tuned file (``tune --config``) copies that file's header into its own, so a
     chain of searches keeps every step's selection line back to the preset it started from.
