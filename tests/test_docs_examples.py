@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shlex
+import sys
 from configparser import ConfigParser
 from pathlib import Path
 
@@ -90,11 +91,14 @@ def _page_run(block: Block, factory) -> PageRun:
 
 @contextlib.contextmanager
 def _inside(folder: Path):
+    """Run in the page's working folder, with its modules importable, as from a shell opened there."""
     previous = Path.cwd()
     os.chdir(folder)
+    sys.path.insert(0, str(folder))
     try:
         yield
     finally:
+        sys.path.remove(str(folder))
         os.chdir(previous)
 
 
@@ -107,7 +111,9 @@ def _run_block(state: PageRun, block: Block, execute: bool) -> str:
     if state.failed is not None:
         raise AssertionError(f"{block.label} was not run: the earlier block {state.failed} of its page failed")
     if "file" in block.options:
-        (state.workdir / block.options["file"]).write_text(block.code, encoding="utf-8")
+        target = state.workdir / block.options["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(block.code, encoding="utf-8")
     printed = io.StringIO()
     try:
         with _inside(state.workdir), torch.random.fork_rng(), contextlib.redirect_stdout(printed):
