@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 from torch_geometric.typing import SparseTensor
 
 from ..graph import Graph
@@ -28,7 +29,9 @@ def _edges(adj: Any, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]
         target, source = coo.indices()
         return torch.stack([source, target]), coo.values()
     if isinstance(adj, Tensor):
-        return adj.as_subclass(Tensor), edge_weight  # an EdgeIndex is an edge_index with cached metadata
+        if isinstance(adj, EdgeIndex):  # an edge_index with cached metadata; its indexing returns PyG Index types
+            return adj.as_tensor(), edge_weight
+        return adj, edge_weight
     if isinstance(adj, SparseTensor):
         if edge_weight is not None:
             raise ValueError("edge_weight is given by the values of a SparseTensor adj_t; pass only adj_t")

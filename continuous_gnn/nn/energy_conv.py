@@ -80,7 +80,7 @@ class EnergyConv(nn.Module):
             self._cached_graph = graph
         return graph
 
-    def forward(self, x: Tensor, x_0: Tensor | None, edge_index: Any, edge_weight: Tensor | None = None,
+    def forward(self, x: Tensor, x_0: Tensor | None, edge_index: Any = None, edge_weight: Tensor | None = None,
                 t: float = 0.0) -> Tensor:
         if isinstance(x_0, Tensor) and not x_0.is_floating_point():
             raise TypeError(f"{type(self).__name__}.forward(x, x_0, edge_index, edge_weight=None) takes the "
