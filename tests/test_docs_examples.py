@@ -198,6 +198,8 @@ def check_cli(argv: list[str], *, run: bool, where: str) -> None:
 def check_command(line: str, *, run: bool, where: str) -> None:
     """Check one shell command of the docs (see the module docstring)."""
     words = shlex.split(line, comments=True)
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]  # an environment assignment before the command
     if not words:
         return
     program, rest = words[0], words[1:]
