@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -143,6 +144,17 @@ def test_random_batches_partition_the_nodes_afresh_every_epoch(num_nodes, num_pa
     assert not torch.equal(torch.cat(first), torch.cat(second))
     again = EpochBatches(config, dataset, 0, seed=5, device=torch.device("cpu")).groups()
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # the seed fixes the draws
+
+
+def test_random_partitions_have_num_parts_parts_when_the_nodes_are_many_enough():
+    # Only the two fields the count reads (a RunConfig per pair would validate 7,000 configs).
+    configs = {k: SimpleNamespace(batching="random", num_parts=k) for k in range(1, 120)}
+    for num_nodes in range(1, 120):
+        for num_parts in range(1, num_nodes + 1):
+            count = batches_per_epoch(configs[num_parts], num_nodes)
+            assert count <= num_parts
+            if num_parts * (num_parts - 1) < num_nodes:
+                assert count == num_parts, (num_nodes, num_parts)
 
 
 def test_metis_clusters_are_computed_once_per_seed_and_joined_per_epoch():

@@ -17,9 +17,10 @@ Evaluation is unchanged: one forward pass on the full graph with the full operat
 Sources, all drawn from a ``torch.Generator`` seeded with the split seed, so a run repeats exactly:
 
 * ``random``: PyG's :class:`~torch_geometric.loader.RandomNodeLoader`. Every epoch a fresh random partition of
-  the nodes into parts of :math:`\lceil N/\text{num\_parts}\rceil` nodes (so at most ``num_parts`` parts; fewer
-  when ``num_parts``\ ² exceeds :math:`N`), each batch the induced subgraph of one part. Redrawing the partition
-  is one ``randperm``, and it lets every edge take part in some epochs.
+  the nodes into parts of :math:`\lceil N/\text{num\_parts}\rceil` nodes (so at most ``num_parts`` parts, and
+  exactly ``num_parts`` when :math:`\text{num\_parts}\,(\text{num\_parts} - 1) < N`), each batch the induced
+  subgraph of one part. Redrawing the partition is one ``randperm``, and it lets every edge take part in some
+  epochs.
 * ``metis``: ClusterGCN. The graph is cut into ``num_parts`` METIS clusters (``pymetis``, seeded with the run's
   ``seed``) **once per run** (:func:`metis_parts`, shared by all splits); every epoch the clusters are shuffled
   and joined ``parts_per_batch`` at a time, each batch the induced subgraph of its clusters, which restores the

@@ -1,6 +1,6 @@
 r"""Training across processes and machines: ``torch.distributed`` with DistributedDataParallel (DDP).
 
-A run is launched with ``torchrun``, one process ("rank") per CPU socket share or GPU::
+A run is launched with ``torchrun``, which starts the processes ("ranks"; on GPUs one per GPU)::
 
     torchrun --nproc-per-node 2 -m continuous_gnn train --distributed --batching metis --num-parts 8 ...
 
