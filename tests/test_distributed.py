@@ -34,8 +34,9 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def _one_step(batch_losses) -> dict[str, torch.Tensor]:
-    """Parameters after one Adam step on the mean of the given batch losses, from the run's initialisation."""
+def _one_step(batch_losses) -> tuple[dict[str, torch.Tensor], float]:
+    """Parameters after one Adam step on the mean of the given batch losses, from the run's initialisation, and
+    the mean of those losses weighted by the batches' training nodes."""
     config, dataset = ddp_worker.CONFIG, ddp_worker.dataset()
     seed = config.seed  # split 0
     with torch.random.fork_rng():
@@ -46,20 +47,23 @@ def _one_step(batch_losses) -> dict[str, torch.Tensor]:
     groups = batches.groups()
     model.train()
     optimizer.zero_grad(set_to_none=True)
+    total, nodes = 0.0, 0
     for index in batch_losses:
         batch = batches.materialise(groups[index])
         logits, _ = model.forward_with_solution(batch.features, batch.graph)
-        (F.cross_entropy(logits[batch.train_index], batch.targets) / len(batch_losses)).backward()
+        loss = F.cross_entropy(logits[batch.train_index], batch.targets)
+        (loss / len(batch_losses)).backward()
+        total, nodes = total + loss.item() * batch.train_index.numel(), nodes + batch.train_index.numel()
     optimizer.step()
-    return model.state_dict()
+    return model.state_dict(), total / nodes
 
 
 def test_two_ranks_take_the_step_of_the_averaged_gradient(tmp_path):
     _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "1")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    both = _one_step([0, 1])  # one process accumulating the two batches the two ranks trained on
-    alone = _one_step([0])
+    both, loss = _one_step([0, 1])  # one process accumulating the two batches the two ranks trained on
+    alone, _ = _one_step([0])
     for name, reference in both.items():
         for rank in ranks:  # DDP keeps the ranks' parameters equal
             assert torch.allclose(rank["state"][name], reference, rtol=1e-5, atol=1e-7), name
@@ -67,6 +71,7 @@ def test_two_ranks_take_the_step_of_the_averaged_gradient(tmp_path):
     # Evaluation on the full graph, and the epoch's loss and NFE over both ranks, agree on every rank.
     assert ranks[0]["val_curve"] == ranks[1]["val_curve"] and ranks[0]["train_loss"] == ranks[1]["train_loss"]
     assert ranks[0]["nfe_forward"] == [2 * 2]  # two batches of two Euler steps
+    assert ranks[0]["train_loss"] == [pytest.approx(loss, rel=1e-6)]  # weighted by training nodes over both ranks
 
 
 def test_world_checks_its_ranks():
