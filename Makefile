@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned, so that no later requirement pulls a multi-GB CUDA build.
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[test,plot,tune]"
+	$(PIP) install --quiet -e ".[test,plot,tune,metis]"
 	touch $(STAMP)
 
 install: $(STAMP)

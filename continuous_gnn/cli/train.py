@@ -1,11 +1,17 @@
-"""``continuous-gnn train``: one configuration on the splits of one dataset; prints the metrics, writes a record."""
+"""``continuous-gnn train``: one configuration on the splits of one dataset; prints the metrics, writes a record.
+
+With ``--distributed`` it is one rank of a data-parallel run started by torchrun
+(:mod:`continuous_gnn.training.distributed`): every rank checks the configuration and the data before the
+process group starts, trains its own batches, and only rank 0 prints and writes the record.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
-from .common import PROG, Subcommand, data_paths, output_path, percent, show_progress, timestamp
+from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, show_progress, timestamp
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
 from .downloads import fetch_dataset
 from .progress import EpochBars
@@ -19,38 +25,78 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PATH",
                         help="JSON record path, or a folder for the default name "
                              "(default: runs/<dataset>-<preset or energy>-<timestamp>.json)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="be one process of a data-parallel run started by torchrun: each process trains its "
+                             "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "
+                             "writes the record. Launch: torchrun --nproc-per-node 2 -m continuous_gnn train "
+                             "--distributed --batching random --num-parts 4 ...")
+
+
+#: What torchrun sets in each process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def torchrun_world():
+    """This process's :class:`~continuous_gnn.training.distributed.World` from torchrun's environment."""
+    from ..training.distributed import World
+
+    missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise UsageError(f"--distributed runs under torchrun, which sets {', '.join(missing)}; launch it as "
+                         f"torchrun --nproc-per-node 2 -m continuous_gnn train --distributed ... (on several "
+                         f"machines add --nnodes and --rdzv-endpoint, see docs/training.md)")
+    try:
+        return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    except ValueError as err:
+        raise UsageError(f"--distributed: torchrun's RANK, WORLD_SIZE and LOCAL_RANK are not a valid rank: {err}") from None
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..training import load_run_dataset, run, save_record
+    from ..training import check_run, load_run_dataset, run, save_record
+    from ..training.distributed import backend_for, join, leave
 
     resolved = resolve_cli_config(args)
     config = resolved.config
+    world = torchrun_world() if args.distributed else None
+    main = world is None or world.is_main
     label = resolved.preset or config.energy
-    path = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json")
+    path = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
     root, cache = data_paths(args)
     fetch_dataset(args, config.dataset, root)
     dataset = load_run_dataset(config, root, cache_dir=cache)
     metric = dataset.metric
-    print(f"dataset {dataset.name}: {dataset.num_nodes} nodes, {dataset.num_classes} classes; "
-          f"{'preset ' + resolved.preset if resolved.preset else 'energy ' + config.energy}; metric {metric}",
-          flush=True)
+    if world is not None:
+        check_run(config, dataset, world=world)  # on every rank, before the process group waits for the others
+    say = print if main else _silent
+    say(f"dataset {dataset.name}: {dataset.num_nodes} nodes, {dataset.num_classes} classes; "
+        f"{'preset ' + resolved.preset if resolved.preset else 'energy ' + config.energy}; metric {metric}"
+        + (f"; {world.size} processes" if world is not None else ""), flush=True)
 
     def on_split(s) -> None:
         print(f"split {s.split:>2}  test {percent(s.test_metric)}  val {percent(s.val_metric)}  "
               f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
 
-    if show_progress(args):
-        with EpochBars(dataset.name) as bars:
-            result = run(config, dataset, progress=bars, on_split=on_split)
-    else:
-        result = run(config, dataset, on_split=on_split)
+    if world is not None:
+        world = join(config.device, world.local_rank)
+    try:
+        if main and show_progress(args):
+            with EpochBars(dataset.name) as bars:
+                result = run(config, dataset, progress=bars, on_split=on_split, world=world)
+        else:
+            result = run(config, dataset, on_split=on_split if main else None, world=world)
+    finally:
+        if world is not None:
+            leave()
+    if not main:
+        return 0
+    extra = {} if world is None else {"distributed": {"world_size": world.size, "backend": backend_for(config.device)}}
     record = result.to_record(
         preset=resolved.preset,
         preset_file=resolved.preset_file,
         config_file=resolved.config_file,
         data_root=str(root),
         command=shlex.join([PROG, *argv]),
+        **extra,
     )
     save_record(record, path)
     agg = record["aggregate"]
@@ -60,6 +106,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
     print(f"record {path}")
     return 0
+
+
+def _silent(*args, **kwargs) -> None:
+    """``print`` on ranks other than 0."""
 
 
 COMMAND = Subcommand("train", "train one configuration on the splits of a dataset", _arguments, _train)

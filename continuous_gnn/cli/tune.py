@@ -4,6 +4,10 @@ The space is a TOML file (:mod:`continuous_gnn.training.search`): the packaged G
 ``--space FILE`` names another. Trial 0 is the configured config (every range is widened to contain it), so
 the best trial is never worse on validation than the starting point; the test metric is never read. The best
 config is written as TOML with the selection in its header, and every trial to a JSON file beside it.
+
+With ``--storage URL --study-name NAME`` the trials live in Optuna's RDB storage and every worker started with
+the same flags (on this machine or others) shares them (:mod:`continuous_gnn.training.trial_queue`): together
+they run exactly ``--trials`` trials, and each writes the best config of the trials completed when it stops.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                             f"space): {', '.join(default.search)}")
     group.add_argument("--also", default="", metavar="KEYS",
                        help=f"comma-separated keys to search as well (default space): {', '.join(default.also)}")
+    group.add_argument("--storage", metavar="URL",
+                       help="share the search with other workers through Optuna's RDB storage: sqlite:///tune.db "
+                            "on one machine, postgresql://user@host/db or mysql+pymysql://user@host/db for a "
+                            "cluster; start every worker with the same flags (default: in memory, this process "
+                            "alone)")
+    group.add_argument("--study-name", metavar="NAME",
+                       help="the study the workers share in --storage (required with it)")
     group.add_argument("--out", metavar="FILE.toml",
                        help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
                             "trials goes beside it)")
@@ -117,6 +128,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
+    from ..training.trial_queue import open_queue, open_storage, shown_url
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -129,6 +141,13 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                          "it); name it .toml")
     if args.space is not None and not args.space.strip():
         raise UsageError("--space is empty; pass a search space TOML file")
+    if (args.storage is None) != (args.study_name is None):
+        raise UsageError("--study-name names the shared study in --storage: give both or neither" if args.storage
+                         is None else "--storage needs --study-name NAME: the workers of one search share the study "
+                         "by its name")
+    if args.storage is not None and not (args.storage.strip() and args.study_name.strip()):
+        raise UsageError("--storage and --study-name must not be empty")
+    storage = open_storage(args.storage) if args.storage is not None else None  # a missing driver fails first
     resolved = resolve_cli_config(args)
     base = resolved.config
     search_space = load_search_space(args.space if args.space is not None else search_space_path())
@@ -141,14 +160,19 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
     space = search_space.widen(base, searched)
-    if "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
+    if "self_loops" in space and base.self_loops and base.batching != "none":
+        space["self_loops"] = ("categorical", (True,))
+        print(f"batching = {base.batching}: self_loops stays True (a batch's subgraph has nodes without "
+              "neighbours)", flush=True)
+    elif "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
         space["self_loops"] = ("categorical", (True,))
         print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
               "normalisation divides by zero)", flush=True)
     where = selection_scope(splits, seeds)
-    print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials (trial 0 = the configured "
-          f"values), objective = mean validation {dataset.metric} {where} (the test metric is never read)",
-          flush=True)
+    shared = f" in study {args.study_name!r} at {shown_url(args.storage)}" if storage is not None else ""
+    print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials{shared} (trial 0 = the "
+          f"configured values), objective = mean validation {dataset.metric} {where} (the test metric is never "
+          "read)", flush=True)
 
     def objective(trial) -> float:
         config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
@@ -169,34 +193,47 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         return mean
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler = optuna.samplers.TPESampler(seed=args.sampler_seed if args.sampler_seed is not None else base.seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.enqueue_trial({name: getattr(base, name) for name in searched})
+    # Workers of a shared study draw from their own streams unless told otherwise: with one seed for all, their
+    # first random trials would repeat each other.
+    sampler_seed = args.sampler_seed if args.sampler_seed is not None else base.seed if storage is None else None
+    settings = {"dataset": dataset.name, "config": {k: v for k, v in base.to_dict().items() if k != "device"},
+                "splits": list(splits), "seeds": list(seeds), "searched": searched, "trials": args.trials,
+                "space": {name: [kind, list(values)] for name, (kind, values) in space.items()}}
+    queue = open_queue(storage=storage, study_name=args.study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+                       settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
+    study = queue.study
     interrupted = False
     try:
-        study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
-                       catch=TRIAL_FAILURES, show_progress_bar=False)
+        queue.run(objective, catch=TRIAL_FAILURES, timeout=args.timeout)
     except KeyboardInterrupt:  # keep what the finished trials found
         interrupted = True
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    state = optuna.trial.TrialState
+    started = [t for t in study.trials if t.state != state.WAITING]  # the rest of the queue never ran
+    completed = [t for t in started if t.state == state.COMPLETE]
     if not completed:
         if interrupted:
             raise KeyboardInterrupt
-        first = next((t.user_attrs["failed"] for t in study.trials if "failed" in t.user_attrs), None)
+        if any(t.state == state.RUNNING for t in started):
+            print(f"no trial of study {args.study_name!r} has completed yet, and the others are running in other "
+                  "workers; the worker that finishes last writes the best config", flush=True)
+            return 0
+        first = next((t.user_attrs["failed"] for t in started if "failed" in t.user_attrs), None)
         print(f"{PROG} tune: every trial failed{f' (first: {first})' if first else ''}", file=sys.stderr)
         return 1
     if interrupted:
         print(f"interrupted after {len(completed)} completed trial(s); writing the best so far", file=sys.stderr)
     best = study.best_trial
     baseline = study.trials[0].value
+    shown_baseline = (percent(baseline) if baseline is not None
+                      else "failed" if study.trials[0].state == state.FAIL else "not finished")
     best_config = RunConfig.from_dict(best.user_attrs["config"])
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"
         f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
-        f"seed repeats a run only at the same count): {len(completed)} of {len(study.trials)} trials "
-        f"completed{' (interrupted)' if interrupted else ''}.\nSelection: mean validation {dataset.metric} {where} = "
-        f"{percent(best.value)} (trial {best.number}; the configured values, trial 0: "
-        f"{percent(baseline) if baseline is not None else 'failed'}); the test metric was not used."
+        f"seed repeats a run only at the same count): {len(completed)} of {len(started)} trials "
+        f"completed{shared}{' (interrupted)' if interrupted else ''}.\nSelection: mean validation {dataset.metric} "
+        f"{where} = {percent(best.value)} (trial {best.number}; the configured values, trial 0: {shown_baseline}); "
+        "the test metric was not used."
     )
     inherited = config_header(args.config) if getattr(args, "config", None) else []
     if inherited:
@@ -205,7 +242,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     with atomic_open(path) as handle:
         handle.write(config_to_toml(best_config, header=header, keys=keys))
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-               "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in study.trials]
+               "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in started]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,

@@ -9,6 +9,9 @@ module             concept
 ``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
 ``loop``           :func:`train_split` and :func:`run`: the training loop
+``batches``        mini-batches on subgraphs: random partitions, METIS clusters, sampled neighbourhoods
+``distributed``    data-parallel training across processes and machines (torchrun, DDP)
+``trial_queue``    a search's trials queued in one Optuna study that several workers share (needs Optuna)
 ``metrics``        accuracy, ROC-AUC, mean and population std
 ``records``        per-split results and the JSON record of a run
 ``checkpoint``     save and load a trained model with its config

@@ -21,7 +21,7 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,15 @@ class RunConfig:
     patience: int | None = _f(None, "stop after this many epochs without a better validation metric")
     seed: int = _f(0, "base seed; split i is trained with seed + i")
     device: str = _f("cpu", "torch device, e.g. cpu or cuda:0")
+    # mini-batches on subgraphs (continuous_gnn.training.batches); evaluation stays full-graph
+    batching: str = _f("none", "training batches: none (full batch), random (random node partitions, RandomNodeLoader), "
+                               "metis (METIS clusters as in ClusterGCN; pip install pymetis) or neighbor (NeighborLoader; "
+                               "needs pyg-lib or torch-sparse)", ("none", "random", "metis", "neighbor"))
+    num_parts: int | None = _f(None, "batching: number of node partitions (random, metis) or of seed batches per epoch "
+                                     "(neighbor)")
+    parts_per_batch: int | None = _f(None, "batching = metis: clusters joined into one batch", shown="none, i.e. 1")
+    num_neighbors: str | None = _f(None, "batching = neighbor: neighbours sampled per hop, comma-separated, e.g. '10,10' "
+                                         "(-1 takes all)")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -411,3 +420,43 @@ def _validate(c: RunConfig) -> None:
     solver, adjoint = c.solver_settings()  # the solver objects check themselves too
     if adjoint is not None:
         adjoint.for_solver(solver)
+    _validate_batching(c, require)
+
+
+def _validate_batching(c: RunConfig, require: Callable[[bool, str], None]) -> None:
+    """The batching fields; node counts are checked against the dataset when a run starts
+    (:func:`continuous_gnn.training.batches.check_batching`)."""
+    if c.batching == "none":
+        for name in ("num_parts", "parts_per_batch", "num_neighbors"):
+            require(getattr(c, name) is None, f"{name} applies only with batching (e.g. --batching metis)")
+        return
+    require(c.num_parts is not None, f"batching = {c.batching} needs num_parts (on the command line: --num-parts K)")
+    require(c.num_parts >= 1, f"num_parts must be a positive integer, got {c.num_parts}")
+    require(c.self_loops, "batching needs self_loops = true: a batch's subgraph has nodes without neighbours, which "
+                          "D^-1/2 A D^-1/2 cannot normalise")
+    if c.parts_per_batch is not None:
+        require(c.batching == "metis", "parts_per_batch applies only with batching = metis")
+        require(1 <= c.parts_per_batch <= c.num_parts,
+                f"parts_per_batch must be an integer in [1, num_parts = {c.num_parts}], got {c.parts_per_batch}")
+    if c.batching == "neighbor":
+        require(c.num_neighbors is not None,
+                "batching = neighbor needs num_neighbors, the neighbours sampled per hop (e.g. --num-neighbors 10,10)")
+        parse_fanout(c.num_neighbors)
+    else:
+        require(c.num_neighbors is None, "num_neighbors applies only with batching = neighbor")
+
+
+def parse_fanout(text: str) -> tuple[int, ...]:
+    """``num_neighbors`` as integers, one per hop: ``"10,5"`` → ``(10, 5)``; ``-1`` takes every neighbour.
+
+    Raises:
+        ValueError: unless ``text`` is a comma-separated list of positive integers or -1.
+    """
+    try:
+        fanout = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        fanout = ()
+    if not fanout or any(value == 0 or value < -1 for value in fanout):
+        raise ValueError(f"num_neighbors must be comma-separated positive integers (or -1 for all), one per hop, "
+                         f"e.g. '10,10'; got {text!r}")
+    return fanout

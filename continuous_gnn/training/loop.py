@@ -1,4 +1,4 @@
-r"""The training loop: full-batch node classification with the GRAFF protocol, one model per split.
+r"""The training loop: node classification with the GRAFF protocol, one model per split, full batch by default.
 
 Protocol (as in the paper's code, ``run_GNN.py``): one model per split, trained full-batch with Adam for
 ``epochs`` epochs (no early stopping unless ``patience`` is set). After every epoch one forward pass in eval mode
@@ -21,6 +21,18 @@ training step is the plain ``model.forward_with_solution``.
 
 The metric is accuracy, or ROC-AUC for binary datasets (``dataset.metric == "roc_auc"``), computed with torch.
 
+Mini-batches (``config.batching`` other than ``"none"``, :mod:`~continuous_gnn.training.batches`): an epoch is
+one optimiser step per batch, each on a subgraph with its own normalised operator and the batch's training nodes
+as loss nodes; batches without training nodes are skipped. The recorded loss of an epoch is the mean of the
+batch losses weighted by their training nodes, the solver statistics are summed over the batches and the
+regularisers averaged. Evaluation stays one full-graph pass per epoch. With ``batching = "none"`` the epoch is the
+single full-batch step described above.
+
+Across processes (``world``, :mod:`~continuous_gnn.training.distributed`): the training step runs under DDP, each
+rank on its own batches, and the epoch's loss and statistics are summed over the ranks. A rank whose batch has no
+training nodes still joins the step (its loss is exactly zero) so the ranks stay in step. Rank ``r > 0`` draws its
+dropout masks from its own stream (seed ``split_seed + r·2³²``); rank 0's is that of a single process.
+
 Nothing here prints: progress goes to a callback receiving :class:`~continuous_gnn.training.records.EpochInfo`
 after every epoch (the command line draws a bar with it).
 """
@@ -35,14 +47,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import TrainingDivergedError
 from ..graph import Graph
 from ..ode.regularizers import regularized_forward
+from ..ode.solution import Solution
+from .batches import Batch, EpochBatches, check_batching, metis_parts
 from .build import build_graph, build_model, prepare_features
 from .config import RunConfig
+from .distributed import World
 from .metrics import metrics
 from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary
 
@@ -82,7 +97,7 @@ def _adam(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
 def _check_finite(model: torch.nn.Module, loss: Tensor, config: RunConfig, split: int, epoch: int) -> None:
     """Raise :class:`TrainingDivergedError` when the loss or a parameter is inf or nan after an update.
 
-    One fused sum per epoch; without it a diverged update surfaces at the next forward pass as an encoder
+    One fused sum per optimiser step; without it a diverged update surfaces at the next forward pass as an encoder
     output full of nan, which reads like bad input features.
     """
     sums = torch.stack([loss.detach().reshape(()).float(), *(p.detach().sum().float() for p in model.parameters())])
@@ -98,6 +113,60 @@ def _diverged(config: RunConfig, split: int, epoch: int, what: str) -> TrainingD
         split=split, epoch=epoch)
 
 
+class _TrainingStep(nn.Module):
+    """The forward pass of a training step as a module of its own, so that DDP can wrap it (DDP averages the
+    gradients only of passes through its ``forward``)."""
+
+    def __init__(self, model: nn.Module, kinetic: bool, jacobian: bool) -> None:
+        super().__init__()
+        self.model, self.kinetic, self.jacobian = model, kinetic, jacobian
+
+    def forward(self, features: Tensor, graph: Graph,
+                probes: torch.Generator | None) -> tuple[Tensor, Solution, dict[str, Tensor]]:
+        if self.kinetic or self.jacobian:
+            return regularized_forward(self.model, features, graph, kinetic=self.kinetic, jacobian=self.jacobian,
+                                       generator=probes)
+        logits, solution = self.model.forward_with_solution(features, graph)
+        return logits, solution, {}
+
+
+class _EpochTotals:
+    """The loss, solver statistics and regularisers of an epoch's steps."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[Tensor, int, int, int, dict[str, Tensor]]] = []
+
+    def add(self, loss: Tensor, loss_nodes: int, solution: Solution, regs: dict[str, Tensor]) -> None:
+        self.steps.append((loss.detach(), loss_nodes, solution.stats.nfe_forward, solution.stats.nfe_backward,
+                           {name: value.detach() for name, value in regs.items()}))
+
+    def summary(self, world: World | None, device: torch.device) -> tuple[Tensor, int, int, dict[str, float]]:
+        """The epoch's loss (a tensor), forward and backward NFE, and mean regularisers, over all ranks."""
+        if world is None and len(self.steps) == 1:  # the full-batch step, recorded as it is
+            loss, _, nfe_forward, nfe_backward, regs = self.steps[0]
+            return loss, nfe_forward, nfe_backward, {name: float(value) for name, value in regs.items()}
+        names = sorted(self.steps[0][4]) if self.steps else []
+        totals = torch.tensor([[float(loss) * nodes, nodes, nfe_f, nfe_b, 1, *(float(regs[n]) for n in names)]
+                               for loss, nodes, nfe_f, nfe_b, regs in self.steps] or [[0.0] * 5],
+                              dtype=torch.float64, device=device).sum(0)
+        if world is not None:
+            totals = world.sum(totals)
+        loss_sum, nodes, nfe_forward, nfe_backward, steps, *reg_sums = totals.tolist()
+        loss = torch.tensor(loss_sum / nodes if nodes else math.nan, dtype=torch.float32)
+        return loss, int(nfe_forward), int(nfe_backward), {n: value / steps for n, value in zip(names, reg_sums)}
+
+
+def _batch_loss(logits: Tensor, batch: Batch) -> Tensor:
+    if batch.train_index.numel() == 0:  # only across processes: this rank still joins the step's all-reduce
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[batch.train_index], batch.targets)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """The dropout seed of rank ``rank`` (split seeds differ by less than 2³², so no two streams coincide)."""
+    return (seed + rank * 2**32) % 2**64
+
+
 def train_split(
     config: RunConfig,
     dataset: Any,
@@ -107,6 +176,8 @@ def train_split(
     features: Tensor | None = None,
     progress: Progress | None = None,
     keep: str | None = None,
+    parts: list[Tensor] | None = None,
+    world: World | None = None,
 ) -> SplitResult:
     """Train and evaluate one model on one split (see the module docstring for the protocol).
 
@@ -122,19 +193,26 @@ def train_split(
         keep: ``"best"`` to return the model with the parameters of the best validation epoch (first on
             ties), ``"last"`` with those after the last epoch, in ``result.kept``; ``None`` keeps nothing
             (default: ``None``).
+        parts: the METIS clusters of :func:`~continuous_gnn.training.batches.metis_parts` with
+            ``batching = "metis"``; computed here when not given (pass them to reuse them for every split).
+        world: this process's place in a data-parallel run (:func:`~continuous_gnn.training.distributed.join`);
+            ``None`` trains in this process alone (default: ``None``).
 
     Returns:
         SplitResult.
 
     Raises:
-        ValueError: on an invalid split index, device or ``keep``.
+        ValueError: on an invalid split index, device or ``keep``, or batching that does not fit the dataset or
+            the processes (:func:`~continuous_gnn.training.batches.check_batching`).
+        MissingPackageError: if the package of ``config.batching`` is not installed.
         IntegrationError: if a solve fails (e.g. the state blows up).
         TrainingDivergedError: if the loss or a parameter becomes inf or nan (a learning rate too large).
     """
     if keep not in KEEP_CHOICES:
         raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
     started = time.perf_counter()
-    device = _device(config)
+    device = _device(config) if world is None else world.device(_device(config))
+    check_batching(config, dataset, [split], world_size=1 if world is None else world.size)
     train_mask, val_mask, test_mask = dataset.split(split)
     data = dataset.data
     if graph is None:
@@ -147,6 +225,7 @@ def train_split(
     y_train = y[train_index]
     seed = split_seed(config, split)
 
+    full_batch = [Batch(features, graph, train_index, y_train)]
     losses: list[float] = []
     train_curve: list[float] = []
     val_curve: list[float] = []
@@ -165,40 +244,52 @@ def train_split(
         num_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # The probe has its own generator, so the global stream (init, dropout) is that of a plain run.
         probes = torch.Generator().manual_seed(seed) if use_jacobian else None
+        step: nn.Module = _TrainingStep(model, use_kinetic, use_jacobian)
+        if world is not None:
+            step = world.wrap(step)
+            if not world.is_main:
+                torch.manual_seed(_rank_seed(seed, world.rank))
+        batches: EpochBatches | list[Batch] = full_batch
+        if config.batching != "none":
+            batches = EpochBatches(config, dataset, split, seed, device, parts=parts,
+                                   rank=0 if world is None else world.rank, world_size=1 if world is None else world.size)
         loop_started = time.perf_counter()
         for epoch in range(1, config.epochs + 1):
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            if use_kinetic or use_jacobian:
-                logits, solution, regs = regularized_forward(model, features, graph, kinetic=use_kinetic,
-                                                             jacobian=use_jacobian, generator=probes)
-                loss = F.cross_entropy(logits[train_index], y_train)
+            step.train()
+            totals = _EpochTotals()
+            for batch in batches:
+                if world is None and batch.train_index.numel() == 0:
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                logits, solution, regs = step(batch.features, batch.graph, probes)
+                loss = _batch_loss(logits, batch)
                 if use_kinetic:
                     loss = loss + config.kinetic_weight * regs["kinetic"]
-                    kinetic_values.append(float(regs["kinetic"].detach()))
                 if use_jacobian:
                     loss = loss + config.jacobian_weight * regs["jacobian"]
-                    jacobian_values.append(float(regs["jacobian"].detach()))
-            else:
-                logits, solution = model.forward_with_solution(features, graph)
-                loss = F.cross_entropy(logits[train_index], y_train)
-            loss.backward()
-            try:
-                optimizer.step()
-            except RuntimeError as err:
-                if "overflow" not in str(err):
-                    raise
-                # A learning rate beyond float32 overflows inside Adam before any parameter turns inf.
-                raise _diverged(config, split, epoch, "the update") from err
-            _check_finite(model, loss, config, split, epoch)
-            nfe_forward.append(solution.stats.nfe_forward)
-            nfe_backward.append(solution.stats.nfe_backward)
+                loss.backward()
+                try:
+                    optimizer.step()
+                except RuntimeError as err:
+                    if "overflow" not in str(err):
+                        raise
+                    # A learning rate beyond float32 overflows inside Adam before any parameter turns inf.
+                    raise _diverged(config, split, epoch, "the update") from err
+                _check_finite(model, loss, config, split, epoch)
+                totals.add(loss, batch.train_index.numel(), solution, regs)
+            epoch_loss, epoch_nfe_forward, epoch_nfe_backward, epoch_regs = totals.summary(world, device)
+            nfe_forward.append(epoch_nfe_forward)
+            nfe_backward.append(epoch_nfe_backward)
+            if use_kinetic:
+                kinetic_values.append(epoch_regs.get("kinetic", math.nan))
+            if use_jacobian:
+                jacobian_values.append(epoch_regs.get("jacobian", math.nan))
 
             model.eval()
             with torch.no_grad():
                 scores = metrics(model(features, graph), y, masks, dataset.metric)
                 loss_value, train_value, val_value, test_value = torch.cat(
-                    [loss.detach().reshape(1).to(scores.dtype), scores]
+                    [epoch_loss.reshape(1).to(scores.device, scores.dtype), scores]
                 ).tolist()
             losses.append(loss_value)
             train_curve.append(train_value)
@@ -246,12 +337,14 @@ def train_split(
     )
 
 
-def check_run(config: RunConfig, dataset: Any) -> tuple[list[int], torch.device]:
+def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) -> tuple[list[int], torch.device]:
     """The splits and device :func:`run` would use, after the checks it makes before training anything.
 
     Raises:
-        ValueError: if a requested split does not exist, the device is unavailable, or the dataset was
-            loaded with another feature normalisation than the config asks for.
+        ValueError: if a requested split does not exist, the device is unavailable, the dataset was
+            loaded with another feature normalisation than the config asks for, or the batching does not fit the
+            dataset or the processes (:func:`~continuous_gnn.training.batches.check_batching`).
+        MissingPackageError: if the package of ``config.batching`` is not installed.
     """
     normalized = getattr(dataset, "features_normalized", None)
     if config.normalize_features is not None and normalized is not None and normalized != config.normalize_features:
@@ -265,32 +358,39 @@ def check_run(config: RunConfig, dataset: Any) -> tuple[list[int], torch.device]
         raise ValueError(
             f"dataset {dataset.name!r} has splits 0..{dataset.num_splits - 1}; split(s) {missing} do not exist"
         )
-    return splits, _device(config)
+    device = _device(config)
+    check_batching(config, dataset, splits, world_size=1 if world is None else world.size)
+    return splits, device if world is None else world.device(device)
 
 
 def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
-        on_split: Callable[[SplitResult], None] | None = None) -> RunResult:
+        on_split: Callable[[SplitResult], None] | None = None, world: World | None = None) -> RunResult:
     """Train one model per split of ``config.splits`` (default: every split of the dataset).
 
-    The graph operator and the device features are built once and shared by all splits.
+    The graph operator, the device features and the METIS clusters (``batching = "metis"``) are built once and
+    shared by all splits.
 
     Args:
         config: the run configuration; ``config.dataset`` is informational here (``dataset`` is used).
         dataset: a :class:`~continuous_gnn.data.NodeDataset`.
         progress: called with an :class:`~continuous_gnn.training.records.EpochInfo` after every epoch.
         on_split: called with each finished :class:`~continuous_gnn.training.records.SplitResult`.
+        world: this process's place in a data-parallel run; every rank returns the same result (default:
+            ``None``, one process).
 
     Raises:
-        ValueError: if a requested split does not exist.
+        ValueError: if a requested split does not exist, or on the other errors of :func:`check_run`.
     """
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    splits, device = check_run(config, dataset)
+    splits, device = check_run(config, dataset, world=world)
     graph = build_graph(dataset.data, config, device)
     features = prepare_features(dataset.data.x, device)
+    parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
     results = []
     for split in splits:
-        result = train_split(config, dataset, split, graph=graph, features=features, progress=progress)
+        result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
+                             world=world)
         results.append(result)
         if on_split is not None:
             on_split(result)

@@ -1,0 +1,139 @@
+"""``tune --storage``: workers sharing one Optuna study through its RDB storage, and the errors before any work."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from continuous_gnn.cli import main
+
+optuna = pytest.importorskip("optuna")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Each worker imports torch, PyG and Optuna before it trains; on a busy two-core machine that takes a while.
+TIMEOUT_S = 300
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--storage", "sqlite:///x.db"], "--storage needs --study-name NAME"),
+    (["--study-name", "s"], "--study-name names the shared study in --storage: give both or neither"),
+    (["--storage", " ", "--study-name", "s"], "--storage and --study-name must not be empty"),
+    (["--storage", "not a url", "--study-name", "s"], "is not a database URL SQLAlchemy can use"),
+    (["--storage", "sqlite:////nonexistent/folder/x.db", "--study-name", "s"], "cannot open the database"),
+])
+def test_storage_mistakes_are_usage_errors_before_any_work(argv, fragment, capsys):
+    # The data root does not exist: the storage is checked first.
+    assert main(["tune", "--dataset", "texas", "--data-root", "/nonexistent", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("continuous-gnn tune: error: ") and err.count("\n") == 1 and fragment in err, err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="the PostgreSQL driver is installed")
+def test_a_storage_whose_driver_is_missing_names_the_install(capsys):
+    argv = ["tune", "--dataset", "texas", "--data-root", "/nonexistent", "--study-name", "s",
+            "--storage", "postgresql://searcher:secret@db.example:5432/tune"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the database driver psycopg is not installed; pip install 'psycopg[binary]'" in err
+    assert "secret" not in err and "postgresql://searcher:***@db.example:5432/tune" in err
+
+
+def _worker(out: Path, argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "continuous_gnn", *argv, "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.data
+def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path, data_root, data_cache, capsys):
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    trials = 6
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "15", "--hidden", "8", "--trials", str(trials),
+            "--fix", "hidden,self_loops", "--storage", storage, "--study-name", "texas-search", "--quiet",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache)]
+    workers = [_worker(tmp_path / f"best{i}.toml", argv) for i in (0, 1)]
+    outputs = [w.communicate(timeout=TIMEOUT_S) for w in workers]
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out + err
+    ran = [[int(n) for n in re.findall(r"^trial +(\d+) +val", out, re.M)] for out, _ in outputs]
+    assert all(ran), f"a worker ran no trial: {ran}"  # the two workers shared the search
+    assert sorted(ran[0] + ran[1]) == list(range(trials))  # every trial exactly once, by one worker or the other
+    study = optuna.load_study(study_name="texas-search", storage=storage)
+    assert sorted(t.number for t in study.trials) == list(range(trials))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert study.trials[0].params["lr"] == 0.005  # trial 0 is the configured config
+    # A worker that joins the finished study runs nothing and writes the study's best config.
+    assert main([*argv, "--out", str(tmp_path / "late.toml")]) == 0
+    record = json.loads((tmp_path / "late.json").read_text())
+    assert len(record["trials"]) == trials and record["best_value"] == study.best_value
+    assert f"{trials} of {trials} trials completed in study 'texas-search'" in (tmp_path / "late.toml").read_text()
+    # A worker with other flags cannot join it.
+    capsys.readouterr()
+    assert main([*[a if a != "15" else "16" for a in argv], "--out", str(tmp_path / "other.toml")]) == 2
+    assert "study 'texas-search' was created by a search with other settings (they differ in config)" in \
+        capsys.readouterr().err
+
+
+def _toy(trial) -> float:
+    x = trial.suggest_float("x", -2.0, 2.0)
+    kind = trial.suggest_categorical("kind", ["a", "b"])
+    return -(x - 0.5) ** 2 + (0.1 if kind == "b" else 0.0)
+
+
+def test_the_in_memory_queue_runs_the_trials_of_study_optimize():
+    from continuous_gnn.training.trial_queue import open_queue
+
+    queue = open_queue(storage=None, study_name=None, sampler=optuna.samplers.TPESampler(seed=4), settings={},
+                       first={"x": 0.0, "kind": "a"}, trials=14)
+    queue.run(_toy)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    reference = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=4))
+    reference.enqueue_trial({"x": 0.0, "kind": "a"})
+    reference.optimize(_toy, n_trials=14)
+    assert [(t.params, t.value) for t in queue.study.trials] == [(t.params, t.value) for t in reference.trials]
+
+
+def test_workers_claim_each_queued_trial_once_and_never_add_one(tmp_path):
+    from continuous_gnn.training.trial_queue import open_queue, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+
+    def worker():
+        return open_queue(storage=open_storage(url), study_name="q", sampler=optuna.samplers.RandomSampler(seed=0),
+                          settings={"a": [1]}, first={"x": 1.0}, trials=3)
+
+    first, second = worker(), worker()  # the second joins the study the first created
+    claimed = [first.claim(), second.claim(), first.claim()]
+    assert sorted(t.number for t in claimed) == [0, 1, 2]
+    assert second.claim() is None and first.claim() is None
+    assert len(first.study.trials) == 3  # an empty queue adds no trial
+    with pytest.raises(ValueError, match="was created by a search with other settings \\(they differ in a\\)"):
+        open_queue(storage=open_storage(url), study_name="q", sampler=optuna.samplers.RandomSampler(),
+                   settings={"a": [2]}, first={}, trials=3)
+
+
+def test_a_failed_trial_is_marked_and_the_queue_goes_on_unless_the_error_is_unexpected():
+    from continuous_gnn.training.trial_queue import open_queue
+
+    queue = open_queue(storage=None, study_name=None, sampler=optuna.samplers.RandomSampler(seed=0), settings={},
+                       first={}, trials=4)
+    outcomes = iter([ValueError("diverged"), float("nan"), 1.0, KeyError("bug")])
+
+    def objective(trial):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    with pytest.raises(KeyError, match="bug"):
+        queue.run(objective, catch=(ValueError,))
+    states = [t.state.name for t in queue.study.trials]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "FAIL"]
+    assert queue.study.trials[1].user_attrs["failed"] == "the objective returned nan"
