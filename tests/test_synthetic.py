@@ -12,14 +12,8 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, contains_self_loops, is_undirected
 
 from continuous_gnn.data import synthetic
-from continuous_gnn.data.synthetic import (
-    complete_bipartite,
-    contextual_sbm,
-    edge_homophily,
-    grid_graph,
-    path_graph,
-    ring_graph,
-)
+from continuous_gnn.data.fixed_graphs import complete_bipartite, grid_graph, path_graph, ring_graph
+from continuous_gnn.data.synthetic import contextual_sbm, edge_homophily
 
 GENERATORS: dict[str, Callable[..., Data]] = {
     "csbm": lambda seed, **kw: contextual_sbm(300, num_classes=3, homophily=0.3, seed=seed, **kw),

@@ -21,10 +21,12 @@ from typing import Any
 
 from ..atomic import atomic_open
 from ..errors import IntegrationError, TrainingDivergedError
-from ..training.config import MAX_SEED, MAX_SPLITS, RunConfig
+from ..training.config import RunConfig
 from ..training.config_io import config_to_toml
+from ..training.config_rules import MAX_SEED
 from ..training.presets import search_space_path
 from ..training.search import SearchSpace, config_header, load_search_space, selection_scope
+from ..training.splits import MAX_SPLITS
 from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, timestamp
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
 from .downloads import fetch_dataset

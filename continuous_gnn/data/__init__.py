@@ -23,25 +23,21 @@ Modules, from the bottom up:
   back.
 * :mod:`~continuous_gnn.data.datasets`: :func:`load_dataset` and
   :class:`NodeDataset`, with the preprocessing described.
-* :mod:`~continuous_gnn.data.synthetic`: generated graphs for controlled
-  studies.
+* :mod:`~continuous_gnn.data.synthetic`: the contextual SBM, generated
+  graphs for controlled studies;
+* :mod:`~continuous_gnn.data.fixed_graphs`: complete bipartite, ring, path
+  and grid graphs.
 
 See ``docs/datasets.md`` for the data layout.
 """
 
 from continuous_gnn.data.datasets import NodeDataset, load_dataset
 from continuous_gnn.data.download import Download, DownloadError, DownloadProgress, download_dataset
+from continuous_gnn.data.fixed_graphs import complete_bipartite, grid_graph, path_graph, ring_graph
 from continuous_gnn.data.raw_files import DatasetUnavailableError
 from continuous_gnn.data.registry import DATASETS, NUM_SPLITS, canonical_name
 from continuous_gnn.data.root import default_cache_dir, default_data_root, resolve_data_root
-from continuous_gnn.data.synthetic import (
-    complete_bipartite,
-    contextual_sbm,
-    edge_homophily,
-    grid_graph,
-    path_graph,
-    ring_graph,
-)
+from continuous_gnn.data.synthetic import contextual_sbm, edge_homophily
 
 __all__ = [
     "DATASETS",

@@ -49,7 +49,8 @@ from torch_geometric.utils import to_undirected
 
 from ..graph import Graph
 from .build import build_graph, prepare_features
-from .config import RunConfig, parse_fanout
+from .config import RunConfig
+from .config_rules import parse_fanout
 
 __all__ = ["MissingPackageError", "Batch", "batches_per_epoch", "check_batching", "metis_parts", "EpochBatches"]
 

@@ -3,8 +3,9 @@ r"""The run configuration: one frozen, validated record of everything a training
 A :class:`RunConfig` is built from layers of plain dictionaries, later layers winning
 (:func:`~continuous_gnn.training.config_io.resolve_config`). Every layer goes through the same key and type
 checks (:func:`check_overrides`), so an unknown key or a wrong type fails with a message that names it,
-wherever it came from. Nothing here reads ``sys.argv`` or the environment: the command line
-(:mod:`continuous_gnn.cli`) decides what the layers are. :meth:`RunConfig.solver_settings` is the one place a
+wherever it came from; the rules between fields are in :mod:`~continuous_gnn.training.config_rules`. Nothing
+here reads ``sys.argv`` or the environment: the command line (:mod:`continuous_gnn.cli`) decides what the
+layers are. :meth:`RunConfig.solver_settings` is the one place a
 run's typed solver settings are built.
 
 TOML has no null, so optional fields are either omitted from a file or given the string ``"none"``;
@@ -21,19 +22,16 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from ..energies.base import Energy
 from ..energies.parametrizations import OMEGA_STYLES, W_STYLES
-from ..fields.registry import FLOWS, check_options, flow_class
-from ..ode.grid import count_steps
+from ..fields.registry import FLOWS
 from ..ode.methods import METHODS, SCIPY_METHODS, is_fixed
-from ..ode.settings import DEFAULT_ATOL, DEFAULT_MAX_GRID_STEPS, DEFAULT_RTOL, Adaptive, Adjoint, FixedGrid, Solver
-from .splits import MAX_SPLITS, parse_splits
+from ..ode.settings import DEFAULT_ATOL, DEFAULT_RTOL, Adaptive, Adjoint, FixedGrid, Solver
+from .config_rules import check_rules
+from .splits import parse_splits
 
 __all__ = [
     "ENERGIES",
@@ -209,15 +207,6 @@ def _is_none_string(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _NONE_STRINGS
 
 
-#: Bounds that keep a config from asking for more than any run can allocate or count (a typo such as
-#: ``--hidden 100000000`` or ``--step-size 1e-300`` is an error up front, not an allocation failure or a hang).
-MAX_HIDDEN = 65_536
-MAX_TIME_PIECES = 10_000
-MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
-FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-
-
 def _options(value: Any, source: str) -> dict[str, Any]:
     """``energy_options``: a table of names to TOML values (numbers, strings, booleans, or lists of them)."""
     if value is None:
@@ -317,146 +306,4 @@ def _validate(c: RunConfig) -> None:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown {name} {value!r}{hint}; choose one of: {shown}")
 
-    def require(condition: bool, message: str) -> None:
-        if not condition:
-            raise ValueError(message)
-
-    if c.dataset is not None:
-        require(c.dataset.strip() != "", "dataset must not be empty")
-    flow = flow_class(c.energy)  # an unknown name or a bad import path says which
-    check_options(c.energy, c.energy_options)
-    if c.energy == "graff":
-        shadowed = sorted(set(c.energy_options) & {"w", "omega", "source", "w_learnable", "allow_asymmetric"})
-        require(not shadowed, f"energy_options {shadowed} are config fields of the GRAFF energy; set them at the "
-                              "top level (on the command line: --w, --omega, --source, --w-learnable)")
-    if not issubclass(flow, Energy):
-        given = [name for name, on in (("activation", c.activation is not None),
-                                       ("normalize_field", c.normalize_field),
-                                       ("time_dependent", c.time_dependent)) if on]
-        require(not given, f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to an energy's gradient "
-                           f"flow; {c.energy!r} is a field and is integrated as it is")
-    require(c.time > 0, f"time (T) must be positive, got {c.time}")
-    require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
-    require(c.lr > 0, f"lr must be positive, got {c.lr}")
-    for name in ("weight_decay", "kinetic_weight", "jacobian_weight"):
-        # Training runs in float32: a larger coefficient cannot be converted, and the optimiser raises deep inside
-        # (a huge lr instead makes the first update diverge, which the loop reports as a diverged run).
-        require(getattr(c, name) <= FLOAT32_MAX, f"{name} must be at most {FLOAT32_MAX:.3g} (float32's largest "
-                                                  f"number), got {getattr(c, name):g}")
-    require(c.weight_decay >= 0, f"weight_decay must be non-negative, got {c.weight_decay}")
-    for name in ("dropout", "input_dropout"):
-        require(0.0 <= getattr(c, name) < 1.0, f"{name} must lie in [0, 1), got {getattr(c, name)}")
-    require(c.epochs >= 1, f"epochs must be a positive integer, got {c.epochs}")
-    require(c.patience is None or c.patience >= 1, f"patience must be a positive integer or none, got {c.patience}")
-    require(0 <= c.seed <= MAX_SEED, f"seed must be an integer in [0, 2**63 - {MAX_SPLITS + 1}], got {c.seed}")
-    require(c.max_nfe is None or c.max_nfe >= 1, f"max_nfe must be a positive integer or none, got {c.max_nfe}")
-    for name in ("kinetic_weight", "jacobian_weight"):
-        require(getattr(c, name) >= 0, f"{name} must be non-negative (0 turns it off), got {getattr(c, name)}")
-    if c.time_pieces is not None:
-        require(1 <= c.time_pieces <= MAX_TIME_PIECES,
-                f"time_pieces must be an integer in [1, {MAX_TIME_PIECES}] or none, got {c.time_pieces}")
-        require(c.time_dependent, "time_pieces applies only with time_dependent = true")
-    try:
-        device_type = torch.device(c.device).type
-    except (RuntimeError, ValueError):
-        raise ValueError(
-            f"device {c.device!r} is not a torch device string; use e.g. 'cpu', 'cuda' or 'cuda:0'"
-        ) from None
-    require(device_type in ("cpu", "cuda", "mps"),
-            f"device {c.device!r} is not supported for training; use 'cpu', 'cuda[:N]' or 'mps'")
-
-    require(c.method not in SCIPY_METHODS, f"method {c.method!r} cannot be differentiated, so it cannot be trained")
-    if is_fixed(c.method):
-        require(
-            c.step_size is not None,
-            f"the fixed-grid method {c.method!r} needs a step_size (e.g. --step-size 0.5)",
-        )
-        require(c.step_size > 0, f"step_size must be positive, got {c.step_size}")
-        steps = count_steps(c.time, c.step_size)
-        require(steps <= DEFAULT_MAX_GRID_STEPS,
-                f"time / step_size = {c.time:g} / {c.step_size:g} gives {steps:.3g} steps, more than the "
-                f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise step_size or lower time")
-        require(not c.time_dependent or c.time_pieces is not None or steps <= MAX_TIME_PIECES,
-                f"time_dependent weights take one set of weights per step, and time / step_size gives {steps} "
-                f"steps (at most {MAX_TIME_PIECES}); raise step_size or set time_pieces")
-        require(
-            c.rtol is None and c.atol is None,
-            f"rtol/atol apply to adaptive methods, not to the fixed-grid method {c.method!r}; "
-            "remove them (on the command line: --rtol none --atol none) or choose an adaptive method such as dopri5",
-        )
-    else:
-        require(
-            c.step_size is None,
-            f"step_size={c.step_size} applies to fixed-grid methods, not to the adaptive method {c.method!r}; "
-            "remove it (on the command line: --step-size none) and set rtol/atol instead",
-        )
-        require(c.rtol is None or c.rtol >= FLOAT32_EPS,
-                f"rtol must be at least {FLOAT32_EPS:.2g}, got {c.rtol}: training runs in float32, whose rounding "
-                "error an adaptive solver's error estimate cannot get below (it would shrink the step until "
-                "max_steps runs out)")
-        require(c.atol is None or c.atol >= 0, f"atol must be non-negative, got {c.atol}")
-        require(
-            not c.time_dependent or c.time_pieces is not None,
-            f"time_dependent weights with the adaptive method {c.method!r} need time_pieces, the number of "
-            "pieces of the piecewise-constant schedule (on the command line: --time-pieces K); there is no "
-            "step grid to take it from",
-        )
-    if not c.adjoint:
-        require(c.adjoint_method is None, "adjoint_method applies only with adjoint = true")
-        require(not c.seminorm, "seminorm applies only with adjoint = true and an adaptive adjoint_method")
-    else:
-        backward = c.adjoint_method or c.method
-        require(backward not in SCIPY_METHODS, f"adjoint_method {backward!r} cannot be differentiated")
-        require(
-            not (c.seminorm and is_fixed(backward)),
-            f"seminorm only changes adaptive step-size control, but the adjoint method {backward!r} is fixed-grid",
-        )
-        require(
-            not (is_fixed(backward) and not is_fixed(c.method)),
-            f"the fixed-grid adjoint_method {backward!r} steps backward on the forward solve's grid, but the "
-            f"adaptive method {c.method!r} has none; choose an adaptive adjoint_method (e.g. dopri5) or a "
-            "fixed-grid method with a step_size",
-        )
-    solver, adjoint = c.solver_settings()  # the solver objects check themselves too
-    if adjoint is not None:
-        adjoint.for_solver(solver)
-    _validate_batching(c, require)
-
-
-def _validate_batching(c: RunConfig, require: Callable[[bool, str], None]) -> None:
-    """The batching fields; node counts are checked against the dataset when a run starts
-    (:func:`continuous_gnn.training.batches.check_batching`)."""
-    if c.batching == "none":
-        for name in ("num_parts", "parts_per_batch", "num_neighbors"):
-            require(getattr(c, name) is None, f"{name} applies only with batching (e.g. --batching metis)")
-        return
-    require(c.num_parts is not None, f"batching = {c.batching} needs num_parts (on the command line: --num-parts K)")
-    require(c.num_parts >= 1, f"num_parts must be a positive integer, got {c.num_parts}")
-    require(c.self_loops, "batching needs self_loops = true: a batch's subgraph has nodes without neighbours, which "
-                          "D^-1/2 A D^-1/2 cannot normalise")
-    if c.parts_per_batch is not None:
-        require(c.batching == "metis", "parts_per_batch applies only with batching = metis")
-        require(1 <= c.parts_per_batch <= c.num_parts,
-                f"parts_per_batch must be an integer in [1, num_parts = {c.num_parts}], got {c.parts_per_batch}")
-    if c.batching == "neighbor":
-        require(c.num_neighbors is not None,
-                "batching = neighbor needs num_neighbors, the neighbours sampled per hop (e.g. --num-neighbors 10,10)")
-        parse_fanout(c.num_neighbors)
-    else:
-        require(c.num_neighbors is None, "num_neighbors applies only with batching = neighbor")
-
-
-def parse_fanout(text: str) -> tuple[int, ...]:
-    """``num_neighbors`` as integers, one per hop: ``"10,5"`` → ``(10, 5)``; ``-1`` takes every neighbour.
-
-    Raises:
-        ValueError: unless ``text`` is a comma-separated list of positive integers or -1.
-    """
-    try:
-        fanout = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        fanout = ()
-    if not fanout or any(value == 0 or value < -1 for value in fanout):
-        raise ValueError(f"num_neighbors must be comma-separated positive integers (or -1 for all), one per hop, "
-                         f"e.g. '10,10'; got {text!r}")
-    return fanout
+    check_rules(c)
