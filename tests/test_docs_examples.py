@@ -200,9 +200,16 @@ def check_command(line: str, *, run: bool, where: str) -> None:
     words = shlex.split(line, comments=True)
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
         words = words[1:]  # an environment assignment before the command
+    if words and words[-1] == "&":
+        words = words[:-1]  # started in the background
     if not words:
         return
     program, rest = words[0], words[1:]
+    if program == "torchrun":
+        assert "-m" in rest and rest[rest.index("-m") + 1:][:1] == ["continuous_gnn"], \
+            f"{where}: `{line}` does not start continuous_gnn (torchrun ... -m continuous_gnn ...)"
+        check_cli(rest[rest.index("-m") + 2:], run=False, where=where)
+        return
     if program in ("continuous-gnn", ".venv/bin/continuous-gnn"):
         check_cli(rest, run=run, where=where)
     elif program in ("python", "python3", ".venv/bin/python") and rest[:2] == ["-m", "continuous_gnn"]:
