@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -369,4 +370,24 @@ def test_a_killed_training_process_resumes_to_the_record_of_an_uninterrupted_run
     assert whole.returncode == 0, whole.stderr  # no checkpoints at all: writing them changes nothing either
     record = json.loads((tmp_path / "resumed.json").read_text())
     assert record["machine"]["torch_threads"] == 1
+    assert _splits(tmp_path / "resumed.json") == _splits(tmp_path / "whole.json")
+
+
+@pytest.mark.slow  # two torchrun launches of two ranks each: a minute or more on a two-core machine
+@pytest.mark.data
+def test_data_parallel_ranks_all_resume_from_the_checkpoints_rank_0_wrote(tmp_path, data_root, data_cache):
+    from test_distributed import _torchrun
+
+    argv = ["-m", "continuous_gnn", *_train(data_root, data_cache, "--epochs", "4", "--dropout", "0.5", "--distributed",
+                                            "--batching", "random", "--num-parts", "2")]
+    whole = tmp_path / "whole"
+    _torchrun(*argv, "--checkpoint-dir", str(whole), "--checkpoint-every", "1", "--checkpoint-keep", "9",
+              "--out", str(tmp_path / "whole.json"))
+    assert _names(whole) == [f"checkpoint-0000-000000{epoch}.pt" for epoch in (1, 2, 3)] + ["checkpoint-0001-0000000.pt"]
+    # Only the checkpoint after epoch 2, as if both ranks had died during epoch 3.
+    (tmp_path / "later").mkdir()
+    copied = shutil.copy(whole / "checkpoint-0000-0000002.pt", tmp_path / "later")
+    streams = torch.load(copied, weights_only=True)["current"]["random"]["torch"]
+    assert len(streams) == 2 and not torch.equal(*streams)  # each rank draws its own dropout masks
+    _torchrun(*argv, "--checkpoint-dir", str(tmp_path / "later"), "--resume", "--out", str(tmp_path / "resumed.json"))
     assert _splits(tmp_path / "resumed.json") == _splits(tmp_path / "whole.json")
