@@ -138,6 +138,7 @@ def test_a_checkpoint_holds_the_documented_entries_and_loads_with_weights_only(t
                             "position", "finished", "run_time", "current"}
     assert payload["format"] == RESUME_FORMAT and payload["config"] == config.to_dict()
     assert payload["position"] == 0 and payload["finished"] == [] and payload["world_size"] == 1
+    assert payload["environment"] == {"torch_threads": torch.get_num_threads()}
     current = payload["current"]
     assert set(current) == {"split", "model", "optimizer", "history", "random"}
     assert set(current["random"]) == {"torch", "cuda", "probes", "batches"}

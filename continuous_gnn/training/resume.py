@@ -15,7 +15,7 @@ key               content
 ``kind``          ``"continuous_gnn.training_state"``
 ``config``        :meth:`RunConfig.to_dict() <continuous_gnn.training.RunConfig.to_dict>`
 ``versions``      ``continuous_gnn`` and ``torch`` versions
-``environment``   torch threads and device
+``environment``   torch threads (the device is in the config)
 ``world_size``    processes of the run (1 without ``torch.distributed``)
 ``splits``        the run's splits; ``position`` the index of the one in progress
 ``finished``      the :class:`~continuous_gnn.training.records.SplitResult` of each finished split (as dicts)
@@ -195,8 +195,9 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
             for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
 
 
-def _environment(device: torch.device) -> dict[str, Any]:
-    return {"torch_threads": torch.get_num_threads(), "device": str(device)}
+def _environment() -> dict[str, Any]:
+    """What changes a run's last bits without being part of its config (each rank's device index neither)."""
+    return {"torch_threads": torch.get_num_threads()}
 
 
 class RunCheckpoints:
@@ -250,7 +251,7 @@ class RunCheckpoints:
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run (" + "; ".join(differ) + "); "
                                   "resume with the settings that started it, or start afresh in another folder")
         changed = _differences({**payload["environment"], "torch": payload["versions"].get("torch")},
-                               {**_environment(self.device), "torch": versions["torch"]})
+                               {**_environment(), "torch": versions["torch"]})
         if changed:
             warnings.warn(f"resuming from {str(path)!r} in another environment (" + "; ".join(changed) + "): the "
                           "result may differ in the last bits from an uninterrupted run", ResumeWarning, stacklevel=2)
@@ -313,7 +314,7 @@ class RunCheckpoints:
         if self.world is not None and not self.world.is_main:
             return
         payload = {"format": RESUME_FORMAT, "kind": _KIND, "config": self.config.to_dict(),
-                   "versions": package_versions(), "environment": _environment(self.device),
+                   "versions": package_versions(), "environment": _environment(),
                    "world_size": self.world_size, "splits": list(self.splits), "position": self.position,
                    "finished": [result.to_dict() for result in self.finished], "run_time": self.run_time(),
                    "current": current}
