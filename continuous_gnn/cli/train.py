@@ -3,18 +3,40 @@
 With ``--distributed`` it is one rank of a data-parallel run started by torchrun
 (:mod:`continuous_gnn.training.distributed`): every rank checks the configuration and the data before the
 process group starts, trains its own batches, and only rank 0 prints and writes the record.
+
+With ``--checkpoint-dir`` the run writes checkpoints there, and ``--resume`` continues from the newest one
+(:mod:`continuous_gnn.training.resume`); a warning of the resume is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, show_progress, timestamp
+from .common import (
+    PROG,
+    Subcommand,
+    UsageError,
+    data_paths,
+    number,
+    output_folder,
+    output_path,
+    percent,
+    show_progress,
+    timestamp,
+)
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
 from .downloads import fetch_dataset
 from .progress import EpochBars
+
+if TYPE_CHECKING:
+    from ..training.resume import Checkpointing
 
 __all__ = ["COMMAND"]
 
@@ -30,6 +52,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "
                              "writes the record. Launch: torchrun --nproc-per-node 2 -m continuous_gnn train "
                              "--distributed --batching random --num-parts 4 ...")
+    group = parser.add_argument_group("checkpoints (see docs/training.md)")
+    group.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="write checkpoints of the whole training state into DIR (created if needed), at the end "
+                            "of each split and every --checkpoint-every epochs")
+    group.add_argument("--checkpoint-every", metavar="N",
+                       help="also write one every N epochs of a split (default: only at the end of each split)")
+    group.add_argument("--checkpoint-keep", metavar="K", help="keep the newest K checkpoints (default: 2)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run from the newest readable checkpoint in --checkpoint-dir; the record "
+                            "equals that of an uninterrupted run (same torch build, device and thread count)")
 
 
 #: What torchrun sets in each process it starts.
@@ -51,12 +83,54 @@ def torchrun_world():
         raise UsageError(f"--distributed: torchrun's RANK, WORLD_SIZE and LOCAL_RANK are not a valid rank: {err}") from None
 
 
+def checkpointing(args: argparse.Namespace) -> Checkpointing | None:
+    """The :class:`~continuous_gnn.training.resume.Checkpointing` of the checkpoint flags (``None`` without
+    ``--checkpoint-dir``), its folder checked."""
+    from ..training.resume import Checkpointing
+
+    if args.checkpoint_dir is None:
+        given = [flag for flag, value in (("--checkpoint-every", args.checkpoint_every),
+                                          ("--checkpoint-keep", args.checkpoint_keep), ("--resume", args.resume))
+                 if value not in (None, False)]
+        if given:
+            raise UsageError(f"{given[0]} needs --checkpoint-dir DIR, the folder the checkpoints are written to "
+                             f"and resumed from")
+        return None
+    settings = Checkpointing(output_folder(args.checkpoint_dir, "--checkpoint-dir"),
+                             every=number(args.checkpoint_every, "--checkpoint-every", int, None, minimum=1),
+                             keep=number(args.checkpoint_keep, "--checkpoint-keep", int, 2, minimum=1),
+                             resume=args.resume)
+    settings.check_folder()
+    return settings
+
+
+@contextlib.contextmanager
+def _resume_warnings(command: str, main: bool) -> Iterator[None]:
+    """Show the warnings of a resume as one line on stderr, like the errors (on rank 0 only: the ranks read the
+    same checkpoint)."""
+    from ..training.resume import ResumeWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, ResumeWarning):
+            shown(message, category, filename, lineno, file, line)
+        elif main:
+            print(f"{PROG} {command}: warning: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResumeWarning)
+        warnings.showwarning = show
+        yield
+
+
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..training import check_run, load_run_dataset, run, save_record
     from ..training.distributed import backend_for, join, leave
 
     resolved = resolve_cli_config(args)
     config = resolved.config
+    checkpoints = checkpointing(args)
     world = torchrun_world() if args.distributed else None
     main = world is None or world.is_main
     label = resolved.preset or config.energy
@@ -79,11 +153,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     if world is not None:
         world = join(config.device, world.local_rank)
     try:
-        if main and show_progress(args):
-            with EpochBars(dataset.name) as bars:
-                result = run(config, dataset, progress=bars, on_split=on_split, world=world)
-        else:
-            result = run(config, dataset, on_split=on_split if main else None, world=world)
+        with _resume_warnings("train", main), contextlib.ExitStack() as stack:
+            bars = stack.enter_context(EpochBars(dataset.name)) if main and show_progress(args) else None
+            result = run(config, dataset, progress=bars, on_split=on_split if main else None, world=world,
+                         checkpointing=checkpoints)
     finally:
         if world is not None:
             leave()

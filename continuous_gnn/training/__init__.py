@@ -9,6 +9,8 @@ module             concept
 ``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
 ``loop``           :func:`train_split` and :func:`run`: the training loop
+``history``        what the loop keeps of a split's epochs: curves, best epoch, kept model
+``resume``         checkpoints of a run's whole training state, and resuming from them
 ``batches``        mini-batches on subgraphs: random partitions, METIS clusters, sampled neighbourhoods
 ``distributed``    data-parallel training across processes and machines (torchrun, DDP)
 ``trial_queue``    a search's trials queued in one Optuna study that several workers share (needs Optuna)
@@ -19,7 +21,7 @@ module             concept
 """
 
 from .build import build_graph, build_model, load_run_dataset, prepare_features
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, UnsafeCheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, check_overrides, parse_splits
 from .config_io import config_to_toml, load_config, read_config_file, resolve_config
 from .loop import check_run, run, split_seed, train_split
@@ -37,6 +39,7 @@ from .records import (
     record_key,
     save_record,
 )
+from .resume import Checkpointing, ResumeWarning
 from .search import SearchSpace, load_search_space, search_seeds
 
 __all__ = [
@@ -75,6 +78,9 @@ __all__ = [
     "finished_records",
     "Checkpoint",
     "CheckpointError",
+    "UnsafeCheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "Checkpointing",
+    "ResumeWarning",
 ]

@@ -19,13 +19,16 @@ key                content
 The model is rebuilt with :func:`~continuous_gnn.training.build.build_model` from the stored config and its
 state is loaded strictly, so a checkpoint can only be read back into the architecture it was written from.
 Writes are atomic: a temporary file in the target folder, then :func:`os.replace`, so a crash never leaves
-a truncated checkpoint under the final name.
+a truncated checkpoint under the final name. :func:`write_plain` and :func:`read_plain` are the writing and the
+safe reading of such files, shared with the training-state checkpoints of :mod:`~continuous_gnn.training.resume`.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+import pickle
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,8 @@ from ..models import ContinuousGNN
 from .build import build_model
 from .config import RunConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "UnsafeCheckpointError", "save_checkpoint",
+           "load_checkpoint", "package_versions", "write_plain", "read_plain"]
 
 #: Version of the checkpoint layout; bumped on incompatible changes.
 CHECKPOINT_FORMAT = 1
@@ -48,6 +52,11 @@ _KEYS = ("format", "kind", "config", "num_features", "num_classes", "state_dict"
 
 class CheckpointError(ValueError):
     """A file is not a readable checkpoint of this package (wrong format, missing keys, mismatched state)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A complete ``torch.save`` archive that names types outside those ``weights_only`` loading allows: not a
+    file this package wrote, and unpickling it could run code, so it is never loaded."""
 
 
 @dataclass
@@ -71,7 +80,8 @@ class Checkpoint:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """The versions a checkpoint records: ``continuous_gnn`` and ``torch``."""
     from .. import __version__
 
     return {"continuous_gnn": str(__version__), "torch": str(torch.__version__)}
@@ -175,12 +185,50 @@ def save_checkpoint(path: str | os.PathLike[str], model: ContinuousGNN, config: 
         "num_classes": int(num_classes),
         "state_dict": state,
         "metadata": _plain(dict(metadata or {}), "metadata"),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
+    return write_plain(path, payload)
+
+
+def write_plain(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """``torch.save`` ``payload`` (plain data and tensors) to ``path`` atomically; parent folders are created."""
     path = Path(path)
     with atomic_open(path, "wb") as fh:
         torch.save(payload, fh)
     return path
+
+
+def _refusal(err: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only refusal that names the type (its advice to trust the file is not ours)."""
+    text = " ".join(str(err).split())
+    start = text.find("Unsupported")
+    return text[start:].split(" Please use")[0] if start >= 0 else text[:200]
+
+
+def read_plain(path: Path, *, map_location: str | torch.device, writer: str) -> Any:
+    """``torch.load(path, weights_only=True)``: plain data and tensors only, so nothing in the file runs.
+
+    Args:
+        path: an existing file.
+        map_location: where the tensors go.
+        writer: what writes such files, for the messages (e.g. ``"save_checkpoint"``).
+
+    Raises:
+        UnsafeCheckpointError: if the file is a complete archive holding other types (a foreign or crafted file).
+        CheckpointError: if it cannot be read at all (truncated, corrupt, not a ``torch.save`` file).
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # unpickling errors come in many types, and their text is torch's, not ours
+        if isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            # The archive is whole; only what its pickle names was refused.
+            raise UnsafeCheckpointError(
+                f"{str(path)!r} holds objects outside the plain data and tensors a checkpoint is made of "
+                f"({_refusal(err)}); {writer} never writes those, and loading them could run code from the file, "
+                f"so it is not loaded. Remove the file") from None
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by {writer} (torch.load: "
+                              f"{type(err).__name__}: {reason})") from err
 
 
 def _build(config: RunConfig, num_features: int, num_classes: int) -> ContinuousGNN:
@@ -225,18 +273,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         CheckpointError: if the file is not a checkpoint of this format (a foreign or corrupt file: wrong kind,
             missing keys, widths that are not positive ints, metadata that is not a dict) or its state does not
             fit its config.
+        UnsafeCheckpointError: if it holds objects other than plain data and tensors (it is not unpickled).
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file (*.pt) inside it")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types, and their text is torch's, not ours
-        reason = " ".join(str(err).split())[:200]
-        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by save_checkpoint (torch.load: "
-                              f"{type(err).__name__}: {reason})") from err
+    payload = read_plain(path, map_location=map_location, writer="save_checkpoint")
     if not isinstance(payload, dict) or payload.get("kind") != _KIND:
         raise CheckpointError(f"{str(path)!r} is not a continuous_gnn model checkpoint")
     missing = [k for k in _KEYS if k not in payload]

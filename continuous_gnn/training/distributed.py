@@ -86,6 +86,15 @@ class World:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         return total
 
+    def gather(self, values: Tensor) -> list[Tensor]:
+        """``values`` of every rank, in rank order, on the CPU (every rank gets them; all must have the same shape
+        and dtype). Checkpoints gather the ranks' random states with it."""
+        device = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+        local = values.detach().to(device)
+        everyone = [torch.empty_like(local) for _ in range(self.size)]
+        dist.all_gather(everyone, local)
+        return [value.cpu() for value in everyone]
+
 
 def join(device: str, local_rank: int, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
     """Initialise the process group from torchrun's environment and return this process's :class:`World`.

@@ -33,13 +33,17 @@ rank on its own batches, and the epoch's loss and statistics are summed over the
 training nodes still joins the step (its loss is exactly zero) so the ranks stay in step. Rank ``r > 0`` draws its
 dropout masks from its own stream (seed ``split_seed + r·2³²``); rank 0's is that of a single process.
 
+Checkpoints (:mod:`~continuous_gnn.training.resume`): with a
+:class:`~continuous_gnn.training.resume.Checkpointing`, :func:`run` saves the whole state every ``every`` epochs
+and at the end of each split, and a resumed run continues from it to the result of an uninterrupted one. The
+per-epoch curves and the best epoch are kept by a :class:`~continuous_gnn.training.history.SplitHistory`.
+
 Nothing here prints: progress goes to a callback receiving :class:`~continuous_gnn.training.records.EpochInfo`
 after every epoch (the command line draws a bar with it).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import math
 import time
@@ -58,8 +62,10 @@ from .batches import Batch, EpochBatches, check_batching, metis_parts
 from .build import build_graph, build_model, prepare_features
 from .config import RunConfig
 from .distributed import World
+from .history import SplitHistory
 from .metrics import metrics
-from .records import EpochInfo, KeptModel, RunResult, SplitResult, dataset_summary
+from .records import EpochInfo, RunResult, SplitResult, dataset_summary
+from .resume import Checkpointing, RunCheckpoints
 
 __all__ = ["KEEP_CHOICES", "split_seed", "train_split", "check_run", "run"]
 
@@ -178,6 +184,7 @@ def train_split(
     keep: str | None = None,
     parts: list[Tensor] | None = None,
     world: World | None = None,
+    checkpoints: RunCheckpoints | None = None,
 ) -> SplitResult:
     """Train and evaluate one model on one split (see the module docstring for the protocol).
 
@@ -197,6 +204,9 @@ def train_split(
             ``batching = "metis"``; computed here when not given (pass them to reuse them for every split).
         world: this process's place in a data-parallel run (:func:`~continuous_gnn.training.distributed.join`);
             ``None`` trains in this process alone (default: ``None``).
+        checkpoints: the run's checkpoints (:func:`run` makes them from a
+            :class:`~continuous_gnn.training.resume.Checkpointing`): the split continues from their state when
+            they hold some of it, and is checkpointed every ``every`` epochs (default: ``None``, none).
 
     Returns:
         SplitResult.
@@ -226,17 +236,7 @@ def train_split(
     seed = split_seed(config, split)
 
     full_batch = [Batch(features, graph, train_index, y_train)]
-    losses: list[float] = []
-    train_curve: list[float] = []
-    val_curve: list[float] = []
-    nfe_forward: list[int] = []
-    nfe_backward: list[int] = []
-    kinetic_values: list[float] = []
-    jacobian_values: list[float] = []
     use_kinetic, use_jacobian = config.kinetic_weight > 0, config.jacobian_weight > 0
-    best_val, best_epoch, best = -math.inf, 0, (math.nan, math.nan, math.nan)
-    kept_state: dict[str, Tensor] | None = None
-    kept_info: tuple[int, float, float, float, float] | None = None
     with torch.random.fork_rng(devices=_fork_devices(device)):
         torch.manual_seed(seed)
         model = build_model(config, dataset.num_features, dataset.num_classes).to(device)
@@ -253,8 +253,12 @@ def train_split(
         if config.batching != "none":
             batches = EpochBatches(config, dataset, split, seed, device, parts=parts,
                                    rank=0 if world is None else world.rank, world_size=1 if world is None else world.size)
+        generators = {"probes": probes, "batches": batches.generator if isinstance(batches, EpochBatches) else None}
+        restored = None if checkpoints is None else checkpoints.restore_split(split, model, optimizer, generators)
+        history = restored or SplitHistory()
+        earlier_wall, earlier_loop = history.wall_time, history.loop_time
         loop_started = time.perf_counter()
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(history.epochs_run + 1, config.epochs + 1):
             step.train()
             totals = _EpochTotals()
             for batch in batches:
@@ -278,12 +282,8 @@ def train_split(
                 _check_finite(model, loss, config, split, epoch)
                 totals.add(loss, batch.train_index.numel(), solution, regs)
             epoch_loss, epoch_nfe_forward, epoch_nfe_backward, epoch_regs = totals.summary(world, device)
-            nfe_forward.append(epoch_nfe_forward)
-            nfe_backward.append(epoch_nfe_backward)
-            if use_kinetic:
-                kinetic_values.append(epoch_regs.get("kinetic", math.nan))
-            if use_jacobian:
-                jacobian_values.append(epoch_regs.get("jacobian", math.nan))
+            regularizers = {name: epoch_regs.get(name, math.nan)
+                            for name, used in (("kinetic", use_kinetic), ("jacobian", use_jacobian)) if used}
 
             model.eval()
             with torch.no_grad():
@@ -291,50 +291,20 @@ def train_split(
                 loss_value, train_value, val_value, test_value = torch.cat(
                     [epoch_loss.reshape(1).to(scores.device, scores.dtype), scores]
                 ).tolist()
-            losses.append(loss_value)
-            train_curve.append(train_value)
-            val_curve.append(val_value)
-            improved = val_value > best_val
-            if improved:
-                best_val, best_epoch, best = val_value, epoch, (train_value, val_value, test_value)
-            if (keep == "best" and improved) or keep == "last":
-                kept_info = (epoch, train_value, val_value, test_value, loss_value)
-                if keep == "best":
-                    kept_state = copy.deepcopy(model.state_dict())
+            history.add_epoch(loss_value, train_value, val_value, test_value, (epoch_nfe_forward, epoch_nfe_backward),
+                              regularizers, keep=keep, model=model)
             if progress is not None:
                 progress(EpochInfo(split, epoch, config.epochs, loss_value, train_value, val_value,
-                                   best_val, best_epoch))
-            if config.patience is not None and epoch - best_epoch >= config.patience:
+                                   history.best_val, history.best_epoch))
+            if config.patience is not None and epoch - history.best_epoch >= config.patience:
                 break
-        loop_time = time.perf_counter() - loop_started
-    if best_epoch == 0:  # the validation metric was nan throughout (e.g. a one-class validation set)
-        best_epoch = len(val_curve)
-    kept = None
-    if keep is not None and kept_info is not None:
-        if kept_state is not None:
-            model.load_state_dict(kept_state)
-        kept = KeptModel(model.eval(), *kept_info)
-    epochs_run = len(losses)
-    return SplitResult(
-        split=split,
-        seed=seed,
-        best_epoch=best_epoch,
-        epochs_run=epochs_run,
-        train_metric=best[0],
-        val_metric=best[1],
-        test_metric=best[2],
-        wall_time=time.perf_counter() - started,
-        epoch_time=loop_time / max(epochs_run, 1),
-        num_parameters=num_parameters,
-        train_loss=losses,
-        train_curve=train_curve,
-        val_curve=val_curve,
-        nfe_forward=nfe_forward,
-        nfe_backward=nfe_backward,
-        kinetic=kinetic_values,
-        jacobian=jacobian_values,
-        kept=kept,
-    )
+            if checkpoints is not None and checkpoints.due(epoch):
+                history.wall_time = earlier_wall + time.perf_counter() - started
+                history.loop_time = earlier_loop + time.perf_counter() - loop_started
+                checkpoints.save_epoch(split, history, model, optimizer, generators)
+        history.loop_time = earlier_loop + time.perf_counter() - loop_started
+    history.wall_time = earlier_wall + time.perf_counter() - started
+    return history.result(split=split, seed=seed, num_parameters=num_parameters, model=model)
 
 
 def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) -> tuple[list[int], torch.device]:
@@ -364,7 +334,8 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
 
 
 def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
-        on_split: Callable[[SplitResult], None] | None = None, world: World | None = None) -> RunResult:
+        on_split: Callable[[SplitResult], None] | None = None, world: World | None = None,
+        checkpointing: Checkpointing | None = None) -> RunResult:
     """Train one model per split of ``config.splits`` (default: every split of the dataset).
 
     The graph operator, the device features and the METIS clusters (``batching = "metis"``) are built once and
@@ -374,24 +345,36 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         config: the run configuration; ``config.dataset`` is informational here (``dataset`` is used).
         dataset: a :class:`~continuous_gnn.data.NodeDataset`.
         progress: called with an :class:`~continuous_gnn.training.records.EpochInfo` after every epoch.
-        on_split: called with each finished :class:`~continuous_gnn.training.records.SplitResult`.
+        on_split: called with each finished :class:`~continuous_gnn.training.records.SplitResult` (when resuming,
+            first with those the checkpoint holds).
         world: this process's place in a data-parallel run; every rank returns the same result (default:
             ``None``, one process).
+        checkpointing: where and how often to write checkpoints, and whether to resume from the newest one
+            (:mod:`~continuous_gnn.training.resume`); the result of a resumed run is that of an uninterrupted one
+            (default: ``None``, no checkpoints).
 
     Raises:
         ValueError: if a requested split does not exist, or on the other errors of :func:`check_run`.
+        CheckpointError: if resuming finds no readable checkpoint, or one of another run (the message names the
+            differences); see :class:`~continuous_gnn.training.resume.RunCheckpoints`.
     """
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
+    checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
     graph = build_graph(dataset.data, config, device)
     features = prepare_features(dataset.data.x, device)
     parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
-    results = []
-    for split in splits:
+    results = [] if checkpoints is None else list(checkpoints.finished)
+    if on_split is not None:
+        for result in results:
+            on_split(result)
+    for split in splits[len(results):]:
         result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
-                             world=world)
+                             world=world, checkpoints=checkpoints)
         results.append(result)
+        if checkpoints is not None:
+            checkpoints.finish_split(result)
         if on_split is not None:
             on_split(result)
     return RunResult(
@@ -399,6 +382,6 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         dataset=dataset_summary(dataset),
         metric=dataset.metric,
         splits=results,
-        wall_time=time.perf_counter() - started,
+        wall_time=time.perf_counter() - started if checkpoints is None else checkpoints.run_time(),
         date=date,
     )

@@ -1,0 +1,325 @@
+r"""Checkpoints of a training run, and resuming from the newest one with the result of an uninterrupted run.
+
+:func:`~continuous_gnn.training.loop.run` with a :class:`Checkpointing` writes the whole training state into
+its folder every ``every`` epochs of a split and at the end of each split, as ``checkpoint-PPPP-EEEEEEE.pt``:
+``PPPP`` is the position of the split in the run's list of splits and ``EEEEEEE`` the epochs of that split done
+(the checkpoint at the end of a split is the start of the next one, epoch 0). Only the newest ``keep`` files
+stay, and temporaries a killed process left behind are removed. Each is written atomically
+(:func:`~continuous_gnn.training.checkpoint.write_plain`) and holds plain data and tensors only, read back with
+``torch.load(weights_only=True)``:
+
+================  ==========================================================================================
+key               content
+================  ==========================================================================================
+``format``        :data:`RESUME_FORMAT`
+``kind``          ``"continuous_gnn.training_state"``
+``config``        :meth:`RunConfig.to_dict() <continuous_gnn.training.RunConfig.to_dict>`
+``versions``      ``continuous_gnn`` and ``torch`` versions
+``environment``   torch threads (the device is in the config)
+``world_size``    processes of the run (1 without ``torch.distributed``)
+``splits``        the run's splits; ``position`` the index of the one in progress
+``finished``      the :class:`~continuous_gnn.training.records.SplitResult` of each finished split (as dicts)
+``run_time``      seconds the run has taken so far
+``current``       the split in progress, or ``None`` at a split's end: ``split``, ``model`` and ``optimizer``
+                  state, ``history`` (:class:`~continuous_gnn.training.history.SplitHistory`: curves, best
+                  epoch, kept model, times) and ``random``: torch's CPU state (and CUDA's on a GPU) of every
+                  rank, and the states of the Jacobian probe's and the mini-batch sampler's generators
+================  ==========================================================================================
+
+With ``resume=True`` the run continues from the newest readable checkpoint: a newest file that cannot be read
+(cut short, corrupt) is passed over for the one before it with a :class:`ResumeWarning` naming both. Every
+random stream continues where it stopped, so the finished run equals an uninterrupted one bit for bit (wall
+times aside) on the same torch build, device and thread count, which float reductions depend on; a
+checkpoint from another torch version or thread count resumes with a :class:`ResumeWarning`. A checkpoint of
+another config, split list, process count, format or ``continuous_gnn`` version is refused
+(:class:`~continuous_gnn.training.checkpoint.CheckpointError` naming what differs), and so is a file holding
+other types than plain data and tensors (:class:`~continuous_gnn.training.checkpoint.UnsafeCheckpointError`).
+Across processes every rank reads the checkpoint and rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, UnsafeCheckpointError, package_versions, read_plain, write_plain
+from .config import RunConfig
+from .distributed import World
+from .history import SplitHistory
+from .records import SplitResult
+
+__all__ = ["RESUME_FORMAT", "ResumeWarning", "Checkpointing", "RunCheckpoints", "checkpoint_files"]
+
+#: Version of the training-state layout; bumped on incompatible changes.
+RESUME_FORMAT = 1
+_KIND = "continuous_gnn.training_state"
+_KEYS = ("format", "kind", "config", "versions", "environment", "world_size", "splits", "position", "finished",
+         "run_time", "current")
+_CURRENT_KEYS = ("split", "model", "optimizer", "history", "random")
+_NAME = re.compile(r"checkpoint-(\d{4,})-(\d{7,})\.pt")
+_WRITER = "a training run with checkpoints"
+
+
+class ResumeWarning(UserWarning):
+    """A resume that goes on, but not as asked: an unreadable newest checkpoint was passed over, or the
+    environment differs from the one that wrote the checkpoint."""
+
+
+def checkpoint_files(directory: Path) -> list[Path]:
+    """The checkpoint files in ``directory``, oldest first (by split position, then epoch; not by file time)."""
+    if not directory.is_dir():
+        return []
+    found = [(match, path) for path in directory.iterdir() if (match := _NAME.fullmatch(path.name))]
+    return [path for match, path in sorted(found, key=lambda item: (int(item[0][1]), int(item[0][2])))]
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a run writes checkpoints, and whether it resumes from them.
+
+    Attributes:
+        directory (Path): the folder of the checkpoints (created when the first is written).
+        every (int or None): write one every ``every`` epochs of a split; ``None`` only at the end of each split
+            (default: ``None``).
+        keep (int): how many of the newest checkpoints stay (default: 2).
+        resume (bool): continue from the newest checkpoint in ``directory`` (default: ``False``).
+
+    Raises:
+        TypeError: if ``directory`` is not a path, ``every`` or ``keep`` not an int, ``resume`` not a bool.
+        ValueError: if ``every`` or ``keep`` is less than 1, or ``directory`` is a file.
+    """
+
+    directory: Path
+    every: int | None = None
+    keep: int = 2
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.directory, (str, Path)):
+            raise TypeError(f"Checkpointing.directory must be a path, got {type(self.directory).__name__}")
+        object.__setattr__(self, "directory", Path(self.directory))
+        for name, value in (("every", self.every), ("keep", self.keep)):
+            if value is None and name == "every":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Checkpointing.{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"Checkpointing.{name} must be at least 1, got {value}")
+        if not isinstance(self.resume, bool):
+            raise TypeError(f"Checkpointing.resume must be a bool, got {type(self.resume).__name__}")
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"checkpoint folder {str(self.directory)!r} is a file; pass a folder")
+
+    def check_folder(self) -> None:
+        """Raise ``ValueError`` unless the folder fits the request: checkpoints to resume from, or none to mix
+        with a fresh run's (a fresh run in a folder with checkpoints would take turns with them)."""
+        files = checkpoint_files(self.directory)
+        if self.resume and not files:
+            state = "holds no checkpoints" if self.directory.is_dir() else "does not exist"
+            raise ValueError(f"nothing to resume: checkpoint folder {str(self.directory)!r} {state} (files "
+                             f"checkpoint-PPPP-EEEEEEE.pt); run without resuming to write checkpoints there")
+        if not self.resume and files:
+            raise ValueError(f"checkpoint folder {str(self.directory)!r} already holds checkpoints (newest "
+                             f"{files[-1].name}); resume that run (--resume) or pass an empty folder")
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """Whether a checkpoint is written after ``epoch`` of ``epochs`` (the last one has the split's end)."""
+        return self.every is not None and epoch % self.every == 0 and epoch < epochs
+
+
+def _structure(payload: Any) -> str | None:
+    """What is missing or malformed in a loaded payload (``None`` when it has the layout of a checkpoint, or of
+    another format, which :class:`RunCheckpoints` refuses by name)."""
+    if not isinstance(payload, dict) or payload.get("kind") != _KIND:
+        return "it is not a training checkpoint of continuous_gnn"
+    if payload.get("format") != RESUME_FORMAT:
+        return None
+    missing = [key for key in _KEYS if key not in payload]
+    if missing:
+        return f"it lacks {missing}"
+    types = {"config": dict, "versions": dict, "environment": dict, "world_size": int, "splits": list,
+             "position": int, "finished": list, "run_time": float, "current": (dict, type(None))}
+    wrong = [key for key, kind in types.items() if not isinstance(payload[key], kind)]
+    if wrong:
+        return f"its entries {wrong} have the wrong type"
+    current = payload["current"]
+    if current is not None and any(key not in current for key in _CURRENT_KEYS):
+        return f"its split in progress lacks some of {list(_CURRENT_KEYS)}"
+    try:
+        if current is not None:
+            SplitHistory.from_state_dict(current["history"])
+        [SplitResult(**result) for result in payload["finished"]]
+    except (TypeError, ValueError) as err:
+        return f"its results are malformed ({err})"
+    return None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """A checkpoint's payload; :class:`CheckpointError` if it is unreadable or malformed (cut short, corrupt)."""
+    payload = read_plain(path, map_location="cpu", writer=_WRITER)
+    problem = _structure(payload)
+    if problem is not None:
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {problem}")
+    return payload
+
+
+def _newest(directory: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint, warning about the newer ones passed over."""
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(checkpoint_files(directory)):
+        try:
+            payload = _read(path)
+        except UnsafeCheckpointError:
+            raise  # a crafted or foreign file is not passed over silently
+        except (CheckpointError, OSError) as err:
+            skipped.append((path, str(err)))
+            continue
+        if skipped:
+            warnings.warn(f"resuming from {str(path)!r}: the newer "
+                          + "; ".join(f"{str(p)!r} cannot be read ({reason})" for p, reason in skipped),
+                          ResumeWarning, stacklevel=2)
+        return path, payload
+    raise CheckpointError(f"no checkpoint in {str(directory)!r} can be read: "
+                          + "; ".join(f"{p.name}: {reason}" for p, reason in skipped))
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [f"{key}: checkpoint {stored.get(key)!r}, this run {current.get(key)!r}"
+            for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+
+
+def _environment() -> dict[str, Any]:
+    """What changes a run's last bits without being part of its config (each rank's device index neither)."""
+    return {"torch_threads": torch.get_num_threads()}
+
+
+class RunCheckpoints:
+    """The checkpoints of one run: restores its state (when resuming) and writes new checkpoints.
+
+    :func:`~continuous_gnn.training.loop.run` makes one; the loop calls :meth:`restore_split` at the start of
+    each split, :meth:`save_epoch` when :meth:`due` says so, and :meth:`finish_split` at its end.
+
+    Raises:
+        ValueError: if the folder does not fit the request (:meth:`Checkpointing.check_folder`).
+        CheckpointError: if no checkpoint can be read, or the newest readable one belongs to another run (config,
+            splits, process count, format or ``continuous_gnn`` version); the message names what differs.
+        UnsafeCheckpointError: if a checkpoint file holds other types than plain data and tensors.
+    """
+
+    def __init__(self, settings: Checkpointing, config: RunConfig, splits: list[int], device: torch.device,
+                 world: World | None = None) -> None:
+        settings.check_folder()
+        self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
+        self.started = time.perf_counter()
+        self.position = 0
+        self.finished: list[SplitResult] = []
+        self.earlier_time = 0.0
+        self.restored_from: Path | None = None
+        self._current: dict[str, Any] | None = None
+        if settings.resume:
+            self._restore_run()
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.world is None else self.world.size
+
+    def _restore_run(self) -> None:
+        path, payload = _newest(self.settings.directory)
+        if payload["format"] != RESUME_FORMAT:
+            raise CheckpointError(f"checkpoint {str(path)!r} has format {payload['format']}; this version reads "
+                                  f"format {RESUME_FORMAT}: finish that run with the version that wrote it, or start "
+                                  f"afresh in another folder")
+        versions = package_versions()
+        if payload["versions"].get("continuous_gnn") != versions["continuous_gnn"]:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written by continuous_gnn {payload['versions'].get('continuous_gnn')}, "
+                f"this is {versions['continuous_gnn']}; a run resumes only with the version that started it. "
+                f"Finish it with that version, or start afresh in another folder")
+        differ = _differences(payload["config"], self.config.to_dict())
+        for name, stored, current in (("splits", payload["splits"], self.splits),
+                                      ("processes", payload["world_size"], self.world_size)):
+            if stored != current:
+                differ.append(f"{name}: checkpoint {stored!r}, this run {current!r}")
+        if differ:
+            raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run (" + "; ".join(differ) + "); "
+                                  "resume with the settings that started it, or start afresh in another folder")
+        changed = _differences({**payload["environment"], "torch": payload["versions"].get("torch")},
+                               {**_environment(), "torch": versions["torch"]})
+        if changed:
+            warnings.warn(f"resuming from {str(path)!r} in another environment (" + "; ".join(changed) + "): the "
+                          "result may differ in the last bits from an uninterrupted run", ResumeWarning, stacklevel=2)
+        self.restored_from = path
+        self.position = payload["position"]
+        self.finished = [SplitResult(**result) for result in payload["finished"]]
+        self.earlier_time = payload["run_time"]
+        self._current = payload["current"]
+
+    def run_time(self) -> float:
+        """Seconds the run has taken, in earlier processes too."""
+        return self.earlier_time + time.perf_counter() - self.started
+
+    def due(self, epoch: int) -> bool:
+        """Whether to checkpoint after ``epoch`` of the split in progress."""
+        return self.settings.due(epoch, self.config.epochs)
+
+    def restore_split(self, split: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      generators: dict[str, torch.Generator | None]) -> SplitHistory | None:
+        """Load the checkpoint's state of ``split`` into ``model``, ``optimizer``, the generators and torch's random
+        state, and return its history; ``None`` (nothing loaded) when the checkpoint holds no epochs of it."""
+        current, self._current = self._current, None
+        if current is None or current["split"] != split:
+            return None
+        model.load_state_dict(current["model"])
+        optimizer.load_state_dict(current["optimizer"])
+        rank = 0 if self.world is None else self.world.rank
+        randomness = current["random"]
+        torch.set_rng_state(randomness["torch"][rank])
+        if randomness["cuda"] is not None:
+            torch.cuda.set_rng_state(randomness["cuda"][rank], self.device)
+        for name, generator in generators.items():
+            if generator is not None:
+                generator.set_state(randomness[name])
+        history = SplitHistory.from_state_dict(current["history"])
+        if history.kept_state is not None:
+            history.kept_state = {k: v.to(self.device) for k, v in history.kept_state.items()}
+        return history
+
+    def _ranks(self, state: torch.Tensor) -> list[torch.Tensor]:
+        return [state.clone()] if self.world is None else self.world.gather(state)
+
+    def save_epoch(self, split: int, history: SplitHistory, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   generators: dict[str, torch.Generator | None]) -> None:
+        """Write a checkpoint of the split in progress (on every rank: the ranks' random states are gathered)."""
+        randomness = {"torch": self._ranks(torch.get_rng_state()),
+                      "cuda": self._ranks(torch.cuda.get_rng_state(self.device)) if self.device.type == "cuda" else None,
+                      **{name: None if g is None else g.get_state() for name, g in generators.items()}}
+        current = {"split": split, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "history": history.state_dict(), "random": randomness}
+        self._write(history.epochs_run, current)
+
+    def finish_split(self, result: SplitResult) -> None:
+        """Record a finished split and write the checkpoint of the run up to it."""
+        self.finished.append(result)
+        self.position += 1
+        self._write(0, None)
+
+    def _write(self, epoch: int, current: dict[str, Any] | None) -> None:
+        if self.world is not None and not self.world.is_main:
+            return
+        payload = {"format": RESUME_FORMAT, "kind": _KIND, "config": self.config.to_dict(),
+                   "versions": package_versions(), "environment": _environment(),
+                   "world_size": self.world_size, "splits": list(self.splits), "position": self.position,
+                   "finished": [result.to_dict() for result in self.finished], "run_time": self.run_time(),
+                   "current": current}
+        directory = self.settings.directory
+        write_plain(directory / f"checkpoint-{self.position:04d}-{epoch:07d}.pt", payload)
+        # What a killed process left half-written (atomic_open's temporaries) goes with the old checkpoints.
+        for old in [*checkpoint_files(directory)[:-self.settings.keep], *directory.glob(".checkpoint-*.tmp")]:
+            old.unlink(missing_ok=True)
