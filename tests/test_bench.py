@@ -133,18 +133,42 @@ def test_benchmark_graphs_are_undirected_with_the_asked_degree_and_cache(tmp_pat
         graphs.benchmark_edges("sbm", 10, 4.0)
 
 
-def test_isolated_measurements_return_results_in_order_and_failures_as_data(tmp_path):
+def test_community_graph_keeps_most_edges_inside_communities_with_shuffled_ids():
+    from continuous_gnn.data import contextual_sbm, edge_homophily
+
+    n = 4000
+    edges = graphs.benchmark_edges("sbm", n, 10.0, seed=3)
+    labels = contextual_sbm(n, graphs.COMMUNITIES, graphs.INSIDE, 10.0, graphs.COMMUNITIES, seed=3).y
+    assert edge_homophily(edges, labels) == pytest.approx(graphs.INSIDE, abs=0.02)
+    # Were communities contiguous id ranges, most edges would join ids closer than a community's size.
+    close = ((edges[0] - edges[1]).abs() < n // graphs.COMMUNITIES).float().mean()
+    assert close < 0.2
+
+
+def test_measure_peak_sees_a_large_allocation():
+    from continuous_gnn.benchmarks.peak import measure_peak
+
+    result, peak = measure_peak(lambda: torch.ones(50_000_000).sum())  # 200 MB, written, then freed
+    assert float(result) == 50_000_000
+    if peak.method == "VmHWM reset":
+        assert 150 * 2**20 < peak.bytes < 400 * 2**20
+
+
+def test_isolated_measurements_return_results_in_order_and_failures_as_data():
     import os
 
     seen = []
     spec = dict(degree=6.0, hidden=4, repeats=1, device="cpu", threads=1)
+    slow = dict(kind="uniform", nodes=400_000, degree=10.0, hidden=64, repeats=100, device="cpu", threads=1)
+    # One server for all three (its start is the slow part): a point, a failing point, a point over its timeout.
     results = run_isolated("continuous_gnn.benchmarks.scaling:scaling_point",
-                           [dict(kind="sbm", nodes=400, **spec), dict(kind="grid", nodes=400, **spec)],
-                           env=allocators.child_environment(os.environ, allocators.GLIBC_TRACKING), timeout=120,
+                           [dict(kind="sbm", nodes=400, **spec), dict(kind="grid", nodes=400, **spec), slow],
+                           env=allocators.child_environment(os.environ, allocators.GLIBC_TRACKING), timeout=5,
                            on_result=lambda index, result: seen.append(index))
-    assert seen == [0, 1]
+    assert seen == [0, 1, 2]
     assert results[0]["nnz"] == results[0]["edges"] + 400 and results[0]["loaded"] == "glibc"
     assert results[1]["failed"].startswith("ValueError: unknown graph kind")
+    assert results[2]["failed"] == "timed out after 5 s"
     with pytest.raises(ValueError, match="continuous_gnn.benchmarks"):
         run_isolated("os:system", [{}], env=os.environ, timeout=1)
 

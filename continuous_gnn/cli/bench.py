@@ -53,8 +53,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="toy sizes and one or two repeats: checks the benchmark, measures nothing")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--max-nodes", type=at_least(1, int), default=1_000_000, metavar="N",
-                        help="largest synthetic graph of sections e and f; 10000000 adds the 10^7-node graph "
-                             "(about 20 GB and several minutes) (default: 1000000)")
+                        help="largest synthetic graph of sections e and f; 10000000 adds the 10^7-node graph, "
+                             "which needs about ten times the memory of the 10^6-node one (a point killed for "
+                             "memory is reported as failed) (default: 1000000)")
     parser.add_argument("--datasets", default=None, metavar="LIST",
                         help=f"datasets of section a (default: {','.join(DATASETS)}; with --quick: cora)")
     parser.add_argument("--repeats", type=at_least(1, int), default=None,
