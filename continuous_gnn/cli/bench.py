@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_text, check_creatable
+from ..benchmarks.epoch import EpochSettings
+from ..benchmarks.memory import MemorySettings
+from ..benchmarks.overhead import OverheadSettings
+from ..benchmarks.scaling import ScalingSettings
 from .common import Subcommand, UsageError, at_least, choices, project_dir
 
 __all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan"]
@@ -83,21 +87,16 @@ class Plan:
     device: str
     threads: int
     datasets: tuple[str, ...]
-    epoch: object
-    overhead: object
-    memory: object
-    scaling: object
+    epoch: EpochSettings
+    overhead: OverheadSettings
+    memory: MemorySettings
+    scaling: ScalingSettings
     allocator_nodes: int
 
 
 def plan(args: argparse.Namespace) -> Plan:
     """The run's settings; raises :class:`UsageError` on a bad flag, before any work."""
     import torch
-
-    from ..benchmarks.epoch import EpochSettings
-    from ..benchmarks.memory import MemorySettings
-    from ..benchmarks.overhead import OverheadSettings
-    from ..benchmarks.scaling import ScalingSettings
 
     sections = tuple(sorted(choices(args.sections, "--sections", list(SECTIONS))))
     if args.device not in ("cpu", "cuda"):
