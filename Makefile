@@ -13,7 +13,7 @@ DOCS_OUT ?= docs/_build/html
 
 export CONTINUOUS_GNN_DATA ?= $(DATA_ROOT)
 
-.PHONY: install demo test test-slow lint docs reproduce solvers oversmoothing scatter clean
+.PHONY: install demo test test-slow lint docs reproduce solvers bench oversmoothing scatter clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ reproduce: $(STAMP)
 
 solvers: $(STAMP)
 	$(PY) experiments/solver_benchmark.py
+
+# The performance benchmark (docs/performance.md); run it alone on the machine: other jobs distort every number.
+bench: $(STAMP)
+	$(VENV)/bin/continuous-gnn bench
 
 oversmoothing: $(STAMP)
 	$(PY) experiments/oversmoothing.py

@@ -19,9 +19,7 @@ import argparse
 import datetime as dt
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +30,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 import continuous_gnn
 from continuous_gnn import Graph
 from continuous_gnn.atomic import atomic_write_text
+from continuous_gnn.benchmarks.timing import compare
 from continuous_gnn.data import default_cache_dir, load_dataset, resolve_data_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,16 +49,12 @@ class WeightedSum(MessagePassing):
         return edge_weight.view(-1, 1) * x_j
 
 
-def _time(fn, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of forward + backward of ``fn(x).square().sum()``."""
-    samples = []
-    for i in range(repeats + 3):
+def _forward_backward(fn, x: torch.Tensor):
+    """One forward + backward of ``fn(x).square().sum()``."""
+    def run() -> None:
         x.grad = None
-        started = time.perf_counter()
         fn(x).square().sum().backward()
-        if i >= 3:  # warm-up
-            samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     for fn in (message_passing, message_passing_renormalised):
         torch.testing.assert_close(fn(x).detach(), reference, rtol=1e-5, atol=1e-5)
 
-    rows = []
-    for name, fn in (("csr (cached, the package)", csr), ("message passing", message_passing),
-                     ("message passing + gcn_norm per call", message_passing_renormalised)):
-        seconds = _time(fn, x, args.repeats)
-        rows.append((name, seconds))
+    contestants = {"csr (cached, the package)": csr, "message passing": message_passing,
+                   "message passing + gcn_norm per call": message_passing_renormalised}
+    comparison = compare({name: _forward_backward(fn, x) for name, fn in contestants.items()},
+                         repeats=args.repeats, warmup=3)
+    rows = [(timing.name, timing.median) for timing in comparison.timings]
+    for name, seconds in rows:
         print(f"{name}: {1000 * seconds:.2f} ms", file=sys.stderr)
     baseline = rows[0][1]
 
@@ -113,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         f"torch_geometric {torch_geometric.__version__}",
         f"- **Workload:** `ĀX` forward + backward on {args.dataset} ({data.num_nodes} nodes, "
         f"{graph.edge_index.size(1)} non-zeros of Ā with self-loops), {args.channels} channels, float32; "
-        f"median of {args.repeats} repeats after 3 warm-ups. All three give the same `ĀX` (checked).",
+        f"median of {args.repeats} repeats after 3 warm-ups, the three interleaved round by round. All three give "
+        "the same `ĀX` (checked).",
         "",
         "| operator | ms | ratio to CSR |",
         "|---|---:|---:|",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ("train", "tune", "reproduce", "solvers", "study")
+COMMANDS = ("train", "tune", "reproduce", "solvers", "study", "bench")
 
 
 def _env() -> dict[str, str]:

@@ -15,12 +15,13 @@ counted with ``torch.autograd.graph.saved_tensors_hooks``) are reported as a sec
 
 from __future__ import annotations
 
-import gc
 import os
 import statistics
 import time
 import warnings
 from dataclasses import dataclass
+
+from .peak import measure_peak
 
 __all__ = ["ADAPTIVE", "ModelSettings", "child", "run_child", "fork_server"]
 
@@ -45,25 +46,6 @@ class ModelSettings:
     weight_decay: float
 
 
-def _proc_status() -> dict[str, int]:
-    values = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(config: dict, settings: ModelSettings) -> dict:
     """Train one configuration; returns the measurements (runs inside a fresh interpreter).
 
@@ -71,8 +53,6 @@ def child(config: dict, settings: ModelSettings) -> dict:
     horizon (``t_end``), the activation, the seed and the adjoint's options (``adjoint_kwargs``); ``settings``
     holds the rest of the model and the optimiser.
     """
-    import resource
-
     import torch
     from torch.nn import functional as F
 
@@ -134,17 +114,9 @@ def child(config: dict, settings: ModelSettings) -> dict:
             epochs, best = [], (-1.0, 0.0, 0)
             for epoch in range(1, config["epochs"] + 1):
                 if epoch == 2:  # the measured step: after one warm-up step (allocator, lazy initialisation)
-                    gc.collect()
-                    result["peak_method"] = "VmHWM reset" if _reset_peak() else "ru_maxrss delta"
-                    before = _proc_status()
-                    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-                    epochs.append(train_step(track=True))
-                    after = _proc_status()
-                    if result["peak_method"] == "VmHWM reset":
-                        result["peak_bytes"] = after["VmHWM"] - before["VmRSS"]
-                    else:
-                        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-                        result["peak_bytes"] = maxrss - maxrss_before
+                    step, peak = measure_peak(lambda: train_step(track=True))
+                    epochs.append(step)
+                    result["peak_method"], result["peak_bytes"] = peak.method, peak.bytes
                     result["saved_bytes"] = sum(saved.values())
                 else:
                     epochs.append(train_step())

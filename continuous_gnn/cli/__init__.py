@@ -11,6 +11,7 @@ module            subcommand or shared part
 ``study``         ``study``: over-smoothing sweeps (step size, time, solver, W family; homophily)
 ``reproduce``     ``reproduce``: the GRAFF table (``reproduce_page`` writes docs/results.md)
 ``solvers``       ``solvers``: the solver benchmark (``solvers_page`` writes docs/solvers.md)
+``bench``         ``bench``: the performance benchmark (``bench_page`` writes docs/performance.md)
 ``progress``      the per-split progress bars
 ================  ===========================================================================================
 
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import IntegrationError, TrainingDivergedError
-from . import reproduce, solvers, study, suite, train, tune
+from . import bench, reproduce, solvers, study, suite, train, tune
 from .common import PROG, Parser, Subcommand, UsageError
 from .config_flags import add_config_flags, resolve_cli_config, typed_overrides
 
@@ -43,7 +44,7 @@ def register(command: Subcommand) -> Subcommand:
     return command
 
 
-for _module in (train, tune, reproduce, suite, solvers, study):
+for _module in (train, tune, reproduce, suite, solvers, study, bench):
     register(_module.COMMAND)
 
 
