@@ -9,6 +9,10 @@ seed, their mean and sample standard deviation across seeds, and how many seeds 
 validation means at the seeds a tuned preset's search trained with against the others, which show how much the
 search inflated its validation accuracy. Nothing is selected: every seed is reported. That file is generated:
 edit this script, not the file.
+
+Each seed's record is written as soon as its run finishes; killed and rerun with the same flags and ``--out-dir``,
+the script reuses the records it finds there (matched by resolved config and seed, not by file name) and trains
+only the others. ``--render-from`` matches records the same way.
 """
 
 from __future__ import annotations

@@ -281,3 +281,51 @@ def test_a_depth_study_reuses_its_saved_trajectories_and_keeps_other_settings_ap
     # Another seed draws other fresh models: nothing is reused.
     assert main(argv("--seed", "1")) == 0
     assert ", skipped" not in capsys.readouterr().out
+
+
+def test_settings_keys_ignore_key_order_and_finished_records_take_a_units_identity(tmp_path):
+    from continuous_gnn.studies import unit_key
+    from continuous_gnn.training import finished_records, read_json_object, save_record, settings_key
+
+    assert settings_key({"a": 1, "b": [1.5, None]}) == settings_key({"b": [1.5, None], "a": 1})
+    assert settings_key({"a": 1}) != settings_key({"a": 1.5})
+    save_record({"settings": {"seed": 1, "h": 0.5}, "rows": [{"x": 1}]}, tmp_path / "b.json")
+    save_record({"settings": {"h": 0.5, "seed": 1}, "rows": [{"x": 2}]}, tmp_path / "a.json")  # the same unit
+    save_record({"settings": {"h": 0.5, "seed": 2}, "rows": []}, tmp_path / "c.json")
+    save_record({"settings": [1, 2], "rows": []}, tmp_path / "d.json")  # settings that are not an object
+    save_record({"format": 1, "config": {}, "aggregate": {}, "splits": []}, tmp_path / "run.json")  # not a unit
+    (tmp_path / "e.json").write_text("[1, 2]")
+    found = finished_records(tmp_path, key_of=unit_key)
+    assert found == {settings_key({"h": 0.5, "seed": 1}): tmp_path / "a.json",  # the first in name order
+                     settings_key({"h": 0.5, "seed": 2}): tmp_path / "c.json"}
+    from continuous_gnn.training import RunConfig, record_key
+
+    # By default only run records count: an empty config is the default one.
+    assert finished_records(tmp_path) == {record_key(RunConfig()): tmp_path / "run.json"}
+    with pytest.raises(ValueError, match="holds a JSON list, not a continuous_gnn record"):
+        read_json_object(tmp_path / "e.json")
+    with pytest.raises(KeyError):
+        unit_key({"rows": []})
+    with pytest.raises(TypeError, match="settings are a JSON object"):
+        unit_key({"settings": [1]})
+
+
+def test_a_worker_leaves_a_live_trial_of_another_worker_to_it(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from continuous_gnn.training.trial_queue import open_queue, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+
+    def worker():
+        return open_queue(storage=open_storage(url, heartbeat_s=1, grace_s=2), study_name="q",
+                          sampler=optuna.samplers.RandomSampler(seed=0), settings={}, first={}, trials=2)
+
+    other = worker()
+    live = other.claim()
+    started = time.monotonic()
+    with other._heartbeats(live._trial_id):  # the other worker is alive: it keeps recording heartbeats
+        queue = worker()
+        queue.run(lambda trial: 1.0)
+        waited = time.monotonic() - started
+    assert [t.state.name for t in queue.study.trials] == ["RUNNING", "COMPLETE"]
+    assert 2 <= waited < 15  # it waited one grace period and a heartbeat for the trial to go stale, then left

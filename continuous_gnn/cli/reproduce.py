@@ -6,6 +6,13 @@ dataset is reported as unavailable, with the reason), writes one JSON record per
 regenerates ``docs/results.md`` (:mod:`continuous_gnn.cli.reproduce_page`). ``python experiments/reproduce.py``
 is the same command.
 
+Each run's record is written atomically as soon as the run finishes. Killed and rerun with the same flags and
+``--out-dir``, the command reuses every record it finds there instead of training again, printing "record found in
+..., skipped": records are matched by their resolved config (seed included) through
+:func:`~continuous_gnn.training.finished_records`, not by file name. The page is written once, after every run, so it
+equals that of an uninterrupted run but for the date and the measured times (its total counts the reused runs'
+own times).
+
 The flags, the presets they override (``--seed``, ``--epochs``, ``--splits`` against each dataset's splits) and the
 output paths are checked before anything is created or run (exit status 2). When no run succeeds (every one
 failed, was skipped or had no data) the command exits with status 1 and leaves ``--results`` untouched; a dataset
