@@ -118,6 +118,8 @@ def test_a_stale_trial_of_a_killed_worker_runs_again_and_the_study_completes_its
     from continuous_gnn.training.trial_queue import open_queue, open_storage, replaced_trials
 
     url = f"sqlite:///{tmp_path / 'q.db'}"
+    default = open_storage(url)  # the documented defaults: a heartbeat every 5 s, stale after 20 s without one
+    assert (default.heartbeat_interval, default.grace_period) == (5, 20)
 
     def worker():
         return open_queue(storage=open_storage(url, heartbeat_s=1, grace_s=1), study_name="q",
@@ -203,6 +205,11 @@ def test_a_killed_tune_continues_its_study_and_ends_with_the_requested_trials(da
     summary = json.loads(out.with_suffix(".json").read_text())
     assert len(summary["trials"]) == trials and {t["state"] for t in summary["trials"]} == {"COMPLETE"}
     assert f"{trials} of {trials} trials completed" in out.read_text()
+    # Other flags with the same --out make another study in the same file; the finished one is left as it was.
+    assert main([*argv[:argv.index("--trials") + 1], "1", *argv[argv.index("--trials") + 2:]]) == 0
+    assert len(optuna.get_all_study_names(storage)) == 2
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == len(study.trials)
+    assert "1 of 1 trials completed" in out.read_text()
 
 
 def test_a_trial_is_replaced_only_once_its_repetition_has_started(tmp_path):

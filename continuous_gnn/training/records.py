@@ -205,20 +205,24 @@ def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: if the file is not UTF-8 JSON, is empty, or holds something other than a JSON object; the
             message names the path.
     """
+    return _read_object(path, "record")
+
+
+def _read_object(path: str | os.PathLike[str], what: str, shape: str = "a JSON object") -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not a JSON record: it is not UTF-8 text ({err})") from err
+        raise ValueError(f"{str(path)!r} is not a JSON {what}: it is not UTF-8 text ({err})") from err
     if not text.strip():
-        raise ValueError(f"{str(path)!r} is empty, not a JSON record written by save_record")
+        raise ValueError(f"{str(path)!r} is empty, not a JSON {what} written by save_record")
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a record written by save_record") from err
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a {what} written by save_record") from err
     if not isinstance(record, dict):
-        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn record "
-                         "(a JSON object)")
+        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn {what} "
+                         f"({shape})")
     return record
 
 
@@ -233,7 +237,7 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: if the file is not UTF-8 JSON, is empty, or is not a continuous_gnn run record (not a JSON
             object, or lacking one of the keys above); the message names the path.
     """
-    record = read_json_object(path)
+    record = _read_object(path, "run record", f"a JSON object with keys {list(RUN_RECORD_KEYS)}")
     missing = [key for key in RUN_RECORD_KEYS if key not in record]
     if missing:
         raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: it lacks {missing} (a run record has "
