@@ -9,6 +9,10 @@ seed, their mean and sample standard deviation across seeds, and how many seeds 
 validation means at the seeds a tuned preset's search trained with against the others, which show how much the
 search inflated its validation accuracy. Nothing is selected: every seed is reported. That file is generated:
 edit this script, not the file.
+
+Each seed's record is written as soon as its run finishes; killed and rerun with the same flags and ``--out-dir``,
+the script reuses the records it finds there (matched by resolved config and seed, not by file name) and trains
+only the others. ``--render-from`` matches records the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from continuous_gnn.cli import UsageError
 from continuous_gnn.cli.reproduce import REPORT_SEED, prepare_run, validate_selection
 from continuous_gnn.cli.reproduce_page import provenance, repo_relative, write_page
 from continuous_gnn.data import DatasetUnavailableError
-from continuous_gnn.training import load_record, load_run_dataset, run, save_record
+from continuous_gnn.training import RunConfig, finished_records, load_record, load_run_dataset, record_key, run, save_record
 from continuous_gnn.training.presets import preset_file
 from continuous_gnn.training.search import search_seeds
 
@@ -100,13 +104,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="override epochs (a smoke test only)")
     parser.add_argument("--data-root", help="raw data root (default: $CONTINUOUS_GNN_DATA, else the user cache)")
     parser.add_argument("--cache-dir", help="processing cache (default: ~/.cache/continuous_gnn/processed)")
-    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/seed-spread-<timestamp>)")
+    parser.add_argument("--out-dir", help="folder for the JSON records; rerun with the same folder to resume: a seed "
+                                          "whose record is there (same resolved config and seed) is not trained "
+                                          "again (default: runs/seed-spread-<timestamp>)")
     parser.add_argument("--results", default=str(REPO / "docs" / "seed_spread.md"),
                         help="markdown file to (re)generate (default: docs/seed_spread.md); 'none' to skip")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--render-from", metavar="DIR",
                         help="train nothing: rebuild the page from the JSON records a run wrote in DIR, with the "
-                             "same --datasets, --models and --seeds")
+                             "same --datasets, --models, --seeds, --splits and --epochs (records are matched by "
+                             "resolved config and seed)")
     try:
         args = validate_selection(parser.parse_args(argv))
     except UsageError as err:
@@ -124,24 +131,47 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
-            command: str) -> Spread | None:
+def _configs(name: str, model: str, args: argparse.Namespace) -> dict[int, RunConfig] | None:
+    """The run config of each ``--seeds`` value for a preset; None when an optional preset has no file."""
     path = preset_file(model, name)
     if model in OPTIONAL and not path.is_file():
         return None
     base = preset_config(path, splits=args.splits, epochs=args.epochs)
-    dataset = load_run_dataset(base, root, cache_dir=cache)
-    runs = []
-    for seed in args.seeds:
-        config = base.replace(seed=seed)
+    return {seed: base.replace(seed=seed) for seed in args.seeds}
+
+
+def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
+            command: str, done: dict[str, Path]) -> tuple[Spread | None, float]:
+    """A preset's spread over the seeds, and the seconds of the runs whose records were reused.
+
+    A seed whose record is in ``done`` (by resolved config) is not trained again; a new record is saved as soon
+    as its seed's run finishes.
+    """
+    configs = _configs(name, model, args)
+    if configs is None:
+        return None, 0.0
+    path = preset_file(model, name)
+    label = f"{NAMES[name]:<10} {MODELS[model]:<11}"
+    dataset = None
+    runs, reused_s = [], 0.0
+    for seed, config in configs.items():
+        key = record_key(config)
+        if key in done:
+            record = load_record(done[key])
+            reused_s += record["aggregate"]["wall_time"]
+            runs.append(SeedRun.from_record(seed, record))
+            print(f"{label} seed {seed:>5}  record found in {repo_relative(done[key])}, skipped", flush=True)
+            continue
+        if dataset is None:
+            dataset = load_run_dataset(config, root, cache_dir=cache)
         result = run(config, dataset)
         record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                                   data_root=str(root), command=command)
-        save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
+        done[key] = save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
         runs.append(SeedRun.from_record(seed, record))
-        print(f"{NAMES[name]:<10} {MODELS[model]:<11} seed {seed:>5}  "
-              f"test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  {result.wall_time:6.1f} s", flush=True)
-    return _with_search_seeds(name, model, runs)
+        print(f"{label} seed {seed:>5}  test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  "
+              f"{result.wall_time:6.1f} s", flush=True)
+    return _with_search_seeds(name, model, runs), reused_s
 
 
 def _with_search_seeds(name: str, model: str, runs: list[SeedRun]) -> Spread:
@@ -151,18 +181,20 @@ def _with_search_seeds(name: str, model: str, runs: list[SeedRun]) -> Spread:
 
 
 def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread], list[str], list[dict]]:
-    """The spreads of an earlier run from its records ``<dataset>-<model>-seed<s>.json`` in ``folder``."""
+    """The spreads of an earlier run from the records in ``folder``, matched by resolved config and seed."""
+    done = finished_records(folder)
     spreads, skipped, records = [], [], []
     for name in args.datasets:
         for model in args.models:
             label = f"{NAMES[name]} {MODELS[model]}"
-            paths = [folder / f"{name}-{model}-seed{seed}.json" for seed in args.seeds]
-            if not all(path.is_file() for path in paths):
+            configs = _configs(name, model, args)
+            keys = [record_key(config) for config in (configs or {}).values()]
+            if not keys or not all(key in done for key in keys):
                 skipped.append(f"{label} (no records in {repo_relative(folder)})")
                 continue
             runs = []
-            for seed, path in zip(args.seeds, paths):
-                record = load_record(path)
+            for seed, key in zip(args.seeds, keys):
+                record = load_record(done[key])
                 records.append(record)
                 runs.append(SeedRun.from_record(seed, record))
             spreads.append(_with_search_seeds(name, model, runs))
@@ -251,14 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed_spread: error: {err}", file=sys.stderr)
         return 2
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    print(f"records in {out_dir} (rerun with --out-dir {out_dir} to resume)", flush=True)
+    done = finished_records(out_dir)
     started = time.perf_counter()
+    reused_s = 0.0
     spreads: list[Spread] = []
     skipped: list[str] = []
     for name in args.datasets:
         for model in args.models:
             label = f"{NAMES[name]} {MODELS[model]}"
             try:
-                spread = _spread(name, model, args, root, cache, out_dir, command)
+                spread, reused = _spread(name, model, args, root, cache, out_dir, command, done)
+                reused_s += reused
             except DatasetUnavailableError as err:
                 skipped.append(f"{label} (unavailable: {str(err).split('. ')[0]})")
                 print(f"{label}: unavailable", flush=True)
@@ -267,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append(f"{label} (no preset file)")
                 continue
             spreads.append(spread)
-    total = time.perf_counter() - started
+    total = time.perf_counter() - started + reused_s  # reused records' runs count as when they ran
     print(f"total {total:.0f} s", flush=True)
     if not spreads:  # a page of nothing but skipped rows would replace the last real one
         print(f"seed_spread: error: no preset ran ({'; '.join(skipped) or 'nothing selected'}); "

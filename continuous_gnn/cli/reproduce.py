@@ -6,6 +6,13 @@ dataset is reported as unavailable, with the reason), writes one JSON record per
 regenerates ``docs/results.md`` (:mod:`continuous_gnn.cli.reproduce_page`). ``python experiments/reproduce.py``
 is the same command.
 
+Each run's record is written atomically as soon as the run finishes. Killed and rerun with the same flags and
+``--out-dir``, the command reuses every record it finds there instead of training again, printing "record found in
+..., skipped": records are matched by their resolved config (seed included) through
+:func:`~continuous_gnn.training.finished_records`, not by file name. The page is written once, after every run, so it
+equals that of an uninterrupted run but for the date and the measured times (its total counts the reused runs'
+own times).
+
 The flags, the presets they override (``--seed``, ``--epochs``, ``--splits`` against each dataset's splits) and the
 output paths are checked before anything is created or run (exit status 2). When no run succeeds (every one
 failed, was skipped or had no data) the command exits with status 1 and leaves ``--results`` untouched; a dataset
@@ -57,7 +64,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"base seed of every run, split i using seed + i (default: {REPORT_SEED}); no tuned "
                              "preset may have been searched at it")
     add_data_flags(parser)
-    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/reproduce-<timestamp>)")
+    parser.add_argument("--out-dir", help="folder for the JSON records; rerun with the same folder to resume: a run "
+                                          "whose record is there (same resolved config and seed) is not trained "
+                                          "again (default: runs/reproduce-<timestamp>)")
     parser.add_argument("--results", default=str(project_dir() / "docs" / "results.md"),
                         help="markdown file to (re)generate (default: docs/results.md); 'none' to skip")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -142,26 +151,37 @@ def _check_presets(args: argparse.Namespace) -> None:
 
 
 def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache: Path, out_dir: Path,
-             command: str) -> Outcome:
+             command: str, done: dict[str, Path]) -> tuple[Outcome, float]:
+    """The outcome of one preset on one dataset, and the seconds its run took when its record was reused.
+
+    A record in ``done`` (:func:`~continuous_gnn.training.finished_records` of ``out_dir``, by resolved config)
+    is reused instead of training again; a new record is saved as soon as its run finishes and added to ``done``.
+    """
     from ..data import DatasetUnavailableError
-    from ..training import load_run_dataset, run, save_record
+    from ..training import load_record, load_run_dataset, record_key, run, save_record
 
     path = preset_file(model, name)
     if model in OPTIONAL and not path.is_file():
-        return Outcome(name, model, "absent")
+        return Outcome(name, model, "absent"), 0.0
     config = _config(name, model, args)
+    head = f"{NAMES[name]:<10} {MODELS[model]:<11}"
     if model == "graff_tuned" and config.seed in search_seeds(path):
         reason = (f"its search trained with seed {config.seed}, so its validation accuracy there is a maximum over "
                   f"trials; run the reproduction with another --seed")
-        print(f"{NAMES[name]:<10} {MODELS[model]:<11} skipped: {reason}", flush=True)
-        return Outcome(name, model, "failed", reason=reason)
+        print(f"{head} skipped: {reason}", flush=True)
+        return Outcome(name, model, "failed", reason=reason), 0.0
     try:
         fetch_dataset(args, name, root)
         dataset = load_run_dataset(config, root, cache_dir=cache)
     except DatasetUnavailableError as err:
-        return Outcome(name, model, "unavailable", reason=str(err))
+        return Outcome(name, model, "unavailable", reason=str(err)), 0.0
+    key = record_key(config)
+    if key in done:
+        record = load_record(done[key])
+        print(f"{head} record found in {repo_relative(done[key])}, skipped", flush=True)
+        return _outcome(name, model, record, done[key], dataset), record["aggregate"]["wall_time"]
     progress = not args.quiet and sys.stderr.isatty()
-    print(f"{NAMES[name]:<10} {MODELS[model]:<11} ", end="", flush=True)
+    print(f"{head} ", end="", flush=True)
     try:
         if progress:
             with EpochBars(dataset.name) as bars:
@@ -170,21 +190,27 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
             result = run(config, dataset)
     except Exception as err:  # noqa: BLE001 - reported in the table, the other runs go on
         print(f"failed: {err}", flush=True)
-        return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}")
+        return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}"), 0.0
     record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                               data_root=str(root), command=command)
-    saved = save_record(record, out_dir / f"{name}-{model}.json")
-    agg = record["aggregate"]
-    outcome = Outcome(
-        name, model, "ok", test_mean=100 * agg["test_mean"], test_std=100 * agg["test_std"],
-        val_mean=100 * agg["val_mean"], splits=agg["num_splits"], wall_time=result.wall_time,
-        epoch_time=agg["epoch_time_mean"], best_epochs=[s.best_epoch for s in result.splits],
-        epochs=config.epochs, record=repo_relative(saved),
-        test_nodes=sum(int(dataset.split(s.split)[2].sum()) for s in result.splits),
-    )
+    done[key] = save_record(record, out_dir / f"{name}-{model}.json")
+    outcome = _outcome(name, model, record, done[key], dataset)
     print(f"test {outcome.test_mean:6.2f} ± {outcome.test_std:5.2f}  val {outcome.val_mean:6.2f}  "
           f"{outcome.wall_time:6.1f} s  ({1000 * outcome.epoch_time:.1f} ms/epoch)", flush=True)
-    return outcome
+    return outcome, 0.0
+
+
+def _outcome(name: str, model: str, record: dict, saved: Path, dataset) -> Outcome:
+    """The table's outcome of a run record, the same whether the run was just trained or its record reused."""
+    agg = record["aggregate"]
+    splits = record["splits"]
+    return Outcome(
+        name, model, "ok", test_mean=100 * agg["test_mean"], test_std=100 * agg["test_std"],
+        val_mean=100 * agg["val_mean"], splits=agg["num_splits"], wall_time=agg["wall_time"],
+        epoch_time=agg["epoch_time_mean"], best_epochs=[s["best_epoch"] for s in splits],
+        epochs=record["config"]["epochs"], record=repo_relative(saved),
+        test_nodes=sum(int(dataset.split(s["split"])[2].sum()) for s in splits),
+    )
 
 
 def _nothing_succeeded(outcomes: dict[tuple[str, str], Outcome], results: str) -> str:
@@ -201,21 +227,29 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     """0 when at least one run succeeded, 1 when none did (nothing is written then)."""
     import torch
 
+    from ..training import finished_records
+
     validate_selection(args)
     command = shlex.join([PROG, *argv])
     _check_presets(args)
     root, cache, out_dir = prepare_run(args, "reproduce")
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    print(f"data root {root}; records in {out_dir}; torch threads {torch.get_num_threads()}", flush=True)
+    print(f"data root {root}; records in {out_dir} (rerun with --out-dir {out_dir} to resume); torch threads "
+          f"{torch.get_num_threads()}", flush=True)
+    done = finished_records(out_dir)
     started = time.perf_counter()
+    reused_s = 0.0
     outcomes: dict[tuple[str, str], Outcome] = {}
     for name in args.datasets:
         for model in args.models:
-            outcome = _run_one(name, model, args, root, cache, out_dir, command)
+            outcome, reused = _run_one(name, model, args, root, cache, out_dir, command, done)
             outcomes[(name, model)] = outcome
+            reused_s += reused
             if outcome.status == "unavailable":
                 print(f"{NAMES[name]:<10} {MODELS[model]:<11} unavailable: {outcome.reason.split('. ')[0]}", flush=True)
-    total = time.perf_counter() - started
+    # The runs of reused records count as they did when they ran, so a resumed reproduction reports the time
+    # of the whole, as an uninterrupted one does.
+    total = time.perf_counter() - started + reused_s
     print(f"total {total:.0f} s", flush=True)
     if not any(o.status == "ok" for o in outcomes.values()):
         print(f"{PROG} reproduce: error: {_nothing_succeeded(outcomes, args.results)}", file=sys.stderr)

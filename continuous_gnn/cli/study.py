@@ -32,6 +32,11 @@ train/validation/test accuracy at the best validation epoch), ``accuracy_vs_homo
 ``--times``, ``--methods``, ``--points``, ``--split``), ``--checkpoint``, ``--dataset`` and ``--homophily``
 do not apply to it, and ``--epochs`` applies only to it.
 
+Each unit of work (one trajectory of the depth sweep, one trained model of the homophily sweep) is saved in
+``--out``/``units/`` as soon as it finishes, under its settings (the model's config and seed, the data, the solver,
+the readouts, a checkpoint's SHA-256); a study killed and rerun with the same flags and ``--out`` reads those back
+instead of computing them again, and writes the CSV, figures and JSON, as always, once every unit has finished.
+
 Mistakes in the command line or its values, including an ``--out`` that is a file or cannot be created (checked
 before any work), print one line on stderr and exit with status 2; a failed solve exits with status 1
 (the ladder of :func:`continuous_gnn.cli.main`).
@@ -41,7 +46,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
@@ -143,7 +150,7 @@ def _or_default(args: argparse.Namespace, name: str) -> str:
 def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
     from ..energies import W_STYLES
-    from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep, plot_accuracy_vs_homophily, write_csv
+    from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_units, plot_accuracy_vs_homophily, write_csv
     from ..training import environment
     from ..training.presets import study_config
 
@@ -170,17 +177,17 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     config = defaults.replace(hidden=hidden, epochs=epochs)
     out = output_folder(args.out)
 
-    def announce(record: dict[str, Any]) -> None:
-        if not args.quiet:
+    def announce(rows: list[dict[str, Any]]) -> None:
+        for record in rows:
             print(f"  h={record['homophily']:<5g} (measured {record['edge_homophily']:.2f}) "
                   f"{record['w_family']:<10} test {100 * record['acc_test']:5.1f}%", flush=True)
 
     if not args.quiet:
         print(f"{PROG} study: homophily sweep over {len(levels)} level(s) x {len(families)} W famil"
               f"{'y' if len(families) == 1 else 'ies'}, {nodes}-node SBMs, {epochs} epochs")
-    records = homophily_sweep(levels, families, seeds=(seed,), config=config, nodes=nodes, on_result=announce)
+    units = homophily_units(levels, families, seeds=(seed,), config=config, nodes=nodes)
+    records = _run_units(units, out, {}, announce, args.quiet)
 
-    out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv([{k: r[k] for k in HOMOPHILY_COLUMNS} for r in records], out / "homophily.csv")
     figure = plot_accuracy_vs_homophily(records, out / "accuracy_vs_homophily.png",
                                         title=f"GRAFF on contextual SBMs ({nodes} nodes)")
@@ -208,7 +215,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from ..energies import W_STYLES
     from ..ode.methods import METHODS, is_fixed
     from ..studies import (
-        depth_sweep,
+        depth_units,
         fresh_model,
         laplacian_radius,
         model_family,
@@ -271,21 +278,23 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             f"but {dataset.name} has {dataset.num_features} and {dataset.num_classes}; use the data it was trained on"
         )
 
-    def announce(labels: dict[str, Any]) -> None:
-        if not args.quiet:
-            tau = "adaptive" if labels["step_size"] is None else f"τ={labels['step_size']:g}"
-            print(f"  {labels['model']} {labels['w_family']:<10} {labels['method']:<8} {tau}", flush=True)
+    def announce(rows: list[dict[str, Any]]) -> None:
+        first = rows[0]
+        tau = "adaptive" if first["step_size"] is None else f"τ={first['step_size']:g}"
+        print(f"  {first['model']} {first['w_family']:<10} {first['method']:<8} {tau}", flush=True)
 
     if not args.quiet:
         print(f"{PROG} study: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")
     base = fresh.replace(hidden=hidden) if checkpoint is None else checkpoint.config
-    records = depth_sweep(
+    units = depth_units(
         dataset, step_sizes=step_sizes, times=times, methods=methods, w_families=families,
         model=None if checkpoint is None else checkpoint.model, config=base, split=split, seed=seed,
-        max_points=points, on_config=announce,
+        max_points=points,
     )
+    # A unit's settings name the model's config; the data and a checkpoint's weights identify the rest.
+    model_id = "fresh" if checkpoint is None else {"checkpoint": _digest(args.checkpoint)}
+    records = _run_units(units, out, {"data": data_info, "weights": model_id}, announce, args.quiet)
 
-    out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(records, out / "study.csv")
     from ..graph import Graph
 
@@ -345,6 +354,38 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         written = ", ".join(str(p) for p in [*figures, out / "study.json"])
         print(f"wrote {csv_path} ({len(records)} rows), {written}")
     return 0
+
+
+def _run_units(units: list, out: Path, context: dict[str, Any], announce, quiet: bool) -> list[dict[str, Any]]:
+    """The rows of every unit, in order. A unit whose rows an earlier run with the same settings saved in
+    ``out/units`` is read back, not computed; the others are computed and saved there (atomically) as each
+    finishes, so that a study killed and rerun with the same flags continues where it stopped. ``context`` joins
+    each unit's settings (what else identifies it: the data, a checkpoint's weights)."""
+    from ..studies import unit_key
+    from ..training import finished_records, read_json_object, save_record, settings_key
+
+    folder = out / "units"
+    done = finished_records(folder, key_of=unit_key)
+    rows: list[dict[str, Any]] = []
+    for unit in units:
+        settings = {**unit.settings, **context}
+        key = settings_key(settings)
+        if key in done:
+            found = read_json_object(done[key])["rows"]
+            if not quiet:
+                print(f"  {unit.name}: record found in {done[key]}, skipped", flush=True)
+        else:
+            found = unit.compute()
+            done[key] = save_record({"settings": settings, "rows": found}, folder / f"{unit.name}.json")
+            if not quiet:
+                announce(found)
+        rows += found
+    return rows
+
+
+def _digest(path: str) -> str:
+    """SHA-256 of a checkpoint file: its weights, which its config does not identify."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _fractions(text: str, flag: str) -> list[float]:

@@ -5,15 +5,23 @@ The space is a TOML file (:mod:`continuous_gnn.training.search`): the packaged G
 the best trial is never worse on validation than the starting point; the test metric is never read. The best
 config is written as TOML with the selection in its header, and every trial to a JSON file beside it.
 
-With ``--storage URL --study-name NAME`` the trials live in Optuna's RDB storage and every worker started with
-the same flags (on this machine or others) shares them (:mod:`continuous_gnn.training.trial_queue`): together
-they run exactly ``--trials`` trials, and each writes the best config of the trials completed when it stops.
+The trials live in an Optuna study in a SQLite file beside the output (``<out>.optuna.sqlite3`` for
+``<out>.toml``), named after the search's settings, so a search that was killed or interrupted continues when the
+same command (the same ``--out``) runs again: it runs only the trials that did not finish, and a trial its
+worker was running is run again (:mod:`continuous_gnn.training.trial_queue`), so the study ends with ``--trials``
+trials. Deleting that file, or another ``--out``, starts over.
+
+With ``--storage URL --study-name NAME`` the trials live in that RDB storage instead and every worker started with
+the same flags (on this machine or others) shares them: together they run exactly ``--trials`` trials, and each
+writes the best config of the trials completed when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -62,13 +70,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--storage", metavar="URL",
                        help="share the search with other workers through Optuna's RDB storage: sqlite:///tune.db "
                             "on one machine, postgresql://user@host/db or mysql+pymysql://user@host/db for a "
-                            "cluster; start every worker with the same flags (default: in memory, this process "
-                            "alone)")
+                            "cluster; start every worker with the same flags (default: a SQLite file beside --out, "
+                            "<out>.optuna.sqlite3, so that rerunning the same command continues a search that was "
+                            "killed; delete it to start over)")
     group.add_argument("--study-name", metavar="NAME",
                        help="the study the workers share in --storage (required with it)")
     group.add_argument("--out", metavar="FILE.toml",
                        help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
-                            "trials goes beside it)")
+                            "trials and the .optuna.sqlite3 study go beside it; rerun with the same --out to "
+                            "continue a search that stopped)")
 
 
 def parse_seeds(text: str | None, default: int) -> tuple[int, ...]:
@@ -130,7 +140,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
-    from ..training.trial_queue import open_queue, open_storage, shown_url
+    from ..training.trial_queue import open_queue, open_storage, replaced_trials, shown_url
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -201,16 +211,31 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     settings = {"dataset": dataset.name, "config": {k: v for k, v in base.to_dict().items() if k != "device"},
                 "splits": list(splits), "seeds": list(seeds), "searched": searched, "trials": args.trials,
                 "space": {name: [kind, list(values)] for name, (kind, values) in space.items()}}
-    queue = open_queue(storage=storage, study_name=args.study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+    study_name = args.study_name
+    if storage is None:  # this command's own study, beside its output; other flags make another study
+        study_file = path.with_suffix(".optuna.sqlite3")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(f"sqlite:///{study_file}")
+        digest = hashlib.sha256(json.dumps([settings, sampler_seed], sort_keys=True).encode()).hexdigest()[:12]
+        study_name = f"{path.stem}-{digest}"
+        print(f"trials kept in {study_file} (study {study_name}): rerun this command to continue if it stops",
+              flush=True)
+    queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
     study = queue.study
+    finished = [t for t in study.trials if t.state.is_finished() and t.number not in replaced_trials(study.trials)]
+    if finished:
+        print(f"{len(finished)} of {args.trials} trials had finished (found in the study): running the others",
+              flush=True)
     interrupted = False
     try:
         queue.run(objective, catch=TRIAL_FAILURES, timeout=args.timeout)
     except KeyboardInterrupt:  # keep what the finished trials found
         interrupted = True
     state = optuna.trial.TrialState
-    started = [t for t in study.trials if t.state != state.WAITING]  # the rest of the queue never ran
+    replaced = replaced_trials(study.trials)  # a killed worker's trials, run again: not in the budget
+    # The rest of the queue never ran.
+    started = [t for t in study.trials if t.state != state.WAITING and t.number not in replaced]
     completed = [t for t in started if t.state == state.COMPLETE]
     if not completed:
         if interrupted:
@@ -225,9 +250,11 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     if interrupted:
         print(f"interrupted after {len(completed)} completed trial(s); writing the best so far", file=sys.stderr)
     best = study.best_trial
-    baseline = study.trials[0].value
+    # Trial 0, or the trial that ran it again after its worker was killed.
+    configured = next((t for t in started if t.system_attrs.get("failed_trial", t.number) == 0), study.trials[0])
+    baseline = configured.value
     shown_baseline = (percent(baseline) if baseline is not None
-                      else "failed" if study.trials[0].state == state.FAIL else "not finished")
+                      else "failed" if configured.state == state.FAIL else "not finished")
     best_config = RunConfig.from_dict(best.user_attrs["config"])
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"

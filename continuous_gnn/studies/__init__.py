@@ -23,20 +23,22 @@ module            concept
 ``sweep``         depth sweeps of fresh or trained models over W families, solvers and step sizes
 ``trained``       train a model with the one training loop, then record its trajectory
 ``homophily``     accuracy against the homophily of contextual SBMs
+``units``         a sweep's units of work (one trajectory or one trained model), saved and resumed one by one
 ``spectra``       eigenvalues of :math:`W`, the spectral radius of :math:`\Delta`
 ``tables``        records as CSV
 ``plots``         the figures (matplotlib, imported only when drawing)
 ================  ==========================================================================================
 """
 
-from .homophily import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep
+from .homophily import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep, homophily_units
 from .plots import plot_accuracy_vs_depth, plot_accuracy_vs_homophily, plot_rq_vs_time, plot_w_spectrum
 from .spectra import laplacian_radius, w_eigenvalues, w_spectrum_records
-from .sweep import W_FAMILIES, depth_sweep, fresh_model, model_family
+from .sweep import W_FAMILIES, depth_sweep, depth_units, fresh_model, model_family
 from .synthetic import SYNTHETIC_KINDS, synthetic_dataset
 from .tables import read_csv, write_csv
 from .trained import TrainedTrace, trained_trajectory
 from .trajectory import TRAJECTORY_COLUMNS, trajectory_records
+from .units import StudyUnit, unit_key
 
 __all__ = [
     "W_FAMILIES",
@@ -47,11 +49,15 @@ __all__ = [
     "fresh_model",
     "model_family",
     "trajectory_records",
+    "depth_units",
     "depth_sweep",
     "TrainedTrace",
     "trained_trajectory",
     "homophily_min_nodes",
+    "homophily_units",
     "homophily_sweep",
+    "StudyUnit",
+    "unit_key",
     "w_eigenvalues",
     "w_spectrum_records",
     "laplacian_radius",

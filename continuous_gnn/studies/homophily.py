@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from ..data import edge_homophily
@@ -11,8 +12,9 @@ from ..training.config import RunConfig
 from ..training.loop import train_split
 from .sweep import W_FAMILIES
 from .synthetic import synthetic_dataset
+from .units import StudyUnit
 
-__all__ = ["HOMOPHILY_COLUMNS", "homophily_min_nodes", "homophily_sweep"]
+__all__ = ["HOMOPHILY_COLUMNS", "homophily_min_nodes", "homophily_units", "homophily_sweep"]
 
 #: Columns of :func:`homophily_sweep`.
 HOMOPHILY_COLUMNS: tuple[str, ...] = (
@@ -64,6 +66,54 @@ def homophily_min_nodes(homophilies: Sequence[float], *, num_classes: int = 5, a
     return n
 
 
+def homophily_units(
+    homophilies: Sequence[float],
+    w_families: Sequence[str] = W_FAMILIES,
+    *,
+    seeds: Sequence[int] = (0,),
+    config: RunConfig,
+    nodes: int = 500,
+    num_classes: int = 5,
+    num_features: int = 16,
+    snr: float = 1.5,
+    avg_degree: float = 8.0,
+) -> list[StudyUnit]:
+    """The units of :func:`homophily_sweep` (same arguments, but no callback), one per seed, level and family,
+    in its order; each computes one row.
+
+    Raises:
+        ValueError: if ``nodes`` is below :func:`homophily_min_nodes` for these levels.
+    """
+    need = homophily_min_nodes(homophilies, num_classes=num_classes, avg_degree=avg_degree)
+    if nodes < need:
+        raise ValueError(
+            f"nodes={nodes} is too few for homophily levels {[float(h) for h in homophilies]}: {num_classes}-class "
+            f"SBMs with mean degree {avg_degree:g} need at least {need} nodes at these levels"
+        )
+    units = []
+    for seed in seeds:
+        for h in homophilies:
+            sbm = {"nodes": nodes, "homophily": float(h), "seed": seed, "num_classes": num_classes,
+                   "num_features": num_features, "snr": snr, "avg_degree": avg_degree}
+            for family in w_families:
+                model = config.replace(w=family, seed=seed)
+                units.append(StudyUnit(f"h{float(h):g}-{family}-seed{seed}",
+                                       {"study": "homophily", "sbm": sbm, "config": model.to_dict()},
+                                       partial(_homophily_row, sbm, model)))
+    return units
+
+
+def _homophily_row(sbm: dict[str, Any], config: RunConfig) -> list[dict[str, Any]]:
+    dataset = synthetic_dataset("sbm", **sbm)
+    result = train_split(config, dataset, 0)
+    return [{
+        "homophily": sbm["homophily"], "edge_homophily": edge_homophily(dataset.data.edge_index, dataset.data.y),
+        "w_family": config.w, "seed": sbm["seed"], "acc_train": result.train_metric, "acc_val": result.val_metric,
+        "acc_test": result.test_metric, "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+        "wall_time": result.wall_time,
+    }]
+
+
 def homophily_sweep(
     homophilies: Sequence[float],
     w_families: Sequence[str] = W_FAMILIES,
@@ -83,7 +133,8 @@ def homophily_sweep(
     (graph seed = ``seed``), and a model with ``config`` (e.g. the packaged study config ``homophily``,
     :func:`~continuous_gnn.training.presets.study_config`), its ``w`` set to the family and its ``seed`` to
     ``seed``, is trained with :func:`~continuous_gnn.training.train_split`
-    on split 0; the record holds the accuracies at the best validation epoch.
+    on split 0; the record holds the accuracies at the best validation epoch. The records are those of the
+    units of :func:`homophily_units`, run in order.
 
     Args:
         homophilies (sequence of float): target edge homophilies in [0, 1].
@@ -100,26 +151,12 @@ def homophily_sweep(
         ValueError: if ``nodes`` is below :func:`homophily_min_nodes` for these levels (checked before any
             training).
     """
-    need = homophily_min_nodes(homophilies, num_classes=num_classes, avg_degree=avg_degree)
-    if nodes < need:
-        raise ValueError(
-            f"nodes={nodes} is too few for homophily levels {[float(h) for h in homophilies]}: {num_classes}-class "
-            f"SBMs with mean degree {avg_degree:g} need at least {need} nodes at these levels"
-        )
+    units = homophily_units(homophilies, w_families, seeds=seeds, config=config, nodes=nodes,
+                            num_classes=num_classes, num_features=num_features, snr=snr, avg_degree=avg_degree)
     records = []
-    for seed in seeds:
-        for h in homophilies:
-            dataset = synthetic_dataset("sbm", nodes=nodes, homophily=float(h), seed=seed, num_classes=num_classes,
-                                        num_features=num_features, snr=snr, avg_degree=avg_degree)
-            measured = edge_homophily(dataset.data.edge_index, dataset.data.y)
-            for family in w_families:
-                result = train_split(config.replace(w=family, seed=seed), dataset, 0)
-                record = {
-                    "homophily": float(h), "edge_homophily": measured, "w_family": family, "seed": seed,
-                    "acc_train": result.train_metric, "acc_val": result.val_metric, "acc_test": result.test_metric,
-                    "best_epoch": result.best_epoch, "epochs": result.epochs_run, "wall_time": result.wall_time,
-                }
-                records.append(record)
-                if on_result is not None:
-                    on_result(record)
+    for unit in units:
+        for record in unit.compute():
+            records.append(record)
+            if on_result is not None:
+                on_result(record)
     return records

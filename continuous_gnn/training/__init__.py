@@ -36,8 +36,11 @@ from .records import (
     environment,
     finished_records,
     load_record,
+    read_json_object,
     record_key,
+    run_record_key,
     save_record,
+    settings_key,
 )
 from .resume import Checkpointing, ResumeWarning
 from .search import SearchSpace, load_search_space, search_seeds
@@ -74,7 +77,10 @@ __all__ = [
     "environment",
     "save_record",
     "load_record",
+    "read_json_object",
+    "settings_key",
     "record_key",
+    "run_record_key",
     "finished_records",
     "Checkpoint",
     "CheckpointError",

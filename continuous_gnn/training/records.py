@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from .config import RunConfig
 from .metrics import population_mean_std
 
 __all__ = ["RECORD_FORMAT", "EpochInfo", "KeptModel", "SplitResult", "RunResult", "dataset_summary", "environment",
-           "save_record", "load_record", "record_key", "finished_records"]
+           "save_record", "load_record", "read_json_object", "RUN_RECORD_KEYS", "settings_key", "record_key",
+           "run_record_key", "finished_records"]
 
 #: Version of the JSON record layout written by :meth:`RunResult.to_record`.
 RECORD_FORMAT = 1
@@ -191,37 +193,55 @@ def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n")
 
 
+#: The keys every run record has since the first format (:meth:`RunResult.to_record`).
+RUN_RECORD_KEYS = ("format", "config", "aggregate", "splits")
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in ``path``, as written by :func:`save_record` (a run record or a unit of other work).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not UTF-8 JSON, is empty, or holds something other than a JSON object; the
+            message names the path.
+    """
+    return _read_object(path, "record")
+
+
+def _read_object(path: str | os.PathLike[str], what: str, shape: str = "a JSON object") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not a JSON {what}: it is not UTF-8 text ({err})") from err
+    if not text.strip():
+        raise ValueError(f"{str(path)!r} is empty, not a JSON {what} written by save_record")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a {what} written by save_record") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn {what} "
+                         f"({shape})")
+    return record
+
+
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a run record written by :func:`save_record` from :meth:`RunResult.to_record`.
 
-    Only the keys every run record has since the first format are required (``format``, ``config``,
-    ``aggregate``, ``splits``); other records written by :func:`save_record` (e.g. the ``tune`` summary) are
-    not run records and are rejected.
+    Only the keys every run record has since the first format are required (:data:`RUN_RECORD_KEYS`); other
+    records written by :func:`save_record` (e.g. the ``tune`` summary) are not run records and are rejected.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file is not UTF-8 JSON, is empty, or is not a continuous_gnn run record (not a JSON
             object, or lacking one of the keys above); the message names the path.
     """
-    required = ("format", "config", "aggregate", "splits")
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not a JSON run record: it is not UTF-8 text ({err})") from err
-    if not text.strip():
-        raise ValueError(f"{str(path)!r} is empty, not a JSON run record written by save_record")
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); expected a run record written by save_record") from err
-    if not isinstance(record, dict):
-        raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}, not a continuous_gnn run record "
-                         f"(a JSON object with keys {list(required)})")
-    missing = [key for key in required if key not in record]
+    record = _read_object(path, "run record", f"a JSON object with keys {list(RUN_RECORD_KEYS)}")
+    missing = [key for key in RUN_RECORD_KEYS if key not in record]
     if missing:
         raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: it lacks {missing} (a run record has "
-                         f"{list(required)}, as written by RunResult.to_record)")
+                         f"{list(RUN_RECORD_KEYS)}, as written by RunResult.to_record)")
     return record
 
 
@@ -240,17 +260,43 @@ def dataset_summary(dataset: Any) -> dict[str, Any]:
     }
 
 
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """What identifies a unit of work: its resolved settings (seed included), as canonical JSON.
+
+    Two settings give the same key exactly when they are equal as JSON values, whatever the order of their keys.
+    """
+    return json.dumps(settings, sort_keys=True)
+
+
 def record_key(config: RunConfig) -> str:
-    """What identifies a run's record: its resolved config (seed included), as canonical JSON."""
-    return json.dumps(config.to_dict(), sort_keys=True)
+    """What identifies a run's record: :func:`settings_key` of its resolved config (seed included)."""
+    return settings_key(config.to_dict())
 
 
-def finished_records(folder: str | os.PathLike[str]) -> dict[str, Path]:
-    """The run records in ``folder``, by :func:`record_key` of their config.
+def run_record_key(record: Mapping[str, Any]) -> str:
+    """:func:`record_key` of a run record's config (the default identity of :func:`finished_records`).
 
-    A record is written once its run has finished every split, atomically, so one that loads is complete; a
-    file that does not load (not a record, a foreign JSON) is skipped. Matching goes by config, never by file
-    name, so a renamed record is still found and a record of another config is never taken for this one.
+    Raises:
+        ValueError: if ``record`` lacks a key of :data:`RUN_RECORD_KEYS`, or its config is not valid.
+    """
+    missing = [key for key in RUN_RECORD_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"not a run record: it lacks {missing}")
+    return record_key(RunConfig.from_dict(record["config"]))
+
+
+def finished_records(folder: str | os.PathLike[str],
+                     key_of: Callable[[Mapping[str, Any]], str] = run_record_key) -> dict[str, Path]:
+    """The finished records in ``folder``, by their identity ``key_of(record)``.
+
+    The default identifies run records by :func:`record_key` of their config; a command whose units of work are
+    not runs passes its own ``key_of`` (e.g. :func:`settings_key` of the settings the unit stored), which raises
+    ValueError, TypeError or KeyError for a record that is not one of its units.
+
+    A record is written once its unit of work has finished, atomically (:func:`save_record`), so one that loads is
+    complete; a file that does not load or is not identified (not a record, a foreign JSON) is skipped. Matching
+    goes by identity, never by file name, so a renamed record is still found and a record of other settings is
+    never taken for this one. When two files hold the same identity the first in name order is kept.
     """
     found: dict[str, Path] = {}
     folder = Path(folder)
@@ -258,9 +304,9 @@ def finished_records(folder: str | os.PathLike[str]) -> dict[str, Path]:
         return found
     for path in sorted(folder.glob("*.json")):
         try:
-            record = load_record(path)
-            key = record_key(RunConfig.from_dict(record["config"]))
-        except (OSError, ValueError, TypeError):
+            key = key_of(read_json_object(path))
+        except (OSError, ValueError, TypeError, KeyError):
             continue
-        found[key] = path
+        found.setdefault(key, path)
     return found
+

@@ -13,26 +13,42 @@ Without a storage the queue lives in memory and one worker runs it: the trials, 
 are those of ``Study.optimize`` with the same sampler.
 
 A worker that joins an existing study checks that its settings are the study's, so workers started with
-different flags cannot mix their trials. A worker killed during a trial leaves that trial RUNNING; the study then
-completes one trial fewer.
+different flags cannot mix their trials.
+
+A worker that is killed (or whose machine stops) leaves its trial RUNNING. While it runs a trial a worker records a
+heartbeat in the storage every :data:`HEARTBEAT_S` seconds; a RUNNING trial without one for :data:`GRACE_S`
+seconds is stale: the next worker to look marks it FAIL and queues it again with the same parameters (Optuna's
+:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`, which records the trial it repeats), so the study
+still completes its whole budget. A worker whose queue is empty while trials are RUNNING elsewhere waits long
+enough for a dead worker's trial to go stale, runs it if it does, and otherwise leaves the live ones to their
+workers. A worker stopped by Ctrl-C queues its trial again at once. A trial that was run again does not count in
+the budget: :func:`replaced_trials` names them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "SETTINGS_KEY"]
+__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "SETTINGS_KEY", "HEARTBEAT_S",
+           "GRACE_S"]
 
 #: The study attribute that holds the search's settings; the creator writes it after enqueuing the budget.
 SETTINGS_KEY = "continuous_gnn_settings"
+#: Seconds between the heartbeats a worker records for its running trial.
+HEARTBEAT_S = 5
+#: Seconds without a heartbeat after which a RUNNING trial is stale: its worker was killed.
+GRACE_S = 20
 #: pip packages of the database drivers SQLAlchemy names by module.
 _DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
             "pymysql": "PyMySQL", "mysql": "mysql-connector-python", "asyncpg": "asyncpg"}
@@ -48,8 +64,12 @@ def shown_url(url: str) -> str:
         return url
 
 
-def open_storage(url: str, *, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage at ``url``, its tables created if needed.
+def open_storage(url: str, *, attempts: int = 5, heartbeat_s: int = HEARTBEAT_S,
+                 grace_s: int = GRACE_S) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``, its tables created if needed, with heartbeats of running trials.
+
+    A RUNNING trial without a heartbeat for ``grace_s`` seconds is stale, and is queued again when a worker fails
+    it (:meth:`TrialQueue.run`).
 
     Workers that start together on a fresh database race to create its tables (with SQLite, one of two often
     fails with "table ... already exists"); such a failure is retried after a short wait.
@@ -63,7 +83,11 @@ def open_storage(url: str, *, attempts: int = 5) -> optuna.storages.RDBStorage:
     shown = shown_url(url)
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url)
+            with warnings.catch_warnings():  # heartbeats are an experimental Optuna feature
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
         except ImportError as err:
             module = getattr(err.__cause__, "name", None) or "its driver"
             package = _DRIVERS.get(module, module)
@@ -103,12 +127,18 @@ class TrialQueue:
     def claim(self) -> optuna.Trial | None:
         """The next queued trial, now RUNNING and this worker's; ``None`` when the queue is empty.
 
-        ``Study.ask`` pops the queue the same way, but creates a new trial when it is empty.
+        ``Study.ask`` pops the queue the same way, but creates a new trial when it is empty. The first heartbeat
+        is recorded before the claim, so a worker killed right after it still leaves a trial that goes stale.
         """
         for waiting in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,)):
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, waiting.number)
+            self._beat(trial_id)
             try:
                 if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    # The study reads and writes through Optuna's cache of the storage, which must learn of the
+                    # trial before the objective's suggestions write to it (a TPE sampler reads the trials
+                    # anyway, a random one does not).
+                    self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                     return optuna.Trial(self.study, trial_id)  # what Study.ask returns for a popped trial
             except optuna.exceptions.UpdateFinishedTrialError:  # another worker claimed and finished it
                 continue
@@ -119,26 +149,96 @@ class TrialQueue:
         """Claim and run trials until the queue is empty or ``timeout`` seconds have passed.
 
         A trial whose objective raises one of ``catch``, or returns a value that is not finite, is marked FAIL
-        and the next one runs; any other exception (``KeyboardInterrupt`` included) marks it FAIL and propagates.
+        and the next one runs; any other exception (``KeyboardInterrupt`` included) marks it FAIL and propagates,
+        and ``KeyboardInterrupt`` first queues the trial again. Stale trials of killed workers are failed and
+        queued again before every claim; when the queue is empty but trials are RUNNING, the worker waits up to
+        one grace period and a heartbeat for them to go stale before it returns.
         """
         started = time.monotonic()
+        idle_since = None
         while timeout is None or time.monotonic() - started < timeout:
+            self._retry_stale()
             trial = self.claim()
             if trial is None:
-                return
-            try:
-                value = objective(trial)
-            except catch:
-                self.study.tell(trial, state=TrialState.FAIL)
+                now = time.monotonic()
+                idle_since = now if idle_since is None else idle_since
+                if not self._others_running() or now - idle_since > self._stale_after():
+                    return
+                time.sleep(1.0)
                 continue
-            except BaseException:
-                self.study.tell(trial, state=TrialState.FAIL)
-                raise
+            idle_since = None
+            with self._heartbeats(trial._trial_id):
+                try:
+                    value = objective(trial)
+                except catch:
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    continue
+                except KeyboardInterrupt:
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    self._requeue(trial._trial_id)
+                    raise
+                except BaseException:
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    raise
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.study.tell(trial, value)
             else:
                 trial.set_user_attr("failed", f"the objective returned {value!r}")
                 self.study.tell(trial, state=TrialState.FAIL)
+
+    def _interval(self) -> int | None:
+        return getattr(self.storage, "heartbeat_interval", None)
+
+    def _stale_after(self) -> float:
+        interval = self._interval()
+        if interval is None:
+            return 0.0
+        return float(getattr(self.storage, "grace_period", None) or 2 * interval) + interval
+
+    def _beat(self, trial_id: int) -> None:
+        if self._interval() is not None:
+            self.storage.record_heartbeat(trial_id)
+
+    @contextmanager
+    def _heartbeats(self, trial_id: int) -> Iterator[None]:
+        """Record a heartbeat every heartbeat interval while the block runs (none without heartbeats)."""
+        interval = self._interval()
+        if interval is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                self._beat(trial_id)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _others_running(self) -> bool:
+        return bool(self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+
+    def _retry_stale(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+    def _requeue(self, trial_id: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.RetryHeartbeatStaleTrialCallback()(self.study, self.storage.get_trial(trial_id))
+
+
+def replaced_trials(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+    """The numbers of the trials that were queued again (stale, or interrupted) and whose repetition has started:
+    the later trial takes their place. One whose repetition still waits in the queue is not replaced yet."""
+    return {number for trial in trials if trial.state != TrialState.WAITING
+            for number in trial.system_attrs.get("retry_history", [])}
 
 
 def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str | None,
