@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch_geometric.utils import add_remaining_self_loops, get_laplacian, to_dense_adj
 
-from continuous_gnn.data.synthetic import complete_bipartite, grid_graph, path_graph, ring_graph
+from continuous_gnn.data.fixed_graphs import complete_bipartite, grid_graph, path_graph, ring_graph
 from continuous_gnn.diagnostics import (
     DEFAULT_METRICS,
     DIAGNOSTICS,
