@@ -127,6 +127,22 @@ def choices(text: str, flag: str, valid: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------- paths
 
 
+def check_splits_and_epochs(args: argparse.Namespace) -> None:
+    """Parse ``args.splits`` in place and check ``args.epochs`` (the run-selection flags of reproduce and suite).
+
+    Raises:
+        UsageError: on a bad split list or a non-positive epoch count.
+    """
+    from ..training.splits import parse_splits
+
+    try:
+        args.splits = parse_splits(args.splits)
+    except ValueError as err:
+        raise UsageError(f"--splits: {err}") from None
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be positive")
+
+
 def timestamp() -> str:
     """The local time as ``YYYYmmdd-HHMMSS``, for default file names."""
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -37,10 +37,19 @@ from pathlib import Path
 
 from ..atomic import check_creatable
 from ..benchmarks import DATASETS, MODELS, NAMES, OPTIONAL, Outcome, check_splits, preset_config
-from ..training.config import parse_splits
 from ..training.presets import preset_file
 from ..training.search import search_seeds
-from .common import PROG, Subcommand, UsageError, add_data_flags, data_paths, output_folder, project_dir, timestamp
+from .common import (
+    PROG,
+    Subcommand,
+    UsageError,
+    add_data_flags,
+    check_splits_and_epochs,
+    data_paths,
+    output_folder,
+    project_dir,
+    timestamp,
+)
 from .downloads import downloads_enabled, fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import render, repo_relative, write_page
@@ -84,12 +93,7 @@ def validate_selection(args: argparse.Namespace) -> argparse.Namespace:
         if bad or not values:
             raise UsageError(f"--{key}: unknown {bad or 'empty list'}; choose from {', '.join(valid)}")
         setattr(args, key, values)
-    try:
-        args.splits = parse_splits(args.splits)
-    except ValueError as err:
-        raise UsageError(f"--splits: {err}") from None
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be positive")
+    check_splits_and_epochs(args)
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be positive")
     return args

@@ -20,8 +20,17 @@ import time
 from pathlib import Path
 
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
-from ..training.config import parse_splits
-from .common import PROG, Subcommand, UsageError, add_data_flags, data_paths, output_folder, project_dir, timestamp
+from .common import (
+    PROG,
+    Subcommand,
+    UsageError,
+    add_data_flags,
+    check_splits_and_epochs,
+    data_paths,
+    output_folder,
+    project_dir,
+    timestamp,
+)
 from .downloads import fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
@@ -66,12 +75,7 @@ def _plan(suite: Suite, args: argparse.Namespace) -> list[tuple[str, str, int]]:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:
             raise UsageError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    try:
-        args.splits = parse_splits(args.splits)
-    except ValueError as err:
-        raise UsageError(f"--splits: {err}") from None
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be positive")
+    check_splits_and_epochs(args)
     plan = [(m.label, d, s) for m in suite.models if m.label in labels for d in m.datasets if d in datasets
             for s in seeds]
     if not plan:
