@@ -194,6 +194,24 @@ def test_metis_clusters_are_shared_by_every_split_of_a_run(monkeypatch):
     assert calls == [0]
 
 
+def test_single_cluster_batches_are_built_once_and_equal_a_fresh_build():
+    pytest.importorskip("pymetis")
+    dataset = _synthetic()
+    config = RunConfig(batching="metis", num_parts=4, seed=4)
+    batches = EpochBatches(config, dataset, 0, seed=1, device=torch.device("cpu"))
+    first, second = list(batches), list(batches)  # two epochs, each cluster once in a fresh order
+    assert len(first) == len(second) == 4
+    assert {id(batch) for batch in first} == {id(batch) for batch in second}
+    for group in batches.groups():
+        built, fresh = batches.materialise(group), batches.materialise(group.clone())  # a copy is not cached
+        assert built is not fresh
+        assert torch.equal(built.features, fresh.features) and torch.equal(built.train_index, fresh.train_index)
+        assert torch.equal(built.graph.operator.to_dense(), fresh.graph.operator.to_dense())
+    joined = EpochBatches(config.replace(parts_per_batch=2), dataset, 0, seed=1, device=torch.device("cpu"))
+    first, second = list(joined), list(joined)  # joined clusters vary from epoch to epoch: built afresh
+    assert {id(batch) for batch in first}.isdisjoint(id(batch) for batch in second)
+
+
 @pytest.mark.skipif(not (pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE),
                     reason="NeighborLoader needs pyg-lib or torch-sparse")
 def test_neighbor_batches_sample_around_their_seeds_and_train_on_them():

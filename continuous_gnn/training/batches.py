@@ -24,7 +24,8 @@ Sources, all drawn from a ``torch.Generator`` seeded with the split seed, so a r
 * ``metis``: ClusterGCN. The graph is cut into ``num_parts`` METIS clusters (``pymetis``, seeded with the run's
   ``seed``) **once per run** (:func:`metis_parts`, shared by all splits); every epoch the clusters are shuffled
   and joined ``parts_per_batch`` at a time, each batch the induced subgraph of its clusters, which restores the
-  edges between the joined clusters (ClusterGCN's "stochastic multiple partitions").
+  edges between the joined clusters (ClusterGCN's "stochastic multiple partitions"). With one cluster per batch
+  (the default) the batches are the same subgraphs every epoch, so each is built once per split.
 * ``neighbor``: PyG's :class:`~torch_geometric.loader.NeighborLoader` (needs ``pyg-lib`` or ``torch-sparse``).
   Every epoch the split's training nodes are shuffled into ``num_parts`` seed batches; each batch is the
   neighbourhood sampled from its seeds with ``num_neighbors`` per hop, made undirected. The sampling itself draws
@@ -201,6 +202,11 @@ class EpochBatches:
         self.train_mask = dataset.split(split)[0]
         self.generator = torch.Generator().manual_seed(seed)
         self.parts = parts if parts is not None or config.batching != "metis" else metis_parts(config, dataset.data)
+        # One cluster per batch: the same subgraphs every epoch, so each is built once. Keyed by the identity of
+        # the cluster tensors, which this object holds for its whole life.
+        self._cluster_index = ({id(part): index for index, part in enumerate(self.parts)}
+                               if config.batching == "metis" and (config.parts_per_batch or 1) == 1 else {})
+        self._built: dict[int, Batch] = {}
         if config.batching == "random":
             from torch_geometric.loader import RandomNodeLoader
 
@@ -220,12 +226,22 @@ class EpochBatches:
         if self.config.batching == "metis":
             order = torch.randperm(len(self.parts), generator=self.generator).tolist()
             step = self.config.parts_per_batch or 1
+            if step == 1:
+                return [self.parts[i] for i in order]
             return [torch.cat([self.parts[i] for i in order[start:start + step]]) for start in range(0, len(order), step)]
         count = int(self.train_mask.sum())
         return list(torch.randperm(count, generator=self.generator).tensor_split(self.config.num_parts))
 
     def materialise(self, group: Tensor) -> Batch:
         """The subgraph, operator and loss nodes of one group of :meth:`groups`."""
+        cluster = self._cluster_index.get(id(group))
+        if cluster is not None:
+            if cluster not in self._built:
+                self._built[cluster] = self._build(group)
+            return self._built[cluster]
+        return self._build(group)
+
+    def _build(self, group: Tensor) -> Batch:
         if self.config.batching == "neighbor":
             sample = self.loader(group)
             sample.edge_index = to_undirected(sample.edge_index, num_nodes=sample.num_nodes)
