@@ -223,7 +223,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
     study = queue.study
-    finished = [t for t in study.trials if t.state.is_finished() and t.number not in replaced_trials(study.trials)]
+    trials = study.trials  # one read of the storage
+    replaced = replaced_trials(trials)
+    finished = [t for t in trials if t.state.is_finished() and t.number not in replaced]
     if finished:
         print(f"{len(finished)} of {args.trials} trials had finished (found in the study): running the others",
               flush=True)
@@ -241,8 +243,10 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         if interrupted:
             raise KeyboardInterrupt
         if any(t.state == state.RUNNING for t in started):
-            print(f"no trial of study {args.study_name!r} has completed yet, and the others are running in other "
-                  "workers; the worker that finishes last writes the best config", flush=True)
+            where = ("in other workers; the worker that finishes last writes the best config" if args.storage
+                     else "in a worker that stopped without finishing them; rerun to continue once they go stale")
+            print(f"no trial of study {study_name!r} has completed yet, and the others are running {where}",
+                  flush=True)
             return 0
         first = next((t.user_attrs["failed"] for t in started if "failed" in t.user_attrs), None)
         print(f"{PROG} tune: every trial failed{f' (first: {first})' if first else ''}", file=sys.stderr)
@@ -275,7 +279,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
-                 "space": {name: [kind, list(values)] for name, (kind, values) in space.items()},
+                 "space": settings["space"],
                  "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
     return 0

@@ -218,13 +218,16 @@ class RunCheckpoints:
         settings.check_folder()
         self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
         self.started = time.perf_counter()
-        self.position = 0
         self.finished: list[SplitResult] = []
         self.earlier_time = 0.0
-        self.restored_from: Path | None = None
         self._current: dict[str, Any] | None = None
         if settings.resume:
             self._restore_run()
+
+    @property
+    def position(self) -> int:
+        """The place in the run of the split in progress: the number of finished splits."""
+        return len(self.finished)
 
     @property
     def world_size(self) -> int:
@@ -255,8 +258,6 @@ class RunCheckpoints:
         if changed:
             warnings.warn(f"resuming from {str(path)!r} in another environment (" + "; ".join(changed) + "): the "
                           "result may differ in the last bits from an uninterrupted run", ResumeWarning, stacklevel=2)
-        self.restored_from = path
-        self.position = payload["position"]
         self.finished = [SplitResult(**result) for result in payload["finished"]]
         self.earlier_time = payload["run_time"]
         self._current = payload["current"]
@@ -307,7 +308,6 @@ class RunCheckpoints:
     def finish_split(self, result: SplitResult) -> None:
         """Record a finished split and write the checkpoint of the run up to it."""
         self.finished.append(result)
-        self.position += 1
         self._write(0, None)
 
     def _write(self, epoch: int, current: dict[str, Any] | None) -> None:
