@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
+from ..training.config import RunConfig
 from .common import (
     PROG,
     Subcommand,
@@ -64,8 +65,9 @@ def _selection(text: str | None, valid: list[str], flag: str) -> list[str]:
     return chosen
 
 
-def _plan(suite: Suite, args: argparse.Namespace) -> list[tuple[str, str, int]]:
-    """The (model label, dataset, seed) runs selected by the flags, each checked to build a valid config."""
+def _plan(suite: Suite, args: argparse.Namespace) -> dict[tuple[str, str, int], RunConfig]:
+    """The (model label, dataset, seed) runs selected by the flags, with their configs (built, so checked, before
+    anything runs)."""
     labels = _selection(args.models, [m.label for m in suite.models], "--models")
     datasets = _selection(args.datasets, list(suite.datasets), "--datasets")
     if args.seeds is None:
@@ -80,9 +82,9 @@ def _plan(suite: Suite, args: argparse.Namespace) -> list[tuple[str, str, int]]:
             for s in seeds]
     if not plan:
         raise UsageError("the selection names no run: no chosen model runs on a chosen dataset")
-    for label, dataset, seed in plan:
-        run_config(suite.model(label), dataset, seed, epochs=args.epochs, splits=args.splits)
-    return plan
+    return {(label, dataset, seed): run_config(suite.model(label), dataset, seed, epochs=args.epochs,
+                                               splits=args.splits)
+            for label, dataset, seed in plan}
 
 
 def _suite(args: argparse.Namespace, argv: list[str]) -> int:
@@ -93,7 +95,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
     from ..training import finished_records, load_record, load_run_dataset, record_key, run, save_record
 
     suite = load_suite(suite_path(args.suite))
-    plan = _plan(suite, args)
+    configs = _plan(suite, args)
     page = args.page or (str(project_dir() / suite.page) if suite.page else "none")
     out_dir = output_folder(args.out_dir or str(project_dir() / "runs" / f"suite-{suite.name}-{timestamp()}"),
                             "--out-dir")
@@ -106,19 +108,18 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join([PROG, *argv])
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     done = finished_records(out_dir)
-    configs = {run: run_config(suite.model(run[0]), run[1], run[2], epochs=args.epochs, splits=args.splits)
-               for run in plan}
     before = sum(record_key(config) in done for config in configs.values())
-    print(f"suite {suite.name}: {len(plan)} runs, {before} already in {out_dir}; torch threads "
+    print(f"suite {suite.name}: {len(configs)} runs, {before} already in {out_dir}; torch threads "
           f"{torch.get_num_threads()}", flush=True)
     started = time.perf_counter()
     summaries: list[RunSummary] = []
-    for label, dataset_name, seed in plan:
-        config = configs[(label, dataset_name, seed)]
+    reused_s = 0.0  # the recorded time of runs found done, so a resumed page states an uninterrupted run's total
+    for (label, dataset_name, seed), config in configs.items():
         key = record_key(config)
         head = f"{label:<14} {dataset_name:<18} seed {seed:<6}"
         if key in done:
             summaries.append(RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key])))
+            reused_s += summaries[-1].wall_time
             print(f"{head} done before ({done[key].name})", flush=True)
             continue
         try:
@@ -145,7 +146,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         summary = RunSummary.from_record(label, record, repo_relative(path))
         summaries.append(summary)
         print(f"test {summary.test:6.2f}  val {summary.val:6.2f}  {summary.wall_time:6.1f} s", flush=True)
-    total = time.perf_counter() - started
+    total = time.perf_counter() - started + reused_s
     print(f"total {total:.0f} s", flush=True)
     if not any(s.status == "ok" for s in summaries):
         print(f"{PROG} suite: error: no run succeeded (every dataset was unavailable), so no page was written",
