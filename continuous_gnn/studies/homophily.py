@@ -91,6 +91,7 @@ def homophily_units(
             f"SBMs with mean degree {avg_degree:g} need at least {need} nodes at these levels"
         )
     units = []
+    latest: dict[str, Any] = {}  # the SBM of the last level, shared by its families (units run in order)
     for seed in seeds:
         for h in homophilies:
             sbm = {"nodes": nodes, "homophily": float(h), "seed": seed, "num_classes": num_classes,
@@ -99,15 +100,18 @@ def homophily_units(
                 model = config.replace(w=family, seed=seed)
                 units.append(StudyUnit(f"h{float(h):g}-{family}-seed{seed}",
                                        {"study": "homophily", "sbm": sbm, "config": model.to_dict()},
-                                       partial(_homophily_row, sbm, model)))
+                                       partial(_homophily_row, sbm, model, latest)))
     return units
 
 
-def _homophily_row(sbm: dict[str, Any], config: RunConfig) -> list[dict[str, Any]]:
-    dataset = synthetic_dataset("sbm", **sbm)
+def _homophily_row(sbm: dict[str, Any], config: RunConfig, latest: dict[str, Any]) -> list[dict[str, Any]]:
+    if latest.get("sbm") != sbm:  # the SBM is a function of its settings: build it once per level and seed
+        dataset = synthetic_dataset("sbm", **sbm)
+        latest.update(sbm=sbm, dataset=dataset, edge_homophily=edge_homophily(dataset.data.edge_index, dataset.data.y))
+    dataset = latest["dataset"]
     result = train_split(config, dataset, 0)
     return [{
-        "homophily": sbm["homophily"], "edge_homophily": edge_homophily(dataset.data.edge_index, dataset.data.y),
+        "homophily": sbm["homophily"], "edge_homophily": latest["edge_homophily"],
         "w_family": config.w, "seed": sbm["seed"], "acc_train": result.train_metric, "acc_val": result.val_metric,
         "acc_test": result.test_metric, "best_epoch": result.best_epoch, "epochs": result.epochs_run,
         "wall_time": result.wall_time,
