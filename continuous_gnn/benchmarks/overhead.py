@@ -144,7 +144,7 @@ def solver_overhead(nodes: int, settings: OverheadSettings, device: str = "cpu",
 def field_bound(nodes: int, settings: OverheadSettings, device: str = "cpu", seed: int = 0) -> list[FieldBound]:
     """One field evaluation against its sparse and dense products, forward only and forward + backward."""
     graph, energy, x0, upstream = _setup(nodes, settings, device, seed)
-    bound = GradientFlow(energy).bind(graph, x0)
+    bound = GradientFlow(energy).bind(graph, x0.detach())  # as in the products it is timed against: no X(0) gradient
     t = torch.zeros((), device=device)
     x = x0.detach().clone().requires_grad_()
     mixed = (x @ energy.W()).detach().requires_grad_()

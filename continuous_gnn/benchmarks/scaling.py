@@ -73,10 +73,6 @@ class ScalingSettings:
         if self.repeats < 1 or self.hidden < 1 or not self.degree > 0 or not self.timeout > 0:
             raise ValueError("repeats and hidden must be >= 1, degree and timeout > 0")
 
-    @property
-    def fitted_sizes(self) -> tuple[int, ...]:
-        return tuple(size for size in self.sizes if size >= self.fit_from)
-
 
 @dataclass(frozen=True)
 class ScalingPoint:
