@@ -10,6 +10,7 @@ module            subcommand or shared part
 ``tune``          ``tune``: Optuna search on the validation metric
 ``study``         ``study``: over-smoothing sweeps (step size, time, solver, W family; homophily)
 ``reproduce``     ``reproduce``: the GRAFF table (``reproduce_page`` writes docs/results.md)
+``suite``         ``suite``: models beside published anchors, from a suite file (``suite_page`` writes its page)
 ``solvers``       ``solvers``: the solver benchmark (``solvers_page`` writes docs/solvers.md)
 ``bench``         ``bench``: the performance benchmark (``bench_page`` writes docs/performance.md)
 ``progress``      the per-split progress bars

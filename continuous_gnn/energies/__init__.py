@@ -6,7 +6,7 @@ energy                             flow :math:`\dot X = -\nabla E`
 :class:`DirichletEnergy`           heat equation :math:`-\Delta X` (linear GRAND without attention)
 :class:`ChannelDirichletEnergy`    :math:`-\Delta X K^\top K`
 :class:`GRAFFEnergy`               GRAFF: :math:`-X\Omega + \bar A X W + \beta X(0)`
-:class:`AttentionDirichletEnergy`  GRAND-l: :math:`(S - D_S)X`, symmetrised attention from :math:`X(0)`
+:class:`AttentionDirichletEnergy`  GRAND-l: :math:`(\bar S - I)X`, normalised symmetrised attention from :math:`X(0)`
 :class:`AllenCahnEnergy`           ACMP: attraction, repulsion from the mean, double well
 :class:`PLaplacianEnergy`          p-Laplacian / smoothed total variation
 :class:`EnergySum`                 :math:`-\sum_k w_k \nabla E_k` (``e1 + 0.1 * e2``)

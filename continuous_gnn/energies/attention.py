@@ -104,7 +104,7 @@ class AttentionGraph:
     def from_attention(cls, graph: Graph, values: Tensor) -> AttentionGraph:
         row, col = graph.edge_index
         sums = values.new_zeros(graph.num_nodes).index_add(0, col, values).index_add(0, row, values)
-        # Every node keeps its self-loop of the Graph, so each row of S has a positive entry.
+        # A Graph has no isolated node (it refuses them), and attention is positive, so every row sum is > 0.
         return cls(graph=graph, values=values, inv_sqrt_degree=(0.5 * sums).rsqrt())
 
     @property

@@ -108,7 +108,8 @@ class DirichletConv(EnergyConv):
 
 class GRANDConv(EnergyConv):
     r"""One Euler step of GRAND-l with symmetrised attention from :math:`X_0`:
-    :math:`X' = X + \tau(S - D_S)X` (:class:`~continuous_gnn.energies.AttentionDirichletEnergy`).
+    :math:`X' = X + \tau(\bar S - I)X`, :math:`\bar S = D_S^{-1/2}\tfrac12(A + A^\top)D_S^{-1/2}`
+    (:class:`~continuous_gnn.energies.AttentionDirichletEnergy`).
 
     Args:
         channels (int): ``d``.
