@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torch_geometric.utils import add_remaining_self_loops, coalesce, is_undirected
 from torch_geometric.utils import to_undirected as _to_undirected
+
+from .edge_product import EdgePattern
 
 Normalization = Literal["sym", "rw"]
 _NORMALIZATIONS = ("sym", "rw")
@@ -215,6 +218,12 @@ class Graph:
         if self.symmetric and not self.operator.requires_grad:
             return _SymmetricProduct.apply(self.operator, x)
         return self.operator @ x
+
+    @cached_property
+    def pattern(self) -> EdgePattern:
+        """The edge list in CSR order with each edge's reverse, for products with edge values that change
+        (attention); built on first use and kept with the graph."""
+        return EdgePattern.from_edge_index(self.edge_index, self.num_nodes)
 
     def laplacian(self, x: Tensor) -> Tensor:
         r""":math:`\Delta X = X - \bar A X`."""

@@ -147,7 +147,7 @@ def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
     energy = _attention(heads=3)
     attended = energy.prepare(graph, x0)
     assert isinstance(attended, AttentionGraph)
-    row_sums = torch.zeros(N, dtype=DTYPE).index_add(0, graph.edge_index[0], attended.values)
+    row_sums = torch.zeros(N, dtype=DTYPE).index_add(0, graph.pattern.row, attended.values)
     torch.testing.assert_close(row_sums, torch.ones(N, dtype=DTYPE))
     # S̄ is symmetric: <y, S̄ x> = <x, S̄ y>; (I - S̄) D_S^{1/2} 1 = 0; the spectrum of S̄ lies in [-1, 1].
     x, y = random_features(N, D, 14), random_features(N, D, 15)
@@ -186,27 +186,28 @@ def test_the_adjoint_check_sees_attention_computed_from_an_untracked_tensor():
     stray = torch.ones((), dtype=DTYPE, requires_grad=True)  # not a parameter of the field, not declared
     field = cg.GradientFlow(energy).bind(graph, x0)
     field.context = AttentionGraph.from_attention(graph, field.context.values * stray)
-    with pytest.raises(ValueError, match=r"\['context.values', 'context.inv_sqrt_degree'\]"):
+    with pytest.raises(ValueError, match=r"\['context.values', 'context.inv_sqrt_degree', 'context.normalized'\]"):
         cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True)
     cg.integrate(field, x0, 1.0, method="rk4", step_size=0.25, adjoint=True, adjoint_params=[stray])
 
 
 def test_learnable_edge_values_cost_edges_not_nodes_squared():
     # A torch CSR product with values that require grad asks autograd for a dense N x N gradient: at this size
-    # 4e10 floats (160 GB). The gather/scatter product's backward stays O(|E| d).
+    # 4e10 floats (160 GB). The pattern's product keeps its backward O(|E| d).
     script = textwrap.dedent("""
         import resource, torch
-        from continuous_gnn.energies.attention import edge_propagate
-        n, e, d = 200_000, 2_000_000, 8
+        from torch_geometric.utils import to_undirected
+        from continuous_gnn.edge_product import EdgePattern
+        n, e, d = 200_000, 1_000_000, 8
         g = torch.Generator().manual_seed(0)
-        edge_index = torch.randint(0, n, (2, e), generator=g)
-        values = torch.rand(e, generator=g).requires_grad_()
+        pattern = EdgePattern.from_edge_index(to_undirected(torch.randint(0, n, (2, e), generator=g)), n)
+        values = torch.rand(pattern.col.numel(), generator=g).requires_grad_()
         x = torch.randn(n, d, generator=g).requires_grad_()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out = edge_propagate(values, edge_index, x, n)
+        out = pattern.propagate(values, x)
         out.square().sum().backward()
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        assert values.grad.shape == (e,) and x.grad.shape == (n, d)
+        assert values.grad.shape == values.shape and x.grad.shape == (n, d)
         print(grown * 1024)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

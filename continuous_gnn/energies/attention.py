@@ -6,10 +6,9 @@ them once from :math:`X(0)` and holds them fixed during the solve. Attention is 
 so :math:`\dot X = (A - I)X` is no gradient flow; symmetrising it, :math:`S = \tfrac12(A + A^\top)`, makes it the
 gradient flow of an energy, which is what :class:`AttentionDirichletEnergy` is.
 
-Products with the attention matrix use gather/scatter over the edge list, never a sparse CSR tensor with
-learnable values: autograd's backward of a CSR product with values that require grad asks for a dense
-:math:`N \times N` gradient (about 115 GB at ogbn-arxiv's size). Here every product, forward and backward,
-costs :math:`O(|E| d)` time and memory.
+Products with the attention matrix go through :meth:`~continuous_gnn.edge_product.EdgePattern.propagate`:
+CSR products forward and backward, whose values' gradient costs :math:`O(|E| d)` time and memory (autograd's
+own CSR backward would ask for a dense :math:`N \times N` gradient, about 115 GB at ogbn-arxiv's size).
 """
 
 from __future__ import annotations
@@ -22,17 +21,11 @@ from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
 from .._checks import check_positive_int
+from ..edge_product import EdgePattern
 from ..graph import Graph
 from .base import Energy
 
-__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "edge_propagate"]
-
-
-def edge_propagate(values: Tensor, edge_index: Tensor, x: Tensor, num_nodes: int) -> Tensor:
-    r""":math:`(AX)_i = \sum_{(i, j) \in E} a_{ij} x_j` by gather and scatter, for edge values :math:`a` of
-    shape ``(|E|,)`` that may require grad (their gradient is :math:`O(|E|)`, never a dense matrix)."""
-    row, col = edge_index
-    return x.new_zeros(num_nodes, x.size(1)).index_add(0, row, values.unsqueeze(1) * x[col])
+__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy"]
 
 
 class EdgeAttention(nn.Module):
@@ -50,8 +43,9 @@ class EdgeAttention(nn.Module):
         heads (int): :math:`H` (default: ``1``).
 
     Shapes:
-        - **input:** features ``(|V|, d)``, edge indices ``(2, |E|)``
-        - **output:** attention ``(|E|,)``
+        - **input:** features ``(|V|, d)``, the graph's :class:`~continuous_gnn.edge_product.EdgePattern`
+          (``graph.pattern``)
+        - **output:** attention ``(|E|,)`` on the pattern's edges, in its CSR order
     """
 
     def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1) -> None:
@@ -68,12 +62,11 @@ class EdgeAttention(nn.Module):
         self.query.reset_parameters()
         self.key.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:
-        row, col = edge_index
+    def forward(self, x: Tensor, pattern: EdgePattern) -> Tensor:
         q = self.query(x).view(-1, self.heads, self.key_channels)
         k = self.key(x).view(-1, self.heads, self.key_channels)
-        scores = (q[row] * k[col]).sum(-1) / math.sqrt(self.key_channels)  # (|E|, H)
-        return softmax(scores, row, num_nodes=num_nodes).mean(dim=1)
+        scores = pattern.edge_dot(q, k) / math.sqrt(self.key_channels)  # (|E|, H)
+        return softmax(scores, pattern.row, num_nodes=pattern.num_nodes).mean(dim=1)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
@@ -88,24 +81,30 @@ class AttentionGraph:
         \bar S = D_S^{-1/2} S D_S^{-1/2},
 
     whose spectrum lies in :math:`[-1, 1]` like that of the GCN operator :math:`\bar A` (so explicit steps of
-    the flow are as stable as on :math:`\bar A`).
+    the flow are as stable as on :math:`\bar A`). :math:`\bar S` is built once, when the attention is computed,
+    and every evaluation of the flow costs one sparse product with it.
 
     Attributes:
         graph (Graph): the underlying graph (its edge list).
-        values (Tensor): :math:`a_{ij}` on ``graph.edge_index``, shape ``(|E|,)``; may require grad.
+        values (Tensor): :math:`a_{ij}` on the edges of ``graph.pattern``, in its CSR order, shape ``(|E|,)``;
+            may require grad.
         inv_sqrt_degree (Tensor): :math:`(D_S)_{ii}^{-1/2}`, shape ``(|V|,)``.
+        normalized (Tensor): the entries of :math:`\bar S` on the same edges, shape ``(|E|,)``.
     """
 
     graph: Graph
     values: Tensor
     inv_sqrt_degree: Tensor
+    normalized: Tensor
 
     @classmethod
     def from_attention(cls, graph: Graph, values: Tensor) -> AttentionGraph:
-        row, col = graph.edge_index
-        sums = values.new_zeros(graph.num_nodes).index_add(0, col, values).index_add(0, row, values)
+        pattern = graph.pattern
+        symmetric = 0.5 * (values + values[pattern.reverse])
         # A Graph has no isolated node (it refuses them), and attention is positive, so every row sum is > 0.
-        return cls(graph=graph, values=values, inv_sqrt_degree=(0.5 * sums).rsqrt())
+        inv_sqrt_degree = symmetric.new_zeros(graph.num_nodes).index_add(0, pattern.row, symmetric).rsqrt()
+        normalized = inv_sqrt_degree[pattern.row] * symmetric * inv_sqrt_degree[pattern.col]
+        return cls(graph=graph, values=values, inv_sqrt_degree=inv_sqrt_degree, normalized=normalized)
 
     @property
     def num_nodes(self) -> int:
@@ -113,11 +112,7 @@ class AttentionGraph:
 
     def propagate(self, x: Tensor) -> Tensor:
         r""":math:`\bar S X = D_S^{-1/2} \tfrac12(A + A^\top) D_S^{-1/2} X`."""
-        scale = self.inv_sqrt_degree.unsqueeze(1)
-        y = x * scale
-        forward = edge_propagate(self.values, self.graph.edge_index, y, self.num_nodes)
-        backward = edge_propagate(self.values, self.graph.edge_index.flip(0), y, self.num_nodes)
-        return 0.5 * (forward + backward) * scale
+        return self.graph.pattern.propagate(self.normalized, x)
 
     def laplacian(self, x: Tensor) -> Tensor:
         r""":math:`(I - \bar S) X`."""
@@ -193,7 +188,7 @@ class AttentionDirichletEnergy(Energy):
         if x0 is None:
             raise ValueError("AttentionDirichletEnergy computes its attention from the initial state: pass x0=F(0)")
         self.check_input(x0, graph)
-        return AttentionGraph.from_attention(graph, self.attention(x0, graph.edge_index, graph.num_nodes))
+        return AttentionGraph.from_attention(graph, self.attention(x0, graph.pattern))
 
     def check_graph(self, graph: Graph | AttentionGraph) -> None:
         Energy.check_graph(self, graph.graph if isinstance(graph, AttentionGraph) else graph)

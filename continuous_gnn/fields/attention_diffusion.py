@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from .._checks import check_positive_int
-from ..energies.attention import EdgeAttention, edge_propagate
+from ..energies.attention import EdgeAttention
 from ..graph import Graph
 from .base import Field
 
@@ -56,9 +56,9 @@ class AttentionDiffusion(Field):
                              f"got {tuple(x0.shape)}")
 
     def forward(self, t: Tensor, x: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:
-        graph: Graph = context
-        attention = self.attention(x, graph.edge_index, graph.num_nodes)
-        return edge_propagate(attention, graph.edge_index, x, graph.num_nodes) - x
+        pattern = context.pattern
+        attention = self.attention(x, pattern)
+        return pattern.propagate(attention, x) - x
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
