@@ -606,3 +606,10 @@ def test_the_download_report(bars: bool, tmp_path: Path, capsys: pytest.CaptureF
         assert "https://host" not in err
     else:  # a line per file, with its URL
         assert err.splitlines()[1:] == [f"downloading https://host/{path}" for path, _ in files]
+
+
+def test_the_command_lines_default_timeout_is_the_librarys() -> None:
+    from continuous_gnn.cli.downloads import DEFAULT_TIMEOUT
+    from continuous_gnn.data import Download
+
+    assert DEFAULT_TIMEOUT == Download().timeout

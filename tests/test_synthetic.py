@@ -239,3 +239,13 @@ def test_edge_homophily_helper() -> None:
     assert edge_homophily(edge_index, torch.tensor([0, 0, 0])) == 1.0
     with pytest.raises(ValueError, match="without edges"):
         edge_homophily(torch.empty(2, 0, dtype=torch.long), torch.tensor([0]))
+
+
+def test_sbm_edges_are_the_contextual_sbms_edges_without_features():
+    from continuous_gnn.data.synthetic import sbm_edges
+
+    data = contextual_sbm(300, 3, 0.8, 6.0, 5, seed=7)
+    edges, y = sbm_edges(300, 3, 0.8, 6.0, seed=7)
+    assert torch.equal(edges, data.edge_index) and torch.equal(y, data.y)
+    with pytest.raises(ValueError, match="homophily"):
+        sbm_edges(300, 3, 1.5)

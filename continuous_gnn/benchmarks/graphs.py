@@ -1,6 +1,6 @@
 r"""The synthetic graphs of the benchmark: a community graph with shuffled node ids, and a uniformly random graph.
 
-Both are :func:`~continuous_gnn.data.contextual_sbm` graphs (block-wise sampling, so 10⁶ nodes take seconds and
+Both are the graphs of :func:`~continuous_gnn.data.synthetic.sbm_edges` (block-wise sampling, so 10⁶ nodes take seconds and
 no dense matrix):
 
 * ``"sbm"``, the target: :data:`COMMUNITIES` communities with a fraction :data:`INSIDE` of the edges inside
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import atomic_open
-from ..data.synthetic import contextual_sbm
+from ..data.synthetic import sbm_edges
 
 __all__ = ["KINDS", "COMMUNITIES", "INSIDE", "benchmark_edges", "uniform_homophily"]
 
@@ -56,10 +56,9 @@ def benchmark_edges(kind: str, num_nodes: int, degree: float, seed: int = 0, cac
     if cache is not None and Path(cache).is_file():
         return torch.load(cache)
     if kind == "sbm":
-        data = contextual_sbm(num_nodes, COMMUNITIES, INSIDE, degree, COMMUNITIES, seed=seed)
+        edges, _ = sbm_edges(num_nodes, COMMUNITIES, INSIDE, degree, seed=seed)
     else:
-        data = contextual_sbm(num_nodes, 2, uniform_homophily(num_nodes), degree, 2, seed=seed)
-    edges = data.edge_index
+        edges, _ = sbm_edges(num_nodes, 2, uniform_homophily(num_nodes), degree, seed=seed)
     if cache is not None:
         with atomic_open(cache, "wb") as handle:
             torch.save(edges, handle)

@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce
 from torch_geometric.utils import homophily as _pyg_homophily
 
-__all__ = ["contextual_sbm", "edge_homophily"]
+__all__ = ["contextual_sbm", "sbm_edges", "edge_homophily"]
 
 Seed = int | torch.Generator
 
@@ -218,6 +218,47 @@ def _balanced_labels(num_nodes: int, num_classes: int, generator: torch.Generato
     return labels[torch.randperm(num_nodes, generator=generator)]
 
 
+def _sbm_edges(num_nodes: int, num_classes: int, homophily: float, avg_degree: float,
+               generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    y = _balanced_labels(num_nodes, num_classes, generator)
+    sizes = torch.bincount(y, minlength=num_classes).tolist()
+    pairs_in = sum(s * (s - 1) // 2 for s in sizes)
+    pairs_out = num_nodes * (num_nodes - 1) // 2 - pairs_in
+    target_edges = num_nodes * avg_degree / 2.0
+    p_in = homophily * target_edges / pairs_in
+    p_out = (1.0 - homophily) * target_edges / pairs_out
+    if p_in > 1.0 or p_out > 1.0:
+        raise ValueError(
+            f"avg_degree={avg_degree} is too large for homophily={homophily} on {num_nodes} nodes: it needs edge "
+            f"probabilities p_in={p_in:.3g}, p_out={p_out:.3g}, which must be <= 1"
+        )
+
+    members = [torch.nonzero(y == c).flatten() for c in range(num_classes)]
+    blocks = []
+    for c in range(num_classes):
+        blocks.append(_sample_block(members[c], members[c], True, p_in, generator))
+        for c2 in range(c + 1, num_classes):
+            blocks.append(_sample_block(members[c], members[c2], False, p_out, generator))
+    edge_index = _undirected(torch.cat(blocks, dim=1), num_nodes)
+    return edge_index, y
+
+
+def sbm_edges(num_nodes: int, num_classes: int = 2, homophily: float = 0.5, avg_degree: float = 5.0, *,
+              seed: Seed = 0) -> tuple[Tensor, Tensor]:
+    """The graph of :func:`contextual_sbm` without its features and splits: the undirected ``edge_index`` (both
+    directions, no self-loops) and the labels ``y``. With the same arguments and seed, the edges are those of
+    :func:`contextual_sbm` (which draws its features after them); for graphs too large to hold features.
+
+    Raises:
+        ValueError: on an argument outside its range (those of :func:`contextual_sbm`).
+    """
+    _check_int("num_classes", num_classes, 2)
+    _check_int("num_nodes", num_nodes, 2 * num_classes)
+    homophily = _check_unit_interval("homophily", homophily)
+    avg_degree = _check_non_negative("avg_degree", avg_degree)
+    return _sbm_edges(num_nodes, num_classes, homophily, avg_degree, _generator(seed))
+
+
 def contextual_sbm(
     num_nodes: int,
     num_classes: int = 2,
@@ -287,27 +328,7 @@ def contextual_sbm(
     avg_degree = _check_non_negative("avg_degree", avg_degree)
     snr = _check_non_negative("snr", snr)
     generator = _generator(seed)
-
-    y = _balanced_labels(num_nodes, num_classes, generator)
-    sizes = torch.bincount(y, minlength=num_classes).tolist()
-    pairs_in = sum(s * (s - 1) // 2 for s in sizes)
-    pairs_out = num_nodes * (num_nodes - 1) // 2 - pairs_in
-    target_edges = num_nodes * avg_degree / 2.0
-    p_in = homophily * target_edges / pairs_in
-    p_out = (1.0 - homophily) * target_edges / pairs_out
-    if p_in > 1.0 or p_out > 1.0:
-        raise ValueError(
-            f"avg_degree={avg_degree} is too large for homophily={homophily} on {num_nodes} nodes: it needs edge "
-            f"probabilities p_in={p_in:.3g}, p_out={p_out:.3g}, which must be <= 1"
-        )
-
-    members = [torch.nonzero(y == c).flatten() for c in range(num_classes)]
-    blocks = []
-    for c in range(num_classes):
-        blocks.append(_sample_block(members[c], members[c], True, p_in, generator))
-        for c2 in range(c + 1, num_classes):
-            blocks.append(_sample_block(members[c], members[c2], False, p_out, generator))
-    edge_index = _undirected(torch.cat(blocks, dim=1), num_nodes)
+    edge_index, y = _sbm_edges(num_nodes, num_classes, homophily, avg_degree, generator)
 
     x = _gaussian_features(y, num_classes, num_features, snr, generator)
     return _finish(edge_index, x, y, num_splits, (train_frac, val_frac, test_frac), generator)
