@@ -46,6 +46,11 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # serves its files from loopback and unsets this where it tests downloading). Subprocesses inherit it.
 os.environ["CONTINUOUS_GNN_NO_DOWNLOAD"] = "1"
 
+# The training commands keep freed memory (mallopt) for the rest of their process; tests call them in the test
+# process, so without this its allocator would change with the order of the tests. test_allocator.py tests the
+# setting in subprocesses of its own.
+os.environ["CONTINUOUS_GNN_ALLOCATOR"] = "system"
+
 
 class NetworkAccessError(AssertionError):
     """A test tried to reach the network (an AssertionError, so that no ``except OSError`` hides it)."""

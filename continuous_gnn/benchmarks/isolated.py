@@ -120,8 +120,10 @@ def serve() -> None:
     """The server's side: read the request from standard input, fork one process per measurement, in turn."""
     import multiprocessing
 
+    from ..allocator import arrange_from_environment
     from ..atomic import atomic_write_text
 
+    arrange_from_environment("system")  # CONTINUOUS_GNN_ALLOCATOR=keep here reaches every forked measurement
     request = json.loads(sys.stdin.read())
     function = _resolve(request["target"])
     # fork, not spawn: the imports are done once here; the server has run no torch work, so no thread pool exists

@@ -19,6 +19,10 @@ module            subcommand or shared part
 Every subcommand runs inside one error ladder (:func:`main`): mistakes in the command line, the configuration,
 the data or an output path print one line on stderr and exit with status 2, before any training when they can
 be known then; a failed solve or a diverged training run exits with status 1; Ctrl-C with 130.
+
+The subcommands that train (:data:`KEEPS_FREED_MEMORY`) keep freed memory for reuse
+(:func:`continuous_gnn.allocator.arrange_from_environment`; ``CONTINUOUS_GNN_ALLOCATOR=system`` turns it off).
+The benchmarks choose their allocator per measurement and record it, so they leave the process's own alone.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import difflib
 import sys
 from collections.abc import Sequence
 
+from ..allocator import arrange_from_environment
 from ..errors import IntegrationError, TrainingDivergedError
 from . import bench, reproduce, solvers, study, suite, train, tune
 from .common import PROG, Parser, Subcommand, UsageError
@@ -37,6 +42,8 @@ __all__ = ["main", "build_parser", "register", "Subcommand", "SUBCOMMANDS", "Usa
            "typed_overrides", "resolve_cli_config"]
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
+#: Subcommands that train, and so keep freed memory for reuse unless the environment says otherwise.
+KEEPS_FREED_MEMORY = ("train", "tune", "study", "reproduce", "suite")
 
 
 def register(command: Subcommand) -> Subcommand:
@@ -103,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
+        if args.command in KEEPS_FREED_MEMORY:
+            arrange_from_environment("keep")
         return SUBCOMMANDS[args.command].handler(args, argv)
     except UsageError as err:
         return _error(command, str(err), 2)

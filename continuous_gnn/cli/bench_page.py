@@ -234,12 +234,16 @@ def _allocators(section: dict | None, meta: dict) -> list[str]:
     jemalloc = allocators.jemalloc("libjemalloc.so.2").shell()
     issue = allocators.ISSUE_SECONDS
     lines += ["### What to set", "",
-              "On large graphs, start the process with an allocator that keeps freed memory for reuse, instead of "
-              "glibc's default (which maps and unmaps every block above its threshold, so each large tensor "
-              "page-faults on first touch):", "",
+              "On large graphs, use an allocator that keeps freed memory for reuse, instead of glibc's default "
+              "(which maps and unmaps every block above its threshold, so each large tensor page-faults on first "
+              "touch). The `continuous-gnn` commands that train do this by default at run time "
+              f"(`{allocators.GLIBC_KEPT.shell()}`, the `glibc, kept at run time` row; "
+              "`CONTINUOUS_GNN_ALLOCATOR=system` turns it off); from Python, call "
+              "`continuous_gnn.allocator.keep_freed_memory()` once. Settings made when the process starts, which "
+              "the package then leaves alone:", "",
               "```text", tuned, jemalloc, "```", "",
-              "The first needs nothing installed; the second needs jemalloc (Debian: `libjemalloc2`). Both trade "
-              "a larger resident footprint for speed, since freed memory is kept. The project's "
+              "The first needs nothing installed; the second needs jemalloc (Debian: `libjemalloc2`). All three "
+              "trade a larger resident footprint for speed, since freed memory is kept. The project's "
               f"performance-and-scale issue measured (quoted, not measured by this run) {allocators.ISSUE_SOURCE}: " +
               ", ".join(f"{name} {value:.1f} s" for name, value in issue.items()) + ".", ""]
     return lines

@@ -164,6 +164,7 @@ def environment() -> dict[str, Any]:
     import torchdiffeq
 
     from .. import __version__
+    from ..allocator import current_allocator
 
     return {
         "versions": {
@@ -178,6 +179,7 @@ def environment() -> dict[str, Any]:
             "processor": platform.machine(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "allocator": current_allocator(),
         },
     }
 
