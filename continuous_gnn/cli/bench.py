@@ -11,9 +11,10 @@ c     one field evaluation against the sparse and dense products it needs
 d     peak memory and time of direct backprop against the adjoint as T grows
 e     time and memory of one field evaluation on synthetic graphs of growing size; the fitted exponent
 f     section e's largest community graph (at most 10⁶ nodes) under each allocator setting
+g     mini-batch training against full batch on tolokers and a 10⁶-node graph; one epoch of a 10⁷-node graph
 ====  ==========================================================================================================
 
-The full run is sized to finish within about 25 minutes on a quiet 2-core machine; the page records what each
+The full run is sized to finish within about 40 minutes on a quiet 2-core machine; the page records what each
 section took. ``--quick`` runs every section at toy sizes with one or two repeats (a check that the benchmark
 works: its numbers mean nothing). Progress goes to stderr, one line per measured item.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text, check_creatable
 from ..benchmarks.epoch import EpochSettings
 from ..benchmarks.memory import MemorySettings
+from ..benchmarks.minibatch import MinibatchSettings
 from ..benchmarks.overhead import OverheadSettings
 from ..benchmarks.scaling import ScalingSettings
 from .common import Subcommand, UsageError, at_least, choices, project_dir
@@ -42,7 +44,7 @@ __all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan"]
 
 SECTIONS = {"a": "model epoch against PyG", "b": "solver overhead", "c": "field against its lower bound",
             "d": "memory: direct backprop against the adjoint", "e": "scaling with the graph",
-            "f": "allocators"}
+            "f": "allocators", "g": "mini-batch training"}
 DATASETS = ("cora", "chameleon", "squirrel", "film", "tolokers")
 FULL_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (500, 1_000, 2_000)
@@ -92,6 +94,7 @@ class Plan:
     memory: MemorySettings
     scaling: ScalingSettings
     allocator_nodes: int
+    minibatch: MinibatchSettings
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -123,6 +126,11 @@ def plan(args: argparse.Namespace) -> Plan:
         scaling=ScalingSettings(sizes=sizes, repeats=few, fit_from=sizes[1 if len(sizes) > 1 else 0] if quick
                                 else 100_000, timeout=args.timeout),
         allocator_nodes=max([n for n in sizes if n <= ALLOCATOR_NODES] or [sizes[0]]),
+        minibatch=MinibatchSettings(dataset="cora", splits=(0,), synthetic_nodes=(QUICK_SIZES[-1],),
+                                    large_nodes=2 * QUICK_SIZES[-1], epochs=2, timeout=args.timeout) if quick else
+        MinibatchSettings(dataset="tolokers", splits=(0, 1, 2), synthetic_nodes=(1_000_000,),
+                          large_nodes=10_000_000 if args.max_nodes >= 10_000_000 else None, epochs=50,
+                          timeout=max(args.timeout, 1800.0)),
     )
 
 
@@ -137,7 +145,7 @@ def _load_datasets(args: argparse.Namespace, names: tuple[str, ...]) -> list:
 def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
-    from ..benchmarks import allocators, epoch, memory, overhead, scaling
+    from ..benchmarks import allocators, epoch, memory, minibatch, overhead, scaling
     from .bench_page import render, versions
 
     settings = plan(args)
@@ -153,7 +161,7 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
         "device": settings.device, "threads": settings.threads, "versions": versions(),
         "allocator": allocators.describe(os.environ), "sections": list(settings.sections),
         "settings": {name: dataclasses.asdict(getattr(settings, name))
-                     for name in ("epoch", "overhead", "memory", "scaling")},
+                     for name in ("epoch", "overhead", "memory", "scaling", "minibatch")},
         "allocator_nodes": settings.allocator_nodes, "durations": {},
     }, "sections": {}}
     results = record["sections"]
@@ -196,6 +204,14 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
                                                     environ=os.environ, cache_dir=graphs,
                                                     progress=lambda line: say("e", line))
                 results["e"] = {"points": points, "exponents": exponents}
+            elif section == "g":
+                from ..data import default_cache_dir, resolve_data_root
+
+                root = str(resolve_data_root(args.data_root, os.environ))
+                cache = args.cache_dir or str(default_cache_dir(os.environ))
+                results["g"] = minibatch.minibatch_comparison(
+                    settings.minibatch, device=device, threads=threads, environ=os.environ, data_root=root,
+                    cache_dir=cache, progress=lambda line: say("g", line))
             elif device == "cpu":
                 results["f"] = {"points": scaling.allocator_comparison(
                     settings.scaling, allocators.variants(), nodes=settings.allocator_nodes, kind="sbm",
@@ -233,7 +249,9 @@ COMMAND = Subcommand(
                  "hand-written Euler loop; (c) one field evaluation against the products it needs; (d) peak memory "
                  "and time of direct backprop against the adjoint as T grows; (e) one field evaluation on synthetic "
                  "graphs of growing size, with the fitted exponent; (f) section e's largest community graph under "
-                 "each allocator setting. The full run is sized to finish within about 25 minutes on a quiet 2-core "
-                 "machine and prints one progress line per measured item; the page records what each section took. "
+                 "each allocator setting; (g) mini-batch training against full batch on tolokers and a 10^6-node "
+                 "graph, and one epoch of the 10^7-node graph with --max-nodes 10000000. The full run is sized to "
+                 "finish within about 40 minutes on a quiet 2-core machine and prints one progress line per measured "
+                 "item; the page records what each section took. "
                  "--quick runs every section at toy sizes (a check, not a measurement)."),
 )
