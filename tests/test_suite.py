@@ -26,6 +26,8 @@ def test_packaged_suites_load_and_build_every_config():
     ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\n[[anchors]]\nmodel = "a"\ndataset = "texas"\n'
      'mean = 1.0\nsource = "x"\ntarget = "best"\n', "target must be one of"),
     ('colour = 1\n', r"unknown keys \['colour'\]"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\nseeds = [1, 1]\n', "model 'a': seeds must be "
+     "distinct"),
 ])
 def test_malformed_suites_are_refused(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -63,3 +65,19 @@ def test_a_killed_suite_resumes_without_training_again(tmp_path, data_root, caps
         [line for line in second if not line.startswith(("Generated", "Records"))]
     assert "| texas | GRAFF |" in "\n".join(first) and "Partial run" in "\n".join(first)
     assert json.loads(sorted((tmp_path / "runs").glob("*.json"))[0].read_text())["suite"] == "family"
+
+
+def test_a_model_can_run_its_own_seeds(tmp_path):
+    import argparse
+
+    from continuous_gnn.cli.suite import _plan
+
+    path = tmp_path / "own.toml"
+    path.write_text('seeds = [5, 6, 7]\n[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\n'
+                    '[[models]]\nlabel = "b"\npreset = "graff"\ndatasets = ["texas"]\nseeds = [5]\n')
+    suite = load_suite(path)
+    flags = dict(models=None, datasets=None, seeds=None, splits=None, epochs=None)
+    assert sorted(_plan(suite, argparse.Namespace(**flags))) == [("a", "texas", 5), ("a", "texas", 6),
+                                                                  ("a", "texas", 7), ("b", "texas", 5)]
+    # --seeds chooses for every model.
+    assert sorted(_plan(suite, argparse.Namespace(**{**flags, "seeds": "9"}))) == [("a", "texas", 9), ("b", "texas", 9)]

@@ -13,6 +13,7 @@ A suite is a TOML file (the packaged ones are ``continuous_gnn/presets/suites/<n
     # base = "graff"                       # a packaged preset whose dataset's config is the starting point,
     overrides = { energy = "attention_dirichlet" }   # with these config fields changed
     datasets = ["cora-public", "citeseer-public"]
+    # seeds = [5000]                       # optional: this model's own base seeds instead of the suite's
 
     [[anchors]]                            # published numbers shown beside ours
     model = "GRAND-l"                      # a model label of this suite, or any other name
@@ -52,6 +53,8 @@ class SuiteModel:
     preset: str | None = None
     base: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: This model's base seeds, when they differ from the suite's (e.g. fewer for a costly model).
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,9 @@ def _require(condition: bool, source: str, message: str) -> None:
 
 def _model(table: Any, source: str) -> SuiteModel:
     _require(isinstance(table, dict), source, f"each [[models]] entry must be a table, got {table!r}")
-    unknown = sorted(set(table) - {"label", "preset", "base", "overrides", "datasets"})
+    unknown = sorted(set(table) - {"label", "preset", "base", "overrides", "datasets", "seeds"})
     _require(not unknown, source, f"[[models]] has unknown keys {unknown}; use label, preset or base, overrides, "
-                                  "datasets")
+                                  "datasets, seeds")
     label, preset, base = table.get("label"), table.get("preset"), table.get("base")
     _require(isinstance(label, str) and label.strip() != "", source, "every model needs a label")
     _require((preset is None) != (base is None), source, f"model {label!r} needs exactly one of preset or base")
@@ -117,7 +120,18 @@ def _model(table: Any, source: str) -> SuiteModel:
     _require(isinstance(overrides, dict), source, f"model {label!r}: overrides must be a table")
     _require(preset is None or not overrides, source, f"model {label!r}: overrides apply to a base preset; a "
                                                       "preset is run as it is")
-    return SuiteModel(label=label, datasets=tuple(datasets), preset=preset, base=base, overrides=dict(overrides))
+    seeds = table.get("seeds")
+    if seeds is not None:
+        _check_seeds(seeds, source, f"model {label!r}: ")
+    return SuiteModel(label=label, datasets=tuple(datasets), preset=preset, base=base, overrides=dict(overrides),
+                      seeds=None if seeds is None else tuple(seeds))
+
+
+def _check_seeds(seeds: Any, source: str, where: str = "") -> None:
+    _require(isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                     for s in seeds), source,
+             f"{where}seeds must be a list of integers >= 0")
+    _require(len(set(seeds)) == len(seeds), source, f"{where}seeds must be distinct")
 
 
 def _anchor(table: Any, source: str) -> Anchor:
@@ -149,9 +163,7 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     unknown = sorted(set(tables) - {"title", "page", "seeds", "models", "anchors", "notes"})
     _require(not unknown, source, f"unknown keys {unknown}")
     seeds = tables.get("seeds", [5000])
-    _require(isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                     for s in seeds), source, "seeds must be a list of integers >= 0")
-    _require(len(set(seeds)) == len(seeds), source, "seeds must be distinct")
+    _check_seeds(seeds, source)
     models = tuple(_model(t, source) for t in tables.get("models", []))
     _require(len(models) > 0, source, "a suite needs at least one [[models]] entry")
     _require(len({m.label for m in models}) == len(models), source, "model labels must be distinct")

@@ -70,16 +70,15 @@ def _plan(suite: Suite, args: argparse.Namespace) -> dict[tuple[str, str, int], 
     anything runs)."""
     labels = _selection(args.models, [m.label for m in suite.models], "--models")
     datasets = _selection(args.datasets, list(suite.datasets), "--datasets")
-    if args.seeds is None:
-        seeds = list(suite.seeds)
-    else:
+    seeds = None
+    if args.seeds is not None:
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:
             raise UsageError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     check_splits_and_epochs(args)
     plan = [(m.label, d, s) for m in suite.models if m.label in labels for d in m.datasets if d in datasets
-            for s in seeds]
+            for s in (seeds or m.seeds or suite.seeds)]
     if not plan:
         raise UsageError("the selection names no run: no chosen model runs on a chosen dataset")
     return {(label, dataset, seed): run_config(suite.model(label), dataset, seed, epochs=args.epochs,

@@ -84,9 +84,11 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
         lines.append("")
         lines.append("**Partial run** (a selection of models, datasets, seeds, splits or epochs): not the suite's "
                      "result.")
+    own = [f"{m.label}: {', '.join(map(str, m.seeds))}" for m in suite.models if m.seeds is not None]
+    seeds = ", ".join(map(str, suite.seeds)) + (f"; {'; '.join(own)}" if own else "")
     lines += ["", f"Test {metric} in %, mean ± population std (ddof = 0) over every split of every seed "
-                  f"({', '.join(map(str, suite.seeds))}); the test metric is read at the epoch of best validation "
-                  "metric and chooses nothing.", ""]
+                  f"({seeds}); the test metric is read at the epoch of best validation metric and chooses "
+                  "nothing.", ""]
     lines.append("| dataset | model | ours | runs | validation | anchor | target | gap |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for dataset in suite.datasets:
