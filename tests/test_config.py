@@ -239,9 +239,9 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     from continuous_gnn.training.presets import available_presets, preset_path
 
     assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
-    assert available_presets() == ["graff", "graff_nl", "graff_tuned"]
+    assert available_presets() == ["graff", "graff_nl", "graff_tuned", "grand_l", "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_tuned"):
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_tuned, grand_l, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
                                          "chameleon, citeseer, cora, film, texas, wisconsin"):

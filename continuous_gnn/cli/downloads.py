@@ -26,7 +26,7 @@ __all__ = ["NO_DOWNLOAD_ENV", "DEFAULT_TIMEOUT", "downloads_enabled", "fetch_dat
 #: Environment variable that turns downloads off (``1``) for every subcommand.
 NO_DOWNLOAD_ENV = "CONTINUOUS_GNN_NO_DOWNLOAD"
 #: Seconds to wait for a connection or a read, unless ``--download-timeout`` says otherwise (the library's own
-#: default, :attr:`continuous_gnn.data.Download.timeout`; a test holds them equal).
+#: default, the ``timeout`` of :class:`continuous_gnn.data.Download`; a test holds them equal).
 DEFAULT_TIMEOUT = 30.0
 
 _OFF = ("1", "true", "yes", "on")
