@@ -259,3 +259,10 @@ def test_bench_refuses_bad_flags_before_any_work(capsys):
     if not torch.cuda.is_available():
         assert main(["bench", "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"synthetic_epochs": 0}, {"degree": 0.0}, {"splits": ()}])
+def test_minibatch_settings_refuse_empty_work(kwargs):
+    with pytest.raises(ValueError, match="epochs and synthetic_epochs must be >= 1"):
+        minibatch.MinibatchSettings(**kwargs)
+    assert minibatch.MinibatchSettings(synthetic_epochs=1).synthetic_epochs == 1

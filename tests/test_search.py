@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from continuous_gnn.training import RunConfig
+from continuous_gnn.training.config_io import read_config_file, resolve_config
 from continuous_gnn.training.presets import search_space_path
 from continuous_gnn.training.search import SearchSpace, load_search_space
 
@@ -81,3 +84,21 @@ def test_a_space_built_in_python_is_checked_too():
         SearchSpace({"nope": ("categorical", (1,))}, {})
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_search_space("/nonexistent/space.toml")
+
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+@pytest.mark.parametrize("path", sorted((REPO_CONFIGS / "search").glob("*.toml")), ids=lambda p: p.stem)
+def test_the_repository_search_spaces_load_and_widen(path):
+    space = load_search_space(path)
+    assert space.search, f"{path.name} searches nothing by default"
+    widened = space.widen(RunConfig(), list(space.search) + list(space.also))
+    assert set(widened) == set(space.search) | set(space.also)
+
+
+@pytest.mark.parametrize("path", sorted(p for folder in ("grand", "heterophily")
+                                        for p in (REPO_CONFIGS / folder).glob("*.toml")), ids=lambda p: p.stem)
+def test_the_repository_starting_configs_resolve(path):
+    resolved = resolve_config(read_config_file(path), {"dataset": "texas"})
+    assert resolved.energy in {"graff", "attention_dirichlet", "grand_nl"}

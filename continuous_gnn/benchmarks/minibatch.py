@@ -54,7 +54,9 @@ class MinibatchSettings:
         splits: the dataset's splits to train.
         synthetic_nodes: sizes of the synthetic graphs compared across every batching.
         large_nodes: the synthetic graph that trains one random-batch epoch only (``None``: none).
-        epochs: epochs of every point but the largest.
+        epochs: epochs of the dataset's points.
+        synthetic_epochs: epochs of the synthetic graphs compared across every batching (a full-batch epoch of
+            the 10^6-node graph takes tens of seconds on two cores, so they train fewer).
         degree: mean degree of the synthetic graphs.
         timeout: seconds per point.
     """
@@ -64,6 +66,7 @@ class MinibatchSettings:
     synthetic_nodes: tuple[int, ...] = (1_000_000,)
     large_nodes: int | None = 10_000_000
     epochs: int = 20
+    synthetic_epochs: int = 3
     degree: float = 10.0
     timeout: float = 1800.0
     batchings: tuple[str, ...] = field(default_factory=lambda: tuple(BATCHINGS))
@@ -72,8 +75,8 @@ class MinibatchSettings:
         unknown = [b for b in self.batchings if b not in BATCHINGS]
         if unknown or not self.batchings:
             raise ValueError(f"batchings must be a non-empty selection of {list(BATCHINGS)}, got {self.batchings}")
-        if self.epochs < 1 or not self.degree > 0 or not self.timeout > 0 or not self.splits:
-            raise ValueError("epochs must be >= 1, degree and timeout > 0, and splits non-empty")
+        if min(self.epochs, self.synthetic_epochs) < 1 or not self.degree > 0 or not self.timeout > 0 or not self.splits:
+            raise ValueError("epochs and synthetic_epochs must be >= 1, degree and timeout > 0, and splits non-empty")
 
 
 def _synthetic(nodes: int, degree: float) -> Any:
@@ -132,7 +135,7 @@ def _specs(settings: MinibatchSettings, threads: int, device: str, data_root: st
                    "cache_dir": cache_dir} for b in batchings]
     for nodes in settings.synthetic_nodes:
         specs += [{**common, "graph": "sbm", "nodes": nodes, "batching": b, "overrides": BATCHINGS[b],
-                   "epochs": settings.epochs, "splits": [0]} for b in batchings]
+                   "epochs": settings.synthetic_epochs, "splits": [0]} for b in batchings]
     if settings.large_nodes is not None:
         label, overrides = LARGE_BATCHING
         specs.append({**common, "graph": "sbm", "nodes": settings.large_nodes, "batching": label,

@@ -127,10 +127,11 @@ def plan(args: argparse.Namespace) -> Plan:
                                 else 100_000, timeout=args.timeout),
         allocator_nodes=max([n for n in sizes if n <= ALLOCATOR_NODES] or [sizes[0]]),
         minibatch=MinibatchSettings(dataset="cora", splits=(0,), synthetic_nodes=(QUICK_SIZES[-1],),
-                                    large_nodes=2 * QUICK_SIZES[-1], epochs=2, timeout=args.timeout) if quick else
+                                    large_nodes=2 * QUICK_SIZES[-1], epochs=2, synthetic_epochs=2,
+                                    timeout=args.timeout) if quick else
         MinibatchSettings(dataset="tolokers", splits=(0, 1, 2), synthetic_nodes=(1_000_000,),
                           large_nodes=10_000_000 if args.max_nodes >= 10_000_000 else None, epochs=50,
-                          timeout=max(args.timeout, 1800.0)),
+                          synthetic_epochs=3, timeout=max(args.timeout, 1800.0)),
     )
 
 

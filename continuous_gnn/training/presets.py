@@ -4,13 +4,16 @@ They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel 
 
 =================================  ===================================================================
 ``<preset>/<dataset>.toml``        run presets for ``--preset NAME``: ``graff`` and ``graff_nl`` (the
-                                   official code's hyperparameters), ``graff_tuned`` (our own searches)
+                                   official code's hyperparameters), ``graff_tuned`` (GRAFF from our own
+                                   searches, also on datasets the paper did not run), ``grand_l`` and
+                                   ``grand_nl`` (GRAND from our own searches)
 ``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
 ``studies/<name>.toml``            the models of ``continuous-gnn study``: ``fresh`` (the depth sweep's
                                    spectral-filter model), ``homophily`` (the homophily sweep's)
+``suites/<name>.toml``             the suites of ``continuous-gnn suite``
 =================================  ===================================================================
 
-Every folder except ``search`` and ``studies`` is a run preset.
+Every folder except ``search``, ``studies`` and ``suites`` is a run preset.
 """
 
 from __future__ import annotations
