@@ -81,3 +81,13 @@ def test_a_model_can_run_its_own_seeds(tmp_path):
                                                                   ("a", "texas", 7), ("b", "texas", 5)]
     # --seeds chooses for every model.
     assert sorted(_plan(suite, argparse.Namespace(**{**flags, "seeds": "9"}))) == [("a", "texas", 9), ("b", "texas", 9)]
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--models", "GRAFF,Nope"], "--models: unknown 'Nope'; choose from GRAFF, GRAND-l"),
+    (["--datasets", "texas,"], "--datasets must be a comma-separated list without empty items"),
+    (["--models", "GRAFF,GRAFF"], "--models lists an item twice"),
+])
+def test_a_bad_selection_is_a_usage_error_naming_the_choices(flags, fragment, capsys):
+    assert main(["suite", "family", *flags, "--page", "none"]) == 2
+    assert fragment in capsys.readouterr().err

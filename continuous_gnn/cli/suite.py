@@ -27,6 +27,7 @@ from .common import (
     UsageError,
     add_data_flags,
     check_splits_and_epochs,
+    choices,
     data_paths,
     output_folder,
     project_dir,
@@ -55,21 +56,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _selection(text: str | None, valid: list[str], flag: str) -> list[str]:
-    if text is None:
-        return valid
-    chosen = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in chosen if item not in valid]
-    if unknown or not chosen:
-        raise UsageError(f"{flag}: unknown {unknown or 'empty list'}; choose from {', '.join(valid)}")
-    return chosen
-
-
 def _plan(suite: Suite, args: argparse.Namespace) -> dict[tuple[str, str, int], RunConfig]:
     """The (model label, dataset, seed) runs selected by the flags, with their configs (built, so checked, before
     anything runs)."""
-    labels = _selection(args.models, [m.label for m in suite.models], "--models")
-    datasets = _selection(args.datasets, list(suite.datasets), "--datasets")
+    labels = [m.label for m in suite.models]
+    labels = labels if args.models is None else choices(args.models, "--models", labels)
+    datasets = list(suite.datasets) if args.datasets is None else choices(args.datasets, "--datasets",
+                                                                          list(suite.datasets))
     seeds = None
     if args.seeds is not None:
         try:
