@@ -2,12 +2,13 @@
 stack collapses? Regenerates ``docs/heterophily_depth.md`` and ``docs/figures/heterophily_depth.png``.
 
     python experiments/depth_heterophily.py [--datasets minesweeper,tolokers] [--depths 1,2,4,8,16,32]
-                                            [--splits 0-2] [--data-root PATH] [--threads N]
+                                            [--splits 0-2] [--preset graff_tuned] [--data-root PATH]
+                                            [--threads N]
 
 Two models are trained at every depth L (number of layers = Euler steps), on the same splits and seed:
 
-* **GRAFF** (residual, weights shared over the layers): the dataset's ``graff`` preset with T = L·τ, τ its
-  step size: F ← F + τ(−FΩ + ĀFW + βF(0)).
+* **GRAFF** (residual, weights shared over the layers): the dataset's preset (``graff_tuned``, from
+  validation-only searches) with T = L·τ, τ its step size: F ← F + τ(−FΩ + ĀFW + βF(0)).
 * **Non-residual** (shared weights): F ← ĀFW for L layers, i.e. the Euler scheme of the GRAFF energy with
   Ω = I, τ = 1 and no source (F + (ĀFW − F) = ĀFW), run to T = L, with the preset's other settings.
 
@@ -40,8 +41,8 @@ SCRIPT = "python experiments/depth_heterophily.py"
 SEED = 5000
 
 
-def _configs(dataset: str, depth: int, splits, epochs: int | None):
-    preset = read_config_file(preset_path("graff", dataset))
+def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | None):
+    preset = read_config_file(preset_path(preset_name, dataset))
     common = {"splits": list(splits), "seed": SEED, **({"epochs": epochs} if epochs else {})}
     tau = resolve_config(preset).step_size
     graff = resolve_config(preset, {**common, "time": depth * tau})
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="minesweeper,tolokers")
     parser.add_argument("--depths", default="1,2,4,8,16,32")
     parser.add_argument("--splits", default="0-2")
+    parser.add_argument("--preset", default="graff_tuned", help="the run preset GRAFF starts from")
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epochs (a smoke test)")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--cache-dir", default=None, help="processing cache (default: the library's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--page", default=str(REPO / "docs" / "heterophily_depth.md"))
     parser.add_argument("--figure", default=str(REPO / "docs" / "figures" / "heterophily_depth.png"))
@@ -65,16 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    depths = [int(d) for d in args.depths.split(",")]
-    splits = parse_splits(args.splits)
+    try:
+        depths = [int(d) for d in args.depths.split(",")]
+        splits = parse_splits(args.splits)
+    except ValueError as err:
+        parser.error(f"--depths must be comma-separated integers and --splits a split list ({err})")
+    if not datasets or min(depths) < 1:
+        parser.error("--datasets must name at least one dataset and every --depths value must be >= 1")
     root = resolve_data_root(args.data_root, os.environ)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     rows = []
     for name in datasets:
         for depth in depths:
-            for label, config in _configs(name, depth, splits, args.epochs).items():
-                dataset = load_run_dataset(config, root, cache_dir=default_cache_dir(os.environ))
+            for label, config in _configs(args.preset, name, depth, splits, args.epochs).items():
+                dataset = load_run_dataset(config, root, cache_dir=cache_dir)
                 try:
                     result = run(config, dataset)
                     tests = [100 * s.test_metric for s in result.splits]
@@ -96,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     _figure(rows, datasets, args.figure)
     command = shlex.join([SCRIPT, *(argv if argv is not None else sys.argv[1:])])
-    atomic_write_text(args.page, _page(rows, datasets, depths, splits, command, started_iso, total, args.figure))
+    atomic_write_text(args.page, _page(rows, datasets, depths, splits, args.preset, command, started_iso, total,
+                                       args.figure))
     print(f"wrote {args.page}, {args.figure}, {args.csv}")
     return 0
 
@@ -116,7 +126,8 @@ def _figure(rows, datasets, path) -> None:
             axis.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=label)
         axis.set_xscale("log", base=2)
         axis.set_xlabel("layers L")
-        axis.set_ylabel(f"test {rows[0]['metric'].replace('_', '-')} (%)")
+        metric = next(r["metric"] for r in rows if r["dataset"] == name)
+        axis.set_ylabel(f"test {metric.replace('_', '-')} (%)")
         axis.set_title(name)
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -127,12 +138,13 @@ def _figure(rows, datasets, path) -> None:
     plt.close(figure)
 
 
-def _page(rows, datasets, depths, splits, command, started, total, figure) -> str:
+def _page(rows, datasets, depths, splits, preset, command, started, total, figure) -> str:
     from continuous_gnn.cli.reproduce_page import provenance
 
     lines = ["# Depth on the heterophilous benchmarks", "", provenance(started, command, total), "",
              "Does the GRAFF flow keep improving with depth where a stack without residual connections collapses? "
-             "Both models share their weights over the layers; GRAFF is the dataset's `graff` preset with T = L·τ, "
+             "Both models share their weights over the layers; "
+             f"GRAFF is the dataset's `{preset}` preset with T = L·τ, "
              "the non-residual stack is F ← ĀFW (the Euler scheme of the GRAFF energy with Ω = I, τ = 1, no "
              "source). Test metric in %, mean ± population std over splits "
              f"{', '.join(map(str, splits))} at seed {SEED}, read at the epoch of best validation metric.", "",
