@@ -91,3 +91,17 @@ def test_a_model_can_run_its_own_seeds(tmp_path):
 def test_a_bad_selection_is_a_usage_error_naming_the_choices(flags, fragment, capsys):
     assert main(["suite", "family", *flags, "--page", "none"]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_a_page_over_several_metrics_names_each_with_its_datasets():
+    from continuous_gnn.benchmarks.suite import load_suite, suite_path
+    from continuous_gnn.cli.suite_page import RunSummary, render
+
+    suite = load_suite(suite_path("heterophily"))
+    runs = [RunSummary("GRAFF", "minesweeper", 5000, "ok", "roc_auc", 90.0, 91.0, [90.0], [91.0], [3], 5),
+            RunSummary("GRAFF", "chameleon-filtered", 5000, "ok", "accuracy", 40.0, 41.0, [40.0], [41.0], [3], 5)]
+    page = render(suite, runs, command="continuous-gnn suite heterophily", started="2026-12-04", total=1.0,
+                  partial=True, out_dir="runs")
+    assert "Test metric (roc_auc on minesweeper; accuracy on chameleon-filtered) in %" in page
+    only = render(suite, runs[:1], command="c", started="s", total=1.0, partial=True, out_dir="runs")
+    assert "Test roc_auc in %" in only

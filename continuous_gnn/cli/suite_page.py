@@ -72,10 +72,19 @@ def _anchor_text(anchors: list[Anchor]) -> str:
     return "; ".join(f"{_fmt(a.mean, a.std)} ({a.source})" for a in anchors) or "–"
 
 
+def _metric_words(suite: Suite, ok: list[RunSummary]) -> str:
+    """The metric the tables hold: its name, or each metric with its datasets when they differ."""
+    metrics = list(dict.fromkeys(r.metric for r in ok))
+    if len(metrics) <= 1:
+        return metrics[0] if metrics else "metric"
+    on = {m: [d for d in suite.datasets if any(r.dataset == d and r.metric == m for r in ok)] for m in metrics}
+    return "metric (" + "; ".join(f"{m} on {', '.join(datasets)}" for m, datasets in on.items()) + ")"
+
+
 def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,
            out_dir: str) -> str:
     ok = [r for r in runs if r.status == "ok"]
-    metric = ok[0].metric if ok and len({r.metric for r in ok}) == 1 else "metric"
+    metric = _metric_words(suite, ok)
     lines = [f"# {suite.title}", ""]
     lines.append(provenance(started, command, total))
     lines.append(f"Records: `{out_dir}`. Rerun: `{command}` (with `--out-dir {out_dir}` it resumes and skips the "
