@@ -3,7 +3,7 @@ stack collapses? Regenerates ``docs/heterophily_depth.md`` and ``docs/figures/he
 
     python experiments/depth_heterophily.py [--datasets minesweeper,tolokers] [--depths 1,2,4,8,16,32]
                                             [--splits 0-2] [--preset graff_tuned] [--data-root PATH]
-                                            [--threads N]
+                                            [--threads N] [--out-dir runs/heterophily_depth]
 
 Two models are trained at every depth L (number of layers = Euler steps), on the same splits and seed:
 
@@ -14,6 +14,10 @@ Two models are trained at every depth L (number of layers = Euler steps), on the
 
 Each run is the package's one training loop (``continuous_gnn.training.run``). The test metric is read at the
 epoch of best validation metric; nothing is chosen here. The page is generated: edit this script, not the page.
+
+Each finished run writes its JSON record into ``--out-dir``. Killed and rerun with the same arguments, the script
+skips every run whose record is there (matched by resolved config, never by file name), so a long study survives
+an interrupted session; the page's total time counts the reused runs' recorded times.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import torch
 
 from continuous_gnn.atomic import atomic_open, atomic_write_text
 from continuous_gnn.data import default_cache_dir, resolve_data_root
-from continuous_gnn.training import load_run_dataset, population_mean_std, run
+from continuous_gnn.errors import IntegrationError, TrainingDivergedError
+from continuous_gnn.training import finished_records, load_record, load_run_dataset, record_key, run, save_record
 from continuous_gnn.training.config import parse_splits
 from continuous_gnn.training.config_io import read_config_file, resolve_config
 from continuous_gnn.training.presets import preset_path
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", default=str(REPO / "docs" / "heterophily_depth.md"))
     parser.add_argument("--figure", default=str(REPO / "docs" / "figures" / "heterophily_depth.png"))
     parser.add_argument("--csv", default=str(REPO / "runs" / "heterophily_depth.csv"))
+    parser.add_argument("--out-dir", default=str(REPO / "runs" / "heterophily_depth"),
+                        help="folder of the runs' JSON records; rerun with the same folder to resume")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,38 +84,59 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--datasets must name at least one dataset and every --depths value must be >= 1")
     root = resolve_data_root(args.data_root, os.environ)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_records(out_dir)
+    command = shlex.join([SCRIPT, *(argv if argv is not None else sys.argv[1:])])
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
+    reused_s = 0.0
     rows = []
     for name in datasets:
         for depth in depths:
             for label, config in _configs(args.preset, name, depth, splits, args.epochs).items():
-                dataset = load_run_dataset(config, root, cache_dir=cache_dir)
-                try:
-                    result = run(config, dataset)
-                    tests = [100 * s.test_metric for s in result.splits]
-                    vals = [100 * s.val_metric for s in result.splits]
-                    mean, std = population_mean_std(tests)
-                    status = "ok"
-                except Exception as err:  # noqa: BLE001 - a deep stack may blow up; the table says so
-                    mean = std = float("nan")
-                    vals = [float("nan")]
-                    status = f"failed: {type(err).__name__}"
-                rows.append({"dataset": name, "model": label, "layers": depth, "test_mean": mean, "test_std": std,
-                             "val_mean": population_mean_std(vals)[0], "metric": dataset.metric, "status": status})
-                print(f"{name:<12} {label:<18} L={depth:<3} test {mean:6.2f} ± {std:5.2f}  {status}", flush=True)
-    total = time.perf_counter() - started
+                key = record_key(config)
+                if key in done:
+                    record = load_record(done[key])
+                    reused_s += record["aggregate"]["wall_time"]
+                    row, status = _row(name, label, depth, record["aggregate"]), "done before"
+                else:
+                    dataset = load_run_dataset(config, root, cache_dir=cache_dir)
+                    try:
+                        result = run(config, dataset)
+                    except (IntegrationError, TrainingDivergedError) as err:  # a deep stack may blow up
+                        row = {"dataset": name, "model": label, "layers": depth, "test_mean": float("nan"),
+                               "test_std": float("nan"), "val_mean": float("nan"), "metric": dataset.metric,
+                               "status": f"failed: {type(err).__name__}"}
+                        status = row["status"]
+                    else:
+                        record = result.to_record(model=label, layers=depth, command=command, data_root=str(root))
+                        done[key] = save_record(record, out_dir / f"{name}-{_slug(label)}-L{depth}.json")
+                        row, status = _row(name, label, depth, record["aggregate"]), "ok"
+                rows.append(row)
+                print(f"{name:<12} {label:<18} L={depth:<3} test {row['test_mean']:6.2f} ± {row['test_std']:5.2f}  "
+                      f"{status}", flush=True)
+    total = time.perf_counter() - started + reused_s
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(args.csv, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     _figure(rows, datasets, args.figure)
-    command = shlex.join([SCRIPT, *(argv if argv is not None else sys.argv[1:])])
     atomic_write_text(args.page, _page(rows, datasets, depths, splits, args.preset, command, started_iso, total,
                                        args.figure))
     print(f"wrote {args.page}, {args.figure}, {args.csv}")
     return 0
+
+
+def _row(name: str, label: str, depth: int, aggregate: dict) -> dict:
+    return {"dataset": name, "model": label, "layers": depth, "test_mean": 100 * aggregate["test_mean"],
+            "test_std": 100 * aggregate["test_std"], "val_mean": 100 * aggregate["val_mean"],
+            "metric": aggregate["metric"], "status": "ok"}
+
+
+def _slug(label: str) -> str:
+    return "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in label.lower()).strip("_")
 
 
 def _figure(rows, datasets, path) -> None:
@@ -159,8 +187,34 @@ def _page(rows, datasets, depths, splits, preset, command, started, total, figur
                 cells.append(f"{row['test_mean']:.2f} ± {row['test_std']:.2f}" if row["status"] == "ok"
                              else row["status"])
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [_findings(rows, name), ""]
     return "\n".join(lines)
+
+
+def _findings(rows, name) -> str:
+    """What the table of one dataset shows, in words computed from its rows (never typed by hand)."""
+    ok = [r for r in rows if r["dataset"] == name and r["status"] == "ok"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    parts = []
+    for label in models:
+        mine = [r for r in ok if r["model"] == label]
+        if not mine:
+            parts.append(f"every {label} run failed")
+            continue
+        best, deepest = max(mine, key=lambda r: r["test_mean"]), max(mine, key=lambda r: r["layers"])
+        change = deepest["test_mean"] - best["test_mean"]
+        parts.append(f"{label} peaks at L = {best['layers']} ({best['test_mean']:.2f})"
+                     + ("" if deepest is best else
+                        f" and is at {deepest['test_mean']:.2f} at L = {deepest['layers']} ({change:+.2f})"))
+    text = "; ".join(parts) + "."
+    if len(models) == 2:
+        by_depth = {}
+        for r in ok:
+            by_depth.setdefault(r["layers"], {})[r["model"]] = r["test_mean"]
+        shared = sorted(d for d, pair in by_depth.items() if len(pair) == 2)
+        ahead = [d for d in shared if by_depth[d][models[0]] > by_depth[d][models[1]]]
+        text += f" {models[0]} is above {models[1]} at {len(ahead)} of the {len(shared)} depths where both ran."
+    return "In words: " + text
 
 
 if __name__ == "__main__":

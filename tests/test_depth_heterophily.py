@@ -43,12 +43,24 @@ def test_bad_arguments_are_usage_errors(argv, fragment, capsys):
     assert exit_info.value.code == 2 and fragment in capsys.readouterr().err
 
 
+def test_findings_are_computed_from_the_rows():
+    rows = [{"dataset": "m", "model": "A", "layers": layers, "test_mean": mean, "status": "ok"}
+            for layers, mean in [(1, 80.0), (2, 90.0), (4, 85.5)]]
+    rows += [{"dataset": "m", "model": "B", "layers": layers, "test_mean": mean, "status": "ok"}
+             for layers, mean in [(1, 82.0), (2, 70.0)]]
+    rows.append({"dataset": "m", "model": "B", "layers": 4, "test_mean": float("nan"), "status": "failed: X"})
+    text = depth_heterophily._findings(rows, "m")
+    assert "A peaks at L = 2 (90.00) and is at 85.50 at L = 4 (-4.50)" in text
+    assert "B peaks at L = 1 (82.00) and is at 70.00 at L = 2 (-12.00)" in text
+    assert "A is above B at 1 of the 2 depths where both ran" in text
+
+
 @pytest.mark.data
-def test_smoke_writes_the_page_figure_and_table(data_root, data_cache, tmp_path):
+def test_smoke_writes_the_page_figure_and_table_and_resumes(data_root, data_cache, tmp_path, capsys):
     page, figure, table = tmp_path / "depth.md", tmp_path / "depth.png", tmp_path / "depth.csv"
     argv = ["--datasets", "minesweeper", "--depths", "1,2", "--splits", "0", "--epochs", "2",
             "--data-root", str(data_root), "--cache-dir", str(data_cache), "--page", str(page),
-            "--figure", str(figure), "--csv", str(table)]
+            "--figure", str(figure), "--csv", str(table), "--out-dir", str(tmp_path / "records")]
     assert depth_heterophily.main(argv) == 0
     rows = list(csv.DictReader(table.open()))
     assert [(r["model"], r["layers"], r["status"], r["metric"]) for r in rows] == [
@@ -56,4 +68,11 @@ def test_smoke_writes_the_page_figure_and_table(data_root, data_cache, tmp_path)
         ("GRAFF (residual)", "2", "ok", "roc_auc"), ("non-residual ĀFW", "2", "ok", "roc_auc")]
     text = page.read_text()
     assert "`graff_tuned` preset" in text and "## minesweeper" in text and f"figures/{figure.name}" in text
+    assert "In words: GRAFF (residual) peaks at L = " in text
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((tmp_path / "records").glob("*.json"))) == 4
+
+    capsys.readouterr()
+    assert depth_heterophily.main(argv) == 0  # every run is found in --out-dir: nothing trains again
+    assert capsys.readouterr().out.count("done before") == 4
+    assert list(csv.DictReader(table.open())) == rows
