@@ -105,3 +105,18 @@ def test_a_page_over_several_metrics_names_each_with_its_datasets():
     assert "Test metric (roc_auc on minesweeper; accuracy on chameleon-filtered) in %" in page
     only = render(suite, runs[:1], command="c", started="s", total=1.0, partial=True, out_dir="runs")
     assert "Test roc_auc in %" in only
+
+
+def test_a_page_says_where_training_was_still_improving_when_it_stopped():
+    from continuous_gnn.cli.suite_page import RunSummary, render
+
+    suite = load_suite(suite_path("heterophily"))
+    late = RunSummary("GRAFF", "minesweeper", 5000, "ok", "roc_auc", 90.0, 91.0, [90.0] * 4, [91.0] * 4,
+                      [400, 391, 120, 361], 400)
+    early = RunSummary("GRAFF", "tolokers", 5000, "ok", "roc_auc", 84.0, 84.0, [84.0] * 4, [84.0] * 4,
+                       [180, 50, 60, 70], 200)
+    page = render(suite, [late, early], command="c", started="s", total=1.0, partial=True, out_dir="runs")
+    [note] = [line for line in page.splitlines() if line.startswith("Still improving when training stopped")]
+    assert "GRAFF on minesweeper (3 of 4 splits)" in note and "tolokers" not in note
+    quiet = render(suite, [early], command="c", started="s", total=1.0, partial=True, out_dir="runs")
+    assert "Still improving" not in quiet

@@ -81,6 +81,17 @@ def _metric_words(suite: Suite, ok: list[RunSummary]) -> str:
     return "metric (" + "; ".join(f"{m} on {', '.join(datasets)}" for m, datasets in on.items()) + ")"
 
 
+def _still_improving(ok: list[RunSummary]) -> list[str]:
+    """The (model, dataset) pairs whose best epoch lies past 90 % of the epochs on at least half of the splits."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for run in ok:
+        late, total = found.setdefault((run.model, run.dataset), [0, 0])
+        found[(run.model, run.dataset)] = [late + sum(b > 0.9 * run.epochs for b in run.best_epochs),
+                                           total + len(run.best_epochs)]
+    return [f"{model} on {dataset} ({late} of {total} splits)"
+            for (model, dataset), (late, total) in found.items() if total and 2 * late >= total]
+
+
 def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,
            out_dir: str) -> str:
     ok = [r for r in runs if r.status == "ok"]
@@ -120,6 +131,11 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
                 gap = f"{mean - bar:+.2f} {'✓' if mean >= bar else '✗'}"
             lines.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {count} | {val:.2f} | "
                          f"{_anchor_text(anchors)} | {target} | {gap} |")
+    late = _still_improving(ok)
+    if late:
+        lines += ["", "Still improving when training stopped (the best validation epoch in the last tenth of the "
+                  "epochs on at least half of the splits): " + "; ".join(late) + ". More epochs may gain there; "
+                  "the epoch count is a hyperparameter, so it changes only through a validation-only search."]
     labels = {m.label for m in suite.models}
     others = [a for a in suite.anchors if a.model not in labels]
     if others:
