@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 if key in done:
                     record = load_record(done[key])
                     reused_s += record["aggregate"]["wall_time"]
-                    row, status = _row(name, label, depth, record["aggregate"]), "done before"
+                    row, status = _row(name, label, depth, record), "done before"
                 else:
                     dataset = load_run_dataset(config, root, cache_dir=cache_dir)
                     try:
@@ -107,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                     except (IntegrationError, TrainingDivergedError) as err:  # a deep stack may blow up
                         row = {"dataset": name, "model": label, "layers": depth, "test_mean": float("nan"),
                                "test_std": float("nan"), "val_mean": float("nan"), "metric": dataset.metric,
-                               "status": f"failed: {type(err).__name__}"}
+                               "status": f"failed: {type(err).__name__}", "best_epochs": "",
+                               "epochs": config.epochs}
                         status = row["status"]
                     else:
                         record = result.to_record(model=label, layers=depth, command=command, data_root=str(root))
                         done[key] = save_record(record, out_dir / f"{name}-{_slug(label)}-L{depth}.json")
-                        row, status = _row(name, label, depth, record["aggregate"]), "ok"
+                        row, status = _row(name, label, depth, record), "ok"
                 rows.append(row)
                 print(f"{name:<12} {label:<18} L={depth:<3} test {row['test_mean']:6.2f} ± {row['test_std']:5.2f}  "
                       f"{status}", flush=True)
@@ -129,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(name: str, label: str, depth: int, aggregate: dict) -> dict:
+def _row(name: str, label: str, depth: int, record: dict) -> dict:
+    aggregate = record["aggregate"]
     return {"dataset": name, "model": label, "layers": depth, "test_mean": 100 * aggregate["test_mean"],
             "test_std": 100 * aggregate["test_std"], "val_mean": 100 * aggregate["val_mean"],
-            "metric": aggregate["metric"], "status": "ok"}
+            "metric": aggregate["metric"], "status": "ok",
+            "best_epochs": " ".join(str(s["best_epoch"]) for s in record["splits"]),
+            "epochs": record["config"]["epochs"]}
 
 
 def _slug(label: str) -> str:
@@ -214,6 +218,13 @@ def _findings(rows, name) -> str:
         shared = sorted(d for d, pair in by_depth.items() if len(pair) == 2)
         ahead = [d for d in shared if by_depth[d][models[0]] > by_depth[d][models[1]]]
         text += f" {models[0]} is above {models[1]} at {len(ahead)} of the {len(shared)} depths where both ran."
+    late = [f"{r['model']} at L = {r['layers']}" for r in ok if r.get("best_epochs") and
+            2 * sum(int(b) > 0.9 * int(r["epochs"]) for b in r["best_epochs"].split())
+            >= len(r["best_epochs"].split())]
+    if late:
+        text += (" Still improving when training stopped (best validation epoch in the last tenth of the epochs on "
+                 f"at least half of the splits), so the epoch budget rather than the depth may limit them: "
+                 f"{', '.join(late)}.")
     return "In words: " + text
 
 

@@ -44,15 +44,18 @@ def test_bad_arguments_are_usage_errors(argv, fragment, capsys):
 
 
 def test_findings_are_computed_from_the_rows():
-    rows = [{"dataset": "m", "model": "A", "layers": layers, "test_mean": mean, "status": "ok"}
-            for layers, mean in [(1, 80.0), (2, 90.0), (4, 85.5)]]
-    rows += [{"dataset": "m", "model": "B", "layers": layers, "test_mean": mean, "status": "ok"}
-             for layers, mean in [(1, 82.0), (2, 70.0)]]
-    rows.append({"dataset": "m", "model": "B", "layers": 4, "test_mean": float("nan"), "status": "failed: X"})
+    rows = [{"dataset": "m", "model": "A", "layers": layers, "test_mean": mean, "status": "ok",
+             "best_epochs": best, "epochs": 100} for layers, mean, best in [(1, 80.0, "50 60"), (2, 90.0, "95 40"),
+                                                                             (4, 85.5, "99 100")]]
+    rows += [{"dataset": "m", "model": "B", "layers": layers, "test_mean": mean, "status": "ok",
+              "best_epochs": "10 20", "epochs": 100} for layers, mean in [(1, 82.0), (2, 70.0)]]
+    rows.append({"dataset": "m", "model": "B", "layers": 4, "test_mean": float("nan"), "status": "failed: X",
+                 "best_epochs": "", "epochs": 100})
     text = depth_heterophily._findings(rows, "m")
     assert "A peaks at L = 2 (90.00) and is at 85.50 at L = 4 (-4.50)" in text
     assert "B peaks at L = 1 (82.00) and is at 70.00 at L = 2 (-12.00)" in text
     assert "A is above B at 1 of the 2 depths where both ran" in text
+    assert text.endswith("may limit them: A at L = 2, A at L = 4.")
 
 
 @pytest.mark.data
