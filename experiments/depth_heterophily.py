@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = finished_records(out_dir)
-    command = shlex.join([SCRIPT, *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join([SCRIPT, shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     reused_s = 0.0
@@ -178,8 +178,10 @@ def _page(rows, datasets, depths, splits, preset, command, started, total, figur
              "Both models share their weights over the layers; "
              f"GRAFF is the dataset's `{preset}` preset with T = L·τ, "
              "the non-residual stack is F ← ĀFW (the Euler scheme of the GRAFF energy with Ω = I, τ = 1, no "
-             "source). Test metric in %, mean ± population std over splits "
-             f"{', '.join(map(str, splits))} at seed {SEED}, read at the epoch of best validation metric.", "",
+             "source). Test metric in %, "
+             + (f"mean ± population std over splits {', '.join(map(str, splits))}" if len(splits) > 1 else
+                f"on split {splits[0]} alone (one training run per cell, so no spread is shown)")
+             + f" at seed {SEED}, read at the epoch of best validation metric.", "",
              f"![depth](figures/{Path(figure).name})", ""]
     for name in datasets:
         lines += [f"## {name}", "", "| layers | " + " | ".join(dict.fromkeys(r["model"] for r in rows)) + " |",
@@ -188,10 +190,11 @@ def _page(rows, datasets, depths, splits, preset, command, started, total, figur
             cells = []
             for label in dict.fromkeys(r["model"] for r in rows):
                 row = next(r for r in rows if r["dataset"] == name and r["model"] == label and r["layers"] == depth)
-                cells.append(f"{row['test_mean']:.2f} ± {row['test_std']:.2f}" if row["status"] == "ok"
+                spread = f" ± {row['test_std']:.2f}" if len(splits) > 1 else ""  # no spread over one split
+                cells.append(f"{row['test_mean']:.2f}{spread}" if row["status"] == "ok"
                              else row["status"])
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
-        lines += [_findings(rows, name), ""]
+        lines += ["", _findings(rows, name), ""]
     return "\n".join(lines)
 
 

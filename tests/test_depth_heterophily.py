@@ -71,7 +71,9 @@ def test_smoke_writes_the_page_figure_and_table_and_resumes(data_root, data_cach
         ("GRAFF (residual)", "2", "ok", "roc_auc"), ("non-residual ĀFW", "2", "ok", "roc_auc")]
     text = page.read_text()
     assert "`graff_tuned` preset" in text and "## minesweeper" in text and f"figures/{figure.name}" in text
-    assert "In words: GRAFF (residual) peaks at L = " in text
+    assert "In words: GRAFF (residual) peaks at L = " in text and "\n\nIn words" in text  # not a table row
+    assert "by `python experiments/depth_heterophily.py --datasets minesweeper" in text
+    assert " ± " not in text.split("## minesweeper")[1]  # one split: no spread to show
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "records").glob("*.json"))) == 4
 
