@@ -36,7 +36,7 @@ import torch
 from continuous_gnn.atomic import atomic_open, atomic_write_text
 from continuous_gnn.data import default_cache_dir, resolve_data_root
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
-from continuous_gnn.training import finished_records, load_record, load_run_dataset, record_key, run, save_record
+from continuous_gnn.training import finished_records, load_record, load_run_dataset, record_key, run, save_record, still_improving
 from continuous_gnn.training.config import parse_splits
 from continuous_gnn.training.config_io import read_config_file, resolve_config
 from continuous_gnn.training.presets import preset_path
@@ -221,9 +221,8 @@ def _findings(rows, name) -> str:
         shared = sorted(d for d, pair in by_depth.items() if len(pair) == 2)
         ahead = [d for d in shared if by_depth[d][models[0]] > by_depth[d][models[1]]]
         text += f" {models[0]} is above {models[1]} at {len(ahead)} of the {len(shared)} depths where both ran."
-    late = [f"{r['model']} at L = {r['layers']}" for r in ok if r.get("best_epochs") and
-            2 * sum(int(b) > 0.9 * int(r["epochs"]) for b in r["best_epochs"].split())
-            >= len(r["best_epochs"].split())]
+    late = [f"{r['model']} at L = {r['layers']}" for r in ok
+            if still_improving([int(b) for b in r["best_epochs"].split()], int(r["epochs"]))]
     if late:
         text += (" Still improving when training stopped (best validation epoch in the last tenth of the epochs on "
                  f"at least half of the splits), so the epoch budget rather than the depth may limit them: "

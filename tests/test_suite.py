@@ -120,3 +120,15 @@ def test_a_page_says_where_training_was_still_improving_when_it_stopped():
     assert "GRAFF on minesweeper (3 of 4 splits)" in note and "tolokers" not in note
     quiet = render(suite, [early], command="c", started="s", total=1.0, partial=True, out_dir="runs")
     assert "Still improving" not in quiet
+
+
+@pytest.mark.parametrize("best_epochs, epochs, expected", [
+    ([91, 100], 100, True),   # past 90 % on both splits
+    ([91, 10], 100, True),    # on half of the splits counts
+    ([90, 100, 5], 100, False),  # epoch 90 is not past 90 %; one of three is not half
+    ([], 100, False),
+])
+def test_still_improving_means_a_late_best_epoch_on_at_least_half_the_splits(best_epochs, epochs, expected):
+    from continuous_gnn.training import still_improving
+
+    assert still_improving(best_epochs, epochs) is expected

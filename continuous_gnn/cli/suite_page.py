@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..benchmarks.suite import Anchor, Suite
-from ..training import population_mean_std
+from ..training import population_mean_std, still_improving
 from .reproduce_page import provenance
 
 __all__ = ["RunSummary", "render"]
@@ -82,14 +82,12 @@ def _metric_words(suite: Suite, ok: list[RunSummary]) -> str:
 
 
 def _still_improving(ok: list[RunSummary]) -> list[str]:
-    """The (model, dataset) pairs whose best epoch lies past 90 % of the epochs on at least half of the splits."""
-    found: dict[tuple[str, str], list[int]] = {}
+    """The (model, dataset) pairs still improving when training stopped, over the splits of all their runs."""
+    pooled: dict[tuple[str, str], tuple[list[int], int]] = {}
     for run in ok:
-        late, total = found.setdefault((run.model, run.dataset), [0, 0])
-        found[(run.model, run.dataset)] = [late + sum(b > 0.9 * run.epochs for b in run.best_epochs),
-                                           total + len(run.best_epochs)]
-    return [f"{model} on {dataset} ({late} of {total} splits)"
-            for (model, dataset), (late, total) in found.items() if total and 2 * late >= total]
+        pooled.setdefault((run.model, run.dataset), ([], run.epochs))[0].extend(run.best_epochs)
+    return [f"{model} on {dataset} ({sum(b > 0.9 * epochs for b in best)} of {len(best)} splits)"
+            for (model, dataset), (best, epochs) in pooled.items() if still_improving(best, epochs)]
 
 
 def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,

@@ -24,6 +24,7 @@ from .build import build_graph, build_model, load_run_dataset, prepare_features
 from .checkpoint import Checkpoint, CheckpointError, UnsafeCheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, check_overrides, parse_splits
 from .config_io import config_to_toml, load_config, read_config_file, resolve_config
+from .history import still_improving
 from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
 from .presets import available_presets, preset_path
@@ -69,6 +70,7 @@ __all__ = [
     "accuracy",
     "roc_auc",
     "population_mean_std",
+    "still_improving",
     "EpochInfo",
     "KeptModel",
     "SplitResult",

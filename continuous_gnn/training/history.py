@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from .records import KeptModel, SplitResult
 
-__all__ = ["SplitHistory"]
+__all__ = ["SplitHistory", "still_improving"]
 
 #: The per-epoch lists, by their :class:`SplitResult` field names.
 _CURVES = ("train_loss", "train_curve", "val_curve", "nfe_forward", "nfe_backward", "kinetic", "jacobian")
@@ -114,3 +115,10 @@ class SplitHistory:
         kept = state["kept"]
         return cls(**{**state, "best": tuple(state["best"]), "kept": None if kept is None else tuple(kept),
                       **{name: list(state[name]) for name in _CURVES}})
+
+
+def still_improving(best_epochs: Sequence[int], epochs: int) -> bool:
+    """Whether training was still improving when it stopped: the best validation epoch (1-based) lies past 90 %
+    of ``epochs`` on at least half of the splits in ``best_epochs``. ``False`` for no splits."""
+    late = sum(best > 0.9 * epochs for best in best_epochs)
+    return bool(best_epochs) and 2 * late >= len(best_epochs)
