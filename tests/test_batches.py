@@ -19,6 +19,7 @@ from continuous_gnn.training import loop as loop_module
 from continuous_gnn.training.batches import (
     Batch,
     EpochBatches,
+    EvaluationBatches,
     MissingPackageError,
     batches_per_epoch,
     check_batching,
@@ -62,6 +63,9 @@ def _gcn(a: torch.Tensor) -> torch.Tensor:
     (dict(batching="metis", num_parts=4, num_neighbors="10"), "num_neighbors applies only with batching = neighbor"),
     (dict(batching="random", num_parts=4, self_loops=False), "batching needs self_loops = true"),
     (dict(batching="clusters", num_parts=4), "unknown batching 'clusters'"),
+    (dict(evaluation="batches"), "evaluation = batches .* needs batching random or metis"),
+    (dict(batching="neighbor", num_parts=4, num_neighbors="10", evaluation="batches"), "use evaluation = full"),
+    (dict(batching="random", num_parts=4, evaluation="subgraphs"), "unknown evaluation 'subgraphs'"),
 ])
 def test_batching_settings_are_checked_when_the_config_is_built(values, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -255,17 +259,18 @@ def test_a_batch_is_normalised_on_its_own_subgraph():
 # ---------------------------------------------------------------------- the loop
 
 
+@pytest.mark.parametrize("evaluation", ["full", "batches"])
 @pytest.mark.parametrize("batching", [dict(batching="random", num_parts=1),
                                       dict(batching="metis", num_parts=3, parts_per_batch=3)])
-def test_one_batch_of_every_node_trains_like_full_batch(batching):
+def test_one_batch_of_every_node_trains_like_full_batch(batching, evaluation):
     if batching["batching"] == "metis":
         pytest.importorskip("pymetis")
     # Without dropout the model is node-permutation equivariant, so the shuffled single batch differs from the
-    # full batch only by rounding.
+    # full batch only by rounding; so does evaluation on the one subgraph that holds every node.
     dataset = _synthetic()
     common = dict(SMALL, dropout=0.0, input_dropout=0.0, epochs=4)
     full = train_split(RunConfig(**common), dataset, 0)
-    batched = train_split(RunConfig(**common, **batching), dataset, 0)
+    batched = train_split(RunConfig(**common, **batching, evaluation=evaluation), dataset, 0)
     assert batched.train_loss == pytest.approx(full.train_loss, rel=1e-5)
     assert batched.val_curve == pytest.approx(full.val_curve, abs=1e-6)
     assert batched.nfe_forward == full.nfe_forward
@@ -348,3 +353,59 @@ def test_batched_training_learns_and_repeats_with_its_seed():
     first = train_split(short, dataset, 0)
     assert train_split(short, dataset, 0).train_loss == first.train_loss
     assert train_split(short.replace(seed=9), dataset, 0).train_loss != first.train_loss
+
+
+# ---------------------------------------------------------------------- evaluation in batches
+
+
+@pytest.mark.parametrize("batching", [dict(batching="random", num_parts=4),
+                                      dict(batching="metis", num_parts=6, parts_per_batch=2)])
+def test_evaluation_batches_score_every_node_once_on_its_own_fixed_subgraph(batching):
+    if batching["batching"] == "metis":
+        pytest.importorskip("pymetis")
+    dataset = _synthetic()
+    config = RunConfig(**SMALL, **batching, evaluation="batches")
+    evaluation = EvaluationBatches(config, dataset, seed=7, device=torch.device("cpu"))
+    assert len(evaluation.groups) == batches_per_epoch(config, dataset.num_nodes)
+    assert torch.equal(torch.cat(evaluation.groups).sort().values, torch.arange(dataset.num_nodes))
+    again = EvaluationBatches(config, dataset, seed=7, device=torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(evaluation.groups, again.groups))
+
+    torch.manual_seed(0)
+    model = build_model(config, dataset.num_features, dataset.num_classes).eval()
+    with torch.no_grad():
+        logits = evaluation.logits(model)
+        full = model(prepare_features(dataset.data.x), build_graph(dataset.data, config))
+        for group in evaluation.groups:
+            sample = dataset.data.subgraph(group)
+            own = model(prepare_features(sample.x), build_graph(sample, config))
+            assert torch.allclose(logits[group], own, atol=1e-6)
+    # The subgraphs lose the edges between them, so the scores are not those of the full graph.
+    assert not torch.allclose(logits, full, atol=1e-3)
+
+
+def test_random_evaluation_partitions_follow_the_split_seed():
+    dataset = _synthetic()
+    config = RunConfig(**SMALL, batching="random", num_parts=3, evaluation="batches")
+    first, other = (EvaluationBatches(config, dataset, seed=seed, device=torch.device("cpu")).groups for seed in (1, 2))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_batched_evaluation_never_builds_the_full_operator(monkeypatch):
+    dataset = _synthetic()
+    config = RunConfig(**dict(SMALL, epochs=3), batching="random", num_parts=3, evaluation="batches", splits=(0,))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the full operator was built")
+
+    monkeypatch.setattr(loop_module, "build_graph", refuse)
+    result = run(config, dataset)
+    assert len(result.splits[0].val_curve) == 3 and result.splits[0].val_metric > 0.5
+    with pytest.raises(AssertionError, match="the full operator was built"):
+        run(config.replace(evaluation="full"), dataset)
+
+
+def test_evaluation_flag_reaches_the_config():
+    args = build_parser().parse_args(["train", "--dataset", "texas", "--batching", "random", "--num-parts", "4",
+                                      "--evaluation", "batches"])
+    assert resolve_cli_config(args).config.evaluation == "batches"

@@ -17,7 +17,7 @@ from continuous_gnn.benchmarks import allocators, epoch, graphs, memory, minibat
 from continuous_gnn.benchmarks.isolated import run_isolated
 from continuous_gnn.benchmarks.scaling import fit_exponent
 from continuous_gnn.benchmarks.timing import compare
-from continuous_gnn.cli import main
+from continuous_gnn.cli import build_parser, main
 
 # ---------------------------------------------------------------------- timing helper
 
@@ -259,6 +259,21 @@ def test_bench_refuses_bad_flags_before_any_work(capsys):
     if not torch.cuda.is_available():
         assert main(["bench", "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_the_large_minibatch_graph_is_its_own_flag_and_the_command_names_the_allocator():
+    from continuous_gnn.cli.bench import plan, recorded_command
+
+    def settings(*flags):
+        return plan(build_parser().parse_args(["bench", *flags])).minibatch
+
+    assert settings().large_nodes == 10_000_000
+    assert settings("--large-nodes", "0").large_nodes is None
+    assert settings("--large-nodes", "2000000", "--max-nodes", "100000").large_nodes == 2_000_000
+    environ = {"PATH": "/bin", "CONTINUOUS_GNN_ALLOCATOR": "keep", "GLIBC_TUNABLES": "a=1:b=2"}
+    assert recorded_command(["bench", "--sections", "g"], environ) == (
+        "GLIBC_TUNABLES=a=1:b=2 CONTINUOUS_GNN_ALLOCATOR=keep continuous-gnn bench --sections g")
+    assert recorded_command(["bench"], {"PATH": "/bin", "CONTINUOUS_GNN_ALLOCATOR": "system"}) == "continuous-gnn bench"
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"synthetic_epochs": 0}, {"degree": 0.0}, {"splits": ()}])

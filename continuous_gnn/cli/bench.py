@@ -12,11 +12,17 @@ d     peak memory and time of direct backprop against the adjoint as T grows
 e     time and memory of one field evaluation on synthetic graphs of growing size; the fitted exponent
 f     section e's largest community graph (at most 10⁶ nodes) under each allocator setting
 g     mini-batch training against full batch on tolokers and a 10⁶-node graph; one epoch of a 10⁷-node graph
+      (``--large-nodes``), trained and evaluated in batches
 ====  ==========================================================================================================
 
 The full run is sized to finish within about 40 minutes on a quiet 2-core machine; the page records what each
 section took. ``--quick`` runs every section at toy sizes with one or two repeats (a check that the benchmark
 works: its numbers mean nothing). Progress goes to stderr, one line per measured item.
+
+The allocator is that of the environment, in this process and in every child: the variables that choose it when a
+process starts (``GLIBC_TUNABLES``, ``LD_PRELOAD``, ...) or ``CONTINUOUS_GNN_ALLOCATOR=keep``, which this process
+applies too (:func:`continuous_gnn.allocator.arrange_from_environment`). The page's command line shows the ones
+set, so that it reruns as it ran; section f compares the settings one by one.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from ..allocator import arrange_from_environment
 from ..atomic import atomic_write_text, check_creatable
 from ..benchmarks.epoch import EpochSettings
 from ..benchmarks.memory import MemorySettings
@@ -40,7 +48,7 @@ from ..benchmarks.overhead import OverheadSettings
 from ..benchmarks.scaling import ScalingSettings
 from .common import Subcommand, UsageError, at_least, choices, project_dir
 
-__all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan"]
+__all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan", "recorded_command"]
 
 SECTIONS = {"a": "model epoch against PyG", "b": "solver overhead", "c": "field against its lower bound",
             "d": "memory: direct backprop against the adjoint", "e": "scaling with the graph",
@@ -62,6 +70,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest synthetic graph of sections e and f; 10000000 adds the 10^7-node graph, "
                              "which needs about ten times the memory of the 10^6-node one (a point killed for "
                              "memory is reported as failed) (default: 1000000)")
+    parser.add_argument("--large-nodes", type=at_least(0, int), default=10_000_000, metavar="N",
+                        help="nodes of section g's graph that trains one epoch on random batches and is evaluated "
+                             "in batches; 0 leaves it out (default: 10000000, about 11 GiB at its peak)")
     parser.add_argument("--datasets", default=None, metavar="LIST",
                         help=f"datasets of section a (default: {','.join(DATASETS)}; with --quick: cora)")
     parser.add_argument("--repeats", type=at_least(1, int), default=None,
@@ -130,9 +141,20 @@ def plan(args: argparse.Namespace) -> Plan:
                                     large_nodes=2 * QUICK_SIZES[-1], epochs=2, synthetic_epochs=2,
                                     timeout=args.timeout) if quick else
         MinibatchSettings(dataset="tolokers", splits=(0, 1, 2), synthetic_nodes=(1_000_000,),
-                          large_nodes=10_000_000 if args.max_nodes >= 10_000_000 else None, epochs=50,
+                          large_nodes=args.large_nodes or None, epochs=50,
                           synthetic_epochs=3, timeout=max(args.timeout, 1800.0)),
     )
+
+
+def recorded_command(argv: list[str], environ: Mapping[str, str]) -> str:
+    """The command line that reruns this benchmark, its allocator variables first (as a shell would take them;
+    ``CONTINUOUS_GNN_ALLOCATOR=system``, the benchmark's own default, is left out)."""
+    from ..allocator import ALLOCATOR_ENV
+    from ..benchmarks.allocators import ALLOCATOR_VARIABLES
+
+    settings = [f"{key}={shlex.quote(environ[key])}" for key in ALLOCATOR_VARIABLES if environ.get(key)
+                and not (key == ALLOCATOR_ENV and environ[key].strip().lower() == "system")]
+    return " ".join([*settings, "continuous-gnn", *(shlex.quote(a) for a in argv)])
 
 
 def _load_datasets(args: argparse.Namespace, names: tuple[str, ...]) -> list:
@@ -151,13 +173,14 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
 
     settings = plan(args)
     check_creatable(args.out, "--out")
+    arrange_from_environment("system")  # CONTINUOUS_GNN_ALLOCATOR=keep applies here as in the children
     if args.json:
         check_creatable(args.json, "--json")
     datasets = _load_datasets(args, settings.datasets) if "a" in settings.sections else []
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     record: dict = {"meta": {
-        "command": "continuous-gnn " + " ".join(shlex.quote(a) for a in argv),
+        "command": recorded_command(argv, os.environ),
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "quick": settings.quick,
         "device": settings.device, "threads": settings.threads, "versions": versions(),
         "allocator": allocators.describe(os.environ), "sections": list(settings.sections),
@@ -251,8 +274,9 @@ COMMAND = Subcommand(
                  "and time of direct backprop against the adjoint as T grows; (e) one field evaluation on synthetic "
                  "graphs of growing size, with the fitted exponent; (f) section e's largest community graph under "
                  "each allocator setting; (g) mini-batch training against full batch on tolokers and a 10^6-node "
-                 "graph, and one epoch of the 10^7-node graph with --max-nodes 10000000. The full run is sized to "
-                 "finish within about 40 minutes on a quiet 2-core machine and prints one progress line per measured "
-                 "item; the page records what each section took. "
-                 "--quick runs every section at toy sizes (a check, not a measurement)."),
+                 "graph, and one epoch of a 10^7-node graph (--large-nodes), trained and evaluated in batches. The "
+                 "full run is sized to finish within about 40 minutes on a quiet 2-core machine and prints one "
+                 "progress line per measured item; the page records what each section took. The allocator is the "
+                 "environment's (e.g. CONTINUOUS_GNN_ALLOCATOR=keep), here and in every child; the page's command "
+                 "shows it. --quick runs every section at toy sizes (a check, not a measurement)."),
 )

@@ -254,14 +254,16 @@ def _minibatch(section: dict, meta: dict) -> list[str]:
     lines = ["## g. Mini-batch training against full batch", "",
              "The same GRAFF model (`continuous_gnn.benchmarks.minibatch.BASE`: Euler, step 1, T = 3, width 64) "
              "trained through the package's training loop, full batch and on mini-batches of subgraphs (each "
-             "batch's flow runs on its subgraph with its own normalisation; evaluation stays full graph). "
+             "batch's flow runs on its subgraph with its own normalisation; evaluation is one full-graph pass, except "
+             "where the batching says *evaluated in batches*: `evaluation = \"batches\"`, each node scored on its "
+             "fixed batch subgraph, so that no pass holds the whole graph). "
              f"The dataset trains {settings['epochs']} epochs on splits {', '.join(map(str, settings['splits']))}; "
              f"the synthetic graphs train {settings['synthetic_epochs']} epochs, enough for the time and memory "
              "per epoch (their accuracies compare the batchings at equal epochs, not at convergence); "
              "the synthetic graphs are contextual SBMs "
              f"({minibatch.SYNTHETIC_CLASSES} classes, edge homophily {minibatch.SYNTHETIC_HOMOPHILY}, mean degree "
              f"{settings['degree']:g}, {minibatch.SYNTHETIC_FEATURES} features at SNR 1, one 50/25/25 split); the "
-             "largest trains one epoch on random batches only. Metrics at the best validation epoch (mean over "
+             "largest trains one epoch on random batches only, evaluated in batches. Metrics at the best validation epoch (mean over "
              "splits); time per epoch = training step + evaluation; *training peak* = extra resident memory of "
              "the training; *process peak* = the process's highest resident memory from its start, graph "
              "generation included. Each point in a process of its own, under this run's allocator environment.",

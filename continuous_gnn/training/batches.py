@@ -12,7 +12,14 @@ step per batch, and each batch is a subgraph of the dataset's graph with
 * its own **loss nodes**: the cross-entropy is the mean over the batch's training nodes (for ``neighbor``, over
   its seed nodes only, whose sampled neighbourhoods are the complete ones).
 
-Evaluation is unchanged: one forward pass on the full graph with the full operator after every epoch.
+Evaluation after every epoch is one forward pass on the full graph with the full operator (``evaluation =
+"full"``, the default), or, with ``evaluation = "batches"``, one pass per subgraph of :class:`EvaluationBatches`:
+the nodes are cut **once per split** into the kind of batches training uses (for ``random``, a random partition
+into ``num_parts`` parts drawn with the split seed; for ``metis``, the clusters joined ``parts_per_batch`` at a
+time in cluster order), and each node is scored by the flow on its own subgraph. Memory then stays that of a
+batch, so a graph too large for one full pass can be trained and scored; the scores carry the batches'
+approximation (a node sees only the neighbours in its part), and they are the same subgraphs at every epoch, so
+the curves compare across epochs.
 
 Sources, all drawn from a ``torch.Generator`` seeded with the split seed, so a run repeats exactly:
 
@@ -53,7 +60,8 @@ from .build import build_graph, prepare_features
 from .config import RunConfig
 from .config_rules import parse_fanout
 
-__all__ = ["MissingPackageError", "Batch", "batches_per_epoch", "check_batching", "metis_parts", "EpochBatches"]
+__all__ = ["MissingPackageError", "Batch", "batches_per_epoch", "check_batching", "metis_parts", "EpochBatches",
+           "EvaluationBatches"]
 
 #: METIS takes a C ``int`` seed.
 _METIS_SEEDS = 2**31 - 1
@@ -256,3 +264,47 @@ class EpochBatches:
         """The batches of the next epoch that belong to this process, in order."""
         for group in self.groups()[self.rank::self.world_size]:
             yield self.materialise(group)
+
+
+class EvaluationBatches:
+    r"""The fixed subgraphs that score every node of a split after each epoch (``evaluation = "batches"``).
+
+    Built once: ``random`` cuts a permutation drawn from ``torch.Generator().manual_seed(seed)`` into parts of
+    :math:`\lceil N/\text{num\_parts}\rceil` nodes; ``metis`` joins the clusters of :func:`metis_parts`
+    ``parts_per_batch`` at a time, in cluster order. Every node lies in exactly one subgraph.
+
+    Args:
+        config: the run configuration (``evaluation = "batches"``, ``batching`` random or metis).
+        dataset: a :class:`~continuous_gnn.data.NodeDataset`.
+        seed: the seed of the random partition (the split seed).
+        device: where the subgraphs go.
+        parts: the clusters of :func:`metis_parts` (``metis`` only; computed here when not given).
+    """
+
+    def __init__(self, config: RunConfig, dataset: Any, seed: int, device: torch.device, *,
+                 parts: list[Tensor] | None = None) -> None:
+        if config.evaluation != "batches" or config.batching not in ("random", "metis"):
+            raise ValueError("EvaluationBatches needs evaluation = batches with batching random or metis, got "
+                             f"evaluation = {config.evaluation}, batching = {config.batching}")
+        data = _node_data(dataset.data)
+        self.num_nodes = int(data.num_nodes)
+        if config.batching == "metis":
+            clusters = parts if parts is not None else metis_parts(config, dataset.data)
+            step = config.parts_per_batch or 1
+            self.groups = [torch.cat(clusters[start:start + step]) for start in range(0, len(clusters), step)]
+        else:
+            order = torch.randperm(self.num_nodes, generator=torch.Generator().manual_seed(seed))
+            self.groups = list(order.split(math.ceil(self.num_nodes / config.num_parts)))
+        self.batches = []
+        for group in self.groups:
+            sample = data.subgraph(group)
+            self.batches.append((group.to(device), prepare_features(sample.x, device),
+                                 build_graph(sample, config, device)))
+
+    def logits(self, model: torch.nn.Module) -> Tensor:
+        """``model``'s outputs for every node, ``(N, C)``, each from its own subgraph (call under ``no_grad``)."""
+        scored = [(index, model(features, graph)) for index, features, graph in self.batches]
+        out = scored[0][1].new_empty((self.num_nodes, scored[0][1].size(1)))
+        for index, logits in scored:
+            out[index] = logits
+        return out

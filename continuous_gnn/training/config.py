@@ -121,7 +121,7 @@ class RunConfig:
     patience: int | None = _f(None, "stop after this many epochs without a better validation metric")
     seed: int = _f(0, "base seed; split i is trained with seed + i")
     device: str = _f("cpu", "torch device, e.g. cpu or cuda:0")
-    # mini-batches on subgraphs (continuous_gnn.training.batches); evaluation stays full-graph
+    # mini-batches on subgraphs (continuous_gnn.training.batches)
     batching: str = _f("none", "training batches: none (full batch), random (random node partitions, RandomNodeLoader), "
                                "metis (METIS clusters as in ClusterGCN; pip install pymetis) or neighbor (NeighborLoader; "
                                "needs pyg-lib or torch-sparse)", ("none", "random", "metis", "neighbor"))
@@ -130,6 +130,9 @@ class RunConfig:
     parts_per_batch: int | None = _f(None, "batching = metis: clusters joined into one batch", shown="none, i.e. 1")
     num_neighbors: str | None = _f(None, "batching = neighbor: neighbours sampled per hop, comma-separated, e.g. '10,10' "
                                          "(-1 takes all)")
+    evaluation: str = _f("full", "evaluation after each epoch: full (one pass over the whole graph) or batches (the "
+                                 "nodes cut once into the training batches' kind of subgraphs, each scored on its own, "
+                                 "so memory stays that of a batch; batching random or metis)", ("full", "batches"))
 
     def __post_init__(self) -> None:
         _validate(self)

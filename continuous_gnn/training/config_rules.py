@@ -151,7 +151,12 @@ def _check_batching(c: RunConfig, require: Callable[[bool, str], None]) -> None:
     if c.batching == "none":
         for name in ("num_parts", "parts_per_batch", "num_neighbors"):
             require(getattr(c, name) is None, f"{name} applies only with batching (e.g. --batching metis)")
+        require(c.evaluation == "full", "evaluation = batches scores the nodes on the training batches' subgraphs, so "
+                                        "it needs batching random or metis (e.g. --batching random --num-parts 10)")
         return
+    require(c.evaluation == "full" or c.batching in ("random", "metis"),
+            f"evaluation = batches cuts the nodes into subgraphs as batching random or metis does; batching = "
+            f"{c.batching} samples neighbourhoods of training nodes only, so use evaluation = full with it")
     require(c.num_parts is not None, f"batching = {c.batching} needs num_parts (on the command line: --num-parts K)")
     require(c.num_parts >= 1, f"num_parts must be a positive integer, got {c.num_parts}")
     require(c.self_loops, "batching needs self_loops = true: a batch's subgraph has nodes without neighbours, which "

@@ -11,8 +11,9 @@ optimiser step uses the average of the ranks' gradients and all ranks keep the s
 rank 0's initial parameters to every rank). One step with ``W`` ranks therefore equals one step of a single
 process on the average of the gradients of the same ``W`` batches.
 
-Every rank evaluates the full graph after each epoch: with the same parameters the metrics agree, so the best
-epoch and early stopping agree without further communication. The epoch's loss, solver statistics and
+Every rank evaluates after each epoch (the full graph, or the same fixed subgraphs with ``evaluation =
+"batches"``): with the same parameters the metrics agree, so the best epoch and early stopping agree without
+further communication. The epoch's loss, solver statistics and
 regularisers are summed over the ranks (:meth:`World.sum`) before they are recorded.
 
 The process group is initialised from torchrun's environment (``env://``): backend ``gloo`` on CPU and ``nccl``

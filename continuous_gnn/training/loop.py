@@ -25,8 +25,9 @@ Mini-batches (``config.batching`` other than ``"none"``, :mod:`~continuous_gnn.t
 one optimiser step per batch, each on a subgraph with its own normalised operator and the batch's training nodes
 as loss nodes; batches without training nodes are skipped. The recorded loss of an epoch is the mean of the
 batch losses weighted by their training nodes, the solver statistics are summed over the batches and the
-regularisers averaged. Evaluation stays one full-graph pass per epoch. With ``batching = "none"`` the epoch is the
-single full-batch step described above.
+regularisers averaged. Evaluation is one full-graph pass per epoch, or with ``evaluation = "batches"`` one pass per
+fixed subgraph (:class:`~continuous_gnn.training.batches.EvaluationBatches`), in which case the full operator is
+never built. With ``batching = "none"`` the epoch is the single full-batch step described above.
 
 Across processes (``world``, :mod:`~continuous_gnn.training.distributed`): the training step runs under DDP, each
 rank on its own batches, and the epoch's loss and statistics are summed over the ranks. A rank whose batch has no
@@ -58,7 +59,7 @@ from ..errors import TrainingDivergedError
 from ..graph import Graph
 from ..ode.regularizers import regularized_forward
 from ..ode.solution import Solution
-from .batches import Batch, EpochBatches, check_batching, metis_parts
+from .batches import Batch, EpochBatches, EvaluationBatches, check_batching, metis_parts
 from .build import build_graph, build_model, prepare_features
 from .config import RunConfig
 from .distributed import World
@@ -225,17 +226,17 @@ def train_split(
     check_batching(config, dataset, [split], world_size=1 if world is None else world.size)
     train_mask, val_mask, test_mask = dataset.split(split)
     data = dataset.data
-    if graph is None:
+    if graph is None and _needs_full_graph(config):
         graph = build_graph(data, config, device)
-    if features is None:
+    if features is None and _needs_full_graph(config):
         features = prepare_features(data.x, device)
     y = data.y.to(device)
     masks = torch.stack([train_mask, val_mask, test_mask]).to(device)
     train_index = train_mask.nonzero().view(-1).to(device)
     y_train = y[train_index]
     seed = split_seed(config, split)
-
-    full_batch = [Batch(features, graph, train_index, y_train)]
+    evaluation = (EvaluationBatches(config, dataset, seed, device, parts=parts) if config.evaluation == "batches"
+                  else None)
     use_kinetic, use_jacobian = config.kinetic_weight > 0, config.jacobian_weight > 0
     with torch.random.fork_rng(devices=_fork_devices(device)):
         torch.manual_seed(seed)
@@ -249,8 +250,10 @@ def train_split(
             step = world.wrap(step)
             if not world.is_main:
                 torch.manual_seed(_rank_seed(seed, world.rank))
-        batches: EpochBatches | list[Batch] = full_batch
-        if config.batching != "none":
+        batches: EpochBatches | list[Batch]
+        if config.batching == "none":
+            batches = [Batch(features, graph, train_index, y_train)]
+        else:
             batches = EpochBatches(config, dataset, split, seed, device, parts=parts,
                                    rank=0 if world is None else world.rank, world_size=1 if world is None else world.size)
         generators = {"probes": probes, "batches": batches.generator if isinstance(batches, EpochBatches) else None}
@@ -287,7 +290,8 @@ def train_split(
 
             model.eval()
             with torch.no_grad():
-                scores = metrics(model(features, graph), y, masks, dataset.metric)
+                logits = model(features, graph) if evaluation is None else evaluation.logits(model)
+                scores = metrics(logits, y, masks, dataset.metric)
                 loss_value, train_value, val_value, test_value = torch.cat(
                     [epoch_loss.reshape(1).to(scores.device, scores.dtype), scores]
                 ).tolist()
@@ -305,6 +309,11 @@ def train_split(
         history.loop_time = earlier_loop + time.perf_counter() - loop_started
     history.wall_time = earlier_wall + time.perf_counter() - started
     return history.result(split=split, seed=seed, num_parameters=num_parameters, model=model)
+
+
+def _needs_full_graph(config: RunConfig) -> bool:
+    """Whether a run uses the whole graph's operator: to train full batch, or to evaluate in one pass."""
+    return config.batching == "none" or config.evaluation == "full"
 
 
 def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) -> tuple[list[int], torch.device]:
@@ -362,8 +371,8 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
-    graph = build_graph(dataset.data, config, device)
-    features = prepare_features(dataset.data.x, device)
+    graph = build_graph(dataset.data, config, device) if _needs_full_graph(config) else None
+    features = prepare_features(dataset.data.x, device) if _needs_full_graph(config) else None
     parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
     results = [] if checkpoints is None else list(checkpoints.finished)
     if on_split is not None:
