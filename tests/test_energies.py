@@ -67,6 +67,16 @@ def test_graff_closed_form_gradient_equals_autograd(w, omega, source):
     assert_gradients_agree(energy, seed)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
+def test_graff_negative_gradient_is_the_gradient_negated_bit_for_bit(w, omega, source, dtype):
+    seed = GRAFF_CASES.index((w, omega, source))
+    energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed).to(dtype)
+    graph = random_graph(N, 0.35, seed).to(dtype=dtype)
+    x, x0 = random_features(N, D, seed + 100).to(dtype), random_features(N, D, seed + 200).to(dtype)
+    assert torch.equal(energy.negative_gradient(x, graph, x0), -energy.gradient(x, graph, x0))
+
+
 @pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
 def test_graff_energy_equals_dense_formula(w, omega, source):
     seed = GRAFF_CASES.index((w, omega, source))

@@ -76,6 +76,15 @@ def test_closed_form_gradient_equals_autograd(name):
 
 
 @pytest.mark.parametrize("name", ENERGIES)
+def test_negative_gradient_is_the_gradient_negated_bit_for_bit(name):
+    energy = _energies()[name]
+    graph = random_graph(N, 0.35, 1)
+    x0, x = random_features(N, D, 2), random_features(N, D, 3)
+    for context in (graph, energy.prepare(graph, x0)):
+        assert torch.equal(energy.negative_gradient(x, context, x0), -energy.gradient(x, context, x0))
+
+
+@pytest.mark.parametrize("name", ENERGIES)
 def test_energy_never_increases_along_its_flow(name):
     energy = _energies()[name]
     graph = random_graph(N, 0.35, 5)

@@ -15,7 +15,8 @@ class Energy(nn.Module):
 
     A subclass implements :meth:`energy`, a scalar :math:`E_\theta(X)`. :meth:`gradient` then defaults to
     :math:`\nabla_X E_\theta(X)` by autograd, so writing an energy is enough to get a gradient-flow GNN;
-    subclasses with a closed form override :meth:`gradient` for speed.
+    subclasses with a closed form override :meth:`gradient` for speed, and may override
+    :meth:`negative_gradient`, which the flows call, to skip a negation.
 
     The autograd default works under ``torch.no_grad()``, inside ``odeint_adjoint`` (which runs its forward
     solve without grad) and in its backward pass: it differentiates inside ``torch.enable_grad()``, detaches
@@ -59,6 +60,11 @@ class Energy(nn.Module):
             (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)
         # An energy that does not depend on X has gradient zero (autograd reports it as unused).
         return torch.zeros_like(x) if grad is None else grad
+
+    def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        r""":math:`-\nabla_X E(X)`, the velocity of the gradient flow; ``-gradient(x, graph, x0)`` unless a
+        subclass computes it directly (saving the negation of every evaluation and of its backward pass)."""
+        return -self.gradient(x, graph, x0)
 
     def check_input(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> None:
         """Raise ``TypeError``/``ValueError`` unless ``x`` (and ``x0``) are features this energy accepts on

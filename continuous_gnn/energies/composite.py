@@ -97,5 +97,10 @@ class EnergySum(Energy):
         terms = [w * part.gradient(x, g, x0) for w, part, g in zip(self.weights, self.parts, self._contexts(graph))]
         return sum(terms[1:], terms[0])
 
+    def negative_gradient(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
+        terms = [w * part.negative_gradient(x, g, x0)
+                 for w, part, g in zip(self.weights, self.parts, self._contexts(graph))]
+        return sum(terms[1:], terms[0])
+
     def extra_repr(self) -> str:
         return f"weights={self.weights}"

@@ -90,7 +90,7 @@ class GradientFlow(Field):
             context = context.pieces[index] if isinstance(context, _PieceContexts) else context
         else:
             energy = self.energy
-        velocity = -energy.gradient(x, context, x0)
+        velocity = energy.negative_gradient(x, context, x0)
         if self.normalize:
             velocity = F.batch_norm(velocity, None, None, training=True, eps=_NORM_EPS)
         return velocity if self._activation is None else self._activation(velocity)

@@ -94,7 +94,7 @@ class SecondOrderFlow(Field):
             raise ValueError(f"SecondOrderFlow's state stacks positions and velocities: expected ({2 * n}, d), got "
                              f"{tuple(z.shape)}; build it with initial_state(x0)")
         x, v = z[:n], z[n:]
-        return torch.cat([v, -self.energy.gradient(x, prepared, x0) - self.damping() * v])
+        return torch.cat([v, self.energy.negative_gradient(x, prepared, x0) - self.damping() * v])
 
     def extra_repr(self) -> str:
         return f"learnable={self.learnable}"

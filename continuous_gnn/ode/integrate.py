@@ -150,7 +150,7 @@ def integrate(
     t_end = as_float(t_end, "t_end")
     if not (t_end > 0 and math.isfinite(t_end)):
         raise ValueError(f"t_end must be a positive finite time, got {t_end}")
-    if not bool(torch.isfinite(x0).all()):
+    if not all_finite(x0):
         raise ValueError("x0 contains inf or nan; check the encoder output and the input features")
     if adjoint is None and adjoint_params is not None:
         raise ValueError("adjoint_params only apply with adjoint=True; pass adjoint=True or drop them")
