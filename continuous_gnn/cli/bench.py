@@ -72,7 +72,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "memory is reported as failed) (default: 1000000)")
     parser.add_argument("--large-nodes", type=at_least(0, int), default=10_000_000, metavar="N",
                         help="nodes of section g's graph that trains one epoch on random batches and is evaluated "
-                             "in batches; 0 leaves it out (default: 10000000, about 11 GiB at its peak)")
+                             "in batches; 0 leaves it out (default: 10000000; docs/performance.md gives its memory peak)")
     parser.add_argument("--datasets", default=None, metavar="LIST",
                         help=f"datasets of section a (default: {','.join(DATASETS)}; with --quick: cora)")
     parser.add_argument("--repeats", type=at_least(1, int), default=None,
