@@ -175,6 +175,21 @@ def test_isolated_measurements_return_results_in_order_and_failures_as_data():
         run_isolated("os:system", [{}], env=os.environ, timeout=1)
 
 
+def test_measurements_on_cuda_are_spawned_and_spawned_measurements_work(monkeypatch):
+    import os
+
+    import continuous_gnn.benchmarks.isolated as isolated
+
+    assert isolated.start_method([{"device": "cpu"}, {}]) == "fork"
+    assert isolated.start_method([{"device": "cpu"}, {"device": "cuda:1"}]) == "spawn"
+    # A spawned measurement (what a CUDA run gets) runs in a fresh interpreter with the server's environment.
+    monkeypatch.setattr(isolated, "start_method", lambda specs: "spawn")
+    spec = dict(kind="sbm", nodes=400, degree=6.0, hidden=4, repeats=1, device="cpu", threads=1)
+    [result] = run_isolated("continuous_gnn.benchmarks.scaling:scaling_point", [spec],
+                            env=allocators.child_environment(os.environ, allocators.GLIBC_TRACKING), timeout=60)
+    assert result["nnz"] == result["edges"] + 400 and result["loaded"] == "glibc"
+
+
 # ---------------------------------------------------------------------- the command
 
 
@@ -226,6 +241,9 @@ def test_quick_bench_writes_a_page_whose_numbers_all_come_from_the_run(data_root
         assert label in page
     assert "failed" not in page.lower()
     assert render(record) == page  # the page is a function of the record alone
+    assert "forked from a fresh interpreter" in page and record["meta"]["gpu"] is None
+    on_gpu = render({**record, "meta": {**record["meta"], "device": "cuda", "gpu": "Example GPU"}})
+    assert "device cuda (Example GPU)" in on_gpu and "spawned from a fresh interpreter" in on_gpu
 
     # Change every measured number: what stays on the page must be a setting of the run or a quoted constant.
     # Three independent perturbations: a ratio of two changed numbers can round to its old value by chance in

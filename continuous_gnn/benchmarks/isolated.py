@@ -3,7 +3,9 @@
 :func:`run_isolated` starts one fresh interpreter (``python -c "...; serve()"``) with the environment it is
 given, since glibc and jemalloc read their settings once, when a process starts. That server imports the
 package once and then forks one process per measurement, one after the other, so a measurement starts from the
-imported modules and nothing else, without paying for the imports again. The request (which function of a
+imported modules and nothing else, without paying for the imports again. A CUDA context does not survive a
+fork (and importing the libraries may create one), so measurements on a CUDA device are started with ``spawn``
+instead: each is a fresh interpreter of the server's environment, which pays for its own imports. The request (which function of a
 :mod:`continuous_gnn.benchmarks` module, its keyword arguments per measurement, a folder for the results) goes
 to the server's standard input as JSON; each measurement writes its JSON result file atomically, and the parent
 hands each result on as soon as it appears. An exception in a measurement, a crash (e.g. killed for memory) or a
@@ -24,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_isolated", "serve", "ALLOWED_PREFIX"]
+__all__ = ["run_isolated", "serve", "start_method", "ALLOWED_PREFIX"]
 
 #: Only functions of this package's benchmark modules may be requested.
 ALLOWED_PREFIX = "continuous_gnn.benchmarks."
@@ -60,7 +62,7 @@ def run_isolated(target: str, specs: Sequence[Mapping[str, Any]], *, env: Mappin
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="continuous_gnn_bench_") as folder:
         request = json.dumps({"target": target, "specs": [dict(s) for s in specs], "folder": folder,
-                              "timeout": timeout})
+                              "timeout": timeout, "start": start_method(specs)})
         log = Path(folder) / "server.log"
         with open(log, "w") as errors:
             server = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -83,6 +85,11 @@ def run_isolated(target: str, specs: Sequence[Mapping[str, Any]], *, env: Mappin
                     except subprocess.TimeoutExpired:
                         _stop(server)
     return results
+
+
+def start_method(specs: Sequence[Mapping[str, Any]]) -> str:
+    """``"spawn"`` when a measurement runs on a CUDA device (a forked child cannot use CUDA), else ``"fork"``."""
+    return "spawn" if any(str(spec.get("device", "")).startswith("cuda") for spec in specs) else "fork"
 
 
 def _wait(server: subprocess.Popen, path: Path, deadline: float, log: Path) -> dict:
@@ -126,8 +133,9 @@ def serve() -> None:
     arrange_from_environment("system")  # CONTINUOUS_GNN_ALLOCATOR=keep here reaches every forked measurement
     request = json.loads(sys.stdin.read())
     function = _resolve(request["target"])
-    # fork, not spawn: the imports are done once here; the server has run no torch work, so no thread pool exists
-    context = multiprocessing.get_context("fork")
+    # fork on the CPU: the imports are done once here, and the server has run no torch work, so no thread pool
+    # exists; spawn on CUDA (start_method)
+    context = multiprocessing.get_context(request.get("start", "fork"))
     for index, spec in enumerate(request["specs"]):
         path = Path(request["folder"]) / f"{index}.json"
         process = context.Process(target=_measure, args=(function, spec, str(path)))

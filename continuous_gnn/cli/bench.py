@@ -183,6 +183,7 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
         "command": recorded_command(argv, os.environ),
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "quick": settings.quick,
         "device": settings.device, "threads": settings.threads, "versions": versions(),
+        "gpu": torch.cuda.get_device_name(0) if settings.device == "cuda" else None,
         "allocator": allocators.describe(os.environ), "sections": list(settings.sections),
         "settings": {name: dataclasses.asdict(getattr(settings, name))
                      for name in ("epoch", "overhead", "memory", "scaling", "minibatch")},
@@ -231,8 +232,9 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
             elif section == "g":
                 from ..data import default_cache_dir, resolve_data_root
 
-                root = str(resolve_data_root(args.data_root, os.environ))
-                cache = args.cache_dir or str(default_cache_dir(os.environ))
+                # absolute: the measurements run in a folder of their own
+                root = str(resolve_data_root(args.data_root, os.environ).resolve())
+                cache = str(Path(args.cache_dir or default_cache_dir(os.environ)).resolve())
                 results["g"] = minibatch.minibatch_comparison(
                     settings.minibatch, device=device, threads=threads, environ=os.environ, data_root=root,
                     cache_dir=cache, progress=lambda line: say("g", line))

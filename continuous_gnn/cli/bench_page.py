@@ -44,15 +44,17 @@ def _header(meta: dict) -> list[str]:
     lines += [
         f"- **Generated:** {meta['date']}, in {meta['total_s'] / 60:.1f} min ({durations})",
         f"- **Command:** `{meta['command']}`",
-        f"- **Machine:** {_machine()}; device {meta['device']}, {meta['threads']} torch thread(s) here and in every "
-        "child process",
+        f"- **Machine:** {_machine()}; device {meta['device']}"
+        + (f" ({meta['gpu']})" if meta.get("gpu") else "")
+        + f", {meta['threads']} torch thread(s) here and in every child process",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         f"- **Allocator of this run's environment:** {meta['allocator']} (section f compares the settings; "
         "see *What to set* below)",
         "- **Method:** the contestants of a comparison run in one process, interleaved: each round runs every "
         "contestant once, starting one further along each round; a time is the median of the timed rounds "
         "after the warm-up rounds, and every ratio divides two medians of the same run. Where memory or the "
-        "allocator is measured, each point runs in a process of its own, forked from a fresh interpreter started "
+        "allocator is measured, each point runs in a process of its own, "
+        + ("forked" if meta["device"] == "cpu" else "spawned") + " from a fresh interpreter started "
         "with the environment of that measurement.",
         "",
     ]
