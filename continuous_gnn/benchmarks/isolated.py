@@ -5,9 +5,9 @@ given, since glibc and jemalloc read their settings once, when a process starts.
 package once and then forks one process per measurement, one after the other, so a measurement starts from the
 imported modules and nothing else, without paying for the imports again. A CUDA context does not survive a
 fork (and importing the libraries may create one), so measurements on a CUDA device are started with ``spawn``
-instead: each is a fresh interpreter of the server's environment, which pays for its own imports. The request (which function of a
-:mod:`continuous_gnn.benchmarks` module, its keyword arguments per measurement, a folder for the results) goes
-to the server's standard input as JSON; each measurement writes its JSON result file atomically, and the parent
+instead: each is a fresh interpreter of the server's environment, which pays for its own imports. The request
+(which function of a :mod:`continuous_gnn.benchmarks` module, its keyword arguments per measurement, a folder
+for the results) goes to the server's standard input as JSON; each measurement writes its JSON result file atomically, and the parent
 hands each result on as soon as it appears. An exception in a measurement, a crash (e.g. killed for memory) or a
 timeout becomes a result with a ``failed`` entry. Nothing is read from the command line.
 """

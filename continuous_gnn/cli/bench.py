@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..allocator import arrange_from_environment
+from ..allocator import ALLOCATOR_ENV, arrange_from_environment
 from ..atomic import atomic_write_text, check_creatable
 from ..benchmarks.epoch import EpochSettings
 from ..benchmarks.memory import MemorySettings
@@ -149,7 +149,6 @@ def plan(args: argparse.Namespace) -> Plan:
 def recorded_command(argv: list[str], environ: Mapping[str, str]) -> str:
     """The command line that reruns this benchmark, its allocator variables first (as a shell would take them;
     ``CONTINUOUS_GNN_ALLOCATOR=system``, the benchmark's own default, is left out)."""
-    from ..allocator import ALLOCATOR_ENV
     from ..benchmarks.allocators import ALLOCATOR_VARIABLES
 
     settings = [f"{key}={shlex.quote(environ[key])}" for key in ALLOCATOR_VARIABLES if environ.get(key)

@@ -265,8 +265,8 @@ def _minibatch(section: dict, meta: dict) -> list[str]:
              "the synthetic graphs are contextual SBMs "
              f"({minibatch.SYNTHETIC_CLASSES} classes, edge homophily {minibatch.SYNTHETIC_HOMOPHILY}, mean degree "
              f"{settings['degree']:g}, {minibatch.SYNTHETIC_FEATURES} features at SNR 1, one 50/25/25 split); the "
-             "largest trains one epoch on random batches only, evaluated in batches. Metrics at the best validation epoch (mean over "
-             "splits); time per epoch = training step + evaluation; *training peak* = extra resident memory of "
+             "largest trains one epoch on random batches only, evaluated in batches. Metrics at the best validation "
+             "epoch (mean over splits); time per epoch = training step + evaluation; *training peak* = extra resident memory of "
              "the training; *process peak* = the process's highest resident memory from its start, graph "
              "generation included. Each point in a process of its own, under this run's allocator environment.",
              "", "| graph | nodes | edges | batching | batches | metric | val | test | s / epoch | training peak MiB "

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..benchmarks.suite import Anchor, Suite
 from ..training import population_mean_std, still_improving
+from ..training.history import late_splits
 from .reproduce_page import provenance
 
 __all__ = ["RunSummary", "render"]
@@ -86,7 +87,7 @@ def _still_improving(ok: list[RunSummary]) -> list[str]:
     pooled: dict[tuple[str, str], tuple[list[int], int]] = {}
     for run in ok:
         pooled.setdefault((run.model, run.dataset), ([], run.epochs))[0].extend(run.best_epochs)
-    return [f"{model} on {dataset} ({sum(b > 0.9 * epochs for b in best)} of {len(best)} splits)"
+    return [f"{model} on {dataset} ({late_splits(best, epochs)} of {len(best)} splits)"
             for (model, dataset), (best, epochs) in pooled.items() if still_improving(best, epochs)]
 
 

@@ -89,18 +89,20 @@ class EnergySum(Energy):
     def _contexts(self, graph: Any) -> tuple[Any, ...]:
         return graph.parts if isinstance(graph, _PreparedParts) else (graph,) * len(self.parts)
 
-    def energy(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
-        terms = [w * part.energy(x, g, x0) for w, part, g in zip(self.weights, self.parts, self._contexts(graph))]
-        return sum(terms[1:], terms[0])
-
-    def gradient(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
-        terms = [w * part.gradient(x, g, x0) for w, part, g in zip(self.weights, self.parts, self._contexts(graph))]
-        return sum(terms[1:], terms[0])
-
-    def negative_gradient(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
-        terms = [w * part.negative_gradient(x, g, x0)
+    def _weighted_sum(self, quantity: str, x: Tensor, graph: Any, x0: Tensor | None) -> Tensor:
+        """``Σ_i w_i · part_i.<quantity>(x, context_i, x0)``, in the parts' order."""
+        terms = [w * getattr(part, quantity)(x, g, x0)
                  for w, part, g in zip(self.weights, self.parts, self._contexts(graph))]
         return sum(terms[1:], terms[0])
+
+    def energy(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
+        return self._weighted_sum("energy", x, graph, x0)
+
+    def gradient(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
+        return self._weighted_sum("gradient", x, graph, x0)
+
+    def negative_gradient(self, x: Tensor, graph: Any, x0: Tensor | None = None) -> Tensor:
+        return self._weighted_sum("negative_gradient", x, graph, x0)
 
     def extra_repr(self) -> str:
         return f"weights={self.weights}"

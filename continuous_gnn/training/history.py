@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .records import KeptModel, SplitResult
 
-__all__ = ["SplitHistory", "still_improving"]
+__all__ = ["SplitHistory", "late_splits", "still_improving"]
 
 #: The per-epoch lists, by their :class:`SplitResult` field names.
 _CURVES = ("train_loss", "train_curve", "val_curve", "nfe_forward", "nfe_backward", "kinetic", "jacobian")
@@ -117,8 +117,12 @@ class SplitHistory:
                       **{name: list(state[name]) for name in _CURVES}})
 
 
+def late_splits(best_epochs: Sequence[int], epochs: int) -> int:
+    """How many splits had their best validation epoch (1-based) past 90 % of ``epochs``."""
+    return sum(best > 0.9 * epochs for best in best_epochs)
+
+
 def still_improving(best_epochs: Sequence[int], epochs: int) -> bool:
-    """Whether training was still improving when it stopped: the best validation epoch (1-based) lies past 90 %
-    of ``epochs`` on at least half of the splits in ``best_epochs``. ``False`` for no splits."""
-    late = sum(best > 0.9 * epochs for best in best_epochs)
-    return bool(best_epochs) and 2 * late >= len(best_epochs)
+    """Whether training was still improving when it stopped: :func:`late_splits` covers at least half of the
+    splits in ``best_epochs``. ``False`` for no splits."""
+    return bool(best_epochs) and 2 * late_splits(best_epochs, epochs) >= len(best_epochs)

@@ -226,10 +226,9 @@ def train_split(
     check_batching(config, dataset, [split], world_size=1 if world is None else world.size)
     train_mask, val_mask, test_mask = dataset.split(split)
     data = dataset.data
-    if graph is None and _needs_full_graph(config):
-        graph = build_graph(data, config, device)
-    if features is None and _needs_full_graph(config):
-        features = prepare_features(data.x, device)
+    if _needs_full_graph(config):
+        graph = build_graph(data, config, device) if graph is None else graph
+        features = prepare_features(data.x, device) if features is None else features
     y = data.y.to(device)
     masks = torch.stack([train_mask, val_mask, test_mask]).to(device)
     train_index = train_mask.nonzero().view(-1).to(device)
@@ -371,8 +370,9 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
-    graph = build_graph(dataset.data, config, device) if _needs_full_graph(config) else None
-    features = prepare_features(dataset.data.x, device) if _needs_full_graph(config) else None
+    graph = features = None
+    if _needs_full_graph(config):
+        graph, features = build_graph(dataset.data, config, device), prepare_features(dataset.data.x, device)
     parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
     results = [] if checkpoints is None else list(checkpoints.finished)
     if on_split is not None:
