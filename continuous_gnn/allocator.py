@@ -34,7 +34,9 @@ ALLOCATOR_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "MALLOC_MM
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_INT_MAX = 2**31 - 1
+#: mallopt(3): "Setting M_TRIM_THRESHOLD to -1 disables trimming completely" (a positive int stops at 2 GiB,
+#: which a graph of 10⁶ nodes frees at once, so the heap top was handed back and page-faulted again).
+_NEVER_TRIM = -1
 
 _kept = False
 
@@ -55,7 +57,7 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # No block is mmapped, so large tensors reuse heap pages; freed memory at the top of the heap is never trimmed.
-    _kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    _kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
     return _kept
 
 

@@ -51,6 +51,24 @@ def test_kept_memory_stays_resident_after_a_large_tensor_is_freed():
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_trimming_is_switched_off_not_capped(monkeypatch):
+    # mallopt(3): M_TRIM_THRESHOLD = -1 disables trimming. The largest positive int (2 GiB) was a cap that a
+    # 10⁶-node solve exceeds, so glibc handed the heap top back and every pass page-faulted on it again.
+    calls = []
+
+    class FakeLibc:
+        @staticmethod
+        def mallopt(param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc)
+    monkeypatch.setattr(allocator, "_kept", False)
+    assert allocator.keep_freed_memory()
+    assert calls == [(-4, 0), (-1, -1)]  # M_MMAP_MAX = 0, M_TRIM_THRESHOLD = -1
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_the_users_allocator_variables_win():
     tuned = _probe("keep", MALLOC_ARENA_MAX="2")
     assert tuned["said"] == "MALLOC_ARENA_MAX=2" and tuned["released"] > 200e6

@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 
-from continuous_gnn.benchmarks import allocators, epoch, graphs, memory, minibatch
+from continuous_gnn.benchmarks import allocators, epoch, graphs, memory, minibatch, scaling
 from continuous_gnn.benchmarks.isolated import run_isolated
 from continuous_gnn.benchmarks.scaling import fit_exponent
 from continuous_gnn.benchmarks.timing import compare
@@ -175,6 +175,24 @@ def test_isolated_measurements_return_results_in_order_and_failures_as_data():
         run_isolated("os:system", [{}], env=os.environ, timeout=1)
 
 
+def test_a_point_above_the_backward_limit_is_timed_forward_only_and_fitted_apart():
+    import os
+
+    settings = scaling.ScalingSettings(sizes=(300, 600, 1200), kinds=("sbm",), degree=6.0, hidden=4, repeats=1,
+                                       fit_from=300, backward_max_nodes=600)
+    points, exponents = scaling.scaling(settings, device="cpu", threads=1, environ=os.environ)
+    both = [p for p in points if math.isfinite(p.median_s)]
+    assert [p.nodes for p in both] == [300, 600] and all(p.median_s > p.forward_s > 0 for p in both)
+    assert math.isnan(points[2].median_s) and points[2].forward_s > 0 and points[2].peak_bytes >= 0
+    assert [p.nodes for p in scaling.fitted_points(points, "sbm", 300, "forward")] == [300, 600, 1200]
+    assert exponents["sbm"]["forward"] == pytest.approx(
+        fit_exponent([p.nnz for p in points], [p.forward_s for p in points]))
+    assert exponents["sbm"]["forward + backward"] == pytest.approx(
+        fit_exponent([p.nnz for p in both], [p.median_s for p in both]))
+    with pytest.raises(ValueError, match="below the smallest size"):
+        scaling.ScalingSettings(sizes=(300, 600), backward_max_nodes=100)
+
+
 def test_measurements_on_cuda_are_spawned_and_spawned_measurements_work(monkeypatch):
     import os
 
@@ -272,6 +290,8 @@ def test_bench_refuses_bad_flags_before_any_work(capsys):
     assert "--sections: unknown 'z'" in capsys.readouterr().err
     assert main(["bench", "--sections", "e", "--max-nodes", "10"]) == 2
     assert "--max-nodes 10 leaves no graph size" in capsys.readouterr().err
+    assert main(["bench", "--sections", "e", "--backward-max-nodes", "5000"]) == 2
+    assert "--backward-max-nodes 5000 is below the smallest graph (10000 nodes)" in capsys.readouterr().err
     assert main(["bench", "--device", "tpu"]) == 2
     assert "--device must be cpu or cuda" in capsys.readouterr().err
     if not torch.cuda.is_available():
@@ -286,6 +306,8 @@ def test_the_large_minibatch_graph_is_its_own_flag_and_the_command_names_the_all
         return plan(build_parser().parse_args(["bench", *flags])).minibatch
 
     assert settings().large_nodes == 10_000_000
+    scaling = plan(build_parser().parse_args(["bench"])).scaling
+    assert scaling.sizes[-1] == 10_000_000 and scaling.backward_max_nodes == 1_000_000
     assert settings("--large-nodes", "0").large_nodes is None
     assert settings("--large-nodes", "2000000", "--max-nodes", "100000").large_nodes == 2_000_000
     environ = {"PATH": "/bin", "CONTINUOUS_GNN_ALLOCATOR": "keep", "GLIBC_TUNABLES": "a=1:b=2"}

@@ -5,10 +5,11 @@ Both comparisons use the GRAFF flow :math:`f(X) = -X\Omega + \bar A X W + \beta 
 ``hidden``) on the community graph of :mod:`~continuous_gnn.benchmarks.graphs`, in this process.
 
 * **Solver overhead**: ``steps`` Euler steps of size 1, forward and backward of :math:`\langle X(T), G\rangle`,
-  three ways: the hand-written loop :math:`X \leftarrow X + \bar A (X W) - X\Omega + \beta X(0)` with :math:`W`,
+  four ways: the hand-written loop :math:`X \leftarrow X + \bar A (X W) - X\Omega + \beta X(0)` with :math:`W`,
   :math:`\Omega`, :math:`\beta` read once (the baseline); the same loop calling the bound field (so the
-  field's own cost is added); and :func:`~continuous_gnn.integrate` with ``FixedGrid("euler", step_size=1)``
-  (so torchdiffeq's stepping and the package's guards are added). All three are checked to give the same
+  field's own cost is added); torchdiffeq's ``odeint`` stepping the bound field by itself (so torchdiffeq's
+  Euler stepping is added); and :func:`~continuous_gnn.integrate` with ``FixedGrid("euler", step_size=1)`` (so
+  the package's grid, guards and bookkeeping are added on top of that). All four are checked to give the same
   :math:`X(T)` first.
 * **Field against its lower bound**: one field evaluation against the two products every evaluation needs,
   each timed alone: the sparse product :math:`\bar A Y` and the dense :math:`XW`. The lower bound is the sum
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torchdiffeq import odeint
 
 from ..energies import GRAFFEnergy
 from ..fields import GradientFlow
@@ -33,7 +35,7 @@ from .timing import Comparison, compare, synchronizer
 __all__ = ["OverheadSettings", "SolverOverhead", "FieldBound", "solver_overhead", "field_bound",
            "SOLVER_CONTESTANTS", "FIELD_CONTESTANTS"]
 
-SOLVER_CONTESTANTS = ("hand-written loop", "loop over the bound field", "integrate")
+SOLVER_CONTESTANTS = ("hand-written loop", "loop over the bound field", "torchdiffeq odeint", "integrate")
 FIELD_CONTESTANTS = ("field evaluation", "sparse product ĀY", "dense product XW")
 
 
@@ -99,10 +101,10 @@ def _backward_of(x0: torch.Tensor, parameters: list[torch.Tensor], upstream: tor
 
 
 def solver_overhead(nodes: int, settings: OverheadSettings, device: str = "cpu", seed: int = 0) -> SolverOverhead:
-    """Compare the three Euler loops of the module docstring on a ``nodes``-node graph.
+    """Compare the four Euler loops of the module docstring on a ``nodes``-node graph.
 
     Raises:
-        ValueError: when the three do not give the same :math:`X(T)` (they would not be the same computation).
+        ValueError: when the four do not give the same :math:`X(T)` (they would not be the same computation).
     """
     graph, energy, x0, upstream = _setup(nodes, settings, device, seed)
     flow = GradientFlow(energy)
@@ -124,18 +126,24 @@ def solver_overhead(nodes: int, settings: OverheadSettings, device: str = "cpu",
             x = x + bound(t, x)
         return x
 
+    ends = torch.tensor([0.0, float(steps)], dtype=torch.float64, device=device)
+
+    def torchdiffeq_alone() -> torch.Tensor:
+        return odeint(flow.bind(graph, x0), x0, ends, method="euler", options={"step_size": 1.0})[-1]
+
     def package() -> torch.Tensor:
         return integrate(flow.bind(graph, x0), x0, float(steps), solver=FixedGrid("euler", step_size=1.0)).final
 
+    loops = (hand_written, field_loop, torchdiffeq_alone, package)
     with torch.no_grad():
         energy.beta.fill_(0.5)  # β starts at 0; a non-zero β lets the check see the source term
-        finals = [fn().detach() for fn in (hand_written, field_loop, package)]
+        finals = [fn().detach() for fn in loops]
     for name, final in zip(SOLVER_CONTESTANTS[1:], finals[1:]):
         if not torch.allclose(final, finals[0], rtol=1e-4, atol=1e-4):
             raise ValueError(f"{name} and the hand-written loop disagree on {nodes} nodes")
     parameters = list(energy.parameters())
     contestants = {name: _backward_of(x0, parameters, upstream, fn)
-                   for name, fn in zip(SOLVER_CONTESTANTS, (hand_written, field_loop, package))}
+                   for name, fn in zip(SOLVER_CONTESTANTS, loops)}
     comparison = compare(contestants, repeats=settings.repeats, warmup=settings.warmup,
                          synchronize=synchronizer(device))
     return SolverOverhead(nodes, int(graph.edge_index.size(1)), comparison)

@@ -2,11 +2,14 @@ r"""How one field evaluation scales with the graph, and how much the allocator c
 
 Each point runs in a process of its own (:mod:`~continuous_gnn.benchmarks.isolated`) on a synthetic graph
 (:mod:`~continuous_gnn.benchmarks.graphs`): one evaluation of the GRAFF gradient-flow field
-:math:`f(X) = -X\Omega + \bar A X W + \beta X(0)` (dense :math:`W`, width ``hidden``) followed by its backward pass
-(gradients for :math:`X` and the parameters). The point's peak memory is the extra memory of the first such
-evaluation (:func:`~continuous_gnn.benchmarks.peak.measure_peak`, reset before it, so memory an allocator keeps
-from it is counted); its time is the median of the evaluations after it. The scaling exponent is the
-least-squares slope of :math:`\log t` against :math:`\log \operatorname{nnz}(\bar A)`.
+:math:`f(X) = -X\Omega + \bar A X W + \beta X(0)` (dense :math:`W`, width ``hidden``), timed alone (forward, under
+``torch.no_grad``) and, on graphs of at most ``backward_max_nodes`` nodes, followed by its backward pass
+(gradients for :math:`X` and the parameters). The backward pass holds several more ``N × hidden`` tensors at once,
+so the largest graphs are measured forward only. The point's peak memory is the extra memory of the first
+evaluation of the largest pass it runs (:func:`~continuous_gnn.benchmarks.peak.measure_peak`, reset before it, so
+memory an allocator keeps from it is counted); its times are medians of the evaluations after it. A scaling
+exponent is the least-squares slope of :math:`\log t` against :math:`\log \operatorname{nnz}(\bar A)`, fitted
+for each pass over the points that ran it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from .allocators import Allocator, child_environment
 from .graphs import KINDS
 from .isolated import run_isolated
 
-__all__ = ["ScalingSettings", "ScalingPoint", "fit_exponent", "scaling_point", "measure_points", "scaling",
-           "allocator_comparison"]
+__all__ = ["ScalingSettings", "ScalingPoint", "PASSES", "fit_exponent", "fitted_points", "scaling_point",
+           "measure_points", "scaling", "allocator_comparison"]
 
 
 def fit_exponent(sizes: list[float], times: list[float]) -> float:
@@ -53,6 +56,7 @@ class ScalingSettings:
         hidden: feature width.
         repeats: timed evaluations per point, after the first (untimed, memory-measured) one.
         fit_from: the smallest size the exponent fit uses.
+        backward_max_nodes: the largest graph whose points also run the backward pass.
         timeout: seconds per point.
     """
 
@@ -62,6 +66,7 @@ class ScalingSettings:
     hidden: int = 64
     repeats: int = 3
     fit_from: int = 100_000
+    backward_max_nodes: int = 1_000_000
     timeout: float = 900.0
 
     def __post_init__(self) -> None:
@@ -72,11 +77,18 @@ class ScalingSettings:
             raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {self.kinds}")
         if self.repeats < 1 or self.hidden < 1 or not self.degree > 0 or not self.timeout > 0:
             raise ValueError("repeats and hidden must be >= 1, degree and timeout > 0")
+        if self.backward_max_nodes < self.sizes[0]:
+            raise ValueError(f"backward_max_nodes={self.backward_max_nodes} is below the smallest size "
+                             f"{self.sizes[0]}: no point would measure the backward pass")
 
 
 @dataclass(frozen=True)
 class ScalingPoint:
-    """One measured point; ``failed`` says why a point has no numbers."""
+    """One measured point; ``failed`` says why a point has no numbers.
+
+    ``forward_s`` is the median forward evaluation; ``median_s`` the median forward + backward, ``nan`` on a point
+    measured forward only.
+    """
 
     kind: str
     nodes: int
@@ -85,6 +97,7 @@ class ScalingPoint:
     edges: int = 0
     nnz: int = 0
     graph_s: float = 0.0
+    forward_s: float = math.nan
     median_s: float = math.nan
     samples: tuple[float, ...] = ()
     peak_bytes: int = 0
@@ -93,9 +106,14 @@ class ScalingPoint:
     loaded: str = ""
 
 
+#: The timed passes of a point, and the :class:`ScalingPoint` field holding each one's median.
+PASSES: dict[str, str] = {"forward + backward": "median_s", "forward": "forward_s"}
+
+
 def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: int, device: str, threads: int,
-                  seed: int = 0, cache: str | None = None) -> dict:
-    """Measure one point (runs in the child process; see the module docstring)."""
+                  seed: int = 0, cache: str | None = None, backward: bool = True) -> dict:
+    """Measure one point (runs in the child process; see the module docstring); ``backward=False`` times the
+    forward pass only."""
     import torch
 
     from ..energies import GRAFFEnergy
@@ -111,39 +129,54 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
     sync = synchronizer(device) or (lambda: None)
     clock = time.perf_counter()
     edges = benchmark_edges(kind, nodes, degree, seed, cache)
+    edge_count = int(edges.size(1))
     graph = Graph.from_edge_index(edges.to(device), nodes)
     sync()
     graph_s = time.perf_counter() - clock
     flow = GradientFlow(GRAFFEnergy(hidden)).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     x0 = torch.randn(nodes, hidden, device=device, generator=generator)
-    x = x0.clone().requires_grad_()
-    upstream = torch.randn(nodes, hidden, device=device, generator=generator)
+    del edges  # the graph holds its own copy; at 10⁷ nodes the list of edges alone is 1.6 GB
     bound = flow.bind(graph, x0)
     t = torch.zeros((), device=device)
 
-    def evaluate() -> None:
-        x.grad = None
-        for parameter in flow.parameters():
-            parameter.grad = None
-        bound(t, x).backward(upstream)
+    def forward() -> None:
+        with torch.no_grad():
+            bound(t, x0)
 
-    _, peak = measure_peak(evaluate, device)
-    comparison = compare({"field": evaluate}, repeats=repeats, warmup=0, synchronize=synchronizer(device))
+    if backward:
+        x = x0.clone().requires_grad_()
+        upstream = torch.randn(nodes, hidden, device=device, generator=generator)
+
+        def forward_backward() -> None:
+            x.grad = None
+            for parameter in flow.parameters():
+                parameter.grad = None
+            bound(t, x).backward(upstream)
+
+        _, peak = measure_peak(forward_backward, device)
+        contestants = {"forward + backward": forward_backward, "forward": forward}
+    else:
+        _, peak = measure_peak(forward, device)
+        contestants = {"forward": forward}
+    comparison = compare(contestants, repeats=repeats, warmup=0,
+                         synchronize=synchronizer(device))
     status = resident_bytes()
     process_peak = (torch.cuda.max_memory_allocated(device) if torch.device(device).type == "cuda"
                     else status.get("VmHWM", 0))
-    return {"edges": int(edges.size(1)), "nnz": int(graph.edge_index.size(1)), "graph_s": graph_s,
-            "median_s": comparison.median("field"), "samples": list(comparison["field"].samples),
-            "peak_bytes": peak.bytes, "peak_method": peak.method, "process_peak_bytes": int(process_peak),
-            "loaded": loaded_allocator()}
+    timed = "forward + backward" if backward else "forward"
+    return {"edges": edge_count, "nnz": int(graph.edge_index.size(1)), "graph_s": graph_s,
+            "forward_s": comparison.median("forward"),
+            "median_s": comparison.median("forward + backward") if backward else math.nan,
+            "samples": list(comparison[timed].samples), "peak_bytes": peak.bytes, "peak_method": peak.method,
+            "process_peak_bytes": int(process_peak), "loaded": loaded_allocator()}
 
 
 def _spec(kind: str, nodes: int, settings: ScalingSettings, device: str, threads: int,
           cache_dir: str | None) -> dict:
     cache = str(Path(cache_dir) / f"{kind}-{nodes}-{settings.degree:g}.pt") if cache_dir else None
     return dict(kind=kind, nodes=nodes, degree=settings.degree, hidden=settings.hidden, repeats=settings.repeats,
-                device=device, threads=threads, cache=cache)
+                device=device, threads=threads, cache=cache, backward=nodes <= settings.backward_max_nodes)
 
 
 def measure_points(points: list[tuple[str, int]], settings: ScalingSettings, *, device: str, threads: int,
@@ -172,10 +205,12 @@ def measure_points(points: list[tuple[str, int]], settings: ScalingSettings, *, 
 
 def scaling(settings: ScalingSettings, *, device: str, threads: int, environ: Mapping[str, str],
             cache_dir: str | None = None,
-            progress: Callable[[str], None] = lambda line: None) -> tuple[list[ScalingPoint], dict[str, float | None]]:
-    """Every (kind, size) point under ``environ``'s allocator, and the fitted exponent of each kind.
+            progress: Callable[[str], None] = lambda line: None
+            ) -> tuple[list[ScalingPoint], dict[str, dict[str, float | None]]]:
+    """Every (kind, size) point under ``environ``'s allocator, and the fitted exponents of each kind: one per pass
+    (:data:`PASSES`).
 
-    The exponent of a kind is ``None`` when fewer than two of its points at or above ``fit_from`` succeeded.
+    An exponent is ``None`` when fewer than two of the kind's points at or above ``fit_from`` measured that pass.
     """
     wanted = [(kind, nodes) for kind in settings.kinds for nodes in settings.sizes]
     count = iter(range(1, len(wanted) + 1))
@@ -183,13 +218,27 @@ def scaling(settings: ScalingSettings, *, device: str, threads: int, environ: Ma
                             cache_dir=cache_dir, on_point=lambda point: progress(
                                 f"{next(count)}/{len(wanted)} {point.kind} {point.nodes} nodes: " + (
                                     f"FAILED {point.failed}" if point.failed else
-                                    f"{1000 * point.median_s:.1f} ms, peak {point.peak_bytes / 2**20:.0f} MiB")))
-    exponents: dict[str, float | None] = {}
+                                    f"{_times(point)}, peak {point.peak_bytes / 2**20:.0f} MiB")))
+    exponents: dict[str, dict[str, float | None]] = {}
     for kind in settings.kinds:
-        fitted = [p for p in points if p.kind == kind and not p.failed and p.nodes >= settings.fit_from]
-        exponents[kind] = (fit_exponent([p.nnz for p in fitted], [p.median_s for p in fitted])
-                           if len({p.nnz for p in fitted}) >= 2 else None)
+        exponents[kind] = {}
+        for name, field in PASSES.items():
+            fitted = fitted_points(points, kind, settings.fit_from, name)
+            exponents[kind][name] = (fit_exponent([p.nnz for p in fitted], [getattr(p, field) for p in fitted])
+                                     if len({p.nnz for p in fitted}) >= 2 else None)
     return points, exponents
+
+
+def fitted_points(points: list[ScalingPoint], kind: str, fit_from: int, name: str) -> list[ScalingPoint]:
+    """The points of ``kind`` that the exponent of pass ``name`` is fitted over."""
+    return [p for p in points if p.kind == kind and not p.failed and p.nodes >= fit_from
+            and math.isfinite(getattr(p, PASSES[name]))]
+
+
+def _times(point: ScalingPoint) -> str:
+    passes = [f"{name} {1000 * getattr(point, field):.1f} ms" for name, field in PASSES.items()
+              if math.isfinite(getattr(point, field))]
+    return ", ".join(passes)
 
 
 def allocator_comparison(settings: ScalingSettings, allocators: list[Allocator], *, nodes: int, kind: str,

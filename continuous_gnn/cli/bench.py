@@ -9,8 +9,10 @@ a     a training epoch of the package's GRAFF model against a PyG GCNConv stack,
 b     ``integrate`` (Euler) against a hand-written loop of the same update
 c     one field evaluation against the sparse and dense products it needs
 d     peak memory and time of direct backprop against the adjoint as T grows
-e     time and memory of one field evaluation on synthetic graphs of growing size; the fitted exponent
-f     section e's largest community graph (at most 10⁶ nodes) under each allocator setting
+e     time and memory of one field evaluation on synthetic graphs of growing size, forward and (up to
+      ``--backward-max-nodes``) forward + backward; the fitted exponents
+f     section e's largest community graph timed forward + backward (at most 10⁶ nodes), under each allocator
+      setting
 g     mini-batch training against full batch on tolokers and a 10⁶-node graph; one epoch of a 10⁷-node graph
       (``--large-nodes``), trained and evaluated in batches
 ====  ==========================================================================================================
@@ -66,10 +68,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="toy sizes and one or two repeats: checks the benchmark, measures nothing")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--max-nodes", type=at_least(1, int), default=1_000_000, metavar="N",
-                        help="largest synthetic graph of sections e and f; 10000000 adds the 10^7-node graph, "
-                             "which needs about ten times the memory of the 10^6-node one (a point killed for "
-                             "memory is reported as failed) (default: 1000000)")
+    parser.add_argument("--max-nodes", type=at_least(1, int), default=10_000_000, metavar="N",
+                        help="largest synthetic graph of sections e and f (section f stops at 10^6 nodes); "
+                             "graphs above --backward-max-nodes are timed forward only (a point killed for memory "
+                             "is reported as failed) (default: 10000000)")
+    parser.add_argument("--backward-max-nodes", type=at_least(1, int), default=1_000_000, metavar="N",
+                        help="largest graph of section e whose field evaluation is also timed with its backward "
+                             "pass, which holds several more nodes x 64 tensors at once (default: 1000000)")
     parser.add_argument("--large-nodes", type=at_least(0, int), default=10_000_000, metavar="N",
                         help="nodes of section g's graph that trains one epoch on random batches and is evaluated "
                              "in batches; 0 leaves it out (default: 10000000; docs/performance.md gives its memory peak)")
@@ -126,6 +131,11 @@ def plan(args: argparse.Namespace) -> Plan:
     if ("e" in sections or "f" in sections) and not sizes:
         raise UsageError(f"--max-nodes {args.max_nodes} leaves no graph size; the smallest is "
                          f"{(QUICK_SIZES if quick else FULL_SIZES)[0]}")
+    # --quick times its largest graph forward only, so that the check covers both kinds of point
+    backward_max_nodes = QUICK_SIZES[1] if quick else args.backward_max_nodes
+    if sizes and backward_max_nodes < sizes[0]:
+        raise UsageError(f"--backward-max-nodes {backward_max_nodes} is below the smallest graph ({sizes[0]} nodes): "
+                         "no point would time the backward pass; raise it")
     return Plan(
         sections=sections, quick=quick, device=args.device, threads=args.threads or torch.get_num_threads(),
         datasets=datasets,
@@ -135,8 +145,9 @@ def plan(args: argparse.Namespace) -> Plan:
         memory=MemorySettings(nodes=QUICK_SIZES[0] if quick else 10_000,
                               horizons=(4, 8) if quick else (4, 8, 16, 32, 64), repeats=few, timeout=args.timeout),
         scaling=ScalingSettings(sizes=sizes, repeats=few, fit_from=sizes[1 if len(sizes) > 1 else 0] if quick
-                                else 100_000, timeout=args.timeout),
-        allocator_nodes=max([n for n in sizes if n <= ALLOCATOR_NODES] or [sizes[0]]),
+                                else 100_000, timeout=args.timeout,
+                                backward_max_nodes=backward_max_nodes),
+        allocator_nodes=max([n for n in sizes if n <= min(ALLOCATOR_NODES, backward_max_nodes)] or [sizes[0]]),
         minibatch=MinibatchSettings(dataset="cora", splits=(0,), synthetic_nodes=(QUICK_SIZES[-1],),
                                     large_nodes=2 * QUICK_SIZES[-1], epochs=2, synthetic_epochs=2,
                                     timeout=args.timeout) if quick else
@@ -273,7 +284,8 @@ COMMAND = Subcommand(
                  "GRAFF model against a PyG GCNConv stack on the benchmark datasets; (b) integrate against a "
                  "hand-written Euler loop; (c) one field evaluation against the products it needs; (d) peak memory "
                  "and time of direct backprop against the adjoint as T grows; (e) one field evaluation on synthetic "
-                 "graphs of growing size, with the fitted exponent; (f) section e's largest community graph under "
+                 "graphs of growing size (forward, and forward + backward up to --backward-max-nodes), with the fitted "
+                 "exponents; (f) section e's largest community graph under "
                  "each allocator setting; (g) mini-batch training against full batch on tolokers and a 10^6-node "
                  "graph, and one epoch of a 10^7-node graph (--large-nodes), trained and evaluated in batches. The "
                  "full run is sized to finish within about 40 minutes on a quiet 2-core machine and prints one "
