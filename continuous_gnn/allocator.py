@@ -20,8 +20,8 @@ import os
 import platform
 from collections.abc import Mapping
 
-__all__ = ["ALLOCATOR_ENV", "ALLOCATOR_VARIABLES", "ALLOCATOR_CHOICES", "keep_freed_memory", "arrange_from_environment",
-           "current_allocator"]
+__all__ = ["ALLOCATOR_ENV", "ALLOCATOR_VARIABLES", "ALLOCATOR_CHOICES", "keep_freed_memory", "release_freed_memory",
+           "arrange_from_environment", "current_allocator"]
 
 #: The environment variable that chooses between ``keep`` and ``system``.
 ALLOCATOR_ENV = "CONTINUOUS_GNN_ALLOCATOR"
@@ -59,6 +59,25 @@ def keep_freed_memory() -> bool:
     # No block is mmapped, so large tensors reuse heap pages; freed memory at the top of the heap is never trimmed.
     _kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
     return _kept
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory glibc keeps for reuse back to the system now (``malloc_trim``), e.g. after building a large
+    graph, whose temporaries would otherwise stay resident, scattered in holes that the solve's larger tensors
+    cannot reuse.
+
+    Returns:
+        bool: ``True`` when glibc released memory; ``False`` when there was none to release, or on another C
+        library, where nothing is done.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return bool(trim(0))
 
 
 def arrange_from_environment(default: str = "system", environ: Mapping[str, str] | None = None) -> str:

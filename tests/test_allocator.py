@@ -32,6 +32,13 @@ del x
 print(json.dumps({"said": said, "released": before - resident()}))
 """
 
+_RELEASE = _PROBE.replace("sys.argv[1]", "'keep'").replace(
+    'print(json.dumps({"said": said, "released": before - resident()}))',
+    "kept = before - resident()\n"
+    "from continuous_gnn.allocator import release_freed_memory\n"
+    "assert release_freed_memory()\n"
+    "print(json.dumps([kept, before - resident()]))")
+
 
 def _probe(default: str, **env: str) -> dict:
     environ = {k: v for k, v in os.environ.items() if k not in allocator.ALLOCATOR_VARIABLES + (allocator.ALLOCATOR_ENV,)}
@@ -66,6 +73,16 @@ def test_trimming_is_switched_off_not_capped(monkeypatch):
     monkeypatch.setattr(allocator, "_kept", False)
     assert allocator.keep_freed_memory()
     assert calls == [(-4, 0), (-1, -1)]  # M_MMAP_MAX = 0, M_TRIM_THRESHOLD = -1
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_kept_memory_is_released_on_request():
+    environ = {k: v for k, v in os.environ.items() if k not in allocator.ALLOCATOR_VARIABLES + (allocator.ALLOCATOR_ENV,)}
+    released = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, timeout=120,
+                              env=environ)
+    assert released.returncode == 0, released.stderr
+    kept, after = json.loads(released.stdout)
+    assert kept < 20e6 and after > 200e6  # kept after the free, handed back by release_freed_memory
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")

@@ -87,13 +87,15 @@ class GRAFFEnergy(Energy):
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph, x0)
+        # In place on the fresh product: the same operations and rounding, without a new N × d tensor for each
+        # term (the sparse product's backward does not read its output, so autograd allows it).
         velocity = graph.propagate(self._mix(x))
         omega = self.Omega.diagonal(x)
         if omega is not None:
-            velocity = velocity - x * omega
+            velocity.sub_(x * omega)
         source = self._source(x0)
         if source is not None:
-            velocity = velocity + source
+            velocity.add_(source)
         return velocity
 
     def extra_repr(self) -> str:

@@ -79,16 +79,19 @@ def segment_grid(grid: Tensor) -> Callable[[Callable, Tensor, Tensor], Tensor]:
     """A torchdiffeq ``grid_constructor`` returning the points of ``grid`` between the ends of ``t``.
 
     torchdiffeq calls it once per forward solve and, in the adjoint's backward pass, once per interval in
-    reversed time (it then negates what we return), so it must keep the direction of ``t``.
+    reversed time (it then negates what we return), so it must keep the direction of ``t``. The points are chosen
+    on the host, from one read of ``t``'s ends, and moved to ``t``'s device once.
     """
 
+    slack = GRID_SLACK * max(1.0, abs(float(grid[-1])))
+
     def construct(func, y0, t):
-        lo, hi = (t[0], t[-1]) if t[0] <= t[-1] else (t[-1], t[0])
-        g = grid.to(device=t.device, dtype=t.dtype)
-        slack = GRID_SLACK * max(1.0, float(g[-1].abs()))
+        first, last = t[[0, -1]].tolist()  # exact: a float holds any float32 or float64 value
+        lo, hi = min(first, last), max(first, last)
+        g = grid.to(dtype=t.dtype)
         inner = g[(g > lo + slack) & (g < hi - slack)]
-        points = torch.cat([lo.reshape(1), inner, hi.reshape(1)])
-        return points if t[0] <= t[-1] else points.flip(0)
+        points = torch.cat([g.new_tensor([lo]), inner, g.new_tensor([hi])])
+        return (points if first <= last else points.flip(0)).to(t.device)
 
     return construct
 

@@ -192,7 +192,7 @@ def integrate(
             None if backward == "fixed" else DEFAULT_MAX_STEPS)
     guarded = GuardedField(func, stats, forward=forward, backward=backward, max_nfe=solver.max_nfe,
                            max_steps=(solver.max_steps, backward_budget), rtol=solver_kwargs.get("rtol"),
-                           atol=solver_kwargs.get("atol"))
+                           atol=solver_kwargs.get("atol"), grid=grid)
     t = times.to(x0.device)
 
     started = time.perf_counter()
@@ -214,9 +214,9 @@ def integrate(
             raise
         raise guarded.translate(err) from err
     stats.wall_time = time.perf_counter() - started
-    stats.t_final = guarded.t_reached if guarded.t_reached is not None else float(t[-1])
+    stats.t_final = guarded.t_reached if guarded.t_reached is not None else t_end
     if not all_finite(states):
-        # The last update overflowed after the last evaluation (which was still finite).
-        raise guarded.fail("non_finite", stats.t_final, stats.nfe_forward, "the final state is inf or nan")
+        raise guarded.non_finite_solve(stats.t_final)
+    guarded.finite_flags.clear()
     guarded.backward_phase = True
     return Solution(final=states[-1], times=times, states=states, stats=stats)
