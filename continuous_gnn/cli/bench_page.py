@@ -261,7 +261,10 @@ def _allocators(section: dict | None, meta: dict) -> list[str]:
               "the package then leaves alone:", "",
               "```text", tuned, jemalloc, "```", "",
               "The first needs nothing installed; the second needs jemalloc (Debian: `libjemalloc2`). All three "
-              "trade a larger resident footprint for speed, since freed memory is kept. The project's "
+              "trade a larger resident footprint for speed, since freed memory is kept. With the run-time setting, "
+              "call `continuous_gnn.allocator.release_freed_memory()` after building a large graph: it hands the "
+              "temporaries of the build back, which a 10⁷-node graph needs in order to fit (section e does this "
+              "before every point). The project's "
               f"performance-and-scale issue measured (quoted, not measured by this run) {allocators.ISSUE_SOURCE}: " +
               ", ".join(f"{name} {value:.1f} s" for name, value in issue.items()) + ".", ""]
     return lines
