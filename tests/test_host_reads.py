@@ -74,3 +74,5 @@ def test_the_finite_flag_is_exact_where_a_plain_sum_would_overflow(dtype):
     assert bool(finite_flag(torch.full((4,), largest, dtype=dtype)))  # finite, though its plain sum is inf
     for bad in (float("inf"), float("-inf"), float("nan")):
         assert not bool(finite_flag(torch.tensor([1.0, bad, -1.0], dtype=dtype)))
+    assert bool(finite_flag(torch.ones(0, 3, dtype=dtype)))
+    assert not bool(finite_flag(torch.tensor([1 + 1j, complex(0, float("nan"))])))
