@@ -130,6 +130,7 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
     sync = synchronizer(device) or (lambda: None)
     clock = time.perf_counter()
     edges = benchmark_edges(kind, nodes, degree, seed, cache)
+    release_freed_memory()  # the generator's temporaries, before the graph's own build needs room
     edge_count = int(edges.size(1))
     graph = Graph.from_edge_index(edges.to(device), nodes)
     sync()
