@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["ALLOCATOR_ENV", "ALLOCATOR_VARIABLES", "ALLOCATOR_CHOICES", "keep_freed_memory", "release_freed_memory",
            "arrange_from_environment", "current_allocator"]
@@ -41,6 +41,18 @@ _NEVER_TRIM = -1
 _kept = False
 
 
+def _glibc(name: str, argtypes: tuple) -> Callable[..., int] | None:
+    """glibc's function ``name`` with its C signature, or ``None`` under another C library."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc serve every block from its heap and keep freed memory there, for this process.
 
@@ -49,13 +61,9 @@ def keep_freed_memory() -> bool:
         where nothing is changed.
     """
     global _kept
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # No block is mmapped, so large tensors reuse heap pages; freed memory at the top of the heap is never trimmed.
     _kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
     return _kept
@@ -70,14 +78,8 @@ def release_freed_memory() -> bool:
         bool: ``True`` when glibc released memory; ``False`` when there was none to release, or on another C
         library, where nothing is done.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
-    return bool(trim(0))
+    trim = _glibc("malloc_trim", (ctypes.c_size_t,))
+    return trim is not None and bool(trim(0))
 
 
 def arrange_from_environment(default: str = "system", environ: Mapping[str, str] | None = None) -> str:
