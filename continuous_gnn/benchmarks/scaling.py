@@ -164,8 +164,7 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
     else:
         _, peak = measure_peak(forward, device)
         contestants = {"forward": forward}
-    comparison = compare(contestants, repeats=repeats, warmup=0,
-                         synchronize=synchronizer(device))
+    comparison = compare(contestants, repeats=repeats, warmup=0, synchronize=synchronizer(device))
     status = resident_bytes()
     process_peak = (torch.cuda.max_memory_allocated(device) if torch.device(device).type == "cuda"
                     else status.get("VmHWM", 0))
