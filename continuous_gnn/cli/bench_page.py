@@ -178,7 +178,7 @@ def _memory(section: dict, meta: dict) -> list[str]:
 
 
 def _scaling(section: dict, meta: dict) -> list[str]:
-    from ..benchmarks.scaling import PASSES
+    from ..benchmarks.scaling import ScalingPoint, fitted_points
 
     s = meta["settings"]["scaling"]
     limit = s["backward_max_nodes"]
@@ -202,11 +202,10 @@ def _scaling(section: dict, meta: dict) -> list[str]:
         lines.append(f"| {p['kind']} | {p['nodes']} | {p['edges']} | {p['nnz']} | {p['graph_s']:.1f} | "
                      f"{_ms(p['forward_s'])} | {both} | {_mib(p['peak_bytes'])} | {_mib(p['process_peak_bytes'])} |")
     lines.append("")
+    points = [ScalingPoint(**{**p, "samples": tuple(p["samples"])}) for p in section["points"]]
     for kind, exponents in section["exponents"].items():
         for name, exponent in exponents.items():
-            fitted = sorted(p["nodes"] for p in section["points"]
-                            if p["kind"] == kind and not p["failed"] and p["nodes"] >= s["fit_from"]
-                            and math.isfinite(p[PASSES[name]]))
+            fitted = sorted(p.nodes for p in fitted_points(points, kind, s["fit_from"], name))
             value = "not enough points" if exponent is None else f"**{exponent:.2f}**"
             lines.append(f"- **{kind}, {name}:** time ∝ nnz^b with b = {value}, least squares on log-log over the "
                          f"graphs of {', '.join(map(str, fitted)) or 'no'} nodes")
