@@ -240,9 +240,10 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     from continuous_gnn.training.presets import available_presets, preset_path
 
     assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
-    assert available_presets() == ["graff", "graff_nl", "graff_tuned", "grand_l", "grand_nl"]
+    assert available_presets() == ["graff", "graff_nl", "graff_nl_tuned", "graff_tuned", "grand_l", "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_tuned, grand_l, grand_nl"):
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_tuned, "
+                                         "graff_tuned, grand_l, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
                                          "chameleon, chameleon-filtered, citeseer, cora, film, minesweeper, "
@@ -309,6 +310,35 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
 
     assert REPORT_SEED not in search_seeds(path), \
         "the reproduction's seed must be one no search trained with"
+
+
+#: Where the searches of the GRAFF-NL presets with per-step weights started.
+NL_STEPS_START = "experiments/configs/heterophily/graff_nl_steps.toml"
+
+
+@pytest.mark.parametrize("path", sorted((PRESETS / "graff_nl_tuned").glob("*.toml")), ids=lambda p: p.stem)
+def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    assert config.dataset == path.stem and config.seed == 0
+    assert config.energy == "graff" and config.activation == "relu" and config.time_dependent
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    commands = [line for line in header if "Tuned by `continuous-gnn tune " in line]
+    steps = [(float(m[1]), float(m[2])) for line in header if (m := re.search(
+        r"over splits [\d,]+ at seeds 0,1000 = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
+        r"the test metric was not used", line))]
+    assert steps and len(steps) == len(commands), header
+    # Newest first: the oldest search started from the shared starting file, each later one from the preset itself.
+    assert f"--config {NL_STEPS_START} " in commands[-1] and f" --dataset {path.stem} " in commands[-1]
+    for command in commands[:-1]:
+        assert f"--config continuous_gnn/presets/graff_nl_tuned/{path.stem}.toml " in command
+    assert all(best >= configured for best, configured in steps), "a search keeps its best trial, trial 0 included"
+    for (_, configured), (earlier_best, _) in zip(steps, steps[1:]):
+        assert configured == earlier_best, "each search starts from the previous search's best"
+    from continuous_gnn.benchmarks.suite import load_suite, suite_path
+    from continuous_gnn.training.search import search_seeds
+
+    suite_seeds = set(load_suite(suite_path("heterophily_nl")).seeds)
+    assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
 
 
 def test_choosing_a_method_drops_step_control_from_lower_layers():
