@@ -137,3 +137,55 @@ def test_a_failed_trial_is_marked_and_the_queue_goes_on_unless_the_error_is_unex
     states = [t.state.name for t in queue.study.trials]
     assert states == ["FAIL", "FAIL", "COMPLETE", "FAIL"]
     assert queue.study.trials[1].user_attrs["failed"] == "the objective returned nan"
+
+
+def test_a_sqlite_transaction_holds_the_write_lock_from_its_first_read(tmp_path):
+    # SQLite ignores SELECT ... FOR UPDATE, so a claim (read WAITING, write RUNNING) is atomic only when its
+    # transaction takes the write lock before it reads; otherwise two workers can both claim one trial.
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from continuous_gnn.training.trial_queue import open_storage
+
+    path = tmp_path / "tune.db"
+    storage = open_storage(f"sqlite:///{path}")
+    with storage.engine.connect() as connection, connection.begin():
+        assert connection.execute(text("SELECT count(*) FROM trials")).scalar() == 0
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # free once that transaction ended
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_threads_claiming_one_queue_take_each_trial_once(tmp_path):
+    import threading
+
+    from continuous_gnn.training.trial_queue import open_storage
+
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="race")
+    for _ in range(40):
+        study.enqueue_trial({})
+    claimed: list[list[int]] = [[] for _ in range(4)]
+
+    def worker(index: int) -> None:
+        from continuous_gnn.training.trial_queue import TrialQueue
+
+        storage = open_storage(url)
+        mine = optuna.load_study(study_name="race", storage=storage)
+        queue = TrialQueue(mine, storage, storage.get_study_id_from_name("race"))
+        while (trial := queue.claim()) is not None:
+            claimed[index].append(trial.number)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT_S)
+    numbers = sorted(n for mine in claimed for n in mine)
+    assert numbers == list(range(40)), "every queued trial claimed exactly once"

@@ -6,8 +6,11 @@ the study, records the search's settings in it (:func:`open_queue`), and enqueue
 the configured values, the others empty, so that the sampler chooses their values when they run. Every worker
 then claims queued trials one at a time until none is left (:meth:`TrialQueue.run`). A claim is the storage's atomic
 change of a trial from WAITING to RUNNING, so no trial runs twice and the study ends with exactly the requested
-number of trials, however many workers share it. (``Study.optimize`` would create a fresh trial whenever the
-queue is empty, so two workers racing for the last queued trial would run one trial too many.)
+number of trials, however many workers share it. Optuna makes it atomic with ``SELECT ... FOR UPDATE``, which
+SQLite ignores: there two workers could both read WAITING and both claim the trial. :func:`open_storage` therefore
+begins every SQLite transaction with ``BEGIN IMMEDIATE``, which takes the database's write lock before the read.
+(``Study.optimize`` would create a fresh trial whenever the queue is empty, so two workers racing for the last
+queued trial would run one trial too many.)
 
 Without a storage the queue lives in memory and one worker runs it: the trials, their order and their values
 are those of ``Study.optimize`` with the same sampler.
@@ -85,9 +88,12 @@ def open_storage(url: str, *, attempts: int = 5, heartbeat_s: int = HEARTBEAT_S,
         try:
             with warnings.catch_warnings():  # heartbeats are an experimental Optuna feature
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+            if storage.engine.dialect.name == "sqlite":
+                _lock_before_reading(storage.engine)
+            return storage
         except ImportError as err:
             module = getattr(err.__cause__, "name", None) or "its driver"
             package = _DRIVERS.get(module, module)
@@ -104,6 +110,32 @@ def open_storage(url: str, *, attempts: int = 5, heartbeat_s: int = HEARTBEAT_S,
                 raise ValueError(f"--storage {shown}: cannot open the database ({detail})") from None
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Milliseconds a SQLite connection waits for another's write lock before failing with "database is locked".
+SQLITE_BUSY_MS = 60_000
+
+
+def _lock_before_reading(engine: Any) -> None:
+    """Make every transaction of a SQLite ``engine`` take the write lock first (``BEGIN IMMEDIATE``).
+
+    SQLite has no row locks and ignores ``FOR UPDATE``, so a read-then-write transaction is atomic only if it
+    holds the write lock from its start. This is SQLAlchemy's documented recipe for pysqlite: the driver's own
+    transaction handling is switched off and the engine issues the ``BEGIN``. Pooled connections made before the
+    listeners are closed, so that every connection from now on has them.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def _as_json(value: Any) -> Any:
