@@ -67,6 +67,31 @@ def test_a_killed_suite_resumes_without_training_again(tmp_path, data_root, caps
     assert json.loads(sorted((tmp_path / "runs").glob("*.json"))[0].read_text())["suite"] == "family"
 
 
+@pytest.mark.data
+def test_jobs_train_runs_in_parallel_processes_with_the_serial_results(tmp_path, data_root, capsys):
+    argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF,GRAND-l", "--splits", "0,1", "--epochs", "3",
+            "--data-root", str(data_root), "--quiet", "--page", "none"]
+    assert main([*argv, "--out-dir", str(tmp_path / "serial")]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--out-dir", str(tmp_path / "parallel"), "--jobs", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2 jobs at a time" in out and out.count("test ") == 2
+
+    def results(folder):
+        return {path.name: [(s["test_metric"], s["val_metric"], s["best_epoch"])
+                            for s in json.loads(path.read_text())["splits"]]
+                for path in sorted((tmp_path / folder).glob("*.json"))}
+
+    assert results("parallel") == results("serial") and len(results("serial")) == 2
+
+
+@pytest.mark.parametrize("flags, fragment", [(["--jobs", "0"], "--jobs must be at least 1, got 0"),
+                                             (["--threads", "0"], "--threads must be positive")])
+def test_bad_jobs_or_threads_are_usage_errors(flags, fragment, capsys, tmp_path):
+    assert main(["suite", "family", *flags, "--page", "none", "--out-dir", str(tmp_path)]) == 2
+    assert fragment in capsys.readouterr().err
+
+
 def test_a_model_can_run_its_own_seeds(tmp_path):
     import argparse
 

@@ -9,15 +9,24 @@ filtered Chameleon and Squirrel) and ``heterophily_nl`` (GRAFF-NL with per-step 
 Killed and rerun with the same ``--out-dir``, the command skips every run whose record is there: records are
 matched by their resolved config (seed included), not by their file names, so the page equals that of an
 uninterrupted run. The page is written once, atomically, after every run has finished.
+
+``--jobs N`` trains N runs at a time, each in its own process with ``--threads`` torch threads (default: the
+cores divided among the jobs). On a CPU, one thread per job beats N threads in one process: the sparse and
+small dense products of a flow scale poorly across threads, while separate runs share nothing. Every run's
+result is the same as in a serial suite, since each trains from its own seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
+import os
 import shlex
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
@@ -53,7 +62,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", help="folder of the JSON records; rerun with the same folder to resume "
                                           "(default: runs/suite-<name>-<timestamp>)")
     parser.add_argument("--page", help="markdown file to write (default: the suite's page); 'none' to skip")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads of each run (default: torch's choice; with "
+                                                      "--jobs, the cores divided among the jobs)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at a time, each in its own process; progress bars are off when above 1 "
+                             "(default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -80,73 +93,150 @@ def _plan(suite: Suite, args: argparse.Namespace) -> dict[tuple[str, str, int], 
             for label, dataset, seed in plan}
 
 
-def _suite(args: argparse.Namespace, argv: list[str]) -> int:
+@dataclass(frozen=True)
+class _Task:
+    """One (model, dataset, seed) run still to train, with everything a worker process needs."""
+
+    label: str
+    dataset: str
+    seed: int
+    config: RunConfig
+    root: Path
+    cache: Path | None
+    out: Path
+    suite: str
+    command: str
+    threads: int | None = None
+
+    @property
+    def head(self) -> str:
+        return f"{self.label:<14} {self.dataset:<18} seed {self.seed:<6}"
+
+
+def _train(task: _Task, *, bars: bool = False) -> RunSummary:
+    """Train one run and save its record; an unavailable dataset or a failed solve is a summary, not an error."""
     import torch
 
     from ..data import DatasetUnavailableError
     from ..errors import IntegrationError, TrainingDivergedError
-    from ..training import finished_records, load_record, load_run_dataset, record_key, run, save_record
+    from ..training import load_run_dataset, run, save_record
+
+    if task.threads is not None:
+        torch.set_num_threads(task.threads)
+    try:
+        dataset = load_run_dataset(task.config, task.root, cache_dir=task.cache)
+    except DatasetUnavailableError as err:
+        return RunSummary.unavailable(task.label, task.dataset, task.seed, str(err))
+    try:
+        if bars:
+            with EpochBars(dataset.name) as progress:
+                result = run(task.config, dataset, progress=progress)
+        else:
+            result = run(task.config, dataset)
+    except (IntegrationError, TrainingDivergedError) as err:  # reported in the page; the other runs go on
+        return RunSummary.failed(task.label, task.dataset, task.seed, f"{type(err).__name__}: {err}")
+    record = result.to_record(suite=task.suite, model=task.label, command=task.command, data_root=str(task.root))
+    path = save_record(record, task.out / f"{task.dataset}-{_slug(task.label)}-seed{task.seed}.json")
+    return RunSummary.from_record(task.label, record, repo_relative(path))
+
+
+def _outcome(summary: RunSummary) -> str:
+    if summary.status == "unavailable":
+        return f"unavailable: {summary.reason.split('. ')[0]}"
+    if summary.status == "failed":
+        return f"failed: {summary.reason}"
+    return f"test {summary.test:6.2f}  val {summary.val:6.2f}  {summary.wall_time:6.1f} s"
+
+
+def _train_serially(tasks: list[_Task], quiet: bool) -> list[RunSummary]:
+    summaries = []
+    for task in tasks:
+        print(task.head, end=" ", flush=True)
+        summaries.append(_train(task, bars=not quiet and sys.stderr.isatty()))
+        print(_outcome(summaries[-1]), flush=True)
+    return summaries
+
+
+def _train_in_processes(tasks: list[_Task], jobs: int) -> list[RunSummary]:
+    """Train ``tasks`` in ``jobs`` worker processes, started in order; the summaries come back in task order.
+
+    The workers are spawned, not forked: a forked copy of a process that already ran torch's thread pools can
+    deadlock. A run that raises anything but the errors :func:`_train` reports stops the suite: the runs not yet
+    started are cancelled, and the finished ones keep their records for the resume.
+    """
+    summaries: dict[int, RunSummary] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(_train, task): index for index, task in enumerate(tasks)}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = pending.pop(future)
+                    summaries[index] = future.result()
+                    print(f"{tasks[index].head} {_outcome(summaries[index])}", flush=True)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [summaries[index] for index in range(len(tasks))]
+
+
+def _suite(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    from ..training import finished_records, load_record, record_key
 
     suite = load_suite(suite_path(args.suite))
     configs = _plan(suite, args)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be positive")
     page = args.page or (str(project_dir() / suite.page) if suite.page else "none")
     out_dir = output_folder(args.out_dir or str(project_dir() / "runs" / f"suite-{suite.name}-{timestamp()}"),
                             "--out-dir")
     root, cache = data_paths(args)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be positive")
-        torch.set_num_threads(args.threads)
+    threads = args.threads
+    if threads is None and args.jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    if threads is not None:  # also here, so the page states the threads every run had
+        torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = shlex.join([PROG, *argv])
     started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     done = finished_records(out_dir)
     before = sum(record_key(config) in done for config in configs.values())
+    jobs = f"; {args.jobs} jobs at a time" if args.jobs > 1 else ""
     print(f"suite {suite.name}: {len(configs)} runs, {before} already in {out_dir}; torch threads "
-          f"{torch.get_num_threads()}", flush=True)
+          f"{torch.get_num_threads()}{jobs}", flush=True)
     started = time.perf_counter()
-    summaries: list[RunSummary] = []
+    summaries: dict[tuple[str, str, int], RunSummary] = {}
     reused_s = 0.0  # the recorded time of runs found done, so a resumed page states an uninterrupted run's total
+    tasks = []
     for (label, dataset_name, seed), config in configs.items():
         key = record_key(config)
-        head = f"{label:<14} {dataset_name:<18} seed {seed:<6}"
         if key in done:
-            summaries.append(RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key])))
-            reused_s += summaries[-1].wall_time
-            print(f"{head} done before ({done[key].name})", flush=True)
+            summary = RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key]))
+            summaries[label, dataset_name, seed] = summary
+            reused_s += summary.wall_time
+            print(f"{label:<14} {dataset_name:<18} seed {seed:<6} done before ({done[key].name})", flush=True)
             continue
-        try:
-            fetch_dataset(args, dataset_name, root)
-            dataset = load_run_dataset(config, root, cache_dir=cache)
-        except DatasetUnavailableError as err:
-            summaries.append(RunSummary.unavailable(label, dataset_name, seed, str(err)))
-            print(f"{head} unavailable: {str(err).split('. ')[0]}", flush=True)
-            continue
-        print(head, end=" ", flush=True)
-        try:
-            if not args.quiet and sys.stderr.isatty():
-                with EpochBars(dataset.name) as bars:
-                    result = run(config, dataset, progress=bars)
-            else:
-                result = run(config, dataset)
-        except (IntegrationError, TrainingDivergedError) as err:  # reported in the page; the other runs go on
-            summaries.append(RunSummary.failed(label, dataset_name, seed, f"{type(err).__name__}: {err}"))
-            print(f"failed: {err}", flush=True)
-            continue
-        record = result.to_record(suite=suite.name, model=label, command=command, data_root=str(root))
-        path = save_record(record, out_dir / f"{dataset_name}-{_slug(label)}-seed{seed}.json")
-        done[key] = path
-        summary = RunSummary.from_record(label, record, repo_relative(path))
-        summaries.append(summary)
-        print(f"test {summary.test:6.2f}  val {summary.val:6.2f}  {summary.wall_time:6.1f} s", flush=True)
+        tasks.append(_Task(label, dataset_name, seed, config, root, cache, out_dir, suite.name, command, threads))
+    for dataset_name in dict.fromkeys(task.dataset for task in tasks):
+        fetch_dataset(args, dataset_name, root)
+    if args.jobs > 1 and len(tasks) > 1:
+        trained = _train_in_processes(tasks, min(args.jobs, len(tasks)))
+    else:
+        trained = _train_serially(tasks, args.quiet)
+    summaries.update(((t.label, t.dataset, t.seed), summary) for t, summary in zip(tasks, trained))
+    ordered = [summaries[key] for key in configs]
     total = time.perf_counter() - started + reused_s
     print(f"total {total:.0f} s", flush=True)
-    if not any(s.status == "ok" for s in summaries):
+    if not any(s.status == "ok" for s in ordered):
         print(f"{PROG} suite: error: no run succeeded (every dataset was unavailable), so no page was written",
               file=sys.stderr)
         return 1
     partial = (args.models, args.datasets, args.seeds, args.splits, args.epochs) != (None,) * 5
-    write_page(page, render(suite, summaries, command=command, started=started_iso, total=total, partial=partial,
+    write_page(page, render(suite, ordered, command=command, started=started_iso, total=total, partial=partial,
                             out_dir=repo_relative(Path(out_dir))))
     return 0
 
