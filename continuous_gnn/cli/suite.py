@@ -157,16 +157,43 @@ def _train_serially(tasks: list[_Task], quiet: bool) -> list[RunSummary]:
     return summaries
 
 
-def _train_in_processes(tasks: list[_Task], jobs: int) -> list[RunSummary]:
-    """Train ``tasks`` in ``jobs`` worker processes, started in order; the summaries come back in task order.
+def _work(tasks: list[_Task]) -> list[int]:
+    """Each task's epochs times splits times its graph's nodes and edges: a proxy of a run's time that needs no
+    training, by which :func:`_train_in_processes` orders the runs. An unavailable dataset counts 0 (its run
+    fails at once)."""
+    from ..data import DatasetUnavailableError
+    from ..training import load_run_dataset
 
+    sizes: dict[str, tuple[int, int]] = {}
+    for task in tasks:
+        if task.dataset in sizes:
+            continue
+        try:
+            dataset = load_run_dataset(task.config, task.root, cache_dir=task.cache)
+        except DatasetUnavailableError:
+            sizes[task.dataset] = (0, 0)
+            continue
+        sizes[task.dataset] = (dataset.data.num_nodes + dataset.data.edge_index.size(1), dataset.num_splits)
+    work = []
+    for task in tasks:
+        size, num_splits = sizes[task.dataset]
+        splits = len(task.config.splits) if task.config.splits is not None else num_splits
+        work.append(task.config.epochs * splits * size)
+    return work
+
+
+def _train_in_processes(tasks: list[_Task], jobs: int, work: list[int]) -> list[RunSummary]:
+    """Train ``tasks`` in ``jobs`` worker processes, the most ``work`` first; the summaries come back in task order.
+
+    Starting the longest runs first keeps a long run from starting last while the other workers idle.
     The workers are spawned, not forked: a forked copy of a process that already ran torch's thread pools can
     deadlock. A run that raises anything but the errors :func:`_train` reports stops the suite: the runs not yet
     started are cancelled, and the finished ones keep their records for the resume.
     """
+    order = sorted(range(len(tasks)), key=lambda index: -work[index])
     summaries: dict[int, RunSummary] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(_train, task): index for index, task in enumerate(tasks)}
+        pending = {pool.submit(_train, tasks[index]): index for index in order}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -224,7 +251,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
     for dataset_name in dict.fromkeys(task.dataset for task in tasks):
         fetch_dataset(args, dataset_name, root)
     if args.jobs > 1 and len(tasks) > 1:
-        trained = _train_in_processes(tasks, min(args.jobs, len(tasks)))
+        trained = _train_in_processes(tasks, min(args.jobs, len(tasks)), _work(tasks))
     else:
         trained = _train_serially(tasks, args.quiet)
     summaries.update(((t.label, t.dataset, t.seed), summary) for t, summary in zip(tasks, trained))
