@@ -313,7 +313,8 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
 
 
 #: Where the searches of the GRAFF-NL presets with per-step weights started.
-NL_STEPS_START = "experiments/configs/heterophily/graff_nl_steps.toml"
+NL_STEPS_STARTS = ("experiments/configs/heterophily/graff_nl_steps.toml",
+                   "experiments/configs/heterophily/graff_nl_steps_wide.toml")
 
 
 @pytest.mark.parametrize("path", sorted((PRESETS / "graff_nl_tuned").glob("*.toml")), ids=lambda p: p.stem)
@@ -324,11 +325,12 @@ def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     commands = [line for line in header if "Tuned by `continuous-gnn tune " in line]
     steps = [(float(m[1]), float(m[2])) for line in header if (m := re.search(
-        r"over splits [\d,]+ at seeds 0,1000 = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
+        r"over splits [\d,]+ at seeds? [\d,]+ = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
         r"the test metric was not used", line))]
     assert steps and len(steps) == len(commands), header
-    # Newest first: the oldest search started from the shared starting file, each later one from the preset itself.
-    assert f"--config {NL_STEPS_START} " in commands[-1] and f" --dataset {path.stem} " in commands[-1]
+    # Newest first: the oldest search started from a shared starting file, each later one from the preset itself.
+    assert any(f"--config {start} " in commands[-1] for start in NL_STEPS_STARTS), commands[-1]
+    assert f" --dataset {path.stem} " in commands[-1]
     for command in commands[:-1]:
         assert f"--config continuous_gnn/presets/graff_nl_tuned/{path.stem}.toml " in command
     assert all(best >= configured for best, configured in steps), "a search keeps its best trial, trial 0 included"
