@@ -67,11 +67,22 @@ def test_a_killed_suite_resumes_without_training_again(tmp_path, data_root, caps
     assert json.loads(sorted((tmp_path / "runs").glob("*.json"))[0].read_text())["suite"] == "family"
 
 
+@pytest.fixture
+def torch_threads_restored():
+    """``--threads`` sets this process's torch threads; later tests keep their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.data
-def test_jobs_train_runs_in_parallel_processes_with_the_serial_results(tmp_path, data_root, capsys):
+def test_jobs_train_runs_in_parallel_processes_with_the_serial_results(tmp_path, data_root, capsys,
+                                                                       torch_threads_restored):
     argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF,GRAND-l", "--splits", "0,1", "--epochs", "3",
             "--data-root", str(data_root), "--quiet", "--page", "none"]
-    assert main([*argv, "--out-dir", str(tmp_path / "serial")]) == 0
+    assert main([*argv, "--out-dir", str(tmp_path / "serial"), "--threads", "1"]) == 0
     capsys.readouterr()
     assert main([*argv, "--out-dir", str(tmp_path / "parallel"), "--jobs", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
