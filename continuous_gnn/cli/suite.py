@@ -11,8 +11,8 @@ matched by their resolved config (seed included), not by their file names, so th
 uninterrupted run. The page is written once, atomically, after every run has finished.
 
 ``--jobs N`` trains N runs at a time, each in its own process with ``--threads`` torch threads (default: the
-cores divided among the jobs), the runs with the most work first. Every run's result is the same as in a serial
-suite, since each trains from its own seed.
+cores divided among the jobs), the runs with the most work first. Every run's result is that of a serial suite
+at the same thread count, since each trains from its own seed.
 """
 
 from __future__ import annotations
