@@ -100,6 +100,24 @@ def test_a_pyg_sequential_model_trains():
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_a_compiled_flow_does_not_ask_dynamo_to_trace_the_clock(monkeypatch):
+    import warnings
+
+    from torch._dynamo import utils as dynamo_utils
+
+    # Dynamo warns once per process; a fresh cache and fresh compiled code make this test see its warning.
+    monkeypatch.setattr(dynamo_utils, "warn_once_cache", set())
+    torch._dynamo.reset()
+    data = _data()
+    flow = FlowConv(_layers()["graff"].energy, t_end=1.0, solver=cg.FixedGrid("euler", step_size=0.5))
+    x = torch.randn(N, D, generator=torch.Generator().manual_seed(5))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.compile(flow, backend="aot_eager")(x, data.edge_index)
+    assert not [w for w in caught if "perf_counter" in str(w.message)]
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("name", ["graff", "grand", "dirichlet"])
 def test_layers_run_under_torch_compile(name):
     data = _data()

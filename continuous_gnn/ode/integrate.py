@@ -27,6 +27,13 @@ _SHORTHAND = ("method", "step_size", "num_steps", "rtol", "atol", "max_nfe", "ma
 _ADJOINT_SHORTHAND = ("adjoint_method", "adjoint_step_size", "adjoint_rtol", "adjoint_atol", "seminorm")
 
 
+def _clock() -> float:
+    """``time.perf_counter()``, or NaN while Dynamo traces (``torch.compile``): it cannot trace the clock, which
+    cost a graph break and a warning that asks the user to report it, and a clock read while tracing would not
+    time the compiled solve anyway."""
+    return math.nan if torch.compiler.is_compiling() else time.perf_counter()
+
+
 def resolve_settings(solver: Solver | None, adjoint: Adjoint | bool | None,
                      keywords: Mapping[str, Any]) -> tuple[Solver, Adjoint | None]:
     """The typed settings of a call: ``solver``/``adjoint`` objects, or torchdiffeq-style ``keywords``.
@@ -195,7 +202,7 @@ def integrate(
                            atol=solver_kwargs.get("atol"), grid=grid)
     t = times.to(x0.device)
 
-    started = time.perf_counter()
+    started = _clock()
     try:
         if adjoint is not None:
             params = adjoint_parameters(func, adjoint_params)
@@ -213,7 +220,7 @@ def integrate(
         if err is guarded.user_error:
             raise
         raise guarded.translate(err) from err
-    stats.wall_time = time.perf_counter() - started
+    stats.wall_time = _clock() - started
     stats.t_final = guarded.t_reached if guarded.t_reached is not None else t_end
     if not all_finite(states):
         raise guarded.non_finite_solve(stats.t_final)

@@ -31,7 +31,8 @@ class SolveStats:
             adaptive method takes its last step past ``t_end`` when that step is the one its error control
             chooses, and returns ``x(t_end)`` by interpolating inside that step (dense output), so
             ``t_final >= t_end`` there.
-        wall_time (float): seconds spent in the forward solve (the backward solve is not timed here).
+        wall_time (float): seconds spent in the forward solve (the backward solve is not timed here); NaN
+            when the solve was traced by ``torch.compile``.
         steps_backward_rejected (int): rejected steps of an adaptive adjoint backward solve.
     """
 
