@@ -112,7 +112,7 @@ def test_parallel_runs_start_with_the_most_work(data_root):
     assert min(work["GRAFF", "tolokers"], work["GRAFF-NL", "tolokers"]) > \
         max(work["GRAFF", "minesweeper"], work["GRAFF-NL", "minesweeper"])
     one_split = [_Task(t.label, t.dataset, t.seed, t.config.replace(splits=(0,)), data_root, None, data_root, "h", "c")
-              for t in tasks]
+                 for t in tasks]
     assert [10 * w for w in _work(one_split)] == list(work.values())
 
 

@@ -109,7 +109,12 @@ class _Task:
 
     @property
     def head(self) -> str:
-        return f"{self.label:<14} {self.dataset:<18} seed {self.seed:<6}"
+        return _head(self.label, self.dataset, self.seed)
+
+
+def _head(label: str, dataset: str, seed: int) -> str:
+    """The start of a run's line in the suite's output."""
+    return f"{label:<14} {dataset:<18} seed {seed:<6}"
 
 
 def _train(task: _Task, *, bars: bool = False) -> RunSummary:
@@ -244,7 +249,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
             summary = RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key]))
             summaries[label, dataset_name, seed] = summary
             reused_s += summary.wall_time
-            print(f"{label:<14} {dataset_name:<18} seed {seed:<6} done before ({done[key].name})", flush=True)
+            print(f"{_head(label, dataset_name, seed)} done before ({done[key].name})", flush=True)
             continue
         tasks.append(_Task(label, dataset_name, seed, config, root, cache, out_dir, suite.name, command, threads))
     for dataset_name in dict.fromkeys(task.dataset for task in tasks):
