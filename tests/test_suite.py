@@ -188,3 +188,26 @@ def test_still_improving_means_a_late_best_epoch_on_at_least_half_the_splits(bes
     from continuous_gnn.training import still_improving
 
     assert still_improving(best_epochs, epochs) is expected
+
+
+def test_the_time_section_gives_each_command_its_summed_run_time_and_its_wall_time():
+    from continuous_gnn.cli.suite_page import RunSummary, render
+
+    suite = load_suite(suite_path("heterophily"))
+
+    def summary(dataset, started, wall_time, command):
+        return RunSummary("GRAFF", dataset, 5000, "ok", "roc_auc", 90.0, 91.0, [90.0], [91.0], [3], 5,
+                          wall_time=wall_time, started=started, command=command)
+
+    side_by_side = "continuous-gnn suite heterophily --jobs 2"
+    runs = [summary("tolokers", "2026-12-05T01:32:00+00:00", 750.0, side_by_side),
+            summary("minesweeper", "2026-12-05T01:32:01+00:00", 510.0, side_by_side),
+            summary("chameleon-filtered", "2026-12-05T01:40:31+00:00", 480.0, side_by_side),
+            summary("squirrel-filtered", "2026-12-06T09:00:00+00:00", 90.0, "continuous-gnn suite heterophily")]
+    page = render(suite, runs, command="c", started="s", total=1.0, partial=True, out_dir="runs")
+    # 12.5 + 8.5 + 8.0 = 29.0 min summed; the last end is 01:48:31, 16.5 min after the first start.
+    assert f"| `{side_by_side}` | 3 | 29.0 min | 16.5 min |" in page
+    assert "| `continuous-gnn suite heterophily` | 1 | 1.5 min | 1.5 min |" in page
+    unrecorded = render(suite, [summary("tolokers", "", 60.0, "")], command="c", started="s", total=1.0,
+                        partial=True, out_dir="runs")
+    assert "| (not recorded) | 1 | 1.0 min | – |" in unrecorded

@@ -5,6 +5,7 @@ The page is generated: change the suite file or this module, not the page.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ class RunSummary:
     epoch_time: float = 0.0
     record: str = ""
     reason: str = ""
+    started: str = ""  # ISO time the run started, from its record
+    command: str = ""  # the command that trained it, from its record
 
     @classmethod
     def from_record(cls, model: str, record: dict[str, Any], path: str) -> RunSummary:
@@ -46,7 +49,8 @@ class RunSummary:
                    split_tests=[100 * s["test_metric"] for s in splits],
                    split_vals=[100 * s["val_metric"] for s in splits],
                    best_epochs=[s["best_epoch"] for s in splits], epochs=record["config"]["epochs"],
-                   wall_time=aggregate["wall_time"], epoch_time=aggregate["epoch_time_mean"], record=path)
+                   wall_time=aggregate["wall_time"], epoch_time=aggregate["epoch_time_mean"], record=path,
+                   started=record.get("date", ""), command=record.get("command", ""))
 
     @classmethod
     def unavailable(cls, model: str, dataset: str, seed: int, reason: str) -> RunSummary:
@@ -89,6 +93,26 @@ def _still_improving(ok: list[RunSummary]) -> list[str]:
         pooled.setdefault((run.model, run.dataset), ([], run.epochs))[0].extend(run.best_epochs)
     return [f"{model} on {dataset} ({late_splits(best, epochs)} of {len(best)} splits)"
             for (model, dataset), (best, epochs) in pooled.items() if still_improving(best, epochs)]
+
+
+def _by_command(ok: list[RunSummary]) -> list[str]:
+    """Rows of the runs grouped by the command that trained them: the summed run time, and the wall time from
+    the first run's start to the last run's end. Runs of one command side by side (``--jobs``) take less wall
+    time than their sum; a resumed suite has one row per command that added runs."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in ok:
+        groups.setdefault(run.command, []).append(run)
+    rows = []
+    for command, runs in groups.items():
+        starts = [dt.datetime.fromisoformat(r.started) for r in runs if r.started]
+        span = "–"
+        if len(starts) == len(runs):
+            ends = [start + dt.timedelta(seconds=r.wall_time) for start, r in zip(starts, runs)]
+            span = f"{(max(ends) - min(starts)).total_seconds() / 60:.1f} min"
+        summed = sum(r.wall_time for r in runs) / 60
+        rows.append(f"| `{command}` | {len(runs)} | {summed:.1f} min | {span} |" if command else
+                    f"| (not recorded) | {len(runs)} | {summed:.1f} min | {span} |")
+    return rows
 
 
 def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,
@@ -151,6 +175,10 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
                 wall = sum(r.wall_time for r in good)
                 per_epoch = 1000 * sum(r.epoch_time for r in good) / len(good)
                 lines.append(f"| {dataset} | {model.label} | {wall / 60:.1f} min | {per_epoch:.1f} |")
+    lines += ["", "The runs by the command that trained them: their run times summed, and the wall time from the "
+              "first run's start to the last run's end (the data loading before a run's start not included).",
+              "", "| command | runs | run time, summed | wall time, first start to last end |", "|---|---|---|---|"]
+    lines += _by_command(ok)
     lines += ["", "## Runs", "", "| model | dataset | seed | test | validation | best epochs (of) | record |",
               "|---|---|---|---|---|---|---|"]
     for r in runs:
