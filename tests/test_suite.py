@@ -211,3 +211,20 @@ def test_the_time_section_gives_each_command_its_summed_run_time_and_its_wall_ti
     unrecorded = render(suite, [summary("tolokers", "", 60.0, "")], command="c", started="s", total=1.0,
                         partial=True, out_dir="runs")
     assert "| (not recorded) | 1 | 1.0 min | – |" in unrecorded
+
+
+def test_a_resumed_suite_counts_each_earlier_command_by_its_wall_time_not_its_summed_run_time():
+    from continuous_gnn.cli.suite import _reused_time
+    from continuous_gnn.cli.suite_page import RunSummary
+
+    def summary(started, wall_time, command):
+        return RunSummary("GRAFF", "texas", 0, "ok", wall_time=wall_time, started=started, command=command)
+
+    side_by_side = [summary("2026-12-05T01:00:00+00:00", 600.0, "a --jobs 2"),
+                    summary("2026-12-05T01:00:00+00:00", 300.0, "a --jobs 2"),
+                    summary("2026-12-05T01:05:00+00:00", 400.0, "a --jobs 2")]
+    # 600 s side by side with 300 + 400 s: the command spanned 01:00 to 01:11:40, 700 s; an undated record counts
+    # its run time.
+    assert _reused_time(side_by_side) == 700.0
+    assert _reused_time([*side_by_side, summary("", 50.0, "")]) == 750.0
+

@@ -45,7 +45,7 @@ from .common import (
 from .downloads import fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
-from .suite_page import RunSummary, render
+from .suite_page import RunSummary, by_command, render, wall_span
 
 __all__ = ["COMMAND"]
 
@@ -241,14 +241,14 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
           f"{torch.get_num_threads()}{jobs}", flush=True)
     started = time.perf_counter()
     summaries: dict[tuple[str, str, int], RunSummary] = {}
-    reused_s = 0.0  # the recorded time of runs found done, so a resumed page states an uninterrupted run's total
+    reused = []
     tasks = []
     for (label, dataset_name, seed), config in configs.items():
         key = record_key(config)
         if key in done:
             summary = RunSummary.from_record(label, load_record(done[key]), repo_relative(done[key]))
             summaries[label, dataset_name, seed] = summary
-            reused_s += summary.wall_time
+            reused.append(summary)
             print(f"{_head(label, dataset_name, seed)} done before ({done[key].name})", flush=True)
             continue
         tasks.append(_Task(label, dataset_name, seed, config, root, cache, out_dir, suite.name, command, threads))
@@ -260,7 +260,8 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         trained = _train_serially(tasks, args.quiet)
     summaries.update(((t.label, t.dataset, t.seed), summary) for t, summary in zip(tasks, trained))
     ordered = [summaries[key] for key in configs]
-    total = time.perf_counter() - started + reused_s
+    # A resumed page states the wall time of all its runs: this command's, plus each earlier command's span.
+    total = time.perf_counter() - started + _reused_time(reused)
     print(f"total {total:.0f} s", flush=True)
     if not any(s.status == "ok" for s in ordered):
         print(f"{PROG} suite: error: no run succeeded (every dataset was unavailable), so no page was written",
@@ -270,6 +271,17 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
     write_page(page, render(suite, ordered, command=command, started=started_iso, total=total, partial=partial,
                             out_dir=repo_relative(Path(out_dir))))
     return 0
+
+
+def _reused_time(reused: list[RunSummary]) -> float:
+    """Seconds the runs found done took: per command that trained them, from its first start to its last end
+    (:func:`~continuous_gnn.cli.suite_page.wall_span`), or their summed run times where a record lacks its
+    start."""
+    total = 0.0
+    for runs in by_command(reused).values():
+        span = wall_span(runs)
+        total += sum(r.wall_time for r in runs) if span is None else span
+    return total
 
 
 def _slug(label: str) -> str:

@@ -15,7 +15,7 @@ from ..training import population_mean_std, still_improving
 from ..training.history import late_splits
 from .reproduce_page import provenance
 
-__all__ = ["RunSummary", "render"]
+__all__ = ["RunSummary", "by_command", "render", "wall_span"]
 
 
 @dataclass
@@ -95,23 +95,35 @@ def _still_improving(ok: list[RunSummary]) -> list[str]:
             for (model, dataset), (best, epochs) in pooled.items() if still_improving(best, epochs)]
 
 
-def _by_command(ok: list[RunSummary]) -> list[str]:
-    """Rows of the runs grouped by the command that trained them: the summed run time, and the wall time from
-    the first run's start to the last run's end. Runs of one command side by side (``--jobs``) take less wall
-    time than their sum; a resumed suite has one row per command that added runs."""
+def by_command(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """Finished runs grouped by the command that trained them ("" where the record has none)."""
     groups: dict[str, list[RunSummary]] = {}
-    for run in ok:
+    for run in runs:
         groups.setdefault(run.command, []).append(run)
+    return groups
+
+
+def wall_span(runs: list[RunSummary]) -> float | None:
+    """Seconds from the first run's start to the last run's end, or ``None`` when a record lacks its start.
+
+    Runs trained side by side (``--jobs``) span less than their summed run times."""
+    if not runs or not all(r.started for r in runs):
+        return None
+    starts = [dt.datetime.fromisoformat(r.started) for r in runs]
+    ends = [start + dt.timedelta(seconds=r.wall_time) for start, r in zip(starts, runs)]
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def _by_command_rows(ok: list[RunSummary]) -> list[str]:
+    """One row per command that trained some of the runs: its summed run time and its :func:`wall_span`; a
+    resumed suite has one row per command that added runs."""
     rows = []
-    for command, runs in groups.items():
-        starts = [dt.datetime.fromisoformat(r.started) for r in runs if r.started]
-        span = "–"
-        if len(starts) == len(runs):
-            ends = [start + dt.timedelta(seconds=r.wall_time) for start, r in zip(starts, runs)]
-            span = f"{(max(ends) - min(starts)).total_seconds() / 60:.1f} min"
+    for command, runs in by_command(ok).items():
+        span = wall_span(runs)
+        spanned = "–" if span is None else f"{span / 60:.1f} min"
         summed = sum(r.wall_time for r in runs) / 60
-        rows.append(f"| `{command}` | {len(runs)} | {summed:.1f} min | {span} |" if command else
-                    f"| (not recorded) | {len(runs)} | {summed:.1f} min | {span} |")
+        label = f"`{command}`" if command else "(not recorded)"
+        rows.append(f"| {label} | {len(runs)} | {summed:.1f} min | {spanned} |")
     return rows
 
 
@@ -178,7 +190,7 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
     lines += ["", "The runs by the command that trained them: their run times summed, and the wall time from the "
               "first run's start to the last run's end (the data loading before a run's start not included).",
               "", "| command | runs | run time, summed | wall time, first start to last end |", "|---|---|---|---|"]
-    lines += _by_command(ok)
+    lines += _by_command_rows(ok)
     lines += ["", "## Runs", "", "| model | dataset | seed | test | validation | best epochs (of) | record |",
               "|---|---|---|---|---|---|---|"]
     for r in runs:
