@@ -15,6 +15,8 @@ f     section e's largest community graph timed forward + backward (at most 10�
       setting
 g     mini-batch training against full batch on tolokers and a 10⁶-node graph; one epoch of a 10⁷-node graph
       (``--large-nodes``), trained and evaluated in batches
+h     section e's community graph (10⁵ and 10⁶ nodes) as numbered and relabelled by each node order for
+      locality (:mod:`continuous_gnn.node_order`), one field evaluation forward + backward
 ====  ==========================================================================================================
 
 The full run is sized to finish within about 40 minutes on a quiet 2-core machine; the page records what each
@@ -44,6 +46,7 @@ from pathlib import Path
 from ..allocator import ALLOCATOR_ENV, arrange_from_environment, release_freed_memory
 from ..atomic import atomic_write_text, check_creatable
 from ..benchmarks.epoch import EpochSettings
+from ..benchmarks.locality import LocalitySettings
 from ..benchmarks.memory import MemorySettings
 from ..benchmarks.minibatch import MinibatchSettings
 from ..benchmarks.overhead import OverheadSettings
@@ -54,7 +57,7 @@ __all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan", "recorded_command"]
 
 SECTIONS = {"a": "model epoch against PyG", "b": "solver overhead", "c": "field against its lower bound",
             "d": "memory: direct backprop against the adjoint", "e": "scaling with the graph",
-            "f": "allocators", "g": "mini-batch training"}
+            "f": "allocators", "g": "mini-batch training", "h": "node order for locality"}
 DATASETS = ("cora", "chameleon", "squirrel", "film", "tolokers")
 FULL_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (500, 1_000, 2_000)
@@ -111,6 +114,7 @@ class Plan:
     scaling: ScalingSettings
     allocator_nodes: int
     minibatch: MinibatchSettings
+    locality: LocalitySettings
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -154,6 +158,8 @@ def plan(args: argparse.Namespace) -> Plan:
         MinibatchSettings(dataset="tolokers", splits=(0, 1, 2), synthetic_nodes=(1_000_000,),
                           large_nodes=args.large_nodes or None, epochs=50,
                           synthetic_epochs=3, timeout=max(args.timeout, 1800.0)),
+        locality=LocalitySettings(sizes=QUICK_SIZES[-1:], repeats=1, warmup=0) if quick else
+        LocalitySettings(sizes=(100_000, 1_000_000), repeats=max(3, few), warmup=1),
     )
 
 
@@ -178,7 +184,8 @@ def _load_datasets(args: argparse.Namespace, names: tuple[str, ...]) -> list:
 def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
-    from ..benchmarks import allocators, epoch, memory, minibatch, overhead, scaling
+    from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, scaling
+    from ..node_order import NODES_PER_CLUSTER
     from .bench_page import render, versions
 
     settings = plan(args)
@@ -196,7 +203,7 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
         "gpu": torch.cuda.get_device_name(0) if settings.device == "cuda" else None,
         "allocator": allocators.describe(os.environ), "sections": list(settings.sections),
         "settings": {name: dataclasses.asdict(getattr(settings, name))
-                     for name in ("epoch", "overhead", "memory", "scaling", "minibatch")},
+                     for name in ("epoch", "overhead", "memory", "scaling", "minibatch", "locality")},
         "allocator_nodes": settings.allocator_nodes, "durations": {},
     }, "sections": {}}
     results = record["sections"]
@@ -248,6 +255,13 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
                 results["g"] = minibatch.minibatch_comparison(
                     settings.minibatch, device=device, threads=threads, environ=os.environ, data_root=root,
                     cache_dir=cache, progress=lambda line: say("g", line))
+            elif section == "h":
+                rows = []
+                for nodes in settings.locality.sizes:
+                    rows.append(locality.locality_comparison(nodes, settings.locality, device))
+                    say(section, f"{nodes} nodes: " + ", ".join(
+                        f"{t.name} {1000 * t.median:.1f} ms" for t in rows[-1].comparison.timings))
+                results["h"] = {"rows": rows, "nodes_per_cluster": NODES_PER_CLUSTER}
             elif device == "cpu":
                 results["f"] = {"points": scaling.allocator_comparison(
                     settings.scaling, allocators.variants(), nodes=settings.allocator_nodes, kind="sbm",
@@ -290,8 +304,9 @@ COMMAND = Subcommand(
                  "graphs of growing size (forward, and forward + backward up to --backward-max-nodes), with the fitted "
                  "exponents; (f) section e's largest community graph under "
                  "each allocator setting; (g) mini-batch training against full batch on tolokers and a 10^6-node "
-                 "graph, and one epoch of a 10^7-node graph (--large-nodes), trained and evaluated in batches. The "
-                 "full run is sized to finish within about 40 minutes on a quiet 2-core machine and prints one "
+                 "graph, and one epoch of a 10^7-node graph (--large-nodes), trained and evaluated in batches; (h) "
+                 "one field evaluation on section e's community graph as numbered and relabelled by each node order "
+                 "for locality. The full run is sized to finish within about 40 minutes on a quiet 2-core machine and prints one "
                  "progress line per measured item; the page records what each section took. The allocator is the "
                  "environment's (e.g. CONTINUOUS_GNN_ALLOCATOR=keep), here and in every child; the page's command "
                  "shows it. --quick runs every section at toy sizes (a check, not a measurement)."),

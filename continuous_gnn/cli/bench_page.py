@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..benchmarks import allocators, epoch, memory, minibatch, overhead, peak
+from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, peak
 from .solvers_page import _machine, versions
 
 __all__ = ["render", "versions"]
@@ -304,6 +304,30 @@ def _minibatch(section: dict, meta: dict) -> list[str]:
     return lines + [""]
 
 
+def _locality(section: dict, meta: dict) -> list[str]:
+    s = meta["settings"]["locality"]
+    baseline = locality.BASELINE
+    lines = ["## h. Node order for locality", "",
+             f"One forward + backward evaluation of the GRAFF field (width {s['hidden']}) on section e's community "
+             f"graph (mean degree {s['degree']:g}, node ids shuffled as in real data files), as numbered and "
+             "relabelled by each order of `continuous_gnn.node_order` (`node_order` in a run's config), with the "
+             f"features moved with their nodes. `metis` sorts the nodes by METIS cluster (about "
+             f"{section['nodes_per_cluster']} nodes per cluster), `rcm` is reverse Cuthill–McKee. Median of "
+             f"{s['repeats']} rounds after {s['warmup']} warm-up round(s); build: the seconds to compute the order "
+             "once, from the edge list.", "",
+             "| nodes | nnz(Ā) | order | build s | forward + backward ms | ratio to as numbered |",
+             "|---:|---:|---|---:|---:|---:|"]
+    for row in section["rows"]:
+        timings = row["comparison"]["timings"]
+        base = _median(timings, baseline)
+        for timing in timings:
+            name = timing["name"]
+            build = "–" if name == baseline else f"{row['build_seconds'][name]:.1f}"
+            lines.append(f"| {row['nodes']} | {row['nnz']} | {name} | {build} | {_ms(timing['median'])} | "
+                         f"{timing['median'] / base:.2f} |")
+    return lines + [""]
+
+
 def render(record: dict) -> str:
     """The page of a run's JSON record (as ``continuous-gnn bench --json`` writes it)."""
     meta, sections = record["meta"], record["sections"]
@@ -315,4 +339,6 @@ def render(record: dict) -> str:
     lines += _allocators(sections.get("f"), meta)
     if "g" in sections:
         lines += _minibatch(sections["g"], meta)
+    if "h" in sections:
+        lines += _locality(sections["h"], meta)
     return "\n".join(lines).rstrip("\n") + "\n"

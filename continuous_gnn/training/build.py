@@ -9,6 +9,7 @@ and read by the model's :class:`~continuous_gnn.nn.SparseInputLinear` encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from typing import Any
@@ -166,3 +167,26 @@ def load_run_dataset(config: RunConfig, root: str | os.PathLike[str], *,
     if config.dataset is None:
         raise ValueError("the config names no dataset; set dataset (on the command line: --dataset NAME)")
     return load_dataset(config.dataset, root, cache_dir=cache_dir, normalize_features=config.normalize_features)
+
+
+def apply_node_order(config: RunConfig, dataset: Any) -> Any:
+    """``dataset`` with its nodes relabelled by ``config.node_order``
+    (:func:`~continuous_gnn.node_order.locality_order`, METIS seed 0, so every seed of a config trains on one
+    order), or ``dataset`` itself with ``node_order = "none"``. Masks, labels and features move with their nodes,
+    so every metric is one of the same nodes.
+
+    Raises:
+        MissingPackageError: for ``"metis"`` without pymetis installed.
+    """
+    from ..node_order import locality_order
+    from .batches import MissingPackageError
+
+    if config.node_order == "none":
+        return dataset
+    data = dataset.data
+    try:
+        order = locality_order(data.edge_index, int(data.num_nodes), config.node_order)
+    except ImportError as err:
+        raise MissingPackageError(str(err), name="pymetis") from None
+    return dataclasses.replace(dataset, data=order.apply(data))
+

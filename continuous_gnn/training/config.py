@@ -75,6 +75,10 @@ class RunConfig:
     dataset: str | None = _f(None, "dataset name (see continuous_gnn.data.DATASETS)")
     splits: tuple[int, ...] | None = _f(None, "splits to run: '0-9', '0,3,5' or 'all'", shown="all")
     normalize_features: bool | None = _f(None, "row-normalise the features", shown="the dataset's default")
+    node_order: str = _f("none", "relabel the nodes once before training so that neighbours sit together in memory: "
+                                 "none, metis (METIS clusters; pip install pymetis) or rcm (reverse Cuthill-McKee); "
+                                 "worth it on graphs of 10^5 nodes and more (docs/performance.md, section h)",
+                         ("none", "metis", "rcm"))
     self_loops: bool = _f(True, "add self-loops before normalising: Ā = D̃^-1/2 (A+I) D̃^-1/2 (the paper's Ā)")
     # energy and flow
     energy: str = _f("graff", "energy whose gradient flow is integrated, or a field: " + ", ".join(FLOWS)

@@ -60,7 +60,7 @@ from ..graph import Graph
 from ..ode.regularizers import regularized_forward
 from ..ode.solution import Solution
 from .batches import Batch, EpochBatches, EvaluationBatches, check_batching, metis_parts
-from .build import build_graph, build_model, prepare_features
+from .build import apply_node_order, build_graph, build_model, prepare_features
 from .config import RunConfig
 from .distributed import World
 from .history import SplitHistory
@@ -369,6 +369,7 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
+    dataset = apply_node_order(config, dataset)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
     graph = features = None
     if _needs_full_graph(config):
