@@ -89,7 +89,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=at_least(1, int), default=None,
                         help="torch threads, here and in every child process (default: torch's, all cores)")
     parser.add_argument("--timeout", type=at_least(1, float), default=900.0,
-                        help="seconds per child process of sections d-f (default: 900)")
+                        help="seconds per child process of sections d-h (default: 900; section g at least 1800)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -159,7 +159,7 @@ def plan(args: argparse.Namespace) -> Plan:
                           large_nodes=args.large_nodes or None, epochs=50,
                           synthetic_epochs=3, timeout=max(args.timeout, 1800.0)),
         locality=LocalitySettings(sizes=QUICK_SIZES[-1:], repeats=1, warmup=0) if quick else
-        LocalitySettings(sizes=(100_000, 1_000_000), repeats=max(3, few), warmup=1),
+        LocalitySettings(sizes=(100_000, 1_000_000), repeats=max(7, few), warmup=1),
     )
 
 
@@ -256,11 +256,12 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
                     settings.minibatch, device=device, threads=threads, environ=os.environ, data_root=root,
                     cache_dir=cache, progress=lambda line: say("g", line))
             elif section == "h":
-                rows = []
-                for nodes in settings.locality.sizes:
-                    rows.append(locality.locality_comparison(nodes, settings.locality, device))
-                    say(section, f"{nodes} nodes: " + ", ".join(
-                        f"{t.name} {1000 * t.median:.1f} ms" for t in rows[-1].comparison.timings))
+                rows = locality.locality_rows(settings.locality, device=device, threads=threads, environ=os.environ,
+                                              timeout=args.timeout, progress=lambda row: say("h", (
+                                                  f"{row.nodes} nodes: FAILED {row.failed}" if row.failed else
+                                                  f"{row.nodes} nodes: " + ", ".join(
+                                                      f"{t.name} {1000 * t.median:.1f} ms"
+                                                      for t in row.comparison.timings))))
                 results["h"] = {"rows": rows, "nodes_per_cluster": NODES_PER_CLUSTER}
             elif device == "cpu":
                 results["f"] = {"points": scaling.allocator_comparison(

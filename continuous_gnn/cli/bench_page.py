@@ -312,12 +312,16 @@ def _locality(section: dict, meta: dict) -> list[str]:
              f"graph (mean degree {s['degree']:g}, node ids shuffled as in real data files), as numbered and "
              "relabelled by each order of `continuous_gnn.node_order` (`node_order` in a run's config), with the "
              f"features moved with their nodes. `metis` sorts the nodes by METIS cluster (about "
-             f"{section['nodes_per_cluster']} nodes per cluster), `rcm` is reverse Cuthill–McKee. Median of "
+             f"{section['nodes_per_cluster']} nodes per cluster), `rcm` is reverse Cuthill–McKee. Each size in a "
+             "process of its own; median of "
              f"{s['repeats']} rounds after {s['warmup']} warm-up round(s); build: the seconds to compute the order "
              "once, from the edge list.", "",
              "| nodes | nnz(Ā) | order | build s | forward + backward ms | ratio to as numbered |",
              "|---:|---:|---|---:|---:|---:|"]
     for row in section["rows"]:
+        if row["failed"]:
+            lines.append(f"| {row['nodes']} | – | – | – | failed: {row['failed']} | – |")
+            continue
         timings = row["comparison"]["timings"]
         base = _median(timings, baseline)
         for timing in timings:
