@@ -28,7 +28,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
-__all__ = ["NODE_ORDERS", "NodeOrder", "locality_order", "metis_parts_for"]
+__all__ = ["NODE_ORDERS", "NodeOrder", "locality_order", "metis_parts_for", "neighbour_lists"]
 
 #: The orders :func:`locality_order` builds.
 NODE_ORDERS = ("rcm", "metis")
@@ -86,6 +86,17 @@ class NodeOrder:
         return rows[self.inverse.to(rows.device)]
 
 
+def neighbour_lists(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """The graph as METIS and scipy take it: CSR ``(starts, neighbours)`` on the CPU with both directions of every
+    edge and no self-loops (node ``i``'s neighbours are ``neighbours[starts[i]:starts[i + 1]]``)."""
+    row, col = to_undirected(edge_index.cpu(), num_nodes=num_nodes)  # both directions, sorted by row
+    keep = row != col
+    row, col = row[keep], col[keep]
+    starts = torch.zeros(num_nodes + 1, dtype=torch.long)
+    starts[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
+    return starts, col
+
+
 def metis_parts_for(num_nodes: int) -> int:
     """Clusters of the ``"metis"`` order: about :data:`NODES_PER_CLUSTER` nodes each, at least 2 and at most 256."""
     return max(2, min(_MAX_CLUSTERS, math.ceil(num_nodes / NODES_PER_CLUSTER)))
@@ -110,11 +121,7 @@ def locality_order(edge_index: Tensor, num_nodes: int, method: str = "metis", *,
         raise ValueError(f"unknown node order {method!r}; choose one of {', '.join(NODE_ORDERS)}")
     if parts is not None and not 2 <= parts <= num_nodes:
         raise ValueError(f"parts must be between 2 and the {num_nodes} nodes, got {parts}")
-    row, col = to_undirected(edge_index.cpu(), num_nodes=num_nodes)  # both directions, sorted by row
-    keep = row != col
-    row, col = row[keep], col[keep]
-    starts = torch.zeros(num_nodes + 1, dtype=torch.long)
-    starts[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
+    starts, col = neighbour_lists(edge_index, num_nodes)
     if method == "rcm":
         import numpy as np
         import scipy.sparse as sp

@@ -132,4 +132,3 @@ def locality_rows(settings: LocalitySettings, *, device: str, threads: int, envi
     run_isolated(f"{__name__}:locality_point", specs, env=child_environment(environ, threads=threads), timeout=timeout,
                  on_result=collect)
     return rows
-

@@ -56,6 +56,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from ..graph import Graph
+from ..node_order import neighbour_lists
 from .build import build_graph, prepare_features
 from .config import RunConfig
 from .config_rules import parse_fanout
@@ -172,11 +173,7 @@ def metis_parts(config: RunConfig, data: Data) -> list[Tensor]:
     """
     pymetis = _pymetis()
     num_nodes = int(data.num_nodes)
-    row, col = to_undirected(data.edge_index.cpu(), num_nodes=num_nodes)  # METIS wants both directions, no loops
-    keep = row != col
-    row, col = row[keep], col[keep]  # to_undirected sorts by row
-    starts = torch.zeros(num_nodes + 1, dtype=torch.long)
-    starts[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
+    starts, col = neighbour_lists(data.edge_index, num_nodes)  # METIS wants both directions, no loops
     adjacency = pymetis.CSRAdjacency(adj_starts=starts.numpy(), adjacent=col.numpy())
     options = pymetis.Options(seed=config.seed % _METIS_SEEDS)
     assignment = torch.as_tensor(pymetis.part_graph(config.num_parts, adjacency, options=options).vertex_part)

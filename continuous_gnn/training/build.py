@@ -189,4 +189,3 @@ def apply_node_order(config: RunConfig, dataset: Any) -> Any:
     except ImportError as err:
         raise MissingPackageError(str(err), name="pymetis") from None
     return dataclasses.replace(dataset, data=order.apply(data))
-
