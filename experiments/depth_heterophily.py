@@ -2,15 +2,18 @@
 stack collapses? Regenerates ``docs/heterophily_depth.md`` and ``docs/figures/heterophily_depth.png``.
 
     python experiments/depth_heterophily.py [--datasets minesweeper,tolokers] [--depths 1,2,4,8,16,32]
-                                            [--splits 0-2] [--preset graff_tuned] [--data-root PATH]
-                                            [--threads N] [--out-dir runs/heterophily_depth]
+                                            [--splits 0-2] [--preset graff_tuned] [--nl-preset graff_nl_tuned]
+                                            [--data-root PATH] [--threads N] [--out-dir runs/heterophily_depth]
 
-Two models are trained at every depth L (number of layers = Euler steps), on the same splits and seed:
+At every depth L (number of layers = Euler steps) these models are trained, on the same splits and seed:
 
 * **GRAFF** (residual, weights shared over the layers): the dataset's preset (``graff_tuned``, from
   validation-only searches) with T = L·τ, τ its step size: F ← F + τ(−FΩ + ĀFW + βF(0)).
+* **GRAFF-NL with per-step weights** (residual, one set of weights per layer), where the dataset has a
+  ``--nl-preset`` file (``graff_nl_tuned`` covers minesweeper): that preset with T = L·τ,
+  F ← F + τ·ReLU(BN(−FΩₖ + ĀFWₖ + βₖF(0))), the deep residual GCN with normalisation in the GRAFF form.
 * **Non-residual** (shared weights): F ← ĀFW for L layers, i.e. the Euler scheme of the GRAFF energy with
-  Ω = I, τ = 1 and no source (F + (ĀFW − F) = ĀFW), run to T = L, with the preset's other settings.
+  Ω = I, τ = 1 and no source (F + (ĀFW − F) = ĀFW), run to T = L, with the ``--preset``'s other settings.
 
 Each run is the package's one training loop (``continuous_gnn.training.run``). The test metric is read at the
 epoch of best validation metric; nothing is chosen here. The page is generated: edit this script, not the page.
@@ -34,26 +37,36 @@ from pathlib import Path
 import torch
 
 from continuous_gnn.atomic import atomic_open, atomic_write_text
-from continuous_gnn.data import default_cache_dir, resolve_data_root
+from continuous_gnn.data import canonical_name, default_cache_dir, resolve_data_root
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
 from continuous_gnn.training import finished_records, load_record, load_run_dataset, record_key, run, save_record, still_improving
 from continuous_gnn.training.config import parse_splits
 from continuous_gnn.training.config_io import read_config_file, resolve_config
-from continuous_gnn.training.presets import preset_path
+from continuous_gnn.training.presets import available_presets, preset_file, preset_path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "python experiments/depth_heterophily.py"
 SEED = 5000
 
 
-def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | None):
-    preset = read_config_file(preset_path(preset_name, dataset))
+GRAFF, GRAFF_NL, PLAIN = "GRAFF (residual)", "GRAFF-NL, per-step W", "non-residual ĀFW"
+
+
+def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | None,
+             nl_preset_name: str | None = None):
+    """The runs at one depth, by model label; GRAFF-NL only where ``nl_preset_name`` has a file for ``dataset``."""
     common = {"splits": list(splits), "seed": SEED, **({"epochs": epochs} if epochs else {})}
-    tau = resolve_config(preset).step_size
-    graff = resolve_config(preset, {**common, "time": depth * tau})
-    plain = resolve_config(preset, {**common, "omega": "const", "source": False, "step_size": 1.0,
-                                    "time": float(depth), "normalize_field": False, "activation": None})
-    return {"GRAFF (residual)": graff, "non-residual ĀFW": plain}
+
+    def at_depth(preset: dict) -> object:
+        return resolve_config(preset, {**common, "time": depth * resolve_config(preset).step_size})
+
+    preset = read_config_file(preset_path(preset_name, dataset))
+    configs = {GRAFF: at_depth(preset)}
+    if nl_preset_name and preset_file(nl_preset_name, canonical_name(dataset)).is_file():
+        configs[GRAFF_NL] = at_depth(read_config_file(preset_path(nl_preset_name, dataset)))
+    configs[PLAIN] = resolve_config(preset, {**common, "omega": "const", "source": False, "step_size": 1.0,
+                                             "time": float(depth), "normalize_field": False, "activation": None})
+    return configs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", default="1,2,4,8,16,32")
     parser.add_argument("--splits", default="0-2")
     parser.add_argument("--preset", default="graff_tuned", help="the run preset GRAFF starts from")
+    parser.add_argument("--nl-preset", default="graff_nl_tuned",
+                        help="the run preset of GRAFF-NL with per-step weights, trained on the datasets it covers "
+                             "('none' leaves that model out)")
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epochs (a smoke test)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--cache-dir", default=None, help="processing cache (default: the library's)")
@@ -82,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--depths must be comma-separated integers and --splits a split list ({err})")
     if not datasets or min(depths) < 1:
         parser.error("--datasets must name at least one dataset and every --depths value must be >= 1")
+    if args.nl_preset != "none" and args.nl_preset not in available_presets():
+        parser.error(f"--nl-preset {args.nl_preset!r} is no packaged preset; available: "
+                     f"{', '.join(available_presets())}, or 'none'")
+    nl_preset = None if args.nl_preset == "none" else args.nl_preset
     root = resolve_data_root(args.data_root, os.environ)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
     out_dir = Path(args.out_dir)
@@ -94,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in datasets:
         for depth in depths:
-            for label, config in _configs(args.preset, name, depth, splits, args.epochs).items():
+            for label, config in _configs(args.preset, name, depth, splits, args.epochs, nl_preset).items():
                 key = record_key(config)
                 if key in done:
                     record = load_record(done[key])
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         done[key] = save_record(record, out_dir / f"{name}-{_slug(label)}-L{depth}.json")
                         row, status = _row(name, label, depth, record), "ok"
                 rows.append(row)
-                print(f"{name:<12} {label:<18} L={depth:<3} test {row['test_mean']:6.2f} ± {row['test_std']:5.2f}  "
+                print(f"{name:<12} {label:<20} L={depth:<3} test {row['test_mean']:6.2f} ± {row['test_std']:5.2f}  "
                       f"{status}", flush=True)
     total = time.perf_counter() - started + reused_s
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     _figure(rows, datasets, args.figure)
     atomic_write_text(args.page, _page(rows, datasets, depths, splits, args.preset, command, started_iso, total,
-                                       args.figure))
+                                       args.figure, nl_preset))
     print(f"wrote {args.page}, {args.figure}, {args.csv}")
     return 0
 
@@ -150,19 +170,24 @@ def _figure(rows, datasets, path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 2.8), squeeze=False)
+    labels = list(dict.fromkeys(r["model"] for r in rows))
+    colours = {label: f"C{k}" for k, label in enumerate(labels)}  # one colour per model on every panel
     for axis, name in zip(axes[0], datasets):
-        for label in dict.fromkeys(r["model"] for r in rows):
+        for label in labels:
             points = [(r["layers"], r["test_mean"], r["test_std"]) for r in rows
                       if r["dataset"] == name and r["model"] == label]
+            if not points:  # a model without a preset for this dataset
+                continue
             xs, ys, es = zip(*points)
-            axis.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=label)
+            axis.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=label, color=colours[label])
         axis.set_xscale("log", base=2)
         axis.set_xlabel("layers L")
         metric = next(r["metric"] for r in rows if r["dataset"] == name)
         axis.set_ylabel(f"test {metric.replace('_', '-')} (%)")
         axis.set_title(name)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    # the legend where the most models ran (a model without a preset for a dataset is absent from its panel)
+    max(axes[0], key=lambda axis: len(axis.get_legend_handles_labels()[1])).legend(fontsize=7)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as handle:
@@ -170,38 +195,42 @@ def _figure(rows, datasets, path) -> None:
     plt.close(figure)
 
 
-def _page(rows, datasets, depths, splits, preset, command, started, total, figure) -> str:
+def _page(rows, datasets, depths, splits, preset, command, started, total, figure, nl_preset=None) -> str:
     from continuous_gnn.cli.reproduce_page import provenance
 
     lines = ["# Depth on the heterophilous benchmarks", "", provenance(started, command, total), "",
              "Does the GRAFF flow keep improving with depth where a stack without residual connections collapses? "
-             "Both models share their weights over the layers; "
-             f"GRAFF is the dataset's `{preset}` preset with T = L·τ, "
-             "the non-residual stack is F ← ĀFW (the Euler scheme of the GRAFF energy with Ω = I, τ = 1, no "
-             "source). Test metric in %, "
+             f"GRAFF is the dataset's `{preset}` preset with T = L·τ and its weights shared over the layers; "
+             + (f"GRAFF-NL with per-step weights, where the dataset has a `{nl_preset}` preset, is that preset "
+                "with T = L·τ: one set of weights per layer, the field standardised over the nodes and a ReLU "
+                "after each step, F ← F + τ·ReLU(BN(−FΩₖ + ĀFWₖ + βₖF(0))); " if nl_preset else "")
+             + "the non-residual stack is F ← ĀFW with shared weights (the Euler scheme of the GRAFF energy with "
+             "Ω = I, τ = 1, no source). Test metric in %, "
              + (f"mean ± population std over splits {', '.join(map(str, splits))}" if len(splits) > 1 else
                 f"on split {splits[0]} alone (one training run per cell, so no spread is shown)")
              + f" at seed {SEED}, read at the epoch of best validation metric.", "",
              f"![depth](figures/{Path(figure).name})", ""]
     for name in datasets:
-        lines += [f"## {name}", "", "| layers | " + " | ".join(dict.fromkeys(r["model"] for r in rows)) + " |",
-                  "|---|" + "---|" * len(dict.fromkeys(r["model"] for r in rows))]
+        models = list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == name))
+        lines += [f"## {name}", "", "| layers | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         for depth in depths:
             cells = []
-            for label in dict.fromkeys(r["model"] for r in rows):
+            for label in models:
                 row = next(r for r in rows if r["dataset"] == name and r["model"] == label and r["layers"] == depth)
                 spread = f" ± {row['test_std']:.2f}" if len(splits) > 1 else ""  # no spread over one split
                 cells.append(f"{row['test_mean']:.2f}{spread}" if row["status"] == "ok"
                              else row["status"])
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
         lines += ["", _findings(rows, name), ""]
+        if nl_preset and GRAFF_NL not in models:
+            lines += [f"{GRAFF_NL} is not run on {name}: the `{nl_preset}` preset has no file for it.", ""]
     return "\n".join(lines)
 
 
 def _findings(rows, name) -> str:
     """What the table of one dataset shows, in words computed from its rows (never typed by hand)."""
     ok = [r for r in rows if r["dataset"] == name and r["status"] == "ok"]
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == name))
     parts = []
     for label in models:
         mine = [r for r in ok if r["model"] == label]
@@ -214,13 +243,14 @@ def _findings(rows, name) -> str:
                      + ("" if deepest is best else
                         f" and is at {deepest['test_mean']:.2f} at L = {deepest['layers']} ({change:+.2f})"))
     text = "; ".join(parts) + "."
-    if len(models) == 2:
-        by_depth = {}
-        for r in ok:
-            by_depth.setdefault(r["layers"], {})[r["model"]] = r["test_mean"]
-        shared = sorted(d for d, pair in by_depth.items() if len(pair) == 2)
-        ahead = [d for d in shared if by_depth[d][models[0]] > by_depth[d][models[1]]]
-        text += f" {models[0]} is above {models[1]} at {len(ahead)} of the {len(shared)} depths where both ran."
+    by_depth = {}
+    for r in ok:
+        by_depth.setdefault(r["layers"], {})[r["model"]] = r["test_mean"]
+    baseline = models[-1]  # the non-residual stack comes last
+    for label in models[:-1]:
+        shared = sorted(d for d, means in by_depth.items() if label in means and baseline in means)
+        ahead = [d for d in shared if by_depth[d][label] > by_depth[d][baseline]]
+        text += f" {label} is above {baseline} at {len(ahead)} of the {len(shared)} depths where both ran."
     late = [f"{r['model']} at L = {r['layers']}" for r in ok
             if still_improving([int(b) for b in r["best_epochs"].split()], int(r["epochs"]))]
     if late:

@@ -30,12 +30,25 @@ def test_graff_runs_depth_steps_of_its_preset_step_and_the_plain_stack_is_afw():
     assert (plain.step_size, plain.time, plain.omega, plain.source) == (1.0, 4.0, "const", False)
     assert plain.activation is None and not plain.normalize_field
     assert graff.seed == plain.seed == depth_heterophily.SEED and graff.splits == plain.splits == (0,)
+    assert list(configs) == ["GRAFF (residual)", "non-residual ĀFW"]  # no GRAFF-NL preset asked for
+
+
+def test_graff_nl_runs_depth_steps_where_its_preset_covers_the_dataset():
+    configs = depth_heterophily._configs("graff_tuned", "minesweeper", 8, [0], None, "graff_nl_tuned")
+    assert list(configs) == ["GRAFF (residual)", "GRAFF-NL, per-step W", "non-residual ĀFW"]
+    nl = configs["GRAFF-NL, per-step W"]
+    assert nl.time == pytest.approx(8 * nl.step_size) and nl.time_dependent and nl.activation == "relu"
+    assert nl.seed == depth_heterophily.SEED and nl.splits == (0,)
+    # graff_nl_tuned has no tolokers file: the model is left out there, not an error
+    assert "GRAFF-NL, per-step W" not in depth_heterophily._configs("graff_tuned", "tolokers", 8, [0], None,
+                                                                   "graff_nl_tuned")
 
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--depths", "0,2"], "every --depths value must be >= 1"),
     (["--depths", "two"], "--depths must be comma-separated integers"),
     (["--datasets", ","], "--datasets must name at least one dataset"),
+    (["--nl-preset", "graff_nl_tunde"], "--nl-preset 'graff_nl_tunde' is no packaged preset; available: "),
 ])
 def test_bad_arguments_are_usage_errors(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -58,26 +71,45 @@ def test_findings_are_computed_from_the_rows():
     assert text.endswith("may limit them: A at L = 2, A at L = 4.")
 
 
+def test_findings_compare_every_residual_flow_with_the_stack_listed_last():
+    rows = [{"dataset": "m", "model": model, "layers": layers, "test_mean": mean, "status": "ok",
+             "best_epochs": "1", "epochs": 100}
+            for model, means in [("A", [80.0, 70.0]), ("N", [81.0, 90.0]), ("B", [75.0, 72.0])]
+            for layers, mean in zip([1, 2], means)]
+    rows.append({"dataset": "other", "model": "C", "layers": 1, "test_mean": 1.0, "status": "ok",
+                 "best_epochs": "1", "epochs": 100})
+    text = depth_heterophily._findings(rows, "m")
+    assert "A is above B at 1 of the 2 depths" in text and "N is above B at 2 of the 2 depths" in text
+    assert "C" not in text  # another dataset's model
+
+
 @pytest.mark.data
 def test_smoke_writes_the_page_figure_and_table_and_resumes(data_root, data_cache, tmp_path, capsys):
     page, figure, table = tmp_path / "depth.md", tmp_path / "depth.png", tmp_path / "depth.csv"
-    argv = ["--datasets", "minesweeper", "--depths", "1,2", "--splits", "0", "--epochs", "2",
+    argv = ["--datasets", "minesweeper,tolokers", "--depths", "1,2", "--splits", "0", "--epochs", "2",
             "--data-root", str(data_root), "--cache-dir", str(data_cache), "--page", str(page),
             "--figure", str(figure), "--csv", str(table), "--out-dir", str(tmp_path / "records")]
     assert depth_heterophily.main(argv) == 0
     rows = list(csv.DictReader(table.open()))
-    assert [(r["model"], r["layers"], r["status"], r["metric"]) for r in rows] == [
-        ("GRAFF (residual)", "1", "ok", "roc_auc"), ("non-residual ĀFW", "1", "ok", "roc_auc"),
-        ("GRAFF (residual)", "2", "ok", "roc_auc"), ("non-residual ĀFW", "2", "ok", "roc_auc")]
+    expected = [(model, layers) for layers in "12" for model in ["GRAFF (residual)", "GRAFF-NL, per-step W",
+                                                                   "non-residual ĀFW"]]
+    expected += [(model, layers) for layers in "12" for model in ["GRAFF (residual)", "non-residual ĀFW"]]
+    assert [(r["model"], r["layers"]) for r in rows] == expected  # no GRAFF-NL preset for tolokers
+    assert {(r["status"], r["metric"]) for r in rows} == {("ok", "roc_auc")}
     text = page.read_text()
+    tolokers = text.split("## tolokers")[1]
+    assert "| layers | GRAFF (residual) | non-residual ĀFW |" in tolokers
+    assert "GRAFF-NL, per-step W is not run on tolokers: the `graff_nl_tuned` preset has no file for it." in tolokers
+    assert "| layers | GRAFF (residual) | GRAFF-NL, per-step W | non-residual ĀFW |" in text
     assert "`graff_tuned` preset" in text and "## minesweeper" in text and f"figures/{figure.name}" in text
     assert "In words: GRAFF (residual) peaks at L = " in text and "\n\nIn words" in text  # not a table row
     assert "by `python experiments/depth_heterophily.py --datasets minesweeper" in text
     assert " ± " not in text.split("## minesweeper")[1]  # one split: no spread to show
+    assert "`graff_nl_tuned` preset" in text
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((tmp_path / "records").glob("*.json"))) == 4
+    assert len(list((tmp_path / "records").glob("*.json"))) == 10
 
     capsys.readouterr()
     assert depth_heterophily.main(argv) == 0  # every run is found in --out-dir: nothing trains again
-    assert capsys.readouterr().out.count("done before") == 4
+    assert capsys.readouterr().out.count("done before") == 10
     assert list(csv.DictReader(table.open())) == rows
