@@ -353,3 +353,37 @@ def test_choosing_a_method_drops_step_control_from_lower_layers():
     assert fixed.rtol is None and fixed.atol is None and fixed.step_size == RunConfig().step_size
     with pytest.raises(ValueError, match="step_size=0.5 applies to fixed-grid methods"):
         resolve_config({"method": "dopri5", "step_size": 0.5})  # set together: a real conflict
+
+
+#: The energy each GRAND preset folder trains, and where its searches may start: GRAND's own starting files on the
+#: Planetoid splits, the dataset's GRAFF preset (with the energy swapped on the command line) on the heterophilous
+#: benchmarks.
+GRAND_PRESETS = {"grand_l": "attention_dirichlet", "grand_nl": "grand_nl"}
+
+
+@pytest.mark.parametrize("path", sorted(p for folder in GRAND_PRESETS for p in (PRESETS / folder).glob("*.toml")),
+                         ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_not_use(path):
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    assert config.dataset == path.stem and config.seed == 0
+    assert config.energy == GRAND_PRESETS[path.parent.name]
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    commands = [line for line in header if "Tuned by `continuous-gnn tune " in line]
+    steps = [(float(m[1]), float(m[2])) for line in header if (m := re.search(
+        r"over splits [\d,]+ at seeds? [\d,]+ = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
+        r"the test metric was not used", line))]
+    assert steps and len(steps) == len(commands), header
+    assert f" --dataset {path.stem} " in commands[-1]
+    starts = (f"--config experiments/configs/grand/{path.parent.name}.toml ",
+              f"--config continuous_gnn/presets/graff_tuned/{path.stem}.toml --energy {config.energy} ")
+    assert any(start in commands[-1] for start in starts), commands[-1]
+    assert all(best >= configured for best, configured in steps), "a search keeps its best trial, trial 0 included"
+    from continuous_gnn.benchmarks.suite import available_suites, load_suite, suite_path
+    from continuous_gnn.training.search import search_seeds
+
+    users = [(suite, model) for suite in map(load_suite, map(suite_path, available_suites()))
+             for model in suite.models if model.preset == path.parent.name and path.stem in model.datasets]
+    assert users, f"no packaged suite runs {path.parent.name}/{path.name}"
+    for suite, model in users:
+        assert not set(model.seeds or suite.seeds) & search_seeds(path), \
+            f"suite {suite.name} runs {model.label} at a seed the search trained with"
