@@ -317,17 +317,24 @@ NL_STEPS_STARTS = ("experiments/configs/heterophily/graff_nl_steps.toml",
                    "experiments/configs/heterophily/graff_nl_steps_wide.toml")
 
 
-@pytest.mark.parametrize("path", sorted((PRESETS / "graff_nl_tuned").glob("*.toml")), ids=lambda p: p.stem)
-def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
-    config = resolve_config(read_config_file(path), sources=[str(path)])
-    assert config.dataset == path.stem and config.seed == 0
-    assert config.energy == "graff" and config.activation == "relu" and config.time_dependent
+def _search_chain(path):
+    """The ``tune`` commands in a preset's header, newest first, and each one's (best, configured) validation
+    numbers; one pair per command, or the header is malformed."""
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     commands = [line for line in header if "Tuned by `continuous-gnn tune " in line]
     steps = [(float(m[1]), float(m[2])) for line in header if (m := re.search(
         r"over splits [\d,]+ at seeds? [\d,]+ = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
         r"the test metric was not used", line))]
     assert steps and len(steps) == len(commands), header
+    return commands, steps
+
+
+@pytest.mark.parametrize("path", sorted((PRESETS / "graff_nl_tuned").glob("*.toml")), ids=lambda p: p.stem)
+def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    assert config.dataset == path.stem and config.seed == 0
+    assert config.energy == "graff" and config.activation == "relu" and config.time_dependent
+    commands, steps = _search_chain(path)
     # Newest first: the oldest search started from a shared starting file, each later one from the preset itself.
     assert any(f"--config {start} " in commands[-1] for start in NL_STEPS_STARTS), commands[-1]
     assert f" --dataset {path.stem} " in commands[-1]
@@ -367,12 +374,7 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
     config = resolve_config(read_config_file(path), sources=[str(path)])
     assert config.dataset == path.stem and config.seed == 0
     assert config.energy == GRAND_PRESETS[path.parent.name]
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
-    commands = [line for line in header if "Tuned by `continuous-gnn tune " in line]
-    steps = [(float(m[1]), float(m[2])) for line in header if (m := re.search(
-        r"over splits [\d,]+ at seeds? [\d,]+ = ([\d.]+) \(trial \d+; the configured values, trial 0: ([\d.]+)\); "
-        r"the test metric was not used", line))]
-    assert steps and len(steps) == len(commands), header
+    commands, steps = _search_chain(path)
     assert f" --dataset {path.stem} " in commands[-1]
     starts = (f"--config experiments/configs/grand/{path.parent.name}.toml ",
               f"--config continuous_gnn/presets/graff_tuned/{path.stem}.toml --energy {config.energy} ")
