@@ -39,7 +39,16 @@ import torch
 from continuous_gnn.atomic import atomic_open, atomic_write_text
 from continuous_gnn.data import canonical_name, default_cache_dir, resolve_data_root
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
-from continuous_gnn.training import finished_records, load_record, load_run_dataset, record_key, run, save_record, still_improving
+from continuous_gnn.training import (
+    RunConfig,
+    finished_records,
+    load_record,
+    load_run_dataset,
+    record_key,
+    run,
+    save_record,
+    still_improving,
+)
 from continuous_gnn.training.config import parse_splits
 from continuous_gnn.training.config_io import read_config_file, resolve_config
 from continuous_gnn.training.presets import available_presets, preset_file, preset_path
@@ -57,7 +66,7 @@ def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | N
     """The runs at one depth, by model label; GRAFF-NL only where ``nl_preset_name`` has a file for ``dataset``."""
     common = {"splits": list(splits), "seed": SEED, **({"epochs": epochs} if epochs else {})}
 
-    def at_depth(preset: dict) -> object:
+    def at_depth(preset: dict) -> RunConfig:
         return resolve_config(preset, {**common, "time": depth * resolve_config(preset).step_size})
 
     preset = read_config_file(preset_path(preset_name, dataset))
