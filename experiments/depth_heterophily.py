@@ -71,8 +71,9 @@ def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | N
 
     preset = read_config_file(preset_path(preset_name, dataset))
     configs = {GRAFF: at_depth(preset)}
-    if nl_preset_name and preset_file(nl_preset_name, canonical_name(dataset)).is_file():
-        configs[GRAFF_NL] = at_depth(read_config_file(preset_path(nl_preset_name, dataset)))
+    nl_file = preset_file(nl_preset_name, canonical_name(dataset)) if nl_preset_name else None
+    if nl_file is not None and nl_file.is_file():
+        configs[GRAFF_NL] = at_depth(read_config_file(nl_file))
     configs[PLAIN] = resolve_config(preset, {**common, "omega": "const", "source": False, "step_size": 1.0,
                                              "time": float(depth), "normalize_field": False, "activation": None})
     return configs
