@@ -214,7 +214,7 @@ def test_a_killed_tune_continues_its_study_and_ends_with_the_requested_trials(da
 
 def test_a_trial_is_replaced_only_once_its_repetition_has_started(tmp_path):
     optuna = pytest.importorskip("optuna")
-    from continuous_gnn.training.trial_queue import open_queue, replaced_trials
+    from continuous_gnn.training.trial_queue import open_queue, replaced_trials, requeued_trials
 
     queue = open_queue(storage=None, study_name=None, sampler=optuna.samplers.RandomSampler(seed=0), settings={},
                        first={"x": 0.5}, trials=1)
@@ -229,8 +229,9 @@ def test_a_trial_is_replaced_only_once_its_repetition_has_started(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         queue.run(objective)
     assert replaced_trials(queue.study.trials) == set()  # trial 1 repeats trial 0 but has not run
+    assert requeued_trials(queue.study.trials) == {0}  # ... and trial 0 is still to run, not finished
     queue.run(objective)
-    assert calls == [0, 1] and replaced_trials(queue.study.trials) == {0}
+    assert calls == [0, 1] and replaced_trials(queue.study.trials) == {0} == requeued_trials(queue.study.trials)
     assert queue.study.trials[1].value == 0.5
 
 

@@ -140,7 +140,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
-    from ..training.trial_queue import open_queue, open_storage, replaced_trials, shown_url
+    from ..training.trial_queue import open_queue, open_storage, replaced_trials, requeued_trials, shown_url
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -224,8 +224,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
     study = queue.study
     trials = study.trials  # one read of the storage
-    replaced = replaced_trials(trials)
-    finished = [t for t in trials if t.state.is_finished() and t.number not in replaced]
+    # A trial that another worker found stale has failed, but it runs again: it has not finished.
+    again = requeued_trials(trials)
+    finished = [t for t in trials if t.state.is_finished() and t.number not in again]
     if finished:
         print(f"{len(finished)} of {args.trials} trials had finished (found in the study): running the others",
               flush=True)

@@ -43,7 +43,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "SETTINGS_KEY", "HEARTBEAT_S",
+__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "requeued_trials", "SETTINGS_KEY", "HEARTBEAT_S",
            "GRACE_S"]
 
 #: The study attribute that holds the search's settings; the creator writes it after enqueuing the budget.
@@ -271,6 +271,12 @@ def replaced_trials(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
     the later trial takes their place. One whose repetition still waits in the queue is not replaced yet."""
     return {number for trial in trials if trial.state != TrialState.WAITING
             for number in trial.system_attrs.get("retry_history", [])}
+
+
+def requeued_trials(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+    """The numbers of the trials that were queued again, whether or not their repetition has started: a trial here
+    ended without its result and is still to run, so it is not one of the search's finished trials."""
+    return {number for trial in trials for number in trial.system_attrs.get("retry_history", [])}
 
 
 def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str | None,
