@@ -227,4 +227,11 @@ def test_a_resumed_suite_counts_each_earlier_command_by_its_wall_time_not_its_su
     # its run time.
     assert _reused_time(side_by_side) == 700.0
     assert _reused_time([*side_by_side, summary("", 50.0, "")]) == 750.0
+    # Two commands side by side, 01:05 to 01:15 beside 01:00 to 01:11:40, are covered from 01:00 to 01:15, once;
+    # a later one adds its own span, and one inside another's span adds nothing.
+    beside = [summary("2026-12-05T01:05:00+00:00", 600.0, "b --jobs 1")]
+    later = [summary("2026-12-05T02:00:00+00:00", 60.0, "c")]
+    inside = [summary("2026-12-05T01:01:00+00:00", 60.0, "d")]
+    assert _reused_time([*side_by_side, *beside]) == 900.0
+    assert _reused_time([*side_by_side, *beside, *later, *inside]) == 960.0
 

@@ -45,7 +45,7 @@ from .common import (
 from .downloads import fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
-from .suite_page import RunSummary, by_command, render, wall_span
+from .suite_page import RunSummary, by_command, render, wall_interval
 
 __all__ = ["COMMAND"]
 
@@ -260,7 +260,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         trained = _train_serially(tasks, args.quiet)
     summaries.update(((t.label, t.dataset, t.seed), summary) for t, summary in zip(tasks, trained))
     ordered = [summaries[key] for key in configs]
-    # A resumed page states the wall time of all its runs: this command's, plus each earlier command's span.
+    # A resumed page states the wall time of all its runs: this command's, plus the time the earlier commands covered.
     total = time.perf_counter() - started + _reused_time(reused)
     print(f"total {total:.0f} s", flush=True)
     if not any(s.status == "ok" for s in ordered):
@@ -274,13 +274,24 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _reused_time(reused: list[RunSummary]) -> float:
-    """Seconds the runs found done took: per command that trained them, from its first start to its last end
-    (:func:`~continuous_gnn.cli.suite_page.wall_span`), or their summed run times where a record lacks its
-    start."""
+    """Seconds the runs found done took: the time covered by the commands that trained them, each from its first
+    start to its last end (:func:`~continuous_gnn.cli.suite_page.wall_interval`), counted once where commands ran
+    side by side; the summed run times of a command whose records lack their start."""
     total = 0.0
+    intervals = []
     for runs in by_command(reused).values():
-        span = wall_span(runs)
-        total += sum(r.wall_time for r in runs) if span is None else span
+        interval = wall_interval(runs)
+        if interval is None:
+            total += sum(r.wall_time for r in runs)
+        else:
+            intervals.append(interval)
+    covered_until = None
+    for start, end in sorted(intervals):
+        if covered_until is not None:
+            start = max(start, covered_until)
+        if end > start:
+            total += (end - start).total_seconds()
+        covered_until = end if covered_until is None else max(covered_until, end)
     return total
 
 

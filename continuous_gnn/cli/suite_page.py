@@ -15,7 +15,7 @@ from ..training import population_mean_std, still_improving
 from ..training.history import late_splits
 from .reproduce_page import provenance
 
-__all__ = ["RunSummary", "by_command", "render", "wall_span"]
+__all__ = ["RunSummary", "by_command", "render", "wall_interval", "wall_span"]
 
 
 @dataclass
@@ -103,15 +103,21 @@ def by_command(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     return groups
 
 
-def wall_span(runs: list[RunSummary]) -> float | None:
-    """Seconds from the first run's start to the last run's end, or ``None`` when a record lacks its start.
-
-    Runs trained side by side (``--jobs``) span less than their summed run times."""
+def wall_interval(runs: list[RunSummary]) -> tuple[dt.datetime, dt.datetime] | None:
+    """The first run's start and the last run's end, or ``None`` when a record lacks its start."""
     if not runs or not all(r.started for r in runs):
         return None
     starts = [dt.datetime.fromisoformat(r.started) for r in runs]
     ends = [start + dt.timedelta(seconds=r.wall_time) for start, r in zip(starts, runs)]
-    return (max(ends) - min(starts)).total_seconds()
+    return min(starts), max(ends)
+
+
+def wall_span(runs: list[RunSummary]) -> float | None:
+    """Seconds from the first run's start to the last run's end, or ``None`` when a record lacks its start.
+
+    Runs trained side by side (``--jobs``) span less than their summed run times."""
+    interval = wall_interval(runs)
+    return None if interval is None else (interval[1] - interval[0]).total_seconds()
 
 
 def _by_command_rows(ok: list[RunSummary]) -> list[str]:
