@@ -522,6 +522,20 @@ def test_progress_bar_is_off_when_stderr_is_closed(monkeypatch):
     assert show_progress(build_parser().parse_args(["train", "--dataset", "texas"])) is False
 
 
+def test_solvers_finds_its_data_root_as_every_command_does(tmp_path, monkeypatch, capsys):
+    # No flag and no variable: the user cache, as for train; a missing root is a usage error before any work.
+    monkeypatch.delenv("CONTINUOUS_GNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["solvers", "--out", str(tmp_path / "s.md"), "--plot", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"data root {tmp_path / 'cache' / 'continuous_gnn' / 'data'} is not a folder" in err
+    assert "pass --data-root or set CONTINUOUS_GNN_DATA" in err
+    monkeypatch.setenv("CONTINUOUS_GNN_DATA", str(tmp_path / "from-env"))
+    assert main(["solvers", "--out", str(tmp_path / "s.md")]) == 2
+    assert f"data root {tmp_path / 'from-env'} is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "s.md").exists()
+
+
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
     # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.

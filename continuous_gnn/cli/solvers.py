@@ -44,9 +44,9 @@ SETTINGS = {
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    default_root = os.environ.get("CONTINUOUS_GNN_DATA", str(project_dir().parent / "shared" / "data"))
-    parser.add_argument("--data-root", default=default_root,
-                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ../shared/data)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data); "
+                             "read only, never downloaded into")
     parser.add_argument("--epochs", type=at_least(3, int), default=15,
                         help="training epochs per configuration; the first two are warm-up and not timed "
                              "(default: 15, at least 3)")
@@ -84,10 +84,12 @@ def _configs(args: argparse.Namespace) -> list[dict]:
 
 
 def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..data import resolve_data_root
     from .solvers_page import mb, plot, report, versions
 
-    if not Path(args.data_root).expanduser().is_dir():
-        raise UsageError(f"--data-root {args.data_root} is not a folder; pass the benchmark data root")
+    args.data_root = str(resolve_data_root(args.data_root, os.environ))
+    if not Path(args.data_root).is_dir():
+        raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")
     started = time.perf_counter()
     command = "python experiments/solver_benchmark.py " + " ".join(shlex.quote(a) for a in argv[1:])
     configs = _configs(args)
