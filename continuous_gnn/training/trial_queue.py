@@ -43,8 +43,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "requeued_trials", "SETTINGS_KEY", "HEARTBEAT_S",
-           "GRACE_S"]
+__all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "requeued_trials",
+           "SETTINGS_KEY", "HEARTBEAT_S", "GRACE_S"]
 
 #: The study attribute that holds the search's settings; the creator writes it after enqueuing the budget.
 SETTINGS_KEY = "continuous_gnn_settings"
