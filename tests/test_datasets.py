@@ -29,6 +29,7 @@ from continuous_gnn.data import (
     DatasetUnavailableError,
     NodeDataset,
     default_cache_dir,
+    development_split,
     load_dataset,
     resolve_data_root,
 )
@@ -42,6 +43,9 @@ EXPECTED = {
     "citeseer": (3327, 9104, 3703, 6, 10, (1596, 1065, 666), 9104, "undirected"),
     "cora-public": (2708, 10556, 1433, 7, 1, (140, 500, 1000), 10556, "undirected"),
     "citeseer-public": (3327, 9104, 3703, 6, 1, (120, 500, 1000), 9104, "undirected"),
+    # GRAND's appendix lists these graphs: Cora 2485 nodes and 5069 edges, CiteSeer 2120 and 3679.
+    "cora-lcc": (2485, 10138, 1433, 7, 1, (140, 1360, 985), 10138, "undirected"),
+    "citeseer-lcc": (2120, 7358, 3703, 6, 1, (120, 1380, 620), 7358, "undirected"),
     "texas": (183, 558, 1703, 5, 10, (87, 59, 37), 325, "directed"),
     "wisconsin": (251, 900, 1703, 5, 10, (120, 80, 51), 515, "directed"),
     "cornell": (183, 554, 1703, 5, 10, (87, 59, 37), 298, "directed"),
@@ -54,7 +58,7 @@ EXPECTED = {
     "tolokers": (11758, 1038000, 10, 2, 10, (5879, 2939, 2940), 1038000, "undirected"),
 }
 ROC_AUC = {"minesweeper", "tolokers"}
-HOMOPHILOUS = {"cora", "citeseer", "cora-public", "citeseer-public"}
+HOMOPHILOUS = {"cora", "citeseer", "cora-public", "citeseer-public", "cora-lcc", "citeseer-lcc"}
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -536,3 +540,67 @@ def test_corrupt_raw_file_is_a_one_line_exit_2_in_the_cli(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "dataset 'texas'" in err and "SHA256SUMS" in err and "BadZipFile" in err
     assert not (tmp_path / "run.json").exists()
+
+
+# ----------------------------------------------------------------------------
+# GRAND's split of the largest connected component
+# ----------------------------------------------------------------------------
+
+
+def _grand_reference_split(y: np.ndarray, seed: int, num_development: int, num_per_class: int):
+    """GRAND's ``set_train_val_test_split``, step by step as its code reads, with index lists."""
+    rnd_state = np.random.RandomState(seed)
+    num_nodes = y.shape[0]
+    development_idx = rnd_state.choice(num_nodes, num_development, replace=False)
+    test_idx = [i for i in np.arange(num_nodes) if i not in development_idx]
+    train_idx = []
+    rnd_state = np.random.RandomState(seed)
+    for c in range(y.max() + 1):
+        class_idx = development_idx[np.where(y[development_idx] == c)[0]]
+        train_idx.extend(rnd_state.choice(class_idx, num_per_class, replace=False))
+    val_idx = [i for i in development_idx if i not in train_idx]
+    return sorted(train_idx), sorted(val_idx), sorted(test_idx)
+
+
+@pytest.mark.parametrize(("seed", "num_development", "num_per_class"), [(12345, 150, 5), (7, 200, 3)])
+def test_development_split_draws_the_nodes_of_grands_code(seed: int, num_development: int,
+                                                           num_per_class: int) -> None:
+    y = np.random.default_rng(seed).integers(0, 4, size=300)
+    masks = development_split(torch.from_numpy(y), seed=seed, num_development=num_development,
+                              num_per_class=num_per_class)
+    for mask, reference in zip(masks, _grand_reference_split(y, seed, num_development, num_per_class)):
+        assert mask.nonzero().view(-1).tolist() == reference
+    train, val, test = masks
+    assert int(train.sum()) == 4 * num_per_class and int(val.sum()) == num_development - 4 * num_per_class
+    assert bool((train.int() + val.int() + test.int() == 1).all())
+
+
+@pytest.mark.parametrize(("y", "kwargs", "error", "match"), [
+    (torch.zeros(5), {}, TypeError, "integer tensor"),
+    (torch.zeros(2, 5, dtype=torch.long), {}, ValueError, "1-D"),
+    (torch.zeros(5, dtype=torch.long), {"num_development": 6}, ValueError, "num_development must be in 1..5"),
+    (torch.zeros(5, dtype=torch.long), {"num_development": 5, "num_per_class": 0}, ValueError, "num_per_class"),
+    (torch.tensor([0, 0, 0, 1]), {"num_development": 4, "num_per_class": 2}, ValueError, "class 1 has 1 nodes"),
+])
+def test_development_split_rejects_bad_input(y: torch.Tensor, kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        development_split(y, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["cora", "citeseer"])
+def test_lcc_datasets_are_the_largest_component_in_id_order(name: str, data_root: Path, data_cache: Path) -> None:
+    import scipy.sparse.csgraph
+    from torch_geometric.utils import to_scipy_sparse_matrix
+
+    public = _load(f"{name}-public", data_root, data_cache).data
+    lcc = _load(f"{name}-lcc", data_root, data_cache)
+    _, component = scipy.sparse.csgraph.connected_components(to_scipy_sparse_matrix(public.edge_index))
+    largest = torch.from_numpy(np.flatnonzero(component == np.bincount(component).argmax()))
+    assert torch.equal(lcc.data.x, public.x[largest]) and torch.equal(lcc.data.y, public.y[largest])
+    relabel = torch.full((public.num_nodes,), -1, dtype=torch.long)
+    relabel[largest] = torch.arange(largest.numel())
+    inside = public.edge_index[:, (relabel[public.edge_index] >= 0).all(dim=0)]
+    assert set(map(tuple, relabel[inside].t().tolist())) == set(map(tuple, lcc.data.edge_index.t().tolist()))
+    assert all(torch.equal(mask[:, 0], expected)
+               for mask, expected in zip((lcc.data.train_mask, lcc.data.val_mask, lcc.data.test_mask),
+                                         development_split(lcc.data.y)))

@@ -15,6 +15,8 @@ Modules, from the bottom up:
 * :mod:`~continuous_gnn.data.root`: where the data root and the cache live.
 * :mod:`~continuous_gnn.data.raw_files`: missing or corrupt raw files, reported
   as :class:`DatasetUnavailableError`.
+* :mod:`~continuous_gnn.data.development_split`: the split of GRAND's code,
+  used by the ``-lcc`` datasets.
 * :mod:`~continuous_gnn.data.registry`: which datasets exist, their raw files,
   URLs and builders.
 * :mod:`~continuous_gnn.data.download`: fetch the raw files a data root lacks,
@@ -32,6 +34,7 @@ See ``docs/datasets.md`` for the data layout.
 """
 
 from continuous_gnn.data.datasets import NodeDataset, load_dataset
+from continuous_gnn.data.development_split import development_split
 from continuous_gnn.data.download import Download, DownloadError, DownloadProgress, download_dataset
 from continuous_gnn.data.fixed_graphs import complete_bipartite, grid_graph, path_graph, ring_graph
 from continuous_gnn.data.raw_files import DatasetUnavailableError
@@ -50,6 +53,7 @@ __all__ = [
     "canonical_name",
     "default_cache_dir",
     "default_data_root",
+    "development_split",
     "download_dataset",
     "load_dataset",
     "resolve_data_root",

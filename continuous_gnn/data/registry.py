@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from continuous_gnn.data.development_split import development_split
 from continuous_gnn.data.raw_files import DatasetUnavailableError
 
 __all__ = ["DATASETS", "NUM_SPLITS", "canonical_name"]
@@ -204,7 +205,7 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
     note = (
         f"Planetoid keeps one copy of the ind.{pyg_name.lower()}.* files per split "
         f"layout: put them into both <root>/Planetoid/{pyg_name}/raw/ (used by "
-        f"'{pyg_name.lower()}-public') and <root>/Planetoid/{pyg_name}/geom-gcn/raw/ "
+        f"'{pyg_name.lower()}-public' and '{pyg_name.lower()}-lcc') and <root>/Planetoid/{pyg_name}/geom-gcn/raw/ "
         f"(used by '{pyg_name.lower()}')."
     )
     return _Spec(
@@ -217,6 +218,36 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
         remote=_planetoid_remote,
         note=note,
         num_splits=1 if public else 10,
+    )
+
+
+def _build_lcc(pyg_name: str) -> Callable[[Path], Data]:
+    """The largest connected component of the Planetoid graph, with the split of GRAND's code."""
+    public = _build_planetoid(pyg_name, "public")
+
+    def build(stage: Path) -> Data:
+        from torch_geometric.transforms import LargestConnectedComponents
+
+        graph = LargestConnectedComponents()(public(stage))  # keeps the original id order, as GRAND's code
+        train, val, test = development_split(graph.y)
+        return Data(x=graph.x, y=graph.y, edge_index=graph.edge_index,
+                    train_mask=train, val_mask=val, test_mask=test)
+
+    return build
+
+
+def _lcc_spec(name: str, pyg_name: str, description: str) -> _Spec:
+    public = _planetoid_spec(name, pyg_name, True, description)
+    return _Spec(
+        name=name,
+        description=description,
+        files=public.files,
+        build=_build_lcc(pyg_name),
+        source=public.source,
+        homophilous=True,
+        remote=_planetoid_remote,
+        note=public.note,
+        num_splits=1,
     )
 
 
@@ -282,6 +313,14 @@ _SPECS: dict[str, _Spec] = {
         ),
         _planetoid_spec(
             "pubmed-public", "PubMed", True, "PubMed, public Planetoid split (60/500/1000)"
+        ),
+        _lcc_spec(
+            "cora-lcc", "Cora",
+            "Cora's largest connected component with the split of GRAND's code (seed 12345; 140/1360/985)",
+        ),
+        _lcc_spec(
+            "citeseer-lcc", "CiteSeer",
+            "CiteSeer's largest connected component with the split of GRAND's code (seed 12345; 120/1380/620)",
         ),
         _webkb_spec("texas", "WebKB Texas web-page graph, 10 Geom-GCN splits"),
         _webkb_spec("wisconsin", "WebKB Wisconsin web-page graph, 10 Geom-GCN splits"),
