@@ -119,6 +119,8 @@ def test_regulariser_and_time_piece_flags():
         (["tune", "--dataset", "texas", "--out", "best.json"], "name it .toml"),
         (["tune", "--dataset", "texas", "--timeout", "0"], "--timeout must be a positive number"),
         (["tune", "--dataset", "texas", "--sampler-seed", "-1"], "--sampler-seed must be in"),
+        (["tune", "--dataset", "texas", "--sampler-seed", "1", "--storage", "sqlite:///unused.db", "--study-name", "s"],
+         "--sampler-seed with --storage: every worker .* would draw the same trials"),
         (["tune", "--dataset", "texas", "--seeds", "99999999999999999999"], "--seeds: expected distinct integers"),
     ],
 )

@@ -53,7 +53,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("search")
     group.add_argument("--trials", type=int, default=20, help="number of trials (default: 20)")
     group.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-    group.add_argument("--sampler-seed", type=int, default=None, help="seed of the TPE sampler (default: --seed)")
+    group.add_argument("--sampler-seed", type=int, default=None,
+                       help="seed of the TPE sampler (default: --seed; not with --storage, whose workers each draw "
+                            "from their own stream)")
     group.add_argument("--seeds", default=None, metavar="SEEDS",
                        help="comma-separated base seeds to train every trial with; the objective averages them "
                             "(default: --seed). The best config keeps --seed, so a run at a seed outside this "
@@ -148,6 +150,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     if args.sampler_seed is not None and not 0 <= args.sampler_seed < 2**32:
         raise UsageError(f"--sampler-seed must be in [0, 2**32 - 1] (Optuna's TPE sampler), got {args.sampler_seed}")
+    if args.sampler_seed is not None and args.storage is not None:
+        raise UsageError("--sampler-seed with --storage: every worker started with the same flags would draw the same "
+                         "trials; leave --sampler-seed out, and each worker of the shared study draws its own")
     if args.out is not None and Path(args.out).suffix == ".json":
         raise UsageError(f"--out {args.out}: the best config is a TOML file (the trials go to a .json beside "
                          "it); name it .toml")
