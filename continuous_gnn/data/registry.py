@@ -21,7 +21,7 @@ allows, is followed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -237,18 +237,8 @@ def _build_lcc(pyg_name: str) -> Callable[[Path], Data]:
 
 
 def _lcc_spec(name: str, pyg_name: str, description: str) -> _Spec:
-    public = _planetoid_spec(name, pyg_name, True, description)
-    return _Spec(
-        name=name,
-        description=description,
-        files=public.files,
-        build=_build_lcc(pyg_name),
-        source=public.source,
-        homophilous=True,
-        remote=_planetoid_remote,
-        note=public.note,
-        num_splits=1,
-    )
+    """The public variant's spec (its raw files, source and advice) with the largest component's builder."""
+    return replace(_planetoid_spec(name, pyg_name, True, description), build=_build_lcc(pyg_name))
 
 
 def _webkb_spec(name: str, description: str) -> _Spec:
