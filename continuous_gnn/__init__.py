@@ -3,7 +3,7 @@
 from . import energies, fields, nn
 from .energies import EnergySchedule
 from .errors import IntegrationError, TrainingDivergedError
-from .fields import AttentionDiffusion, BoundField, Field, GradientFlow, SecondOrderFlow
+from .fields import AttentionDiffusion, BoundField, Field, FixedAttentionDiffusion, GradientFlow, SecondOrderFlow
 from .graph import Graph
 from .models import ContinuousGNN
 from .ode import (
@@ -31,6 +31,7 @@ __all__ = [
     "BoundField",
     "Field",
     "AttentionDiffusion",
+    "FixedAttentionDiffusion",
     "SecondOrderFlow",
     "EnergySchedule",
     "VectorField",

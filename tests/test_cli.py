@@ -162,20 +162,36 @@ def test_tune_space_file_errors_are_usage_errors(space, argv, fragment, tmp_path
     assert "does not exist" in capsys.readouterr().err
 
 
+def _tune_in_space(space_text: str, flags: list[str], data_root, data_cache, tmp_path) -> Path:
+    """Run ``tune`` on texas split 0 for one epoch in the search space ``space_text``; the best config's path."""
+    space = tmp_path / "space.toml"
+    space.write_text(space_text)
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "4", "--space", str(space),
+            *flags, "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
 @pytest.mark.data
 def test_tune_searches_the_space_of_a_file(data_root, data_cache, tmp_path):
     pytest.importorskip("optuna")
-    space = tmp_path / "space.toml"
-    space.write_text('[search]\nlr = { uniform = [0.001, 0.01] }\n[also]\nhidden = { categorical = [4, 8] }\n')
-    out = tmp_path / "best.toml"
-    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "4", "--trials", "2",
-            "--space", str(space), "--also", "hidden", "--data-root", str(data_root), "--cache-dir", str(data_cache),
-            "--out", str(out)]
-    assert main(argv) == 0
+    out = _tune_in_space('[search]\nlr = { uniform = [0.001, 0.01] }\n[also]\nhidden = { categorical = [4, 8] }\n',
+                         ["--trials", "2", "--also", "hidden"], data_root, data_cache, tmp_path)
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["space"] == {"lr": ["uniform", [0.001, 0.01]], "hidden": ["categorical", [4, 8]]}
     assert all(set(t["params"]) == {"lr", "hidden"} for t in record["trials"])
-    assert f"--space {space}" in out.read_text().splitlines()[0]
+    assert f"--space {tmp_path / 'space.toml'}" in out.read_text().splitlines()[0]
+
+
+@pytest.mark.data
+def test_tune_searches_the_feature_normalisation_on_both_loadings(data_root, data_cache, tmp_path):
+    pytest.importorskip("optuna")
+    out = _tune_in_space("[search]\nnormalize_features = { categorical = [true] }\n",
+                         ["--no-normalize-features", "--trials", "4", "--quiet"], data_root, data_cache, tmp_path)
+    trials = json.loads(out.with_suffix(".json").read_text())["trials"]
+    assert all(t["state"] == "COMPLETE" for t in trials)
+    assert {t["params"]["normalize_features"] for t in trials} == {True, False}
 
 
 def _status(argv: list[str]) -> int:

@@ -226,11 +226,14 @@ def test_learnable_edge_values_cost_edges_not_nodes_squared():
     assert grown < 1.5e9 and dense > 25 * grown, grown
 
 
-def test_attention_diffusion_obeys_the_maximum_principle():
+@pytest.mark.parametrize("fixed", [False, True], ids=["grand_nl", "grand_l_row"])
+@pytest.mark.parametrize("rate", [False, True])
+def test_attention_diffusion_obeys_the_maximum_principle(fixed, rate):
     graph = random_graph(12, 0.3, 20)
     x0 = random_features(12, D, 21)
     torch.manual_seed(3)
-    field = cg.AttentionDiffusion(D, heads=2).double()
+    kind = cg.FixedAttentionDiffusion if fixed else cg.AttentionDiffusion
+    field = _randomized(kind(D, heads=2, rate=rate).double(), seed=5)
     assert not field.is_gradient_flow
     low, high = x0.min(dim=0).values, x0.max(dim=0).values
     for solver, slack in ((cg.FixedGrid("euler", step_size=1.0), 1e-12), (cg.FixedGrid("euler", step_size=0.25), 1e-12),
@@ -239,6 +242,47 @@ def test_attention_diffusion_obeys_the_maximum_principle():
         assert bool((sol.states >= low - slack).all() and (sol.states <= high + slack).all()), solver
         # It mixes: the spread shrinks.
         assert bool(((sol.final.max(0).values - sol.final.min(0).values) < (high - low)).all())
+
+
+def test_fixed_attention_diffusion_holds_the_attention_of_x0():
+    graph = random_graph(N, 0.35, 26)
+    x0, x = random_features(N, D, 27), random_features(N, D, 28)
+    torch.manual_seed(4)
+    fixed = _randomized(cg.FixedAttentionDiffusion(D, heads=2, rate=True, source=True).double(), seed=6)
+    moving = cg.AttentionDiffusion(D, heads=2, rate=True, source=True).double()
+    moving.load_state_dict(fixed.state_dict())
+    bound, t = fixed.bind(graph, x0), torch.zeros((), dtype=DTYPE)
+    attention = fixed.attention(x0, graph.pattern)
+    alpha, beta = torch.sigmoid(fixed.rate_logit), fixed.beta
+    # f(X) = α(A(X(0)) X - X) + β X(0), with A(X(0)) row-stochastic on the graph's edges.
+    dense = torch.zeros(N, N, dtype=DTYPE).index_put((graph.pattern.row, graph.pattern.col), attention.detach())
+    torch.testing.assert_close(dense.sum(dim=1), torch.ones(N, dtype=DTYPE))
+    torch.testing.assert_close(bound(t, x), alpha * (dense @ x - x) + beta * x0)
+    # At X(0) it is GRAND-nl's field; elsewhere it is not (GRAND-nl recomputes the attention from X).
+    torch.testing.assert_close(bound(t, x0), moving.bind(graph, x0)(t, x0))
+    assert not torch.allclose(bound(t, x), moving.bind(graph, x0)(t, x))
+    with pytest.raises(ValueError, match="pass x0=F\\(0\\)"):
+        fixed.bind(graph)
+    with pytest.raises(ValueError, match="source=True\\) needs the initial state"):
+        moving.bind(graph)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_fixed_attention_parameters_get_gradients_direct_and_adjoint(adjoint):
+    graph = random_graph(N, 0.35, 29)
+    x0 = random_features(N, D, 30).requires_grad_()
+    torch.manual_seed(5)
+    field = _randomized(cg.FixedAttentionDiffusion(D, heads=2, rate=True, source=True).double(), seed=7)
+    solver = cg.Adaptive("dopri5", rtol=1e-10, atol=1e-12)
+
+    def gradients(use_adjoint: bool) -> list[torch.Tensor]:
+        sol = cg.integrate(field.bind(graph, x0), x0, 1.0, solver=solver, adjoint=use_adjoint)
+        return torch.autograd.grad(sol.final.square().sum(), [*field.parameters(), x0])
+
+    grads = gradients(adjoint)
+    assert all(float(g.abs().max()) > 0 for g in grads)
+    for got, expected in zip(grads, gradients(False)):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("damping", [0.0, 0.5, 2.0])

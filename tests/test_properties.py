@@ -94,7 +94,8 @@ def _fields_stay_finite(case, values) -> None:
     x0 = torch.tensor(values[: n * d] + [0.0] * max(0, n * d - len(values)), dtype=DTYPE).reshape(n, d)
     fields = [cg.GradientFlow(energy) for energy in _energies(d)]
     torch.manual_seed(1)
-    fields += [cg.AttentionDiffusion(d).double(), cg.SecondOrderFlow(GRAFFEnergy(d).double())]
+    fields += [cg.AttentionDiffusion(d).double(), cg.FixedAttentionDiffusion(d, rate=True, source=True).double(),
+               cg.SecondOrderFlow(GRAFFEnergy(d).double())]
     for field in fields:
         if isinstance(field, (cg.GradientFlow, cg.SecondOrderFlow)):
             assert torch.isfinite(field.energy.energy(x0, graph, x0))

@@ -277,7 +277,8 @@ def test_seeds_are_per_split_reproducible_and_leave_the_global_rng_alone():
     assert other_seed.val_curve != alone.val_curve
 
 
-def _reference_losses(config: RunConfig, dataset: NodeDataset, split: int) -> list[float]:
+def _reference_losses(config: RunConfig, dataset: NodeDataset, split: int,
+                      optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam) -> list[float]:
     """The training step as it was before the regularisers existed: forward_with_solution, cross-entropy, Adam."""
     graph = build_graph(dataset.data, config)
     features = prepare_features(dataset.data.x)
@@ -287,7 +288,7 @@ def _reference_losses(config: RunConfig, dataset: NodeDataset, split: int) -> li
     with torch.random.fork_rng():
         torch.manual_seed(config.seed + split)
         model = build_model(config, dataset.num_features, dataset.num_classes)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        optimizer = optimizer_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
         for _ in range(config.epochs):
             model.train()
             optimizer.zero_grad(set_to_none=True)
@@ -306,6 +307,16 @@ def test_zero_regulariser_weights_train_bitwise_as_before():
     assert result.train_loss == _reference_losses(config, dataset, 1)  # exact equality
     assert result.kinetic == [] and result.jacobian == []
     assert train_split(config, dataset, 1).val_curve == result.val_curve
+
+
+def test_adamax_trains_with_torch_adamax():
+    dataset = _synthetic()
+    config = RunConfig(epochs=4, seed=2, optimizer="adamax", **SMALL)
+    result = train_split(config, dataset, 1)
+    assert result.train_loss == _reference_losses(config, dataset, 1, torch.optim.Adamax)  # exact equality
+    assert result.train_loss != train_split(config.replace(optimizer="adam"), dataset, 1).train_loss
+    with pytest.raises(ValueError, match="optimizer.*adam.*adamax"):
+        RunConfig(optimizer="sgd")
 
 
 def test_kinetic_regulariser_is_added_to_the_loss_and_recorded():

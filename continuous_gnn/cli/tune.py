@@ -191,12 +191,17 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
           f"configured values), objective = mean validation {dataset.metric} {where} (the test metric is never "
           "read)", flush=True)
 
+    # A search over normalize_features trains on both loadings of the data, each loaded once.
+    loaded = {base.normalize_features: dataset}
+
     def objective(trial) -> float:
         config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
+        if config.normalize_features not in loaded:
+            loaded[config.normalize_features] = load_run_dataset(config, root, cache_dir=cache)
         per_seed, seconds = [], 0.0
         for seed in seeds:
             try:
-                result = run(config.replace(seed=seed), dataset)
+                result = run(config.replace(seed=seed), loaded[config.normalize_features])
             except TRIAL_FAILURES as err:  # one line here; Optuna's own warning would add a traceback
                 trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
                 print(f"trial {trial.number:>3}  failed: {err}", flush=True)

@@ -9,6 +9,8 @@ Registered names (:data:`FLOWS`):
 * ``allen_cahn``: :class:`~continuous_gnn.energies.AllenCahnEnergy` (ACMP);
 * ``p_laplacian``: :class:`~continuous_gnn.energies.PLaplacianEnergy`;
 * ``grand_nl``: :class:`~continuous_gnn.fields.AttentionDiffusion` (no gradient flow);
+* ``grand_l_row``: :class:`~continuous_gnn.fields.FixedAttentionDiffusion`, GRAND-l with the row-stochastic
+  attention of GRAND's code (no gradient flow);
 * ``second_order``: :class:`~continuous_gnn.fields.SecondOrderFlow` over the energy named by its ``inner``
   option (default ``graff``; no gradient flow).
 
@@ -34,7 +36,7 @@ from ..energies import (
     GRAFFEnergy,
     PLaplacianEnergy,
 )
-from .attention_diffusion import AttentionDiffusion
+from .attention_diffusion import AttentionDiffusion, FixedAttentionDiffusion
 from .base import Field
 from .second_order import SecondOrderFlow
 
@@ -49,6 +51,7 @@ FLOWS: dict[str, type[Energy] | type[Field]] = {
     "allen_cahn": AllenCahnEnergy,
     "p_laplacian": PLaplacianEnergy,
     "grand_nl": AttentionDiffusion,
+    "grand_l_row": FixedAttentionDiffusion,
     "second_order": SecondOrderFlow,
 }
 

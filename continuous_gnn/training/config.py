@@ -37,6 +37,7 @@ __all__ = [
     "ENERGIES",
     "ACTIVATIONS",
     "ENCODERS",
+    "OPTIMIZERS",
     "TRAINABLE_METHODS",
     "RunConfig",
     "parse_splits",
@@ -49,6 +50,8 @@ ENERGIES = tuple(FLOWS)
 #: Pointwise activations of GRAFF-NL; ``None`` is the exact (linear) gradient flow.
 ACTIVATIONS = (None, "relu", "tanh")
 ENCODERS = ("linear", "mlp")
+#: Optimisers a run can train with (``torch.optim.Adam`` and ``torch.optim.Adamax``).
+OPTIMIZERS = ("adam", "adamax")
 
 _NONE_STRINGS = ("none", "null")
 #: Methods a run can train with (SciPy's solvers are not differentiable).
@@ -119,8 +122,10 @@ class RunConfig:
     jacobian_weight: float = _f(0.0, "weight λ_J of the Jacobian Frobenius norm ∫‖∂f/∂x‖²_F dt (Hutchinson "
                                      "estimate) in the training loss")
     # optimisation
-    lr: float = _f(0.005, "Adam learning rate")
-    weight_decay: float = _f(5e-4, "Adam weight decay")
+    optimizer: str = _f("adam", "optimiser: adam, or adamax (Adam with the infinity norm; GRAND's published Cora "
+                                "configuration)", OPTIMIZERS)
+    lr: float = _f(0.005, "learning rate of the optimiser")
+    weight_decay: float = _f(5e-4, "L2 weight decay of the optimiser")
     epochs: int = _f(150, "training epochs per split")
     patience: int | None = _f(None, "stop after this many epochs without a better validation metric")
     seed: int = _f(0, "base seed; split i is trained with seed + i")

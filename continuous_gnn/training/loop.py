@@ -1,10 +1,10 @@
 r"""The training loop: node classification with the GRAFF protocol, one model per split, full batch by default.
 
-Protocol (as in the paper's code, ``run_GNN.py``): one model per split, trained full-batch with Adam for
-``epochs`` epochs (no early stopping unless ``patience`` is set). After every epoch one forward pass in eval mode
-under ``torch.no_grad()`` scores the train, validation and test nodes; the reported test metric is the one at the
-epoch with the **best validation metric** (the first such epoch on ties). Over splits the result is the mean and
-the **population** standard deviation (``ddof=0``, as the paper's code computes it).
+Protocol (as in the paper's code, ``run_GNN.py``): one model per split, trained full-batch with Adam (or Adamax,
+``optimizer``) for ``epochs`` epochs (no early stopping unless ``patience`` is set). After every epoch one forward
+pass in eval mode under ``torch.no_grad()`` scores the train, validation and test nodes; the reported test metric is
+the one at the epoch with the **best validation metric** (the first such epoch on ties). Over splits the result is
+the mean and the **population** standard deviation (``ddof=0``, as the paper's code computes it).
 
 Seeds: split ``i`` is trained with seed ``config.seed + i`` (the split *index*, so re-running one split alone
 reproduces it). That seed drives parameter initialisation and every dropout mask. It is set with
@@ -96,9 +96,11 @@ def _fork_devices(device: torch.device) -> list[int]:
     return []
 
 
-def _adam(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam with L2 weight decay (``torch.optim.Adam``), using the multi-tensor kernel (same update, faster)."""
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+def _optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` (``torch.optim.Adam`` or ``torch.optim.Adamax``) with L2 weight decay, using the
+    multi-tensor kernel (same update, faster)."""
+    optimizer = torch.optim.Adamax if config.optimizer == "adamax" else torch.optim.Adam
+    return optimizer(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def _check_finite(model: torch.nn.Module, loss: Tensor, config: RunConfig, split: int, epoch: int) -> None:
@@ -240,7 +242,7 @@ def train_split(
     with torch.random.fork_rng(devices=_fork_devices(device)):
         torch.manual_seed(seed)
         model = build_model(config, dataset.num_features, dataset.num_classes).to(device)
-        optimizer = _adam(model, config)
+        optimizer = _optimizer(model, config)
         num_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # The probe has its own generator, so the global stream (init, dropout) is that of a plain run.
         probes = torch.Generator().manual_seed(seed) if use_jacobian else None
