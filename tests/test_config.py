@@ -240,10 +240,11 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     from continuous_gnn.training.presets import available_presets, preset_path
 
     assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
-    assert available_presets() == ["graff", "graff_nl", "graff_nl_tuned", "graff_tuned", "grand_l", "grand_nl"]
+    assert available_presets() == ["graff", "graff_nl", "graff_nl_tuned", "graff_tuned", "grand_l", "grand_l_row",
+                                   "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
     with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_tuned, "
-                                         "graff_tuned, grand_l, grand_nl"):
+                                         "graff_tuned, grand_l, grand_l_row, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
                                          "chameleon, chameleon-filtered, citeseer, cora, film, minesweeper, "
@@ -364,8 +365,9 @@ def test_choosing_a_method_drops_step_control_from_lower_layers():
 
 #: The energy each GRAND preset folder trains, and where its searches may start: GRAND's own starting files on the
 #: Planetoid splits, the dataset's GRAFF preset (with the energy swapped on the command line) on the heterophilous
-#: benchmarks, the public-split preset of the same graph on GRAND's own split (the ``-lcc`` datasets).
-GRAND_PRESETS = {"grand_l": "attention_dirichlet", "grand_nl": "grand_nl"}
+#: benchmarks, the public-split preset of the same graph on GRAND's own split (the ``-lcc`` datasets), and for
+#: ``grand_l_row`` (GRAND-l with row-stochastic attention) the symmetrised ``grand_l`` preset of the same dataset.
+GRAND_PRESETS = {"grand_l": "attention_dirichlet", "grand_l_row": "grand_l_row", "grand_nl": "grand_nl"}
 
 
 @pytest.mark.parametrize("path", sorted(p for folder in GRAND_PRESETS for p in (PRESETS / folder).glob("*.toml")),
@@ -379,6 +381,8 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
               f"--config continuous_gnn/presets/graff_tuned/{path.stem}.toml --energy {config.energy} ")
     if path.stem.endswith("-lcc"):  # GRAND's own split of a Planetoid graph starts from that graph's public preset
         starts = (f"--config continuous_gnn/presets/{path.parent.name}/{path.stem[:-len('-lcc')]}-public.toml ",)
+    if path.parent.name == "grand_l_row":  # GRAND-l's row-stochastic form starts from the symmetrised preset
+        starts = (f"--config continuous_gnn/presets/grand_l/{path.stem}.toml --energy grand_l_row ",)
     # Newest first; the GRAND searches end at the first that started from a known file. A GRAFF or public-split
     # preset's header, quoted below that, holds that preset's own searches, which its own test checks.
     first = next((i for i, command in enumerate(commands) if any(start in command for start in starts)), None)

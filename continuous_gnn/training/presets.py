@@ -6,8 +6,8 @@ They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel 
 ``<preset>/<dataset>.toml``        run presets for ``--preset NAME``: ``graff`` and ``graff_nl`` (the
                                    official code's hyperparameters), ``graff_tuned`` (GRAFF from our own
                                    searches, also on datasets the paper did not run), ``graff_nl_tuned``
-                                   (GRAFF-NL from our own searches), ``grand_l`` and ``grand_nl`` (GRAND
-                                   from our own searches)
+                                   (GRAFF-NL from our own searches), ``grand_l``, ``grand_l_row`` and
+                                   ``grand_nl`` (GRAND from our own searches)
 ``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
 ``studies/<name>.toml``            the models of ``continuous-gnn study``: ``fresh`` (the depth sweep's
                                    spectral-filter model), ``homophily`` (the homophily sweep's)
