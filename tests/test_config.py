@@ -379,10 +379,10 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
     commands, steps = _search_chain(path)
     starts = (f"--config experiments/configs/grand/{path.parent.name}.toml ",
               f"--config continuous_gnn/presets/graff_tuned/{path.stem}.toml --energy {config.energy} ")
-    if path.stem.endswith("-lcc"):  # GRAND's own split of a Planetoid graph starts from that graph's public preset
-        starts = (f"--config continuous_gnn/presets/{path.parent.name}/{path.stem[:-len('-lcc')]}-public.toml ",)
     if path.parent.name == "grand_l_row":  # GRAND-l's row-stochastic form starts from the symmetrised preset
         starts = (f"--config continuous_gnn/presets/grand_l/{path.stem}.toml --energy grand_l_row ",)
+    elif path.stem.endswith("-lcc"):  # GRAND's own split of a Planetoid graph starts from that graph's public preset
+        starts = (f"--config continuous_gnn/presets/{path.parent.name}/{path.stem[:-len('-lcc')]}-public.toml ",)
     # Newest first; the GRAND searches end at the first that started from a known file. A GRAFF or public-split
     # preset's header, quoted below that, holds that preset's own searches, which its own test checks.
     first = next((i for i, command in enumerate(commands) if any(start in command for start in starts)), None)

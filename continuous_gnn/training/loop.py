@@ -96,10 +96,13 @@ def _fork_devices(device: torch.device) -> list[int]:
     return []
 
 
+#: The optimiser class of each name in :data:`~continuous_gnn.training.config.OPTIMIZERS`.
+_OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+
+
 def _optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """``config.optimizer`` (``torch.optim.Adam`` or ``torch.optim.Adamax``) with L2 weight decay, using the
-    multi-tensor kernel (same update, faster)."""
-    optimizer = torch.optim.Adamax if config.optimizer == "adamax" else torch.optim.Adam
+    """``config.optimizer`` with L2 weight decay, using the multi-tensor kernel (same update, faster)."""
+    optimizer = _OPTIMIZER_CLASSES[config.optimizer]
     return optimizer(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
