@@ -262,6 +262,7 @@ def test_quick_bench_writes_a_page_whose_numbers_all_come_from_the_run(data_root
     assert "forked from a fresh interpreter" in page and record["meta"]["gpu"] is None
     on_gpu = render({**record, "meta": {**record["meta"], "device": "cuda", "gpu": "Example GPU"}})
     assert "device cuda (Example GPU)" in on_gpu and "spawned from a fresh interpreter" in on_gpu
+    assert page.startswith("# Performance\n") and on_gpu.startswith("# Performance on a GPU (cuda)\n")
 
     # Change every measured number: what stays on the page must be a setting of the run or a quoted constant.
     # Three independent perturbations: a ratio of two changed numbers can round to its old value by chance in

@@ -86,6 +86,24 @@ def test_forward_shapes_and_solution():
     assert adaptive(x, graph).shape == (N, K)
 
 
+def test_mlp_decoder_is_a_hidden_relu_layer_before_the_dropout_and_the_linear_map():
+    graph = random_graph(N, 0.3, 0)
+    x = random_features(N, P, 1)
+    model = make_model(decoder="mlp", dropout=0.5)
+    assert make_model().decoder_hidden is None
+    randomize_(model.decoder_hidden, 3, scale=0.5)
+    model.eval()
+    final = model.solve(x, graph)[1].final
+    hidden = F.relu(model.decoder_hidden(F.relu(final)))
+    torch.testing.assert_close(model(x, graph), model.decoder(hidden), rtol=0, atol=0)
+    model.train()
+    torch.manual_seed(5)
+    trained = model.decode(final)
+    torch.manual_seed(5)
+    torch.testing.assert_close(trained, model.decoder(F.dropout(hidden, 0.5, True)), rtol=0, atol=0)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in make_model().parameters()) + D * D + D
+
+
 def test_dropout_in_train_mode_only():
     graph = random_graph(N, 0.3, 0)
     x = random_features(N, P, 1)
@@ -253,6 +271,8 @@ def test_model_validation():
         ContinuousGNN(P, D, K, energy, input_dropout=-0.1)
     with pytest.raises(ValueError, match="unknown encoder 'gcn'"):
         ContinuousGNN(P, D, K, energy, encoder="gcn")
+    with pytest.raises(ValueError, match="unknown decoder 'gcn'; choose 'linear' or 'mlp'"):
+        ContinuousGNN(P, D, K, energy, decoder="gcn")
     with pytest.raises(ValueError, match="t_end must be positive"):
         ContinuousGNN(P, D, K, energy, t_end=0.0)
     model = ContinuousGNN(P, D, K, energy)

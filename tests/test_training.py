@@ -160,14 +160,15 @@ def test_sparse_input_linear_with_dropout_is_linear_of_the_dropped_input_with_it
 def test_build_model_initial_values_differ_from_continuous_gnn_only_in_the_first_linear_map():
     # build_model's docstring: same parameters, same distribution of initial values; under one seed the values
     # agree except the first linear map (a SparseInputLinear drawn after the energy and the decoder).
-    for encoder, first in (("linear", "encoder."), ("mlp", "encoder.input.")):
-        config = RunConfig(hidden=8, input_dropout=0.3, encoder=encoder)
+    for encoder, decoder, first in (("linear", "linear", "encoder."), ("mlp", "linear", "encoder.input."),
+                                    ("linear", "mlp", "encoder.")):
+        config = RunConfig(hidden=8, input_dropout=0.3, encoder=encoder, decoder=decoder)
         with torch.random.fork_rng():
             torch.manual_seed(0)
             built = build_model(config, 6, 3).state_dict()
             torch.manual_seed(0)
             plain = ContinuousGNN(6, 8, 3, build_energy(config), t_end=config.time, input_dropout=0.3,
-                                  encoder=encoder).state_dict()
+                                  encoder=encoder, decoder=decoder).state_dict()
         assert {k: v.shape for k, v in built.items()} == {k: v.shape for k, v in plain.items()}
         differ = sorted(k for k in built if not torch.equal(built[k], plain[k]))
         assert differ == [first + "bias", first + "weight"]
@@ -223,9 +224,9 @@ def test_time_dependent_weights_train_with_an_adaptive_method():
 
 
 @pytest.mark.parametrize("energy", ["graff", "dirichlet", "channel_dirichlet"])
-@pytest.mark.parametrize("encoder", ["linear", "mlp"])
-def test_every_energy_and_encoder_builds_and_runs(energy, encoder):
-    config = RunConfig(energy=energy, encoder=encoder, **SMALL)
+@pytest.mark.parametrize(("encoder", "decoder"), [("linear", "linear"), ("mlp", "linear"), ("linear", "mlp")])
+def test_every_energy_encoder_and_decoder_builds_and_runs(energy, encoder, decoder):
+    config = RunConfig(energy=energy, encoder=encoder, decoder=decoder, **SMALL)
     dataset = _synthetic()
     model = build_model(config, dataset.num_features, dataset.num_classes)
     out = model(prepare_features(dataset.data.x), build_graph(dataset.data, config))

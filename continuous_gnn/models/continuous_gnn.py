@@ -70,7 +70,11 @@ class ContinuousGNN(nn.Module):
     .. math::
         F(0) = \psi_{EN}(\operatorname{dropout}(X)), \qquad
         F(T) = F(0) + \int_0^T \sigma(-\nabla E_\theta(F(t)))\,dt, \qquad
-        Y = \psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F(T)))).
+        Y = \psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F(T)))),
+
+    where :math:`\psi_{DE}` is one linear map, or with ``decoder="mlp"`` a linear map of width ``d`` and a ReLU
+    before it (:math:`Y = W_2\,\operatorname{dropout}(\operatorname{relu}(W_1\operatorname{relu}(F(T)) + b_1))
+    + b_2`, the official GRAFF code's ``fc_out``).
 
     With ``solver=FixedGrid("euler", step_size=τ)`` and :math:`T = Lτ` this is an ``L``-layer residual GNN
     whose layers share the energy's weights (see :class:`~continuous_gnn.nn.GRAFFConv`).
@@ -94,6 +98,8 @@ class ContinuousGNN(nn.Module):
         input_dropout (float): dropout on the input features (default: ``0.0``).
         dropout (float): dropout before the decoder (default: ``0.0``).
         encoder (str): ``"linear"`` or ``"mlp"`` (default: ``"linear"``).
+        decoder (str): ``"linear"`` or ``"mlp"`` (one hidden layer of width ``d`` with a ReLU) (default:
+            ``"linear"``).
         detach_source (bool): feed the source term a detached copy of :math:`F(0)`, as the official code
             does; by default gradients flow into the encoder through it (default: ``False``).
 
@@ -117,14 +123,16 @@ class ContinuousGNN(nn.Module):
                  t_end: float = 1.0, solver: Solver | Mapping[str, Any] | None = None,
                  adjoint: Adjoint | bool | None = None,
                  activation: str | Callable[[Tensor], Tensor] | None = None, input_dropout: float = 0.0,
-                 dropout: float = 0.0, encoder: str = "linear", detach_source: bool = False,
-                 normalize_field: bool = False) -> None:
+                 dropout: float = 0.0, encoder: str = "linear", decoder: str = "linear",
+                 detach_source: bool = False, normalize_field: bool = False) -> None:
         super().__init__()
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
         if encoder not in ("linear", "mlp"):
             raise ValueError(f"unknown encoder {encoder!r}; choose 'linear' or 'mlp'")
+        if decoder not in ("linear", "mlp"):
+            raise ValueError(f"unknown decoder {decoder!r}; choose 'linear' or 'mlp'")
         for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
             check_positive_int(size, name)
         check_positive_finite(t_end, "t_end")
@@ -145,6 +153,7 @@ class ContinuousGNN(nn.Module):
         self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
         self.flow = flow
         self.decoder = nn.Linear(hidden, out_channels)
+        self.decoder_hidden = nn.Linear(hidden, hidden) if decoder == "mlp" else None
         self.t_end = float(t_end)
         self.input_dropout = input_dropout
         self.dropout = dropout
@@ -166,8 +175,12 @@ class ContinuousGNN(nn.Module):
         return self.encoder(F.dropout(x, self.input_dropout, self.training))
 
     def decode(self, h: Tensor) -> Tensor:
-        r""":math:`\psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F)))`."""
-        return self.decoder(F.dropout(F.relu(h), self.dropout, self.training))
+        r""":math:`\psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F)))`, with the hidden layer of
+        ``decoder="mlp"`` between the ReLU and the dropout."""
+        h = F.relu(h)
+        if self.decoder_hidden is not None:
+            h = F.relu(self.decoder_hidden(h))
+        return self.decoder(F.dropout(h, self.dropout, self.training))
 
     def solve(self, x: Tensor, graph: Graph | Any, *, t_end: float | None = None, solver: Solver | None = None,
               adjoint: Adjoint | bool | None = KEEP, save_at: Sequence[float] | None = None,

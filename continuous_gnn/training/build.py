@@ -144,6 +144,7 @@ def build_model(config: RunConfig, num_features: int, num_classes: int) -> Conti
         input_dropout=0.0,  # applied by the SparseInputLinear below
         dropout=config.dropout,
         encoder=config.encoder,
+        decoder=config.decoder,
         detach_source=config.detach_source,
     )
     first = SparseInputLinear(num_features, config.hidden, config.input_dropout)

@@ -37,6 +37,7 @@ __all__ = [
     "ENERGIES",
     "ACTIVATIONS",
     "ENCODERS",
+    "DECODERS",
     "OPTIMIZERS",
     "TRAINABLE_METHODS",
     "RunConfig",
@@ -50,6 +51,7 @@ ENERGIES = tuple(FLOWS)
 #: Pointwise activations of GRAFF-NL; ``None`` is the exact (linear) gradient flow.
 ACTIVATIONS = (None, "relu", "tanh")
 ENCODERS = ("linear", "mlp")
+DECODERS = ("linear", "mlp")
 #: Optimisers a run can train with (``torch.optim.Adam`` and ``torch.optim.Adamax``).
 OPTIMIZERS = ("adam", "adamax")
 
@@ -115,6 +117,8 @@ class RunConfig:
     # model
     hidden: int = _f(64, "hidden channels d")
     encoder: str = _f("linear", "encoder: linear, or mlp (linear + two residual blocks)", ENCODERS)
+    decoder: str = _f("linear", "decoder: linear, or mlp (a hidden linear layer with ReLU first, the official GRAFF "
+                                "code's fc_out)", DECODERS)
     dropout: float = _f(0.5, "dropout before the decoder (and inside the mlp encoder)")
     input_dropout: float = _f(0.5, "dropout on the input features")
     # regularisation of the flow (Finlay et al. 2020), added to the training loss only
