@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -297,10 +298,14 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
         assert config.epochs in (150, 200, 300, 400, start.epochs)
         assert config.normalize_features == start.normalize_features
     assert config.seed == 0
+    later_starts = (f"experiments/configs/graff_tuned/{path.stem}.toml",
+                    f"continuous_gnn/presets/graff_tuned/{path.stem}.toml")
     for command in commands[:-1]:
-        assert f"--config experiments/configs/graff_tuned/{path.stem}.toml " in command
-    for (seeds, _, configured), (earlier_seeds, earlier_best, _) in zip(steps, steps[1:]):
-        if seeds == earlier_seeds:  # other seeds score the same starting config differently
+        assert any(f"--config {start} " in command for start in later_starts), command
+    for command, (seeds, _, configured), (earlier_seeds, earlier_best, _) in zip(commands, steps, steps[1:]):
+        # Other seeds score the same starting config differently, and a search may start from the previous best
+        # with fields changed on its command line (its trial 0 is then that changed config).
+        if seeds == earlier_seeds and not _changed_fields(command):
             assert configured == earlier_best, "each search starts from the previous search's best"
     # Beside a paper preset, a tuned one exists only where it beats it on validation; elsewhere the search's best
     # may be its starting config (trial 0), since there is nothing else to run.
@@ -311,6 +316,24 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
 
     assert REPORT_SEED not in search_seeds(path), \
         "the reproduction's seed must be one no search trained with"
+
+
+#: The flags of ``continuous-gnn tune`` that choose the search; any other flag changes the starting config.
+SEARCH_FLAGS = {"--preset", "--config", "--space", "--dataset", "--splits", "--seeds", "--also", "--fix", "--trials",
+                "--timeout", "--sampler-seed", "--storage", "--study-name", "--quiet", "--out"}
+
+
+def _changed_fields(header_line):
+    """The config flags a preset header's ``tune`` command sets besides its starting file."""
+    command = shlex.split(re.search(r"`(continuous-gnn tune [^`]*)`", header_line)[1])
+    return [arg for arg in command if arg.startswith("--") and arg not in SEARCH_FLAGS]
+
+
+def test_changed_fields_reads_the_config_flags_of_a_tune_command():
+    plain = "# Tuned by `continuous-gnn tune --config a.toml --dataset cora --seeds 0,1000 --quiet --out b.toml`"
+    assert _changed_fields(plain) == []
+    changed = plain.replace("--quiet", "--encoder mlp --decoder mlp --quiet")
+    assert _changed_fields(changed) == ["--encoder", "--decoder"]
 
 
 #: Where the searches of the GRAFF-NL presets with per-step weights started.
