@@ -21,7 +21,11 @@ from ..ode.integrate import integrate, resolve_settings
 from ..ode.settings import Adaptive, Adjoint, FixedGrid, Solver
 from ..ode.solution import Solution
 
-__all__ = ["ContinuousGNN", "KEEP"]
+__all__ = ["ContinuousGNN", "KEEP", "ENCODERS", "DECODERS"]
+
+#: The encoders and decoders a model can have (``encoder=`` and ``decoder=``).
+ENCODERS = ("linear", "mlp")
+DECODERS = ("linear", "mlp")
 
 #: Keys of a solver given as a dict: the torchdiffeq-style keywords of :func:`~continuous_gnn.integrate`.
 _SOLVER_KEYS = frozenset({"method", "step_size", "num_steps", "rtol", "atol", "max_nfe", "max_steps", "options",
@@ -129,10 +133,9 @@ class ContinuousGNN(nn.Module):
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
-        if encoder not in ("linear", "mlp"):
-            raise ValueError(f"unknown encoder {encoder!r}; choose 'linear' or 'mlp'")
-        if decoder not in ("linear", "mlp"):
-            raise ValueError(f"unknown decoder {decoder!r}; choose 'linear' or 'mlp'")
+        for name, value, choices in (("encoder", encoder, ENCODERS), ("decoder", decoder, DECODERS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose " + " or ".join(map(repr, choices)))
         for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
             check_positive_int(size, name)
         check_positive_finite(t_end, "t_end")

@@ -44,8 +44,8 @@ def trained_trajectory(config: RunConfig, dataset: NodeDataset, *, split: int = 
 
     Training is the package's one training loop (:func:`~continuous_gnn.training.train_split`: full batch,
     the config's optimiser, seed ``config.seed + split``, the config's regularisers, patience and divergence
-    check, evaluation after every epoch). ``select="best_val"`` keeps the parameters of the epoch with the best validation
-    accuracy (first on ties), ``"last"`` those after the last epoch.
+    check, evaluation after every epoch). ``select="best_val"`` keeps the parameters of the epoch with the best
+    validation accuracy (first on ties), ``"last"`` those after the last epoch.
     The trajectory uses the config's solver; ``t_end > config.time`` runs the trained flow beyond its
     training depth (extrapolation; time-dependent weights then keep their last piece).
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..energies.parametrizations import OMEGA_STYLES, W_STYLES
 from ..fields.registry import FLOWS
+from ..models.continuous_gnn import DECODERS, ENCODERS
 from ..ode.methods import METHODS, SCIPY_METHODS, is_fixed
 from ..ode.settings import DEFAULT_ATOL, DEFAULT_RTOL, Adaptive, Adjoint, FixedGrid, Solver
 from .config_rules import check_rules
@@ -50,8 +51,6 @@ __all__ = [
 ENERGIES = tuple(FLOWS)
 #: Pointwise activations of GRAFF-NL; ``None`` is the exact (linear) gradient flow.
 ACTIVATIONS = (None, "relu", "tanh")
-ENCODERS = ("linear", "mlp")
-DECODERS = ("linear", "mlp")
 #: Optimisers a run can train with (``torch.optim.Adam`` and ``torch.optim.Adamax``).
 OPTIMIZERS = ("adam", "adamax")
 
