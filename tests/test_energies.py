@@ -100,6 +100,40 @@ def test_graff_field_backward_and_double_backward_match_finite_differences(w, om
 
 
 @pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
+def test_graff_field_and_its_gradients_round_as_the_plain_operations(w, omega, source):
+    # The field's own backward must not change a published number: float32, bit for bit, against
+    # ĀXW - XΩ + βX(0) written as plain operations under autograd.
+    seed = GRAFF_CASES.index((w, omega, source))
+    energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed).float()
+    graph = random_graph(40, 0.2, seed).to(dtype=torch.float32)
+    x = random_features(40, D, seed + 1).float().requires_grad_()
+    x0 = random_features(40, D, seed + 2).float().requires_grad_()
+    upstream = random_features(40, D, seed + 3).float()
+    leaves = (x, x0, *(p for p in energy.parameters() if p.requires_grad))
+
+    def plain() -> Tensor:
+        velocity = graph.propagate(energy._mix(x))
+        diagonal = energy.Omega.diagonal(x)
+        if diagonal is not None:
+            velocity = velocity - x * diagonal
+        if source:
+            velocity = velocity + energy.beta * x0
+        return velocity
+
+    results = []
+    for field in (plain, lambda: energy.negative_gradient(x, graph, x0)):
+        value = field()
+        grads = torch.autograd.grad(value, leaves, upstream, allow_unused=True)
+        results.append((value.detach(), grads))
+    (expected, expected_grads), (value, grads) = results
+    assert torch.equal(value, expected)
+    for got, want in zip(grads, expected_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
 def test_graff_energy_equals_dense_formula(w, omega, source):
     seed = GRAFF_CASES.index((w, omega, source))
     energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed)

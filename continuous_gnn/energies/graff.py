@@ -10,35 +10,30 @@ from .base import Energy
 from .parametrizations import ChannelMixing, ExternalField
 
 
-class _DiagonalTerms(torch.autograd.Function):
-    r""":math:`V - X\operatorname{diag}(\omega) + \beta X(0)`, in place on ``V`` (the fresh sparse product).
+class _SubtractExternalField(torch.autograd.Function):
+    r""":math:`V - X\operatorname{diag}(\omega)`, in place on ``V`` (the fresh sparse product).
 
-    The forward is two fused multiply-adds. Autograd's own backward of those forms :math:`X` times a scalar
-    anew (an extra N × d tensor) before each parameter gradient. This one reads the saved tensors directly,
-    and β's gradient is one dot product. It is built of differentiable operations, so double backward works.
+    The forward is the plain operations, so the field rounds exactly as they do (a fused multiply-add,
+    ``addcmul_``, is faster but rounds once instead of twice, which would make every published run another
+    draw). The backward is this class's reason to exist: autograd's backward of the in-place subtraction first
+    negates the whole upstream gradient (an extra N × d tensor); this one folds the sign into the small ω and
+    gives the same gradients bit for bit. It is built of differentiable operations, so double backward works.
     """
 
     @staticmethod
-    def forward(ctx, velocity: Tensor, x: Tensor, omega: Tensor | None, x0: Tensor | None,
-                beta: Tensor | None) -> Tensor:
-        if omega is not None:
-            velocity.addcmul_(x, omega, value=-1)
-        if beta is not None:
-            velocity.addcmul_(x0, beta)
+    def forward(ctx, velocity: Tensor, x: Tensor, omega: Tensor) -> Tensor:
+        velocity.sub_(x * omega)
         ctx.mark_dirty(velocity)
-        ctx.save_for_backward(x, omega, x0, beta)
+        ctx.save_for_backward(x, omega)
         return velocity
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, omega, x0, beta = ctx.saved_tensors
-        _, need_x, need_omega, need_x0, need_beta = ctx.needs_input_grad
-        has_omega, has_beta = omega is not None, beta is not None
-        grad_x = grad * omega.neg() if need_x and has_omega else None
-        grad_omega = (grad * x).sum(0).neg() if need_omega and has_omega else None
-        grad_x0 = grad * beta if need_x0 and has_beta else None
-        grad_beta = torch.dot(grad.reshape(-1), x0.reshape(-1)) if need_beta and has_beta else None
-        return grad, grad_x, grad_omega, grad_x0, grad_beta
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        x, omega = ctx.saved_tensors
+        _, need_x, need_omega = ctx.needs_input_grad
+        grad_x = grad * omega.neg() if need_x else None
+        grad_omega = (grad * x).sum(0).neg() if need_omega else None
+        return grad, grad_x, grad_omega
 
 
 class GRAFFEnergy(Energy):
@@ -89,14 +84,12 @@ class GRAFFEnergy(Energy):
             with torch.no_grad():
                 self.beta.zero_()
 
-    @staticmethod
-    def _initial_state(x0: Tensor | None) -> Tensor:
+    def _source(self, x0: Tensor | None) -> Tensor | None:
+        if self.beta is None:
+            return None
         if x0 is None:
             raise ValueError("GRAFFEnergy(source=True) needs the initial state: pass x0=F(0)")
-        return x0
-
-    def _source(self, x0: Tensor | None) -> Tensor | None:
-        return None if self.beta is None else self.beta * self._initial_state(x0)
+        return self.beta * x0
 
     def _mix(self, x: Tensor) -> Tensor:
         diagonal = self.W.diagonal_or_none()
@@ -120,13 +113,16 @@ class GRAFFEnergy(Energy):
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph, x0)
-        # In place on the fresh product, which the sparse product's backward does not read.
+        # In place on the fresh product, which the sparse product's backward does not read: no new N × d
+        # tensor for each term, and the same operations (so the same rounding) as the formula.
         velocity = graph.propagate(self._mix(x))
         omega = self.Omega.diagonal(x)
-        if omega is None and self.beta is None:
-            return velocity
-        x0 = self._initial_state(x0) if self.beta is not None else None
-        return _DiagonalTerms.apply(velocity, x, omega, x0, self.beta)
+        if omega is not None:
+            velocity = _SubtractExternalField.apply(velocity, x, omega)
+        source = self._source(x0)
+        if source is not None:
+            velocity.add_(source)
+        return velocity
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, source={self.source}"
