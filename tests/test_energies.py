@@ -79,8 +79,8 @@ def test_graff_negative_gradient_is_the_gradient_negated_bit_for_bit(w, omega, s
 
 @pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
 def test_graff_field_backward_and_double_backward_match_finite_differences(w, omega, source):
-    # The field's diagonal terms have a hand-written backward: check it, and its own derivative (which the
-    # Jacobian regulariser and higher-order uses differentiate), against finite differences in float64.
+    # The field's gradients, and their own derivatives (which the Jacobian regulariser differentiates), against
+    # finite differences in float64, in every parameter and both states.
     seed = GRAFF_CASES.index((w, omega, source))
     energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed)
     graph = random_graph(N, 0.35, seed)
@@ -101,8 +101,8 @@ def test_graff_field_backward_and_double_backward_match_finite_differences(w, om
 
 @pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
 def test_graff_field_and_its_gradients_round_as_the_plain_operations(w, omega, source):
-    # The field's own backward must not change a published number: float32, bit for bit, against
-    # ĀXW - XΩ + βX(0) written as plain operations under autograd.
+    # The in-place field must round as the formula does, or every published run becomes another draw (a fused
+    # multiply-add would not): float32, bit for bit, against ĀXW - XΩ + βX(0) as plain operations.
     seed = GRAFF_CASES.index((w, omega, source))
     energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed).float()
     graph = random_graph(40, 0.2, seed).to(dtype=torch.float32)

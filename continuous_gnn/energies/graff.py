@@ -10,32 +10,6 @@ from .base import Energy
 from .parametrizations import ChannelMixing, ExternalField
 
 
-class _SubtractExternalField(torch.autograd.Function):
-    r""":math:`V - X\operatorname{diag}(\omega)`, in place on ``V`` (the fresh sparse product).
-
-    The forward is the plain operations, so the field rounds exactly as they do (a fused multiply-add,
-    ``addcmul_``, is faster but rounds once instead of twice, which would make every published run another
-    draw). The backward is this class's reason to exist: autograd's backward of the in-place subtraction first
-    negates the whole upstream gradient (an extra N × d tensor); this one folds the sign into the small ω and
-    gives the same gradients bit for bit. It is built of differentiable operations, so double backward works.
-    """
-
-    @staticmethod
-    def forward(ctx, velocity: Tensor, x: Tensor, omega: Tensor) -> Tensor:
-        velocity.sub_(x * omega)
-        ctx.mark_dirty(velocity)
-        ctx.save_for_backward(x, omega)
-        return velocity
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        x, omega = ctx.saved_tensors
-        _, need_x, need_omega = ctx.needs_input_grad
-        grad_x = grad * omega.neg() if need_x else None
-        grad_omega = (grad * x).sum(0).neg() if need_omega else None
-        return grad, grad_x, grad_omega
-
-
 class GRAFFEnergy(Energy):
     r"""The GRAFF energy of Di Giovanni et al. ([v1] eqs. 7 and 10).
 
@@ -113,12 +87,12 @@ class GRAFFEnergy(Energy):
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph, x0)
-        # In place on the fresh product, which the sparse product's backward does not read: no new N × d
-        # tensor for each term, and the same operations (so the same rounding) as the formula.
+        # In place on the fresh product: the same operations and rounding, without a new N × d tensor for each
+        # term (the sparse product's backward does not read its output, so autograd allows it).
         velocity = graph.propagate(self._mix(x))
         omega = self.Omega.diagonal(x)
         if omega is not None:
-            velocity = _SubtractExternalField.apply(velocity, x, omega)
+            velocity.sub_(x * omega)
         source = self._source(x0)
         if source is not None:
             velocity.add_(source)
