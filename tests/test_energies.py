@@ -134,6 +134,22 @@ def test_graff_field_and_its_gradients_round_as_the_plain_operations(w, omega, s
 
 
 @pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
+def test_graff_field_without_autograd_is_the_same_bit_for_bit_and_leaves_its_inputs(w, omega, source):
+    # Without autograd the diagonal terms are formed in the spent XW; nothing else may change.
+    seed = GRAFF_CASES.index((w, omega, source))
+    energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed).float()
+    graph = random_graph(40, 0.2, seed).to(dtype=torch.float32)
+    x, x0 = random_features(40, D, seed + 1).float(), random_features(40, D, seed + 2).float()
+    x_before, x0_before = x.clone(), x0.clone()
+    with_autograd = energy.negative_gradient(x, graph, x0)
+    assert with_autograd.requires_grad == any(p.requires_grad for p in energy.parameters())
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            assert torch.equal(energy.negative_gradient(x, graph, x0), with_autograd.detach())
+    assert torch.equal(x, x_before) and torch.equal(x0, x0_before)
+
+
+@pytest.mark.parametrize("w, omega, source", GRAFF_CASES, ids=GRAFF_IDS)
 def test_graff_energy_equals_dense_formula(w, omega, source):
     seed = GRAFF_CASES.index((w, omega, source))
     energy = graff_energy(D, w=w, omega=omega, source=source, seed=seed)

@@ -58,12 +58,12 @@ class GRAFFEnergy(Energy):
             with torch.no_grad():
                 self.beta.zero_()
 
-    def _source(self, x0: Tensor | None) -> Tensor | None:
+    def _source(self, x0: Tensor | None, out: Tensor | None = None) -> Tensor | None:
         if self.beta is None:
             return None
         if x0 is None:
             raise ValueError("GRAFFEnergy(source=True) needs the initial state: pass x0=F(0)")
-        return self.beta * x0
+        return self.beta * x0 if out is None else torch.mul(x0, self.beta, out=out)
 
     def _mix(self, x: Tensor) -> Tensor:
         diagonal = self.W.diagonal_or_none()
@@ -89,11 +89,16 @@ class GRAFFEnergy(Energy):
         self.check_input(x, graph, x0)
         # In place on the fresh product: the same operations and rounding, without a new N × d tensor for each
         # term (the sparse product's backward does not read its output, so autograd allows it).
-        velocity = graph.propagate(self._mix(x))
+        mixed = self._mix(x)
+        velocity = graph.propagate(mixed)
+        # With autograd off, XW is spent once multiplied, so each diagonal term is formed in it: an evaluation
+        # then holds two N × d tensors at its peak, whatever holes the heap has, instead of three or four.
+        reusable = not torch.is_grad_enabled() and mixed.shape == x.shape and mixed.dtype == x.dtype
+        scratch = mixed if reusable else None
         omega = self.Omega.diagonal(x)
         if omega is not None:
-            velocity.sub_(x * omega)
-        source = self._source(x0)
+            velocity.sub_(torch.mul(x, omega, out=scratch) if scratch is not None else x * omega)
+        source = self._source(x0, out=scratch)
         if source is not None:
             velocity.add_(source)
         return velocity
