@@ -322,3 +322,17 @@ def test_minibatch_settings_refuse_empty_work(kwargs):
     with pytest.raises(ValueError, match="epochs and synthetic_epochs must be >= 1"):
         minibatch.MinibatchSettings(**kwargs)
     assert minibatch.MinibatchSettings(synthetic_epochs=1).synthetic_epochs == 1
+
+
+def test_section_c_times_five_times_the_rounds_of_sections_a_and_b():
+    from continuous_gnn.benchmarks.overhead import OverheadSettings
+    from continuous_gnn.cli.bench import plan
+
+    def overhead(*flags):
+        return plan(build_parser().parse_args(["bench", *flags])).overhead
+
+    assert (overhead().repeats, overhead().field_repeats) == (10, 50)
+    assert (overhead("--repeats", "4").repeats, overhead("--repeats", "4").field_repeats) == (4, 20)
+    assert overhead("--quick").field_repeats == overhead("--quick").repeats == 2
+    with pytest.raises(ValueError, match="field_repeats >= 1"):
+        OverheadSettings(sizes=(10,), field_repeats=0)

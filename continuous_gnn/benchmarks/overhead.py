@@ -49,10 +49,12 @@ class OverheadSettings:
     steps: int = 4
     repeats: int = 10
     warmup: int = 2
+    field_repeats: int = 50  # one evaluation is short and its ratio is read against a target: more rounds
 
     def __post_init__(self) -> None:
-        if not self.sizes or self.steps < 1 or self.hidden < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ValueError("sizes must be non-empty; steps, hidden and repeats >= 1; warmup >= 0")
+        if (not self.sizes or self.steps < 1 or self.hidden < 1 or self.repeats < 1 or self.field_repeats < 1
+                or self.warmup < 0):
+            raise ValueError("sizes must be non-empty; steps, hidden, repeats and field_repeats >= 1; warmup >= 0")
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def field_bound(nodes: int, settings: OverheadSettings, device: str = "cpu", see
     results = []
     for mode, wrap in (("forward", forward), ("forward + backward", backward)):
         comparison = compare({name: wrap(fn) for name, fn in zip(FIELD_CONTESTANTS, outputs)},
-                             repeats=settings.repeats, warmup=settings.warmup, synchronize=synchronizer(device))
+                             repeats=settings.field_repeats, warmup=settings.warmup,
+                             synchronize=synchronizer(device))
         results.append(FieldBound(nodes, int(graph.edge_index.size(1)), mode, comparison))
     return results

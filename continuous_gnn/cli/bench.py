@@ -84,8 +84,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default=None, metavar="LIST",
                         help=f"datasets of section a (default: {','.join(DATASETS)}; with --quick: cora)")
     parser.add_argument("--repeats", type=at_least(1, int), default=None,
-                        help="timed repeats of sections a-c (default: 10, with --quick 2); sections d-f take "
-                             "a third of it, at least 1")
+                        help="timed repeats of sections a-c (default: 10, with --quick 2; section c, whose "
+                             "evaluations are short, takes five times as many); sections d-f take a third of it, "
+                             "at least 1")
     parser.add_argument("--threads", type=at_least(1, int), default=None,
                         help="torch threads, here and in every child process (default: torch's, all cores)")
     parser.add_argument("--timeout", type=at_least(1, float), default=900.0,
@@ -145,7 +146,7 @@ def plan(args: argparse.Namespace) -> Plan:
         datasets=datasets,
         epoch=EpochSettings(repeats=repeats, warmup=1 if quick else 2),
         overhead=OverheadSettings(sizes=QUICK_SIZES[:2] if quick else (3_000, 100_000), repeats=repeats,
-                                  warmup=1 if quick else 2),
+                                  field_repeats=repeats if quick else 5 * repeats, warmup=1 if quick else 2),
         memory=MemorySettings(nodes=QUICK_SIZES[0] if quick else 10_000,
                               horizons=(4, 8) if quick else (4, 8, 16, 32, 64), repeats=few, timeout=args.timeout),
         scaling=ScalingSettings(sizes=sizes, repeats=few, fit_from=sizes[1 if len(sizes) > 1 else 0] if quick
