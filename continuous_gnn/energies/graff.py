@@ -91,8 +91,9 @@ class GRAFFEnergy(Energy):
         # term (the sparse product's backward does not read its output, so autograd allows it).
         mixed = self._mix(x)
         velocity = graph.propagate(mixed)
-        # With autograd off, XW is spent once multiplied, so each diagonal term is formed in it: an evaluation
-        # then holds two N × d tensors at its peak, whatever holes the heap has, instead of three or four.
+        # With autograd off, XW is spent once multiplied, so each diagonal term is formed in it: the evaluation
+        # then allocates no N × d tensor besides XW and ĀXW, so its peak does not depend on whether the heap can
+        # reuse a freed block (a kept heap could not, now and then, and held one N × d tensor more).
         reusable = not torch.is_grad_enabled() and mixed.shape == x.shape and mixed.dtype == x.dtype
         scratch = mixed if reusable else None
         omega = self.Omega.diagonal(x)
