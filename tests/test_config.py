@@ -295,7 +295,7 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
         start_file = unfiltered if path.stem.endswith("-filtered") else HETEROPHILY_START
         start = resolve_config(read_config_file(REPO / start_file), {"dataset": path.stem})
         assert f"--config {start_file} " in commands[-1] and f" --dataset {path.stem} " in commands[-1]
-        assert config.epochs in (150, 200, 300, 400, start.epochs)
+        assert config.epochs in (150, 200, 300, 400, 500, start.epochs)  # the choices of the search spaces
         assert config.normalize_features == start.normalize_features
     assert config.seed == 0
     later_starts = (f"experiments/configs/graff_tuned/{path.stem}.toml",
