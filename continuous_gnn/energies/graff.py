@@ -94,8 +94,7 @@ class GRAFFEnergy(Energy):
         # With autograd off, XW is spent once multiplied, so each diagonal term is formed in it: the evaluation
         # then allocates no N × d tensor besides XW and ĀXW, so its peak does not depend on whether the heap can
         # reuse a freed block (a kept heap could not, now and then, and held one N × d tensor more).
-        reusable = not torch.is_grad_enabled() and mixed.shape == x.shape and mixed.dtype == x.dtype
-        scratch = mixed if reusable else None
+        scratch = mixed if not torch.is_grad_enabled() and mixed.dtype == x.dtype else None
         omega = self.Omega.diagonal(x)
         if omega is not None:
             velocity.sub_(torch.mul(x, omega, out=scratch) if scratch is not None else x * omega)
