@@ -193,6 +193,20 @@ def test_a_point_above_the_backward_limit_is_timed_forward_only_and_fitted_apart
         scaling.ScalingSettings(sizes=(300, 600), backward_max_nodes=100)
 
 
+def test_a_point_whose_evaluations_are_short_is_timed_until_min_seconds_have_passed():
+    import os
+
+    spec = dict(kind="sbm", nodes=400, degree=6.0, hidden=4, repeats=2, device="cpu", threads=1)
+    env = allocators.child_environment(os.environ, allocators.GLIBC_TRACKING)
+    few, many = run_isolated("continuous_gnn.benchmarks.scaling:scaling_point",
+                             [spec, dict(spec, min_seconds=0.2)], env=env, timeout=60)
+    # An evaluation of 400 nodes takes well under 10 ms: 2 samples without min_seconds, far more with it.
+    assert len(few["samples"]) == 2
+    assert 20 < len(many["samples"]) <= scaling.MAX_REPEATS
+    with pytest.raises(ValueError, match="min_seconds must be finite and >= 0"):
+        scaling.ScalingSettings(sizes=(300,), min_seconds=-1.0)
+
+
 def test_measurements_on_cuda_are_spawned_and_spawned_measurements_work(monkeypatch):
     import os
 
@@ -277,6 +291,7 @@ def test_quick_bench_writes_a_page_whose_numbers_all_come_from_the_run(data_root
         constant = unchanged if constant is None else constant & unchanged
     quoted = " ".join([json.dumps(record["meta"]), _machine(), epoch.OFFICIAL_SOURCE, str(epoch.OFFICIAL_EPOCH_MS),
                        allocators.ISSUE_SOURCE, str(allocators.ISSUE_SECONDS), str(memory.TARGET_RATIO),
+                       str(scaling.TARGET_EXPONENT), str(scaling.MAX_REPEATS),
                        allocators.GLIBC_TUNED.shell(), allocators.GLIBC_TRACKING.shell(), str(graphs.COMMUNITIES),
                        str(100 * graphs.INSIDE), allocators.jemalloc("libjemalloc.so.2").shell(),
                        str(int(dict(allocators.GLIBC_TRACKING.variables)["MALLOC_MMAP_THRESHOLD_"]) // 1024),

@@ -10,7 +10,7 @@ import torch
 from continuous_gnn import Graph
 from continuous_gnn.data import NodeDataset
 from continuous_gnn.data.synthetic import contextual_sbm, sbm_edges
-from continuous_gnn.node_order import NodeOrder, locality_order, metis_parts_for
+from continuous_gnn.node_order import NodeOrder, locality_order, metis_parts_for, neighbour_lists
 from continuous_gnn.training import RunConfig, run
 from continuous_gnn.training.batches import MissingPackageError
 
@@ -51,6 +51,23 @@ def test_the_rcm_order_narrows_the_band_of_a_shuffled_grid():
     edges = shuffled.inverse[edges]
     order = locality_order(edges, side * side, "rcm")
     assert _bandwidth(order.inverse[edges]) <= 2 * side < _bandwidth(edges) / 10
+
+
+def test_neighbour_lists_hold_both_directions_of_every_edge_once_without_self_loops():
+    from torch_geometric.utils import to_undirected
+
+    generator = torch.Generator().manual_seed(0)
+    # One direction only, repeated edges, self-loops and an isolated node (the last): the CSR of PyG's undirected
+    # form with the self-loops dropped.
+    edges = torch.randint(0, 199, (2, 1500), generator=generator).to(torch.int32)
+    edges = torch.cat([edges, edges[:, :100], torch.arange(20, dtype=torch.int32).repeat(2, 1)], dim=1)
+    starts, neighbours = neighbour_lists(edges, 200)
+    row, col = to_undirected(edges.long(), num_nodes=200)
+    row, col = row[row != col], col[row != col]
+    assert torch.equal(neighbours, col)
+    assert torch.equal(starts, torch.cat([torch.zeros(1, dtype=torch.long),
+                                          torch.bincount(row, minlength=200).cumsum(0)]))
+    assert starts[-2] == starts[-1]
 
 
 def test_metis_clusters_hold_about_32k_nodes_within_bounds():

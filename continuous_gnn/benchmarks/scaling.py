@@ -24,8 +24,15 @@ from .allocators import Allocator, child_environment
 from .graphs import KINDS
 from .isolated import run_isolated
 
-__all__ = ["ScalingSettings", "ScalingPoint", "PASSES", "fit_exponent", "fitted_points", "scaling_point",
-           "measure_points", "scaling", "allocator_comparison"]
+__all__ = ["ScalingSettings", "ScalingPoint", "PASSES", "TARGET_EXPONENT", "TARGET_KINDS", "MAX_REPEATS",
+           "fit_exponent", "fitted_points", "scaling_point", "measure_points", "scaling", "allocator_comparison"]
+
+#: The largest scaling exponent the project aims at from 10⁵ nodes up, on the community graph (``"sbm"``);
+#: ``"uniform"``, the worst case, has no target.
+TARGET_EXPONENT = 1.1
+TARGET_KINDS = ("sbm",)
+#: The most timed evaluations of one point (see :attr:`ScalingSettings.min_seconds`).
+MAX_REPEATS = 100
 
 
 def fit_exponent(sizes: list[float], times: list[float]) -> float:
@@ -54,7 +61,11 @@ class ScalingSettings:
         kinds: graph kinds (``"sbm"``, ``"uniform"``).
         degree: expected mean degree.
         hidden: feature width.
-        repeats: timed evaluations per point, after the first (untimed, memory-measured) one.
+        repeats: timed evaluations per point, at least, after the first (untimed, memory-measured) one.
+        min_seconds: a point's timed evaluations last at least about this long: a graph whose first evaluation
+            takes ``t`` seconds is timed ``ceil(min_seconds / t)`` times when that is more than ``repeats`` (at
+            most :data:`MAX_REPEATS`), so that the medians of small graphs, whose evaluations take milliseconds,
+            are not a few samples at the mercy of one stall.
         fit_from: the smallest size the exponent fit uses.
         backward_max_nodes: the largest graph whose points also run the backward pass.
         timeout: seconds per point.
@@ -65,6 +76,7 @@ class ScalingSettings:
     degree: float = 10.0
     hidden: int = 64
     repeats: int = 3
+    min_seconds: float = 2.0
     fit_from: int = 100_000
     backward_max_nodes: int = 1_000_000
     timeout: float = 900.0
@@ -77,6 +89,8 @@ class ScalingSettings:
             raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {self.kinds}")
         if self.repeats < 1 or self.hidden < 1 or not self.degree > 0 or not self.timeout > 0:
             raise ValueError("repeats and hidden must be >= 1, degree and timeout > 0")
+        if not 0 <= self.min_seconds < math.inf:
+            raise ValueError(f"min_seconds must be finite and >= 0, got {self.min_seconds}")
         if self.backward_max_nodes < self.sizes[0]:
             raise ValueError(f"backward_max_nodes={self.backward_max_nodes} is below the smallest size "
                              f"{self.sizes[0]}: no point would measure the backward pass")
@@ -111,9 +125,9 @@ PASSES: dict[str, str] = {"forward + backward": "median_s", "forward": "forward_
 
 
 def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: int, device: str, threads: int,
-                  seed: int = 0, cache: str | None = None, backward: bool = True) -> dict:
+                  seed: int = 0, cache: str | None = None, backward: bool = True, min_seconds: float = 0.0) -> dict:
     """Measure one point (runs in the child process; see the module docstring); ``backward=False`` times the
-    forward pass only."""
+    forward pass only; ``min_seconds`` as :attr:`ScalingSettings.min_seconds`."""
     import torch
 
     from ..allocator import release_freed_memory
@@ -159,12 +173,20 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
                 parameter.grad = None
             bound(t, x).backward(upstream)
 
-        _, peak = measure_peak(forward_backward, device)
         contestants = {"forward + backward": forward_backward, "forward": forward}
     else:
-        _, peak = measure_peak(forward, device)
         contestants = {"forward": forward}
-    comparison = compare(contestants, repeats=repeats, warmup=0, synchronize=synchronizer(device))
+    largest = next(iter(contestants.values()))
+
+    def timed_largest() -> float:
+        began = time.perf_counter()
+        largest()
+        sync()
+        return time.perf_counter() - began
+
+    first_s, peak = measure_peak(timed_largest, device)
+    rounds = max(repeats, min(MAX_REPEATS, math.ceil(min_seconds / first_s)))
+    comparison = compare(contestants, repeats=rounds, warmup=0, synchronize=synchronizer(device))
     status = resident_bytes()
     process_peak = (torch.cuda.max_memory_allocated(device) if torch.device(device).type == "cuda"
                     else status.get("VmHWM", 0))
@@ -180,7 +202,8 @@ def _spec(kind: str, nodes: int, settings: ScalingSettings, device: str, threads
           cache_dir: str | None) -> dict:
     cache = str(Path(cache_dir) / f"{kind}-{nodes}-{settings.degree:g}.pt") if cache_dir else None
     return dict(kind=kind, nodes=nodes, degree=settings.degree, hidden=settings.hidden, repeats=settings.repeats,
-                device=device, threads=threads, cache=cache, backward=nodes <= settings.backward_max_nodes)
+                device=device, threads=threads, cache=cache, backward=nodes <= settings.backward_max_nodes,
+                min_seconds=settings.min_seconds)
 
 
 def measure_points(points: list[tuple[str, int]], settings: ScalingSettings, *, device: str, threads: int,

@@ -149,8 +149,8 @@ def plan(args: argparse.Namespace) -> Plan:
                                   field_repeats=repeats if quick else 5 * repeats, warmup=1 if quick else 2),
         memory=MemorySettings(nodes=QUICK_SIZES[0] if quick else 10_000,
                               horizons=(4, 8) if quick else (4, 8, 16, 32, 64), repeats=few, timeout=args.timeout),
-        scaling=ScalingSettings(sizes=sizes, repeats=few, fit_from=sizes[1 if len(sizes) > 1 else 0] if quick
-                                else 100_000, timeout=args.timeout,
+        scaling=ScalingSettings(sizes=sizes, repeats=few, min_seconds=0.0 if quick else 2.0,
+                                fit_from=sizes[1 if len(sizes) > 1 else 0] if quick else 100_000, timeout=args.timeout,
                                 backward_max_nodes=backward_max_nodes),
         allocator_nodes=max([n for n in sizes if n <= min(ALLOCATOR_NODES, backward_max_nodes)] or [sizes[0]]),
         minibatch=MinibatchSettings(dataset="cora", splits=(0,), synthetic_nodes=(QUICK_SIZES[-1],),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, peak
+from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, peak, scaling
 from .solvers_page import _machine, versions
 
 __all__ = ["render", "versions"]
@@ -190,18 +190,20 @@ def _scaling(section: dict, meta: dict) -> list[str]:
              f"random graph. Forward: the evaluation alone, under `torch.no_grad`; forward + backward: the "
              f"evaluation and its backward pass, on graphs of at most {limit} nodes (the backward pass holds several "
              f"more nodes × {s['hidden']} tensors at once, so larger graphs are measured forward only). Time: median "
-             f"of {s['repeats']} evaluations after the first; peak: extra memory of the first evaluation of the "
-             "largest pass the point runs; process peak: the highest resident memory of the whole process (graph "
-             "included) from the first evaluation on. Each point in a process of its own, under this run's "
-             "allocator environment.", "",
-             "| graph | nodes | edges | nnz(Ā) | graph build s | forward ms | forward + backward ms | peak MiB | "
-             "process peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"of the evaluations after the first: at least {s['repeats']}, and on graphs whose evaluation is short "
+             f"as many as last about {s['min_seconds']:g} s (at most {scaling.MAX_REPEATS}; column timed); peak: extra "
+             "memory of the first evaluation of the largest pass the point runs; process peak: the highest resident "
+             "memory of the whole process (graph included) from the first evaluation on. Each point in a process of "
+             "its own, under this run's allocator environment.", "",
+             "| graph | nodes | edges | nnz(Ā) | graph build s | timed | forward ms | forward + backward ms | peak MiB | "
+             "process peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in section["points"]:
         if p["failed"]:
-            lines.append(f"| {p['kind']} | {p['nodes']} | failed: {p['failed']} | | | | | | |")
+            lines.append(f"| {p['kind']} | {p['nodes']} | failed: {p['failed']} | | | | | | | |")
             continue
         both = _ms(p["median_s"]) if math.isfinite(p["median_s"]) else "forward only"
         lines.append(f"| {p['kind']} | {p['nodes']} | {p['edges']} | {p['nnz']} | {p['graph_s']:.1f} | "
+                     f"{len(p['samples'])} | "
                      f"{_ms(p['forward_s'])} | {both} | {_mib(p['peak_bytes'])} | {_mib(p['process_peak_bytes'])} |")
     lines.append("")
     points = [ScalingPoint(**{**p, "samples": tuple(p["samples"])}) for p in section["points"]]
@@ -209,8 +211,12 @@ def _scaling(section: dict, meta: dict) -> list[str]:
         for name, exponent in exponents.items():
             fitted = sorted(p.nodes for p in fitted_points(points, kind, s["fit_from"], name))
             value = "not enough points" if exponent is None else f"**{exponent:.2f}**"
-            lines.append(f"- **{kind}, {name}:** time ∝ nnz^b with b = {value}, least squares on log-log over the "
-                         f"graphs of {', '.join(map(str, fitted)) or 'no'} nodes")
+            line = (f"- **{kind}, {name}:** time ∝ nnz^b with b = {value}, least squares on log-log over the "
+                    f"graphs of {', '.join(map(str, fitted)) or 'no'} nodes")
+            if exponent is not None and kind in scaling.TARGET_KINDS:
+                verdict = "meets" if exponent <= scaling.TARGET_EXPONENT else "misses"
+                line += f"; the target is at most {scaling.TARGET_EXPONENT:g}, which this run **{verdict}**"
+            lines.append(line)
     method = {p["peak_method"] for p in section["points"] if not p["failed"]}
     lines += ["", "Peak memory method: " + "; ".join(peak.METHODS[m] for m in sorted(method)) + ".", ""]
     return lines
