@@ -215,7 +215,7 @@ def test_the_time_section_gives_each_command_its_summed_run_time_and_its_wall_ti
 
 def test_a_resumed_suite_counts_each_earlier_command_by_its_wall_time_not_its_summed_run_time():
     from continuous_gnn.cli.suite import _reused_time
-    from continuous_gnn.cli.suite_page import RunSummary
+    from continuous_gnn.cli.suite_page import RunSummary, wall_span
 
     def summary(started, wall_time, command):
         return RunSummary("GRAFF", "texas", 0, "ok", wall_time=wall_time, started=started, command=command)
@@ -234,4 +234,9 @@ def test_a_resumed_suite_counts_each_earlier_command_by_its_wall_time_not_its_su
     inside = [summary("2026-12-05T01:01:00+00:00", 60.0, "d")]
     assert _reused_time([*side_by_side, *beside]) == 900.0
     assert _reused_time([*side_by_side, *beside, *later, *inside]) == 960.0
+    # The same command again, in a session 80 minutes later: its run adds its own 100 s, not the time between, on
+    # the page's header and in its row of the Time section.
+    again = [summary("2026-12-05T02:30:00+00:00", 100.0, "a --jobs 2")]
+    assert _reused_time([*side_by_side, *again]) == 800.0
+    assert wall_span([*side_by_side, *again]) == 800.0
 

@@ -45,7 +45,7 @@ from .common import (
 from .downloads import fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
-from .suite_page import RunSummary, by_command, render, wall_interval
+from .suite_page import RunSummary, covered_seconds, render, run_intervals
 
 __all__ = ["COMMAND"]
 
@@ -274,25 +274,12 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _reused_time(reused: list[RunSummary]) -> float:
-    """Seconds the runs found done took: the time covered by the commands that trained them, each from its first
-    start to its last end (:func:`~continuous_gnn.cli.suite_page.wall_interval`), counted once where commands ran
-    side by side; the summed run times of a command whose records lack their start."""
-    total = 0.0
-    intervals = []
-    for runs in by_command(reused).values():
-        interval = wall_interval(runs)
-        if interval is None:
-            total += sum(r.wall_time for r in runs)
-        else:
-            intervals.append(interval)
-    covered_until = None
-    for start, end in sorted(intervals):
-        if covered_until is not None:
-            start = max(start, covered_until)
-        if end > start:
-            total += (end - start).total_seconds()
-        covered_until = end if covered_until is None else max(covered_until, end)
-    return total
+    """Seconds the runs found done took: the time during which at least one of them was training
+    (:func:`~continuous_gnn.cli.suite_page.covered_seconds`), whichever commands trained them; the run time of a
+    record that lacks its start."""
+    dated = [r for r in reused if r.started]
+    undated = sum(r.wall_time for r in reused if not r.started)
+    return undated + (covered_seconds(run_intervals(dated)) if dated else 0.0)
 
 
 def _slug(label: str) -> str:

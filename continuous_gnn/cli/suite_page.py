@@ -15,7 +15,7 @@ from ..training import population_mean_std, still_improving
 from ..training.history import late_splits
 from .reproduce_page import provenance
 
-__all__ = ["RunSummary", "by_command", "render", "wall_interval", "wall_span"]
+__all__ = ["RunSummary", "by_command", "covered_seconds", "render", "run_intervals", "wall_span"]
 
 
 @dataclass
@@ -103,21 +103,34 @@ def by_command(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     return groups
 
 
-def wall_interval(runs: list[RunSummary]) -> tuple[dt.datetime, dt.datetime] | None:
-    """The first run's start and the last run's end, or ``None`` when a record lacks its start."""
+def run_intervals(runs: list[RunSummary]) -> list[tuple[dt.datetime, dt.datetime]] | None:
+    """Each run's start and end, or ``None`` when a record lacks its start."""
     if not runs or not all(r.started for r in runs):
         return None
     starts = [dt.datetime.fromisoformat(r.started) for r in runs]
-    ends = [start + dt.timedelta(seconds=r.wall_time) for start, r in zip(starts, runs)]
-    return min(starts), max(ends)
+    return [(start, start + dt.timedelta(seconds=r.wall_time)) for start, r in zip(starts, runs)]
+
+
+def covered_seconds(intervals: list[tuple[dt.datetime, dt.datetime]]) -> float:
+    """Seconds during which at least one of the intervals was open: runs side by side (``--jobs``) count once, and
+    the time between runs (another day's command with the same flags, say) not at all."""
+    total, covered_until = 0.0, None
+    for start, end in sorted(intervals):
+        if covered_until is not None:
+            start = max(start, covered_until)
+        if end > start:
+            total += (end - start).total_seconds()
+        covered_until = end if covered_until is None else max(covered_until, end)
+    return total
 
 
 def wall_span(runs: list[RunSummary]) -> float | None:
-    """Seconds from the first run's start to the last run's end, or ``None`` when a record lacks its start.
+    """Seconds during which at least one of the runs was training (:func:`covered_seconds`), or ``None`` when a
+    record lacks its start.
 
     Runs trained side by side (``--jobs``) span less than their summed run times."""
-    interval = wall_interval(runs)
-    return None if interval is None else (interval[1] - interval[0]).total_seconds()
+    intervals = run_intervals(runs)
+    return None if intervals is None else covered_seconds(intervals)
 
 
 def _by_command_rows(ok: list[RunSummary]) -> list[str]:
@@ -193,9 +206,10 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
                 wall = sum(r.wall_time for r in good)
                 per_epoch = 1000 * sum(r.epoch_time for r in good) / len(good)
                 lines.append(f"| {dataset} | {model.label} | {wall / 60:.1f} min | {per_epoch:.1f} |")
-    lines += ["", "The runs by the command that trained them: their run times summed, and the wall time from the "
-              "first run's start to the last run's end (the data loading before a run's start not included).",
-              "", "| command | runs | run time, summed | wall time, first start to last end |", "|---|---|---|---|"]
+    lines += ["", "The runs by the command that trained them: their run times summed, and the wall time during which at "
+              "least one of them was training (runs side by side counted once; the data loading before a run's start "
+              "and the time between runs, such as between two sessions that ran the same command, not included).",
+              "", "| command | runs | run time, summed | wall time, some run training |", "|---|---|---|---|"]
     lines += _by_command_rows(ok)
     lines += ["", "## Runs", "", "| model | dataset | seed | test | validation | best epochs (of) | record |",
               "|---|---|---|---|---|---|---|"]
