@@ -7,9 +7,9 @@ Each point runs in a process of its own (:mod:`~continuous_gnn.benchmarks.isolat
 (gradients for :math:`X` and the parameters). The backward pass holds several more ``N × hidden`` tensors at once,
 so the largest graphs are measured forward only. The point's peak memory is the extra memory of the first
 evaluation of the largest pass it runs (:func:`~continuous_gnn.benchmarks.peak.measure_peak`, reset before it, so
-memory an allocator keeps from it is counted); its times are medians of the evaluations after it. A scaling
-exponent is the least-squares slope of :math:`\log t` against :math:`\log \operatorname{nnz}(\bar A)`, fitted
-for each pass over the points that ran it.
+memory an allocator keeps from it is counted); its times are medians of the evaluations after it and one
+warm-up round. A scaling exponent is the least-squares slope of :math:`\log t` against
+:math:`\log \operatorname{nnz}(\bar A)`, fitted for each pass over the points that ran it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class ScalingSettings:
         kinds: graph kinds (``"sbm"``, ``"uniform"``).
         degree: expected mean degree.
         hidden: feature width.
-        repeats: timed evaluations per point, at least, after the first (untimed, memory-measured) one.
+        repeats: timed evaluations per point, at least, after the first (untimed, memory-measured) one and one
+            untimed warm-up round.
         min_seconds: a point's timed evaluations last at least about this long: a graph whose first evaluation
             takes ``t`` seconds is timed ``ceil(min_seconds / t)`` times when that is more than ``repeats`` (at
             most :data:`MAX_REPEATS`), so that the medians of small graphs, whose evaluations take milliseconds,
@@ -186,7 +187,9 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
 
     first_s, peak = measure_peak(timed_largest, device)
     rounds = max(repeats, min(MAX_REPEATS, math.ceil(min_seconds / first_s)))
-    comparison = compare(contestants, repeats=rounds, warmup=0, synchronize=synchronizer(device))
+    # One untimed round after the measured first evaluation: on the largest graphs one of the next evaluations
+    # or two has run about twice as long as the rest, which a median of three cannot outvote.
+    comparison = compare(contestants, repeats=rounds, warmup=1, synchronize=synchronizer(device))
     status = resident_bytes()
     process_peak = (torch.cuda.max_memory_allocated(device) if torch.device(device).type == "cuda"
                     else status.get("VmHWM", 0))

@@ -190,11 +190,12 @@ def _scaling(section: dict, meta: dict) -> list[str]:
              f"random graph. Forward: the evaluation alone, under `torch.no_grad`; forward + backward: the "
              f"evaluation and its backward pass, on graphs of at most {limit} nodes (the backward pass holds several "
              f"more nodes × {s['hidden']} tensors at once, so larger graphs are measured forward only). Time: median "
-             f"of the evaluations after the first: at least {s['repeats']}, and on graphs whose evaluation is short "
-             f"as many as last about {s['min_seconds']:g} s (at most {scaling.MAX_REPEATS}; column timed); peak: extra "
-             "memory of the first evaluation of the largest pass the point runs; process peak: the highest resident "
-             "memory of the whole process (graph included) from the first evaluation on. Each point in a process of "
-             "its own, under this run's allocator environment.", "",
+             "of the evaluations after the first (which measures memory) and one untimed warm-up round: at least "
+             f"{s['repeats']}, and on graphs whose evaluation is short as many as last about {s['min_seconds']:g} s "
+             f"(at most {scaling.MAX_REPEATS}; column timed); peak: extra memory of the first evaluation of the "
+             "largest pass the point runs; process peak: the highest resident memory of the whole process (graph "
+             "included) from the first evaluation on. Each point in a process of its own, under this run's allocator "
+             "environment.", "",
              "| graph | nodes | edges | nnz(Ā) | graph build s | timed | forward ms | forward + backward ms | peak MiB | "
              "process peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in section["points"]:
