@@ -92,7 +92,7 @@ def neighbour_lists(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]
     keep = row != col
     row, col = row[keep], col[keep]
     # One key per directed edge, both directions, deduplicated and sorted by (row, col): what PyG's
-    # to_undirected gives, in a few E-long tensors rather than its many (at 10⁸ edges, gigabytes fewer).
+    # to_undirected gives, in a few E-long tensors rather than its many (about half its peak memory).
     keys = torch.unique(torch.cat([row * num_nodes + col, col * num_nodes + row]), sorted=True)
     del row, col, keep
     row = torch.div(keys, num_nodes, rounding_mode="floor")
