@@ -201,8 +201,8 @@ def test_a_point_whose_evaluations_are_short_is_timed_until_min_seconds_have_pas
     few, many = run_isolated("continuous_gnn.benchmarks.scaling:scaling_point",
                              [spec, dict(spec, min_seconds=0.2)], env=env, timeout=60)
     # An evaluation of 400 nodes takes well under 10 ms: 2 samples without min_seconds, far more with it.
-    assert len(few["samples"]) == 2
-    assert 20 < len(many["samples"]) <= scaling.MAX_REPEATS
+    assert len(few["samples"]) == few["timed"] == 2
+    assert 20 < len(many["samples"]) == many["timed"] <= scaling.MAX_REPEATS
     with pytest.raises(ValueError, match="min_seconds must be finite and >= 0"):
         scaling.ScalingSettings(sizes=(300,), min_seconds=-1.0)
 

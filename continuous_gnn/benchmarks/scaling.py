@@ -102,7 +102,7 @@ class ScalingPoint:
     """One measured point; ``failed`` says why a point has no numbers.
 
     ``forward_s`` is the median forward evaluation; ``median_s`` the median forward + backward, ``nan`` on a point
-    measured forward only.
+    measured forward only; ``timed`` how many evaluations of each pass were timed (:attr:`ScalingSettings.min_seconds`).
     """
 
     kind: str
@@ -115,6 +115,7 @@ class ScalingPoint:
     forward_s: float = math.nan
     median_s: float = math.nan
     samples: tuple[float, ...] = ()
+    timed: int = 0
     peak_bytes: int = 0
     peak_method: str = ""
     process_peak_bytes: int = 0
@@ -197,7 +198,7 @@ def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: in
     return {"edges": edge_count, "nnz": int(graph.edge_index.size(1)), "graph_s": graph_s,
             "forward_s": comparison.median("forward"),
             "median_s": comparison.median("forward + backward") if backward else math.nan,
-            "samples": list(comparison[timed].samples), "peak_bytes": peak.bytes, "peak_method": peak.method,
+            "samples": list(comparison[timed].samples), "timed": rounds, "peak_bytes": peak.bytes, "peak_method": peak.method,
             "process_peak_bytes": int(process_peak), "loaded": loaded_allocator()}
 
 

@@ -204,7 +204,7 @@ def _scaling(section: dict, meta: dict) -> list[str]:
             continue
         both = _ms(p["median_s"]) if math.isfinite(p["median_s"]) else "forward only"
         lines.append(f"| {p['kind']} | {p['nodes']} | {p['edges']} | {p['nnz']} | {p['graph_s']:.1f} | "
-                     f"{len(p['samples'])} | "
+                     f"{p['timed']} | "
                      f"{_ms(p['forward_s'])} | {both} | {_mib(p['peak_bytes'])} | {_mib(p['process_peak_bytes'])} |")
     lines.append("")
     points = [ScalingPoint(**{**p, "samples": tuple(p["samples"])}) for p in section["points"]]
