@@ -50,11 +50,40 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
         raise
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (UTF-8) and return the path."""
-    with atomic_open(path, "w") as handle:
-        handle.write(text)
-    return Path(path)
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, numbered: bool = False) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8) and return the path written.
+
+    Args:
+        path: the destination.
+        text (str): the whole content.
+        numbered (bool): never replace a file: write to the first of ``path``, ``<stem>-1<suffix>``,
+            ``<stem>-2<suffix>``, ... that does not exist, claimed at the moment of the write, so that two
+            processes that chose the same default name (two runs started in the same second) both keep their
+            file (default: ``False``, replace ``path``).
+    """
+    if not numbered:
+        with atomic_open(path, "w") as handle:
+            handle.write(text)
+        return Path(path)
+    path = Path(path)
+    for i in range(_MAX_NUMBERED):
+        candidate = path if i == 0 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+        try:  # claim the name; only the process whose exclusive create succeeds writes there
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        try:
+            with atomic_open(candidate, "w") as handle:
+                handle.write(text)
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
+        return candidate
+    raise FileExistsError(f"cannot write {str(path)!r}: it and {_MAX_NUMBERED - 1} numbered names beside it exist")
+
+
+#: How many names ``atomic_write_text(numbered=True)`` tries: the path and its numbered variants.
+_MAX_NUMBERED = 1000
 
 
 def check_creatable(path: str | os.PathLike[str], label: str = "path") -> None:

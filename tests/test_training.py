@@ -400,6 +400,28 @@ def test_record_round_trips_and_is_written_atomically(tmp_path):
         result.to_record(config={})
 
 
+def _save_numbered(args) -> str:
+    path, value = args
+    return save_record({"value": value}, path, numbered=True).name
+
+
+def test_numbered_records_never_replace_a_file_even_when_written_at_once(tmp_path):
+    """Runs that chose the same default name (started in the same second) each keep their record."""
+    import concurrent.futures
+    import multiprocessing
+
+    path = tmp_path / "cora-graff-20261206-004240.json"
+    path.write_text("{}")  # a record of an earlier run
+    assert save_record({"value": -1}, path).name == path.name and json.loads(path.read_text()) == {"value": -1}
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
+        names = list(pool.map(_save_numbered, [(path, value) for value in range(8)]))
+    assert sorted(names) == [f"{path.stem}-{i}.json" for i in range(1, 9)]
+    assert sorted(json.loads((tmp_path / name).read_text())["value"] for name in names) == list(range(8))
+    assert json.loads(path.read_text()) == {"value": -1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, *names])  # no temporary file
+
+
 def test_load_record_rejects_files_that_are_not_run_records(tmp_path):
     cases = {
         "list.json": ("[1, 2]", "holds a JSON list, not a continuous_gnn run record"),

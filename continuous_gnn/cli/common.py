@@ -148,31 +148,37 @@ def timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for i in range(1, 1000):
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    return path
+@dataclass(frozen=True)
+class OutputFile:
+    """Where a command writes its result file.
+
+    Attributes:
+        path (Path): the file, or, when ``numbered``, the name that the write starts from.
+        numbered (bool): a default name: the write takes the first free one of ``path``, ``<stem>-1``, ... at the
+            moment it writes, so that runs started in the same second keep their own files.
+    """
+
+    path: Path
+    numbered: bool
 
 
-def output_path(out: str | None, default_name: str) -> Path:
+def output_path(out: str | None, default_name: str) -> OutputFile:
     """Where a command writes its result file, checked before any work so that a bad path cannot lose a run.
 
     ``out`` is a file, or a folder (existing, or ending in ``/``) for ``default_name``; ``None`` means
-    ``runs/<default_name>``. An existing default name gets a ``-1``, ``-2``, ... suffix.
+    ``runs/<default_name>``. A default name that exists when the command writes gets a ``-1``, ``-2``, ...
+    suffix; a file named by ``out`` is replaced.
     """
     if out is None:
-        path = _unique(Path("runs") / default_name)
+        target = OutputFile(Path("runs") / default_name, numbered=True)
     elif not out.strip():
         raise UsageError("--out is empty; pass a file or a folder")
     else:
         given = Path(out).expanduser()
-        path = _unique(given / default_name) if given.is_dir() or out.endswith(("/", os.sep)) else given
-    check_creatable(path, "--out")
-    return path
+        folder = given.is_dir() or out.endswith(("/", os.sep))
+        target = OutputFile(given / default_name if folder else given, numbered=folder)
+    check_creatable(target.path, "--out")
+    return target
 
 
 def output_folder(text: str, flag: str = "--out") -> Path:

@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     world = torchrun_world() if args.distributed else None
     main = world is None or world.is_main
     label = resolved.preset or config.energy
-    path = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
+    target = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
     root, cache = data_paths(args)
     fetch_dataset(args, config.dataset, root)
     dataset = load_run_dataset(config, root, cache_dir=cache)
@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         command=shlex.join([PROG, *argv]),
         **extra,
     )
-    save_record(record, path)
+    path = save_record(record, target.path, numbered=target.numbered)
     agg = record["aggregate"]
     epochs = sum(s.epochs_run for s in result.splits)
     print(f"test {metric} {percent(agg['test_mean'])} ± {percent(agg['test_std'])} "

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_open
+from ..atomic import atomic_write_text
 from ..errors import IntegrationError, TrainingDivergedError
 from ..training.config import RunConfig
 from ..training.config_io import config_to_toml
@@ -170,7 +170,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     search_space = load_search_space(args.space if args.space is not None else search_space_path())
     searched = _searched(search_space, args.fix, args.also, base)
     seeds = parse_seeds(args.seeds, base.seed)
-    path = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
+    target = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
+    path = target.path
     root, cache = data_paths(args)
     fetch_dataset(args, base.dataset, root)
     dataset = load_run_dataset(base, root, cache_dir=cache)
@@ -283,8 +284,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     if inherited:
         header += f"\nStarted from `{args.config}`, whose header reads:\n" + "\n".join(f"  {line}" for line in inherited)
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
-    with atomic_open(path) as handle:
-        handle.write(config_to_toml(best_config, header=header, keys=keys))
+    path = atomic_write_text(path, config_to_toml(best_config, header=header, keys=keys), numbered=target.numbered)
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in started]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",

@@ -184,15 +184,22 @@ def environment() -> dict[str, Any]:
     }
 
 
-def save_record(record: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`).
+def save_record(record: dict[str, Any], path: str | os.PathLike[str], *, numbered: bool = False) -> Path:
+    """Write a JSON record atomically (temporary file in the same folder, then :func:`os.replace`) and return the
+    path written.
+
+    Args:
+        record (dict): the JSON object.
+        path: the destination.
+        numbered (bool): never replace a file; write to the first free name of ``path``, ``<stem>-1.json``, ...
+            (:func:`continuous_gnn.atomic.atomic_write_text`) (default: ``False``).
 
     Raises:
         TypeError: if ``record`` is not a dict (a record is a JSON object, e.g. :meth:`RunResult.to_record`).
     """
     if not isinstance(record, dict):
         raise TypeError(f"record must be a dict (a JSON object such as RunResult.to_record()), got {type(record).__name__}")
-    return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n")
+    return atomic_write_text(path, json.dumps(record, indent=1, allow_nan=True) + "\n", numbered=numbered)
 
 
 #: The keys every run record has since the first format (:meth:`RunResult.to_record`).
