@@ -5,7 +5,12 @@ full-batch forward, the cross-entropy on split 0's training nodes, backward and 
 
 * the package: :class:`~continuous_gnn.ContinuousGNN` with the GRAFF energy (dense :math:`W`), Euler with step 1
   and :math:`T = L`, so L residual layers that share their weights, on a :class:`~continuous_gnn.Graph` built
-  once;
+  once, given the dense features as the PyG stack is;
+* the same package model as ``continuous-gnn train`` builds and feeds it: the same weights, with the input
+  dropout and the first linear map in one :class:`~continuous_gnn.nn.SparseInputLinear`, and the features
+  stored as sparse CSR when at most :data:`~continuous_gnn.training.build.SPARSE_FEATURE_DENSITY` of them are
+  non-zero (:func:`~continuous_gnn.training.build.prepare_features`), so that dropout draws one number per stored
+  entry instead of one per entry of the dense ``(n, p)`` input;
 * :class:`GCNStack`: L ``torch_geometric.nn.GCNConv`` layers with ReLU, in two forms: PyG's fastest on CPU,
   ``cached=True`` with a torch CSR ``adj_t`` (normalised once, one fused sparse product per layer), and PyG's
   default, an ``edge_index`` that every layer normalises again and aggregates by gather/scatter.
@@ -30,14 +35,17 @@ from ..data import NodeDataset
 from ..energies import GRAFFEnergy
 from ..graph import Graph
 from ..models import ContinuousGNN
+from ..nn import SparseInputLinear
 from ..ode import FixedGrid
+from ..training.build import prepare_features
 from .timing import Comparison, compare, synchronizer
 
 __all__ = ["EpochSettings", "EpochResult", "GCNStack", "epoch_comparison", "fused_edge_index", "CONTESTANTS", "OFFICIAL_EPOCH_MS",
            "OFFICIAL_SOURCE"]
 
 #: The contestants, in the order of the comparison (the first is the ratios' baseline).
-CONTESTANTS = ("package GRAFF", "PyG GCNConv, cached CSR adj_t", "PyG GCNConv, edge_index")
+CONTESTANTS = ("package GRAFF", "package GRAFF, as trained", "PyG GCNConv, cached CSR adj_t",
+               "PyG GCNConv, edge_index")
 
 #: Epoch times of the official GRAFF code, quoted (not measured by this benchmark): milliseconds per epoch.
 OFFICIAL_EPOCH_MS = {"cora": 85.0, "squirrel": 1040.0}
@@ -74,6 +82,7 @@ class EpochResult:
     nodes: int
     edges: int
     features: int
+    sparse_features: bool  # whether the trained form stored the features as sparse CSR
     comparison: Comparison
 
 
@@ -127,23 +136,45 @@ def epoch_comparison(dataset: NodeDataset, settings: EpochSettings, device: str 
             raise ValueError(f"{dataset.name}: GCNConv gives different outputs on adj_t and edge_index")
         for conv in fast.convs:
             conv._cached_adj_t = None  # cached at the check; the timed runs rebuild it once in warm-up
-    models = {CONTESTANTS[0]: (package, graph), CONTESTANTS[1]: (fast, adj_t), CONTESTANTS[2]: (default, edge_index)}
-    optimizers = {name: torch.optim.Adam(model.parameters(), lr=settings.lr) for name, (model, _) in models.items()}
+    trained = _as_trained(package, settings.input_dropout)
+    features = prepare_features(x)
+    with torch.no_grad():
+        package.eval(), trained.eval()
+        if not torch.allclose(package(x, graph), trained(features, graph), rtol=1e-4, atol=1e-5):
+            raise ValueError(f"{dataset.name}: the package model gives different outputs on dense and stored features")
+    models = {CONTESTANTS[0]: (package, graph, x), CONTESTANTS[1]: (trained, graph, features),
+              CONTESTANTS[2]: (fast, adj_t, x), CONTESTANTS[3]: (default, edge_index, x)}
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=settings.lr) for name, (model, *_) in models.items()}
 
     def epoch(name: str):
-        model, adjacency = models[name]
+        model, adjacency, inputs = models[name]
 
         def run() -> None:
             model.train()
             optimizers[name].zero_grad()
-            F.cross_entropy(model(x, adjacency)[train], y[train]).backward()
+            F.cross_entropy(model(inputs, adjacency)[train], y[train]).backward()
             optimizers[name].step()
 
         return run
 
     comparison = compare({name: epoch(name) for name in CONTESTANTS}, repeats=settings.repeats,
                          warmup=settings.warmup, synchronize=synchronizer(device))
-    return EpochResult(dataset.name, n, int(edge_index.size(1)), dataset.num_features, comparison)
+    return EpochResult(dataset.name, n, int(edge_index.size(1)), dataset.num_features,
+                       features.layout == torch.sparse_csr, comparison)
+
+
+def _as_trained(model: ContinuousGNN, input_dropout: float) -> ContinuousGNN:
+    """A copy of ``model`` whose input dropout and encoder are one :class:`SparseInputLinear` with the same weights,
+    as :func:`~continuous_gnn.training.build.build_model` builds it: the same function of dense input, and it also
+    takes the sparse features of :func:`~continuous_gnn.training.build.prepare_features`."""
+    trained = copy.deepcopy(model)
+    encoder = trained.encoder
+    if not isinstance(encoder, nn.Linear):
+        raise TypeError(f"the epoch benchmark's model has a linear encoder, got {type(encoder).__name__}")
+    first = SparseInputLinear(encoder.in_features, encoder.out_features, input_dropout).to(encoder.weight.device)
+    first.load_state_dict(encoder.state_dict())
+    trained.encoder, trained.input_dropout = first, 0.0
+    return trained
 
 
 def fused_edge_index() -> bool:

@@ -51,6 +51,7 @@ from ..benchmarks.memory import MemorySettings
 from ..benchmarks.minibatch import MinibatchSettings
 from ..benchmarks.overhead import OverheadSettings
 from ..benchmarks.scaling import ScalingSettings
+from ..training.build import SPARSE_FEATURE_DENSITY
 from .common import Subcommand, UsageError, at_least, choices, project_dir
 
 __all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan", "recorded_command"]
@@ -224,7 +225,8 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
                     rows.append(row)
                     say(section, f"{i}/{len(datasets)} {dataset.name}: " + ", ".join(
                         f"{t.name} {1000 * t.median:.1f} ms" for t in row.comparison.timings))
-                results["a"] = {"rows": rows, "fused_edge_index": epoch.fused_edge_index()}
+                results["a"] = {"rows": rows, "fused_edge_index": epoch.fused_edge_index(),
+                                "sparse_density": SPARSE_FEATURE_DENSITY}
             elif section in ("b", "c"):
                 rows = []
                 for nodes in settings.overhead.sizes:
