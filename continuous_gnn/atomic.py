@@ -16,6 +16,15 @@ def _umask() -> int:
     return current
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder (created if needed): its descriptor and name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the file the caller asked for, not the temporary one beside it
+        raise type(err)(err.errno, f"cannot write {str(path)!r}: {err.strerror}") from err
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit, flush it to disk and rename it onto ``path``.
@@ -31,11 +40,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:  # name the file the caller asked for, not the temporary one beside it
-        raise type(err)(err.errno, f"cannot write {str(path)!r}: {err.strerror}") from err
+    fd, tmp = _temporary_beside(path)
     try:
         if "b" not in mode:
             kwargs.setdefault("encoding", "utf-8")
@@ -54,35 +59,59 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, numbered: bool
     """Write ``text`` to ``path`` atomically (UTF-8) and return the path written.
 
     Args:
-        path: the destination.
+        path: the destination; its folder is created if needed.
         text (str): the whole content.
         numbered (bool): never replace a file: write to the first of ``path``, ``<stem>-1<suffix>``,
-            ``<stem>-2<suffix>``, ... that does not exist, claimed at the moment of the write, so that two
-            processes that chose the same default name (two runs started in the same second) both keep their
-            file (default: ``False``, replace ``path``).
+            ``<stem>-2<suffix>``, ... that does not exist at the moment of the write (the finished file is
+            hard-linked there, which fails if the name exists), so that two processes that chose the same default
+            name, such as two runs started in the same second, both keep their file (default: ``False``,
+            replace ``path``).
     """
     if not numbered:
         with atomic_open(path, "w") as handle:
             handle.write(text)
         return Path(path)
     path = Path(path)
-    for i in range(_MAX_NUMBERED):
-        candidate = path if i == 0 else path.with_name(f"{path.stem}-{i}{path.suffix}")
-        try:  # claim the name; only the process whose exclusive create succeeds writes there
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            continue
-        try:
-            with atomic_open(candidate, "w") as handle:
-                handle.write(text)
-        except BaseException:
-            candidate.unlink(missing_ok=True)
-            raise
-        return candidate
+    with _written_beside(path, text) as tmp:
+        for candidate in numbered_names(path):
+            try:
+                os.link(tmp, candidate)
+            except FileExistsError:
+                continue
+            except OSError:  # a file system without hard links: claim the name, then rename onto it
+                try:
+                    os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, candidate)
+            return candidate
     raise FileExistsError(f"cannot write {str(path)!r}: it and {_MAX_NUMBERED - 1} numbered names beside it exist")
 
 
-#: How many names ``atomic_write_text(numbered=True)`` tries: the path and its numbered variants.
+def numbered_names(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``path``, then ``<stem>-1<suffix>``, ``<stem>-2<suffix>``, ...: the names a numbered write tries."""
+    path = Path(path)
+    yield path
+    for i in range(1, _MAX_NUMBERED):
+        yield path.with_name(f"{path.stem}-{i}{path.suffix}")
+
+
+@contextmanager
+def _written_beside(path: Path, text: str) -> Iterator[str]:
+    """A finished temporary file holding ``text`` in ``path``'s folder, removed on exit."""
+    fd, tmp = _temporary_beside(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+#: How many names a numbered write tries: the path and its numbered variants.
 _MAX_NUMBERED = 1000
 
 

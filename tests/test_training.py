@@ -420,6 +420,20 @@ def test_numbered_records_never_replace_a_file_even_when_written_at_once(tmp_pat
     assert sorted(json.loads((tmp_path / name).read_text())["value"] for name in names) == list(range(8))
     assert json.loads(path.read_text()) == {"value": -1}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, *names])  # no temporary file
+    # The first run into a folder that does not exist yet (a fresh checkout's runs/) creates it.
+    fresh = tmp_path / "runs" / "sub" / "r.json"
+    assert save_record({"value": 9}, fresh, numbered=True) == fresh and json.loads(fresh.read_text()) == {"value": 9}
+
+
+def test_a_default_named_search_claims_its_name_with_its_study_file(tmp_path):
+    from continuous_gnn.cli.tune import _claim_study_name
+
+    path = tmp_path / "tune-cora-20261206-004240.toml"
+    assert _claim_study_name(path) == path and (tmp_path / f"{path.stem}.optuna.sqlite3").stat().st_size == 0
+    # A second search in the same second finds the study file taken and moves on, as it does past a config.
+    assert _claim_study_name(path).name == f"{path.stem}-1.toml"
+    (tmp_path / f"{path.stem}-2.toml").write_text("")
+    assert _claim_study_name(path).name == f"{path.stem}-3.toml"
 
 
 def test_load_record_rejects_files_that_are_not_run_records(tmp_path):

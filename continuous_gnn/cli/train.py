@@ -46,7 +46,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     add_source_flags(parser)
     parser.add_argument("--out", metavar="PATH",
                         help="JSON record path, or a folder for the default name "
-                             "(default: runs/<dataset>-<preset or energy>-<timestamp>.json)")
+                             "(default: runs/<dataset>-<preset or energy>-<timestamp>.json; a default name that "
+                             "exists when the run ends gets a -1, -2, ... suffix, a file you name is replaced)")
     parser.add_argument("--distributed", action="store_true",
                         help="be one process of a data-parallel run started by torchrun: each process trains its "
                              "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "

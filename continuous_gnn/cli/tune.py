@@ -22,12 +22,13 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, numbered_names
 from ..errors import IntegrationError, TrainingDivergedError
 from ..training.config import RunConfig
 from ..training.config_io import config_to_toml
@@ -223,9 +224,12 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                 "splits": list(splits), "seeds": list(seeds), "searched": searched, "trials": args.trials,
                 "space": {name: [kind, list(values)] for name, (kind, values) in space.items()}}
     study_name = args.study_name
+    numbered = target.numbered
     if storage is None:  # this command's own study, beside its output; other flags make another study
-        study_file = path.with_suffix(".optuna.sqlite3")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if numbered:  # a default name: claim it now, with its study file, for the config written at the end
+            path, numbered = _claim_study_name(path), False
+        study_file = path.with_suffix(".optuna.sqlite3")
         storage = open_storage(f"sqlite:///{study_file}")
         digest = hashlib.sha256(json.dumps([settings, sampler_seed], sort_keys=True).encode()).hexdigest()[:12]
         study_name = f"{path.stem}-{digest}"
@@ -284,7 +288,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     if inherited:
         header += f"\nStarted from `{args.config}`, whose header reads:\n" + "\n".join(f"  {line}" for line in inherited)
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
-    path = atomic_write_text(path, config_to_toml(best_config, header=header, keys=keys), numbered=target.numbered)
+    path = atomic_write_text(path, config_to_toml(best_config, header=header, keys=keys), numbered=numbered)
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in started]
     save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
@@ -294,6 +298,20 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                  "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
     return 0
+
+
+def _claim_study_name(path: Path) -> Path:
+    """The first of ``path``, ``<stem>-1.toml``, ... that is free, claimed by creating its study file (an empty
+    file is an empty SQLite database), so that searches started in the same second keep their own studies."""
+    for candidate in numbered_names(path):
+        if candidate.exists():
+            continue
+        try:
+            os.close(os.open(candidate.with_suffix(".optuna.sqlite3"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"cannot start a study beside {str(path)!r}: every numbered name beside it is taken")
 
 
 COMMAND = Subcommand("tune", "search hyperparameters on the validation metric (Optuna)", _arguments, _tune)
