@@ -20,6 +20,7 @@ from continuous_gnn.energies import (
     AttentionDirichletEnergy,
     AttentionGraph,
     DirichletEnergy,
+    EdgeAttention,
     Energy,
     EnergySum,
     GRAFFEnergy,
@@ -169,6 +170,39 @@ def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
     assert float(energy.energy(x, attended).detach()) >= 0
     with pytest.raises(ValueError, match="pass x0=F\\(0\\)"):
         energy.energy(x, graph)
+
+
+@pytest.mark.parametrize("make", [lambda: _attention(heads=2, uniform_start=True),
+                                  lambda: cg.AttentionDiffusion(D, heads=2, uniform_start=True).double(),
+                                  lambda: cg.FixedAttentionDiffusion(D, heads=2, uniform_start=True).double()])
+def test_a_uniform_start_gives_each_neighbour_the_same_attention_and_still_learns(make):
+    graph = random_graph(N, 0.35, 30)
+    x0 = random_features(N, D, 31)
+    model = make()
+    values = model.attention(x0, graph.pattern)
+    degree = torch.bincount(graph.pattern.row, minlength=N).to(DTYPE)
+    torch.testing.assert_close(values, degree.reciprocal()[graph.pattern.row])
+    # The random start does not give it: its attention differs between neighbours.
+    torch.manual_seed(0)
+    assert not torch.allclose(EdgeAttention(D, heads=2).double()(x0, graph.pattern), values)
+    # It learns from there (a loss that the uniform attention does not minimise): the key weights at once; the
+    # query weights shift a node's scores alike, which its softmax cancels, until the keys differ after a step.
+    target = random_features(graph.pattern.row.numel(), 1, 32).squeeze(1)
+    query, key = model.attention.query.weight, model.attention.key.weight
+
+    def gradients() -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad((model.attention(x0, graph.pattern) * target).sum(), [query, key])
+
+    query_grad, key_grad = gradients()
+    assert float(key_grad.abs().max()) > 1e-3 and float(query_grad.abs().max()) < 1e-12
+    with torch.no_grad():
+        key -= 0.5 * key_grad
+    assert float(gradients()[0].abs().max()) > 1e-3
+    # reset_parameters keeps the uniform start.
+    model.reset_parameters()
+    torch.testing.assert_close(model.attention(x0, graph.pattern), degree.reciprocal()[graph.pattern.row])
+    with pytest.raises(ValueError, match="uniform_start must be true or false, got 1"):
+        EdgeAttention(D, uniform_start=1)
 
 
 @pytest.mark.parametrize("adjoint", [False, True])

@@ -37,10 +37,19 @@ class EdgeAttention(nn.Module):
 
     so that :math:`\sum_j a_{ij} = 1` for every node :math:`i` with at least one edge.
 
+    With ``uniform_start=True`` the query and key weights :math:`W_Q, W_K` start at zero (their biases keep
+    ``nn.Linear``'s random start): every score of a node is then the same, and the attention starts uniform over
+    its neighbours, :math:`a_{ij} = 1/\deg(i)`. GRAND's code starts these weights at the constant
+    :math:`10^{-5}`, which gives nearly the same start. From there the key weights get gradients at once; the
+    query weights and both biases shift every score of a node by the same amount, which the softmax over its
+    neighbours cancels, so they get none until the keys differ between neighbours, after the first update.
+
     Args:
         channels (int): feature width ``d``.
         key_channels (int, optional): :math:`d_k` per head (default: ``channels``).
         heads (int): :math:`H` (default: ``1``).
+        uniform_start (bool): start the attention uniform over each node's neighbours (default: ``False``,
+            ``nn.Linear``'s random start).
 
     Shapes:
         - **input:** features ``(|V|, d)``, the graph's :class:`~continuous_gnn.edge_product.EdgePattern`
@@ -48,19 +57,31 @@ class EdgeAttention(nn.Module):
         - **output:** attention ``(|E|,)`` on the pattern's edges, in its CSR order
     """
 
-    def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1) -> None:
+    def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1, *,
+                 uniform_start: bool = False) -> None:
         super().__init__()
         check_positive_int(channels, "channels")
         key_channels = channels if key_channels is None else key_channels
         check_positive_int(key_channels, "key_channels")
         check_positive_int(heads, "heads")
+        if not isinstance(uniform_start, bool):
+            raise ValueError(f"uniform_start must be true or false, got {uniform_start!r}")
         self.channels, self.key_channels, self.heads = channels, key_channels, heads
+        self.uniform_start = uniform_start
         self.query = nn.Linear(channels, heads * key_channels)
         self.key = nn.Linear(channels, heads * key_channels)
+        self._start_uniform()
+
+    def _start_uniform(self) -> None:
+        if self.uniform_start:
+            with torch.no_grad():
+                self.query.weight.zero_()
+                self.key.weight.zero_()
 
     def reset_parameters(self) -> None:
         self.query.reset_parameters()
         self.key.reset_parameters()
+        self._start_uniform()
 
     def forward(self, x: Tensor, pattern: EdgePattern) -> Tensor:
         q = self.query(x).view(-1, self.heads, self.key_channels)
@@ -69,7 +90,8 @@ class EdgeAttention(nn.Module):
         return softmax(scores, pattern.row, num_nodes=pattern.num_nodes).mean(dim=1)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
+        return (f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
+                + (", uniform_start=True" if self.uniform_start else ""))
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,13 +175,15 @@ class AttentionDirichletEnergy(Energy):
         heads (int): attention heads, averaged (default: ``1``).
         rate (bool): learn the diffusion rate α (default: ``False``, α = 1).
         source (bool): add the source term :math:`-\beta\langle X, X(0)\rangle` (default: ``False``).
+        uniform_start (bool): start the attention uniform over each node's neighbours, as GRAND's code does
+            (:class:`EdgeAttention`) (default: ``False``).
     """
 
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
-                 source: bool = False) -> None:
+                 source: bool = False, uniform_start: bool = False) -> None:
         super().__init__()
         self.channels = channels
-        self.attention = EdgeAttention(channels, key_channels, heads)
+        self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
         self.beta = nn.Parameter(torch.zeros(())) if source else None
 

@@ -43,16 +43,18 @@ class AttentionDiffusion(Field):
         heads (int): attention heads, averaged (default: ``1``).
         rate (bool): learn the diffusion rate α (default: ``False``, α = 1).
         source (bool): add the source term :math:`+\beta X(0)` (default: ``False``).
+        uniform_start (bool): start the attention uniform over each node's neighbours, as GRAND's code does
+            (:class:`~continuous_gnn.energies.EdgeAttention`) (default: ``False``).
     """
 
     is_gradient_flow = False
 
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
-                 source: bool = False) -> None:
+                 source: bool = False, uniform_start: bool = False) -> None:
         super().__init__()
         check_positive_int(channels, "channels")
         self.channels = channels
-        self.attention = EdgeAttention(channels, key_channels, heads)
+        self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
         self.beta = nn.Parameter(torch.zeros(())) if source else None
 
