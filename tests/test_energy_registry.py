@@ -15,6 +15,7 @@ from continuous_gnn.energies import Energy
 from continuous_gnn.fields import Field
 from continuous_gnn.fields.registry import FLOWS, build_named, check_options, flow_class
 from continuous_gnn.training import RunConfig, build_model, config_to_toml, read_config_file, resolve_config
+from continuous_gnn.training.config_io import dropped_energy_options
 
 USER_MODULE = textwrap.dedent('''
     import torch
@@ -78,8 +79,12 @@ def test_options_come_from_a_toml_table_and_from_flags(tmp_path):
     written = tmp_path / "written.toml"
     written.write_text(config_to_toml(config))
     assert resolve_config(read_config_file(written)) == config
-    # Choosing another energy in a higher layer drops the options of the one it replaced.
+    # Choosing another energy in a higher layer drops the options of the one it replaced, and says which.
     assert resolve_config(layer, {"energy": "dirichlet"}).energy_options == {}
+    assert dropped_energy_options(layer, {"energy": "dirichlet"}, sources=["file", "flags"]) == [
+        ("file", "allen_cahn", ["learnable", "well"])]
+    assert dropped_energy_options(layer, {"energy_options": {"repulsion": 2.0}}) == []
+    assert dropped_energy_options(layer, {"energy": "allen_cahn"}) == []  # the same energy chosen again
     bad = tmp_path / "bad.toml"
     bad.write_text('[energy_options]\nwell = {a = 1}\n')
     with pytest.raises(ValueError, match="energy_options.well must be a number, string, boolean"):
@@ -117,3 +122,19 @@ def test_a_user_energy_trains_from_the_command_line(tmp_path, data_root):
                           "user_energies:Nope", "--data-root", str(data_root)], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "has no class 'Nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_cli_names_energy_options_that_another_energy_leaves_behind(tmp_path, capsys):
+    from continuous_gnn.cli import main
+
+    config = tmp_path / "acmp.toml"
+    config.write_text('dataset = "texas"\nenergy = "allen_cahn"\n\n[energy_options]\nwell = 0.5\n')
+    # The data root does not exist: the note comes from resolving the config, before any data is read.
+    argv = ["train", "--config", str(config), "--energy", "dirichlet", "--data-root", str(tmp_path / "none"),
+            "--no-download", "--out", str(tmp_path / "r.json")]
+    main(argv)
+    err = capsys.readouterr().err
+    assert (f"note: the energy is dirichlet, so the allen_cahn options of the config file {config} (well) do not "
+            "apply") in err
+    main(argv[:3] + argv[5:])
+    assert "note:" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import tomllib
 
 from ..training.config import RunConfig, check_overrides, field_type, parse_splits
-from ..training.config_io import read_config_file, resolve_config
+from ..training.config_io import dropped_energy_options, read_config_file, resolve_config
 from ..training.presets import available_presets, preset_path
 from .common import UsageError, add_data_flags
 
@@ -158,8 +159,14 @@ def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
         path = preset_path(args.preset, dataset)
         preset_layer = read_config_file(path)
         preset_file = str(path)
-    config = resolve_config(preset_layer, file_layer, typed,
-                            sources=[f"preset {args.preset}", f"config file {args.config}", "command line"])
+    layers = (preset_layer, file_layer, typed)
+    sources = [f"preset {args.preset}", f"config file {args.config}", "command line"]
+    config = resolve_config(*layers, sources=sources)
     if config.dataset is None:
         raise UsageError("no dataset: pass --dataset NAME (or set dataset in the --config file)")
+    for source, energy, keys in dropped_energy_options(*layers, sources=sources):
+        # Not an error (another energy may take other options), but easy to miss: say what was left behind.
+        print(f"note: the energy is {config.energy}, so the {energy} options of the {source} ({', '.join(keys)}) "
+              f"do not apply; pass any that {config.energy} takes again with --energy-option KEY=VALUE",
+              file=sys.stderr, flush=True)
     return ResolvedConfig(config, args.preset, preset_file, args.config)

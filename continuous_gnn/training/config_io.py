@@ -19,7 +19,7 @@ import tomllib
 from ..ode.methods import is_fixed
 from .config import RunConfig, check_overrides
 
-__all__ = ["resolve_config", "read_toml", "read_config_file", "load_config", "config_to_toml"]
+__all__ = ["resolve_config", "dropped_energy_options", "read_toml", "read_config_file", "load_config", "config_to_toml"]
 
 
 def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | None = None) -> RunConfig:
@@ -46,18 +46,43 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
     for key in stale:
         if level.get(key, -1) < method_level:
             merged[key] = None
+    merged["energy_options"] = _energy_options(layers, names)[0]
+    return RunConfig(**merged)
+
+
+def dropped_energy_options(*layers: Mapping[str, Any] | None,
+                           sources: Iterable[str] | None = None) -> list[tuple[str, str, list[str]]]:
+    """The energy options that :func:`resolve_config` drops because a later layer chose another energy.
+
+    Returns:
+        list: ``(source, energy, option names)`` for each layer whose options were dropped, in layer order.
+    """
+    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
+    return _energy_options(layers, names)[1]
+
+
+def _energy_options(layers: tuple[Mapping[str, Any] | None, ...],
+                    names: list[str]) -> tuple[dict[str, Any], list[tuple[str, str, list[str]]]]:
     # Energy options merge key by key across layers, except that choosing another energy drops the options of
     # the one it replaced (they are keyword arguments of another class).
-    options: dict[str, Any] = {}
-    energy, final = RunConfig.energy, merged.get("energy", RunConfig.energy)
+    final = RunConfig.energy
     for layer in layers:
+        if layer is not None:
+            final = layer.get("energy", final)
+    options: dict[str, Any] = {}
+    dropped: list[tuple[str, str, list[str]]] = []
+    energy = RunConfig.energy
+    for layer, name in zip(layers, names, strict=True):
         if layer is None:
             continue
         energy = layer.get("energy", energy)
-        if "energy_options" in layer and energy == final:
+        if "energy_options" not in layer:
+            continue
+        if energy == final:
             options.update(check_overrides({"energy_options": layer["energy_options"]})["energy_options"])
-    merged["energy_options"] = options
-    return RunConfig(**merged)
+        elif layer["energy_options"]:
+            dropped.append((name, energy, sorted(layer["energy_options"])))
+    return options, dropped
 
 
 def read_toml(path: Path, label: str) -> dict[str, Any]:
