@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -40,6 +40,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
+    with _staged(path, mode, lambda tmp: os.replace(tmp, path), **kwargs) as handle:
+        yield handle
+
+
+@contextmanager
+def _staged(path: Path, mode: str, publish: Callable[[str], None], **kwargs) -> Iterator[IO]:
+    """A temporary file beside ``path``, open for writing; on a clean exit it is flushed to disk, given the usual
+    permissions and handed to ``publish`` (which moves or links it into place). Whatever is left of it is removed."""
     fd, tmp = _temporary_beside(path)
     try:
         if "b" not in mode:
@@ -49,10 +57,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
+        publish(tmp)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, numbered: bool = False) -> Path:
@@ -72,19 +79,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, numbered: bool
             handle.write(text)
         return Path(path)
     path = Path(path)
-    with _written_beside(path, text) as tmp:
-        for candidate in numbered_names(path):
+    written: list[Path] = []
+    with _staged(path, "w", lambda tmp: written.append(_link_to_free_name(tmp, path))) as handle:
+        handle.write(text)
+    return written[0]
+
+
+def _link_to_free_name(tmp: str, path: Path) -> Path:
+    """Put the finished file ``tmp`` at the first free one of :func:`numbered_names` of ``path``, replacing none."""
+    for candidate in numbered_names(path):
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: claim the name, then rename onto it
             try:
-                os.link(tmp, candidate)
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             except FileExistsError:
                 continue
-            except OSError:  # a file system without hard links: claim the name, then rename onto it
-                try:
-                    os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-                except FileExistsError:
-                    continue
-                os.replace(tmp, candidate)
-            return candidate
+            os.replace(tmp, candidate)
+        return candidate
     raise FileExistsError(f"cannot write {str(path)!r}: it and {_MAX_NUMBERED - 1} numbered names beside it exist")
 
 
@@ -94,21 +108,6 @@ def numbered_names(path: str | os.PathLike[str]) -> Iterator[Path]:
     yield path
     for i in range(1, _MAX_NUMBERED):
         yield path.with_name(f"{path.stem}-{i}{path.suffix}")
-
-
-@contextmanager
-def _written_beside(path: Path, text: str) -> Iterator[str]:
-    """A finished temporary file holding ``text`` in ``path``'s folder, removed on exit."""
-    fd, tmp = _temporary_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        yield tmp
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 #: How many names a numbered write tries: the path and its numbered variants.
