@@ -212,6 +212,26 @@ def test_a_killed_tune_continues_its_study_and_ends_with_the_requested_trials(da
     assert "1 of 1 trials completed" in out.read_text()
 
 
+@pytest.mark.data
+def test_a_default_named_tune_names_the_out_that_continues_it(data_root, data_cache, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)  # the default name is runs/tune-<dataset>-<timestamp>.toml under the working folder
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "10", "--hidden", "8", "--trials", "1",
+            "--fix", "hidden,self_loops", "--data-root", str(data_root), "--cache-dir", str(data_cache)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    # Rerun as it was, the command would claim the next free name and with it a new study; the message names the
+    # --out that finds this one.
+    assert "rerun this command to continue" not in printed
+    (out,) = re.findall(r"rerun this command with --out (\S+) to continue if it stops", printed)
+    assert (tmp_path / out).exists() and (tmp_path / out).parent == tmp_path / "runs"
+    assert main([*argv, "--out", out]) == 0
+    again = capsys.readouterr().out
+    assert "1 of 1 trials had finished (found in the study): running the others" in again
+    assert "rerun this command to continue if it stops" in again  # a named --out: the command as it was
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.optuna.sqlite3")) == [Path(out).stem + ".optuna.sqlite3"]
+
+
 def test_a_trial_is_replaced_only_once_its_repetition_has_started(tmp_path):
     optuna = pytest.importorskip("optuna")
     from continuous_gnn.training.trial_queue import open_queue, replaced_trials, requeued_trials

@@ -227,14 +227,16 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     numbered = target.numbered
     if storage is None:  # this command's own study, beside its output; other flags make another study
         path.parent.mkdir(parents=True, exist_ok=True)
+        resume = "rerun this command"
         if numbered:  # a default name: claim it now, with its study file, for the config written at the end
             path, numbered = _claim_study_name(path), False
+            # The same command would claim the next free name, and with it a new study.
+            resume = f"rerun this command with --out {shlex.quote(str(path))}"
         study_file = path.with_suffix(".optuna.sqlite3")
         storage = open_storage(f"sqlite:///{study_file}")
         digest = hashlib.sha256(json.dumps([settings, sampler_seed], sort_keys=True).encode()).hexdigest()[:12]
         study_name = f"{path.stem}-{digest}"
-        print(f"trials kept in {study_file} (study {study_name}): rerun this command to continue if it stops",
-              flush=True)
+        print(f"trials kept in {study_file} (study {study_name}): {resume} to continue if it stops", flush=True)
     queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
     study = queue.study
