@@ -351,3 +351,16 @@ def test_section_c_times_five_times_the_rounds_of_sections_a_and_b():
     assert overhead("--quick").field_repeats == overhead("--quick").repeats == 2
     with pytest.raises(ValueError, match="field_repeats >= 1"):
         OverheadSettings(sizes=(10,), field_repeats=0)
+
+
+def test_full_scaling_points_time_about_ten_seconds_of_evaluations_and_quick_ones_the_minimum():
+    from continuous_gnn.cli.bench import SCALING_MIN_SECONDS, plan
+
+    def scaling_settings(*flags):
+        return plan(build_parser().parse_args(["bench", *flags])).scaling
+
+    # A 10⁶-node forward + backward evaluation takes about a second here: ten seconds give it four to seven samples,
+    # enough for the median to outvote one that runs twice as long; the quick run measures nothing.
+    assert scaling_settings().min_seconds == SCALING_MIN_SECONDS >= 8.0
+    assert scaling_settings().repeats == 3
+    assert scaling_settings("--quick").min_seconds == 0.0

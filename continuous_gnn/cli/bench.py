@@ -63,6 +63,12 @@ DATASETS = ("cora", "chameleon", "squirrel", "film", "tolokers")
 FULL_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (500, 1_000, 2_000)
 ALLOCATOR_NODES = 1_000_000
+#: Seconds of timed evaluations that each point of sections e and f aims at, counted at the pace of its first
+#: evaluation (the slowest, since it page-faults its memory in). On the 10⁶-node graphs a forward + backward
+#: evaluation takes about a second, and in otherwise quiet runs some took two to two and a half times as long: the
+#: three samples that 2 s gave there let such a one be the median in some runs, which moved the fitted exponent by
+#: several tenths. Ten seconds give four to seven samples there, which outvote one such.
+SCALING_MIN_SECONDS = 10.0
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +156,7 @@ def plan(args: argparse.Namespace) -> Plan:
                                   field_repeats=repeats if quick else 5 * repeats, warmup=1 if quick else 2),
         memory=MemorySettings(nodes=QUICK_SIZES[0] if quick else 10_000,
                               horizons=(4, 8) if quick else (4, 8, 16, 32, 64), repeats=few, timeout=args.timeout),
-        scaling=ScalingSettings(sizes=sizes, repeats=few, min_seconds=0.0 if quick else 2.0,
+        scaling=ScalingSettings(sizes=sizes, repeats=few, min_seconds=0.0 if quick else SCALING_MIN_SECONDS,
                                 fit_from=sizes[1 if len(sizes) > 1 else 0] if quick else 100_000, timeout=args.timeout,
                                 backward_max_nodes=backward_max_nodes),
         allocator_nodes=max([n for n in sizes if n <= min(ALLOCATOR_NODES, backward_max_nodes)] or [sizes[0]]),
