@@ -302,6 +302,29 @@ def test_tune_from_a_config_file_keeps_its_header(data_root, data_cache, tmp_pat
 
 
 @pytest.mark.data
+def test_tune_keeps_the_header_its_start_had_when_the_search_began(data_root, data_cache, tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    import continuous_gnn.training as training
+
+    start = tmp_path / "start.toml"
+    start.write_text('# Tuned by `an earlier search`\ndataset = "cornell"\nepochs = 2\n')
+    train = training.run
+
+    def run_while_another_search_replaces_the_start(*args, **kwargs):
+        start.write_text('# Tuned by `a later search`\ndataset = "cornell"\nepochs = 3\n')
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run", run_while_another_search_replaces_the_start)
+    out = tmp_path / "next.toml"
+    argv = ["tune", "--config", str(start), "--splits", "0", "--trials", "1", "--data-root", str(data_root),
+            "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "#   Tuned by `an earlier search`" in text and "a later search" not in text
+    assert "epochs = 2" in text
+
+
+@pytest.mark.data
 def test_tune_averages_the_objective_over_seeds_and_keeps_the_config_seed(data_root, data_cache, tmp_path):
     pytest.importorskip("optuna")
     out = tmp_path / "best.toml"

@@ -168,6 +168,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     storage = open_storage(args.storage) if args.storage is not None else None  # a missing driver fails first
     resolved = resolve_cli_config(args)
     base = resolved.config
+    # Read with the config it heads: a preset updated while the trials run (by another search, say) must not
+    # lend this search its newer history.
+    inherited = config_header(args.config) if getattr(args, "config", None) else []
     search_space = load_search_space(args.space if args.space is not None else search_space_path())
     searched = _searched(search_space, args.fix, args.also, base)
     seeds = parse_seeds(args.seeds, base.seed)
@@ -286,7 +289,6 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         f"{where} = {percent(best.value)} (trial {best.number}; the configured values, trial 0: {shown_baseline}); "
         "the test metric was not used."
     )
-    inherited = config_header(args.config) if getattr(args, "config", None) else []
     if inherited:
         header += f"\nStarted from `{args.config}`, whose header reads:\n" + "\n".join(f"  {line}" for line in inherited)
     keys = [k for k in RunConfig.field_names() if k not in ("splits", "device")]
