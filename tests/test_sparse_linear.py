@@ -63,7 +63,10 @@ def test_weight_gradient_is_right_when_a_freed_input_s_memory_is_reused_by_the_n
             _weight_grad(layer, x), _dense_weight_grad(layer, x), rtol=1e-5, atol=1e-5, msg=f"input {step}"
         )
         del x
-    assert reused_addresses > 0  # the allocator did reuse memory, so the case above was exercised
+    if not reused_addresses:  # the heap left behind by earlier tests decides; the next test forces the case
+        pytest.skip("the allocator reused no input's memory in this process; "
+                    "test_weight_gradient_is_right_for_a_new_input_written_into_the_previous_input_s_memory "
+                    "covers the case without the allocator")
 
 
 def test_weight_gradient_is_right_for_a_new_input_written_into_the_previous_input_s_memory():
