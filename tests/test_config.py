@@ -241,10 +241,10 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     from continuous_gnn.training.presets import available_presets, preset_path
 
     assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
-    assert available_presets() == ["graff", "graff_nl", "graff_nl_tuned", "graff_tuned", "grand_l", "grand_l_row",
-                                   "grand_nl"]
+    assert available_presets() == ["graff", "graff_nl", "graff_nl_shared_tuned", "graff_nl_tuned", "graff_tuned",
+                                   "grand_l", "grand_l_row", "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_tuned, "
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_shared_tuned, graff_nl_tuned, "
                                          "graff_tuned, grand_l, grand_l_row, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
@@ -371,6 +371,32 @@ def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
     from continuous_gnn.training.search import search_seeds
 
     suite_seeds = set(load_suite(suite_path("heterophily_nl")).seeds)
+    assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
+
+
+@pytest.mark.parametrize("path", sorted((PRESETS / "graff_nl_shared_tuned").glob("*.toml")), ids=lambda p: p.stem)
+def test_graff_nl_shared_tuned_presets_are_the_papers_graff_nl_searched_from_the_graff_preset(path):
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    assert config.dataset == path.stem and config.seed == 0
+    # The paper's GRAFF-NL: one W, Ω and β for the whole flow, a ReLU after each step, GRAFF's symmetric W.
+    assert config.energy == "graff" and config.activation == "relu" and not config.time_dependent
+    assert config.w != "asymm" and not config.detach_source
+    commands, steps = _search_chain(path)
+    # Newest first: searches from the preset itself, then the first one, from the dataset's GRAFF preset with only
+    # the activation changed; the header it copied from that preset holds GRAFF's own searches below it.
+    first = next(i for i, command in enumerate(commands) if "--activation" in command)
+    assert f"--config continuous_gnn/presets/graff_tuned/{path.stem}.toml --activation relu " in commands[first]
+    assert _changed_fields(commands[first]) == ["--activation"]
+    for command in commands[:first]:
+        assert f"--config continuous_gnn/presets/graff_nl_shared_tuned/{path.stem}.toml " in command
+    for command in commands[first + 1:]:
+        assert "--activation" not in command and ("/graff_tuned/" in command or "/heterophily/" in command), command
+    assert all(best >= configured for best, configured in steps[:first + 1]), \
+        "a search keeps its best trial, trial 0 included"
+    from continuous_gnn.benchmarks.suite import load_suite, suite_path
+    from continuous_gnn.training.search import search_seeds
+
+    suite_seeds = set(load_suite(suite_path("heterophily")).seeds)
     assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
 
 

@@ -6,7 +6,9 @@ They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel 
 ``<preset>/<dataset>.toml``        run presets for ``--preset NAME``: ``graff`` and ``graff_nl`` (the
                                    official code's hyperparameters), ``graff_tuned`` (GRAFF from our own
                                    searches, also on datasets the paper did not run), ``graff_nl_tuned``
-                                   (GRAFF-NL from our own searches), ``grand_l``, ``grand_l_row`` and
+                                   (GRAFF-NL with per-step weights from our own searches),
+                                   ``graff_nl_shared_tuned`` (the paper's GRAFF-NL, one set of weights for
+                                   the whole flow, from our own searches), ``grand_l``, ``grand_l_row`` and
                                    ``grand_nl`` (GRAND from our own searches)
 ``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
 ``studies/<name>.toml``            the models of ``continuous-gnn study``: ``fresh`` (the depth sweep's
