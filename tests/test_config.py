@@ -244,8 +244,8 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     assert available_presets() == ["graff", "graff_nl", "graff_nl_shared_tuned", "graff_nl_tuned", "graff_tuned",
                                    "grand_l", "grand_l_row", "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_shared_tuned, graff_nl_tuned, "
-                                         "graff_tuned, grand_l, grand_l_row, grand_nl"):
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_shared_tuned, "
+                                         "graff_nl_tuned, graff_tuned, grand_l, grand_l_row, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
                                          "chameleon, chameleon-filtered, citeseer, cora, film, minesweeper, "
