@@ -302,6 +302,31 @@ def test_tune_from_a_config_file_keeps_its_header(data_root, data_cache, tmp_pat
 
 
 @pytest.mark.data
+def test_tune_threads_sets_the_workers_torch_threads_and_the_header_records_them(data_root, data_cache, tmp_path):
+    pytest.importorskip("optuna")
+    import torch
+
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--preset", "graff", "--dataset", "cornell", "--splits", "0", "--epochs", "2", "--trials", "1",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    before = torch.get_num_threads()
+    threads = 1 if before > 1 else 2
+    try:
+        assert main([*argv, "--threads", str(threads)]) == 0
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert f" with {threads} torch thread(s) " in out.read_text().splitlines()[1]
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_tune_refuses_a_thread_count_below_one(threads, capsys):
+    pytest.importorskip("optuna")
+    assert main(["tune", "--preset", "graff", "--dataset", "cornell", "--threads", threads]) == 2
+    assert f"--threads must be a positive integer, got {threads}" in capsys.readouterr().err
+
+
+@pytest.mark.data
 def test_tune_keeps_the_header_its_start_had_when_the_search_began(data_root, data_cache, tmp_path, monkeypatch):
     pytest.importorskip("optuna")
     import continuous_gnn.training as training

@@ -78,6 +78,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                             "killed; delete it to start over)")
     group.add_argument("--study-name", metavar="NAME",
                        help="the study the workers share in --storage (required with it)")
+    group.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch CPU threads of this worker (default: torch's choice, every core); with several "
+                            "workers on one machine give each its share of the cores (--threads 1 for two workers "
+                            "on two cores): more threads than cores slow every worker several times. The best "
+                            "config's header records the count, since a seed repeats a run only at the same one")
     group.add_argument("--out", metavar="FILE.toml",
                        help="best config (default: runs/tune-<dataset>-<timestamp>.toml; a .json with all "
                             "trials and the .optuna.sqlite3 study go beside it; rerun with the same --out to "
@@ -147,6 +152,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.trials < 1:
         raise UsageError(f"--trials must be a positive integer, got {args.trials}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     if args.sampler_seed is not None and not 0 <= args.sampler_seed < 2**32:
@@ -166,6 +173,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     if args.storage is not None and not (args.storage.strip() and args.study_name.strip()):
         raise UsageError("--storage and --study-name must not be empty")
     storage = open_storage(args.storage) if args.storage is not None else None  # a missing driver fails first
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     resolved = resolve_cli_config(args)
     base = resolved.config
     # Read with the config it heads: a preset updated while the trials run (by another search, say) must not
