@@ -45,6 +45,7 @@ from continuous_gnn.cli import main as cli_main
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
 from continuous_gnn.studies import (
     W_FAMILIES,
+    euler_frequencies,
     fresh_model,
     homophily_sweep,
     laplacian_radius,
@@ -129,20 +130,17 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
         eig = w_eigenvalues(fresh_model(study_config("fresh").replace(w=family), dataset.num_features,
                                         dataset.num_classes, 0))
         lam_min, lam_max = float(eig.min()), float(eig.max())
-        lam_plus, lam_minus = max(lam_max, 0.0), max(-lam_min, 0.0)
-        rho_minus = lam_minus * (rho - 1)
         for tau in (0.1, 0.5, 1.0):
             at = {r["t"]: r for r in records
                   if r["w_family"] == family and r["method"] == "euler" and r["step_size"] == tau}
             rk4 = {r["t"]: r for r in records
                    if r["w_family"] == family and r["method"] == "rk4" and r["step_size"] == tau}
-            high = 1 + tau * rho_minus                     # top frequency along the most negative eigenvector
-            low = max(1 + tau * lam_plus, abs(1 - tau * lam_minus))  # the best competitor
+            predicted = euler_frequencies(lam_min, lam_max, rho, tau)
             rows.append({
-                "family": family, "tau": tau, "lam_min": lam_min, "lam_max": lam_max, "rho_minus": rho_minus,
-                "prop31": "HFD" if rho_minus > lam_plus else "LFD",
-                "eq14": lam_plus / (rho - 1) < lam_minus < 2 / (tau * (2 - rho)),
-                "margin": high / low,
+                "family": family, "tau": tau, "lam_min": lam_min, "lam_max": lam_max,
+                "rho_minus": predicted.rho_minus,
+                "prop31": "HFD" if predicted.high_frequency_dominant else "LFD",
+                "step_bound": predicted.step_bound, "eq14": predicted.eq14, "margin": predicted.margin,
                 "rq0": at[0.0]["rayleigh"], "rq4": at[4.0]["rayleigh"], "rq16": at[16.0]["rayleigh"],
                 "rq16_rk4": rk4[16.0]["rayleigh"], "nfe_euler": at[16.0]["nfe"], "nfe_rk4": rk4[16.0]["nfe"],
             })
@@ -232,12 +230,13 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
             results[name] = {"unavailable": str(err).split(". ")[0]}
             continue
         config = _config("extrapolation").replace(dataset=name)
+        step = config.step_size  # the flow is extrapolated with the step it was trained with
         trace = trained_trajectory(config, dataset, t_end=config.time, max_points=2)
         checkpoint = save_checkpoint(out / f"{name}_sgcn_gf_T8.pt", trace.model, config,
                                      num_features=dataset.num_features, num_classes=dataset.num_classes,
                                      metadata={"data": {"dataset": name}, "split": 0, "metrics": trace.metrics})
         folder = out / f"extrapolation_{name}"
-        argv = ["--checkpoint", str(checkpoint), "--data-root", str(root), "--step-sizes", "0.5",
+        argv = ["--checkpoint", str(checkpoint), "--data-root", str(root), "--step-sizes", f"{step:g}",
                 "--times", "8,16,32,64", "--points", "65", "--out", str(folder), "--quiet"]
         _study(argv)
         records = read_csv(folder / "study.csv")
@@ -247,8 +246,9 @@ def extrapolation_section(out: Path, figures: Path, root: Path, cache: Path) -> 
         at = {r["t"]: r for r in records}
         results[name] = {
             "name": dataset.name, "metrics": trace.metrics, "at": at, "rho": rhos[dataset.name],
+            "step_size": step,
             "command": "continuous-gnn study " + shlex.join(
-                ["--checkpoint", _rel(checkpoint), "--step-sizes", "0.5", "--times", "8,16,32,64", "--points", "65",
+                ["--checkpoint", _rel(checkpoint), "--step-sizes", f"{step:g}", "--times", "8,16,32,64", "--points", "65",
                  "--out", _rel(folder)]),
             "eig": (min(r["eigenvalue"] for r in spectra if r["label"].startswith(dataset.name)),
                     max(r["eigenvalue"] for r in spectra if r["label"].startswith(dataset.name))),

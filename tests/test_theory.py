@@ -12,6 +12,7 @@ import torch
 import continuous_gnn as cg
 from continuous_gnn.diagnostics import dirichlet_energy, rayleigh_quotient
 from continuous_gnn.energies import ChannelDirichletEnergy, GRAFFEnergy
+from continuous_gnn.studies import euler_frequencies
 
 DTYPE = torch.float64
 
@@ -133,7 +134,50 @@ def test_prop_3_1_threshold_separates_hfd_from_lfd(seed, factor, hfd):
         final = _residual_euler(_diagonal_w_energy(torch.tensor([lam_plus, lam_minus], dtype=DTYPE)), graph, x,
                                 steps=500, tau=tau)
     assert 0.1 < _rq(x, graph) < rho - 0.1
+    predicted = euler_frequencies(lam_minus, lam_plus, rho, tau)
+    assert predicted.high_frequency_dominant is hfd and predicted.eq14 is hfd and (predicted.margin > 1) is hfd
     if hfd:
         assert _rq(final, graph) == pytest.approx(rho, abs=1e-6)
     else:
         assert _rq(final, graph) < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_beyond_the_step_bound_of_eq_14_euler_loses_high_frequency_dominance(seed):
+    # Prop. 3.1 holds (ρ₋ > λ₊: the continuous flow is HFD) but τ|λ₋| exceeds 2/(2 − ρ_Δ): the lowest frequency
+    # along the negative eigenvector grows by |1 − τ|λ₋|| per step, faster than the top one, so RQ does not go to ρ_Δ.
+    graph = _random_connected_graph(15, 0.25, seed)
+    rho = float(_spectrum(graph)[0][-1])
+    lam_minus = -1.0
+    lam_plus = 0.5 * abs(lam_minus) * (rho - 1)
+    tau = 1.2 * 2 / (abs(lam_minus) * (2 - rho))
+    predicted = euler_frequencies(lam_minus, lam_plus, rho, tau)
+    assert predicted.high_frequency_dominant and not predicted.step_bound and not predicted.eq14
+    assert predicted.margin < 1
+    x = torch.randn(15, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        final = _residual_euler(_diagonal_w_energy(torch.tensor([lam_plus, lam_minus], dtype=DTYPE)), graph, x,
+                                steps=300, tau=tau)
+    assert _rq(final, graph) < 1e-6
+
+
+def test_euler_frequencies_margin_exceeds_one_exactly_when_eq_14_holds():
+    generator = torch.Generator().manual_seed(0)
+    agree = 0
+    for _ in range(2000):
+        lam_min, lam_max = (torch.rand(2, generator=generator, dtype=DTYPE) * torch.tensor([-4.0, 4.0])).tolist()
+        rho = 1.0 + 0.98 * float(torch.rand((), generator=generator, dtype=DTYPE)) + 0.01
+        tau = 0.01 + 2 * float(torch.rand((), generator=generator, dtype=DTYPE))
+        predicted = euler_frequencies(lam_min, lam_max, rho, tau)
+        lam_plus, lam_minus = max(lam_max, 0.0), max(-lam_min, 0.0)
+        eq14 = lam_plus / (rho - 1) < lam_minus < 2 / (tau * (2 - rho))
+        assert predicted.eq14 is eq14
+        assert (predicted.margin > 1) is eq14
+        agree += eq14
+    assert 100 < agree < 1900  # both outcomes were drawn often
+
+
+@pytest.mark.parametrize("rho, tau", [(1.0, 0.5), (2.0, 0.5), (1.5, 0.0)])
+def test_euler_frequencies_refuses_a_radius_or_step_outside_its_domain(rho, tau):
+    with pytest.raises(ValueError, match="rho must lie in|tau must be"):
+        euler_frequencies(-1.0, 1.0, rho, tau)

@@ -32,7 +32,7 @@ module            concept
 
 from .homophily import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_sweep, homophily_units
 from .plots import plot_accuracy_vs_depth, plot_accuracy_vs_homophily, plot_rq_vs_time, plot_w_spectrum
-from .spectra import laplacian_radius, w_eigenvalues, w_spectrum_records
+from .spectra import EulerFrequencies, euler_frequencies, laplacian_radius, w_eigenvalues, w_spectrum_records
 from .sweep import W_FAMILIES, depth_sweep, depth_units, fresh_model, model_family
 from .synthetic import SYNTHETIC_KINDS, synthetic_dataset
 from .tables import read_csv, write_csv
@@ -61,6 +61,8 @@ __all__ = [
     "w_eigenvalues",
     "w_spectrum_records",
     "laplacian_radius",
+    "EulerFrequencies",
+    "euler_frequencies",
     "write_csv",
     "read_csv",
     "plot_rq_vs_time",

@@ -2,6 +2,7 @@ r"""Spectra for depth studies: the eigenvalues of a model's :math:`W` and the sp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from ..energies import EnergySchedule, GRAFFEnergy
 from ..graph import Graph
 from ..models import ContinuousGNN
 
-__all__ = ["w_eigenvalues", "w_spectrum_records", "laplacian_radius"]
+__all__ = ["w_eigenvalues", "w_spectrum_records", "laplacian_radius", "EulerFrequencies", "euler_frequencies"]
 
 
 def w_eigenvalues(model: ContinuousGNN) -> Tensor:
@@ -59,3 +60,55 @@ def laplacian_radius(graph: Graph, *, iterations: int = 500, seed: int = 0) -> f
         v = graph.laplacian(v)
         v = v / v.norm()
     return float(rayleigh_quotient(v, graph))
+
+
+@dataclass(frozen=True)
+class EulerFrequencies:
+    r"""What the extreme eigenvalues of a symmetric :math:`W` predict for the residual Euler flow
+    :math:`F \leftarrow F + \tau \bar A F W` (Di Giovanni et al., Prop. 3.1 and Theorem 4.3, eq. 14).
+
+    Attributes:
+        rho_minus (float): :math:`\rho_- = |\lambda_-|(\rho_\Delta - 1)`, the growth rate of the top graph
+            frequency along the most negative eigenvector of :math:`W`.
+        high_frequency_dominant (bool): Prop. 3.1's condition :math:`\rho_- > \lambda_+` (HFD for the continuous
+            flow; LFD otherwise).
+        step_bound (bool): the step bound of eq. 14, :math:`|\lambda_-| < 2/(\tau(2 - \rho_\Delta))`.
+        eq14 (bool): all of eq. 14, :math:`\lambda_+/(\rho_\Delta - 1) < |\lambda_-| < 2/(\tau(2 - \rho_\Delta))`:
+            both conditions above.
+        margin (float): the per-step growth :math:`1 + \tau\rho_-` of the top frequency along the most negative
+            eigenvector over the larger of its competitors, :math:`1 + \tau\lambda_+` (the lowest frequency along
+            the most positive eigenvector) and :math:`|1 - \tau|\lambda_-||` (the lowest frequency along the most
+            negative one). It exceeds 1 exactly when eq. 14 holds.
+    """
+
+    rho_minus: float
+    high_frequency_dominant: bool
+    step_bound: bool
+    eq14: bool
+    margin: float
+
+
+def euler_frequencies(lam_min: float, lam_max: float, rho: float, tau: float) -> EulerFrequencies:
+    r"""Prop. 3.1 and eq. 14 for a :math:`W` with extreme eigenvalues ``lam_min`` and ``lam_max``, a graph with
+    :math:`\rho_\Delta` = ``rho`` and the Euler step ``tau`` (see :class:`EulerFrequencies`).
+
+    :math:`\lambda_+ = \max(\lambda_{max}, 0)` and :math:`|\lambda_-| = \max(-\lambda_{min}, 0)`. Each eigenvector
+    of :math:`W` with eigenvalue :math:`\lambda` multiplies graph frequency :math:`\mu` by
+    :math:`1 + \tau\lambda(1 - \mu)` per step, which gives the three growth rates of ``margin``.
+
+    Raises:
+        ValueError: unless ``1 < rho < 2`` (eq. 14 needs :math:`\rho_\Delta > 1`, and :math:`\rho_\Delta = 2`
+            only on a bipartite graph, where the step bound is void) and ``tau > 0``.
+    """
+    if not 1.0 < rho < 2.0:
+        raise ValueError(f"rho must lie in (1, 2) for eq. 14, got {rho}")
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    lam_plus, lam_minus = max(float(lam_max), 0.0), max(-float(lam_min), 0.0)
+    rho_minus = lam_minus * (rho - 1.0)
+    step_bound = lam_minus < 2.0 / (tau * (2.0 - rho))
+    high = 1.0 + tau * rho_minus
+    low = max(1.0 + tau * lam_plus, abs(1.0 - tau * lam_minus))
+    hfd = rho_minus > lam_plus
+    return EulerFrequencies(rho_minus=rho_minus, high_frequency_dominant=hfd, step_bound=step_bound,
+                            eq14=hfd and step_bound, margin=high / low)
