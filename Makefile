@@ -6,7 +6,8 @@ TORCH_SPEC ?= torch==$(TORCH_VERSION)
 DATA_ROOT ?= $(abspath ../shared/data)
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+# Named after the torch requirement, so that another TORCH_SPEC installs that torch into an existing .venv.
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | tr -c 'A-Za-z0-9.-' '_')
 DOCS_STAMP := $(VENV)/.installed-docs
 # The site is built here (not versioned); open $(DOCS_OUT)/index.html.
 DOCS_OUT ?= docs/_build/html

@@ -37,6 +37,8 @@ from continuous_gnn.training.search import search_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SEEDS = f"{REPORT_SEED},0,1000,2000,3000"
+DEFAULT_DATASETS = ("texas", "film", "cora")
+DEFAULT_MODELS = ("graff", "graff_tuned")
 
 
 @dataclass
@@ -92,9 +94,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/seed_spread.py",
         description="Rerun presets with several base seeds and write the spread of the test mean.",
     )
-    parser.add_argument("--datasets", default="texas,film,cora",
+    parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS),
                         help=f"comma-separated datasets (default: texas,film,cora); from {','.join(DATASETS)}")
-    parser.add_argument("--models", default="graff,graff_tuned",
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated presets (default: graff,graff_tuned; a missing graff_tuned file is "
                              "skipped)")
     parser.add_argument("--seeds", default=DEFAULT_SEEDS,
@@ -201,6 +203,13 @@ def _read_spreads(folder: Path, args: argparse.Namespace) -> tuple[list[Spread],
     return spreads, skipped, records
 
 
+def is_partial(args: argparse.Namespace) -> bool:
+    """Whether a run measures less than the default command does (its page then says so)."""
+    default_seeds = {int(seed) for seed in DEFAULT_SEEDS.split(",")}
+    return (args.epochs is not None or args.splits is not None or not set(DEFAULT_DATASETS) <= set(args.datasets)
+            or not set(DEFAULT_MODELS) <= set(args.models) or not default_seeds <= set(args.seeds))
+
+
 def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, total: float, started: str,
            command: str, out_dir: Path, env: dict | None = None, rendered_by: str = "") -> str:
     lines = [
@@ -209,8 +218,9 @@ def render(spreads: list[Spread], skipped: list[str], args: argparse.Namespace, 
         "# Seed spread of the reproduction's test means",
         "",
     ]
-    if args.epochs is not None or args.splits is not None:
-        lines += ["> **Partial run** (a subset of splits, or overridden epochs): not the measurement.", ""]
+    if is_partial(args):
+        lines += ["> **Partial run** (a subset of the default datasets, models, seeds or splits, or overridden "
+                  "epochs): not the measurement.", ""]
     lines += [
         provenance(started, command, total, env)
         + (f" This page was rebuilt from those records by `{rendered_by}`." if rendered_by else ""),

@@ -93,3 +93,17 @@ def test_nothing_ran_exits_1_and_writes_no_page(data_root, data_cache, tmp_path,
     assert seed_spread.main(argv) == 1
     assert "no preset ran (PubMed GRAFF (unavailable" in capsys.readouterr().err
     assert not results.exists()
+
+
+@pytest.mark.parametrize("extra, partial", [
+    ([], False),
+    (["--datasets", "texas"], True),
+    (["--models", "graff"], True),
+    (["--seeds", "5000,0"], True),
+    (["--splits", "0-1"], True),
+    (["--epochs", "2"], True),
+    (["--datasets", "texas,film,cora,cornell"], False),
+])
+def test_a_page_of_less_than_the_default_measurement_says_it_is_partial(extra, partial):
+    args = seed_spread._parse_args(["--results", "none", *extra])
+    assert seed_spread.is_partial(args) is partial
