@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,8 +41,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
+    if _is_special(path):  # /dev/null, a pipe: written in place, since a rename would replace the device itself
+        if "b" not in mode:
+            kwargs.setdefault("encoding", "utf-8")
+        with open(path, mode, **kwargs) as handle:
+            yield handle
+        return
     with _staged(path, mode, lambda tmp: os.replace(tmp, path), **kwargs) as handle:
         yield handle
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a character device, a FIFO)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextmanager
@@ -128,8 +144,41 @@ def check_creatable(path: str | os.PathLike[str], label: str = "path") -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise ValueError(f"{label} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"{label} {str(path)!r} cannot be created: the folder {str(ancestor)!r} is not writable")
+    problem = _write_problem(ancestor)
+    if problem is not None:
+        raise ValueError(f"{label} {str(path)!r} cannot be created: the folder {str(ancestor)!r} is not writable "
+                         f"({problem})")
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why no file can be created in ``folder``, or ``None`` when one can: a file is made and removed, since
+    permission bits alone miss a read-only or virtual file system (``/proc``) and say nothing for root."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(handle)
+    os.unlink(name)
+    return None
+
+
+def check_output_file(path: str | os.PathLike[str], label: str = "path") -> None:
+    """Raise ``ValueError`` unless ``path`` names a file that can be written (replaced, if it exists): not empty,
+    not a folder, in a folder that exists and is writable or can be created."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise ValueError(f"{label} is empty; pass the file to write")
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise ValueError(f"{label} {text!r} is a folder; pass the file to write in it")
+    if path.exists():
+        problem = _write_problem(path.parent)
+        if problem is not None:
+            raise ValueError(f"{label} {text!r} cannot be replaced: its folder is not writable ({problem})")
+    else:
+        check_creatable(path, label)
 
 
 def check_output_folder(path: str | os.PathLike[str], label: str = "folder") -> None:
@@ -139,5 +188,5 @@ def check_output_folder(path: str | os.PathLike[str], label: str = "folder") -> 
         check_creatable(path, label)
     elif not path.is_dir():
         raise ValueError(f"{label} {str(path)!r} is a file; pass a folder (it is created if needed)")
-    elif not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{label} {str(path)!r} is not writable; pass another folder")
+    elif _write_problem(path) is not None:
+        raise ValueError(f"{label} {str(path)!r} is not writable ({_write_problem(path)}); pass another folder")

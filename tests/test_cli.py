@@ -148,6 +148,11 @@ def test_every_usage_error_is_one_line_from_the_one_ladder(argv, capsys):
      r"--fix: unknown search key\(s\) \['hidden'\]; searched keys: lr"),
     ("[search]\nlr = { uniform = [0.001, 0.01] }\n", ["--also", "w"],
      r"--also: unknown key\(s\) \['w'\]; the search space has no \[also\] table$"),
+    # Values each trial drawing them would fail on: the search would report a best config that ignored the space.
+    ("[search]\nlr = { categorical = [-1.0] }\n", [],
+     r"lr: the choice -1.0 makes no valid config from the starting one \(.*\); change the space, or keep lr out "
+     r"of the search \(tune --fix lr\)"),
+    ("[search]\ndropout = { uniform = [0.5, 1.5] }\n", [], "dropout: the end of the uniform range 1.5 makes no valid"),
 ])
 def test_tune_space_file_errors_are_usage_errors(space, argv, fragment, tmp_path, capsys):
     pytest.importorskip("optuna")
@@ -635,3 +640,70 @@ def test_tune_interrupted_keeps_the_best_trial_so_far(data_root, data_cache, tmp
     assert "interrupted after 2 completed trial(s)" in capsys.readouterr().err
     assert "2 of 3 trials completed (interrupted)" in out.read_text()
     assert read_config_file(out)["epochs"] == 1
+
+
+def test_solvers_and_bench_check_their_output_files_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("keep me")
+    under_a_file = str(tmp_path / "file" / "s.md")
+    for flag in ("--out", "--plot", "--json"):
+        argv = ["solvers", "--data-root", str(tmp_path), "--out", str(tmp_path / "s.md"),
+                "--plot", str(tmp_path / "s.png"), flag, under_a_file]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {under_a_file!r} cannot be created" in err and "[1/" not in err
+    for out, fragment in (("", "--out is empty"), (str(tmp_path), "is a folder")):
+        assert main(["bench", "--quick", "--sections", "c", "--out", out]) == 2
+        assert fragment in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_no_file_can_be_created_in_is_refused_even_for_root(tmp_path):
+    from continuous_gnn.atomic import check_creatable, check_output_file
+
+    # os.access says yes for root in /proc; only creating a file tells.
+    with pytest.raises(ValueError, match=r"'/proc/x.json' cannot be created: the folder '/proc' is not writable"):
+        check_creatable("/proc/x.json", "--out")
+    with pytest.raises(ValueError, match="cannot be created"):
+        check_output_file("/proc/x.md", "--page")
+    check_output_file(tmp_path / "new" / "page.md", "--page")
+    assert not any(tmp_path.iterdir()), "the check leaves nothing behind"
+
+
+def test_the_solver_figure_has_a_panel_per_dataset_of_the_main_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from continuous_gnn.cli.solvers_page import plot
+
+    main_run = {"config": {"dataset": "cora", "kind": "main", "method": "euler", "adjoint": False},
+                "nfe_forward": 6, "nfe_backward": 6, "test_acc": 0.8}
+    # The memory-against-T runs are always on chameleon and carry no accuracy: no empty (log-scaled) panel for them.
+    memory_run = {"config": {"dataset": "chameleon", "kind": "memory_vs_t", "method": "euler", "adjoint": True},
+                  "nfe_forward": 64, "nfe_backward": 64, "peak_bytes": 1}
+    plot([main_run, memory_run], tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_an_empty_config_path_and_a_bad_download_timeout_are_refused_offline_too(tmp_path, capsys):
+    argv = ["train", "--dataset", "texas", "--data-root", str(tmp_path), "--no-download", "--out", str(tmp_path / "r.json")]
+    assert main([*argv, "--config", ""]) == 2
+    assert "--config is empty; pass a TOML config file" in capsys.readouterr().err
+    assert main([*argv, "--download-timeout", "-1"]) == 2
+    assert "--download-timeout" in capsys.readouterr().err
+
+
+def test_an_atomic_write_to_a_device_or_pipe_writes_into_it_instead_of_replacing_it(tmp_path):
+    import stat
+    import threading
+
+    from continuous_gnn.atomic import atomic_write_text
+
+    # `--out /dev/null` is a common way to discard a result; a rename onto it would replace the device (as root).
+    # A FIFO takes the same path through atomic_open, and a regression cannot break the machine's /dev/null.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    atomic_write_text(fifo, "through the pipe")
+    reader.join(timeout=30)
+    assert received == ["through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)

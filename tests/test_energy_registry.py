@@ -138,3 +138,76 @@ def test_the_cli_names_energy_options_that_another_energy_leaves_behind(tmp_path
             "apply") in err
     main(argv[:3] + argv[5:])
     assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("attention_dirichlet", {"source": "False"}, r"option 'source' must be true or false; got 'False' \(TOML booleans"),
+    ("allen_cahn", {"learnable": "no"}, "option 'learnable' must be true or false"),
+    ("second_order", {"learnable": 1}, "option 'learnable' must be true or false"),
+    ("graff", {"omega_value": "abc"}, "option 'omega_value' must be a number; got 'abc'"),
+    ("attention_dirichlet", {"heads": 2.0}, "option 'heads' must be an integer; got 2.0"),
+    ("grand_nl", {"key_channels": "abc"}, "option 'key_channels' must be an integer"),
+    ("graff", {"w": 3}, "option 'w' must be a string"),
+    ("dirichlet", {"foo": 1}, r"has no option\(s\) \['foo'\]; its options are: none"),
+])
+def test_an_option_of_the_wrong_type_is_refused_before_anything_is_built(name, options, message):
+    # A value that is no TOML literal arrives as a string; taken as it is, `source="False"` is truthy and built the
+    # energy with the source term on.
+    with pytest.raises(ValueError, match=message):
+        check_options(name, options)
+    with pytest.raises(ValueError, match=message):
+        RunConfig(energy=name, energy_options=options)
+
+
+def test_options_of_the_declared_types_are_accepted():
+    check_options("graff", {"omega_value": 2, "source": False, "w": "sum"})  # an integer is a number
+    check_options("grand_nl", {"key_channels": None, "heads": 2})
+    check_options("second_order", {"inner": "dirichlet", "damping": 0.5, "learnable": True})
+
+
+def test_a_user_module_or_class_that_cannot_work_is_named_before_training(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_syntax.py").write_text("def oops(:\n")
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('no GPU here')\n")
+    (tmp_path / "odd_energies.py").write_text(USER_MODULE + textwrap.dedent('''
+        from continuous_gnn.fields import Field
+
+
+        class NoEnergy(Energy):
+            pass
+
+
+        class NoForward(Field):
+            pass
+
+
+        class NeedsAlpha(Energy):
+            def __init__(self, channels, alpha):
+                super().__init__()
+                self.channels, self.alpha = channels, alpha
+
+            def energy(self, x, graph, x0=None):
+                return self.alpha * x.square().sum()
+    '''))
+    with pytest.raises(ValueError, match="importing module 'broken_syntax' failed with SyntaxError"):
+        flow_class("broken_syntax:Anything")
+    with pytest.raises(ValueError, match="importing module 'raises_on_import' failed with RuntimeError: no GPU here"):
+        flow_class("raises_on_import:Anything")
+    with pytest.raises(ValueError, match=r"NoEnergy does not define energy\(x, graph, x0=None\)"):
+        RunConfig(energy="odd_energies:NoEnergy")
+    with pytest.raises(ValueError, match=r"NoForward does not define forward"):
+        RunConfig(energy="odd_energies:NoForward")
+    with pytest.raises(ValueError, match=r"needs the option\(s\) \['alpha'\]"):
+        RunConfig(energy="odd_energies:NeedsAlpha")
+    config = RunConfig(energy="odd_energies:NeedsAlpha", energy_options={"alpha": 0.5})
+    assert build_model(config, 4, 3).energy.alpha == 0.5
+
+
+def test_the_cli_refuses_a_bad_energy_option_before_reading_data(tmp_path, capsys):
+    from continuous_gnn.cli import main
+
+    argv = ["train", "--dataset", "texas", "--energy", "attention_dirichlet", "--energy-option", "source=False",
+            "--data-root", str(tmp_path / "none"), "--no-download", "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "option 'source' must be true or false" in err and "Traceback" not in err

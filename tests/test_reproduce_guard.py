@@ -105,3 +105,11 @@ def test_a_run_that_succeeds_still_writes_the_page_with_the_unavailable_ones(dat
     text = (tmp_path / "results.md").read_text()
     assert "| Texas |" in text and "PubMed unavailable" in text
     assert capsys.readouterr().err == ""
+
+
+def test_a_dataset_listed_twice_or_an_empty_page_is_refused(tmp_path, empty_root, capsys):
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, datasets="texas,texas")]) == 2
+    assert _one_error_line(capsys.readouterr().err) == "--datasets: texas listed twice; name each once"
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, "--results", "")]) == 2
+    assert "--results is empty" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()

@@ -240,3 +240,15 @@ def test_a_resumed_suite_counts_each_earlier_command_by_its_wall_time_not_its_su
     assert _reused_time([*side_by_side, *again]) == 800.0
     assert wall_span([*side_by_side, *again]) == 800.0
 
+
+
+def test_an_unusable_page_is_refused_before_any_run(tmp_path, capsys):
+    (tmp_path / "file").write_text("keep me")
+    flags = ["--datasets", "texas", "--splits", "0", "--epochs", "1", "--out-dir", str(tmp_path / "runs"),
+             "--data-root", str(tmp_path / "no-data"), "--no-download"]
+    assert main(["suite", "family", *flags, "--page", ""]) == 2
+    assert "--page is empty; pass the markdown file to write, or 'none'" in capsys.readouterr().err
+    for page, fragment in ((tmp_path / "file" / "p.md", "is a file, not a folder"), (tmp_path, "is a folder")):
+        assert main(["suite", "family", *flags, "--page", str(page)]) == 2
+        assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and (tmp_path / "file").read_text() == "keep me"

@@ -27,6 +27,8 @@ TIMEOUT_S = 300
     (["--storage", " ", "--study-name", "s"], "--storage and --study-name must not be empty"),
     (["--storage", "not a url", "--study-name", "s"], "is not a database URL SQLAlchemy can use"),
     (["--storage", "sqlite:////nonexistent/folder/x.db", "--study-name", "s"], "cannot open the database"),
+    (["--storage", "sqlite://", "--study-name", "s"], "is an in-memory SQLite database"),
+    (["--storage", "sqlite:///:memory:", "--study-name", "s"], "name a file: sqlite:///tune.db"),
 ])
 def test_storage_mistakes_are_usage_errors_before_any_work(argv, fragment, capsys):
     # The data root does not exist: the storage is checked first.

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..allocator import ALLOCATOR_ENV, arrange_from_environment, release_freed_memory
-from ..atomic import atomic_write_text, check_creatable
+from ..atomic import atomic_write_text, check_output_file
 from ..benchmarks.epoch import EpochSettings
 from ..benchmarks.locality import LocalitySettings
 from ..benchmarks.memory import MemorySettings
@@ -197,10 +197,10 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from .bench_page import render, versions
 
     settings = plan(args)
-    check_creatable(args.out, "--out")
+    check_output_file(args.out, "--out")
     arrange_from_environment("system")  # CONTINUOUS_GNN_ALLOCATOR=keep applies here as in the children
     if args.json:
-        check_creatable(args.json, "--json")
+        check_output_file(args.json, "--json")
     datasets = _load_datasets(args, settings.datasets) if "a" in settings.sections else []
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()

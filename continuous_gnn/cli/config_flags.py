@@ -148,6 +148,8 @@ def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
     """defaults < preset < config file < typed flags."""
     if args.preset is not None and not args.preset.strip():
         raise UsageError(f"--preset is empty; available: {', '.join(available_presets())}")
+    if args.config is not None and not args.config.strip():
+        raise UsageError("--config is empty; pass a TOML config file")
     typed = check_overrides(typed_overrides(args), source="command line")
     file_layer = read_config_file(args.config) if args.config else None
     preset_layer = None

@@ -65,12 +65,13 @@ def fetch_dataset(args: argparse.Namespace, name: str, root: Path) -> None:
     Nothing happens when every file is present. A failure raises :class:`continuous_gnn.data.DownloadError`
     (a ``FileNotFoundError``: one line on stderr, exit status 2).
     """
+    settings = _download(args)  # a bad --download-timeout is refused even when downloads are off
     if not downloads_enabled(args):
         return
     from ..data import download_dataset
 
     if getattr(args, "quiet", False):
-        download_dataset(name, root, _download(args))
+        download_dataset(name, root, settings)
         return
     with DownloadReport(name, root, bars=sys.stderr is not None and sys.stderr.isatty()) as report:
         download_dataset(name, root, _download(args, report))

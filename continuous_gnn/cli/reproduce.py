@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from ..atomic import check_creatable
+from ..atomic import check_output_file
 from ..benchmarks import DATASETS, MODELS, NAMES, OPTIONAL, Outcome, check_splits, preset_config
 from ..training.presets import preset_file
 from ..training.search import search_seeds
@@ -92,6 +91,9 @@ def validate_selection(args: argparse.Namespace) -> argparse.Namespace:
         bad = [v for v in values if v not in valid]
         if bad or not values:
             raise UsageError(f"--{key}: unknown {bad or 'empty list'}; choose from {', '.join(valid)}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise UsageError(f"--{key}: {', '.join(repeated)} listed twice; name each once")
         setattr(args, key, values)
     check_splits_and_epochs(args)
     if args.threads is not None and args.threads < 1:
@@ -106,17 +108,15 @@ def check_outputs(out_dir: Path, results: str) -> None:
     must exist or be creatable. Checked before any run, so that a bad path cannot lose one.
     """
     output_folder(str(out_dir), "--out-dir")
+    if not results.strip():
+        raise ValueError("--results is empty; pass the markdown file to write, or 'none'")
     if results.lower() == "none":
         return
     page = Path(results)
     if page.is_dir() or not page.name:
         raise ValueError(f"--results {results!r} is a folder; pass the markdown file to write, e.g. "
                          f"{str(page / 'results.md')!r}, or 'none'")
-    if page.exists():
-        if not os.access(page.parent, os.W_OK | os.X_OK):
-            raise ValueError(f"--results {results!r} cannot be replaced: its folder is not writable")
-    else:
-        check_creatable(page, "--results")
+    check_output_file(page, "--results")
 
 
 def prepare_run(args: argparse.Namespace, folder: str) -> tuple[Path, Path, Path]:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_output_file
 from ..benchmarks.solvers import ModelSettings, fork_server, run_child
 from .common import Subcommand, UsageError, at_least, project_dir
 
@@ -50,7 +50,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=at_least(3, int), default=15,
                         help="training epochs per configuration; the first two are warm-up and not timed "
                              "(default: 15, at least 3)")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, help="default: all")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
+                        help="default: all (the memory-against-T runs use chameleon whatever this says; "
+                             "--no-memory-vs-t leaves them out)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="default: all")
     parser.add_argument("--out", default=str(project_dir() / "docs" / "solvers.md"),
                         help="the report (default: docs/solvers.md)")
@@ -90,6 +92,9 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
         raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")
+    for flag, path in (("--out", args.out), ("--plot", args.plot), ("--json", args.json)):
+        if path is not None:
+            check_output_file(path, flag)  # before the runs, so that a bad path cannot lose them
     started = time.perf_counter()
     command = "python experiments/solver_benchmark.py " + " ".join(shlex.quote(a) for a in argv[1:])
     configs = _configs(args)

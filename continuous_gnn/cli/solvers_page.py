@@ -60,7 +60,9 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = [d for d in DATASETS if any(r["config"]["dataset"] == d for r in results)]
+    # One panel per dataset of the main runs (the memory-against-T runs on chameleon have no accuracy to show).
+    datasets = [d for d in DATASETS if any(r["config"]["dataset"] == d and r["config"].get("kind") == "main"
+                                           for r in results)]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     colors = dict(zip(METHODS, plt.get_cmap("tab10").colors))
     for ax, name in zip(axes[0], datasets):

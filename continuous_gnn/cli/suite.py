@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import check_output_file
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
 from ..training.config import RunConfig
 from .common import (
@@ -222,7 +223,11 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be positive")
+    if args.page is not None and not args.page.strip():
+        raise UsageError("--page is empty; pass the markdown file to write, or 'none'")
     page = args.page or (str(project_dir() / suite.page) if suite.page else "none")
+    if page.lower() != "none":
+        check_output_file(page, "--page")  # before any run, so that a bad path cannot lose them
     out_dir = output_folder(args.out_dir or str(project_dir() / "runs" / f"suite-{suite.name}-{timestamp()}"),
                             "--out-dir")
     root, cache = data_paths(args)

@@ -183,6 +183,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     search_space = load_search_space(args.space if args.space is not None else search_space_path())
     searched = _searched(search_space, args.fix, args.also, base)
     seeds = parse_seeds(args.seeds, base.seed)
+    space = search_space.widen(base, searched)  # each value checked against the starting config
     target = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
     path = target.path
     root, cache = data_paths(args)
@@ -190,7 +191,6 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
-    space = search_space.widen(base, searched)
     if "self_loops" in space and base.self_loops and base.batching != "none":
         space["self_loops"] = ("categorical", (True,))
         print(f"batching = {base.batching}: self_loops stays True (a batch's subgraph has nodes without "
@@ -208,17 +208,24 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     # A search over normalize_features trains on both loadings of the data, each loaded once.
     loaded = {base.normalize_features: dataset}
 
+    def failed(trial, err: Exception) -> None:  # one line here; Optuna's own warning would add a traceback
+        trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
+        print(f"trial {trial.number:>3}  failed: {err}", flush=True)
+
     def objective(trial) -> float:
-        config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
+        try:  # values valid one by one can still clash (a step size that does not divide T, say)
+            config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
+        except ValueError as err:
+            failed(trial, err)
+            raise
         if config.normalize_features not in loaded:
             loaded[config.normalize_features] = load_run_dataset(config, root, cache_dir=cache)
         per_seed, seconds = [], 0.0
         for seed in seeds:
             try:
                 result = run(config.replace(seed=seed), loaded[config.normalize_features])
-            except TRIAL_FAILURES as err:  # one line here; Optuna's own warning would add a traceback
-                trial.set_user_attr("failed", f"{type(err).__name__}: {err}")
-                print(f"trial {trial.number:>3}  failed: {err}", flush=True)
+            except TRIAL_FAILURES as err:
+                failed(trial, err)
                 raise
             per_seed.append(population_mean_std([s.val_metric for s in result.splits])[0])
             seconds += result.wall_time

@@ -27,6 +27,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from torch import nn
+
 from ..energies import (
     AllenCahnEnergy,
     AttentionDirichletEnergy,
@@ -80,16 +82,65 @@ def flow_class(name: str) -> type[Energy] | type[Field]:
     except ImportError as err:
         raise ValueError(f"energy {name!r}: cannot import module {module_name!r} ({err}); is it installed or on "
                          "PYTHONPATH?") from None
+    except Exception as err:  # the user's module itself fails: a syntax error, an exception at import
+        raise ValueError(f"energy {name!r}: importing module {module_name!r} failed with {type(err).__name__}: "
+                         f"{err}; fix the module") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"energy {name!r}: module {module_name!r} has no class {class_name!r}")
     if not (inspect.isclass(cls) and issubclass(cls, (Energy, Field))):
         raise ValueError(f"energy {name!r}: {class_name} is not a continuous_gnn Energy or Field subclass")
+    if issubclass(cls, Energy) and cls.energy is Energy.energy:
+        raise ValueError(f"energy {name!r}: {class_name} does not define energy(x, graph, x0=None), which every "
+                         "Energy needs (its gradient is taken from it)")
+    if issubclass(cls, Field) and cls.forward is Field.forward:
+        raise ValueError(f"energy {name!r}: {class_name} does not define forward(t, x, context, x0), which every "
+                         "Field needs")
     return cls
 
 
 def _parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    if cls.__init__ is nn.Module.__init__:  # no constructor of its own: nn.Module's (*args, **kwargs) takes nothing
+        return {}
     return inspect.signature(cls).parameters
+
+
+#: The builtin types an annotation may name (``int | None``), by name.
+_SIMPLE_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "None": type(None)}
+
+
+def _declared_types(parameter: inspect.Parameter) -> list[type]:
+    """The types an option may take: those its annotation names when it is a union of builtins (``int | None``),
+    else its default's type; none when neither says (the option is then not checked)."""
+    annotation = parameter.annotation
+    names = ([part.strip() for part in annotation.split("|")] if isinstance(annotation, str)
+             else [getattr(annotation, "__name__", "")] if isinstance(annotation, type) else [])
+    if names and all(n in _SIMPLE_TYPES for n in names):
+        return [_SIMPLE_TYPES[n] for n in names]
+    default = parameter.default
+    if default is inspect.Parameter.empty or default is None:
+        return []
+    return [next(t for t in (bool, int, float, str, type(default)) if isinstance(default, t))]
+
+
+def _matches(value: Any, declared: type) -> bool:
+    if declared is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if declared is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, declared)
+
+
+_DESCRIPTIONS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
+
+
+def _check_type(name: str, key: str, value: Any, parameter: inspect.Parameter) -> None:
+    declared = _declared_types(parameter)
+    if not declared or any(_matches(value, t) for t in declared):
+        return
+    wanted = " or ".join(_DESCRIPTIONS.get(t, t.__name__) for t in declared if t is not type(None))
+    hint = " (TOML booleans are lowercase: true, false)" if bool in declared and isinstance(value, str) else ""
+    raise ValueError(f"energy {name!r}: option {key!r} must be {wanted}; got {value!r}{hint}")
 
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
@@ -111,6 +162,12 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"energy {name!r} has no option(s) {unknown}; its options are: "
                          f"{', '.join(accepted) or 'none'}")
+    missing = [k for k in accepted if params[k].default is inspect.Parameter.empty and k not in own]
+    if missing:
+        raise ValueError(f"energy {name!r} needs the option(s) {missing}, which its constructor requires; set them "
+                         "in the config's [energy_options] table or with --energy-option KEY=VALUE")
+    for key, value in own.items():
+        _check_type(name, key, value, params[key])
 
 
 def build_named(name: str, channels: int, options: Mapping[str, Any] | None = None,

@@ -124,7 +124,22 @@ class SearchSpace:
             else:
                 values = (min(values[0], current), max(values[1], current))
             space[name] = (kind, values)
+        self.check_values(base, space)
         return space
+
+    def check_values(self, base: RunConfig, space: dict[str, Entry]) -> None:
+        """Raise ``ValueError`` naming the key and value when a choice, or an end of a range, of ``space`` makes
+        ``base`` an invalid config (e.g. a negative learning rate, or a dropout of 1): without this check each
+        trial that draws it fails, and the search reports a best config that ignored the space."""
+        for name, (kind, values) in space.items():
+            for value in values:
+                try:
+                    base.replace(**{name: value})
+                except ValueError as err:
+                    what = "choice" if kind == "categorical" else "end of the uniform range"
+                    raise ValueError(f"{self.source}: {name}: the {what} {value!r} makes no valid config from the "
+                                     f"starting one ({err}); change the space, or keep {name} out of the search "
+                                     f"(tune --fix {name})") from None
 
 
 def load_search_space(path: str | os.PathLike[str]) -> SearchSpace:

@@ -82,8 +82,17 @@ def open_storage(url: str, *, attempts: int = 5, heartbeat_s: int = HEARTBEAT_S,
             (the message names the ``pip install``), or the database cannot be opened.
     """
     import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
 
     shown = shown_url(url)
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError as err:
+        raise ValueError(f"--storage {shown} is not a database URL SQLAlchemy can use ({err}); use e.g. "
+                         f"sqlite:///tune.db or postgresql://user@host/db") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ValueError(f"--storage {shown} is an in-memory SQLite database, which no other worker can reach and "
+                         "which is lost when the command ends; name a file: sqlite:///tune.db")
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are an experimental Optuna feature
