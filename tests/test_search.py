@@ -102,3 +102,12 @@ def test_the_repository_search_spaces_load_and_widen(path):
 def test_the_repository_starting_configs_resolve(path):
     resolved = resolve_config(read_config_file(path), {"dataset": "texas"})
     assert resolved.energy in {"graff", "attention_dirichlet", "grand_nl"}
+
+
+def test_a_value_that_makes_the_starting_config_invalid_is_named_with_the_way_out():
+    space = SearchSpace(search={"lr": {"categorical": [0.01, -1.0]}}, also={"dropout": {"uniform": [0.5, 1.5]}})
+    with pytest.raises(ValueError, match=r"lr: the choice -1.0 makes no valid config .*\(tune --fix lr\)"):
+        space.widen(RunConfig(), ["lr"])
+    with pytest.raises(ValueError, match=r"dropout: the end of the uniform range 1.5 .*\(leave dropout out of --also\)"):
+        space.widen(RunConfig(), ["dropout"])
+    assert space.widen(RunConfig(), []) == {}

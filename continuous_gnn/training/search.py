@@ -137,9 +137,10 @@ class SearchSpace:
                     base.replace(**{name: value})
                 except ValueError as err:
                     what = "choice" if kind == "categorical" else "end of the uniform range"
+                    keep_out = f"tune --fix {name}" if name in self.search else f"leave {name} out of --also"
                     raise ValueError(f"{self.source}: {name}: the {what} {value!r} makes no valid config from the "
                                      f"starting one ({err}); change the space, or keep {name} out of the search "
-                                     f"(tune --fix {name})") from None
+                                     f"({keep_out})") from None
 
 
 def load_search_space(path: str | os.PathLike[str]) -> SearchSpace:
