@@ -173,7 +173,10 @@ def check_output_file(path: str | os.PathLike[str], label: str = "path") -> None
     path = Path(text)
     if path.is_dir() or text.endswith(("/", os.sep)):
         raise ValueError(f"{label} {text!r} is a folder; pass the file to write in it")
-    if path.exists():
+    if _is_special(path):  # written in place by atomic_open: its own permission decides, not its folder's
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{label} {text!r} is not writable")
+    elif path.exists():
         problem = _write_problem(path.parent)
         if problem is not None:
             raise ValueError(f"{label} {text!r} cannot be replaced: its folder is not writable ({problem})")
@@ -188,5 +191,5 @@ def check_output_folder(path: str | os.PathLike[str], label: str = "folder") -> 
         check_creatable(path, label)
     elif not path.is_dir():
         raise ValueError(f"{label} {str(path)!r} is a file; pass a folder (it is created if needed)")
-    elif _write_problem(path) is not None:
-        raise ValueError(f"{label} {str(path)!r} is not writable ({_write_problem(path)}); pass another folder")
+    elif (problem := _write_problem(path)) is not None:
+        raise ValueError(f"{label} {str(path)!r} is not writable ({problem}); pass another folder")

@@ -253,7 +253,7 @@ def _extrapolation_md(res: dict[str, Any], script: str) -> list[str]:
             f"- {r['name']}: beyond the training depth RQ {trend} ({_f(rq8)} at t = 8, {_f(rq32)} at t = 32, "
             f"{_f(rq64)} at t = 64; ρ_Δ = {r['rho']:.3f}{'; above 1 by t = 32' if rq32 > 1 else ''}), and test "
             f"accuracy goes from {_f(acc8)} at t = 8 to {_f(acc64)} at t = 64. The learned W "
-            f"has ρ₋ = |λ₋|(ρ_Δ − 1) = {rho_minus:.2f} {'>' if rho_minus > lam_plus else '<'} λ₊ = {lam_plus:.2f}, so "
+            f"has ρ₋ = |λ₋|(ρ_Δ − 1) = {rho_minus:.2f} {'>' if predicted == 'HFD' else '<'} λ₊ = {lam_plus:.2f}, so "
             f"Prop 3.1 predicts {predicted} ({'over-sharpening' if predicted == 'HFD' else 'over-smoothing'}) for the "
             f"continuous flow, and τ = {tau:g} is {'within' if frequencies.step_bound else 'beyond'} the step bound "
             f"of eq. 14 (|λ₋| = {max(-lo, 0.0):.2f} {'<' if frequencies.step_bound else '≥'} 2/(τ(2 − ρ_Δ)) = "

@@ -707,3 +707,17 @@ def test_an_atomic_write_to_a_device_or_pipe_writes_into_it_instead_of_replacing
     atomic_write_text(fifo, "through the pipe")
     reader.join(timeout=30)
     assert received == ["through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_an_existing_pipe_is_checked_by_its_own_permission_not_its_folder_s(tmp_path, monkeypatch):
+    import continuous_gnn.atomic as atomic
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # As for /dev/null under a user who cannot create files in /dev: atomic_open writes such a target in place.
+    monkeypatch.setattr(atomic, "_write_problem", lambda folder: "permission denied")
+    atomic.check_output_file(fifo, "--out")
+    regular = tmp_path / "regular.md"
+    regular.write_text("replaced by a rename in its folder")
+    with pytest.raises(ValueError, match="cannot be replaced: its folder is not writable"):
+        atomic.check_output_file(regular, "--out")
