@@ -409,6 +409,18 @@ def test_tune_also_searches_the_model_family_and_rejects_unknown_keys(capsys):
     assert tune_space(RunConfig(epochs=400), ["epochs"])["epochs"] == ("categorical", (150, 300, 400))
 
 
+def test_tune_leaves_out_graff_fields_that_the_energy_does_not_read(capsys):
+    from continuous_gnn.cli.tune import _searched
+
+    graff = _searched(SPACE, "", "w,omega", RunConfig())
+    assert {"w_learnable", "w", "omega"} <= set(graff) and "note:" not in capsys.readouterr().err
+    # Searched for GRAND-l, every value of w would train the same model: trials that repeat each other.
+    grand = _searched(SPACE, "", "w,omega", RunConfig(energy="attention_dirichlet"))
+    assert grand == [k for k in graff if k not in ("w_learnable", "w", "omega")]
+    assert ("note: w_learnable, w, omega not searched: they configure the GRAFF energy, and the energy is 'attention_dirichlet'"
+            in capsys.readouterr().err)
+
+
 def test_tune_space_contains_the_configured_values():
     tune_space = SPACE.widen
 

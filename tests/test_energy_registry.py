@@ -211,3 +211,28 @@ def test_the_cli_refuses_a_bad_energy_option_before_reading_data(tmp_path, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "option 'source' must be true or false" in err and "Traceback" not in err
+
+
+def test_the_cli_refuses_graff_fields_typed_for_an_energy_that_does_not_read_them(tmp_path, capsys):
+    from continuous_gnn.cli import main
+
+    base = ["train", "--dataset", "texas", "--data-root", str(tmp_path / "none"), "--no-download",
+            "--out", str(tmp_path / "r.json")]
+    assert main([*base, "--energy", "dirichlet", "--w", "sum"]) == 2
+    err = capsys.readouterr().err
+    assert "--w configures the GRAFF energy, but the energy is 'dirichlet', which does not read it" in err
+    assert main([*base, "--energy", "second_order", "--energy-option", "inner=dirichlet", "--omega", "zero",
+                 "--no-source"]) == 2
+    assert "--omega, --source configure the GRAFF energy, but the energy is second_order over 'dirichlet'" in (
+        capsys.readouterr().err)
+    # GRAFF reads them, also as second_order's default inner energy: no usage error (the missing data stops it).
+    for energy in ("graff", "second_order"):
+        main([*base, "--energy", energy, "--w", "sum"])
+        assert "configures the GRAFF energy" not in capsys.readouterr().err
+    # Set by a file (presets and saved configs carry every field), they are noted, not refused.
+    config = tmp_path / "grand.toml"
+    config.write_text('energy = "attention_dirichlet"\nw = "diag_dom"\nw_learnable = false\n')
+    main([*base, "--config", str(config)])
+    err = capsys.readouterr().err
+    assert ("note: the energy is 'attention_dirichlet', so w_learnable = false, a field of the GRAFF energy, "
+            "changes nothing") in err

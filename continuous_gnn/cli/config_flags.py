@@ -18,6 +18,7 @@ import tomllib
 
 from ..training.config import RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import dropped_energy_options, read_config_file, resolve_config
+from ..training.config_rules import GRAFF_FIELDS, uses_graff_fields
 from ..training.presets import available_presets, preset_path
 from .common import UsageError, add_data_flags
 
@@ -166,9 +167,31 @@ def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
     config = resolve_config(*layers, sources=sources)
     if config.dataset is None:
         raise UsageError("no dataset: pass --dataset NAME (or set dataset in the --config file)")
+    _check_graff_fields(config, typed)
     for source, energy, keys in dropped_energy_options(*layers, sources=sources):
         # Not an error (another energy may take other options), but easy to miss: say what was left behind.
         print(f"note: the energy is {config.energy}, so the {energy} options of the {source} ({', '.join(keys)}) "
               f"do not apply; pass any that {config.energy} takes again with --energy-option KEY=VALUE",
               file=sys.stderr, flush=True)
     return ResolvedConfig(config, args.preset, preset_file, args.config)
+
+
+def _check_graff_fields(config: RunConfig, typed: dict[str, Any]) -> None:
+    """GRAFF's fields (``--w``, ``--omega``, ...) typed for an energy that does not read them are a usage error;
+    set by a file to other than their defaults, a note (presets and saved configs carry every field)."""
+    if uses_graff_fields(config):
+        return
+    energy = repr(config.energy)
+    if config.energy == "second_order":
+        energy = f"second_order over {config.energy_options['inner']!r}"
+    typed_here = [_flag_name(name) for name in GRAFF_FIELDS if name in typed]
+    if typed_here:
+        raise UsageError(f"{', '.join(typed_here)} configure{'s' if len(typed_here) == 1 else ''} the GRAFF energy, "
+                         f"but the energy is {energy}, which does not read "
+                         f"{'it' if len(typed_here) == 1 else 'them'}: leave {'it' if len(typed_here) == 1 else 'them'} "
+                         "out, and pass the energy's own options with --energy-option KEY=VALUE")
+    unread = [f"{name} = {str(getattr(config, name)).lower()}" for name in GRAFF_FIELDS
+              if getattr(config, name) != getattr(RunConfig, name)]
+    if unread:
+        what = "a field of the GRAFF energy, changes" if len(unread) == 1 else "fields of the GRAFF energy, change"
+        print(f"note: the energy is {energy}, so {', '.join(unread)}, {what} nothing", file=sys.stderr, flush=True)

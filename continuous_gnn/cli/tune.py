@@ -32,7 +32,7 @@ from ..atomic import atomic_write_text, numbered_names
 from ..errors import IntegrationError, TrainingDivergedError
 from ..training.config import RunConfig
 from ..training.config_io import config_to_toml
-from ..training.config_rules import MAX_SEED
+from ..training.config_rules import GRAFF_FIELDS, MAX_SEED, uses_graff_fields
 from ..training.presets import search_space_path
 from ..training.search import SearchSpace, config_header, load_search_space, selection_scope
 from ..training.splits import MAX_SPLITS
@@ -116,6 +116,11 @@ def _searched(space: SearchSpace, fix: str, also: str, base: RunConfig) -> list[
     searched = [k for k in space.search if k not in fixed] + [k for k in space.also if k in extra]
     if not base.fixed_grid and "step_size" in searched:
         searched.remove("step_size")
+    unread = [] if uses_graff_fields(base) else [k for k in searched if k in GRAFF_FIELDS]
+    if unread:  # each trial would repeat another one: the energy does not read them
+        print(f"note: {', '.join(unread)} not searched: {'it configures' if len(unread) == 1 else 'they configure'} "
+              f"the GRAFF energy, and the energy is {base.energy!r}", file=sys.stderr, flush=True)
+        searched = [k for k in searched if k not in unread]
     if not searched:
         raise UsageError("--fix keeps every search key at its configured value, so there is nothing to search; "
                          "fix fewer keys or add some with --also")

@@ -30,6 +30,14 @@ MAX_TIME_PIECES = 10_000
 MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+#: The top-level fields that configure the GRAFF energy; other energies take their options in ``energy_options``.
+GRAFF_FIELDS = ("w", "omega", "source", "w_learnable")
+
+
+def uses_graff_fields(c: RunConfig) -> bool:
+    """Whether ``c`` builds a GRAFF energy, which reads :data:`GRAFF_FIELDS`: ``energy = "graff"``, or a
+    ``second_order`` flow over its default inner energy, GRAFF."""
+    return c.energy == "graff" or (c.energy == "second_order" and c.energy_options.get("inner", "graff") == "graff")
 
 
 def check_rules(c: RunConfig) -> None:
@@ -48,7 +56,7 @@ def check_rules(c: RunConfig) -> None:
     flow = flow_class(c.energy)  # an unknown name or a bad import path says which
     check_options(c.energy, c.energy_options)
     if c.energy == "graff":
-        shadowed = sorted(set(c.energy_options) & {"w", "omega", "source", "w_learnable", "allow_asymmetric"})
+        shadowed = sorted(set(c.energy_options) & {*GRAFF_FIELDS, "allow_asymmetric"})
         require(not shadowed, f"energy_options {shadowed} are config fields of the GRAFF energy; set them at the "
                               "top level (on the command line: --w, --omega, --source, --w-learnable)")
     if not issubclass(flow, Energy):
