@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..data import NUM_SPLITS
 from ..training.config import RunConfig
 from ..training.config_io import read_config_file, resolve_config
+from ..training.preflight import missing_splits
 from .reference import LINEAR
 
 __all__ = ["Outcome", "preset_config", "check_splits", "select_by_validation"]
@@ -60,8 +61,8 @@ def check_splits(datasets: Iterable[str], splits: Iterable[int] | None) -> None:
     if splits is None:
         return
     for name in datasets:
-        missing = [s for s in splits if s >= NUM_SPLITS[name]]
-        if missing:
+        missing = missing_splits(splits, NUM_SPLITS[name])
+        if missing is not None:
             raise ValueError(f"--splits: split(s) {missing} do not exist: {name} has splits "
                              f"0..{NUM_SPLITS[name] - 1}")
 

@@ -126,7 +126,8 @@ def _resume_warnings(command: str, main: bool) -> Iterator[None]:
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..training import check_run, load_run_dataset, run, save_record
+    from ..data import NUM_SPLITS
+    from ..training import check_before_loading, check_run, load_run_dataset, run, save_record
     from ..training.distributed import backend_for, join, leave
 
     resolved = resolve_cli_config(args)
@@ -136,6 +137,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     main = world is None or world.is_main
     label = resolved.preset or config.energy
     target = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
+    check_before_loading(config, NUM_SPLITS.get(dataset_name(config.dataset)))
     root, cache = data_paths(args)
     fetch_dataset(args, config.dataset, root)
     dataset = load_run_dataset(config, root, cache_dir=cache)

@@ -152,7 +152,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
     import torch
 
-    from ..training import check_run, environment, load_run_dataset, population_mean_std, run, save_record
+    from ..data import NUM_SPLITS
+    from ..training import check_before_loading, check_run, environment, load_run_dataset, population_mean_std, run, save_record
     from ..training.trial_queue import open_queue, open_storage, replaced_trials, requeued_trials, shown_url
 
     if args.trials < 1:
@@ -191,6 +192,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     space = search_space.widen(base, searched)  # each value checked against the starting config
     target = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
     path = target.path
+    check_before_loading(base, NUM_SPLITS.get(dataset_name(base.dataset)))
     root, cache = data_paths(args)
     fetch_dataset(args, base.dataset, root)
     dataset = load_run_dataset(base, root, cache_dir=cache)

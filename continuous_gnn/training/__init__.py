@@ -8,6 +8,7 @@ module             concept
 ``presets``        the packaged presets (``--preset graff``), search spaces and study models
 ``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
 ``build``          config → graph operator, features, energy, model
+``preflight``      what a config can be checked for before its dataset loads: splits, energy options, memory
 ``loop``           :func:`train_split` and :func:`run`: the training loop
 ``history``        what the loop keeps of a split's epochs: curves, best epoch, kept model
 ``resume``         checkpoints of a run's whole training state, and resuming from them
@@ -27,6 +28,7 @@ from .config_io import config_to_toml, load_config, read_config_file, resolve_co
 from .history import still_improving
 from .loop import check_run, run, split_seed, train_split
 from .metrics import accuracy, population_mean_std, roc_auc
+from .preflight import check_before_loading
 from .presets import available_presets, preset_path
 from .records import (
     EpochInfo,
@@ -66,6 +68,7 @@ __all__ = [
     "train_split",
     "run",
     "check_run",
+    "check_before_loading",
     "split_seed",
     "accuracy",
     "roc_auc",

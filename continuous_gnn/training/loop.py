@@ -65,6 +65,7 @@ from .config import RunConfig
 from .distributed import World
 from .history import SplitHistory
 from .metrics import metrics
+from .preflight import check_splits
 from .records import EpochInfo, RunResult, SplitResult, dataset_summary
 from .resume import Checkpointing, RunCheckpoints
 
@@ -336,11 +337,7 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
             f"features_normalized={normalized}; load it with load_run_dataset(config, ...)"
         )
     splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
-    missing = [s for s in splits if s >= dataset.num_splits]
-    if missing:
-        raise ValueError(
-            f"dataset {dataset.name!r} has splits 0..{dataset.num_splits - 1}; split(s) {missing} do not exist"
-        )
+    check_splits(dataset.name, splits, dataset.num_splits)
     device = _device(config)
     check_batching(config, dataset, splits, world_size=1 if world is None else world.size)
     return splits, device if world is None else world.device(device)
