@@ -204,11 +204,27 @@ def test_a_killed_tune_continues_its_study_and_ends_with_the_requested_trials(da
     assert [t.system_attrs.get("failed_trial") for t in complete].count(stale.number) == 1
     summary = json.loads(out.with_suffix(".json").read_text())
     assert len(summary["trials"]) == trials and {t["state"] for t in summary["trials"]} == {"COMPLETE"}
+
     assert f"{trials} of {trials} trials completed" in out.read_text()
+
+    def with_flag(flags: list[str], flag: str, value: str) -> list[str]:
+        at = flags.index(flag)
+        return [*flags[:at + 1], value, *flags[at + 2:]]
+
+    # Rerun with a larger budget, the same study runs the difference; with a smaller one, it is refused.
+    assert main(with_flag(argv, "--trials", str(trials + 1))) == 0
+    printed = capsys.readouterr().out
+    assert f"the study had a budget of {trials} trials: 1 more queued" in printed
+    assert f"{trials} of {trials + 1} trials had finished" in printed and optuna.get_all_study_names(storage) == [name]
+    assert len(json.loads(out.with_suffix(".json").read_text())["trials"]) == trials + 1
+    assert f"{trials + 1} of {trials + 1} trials completed" in out.read_text()
+    assert main(argv) == 2
+    assert f"has a budget of {trials + 1} trials, not {trials}" in capsys.readouterr().err
     # Other flags with the same --out make another study in the same file; the finished one is left as it was.
-    assert main([*argv[:argv.index("--trials") + 1], "1", *argv[argv.index("--trials") + 2:]]) == 0
+    extended = len(optuna.load_study(study_name=name, storage=storage).trials)
+    assert main(with_flag(with_flag(argv, "--trials", "1"), "--epochs", "29")) == 0
     assert len(optuna.get_all_study_names(storage)) == 2
-    assert len(optuna.load_study(study_name=name, storage=storage).trials) == len(study.trials)
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == extended
     assert "1 of 1 trials completed" in out.read_text()
 
 

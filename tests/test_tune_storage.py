@@ -121,6 +121,37 @@ def test_workers_claim_each_queued_trial_once_and_never_add_one(tmp_path):
                    settings={"a": [2]}, first={}, trials=3)
 
 
+def test_a_larger_budget_extends_a_study_of_one_worker_and_a_smaller_one_is_refused(tmp_path):
+    from continuous_gnn.training.trial_queue import BUDGET_KEY, SETTINGS_KEY, open_queue, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+
+    def queue(trials, extend=True, name="q"):
+        return open_queue(storage=open_storage(url), study_name=name, sampler=optuna.samplers.RandomSampler(seed=0),
+                          settings={"a": [1]}, first={"x": 1.0}, trials=trials, extend=extend)
+
+    first = queue(3)
+    assert first.extended_from is None
+    first.run(lambda trial: trial.suggest_float("x", 0.0, 2.0))
+    again = queue(3)  # the same budget: nothing queued
+    assert again.extended_from is None and len(again.study.trials) == 3 and again.claim() is None
+    larger = queue(5)
+    assert larger.extended_from == 3 and larger.study.user_attrs[BUDGET_KEY] == 5
+    larger.run(lambda trial: trial.suggest_float("x", 0.0, 2.0))
+    assert [t.state.name for t in larger.study.trials] == ["COMPLETE"] * 5
+    with pytest.raises(ValueError, match=r"study 'q' has a budget of 5 trials, not 4; pass the same --trials to "
+                                         r"continue it, or more to extend it, or start another study"):
+        queue(4)
+    with pytest.raises(ValueError, match=r"has a budget of 5 trials, not 6; pass the same --trials to continue it, "
+                                         r"or start another study"):
+        queue(6, extend=False)  # workers sharing a study could both queue the difference
+    # A study created before the budget had its own attribute holds it in its settings.
+    old = optuna.create_study(storage=open_storage(url), study_name="old", direction="maximize")
+    old.set_user_attr(SETTINGS_KEY, {"a": [1], "trials": 2})
+    assert queue(2, name="old").extended_from is None
+    assert queue(4, name="old").extended_from == 2
+
+
 def test_a_failed_trial_is_marked_and_the_queue_goes_on_unless_the_error_is_unexpected():
     from continuous_gnn.training.trial_queue import open_queue
 

@@ -9,7 +9,8 @@ The trials live in an Optuna study in a SQLite file beside the output (``<out>.o
 ``<out>.toml``), named after the search's settings, so a search that was killed or interrupted continues when the
 same command (the same ``--out``) runs again: it runs only the trials that did not finish, and a trial its
 worker was running is run again (:mod:`continuous_gnn.training.trial_queue`), so the study ends with ``--trials``
-trials. Deleting that file, or another ``--out``, starts over.
+trials. Run again with a larger ``--trials``, it extends the same study by the difference (a smaller one is an
+error). Deleting that file, or another ``--out``, starts over.
 
 With ``--storage URL --study-name NAME`` the trials live in that RDB storage instead and every worker started with
 the same flags (on this machine or others) shares them: together they run exactly ``--trials`` trials, and each
@@ -52,7 +53,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser)
     add_source_flags(parser)
     group = parser.add_argument_group("search")
-    group.add_argument("--trials", type=int, default=20, help="number of trials (default: 20)")
+    group.add_argument("--trials", type=int, default=20,
+                       help="number of trials (default: 20); rerun with the same --out and a larger number to extend "
+                            "a finished or interrupted search")
     group.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     group.add_argument("--sampler-seed", type=int, default=None,
                        help="seed of the TPE sampler (default: --seed; not with --storage, whose workers each draw "
@@ -247,7 +250,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     # first random trials would repeat each other.
     sampler_seed = args.sampler_seed if args.sampler_seed is not None else base.seed if storage is None else None
     settings = {"dataset": dataset.name, "config": {k: v for k, v in base.to_dict().items() if k != "device"},
-                "splits": list(splits), "seeds": list(seeds), "searched": searched, "trials": args.trials,
+                "splits": list(splits), "seeds": list(seeds), "searched": searched,
                 "space": {name: [kind, list(values)] for name, (kind, values) in space.items()}}
     study_name = args.study_name
     numbered = target.numbered
@@ -264,8 +267,12 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         study_name = f"{path.stem}-{digest}"
         print(f"trials kept in {study_file} (study {study_name}): {resume} to continue if it stops", flush=True)
     queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-                       settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials)
+                       settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials,
+                       extend=args.storage is None)  # a shared study's other workers may be extending it too
     study = queue.study
+    if queue.extended_from is not None:
+        print(f"the study had a budget of {queue.extended_from} trials: {args.trials - queue.extended_from} more "
+              f"queued", flush=True)
     trials = study.trials  # one read of the storage
     # A trial that another worker found stale has failed, but it runs again: it has not finished.
     again = requeued_trials(trials)

@@ -16,7 +16,8 @@ Without a storage the queue lives in memory and one worker runs it: the trials, 
 are those of ``Study.optimize`` with the same sampler.
 
 A worker that joins an existing study checks that its settings are the study's, so workers started with
-different flags cannot mix their trials.
+different flags cannot mix their trials. The budget is the study's too: a worker may ask for it or, where it is
+the study's only worker (``extend=True``), for more, which queues the difference; never for less.
 
 A worker that is killed (or whose machine stops) leaves its trial RUNNING. While it runs a trial a worker records a
 heartbeat in the storage every :data:`HEARTBEAT_S` seconds; a RUNNING trial without one for :data:`GRACE_S`
@@ -44,10 +45,13 @@ import optuna
 from optuna.trial import TrialState
 
 __all__ = ["open_storage", "shown_url", "TrialQueue", "open_queue", "replaced_trials", "requeued_trials",
-           "SETTINGS_KEY", "HEARTBEAT_S", "GRACE_S"]
+           "SETTINGS_KEY", "BUDGET_KEY", "HEARTBEAT_S", "GRACE_S"]
 
 #: The study attribute that holds the search's settings; the creator writes it after enqueuing the budget.
 SETTINGS_KEY = "continuous_gnn_settings"
+#: The study attribute that holds its budget, the number of trials queued for it (studies created before it
+#: existed hold the budget as the ``trials`` entry of their settings).
+BUDGET_KEY = "continuous_gnn_budget"
 #: Seconds between the heartbeats a worker records for its running trial.
 HEARTBEAT_S = 5
 #: Seconds without a heartbeat after which a RUNNING trial is stale: its worker was killed.
@@ -159,11 +163,14 @@ class TrialQueue:
         study (optuna.Study): the study, for its trials and best trial.
         storage (optuna.storages.BaseStorage): where the study lives.
         study_id (int): the study's id in ``storage``.
+        extended_from (int or None): the budget the study had before this worker extended it; ``None`` if it
+            did not.
     """
 
     study: optuna.Study
     storage: optuna.storages.BaseStorage
     study_id: int
+    extended_from: int | None = None
 
     def claim(self) -> optuna.Trial | None:
         """The next queued trial, now RUNNING and this worker's; ``None`` when the queue is empty.
@@ -290,7 +297,7 @@ def requeued_trials(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
 
 def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str | None,
                sampler: optuna.samplers.BaseSampler, settings: Mapping[str, Any], first: Mapping[str, Any],
-               trials: int, wait_s: float = 120.0) -> TrialQueue:
+               trials: int, wait_s: float = 120.0, extend: bool = False) -> TrialQueue:
     """The queue of a search's study: created with its whole budget queued, or joined when it exists.
 
     Args:
@@ -301,27 +308,41 @@ def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str |
         first: the parameters of trial 0.
         trials: the budget: the number of trials of the study.
         wait_s: how long a joining worker waits for the creator to finish queueing (default: 120).
+        extend: whether a larger budget than the existing study's queues the difference (for a study with one
+            worker: two workers extending at once would both queue it).
 
     Raises:
         ValueError: if the existing study was created with other settings, or its creator never finished
-            queueing it.
+            queueing it, or it has another budget than ``trials`` (unless ``extend`` allows a larger one).
     """
     settings = _as_json(settings)
     storage = optuna.storages.InMemoryStorage() if storage is None else storage
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=sampler)
     except optuna.exceptions.DuplicatedStudyError:
-        study = _join(storage, study_name, sampler, settings, wait_s)
+        study, budget = _join(storage, study_name, sampler, settings, wait_s)
     else:
         study.enqueue_trial(dict(first))
         for _ in range(trials - 1):
             study.enqueue_trial({})
+        study.set_user_attr(BUDGET_KEY, trials)
         study.set_user_attr(SETTINGS_KEY, settings)
-    return TrialQueue(study, storage, storage.get_study_id_from_name(study.study_name))
+        budget = trials
+    extended_from = None
+    if trials != budget:
+        if trials < budget or not extend:
+            how = "the same --trials to continue it" + (", or more to extend it" if extend else "")
+            raise ValueError(f"study {study_name!r} has a budget of {budget} trials, not {trials}; pass {how}, or "
+                             f"start another study")
+        for _ in range(trials - budget):
+            study.enqueue_trial({})
+        study.set_user_attr(BUDGET_KEY, trials)
+        extended_from = budget
+    return TrialQueue(study, storage, storage.get_study_id_from_name(study.study_name), extended_from)
 
 
 def _join(storage: optuna.storages.BaseStorage, name: str | None, sampler: optuna.samplers.BaseSampler,
-          settings: Any, wait_s: float) -> optuna.Study:
+          settings: Any, wait_s: float) -> tuple[optuna.Study, int]:
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     deadline = time.monotonic() + wait_s
     while SETTINGS_KEY not in study.user_attrs:
@@ -329,10 +350,11 @@ def _join(storage: optuna.storages.BaseStorage, name: str | None, sampler: optun
             raise ValueError(f"study {name!r} exists but its search was never set up (its first worker stopped "
                              f"while creating it?); use another --study-name")
         time.sleep(0.5)
-    theirs = study.user_attrs[SETTINGS_KEY]
+    theirs = dict(study.user_attrs[SETTINGS_KEY])
+    budget = study.user_attrs.get(BUDGET_KEY, theirs.pop("trials", None))
     differ = sorted(key for key in set(theirs) | set(settings) if theirs.get(key) != settings.get(key))
     if differ:
         raise ValueError(f"study {name!r} was created by a search with other settings (they differ in "
                          f"{', '.join(differ)}); start every worker of a study with the same flags, or use another "
                          f"--study-name")
-    return study
+    return study, budget
