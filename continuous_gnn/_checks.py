@@ -18,3 +18,11 @@ def check_positive_finite(value: object, name: str) -> float:
     if not 0 < value < math.inf:
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a ``bool``; otherwise ``TypeError`` (a string such as ``"no"`` is truthy and would turn
+    the option on)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value

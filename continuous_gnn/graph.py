@@ -21,6 +21,7 @@ from torch import Tensor
 from torch_geometric.utils import add_remaining_self_loops, coalesce, is_undirected
 from torch_geometric.utils import to_undirected as _to_undirected
 
+from ._checks import check_bool
 from .edge_product import EdgePattern
 
 Normalization = Literal["sym", "rw"]
@@ -125,6 +126,8 @@ class Graph:
             )
         if edge_index.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"edge_index must hold integer node indices, got dtype {edge_index.dtype}")
+        check_bool(self_loops, "self_loops")
+        check_bool(symmetrize, "symmetrize")
         if normalization not in _NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; choose one of {_NORMALIZATIONS}")
         if dtype not in _DTYPES:
@@ -151,6 +154,9 @@ class Graph:
             if bool((edge_weight < 0).any()):
                 raise ValueError("edge weights must be non-negative for a normalised adjacency")
             edge_weight = edge_weight.to(dtype)
+            if not bool(torch.isfinite(edge_weight).all()):
+                raise ValueError(f"edge weights overflow {dtype} (largest {torch.finfo(dtype).max:.3g}); rescale them "
+                                 "or pass dtype=torch.float64")
 
         # Duplicate edges are merged by summing their weights, as the sparse product would.
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
@@ -166,6 +172,9 @@ class Graph:
             edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 1.0, num_nodes)
         degree = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
         degree.scatter_add_(0, edge_index[0], edge_weight)
+        if not bool(torch.isfinite(degree).all()):
+            raise ValueError(f"a node's degree (the sum of its edge weights) overflows {dtype} (largest "
+                             f"{torch.finfo(dtype).max:.3g}); rescale the edge weights or pass dtype=torch.float64")
         if bool((degree == 0).any()):
             raise ValueError(
                 "the graph has isolated nodes with zero degree, so the normalisation divides by zero; "

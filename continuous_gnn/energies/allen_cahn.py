@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._checks import check_positive_int
+from .._checks import check_bool, check_positive_int
 from ..graph import Graph
 from .base import Energy
 
@@ -56,6 +56,7 @@ class AllenCahnEnergy(Energy):
 
     def __init__(self, channels: int, *, repulsion: float = 1.0, well: float = 1.0, learnable: bool = True) -> None:
         super().__init__()
+        check_bool(learnable, "learnable")
         check_positive_int(channels, "channels")
         if isinstance(repulsion, bool) or not isinstance(repulsion, (int, float)) or not 0 <= repulsion < math.inf:
             raise ValueError(f"repulsion must be a finite number >= 0, got {repulsion!r}")

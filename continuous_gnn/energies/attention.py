@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
-from .._checks import check_positive_int
+from .._checks import check_bool, check_positive_int
 from ..edge_product import EdgePattern
 from ..graph import Graph
 from .base import Energy
@@ -182,6 +182,9 @@ class AttentionDirichletEnergy(Energy):
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
                  source: bool = False, uniform_start: bool = False) -> None:
         super().__init__()
+        check_bool(rate, "rate")
+        check_bool(source, "source")
+        check_bool(uniform_start, "uniform_start")
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None

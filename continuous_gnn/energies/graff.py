@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_bool
 from ..graph import Graph
 from .base import Energy
 from .parametrizations import ChannelMixing, ExternalField
@@ -44,6 +45,9 @@ class GRAFFEnergy(Energy):
     def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,
                  w_learnable: bool = True, omega_value: float = 1.0, allow_asymmetric: bool = False) -> None:
         super().__init__()
+        check_bool(source, "source")
+        check_bool(w_learnable, "w_learnable")
+        check_bool(allow_asymmetric, "allow_asymmetric")
         self.channels = channels
         self.W = ChannelMixing(channels, w, learnable=w_learnable, allow_asymmetric=allow_asymmetric)
         self.Omega = ExternalField(channels, omega, value=omega_value)

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
+from .._checks import check_bool, check_positive_int
 
 W_STYLES = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity", "asymm")
 OMEGA_STYLES = ("diag", "zero", "const")
@@ -50,6 +50,8 @@ class ChannelMixing(nn.Module):
     def __init__(self, channels: int, style: str = "diag_dom", *, learnable: bool = True,
                  allow_asymmetric: bool = False) -> None:
         super().__init__()
+        check_bool(learnable, "learnable")
+        check_bool(allow_asymmetric, "allow_asymmetric")
         check_positive_int(channels, "channels")
         if style not in W_STYLES:
             raise ValueError(f"unknown W style {style!r}; choose one of {W_STYLES}")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
+from .._checks import check_bool, check_positive_int
 from ..edge_product import EdgePattern
 from ..energies.attention import EdgeAttention
 from ..graph import Graph
@@ -52,6 +52,9 @@ class AttentionDiffusion(Field):
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
                  source: bool = False, uniform_start: bool = False) -> None:
         super().__init__()
+        check_bool(rate, "rate")
+        check_bool(source, "source")
+        check_bool(uniform_start, "uniform_start")
         check_positive_int(channels, "channels")
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .._checks import check_bool
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..graph import Graph
@@ -68,6 +69,7 @@ class GradientFlow(Field):
     def __init__(self, energy: Energy | EnergySchedule, activation: str | Callable[[Tensor], Tensor] | None = None,
                  normalize: bool = False) -> None:
         super().__init__()
+        check_bool(normalize, "normalize")
         if not isinstance(energy, (Energy, EnergySchedule)):
             raise TypeError(f"energy must be an Energy or an EnergySchedule, got {type(energy).__name__}")
         self.energy = energy

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_bool
 from ..energies.base import Energy
 from ..graph import Graph
 from .base import Field
@@ -48,6 +49,7 @@ class SecondOrderFlow(Field):
 
     def __init__(self, energy: Energy, *, damping: float = 1.0, learnable: bool = False) -> None:
         super().__init__()
+        check_bool(learnable, "learnable")
         if not isinstance(energy, Energy):
             raise TypeError(f"SecondOrderFlow takes an Energy, got {type(energy).__name__}")
         if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 <= damping < math.inf:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.data import Data
 
-from .._checks import check_positive_finite, check_positive_int
+from .._checks import check_bool, check_positive_finite, check_positive_int
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow, SecondOrderFlow
@@ -130,6 +130,8 @@ class ContinuousGNN(nn.Module):
                  dropout: float = 0.0, encoder: str = "linear", decoder: str = "linear",
                  detach_source: bool = False, normalize_field: bool = False) -> None:
         super().__init__()
+        check_bool(detach_source, "detach_source")
+        check_bool(normalize_field, "normalize_field")
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive_finite
+from .._checks import check_bool, check_positive_finite
 from ..energies import AllenCahnEnergy, AttentionDirichletEnergy, DirichletEnergy, Energy, PLaplacianEnergy
 from ..fields import GradientFlow
 from ..graph import Graph
@@ -52,6 +52,7 @@ class EnergyConv(nn.Module):
                  activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False) -> None:
         super().__init__()
         check_positive_finite(step_size, "step_size")
+        check_bool(cached, "cached")
         if not isinstance(energy, Energy):
             raise TypeError(f"{type(self).__name__} takes an Energy, got {type(energy).__name__}")
         self.energy = energy

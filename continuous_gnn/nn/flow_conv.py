@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._checks import check_positive_finite
+from .._checks import check_bool, check_positive_finite
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow
@@ -51,6 +51,7 @@ class FlowConv(nn.Module):
                  solver: FixedGrid | Adaptive | None = None, adjoint: Adjoint | bool | None = None,
                  activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False) -> None:
         super().__init__()
+        check_bool(cached, "cached")
         self.t_end = check_positive_finite(t_end, "t_end")
         if isinstance(energy, Field):
             if activation is not None:

@@ -47,6 +47,9 @@ class GRAFFConv(EnergyConv):
                  **energy_kwargs) -> None:
         if energy is not None and energy_kwargs:
             raise ValueError("pass either an energy or GRAFFEnergy keyword arguments, not both")
+        if energy is not None and getattr(energy, "channels", None) not in (None, channels):
+            raise ValueError(f"the energy has {energy.channels} channels but channels={channels}; build it with "
+                             f"{channels} channels")
         super().__init__(energy if energy is not None else GRAFFEnergy(channels, **energy_kwargs), step_size,
                          activation, cached)
         self._channels = channels

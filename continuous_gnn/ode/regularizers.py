@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_bool
 from .field import VectorField, captured_tensors, jump_times
 from .integrate import integrate
 from .solution import Solution
@@ -217,6 +218,8 @@ def integrate_regularized(
     """
     if not isinstance(x0, Tensor) or not x0.is_floating_point():
         raise TypeError("x0 must be a floating-point tensor")
+    check_bool(kinetic, "kinetic")
+    check_bool(jacobian, "jacobian")
     if not (kinetic or jacobian):
         raise ValueError("request at least one regulariser (kinetic=True or jacobian=True), or call integrate")
     if jacobian:
@@ -225,6 +228,8 @@ def integrate_regularized(
         elif tuple(probe.shape) != tuple(x0.shape):
             raise ValueError(f"probe must have the shape of x0 {tuple(x0.shape)}, got {tuple(probe.shape)}")
         probe = probe.detach().to(dtype=x0.dtype, device=x0.device)
+        if not bool(torch.isfinite(probe).all()):
+            raise ValueError("probe must be finite; drop or fix its inf/nan entries")
     else:
         probe = None
     names = [name for name, on in zip(REGULARIZERS, (kinetic, jacobian)) if on]
