@@ -56,3 +56,161 @@ def test_a_regulariser_probe_must_be_finite():
     probe = torch.tensor([1.0, float("nan")])
     with pytest.raises(ValueError, match="probe must be finite"):
         integrate_regularized(lambda t, x: -x, torch.ones(2), 1.0, jacobian=True, probe=probe)
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("dopri5", {"safety": float("nan")}, r"options\['safety'\] must be a number in \(0, 1\], got nan"),
+    ("dopri5", {"ifactor": 0.5}, r"options\['ifactor'\] must be a number in \[1, inf\), got 0.5"),
+    ("dopri5", {"dfactor": 0.0}, r"options\['dfactor'\] must be a number in \(0, 1\]"),
+    ("dopri5", {"first_step": -1}, r"options\['first_step'\] must be a number in \(0, inf\)"),
+    ("dopri5", {"max_step": 0.0}, r"options\['max_step'\] must be a number in \(0, inf\]"),
+    ("dopri5", {"min_step": 1.0, "max_step": 0.5}, r"options\['min_step'\] = 1.0 exceeds options\['max_step'\]"),
+    ("dopri5", {"norm": "l2"}, r"options\['norm'\] must be a callable"),
+    ("implicit_adams", {"max_order": 0}, r"options\['max_order'\] must be an integer in \[1, 12\]"),
+    ("explicit_adams", {"max_order": 100}, r"options\['max_order'\] must be an integer in \[1, 12\]"),
+    ("implicit_adams", {"max_iters": 0}, r"options\['max_iters'\] must be an integer"),
+    ("euler", {"perturb": "yes"}, r"options\['perturb'\] must be True or False"),
+    ("scipy_solver", {"solver": "XYZ"}, r"options\['solver'\] must be one of RK45, RK23"),
+])
+def test_solver_option_values_are_checked_when_the_settings_are_built(method, options, message):
+    # Each failed inside torchdiffeq or scipy at solve time, or ended in a "dt underflow" that blamed the problem.
+    from continuous_gnn.ode.methods import check_options
+
+    with pytest.raises(ValueError, match=message):
+        check_options(method, options)
+
+
+def test_a_min_step_past_the_end_is_refused():
+    from continuous_gnn import integrate
+    from continuous_gnn.ode import Adaptive
+
+    x0 = torch.ones(1, 1, dtype=torch.float64)
+    # It forced one step to t = 10 and returned -227 for exp(-1).
+    with pytest.raises(ValueError, match=r"options\['min_step'\] = 10 is not below t_end = 1"):
+        integrate(lambda t, x: -x, x0, 1.0, solver=Adaptive("dopri5", options={"min_step": 10.0}))
+    final = integrate(lambda t, x: -x, x0, 1.0, solver=Adaptive("dopri5", options={"min_step": 0.01})).final
+    assert abs(float(final) - float(torch.tensor(-1.0, dtype=torch.float64).exp())) < 1e-3
+
+
+def test_an_adaptive_method_refuses_a_float16_state():
+    from continuous_gnn import integrate
+
+    with pytest.raises(TypeError, match=r"cannot step a float16 state"):
+        integrate(lambda t, x: -x, torch.ones(2, 2, dtype=torch.float16), 1.0, method="dopri5")
+    assert integrate(lambda t, x: -x, torch.ones(2, 2, dtype=torch.float16), 1.0, method="euler",
+                     step_size=0.5).final.dtype == torch.float16
+
+
+@pytest.mark.parametrize("save_at", [0.5, torch.tensor(0.5), "0.5", [None]])
+def test_save_at_must_be_a_sequence_of_times(save_at):
+    from continuous_gnn import integrate
+
+    with pytest.raises(TypeError, match=r"save_at must be a sequence of times .*for one time write \[t\]"):
+        integrate(lambda t, x: -x, torch.ones(2), 1.0, method="euler", step_size=0.25, save_at=save_at)
+
+
+def test_a_step_count_needs_a_positive_step():
+    from continuous_gnn.ode.grid import count_steps
+
+    for step in (0.0, -0.1):
+        with pytest.raises(ValueError, match="step_size must be positive"):
+            count_steps(1.0, step)
+
+
+def test_the_model_checks_its_features_before_the_encoder():
+    from torch_geometric.data import Data
+
+    model = ContinuousGNN(5, 4, 3, GRAFFEnergy(4))
+    edges = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    with pytest.raises(ValueError, match=r"x must have shape \(num_nodes, 5\), the model's in_channels; got \(4, 6\)"):
+        model(torch.randn(4, 6), edges)
+    with pytest.raises(ValueError, match=r"got \(1, 4, 5\)"):  # it was taken for a graph of one node
+        model(torch.randn(1, 4, 5), edges)
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are torch.float32; convert "
+                                        r"with x.to\(torch.float32\) or model.to\(torch.float64\)"):
+        model(torch.randn(4, 5, dtype=torch.float64), edges)
+    with pytest.raises(TypeError, match=r"x is torch.int64 .* convert with x.to\(torch.float32\)$"):
+        model(torch.ones(4, 5, dtype=torch.int64), edges)
+    with pytest.raises(ValueError, match=r"the Data object has no node features \(data.x\)"):
+        model(Data(edge_index=edges, num_nodes=4))
+    assert model(torch.randn(4, 5), edges).shape == (4, 3)
+
+
+def test_energies_check_the_dtype_of_their_buffers_and_of_the_graph():
+    from continuous_gnn.energies import PLaplacianEnergy
+
+    graph = Graph.from_edge_index(EDGES, 3)
+    x64 = torch.randn(3, 4, dtype=torch.float64)
+    fixed = GRAFFEnergy(4, w="sum", w_learnable=False, omega="zero", source=False)  # buffers, no parameters
+    with pytest.raises(TypeError, match=r"the features are torch.float64 but GRAFFEnergy's parameters are "
+                                        r"torch.float32"):
+        fixed.gradient(x64, graph.to(dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"the features are torch.float64 but the graph operator is torch.float32"):
+        PLaplacianEnergy().gradient(x64, graph)  # it mixed float64 features into a float32 operator
+
+
+def test_a_check_of_the_initial_state_names_it_x0():
+    with pytest.raises(ValueError, match=r"^x0 has 2 rows but the graph has 3 nodes$"):
+        GRAFFConv(4)(torch.randn(3, 4), torch.randn(2, 4), EDGES)
+
+
+def test_an_adjacency_of_another_size_than_the_features_is_refused():
+    model = ContinuousGNN(4, 4, 3, GRAFFEnergy(4))
+    adj = torch.sparse_coo_tensor(EDGES, torch.ones(4), (3, 3), check_invariants=True)
+    with pytest.raises(ValueError, match=r"adj_t has size \(3, 3\) but x has 4 rows"):
+        model(torch.randn(4, 4), adj)
+
+
+def test_the_graph_cache_sees_an_edge_index_changed_in_place():
+    torch.manual_seed(0)
+    model = ContinuousGNN(4, 4, 3, GRAFFEnergy(4)).eval()
+    x = torch.randn(4, 4)
+    edges = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    before = model(x, edges)
+    edges.copy_(torch.tensor([[0, 1, 0, 3, 2, 3], [1, 0, 3, 0, 3, 2]]))
+    assert torch.equal(model(x, edges), model(x, edges.clone()))
+    assert not torch.equal(model(x, edges), before)
+
+
+def test_diagnostics_refuse_a_partial_spectrum_a_bad_tolerance_and_float_indices():
+    from continuous_gnn.diagnostics import eigvec_cosines, laplacian_spectrum, mean_average_distance, w_spectrum
+
+    graph = Graph.from_edge_index(EDGES, 3, dtype=torch.float64)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    spectrum = laplacian_spectrum(graph)
+    with pytest.raises(ValueError, match=r"the whole spectrum of the graph \(3 nodes\).*got \(2,\) and \(3, 2\)"):
+        eigvec_cosines(x, graph, (spectrum.eigenvalues[:2], spectrum.eigenvectors[:, :2]))
+    with pytest.raises(ValueError, match="the whole spectrum"):
+        eigvec_cosines(x, graph, (spectrum.eigenvectors, spectrum.eigenvalues))
+    asymmetric = torch.tensor([[1.0, 5.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0, got nan"):
+        w_spectrum(asymmetric, tol=float("nan"))  # it passed any W as symmetric
+    with pytest.raises(TypeError, match="tol must be a real number"):
+        w_spectrum(asymmetric, tol="a")
+    with pytest.raises(TypeError, match="edge_index must hold integer node indices"):
+        mean_average_distance(x, torch.tensor([[0.9, 1.7], [1.7, 0.9]]))  # truncated to [[0, 1], [1, 0]]
+    with pytest.raises(ValueError, match="edge_index refers to node -1"):
+        mean_average_distance(x, torch.tensor([[0, -1], [-1, 0]]))
+
+
+def test_study_helpers_refuse_what_they_would_get_wrong():
+    from continuous_gnn.studies.homophily import homophily_min_nodes
+    from continuous_gnn.studies.spectra import euler_frequencies, laplacian_radius
+
+    with pytest.raises(ValueError, match="lam_min = 2.0 exceeds lam_max = -1.0"):
+        euler_frequencies(2.0, -1.0, 1.5, 0.5)
+    for args in ((float("nan"), 1.0, 1.5, 0.5), (-1.0, 1.0, 1.5, float("inf"))):
+        with pytest.raises(ValueError, match="must be finite"):
+            euler_frequencies(*args)
+    with pytest.raises(TypeError, match="tau must be a real number"):
+        euler_frequencies(-1.0, 1.0, 1.5, "0.5")
+    graph = Graph.from_edge_index(EDGES, 3)
+    with pytest.raises(ValueError, match="iterations must be a positive integer, got 0"):
+        laplacian_radius(graph, iterations=0)  # it returned the Rayleigh quotient of the random start
+    with pytest.raises(TypeError, match="graph must be a continuous_gnn.Graph"):
+        laplacian_radius(EDGES)
+    with pytest.raises(TypeError, match="homophilies must be a sequence"):
+        homophily_min_nodes(0.5)
+    # It stepped n by one, about C * avg_degree steps: 1e9 never ended.
+    assert homophily_min_nodes([0.5], avg_degree=1e9) == 2_500_000_005
+    assert homophily_min_nodes([0.1, 0.9], num_classes=5, avg_degree=8) == 41

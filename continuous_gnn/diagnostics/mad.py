@@ -18,6 +18,10 @@ def _pair_index(graph: Graph | Tensor, num_nodes: int) -> Tensor:
     edge_index = graph.edge_index if isinstance(graph, Graph) else graph
     if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise TypeError("graph must be a Graph or an edge_index tensor of shape (2, num_edges)")
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"edge_index must hold integer node indices, got dtype {edge_index.dtype}")
+    if edge_index.numel() and int(edge_index.min()) < 0:
+        raise ValueError(f"edge_index refers to node {int(edge_index.min())}; node indices start at 0")
     if edge_index.numel() and int(edge_index.max()) >= num_nodes:
         raise ValueError(f"the graph refers to node {int(edge_index.max())} but x has only {num_nodes} rows")
     keep = edge_index[0] != edge_index[1]

@@ -161,11 +161,16 @@ def eigvec_cosines(
     if spectrum is None:
         spectrum = laplacian_spectrum(graph)
     spectrum = Spectrum(*spectrum)
-    n = spectrum.eigenvectors.size(0)
-    if n != graph.num_nodes:
+    n = graph.num_nodes
+    values, vectors = spectrum.eigenvalues, spectrum.eigenvectors
+    # A partial spectrum would be taken for the whole one: its extreme eigenspaces would be the wrong ones.
+    if not (isinstance(values, Tensor) and isinstance(vectors, Tensor) and values.shape == (n,)
+            and vectors.shape == (n, n)):
+        shapes = tuple(getattr(values, "shape", ())), tuple(getattr(vectors, "shape", ()))
         raise ValueError(
-            f"the spectrum must belong to the graph ({graph.num_nodes} nodes), got a spectrum of size {n}; "
-            "pass laplacian_spectrum(graph) of the same graph"
+            f"the spectrum must be the whole spectrum of the graph ({n} nodes): eigenvalues of shape ({n},) and "
+            f"eigenvectors of shape ({n}, {n}), got {shapes[0]} and {shapes[1]}; pass laplacian_spectrum(graph) "
+            "of the same graph"
         )
     spectrum = Spectrum(spectrum.eigenvalues.to(x.dtype), spectrum.eigenvectors.to(x.dtype))
     low_basis, high_basis = _extreme_eigenspaces(spectrum, tol)
@@ -197,6 +202,11 @@ def w_spectrum(w: Tensor, tol: float = 1e-5) -> Tensor:
         ValueError: if ``w`` is not a square 2-D matrix, contains ``inf`` or ``nan``, or is not symmetric
             within ``tol``.
     """
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
+    # A nan tol would pass any W as symmetric, a negative one refuse even the identity.
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
     if not isinstance(w, Tensor):
         try:
             w = torch.as_tensor(w)

@@ -214,7 +214,7 @@ class AttentionDirichletEnergy(Energy):
         Energy.check_graph(self, graph)
         if x0 is None:
             raise ValueError("AttentionDirichletEnergy computes its attention from the initial state: pass x0=F(0)")
-        self.check_input(x0, graph)
+        self.check_input(x0, graph, label="x0")
         return AttentionGraph.from_attention(graph, self.attention(x0, graph.pattern))
 
     def check_graph(self, graph: Graph | AttentionGraph) -> None:

@@ -2,6 +2,7 @@ r"""The energy abstraction: a scalar :math:`E_\theta(X)` whose negative gradient
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -66,28 +67,34 @@ class Energy(nn.Module):
         subclass computes it directly (saving the negation of every evaluation and of its backward pass)."""
         return -self.gradient(x, graph, x0)
 
-    def check_input(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> None:
+    def check_input(self, x: Tensor, graph: Graph, x0: Tensor | None = None, *, label: str = "x") -> None:
         """Raise ``TypeError``/``ValueError`` unless ``x`` (and ``x0``) are features this energy accepts on
-        ``graph``: a floating ``(n, d)`` tensor of the parameters' dtype, ``d`` the energy's
-        :attr:`channels` unless that is ``None``, on a symmetric operator."""
+        ``graph``: a floating ``(n, d)`` tensor of the parameters' and the graph's dtype, ``d`` the energy's
+        :attr:`channels` unless that is ``None``, on a symmetric operator. ``label`` names ``x`` in the messages
+        (``"x0"`` when the initial state is checked alone)."""
         self.check_graph(graph)
         name = type(self).__name__
-        for label, value in (("x", x), ("x0", x0)):
+        for what, value in ((label, x), ("x0", x0)):
             if value is None:
                 continue
             if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != 2:
                 got = f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
-                raise TypeError(f"{name}: {label} must be a floating-point tensor of shape (num_nodes, channels), got {got}")
+                raise TypeError(f"{name}: {what} must be a floating-point tensor of shape (num_nodes, channels), got {got}")
             channels = self.channels
             if channels is not None and value.size(1) != channels:
-                raise ValueError(f"{name} has {channels} channels but {label} has {value.size(1)}; "
+                raise ValueError(f"{name} has {channels} channels but {what} has {value.size(1)}; "
                                  f"build the energy with channels={value.size(1)} or project the features")
             if value.size(0) != graph.num_nodes:
-                raise ValueError(f"{label} has {value.size(0)} rows but the graph has {graph.num_nodes} nodes")
-        parameter = next(self.parameters(), None)
+                raise ValueError(f"{what} has {value.size(0)} rows but the graph has {graph.num_nodes} nodes")
+        # Buffers count too: an energy whose weights are all fixed (w_learnable=False, no source) has only those.
+        parameter = next((t for t in itertools.chain(self.parameters(), self.buffers()) if t.is_floating_point()),
+                         None)
         if parameter is not None and parameter.dtype != x.dtype:
             raise TypeError(f"the features are {x.dtype} but {name}'s parameters are {parameter.dtype}; "
                             f"convert one of them, e.g. energy.to({x.dtype}) or model.double()")
+        if x.dtype != graph.dtype:
+            raise TypeError(f"the features are {x.dtype} but the graph operator is {graph.dtype}; build the graph "
+                            "with the same dtype (Graph.from_edge_index(..., dtype=...)) or call graph.to(dtype=...)")
         if x0 is not None and x0.dtype != x.dtype:
             raise TypeError(f"x0 is {x0.dtype} but x is {x.dtype}; give both the same dtype")
 

@@ -101,7 +101,7 @@ class GradientFlow(Field):
         for energy in self._pieces():
             energy.check_graph(graph)
             if x0 is not None:
-                energy.check_input(x0, graph)
+                energy.check_input(x0, graph, label="x0")
         if self.normalize and graph.num_nodes < 2:
             raise ValueError("normalize=True standardises each channel over the nodes, which needs at least 2 nodes")
 

@@ -71,7 +71,7 @@ class SecondOrderFlow(Field):
     def check(self, graph: Graph, x0: Tensor | None) -> None:
         self.energy.check_graph(graph)
         if x0 is not None:
-            self.energy.check_input(x0, graph)
+            self.energy.check_input(x0, graph, label="x0")
 
     def prepare(self, graph: Graph, x0: Tensor | None) -> Any:
         return _Context(graph.num_nodes, self.energy.prepare(graph, x0))

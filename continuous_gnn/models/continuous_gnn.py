@@ -155,6 +155,7 @@ class ContinuousGNN(nn.Module):
             raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
                              "T, or the pieces would not match the integration interval")
         self.solver, self.adjoint = _settings(solver, adjoint)
+        self.in_channels = in_channels
         self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
         self.flow = flow
         self.decoder = nn.Linear(hidden, out_channels)
@@ -216,6 +217,7 @@ class ContinuousGNN(nn.Module):
         if adjoint is KEEP:
             adjoint = self.adjoint
         solver, adjoint = resolve_settings(solver, adjoint, {})
+        self._check_features(x)
         graph = self.graph(x, graph)
         h0 = self.encode(x)
         source = h0.detach() if self.detach_source else h0
@@ -227,6 +229,18 @@ class ContinuousGNN(nn.Module):
             solution = dataclasses.replace(solution, final=flow.readout(solution.final),
                                            states=flow.readout(solution.states))
         return h0, solution
+
+    def _check_features(self, x: Any) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a tensor of node features (num_nodes, {self.in_channels}), got "
+                            f"{type(x).__name__}")
+        if x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"x must have shape (num_nodes, {self.in_channels}), the model's in_channels; got "
+                             f"{tuple(x.shape)}")
+        dtype = self.decoder.weight.dtype
+        if x.dtype != dtype:
+            either = f" or model.to({x.dtype})" if x.is_floating_point() else ""
+            raise TypeError(f"x is {x.dtype} but the model's parameters are {dtype}; convert with x.to({dtype}){either}")
 
     def forward_with_solution(self, x: Tensor, graph: Graph | Any, **overrides: Any) -> tuple[Tensor, Solution]:
         """Logits and the solution of the flow (for its :class:`~continuous_gnn.SolveStats`); ``overrides`` as
@@ -243,6 +257,8 @@ class ContinuousGNN(nn.Module):
         if isinstance(x, Data):
             if graph is not None or edge_weight is not None:
                 raise TypeError("pass either a Data object or (x, edge_index[, edge_weight]), not both")
+            if getattr(x, "x", None) is None:
+                raise ValueError("the Data object has no node features (data.x); ContinuousGNN(data) needs them")
             adj = x.adj_t if getattr(x, "adj_t", None) is not None else x.edge_index
             x, graph, edge_weight = x.x, adj, getattr(x, "edge_weight", None)
         if graph is None:

@@ -20,11 +20,18 @@ from ..graph import Graph
 __all__ = ["GraphCache", "to_graph"]
 
 
-def _edges(adj: Any, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def _check_size(size: tuple[int, ...], num_nodes: int) -> None:
+    if tuple(size) != (num_nodes, num_nodes):
+        raise ValueError(f"adj_t has size {tuple(size)} but x has {num_nodes} rows; pass the ({num_nodes}, "
+                         f"{num_nodes}) adjacency of these nodes")
+
+
+def _edges(adj: Any, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor, Tensor | None]:
     """``(edge_index, edge_weight)`` of any ``Adj``; ``edge_weight`` may only accompany an ``edge_index``."""
     if isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr):
         if edge_weight is not None:
             raise ValueError("edge_weight is given by the values of a sparse adj_t; pass only adj_t")
+        _check_size(adj.shape, num_nodes)
         coo = adj.to_sparse_coo().coalesce()
         target, source = coo.indices()
         return torch.stack([source, target]), coo.values()
@@ -35,6 +42,7 @@ def _edges(adj: Any, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]
     if isinstance(adj, SparseTensor):
         if edge_weight is not None:
             raise ValueError("edge_weight is given by the values of a SparseTensor adj_t; pass only adj_t")
+        _check_size(adj.sizes(), num_nodes)
         target, source, values = adj.coo()
         return torch.stack([source, target]), values
     raise TypeError(f"expected an edge_index tensor, a torch sparse adj_t, an EdgeIndex or a SparseTensor, got "
@@ -57,16 +65,19 @@ def to_graph(adj: Any, num_nodes: int, edge_weight: Tensor | None = None, *, dty
         if edge_weight is not None:
             raise ValueError("a Graph carries its own weights; edge_weight applies to an edge_index")
         return adj
-    edge_index, weight = _edges(adj, edge_weight)
+    edge_index, weight = _edges(adj, edge_weight, num_nodes)
     return Graph.from_edge_index(edge_index, num_nodes, weight, self_loops=self_loops, dtype=dtype)
 
 
 class GraphCache:
-    """Remembers the graph built from one adjacency input, keyed by the identity of the input tensors.
+    """Remembers the graph built from one adjacency input, keyed by the identity of the input tensors and their
+    version counters.
 
     The cache holds the input tensors themselves, so that their identity cannot be reused by other tensors
-    while the entry lives; a different tensor (even with equal contents) builds a new graph. It is therefore
-    never stale, unlike a cache keyed by memory addresses or by "the first call".
+    while the entry lives; a different tensor (even with equal contents) builds a new graph, and so does the same
+    tensor changed in place (``edge_index.copy_(...)`` bumps its version). It is therefore never stale, unlike a
+    cache keyed by memory addresses or by "the first call". (A ``SparseTensor`` has no version counter; only its
+    identity is compared.)
     """
 
     def __init__(self) -> None:
@@ -77,7 +88,7 @@ class GraphCache:
             self_loops: bool = True) -> Graph:
         if isinstance(adj, Graph):
             return to_graph(adj, num_nodes, edge_weight)
-        key = (adj, edge_weight, num_nodes, dtype, self_loops)
+        key = (adj, edge_weight, num_nodes, dtype, self_loops, _version(adj), _version(edge_weight))
         if self._key is not None and self._key[0] is adj and self._key[1] is edge_weight and self._key[2:] == key[2:]:
             return self._graph
         graph = to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
@@ -86,3 +97,8 @@ class GraphCache:
 
     def clear(self) -> None:
         self._key = self._graph = None
+
+
+def _version(tensor: Any) -> int | None:
+    """The in-place version counter of a tensor (``None`` for a ``SparseTensor``, an input without one)."""
+    return getattr(tensor, "_version", None) if isinstance(tensor, Tensor) else None

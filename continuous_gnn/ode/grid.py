@@ -40,7 +40,12 @@ def count_steps(t_end: float, step_size: float) -> int | float:
 
     Returns:
         int: the step count, or ``math.inf`` when :math:`T/τ` overflows (τ is a subnormal number).
+
+    Raises:
+        ValueError: unless ``step_size`` is positive.
     """
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
     ratio = t_end / step_size
     if not math.isfinite(ratio):
         return math.inf
@@ -121,7 +126,15 @@ def save_times(save_at: Sequence[float] | Tensor | None, t_end: float, grid: Ten
     if save_at is None:
         requested = []
     else:
-        requested = [float(v) for v in (save_at.tolist() if isinstance(save_at, Tensor) else save_at)]
+        values = save_at.tolist() if isinstance(save_at, Tensor) and save_at.dim() == 1 else save_at
+        try:
+            if isinstance(values, (str, bytes, Tensor)):
+                raise TypeError
+            requested = [float(v) for v in values]
+        except (TypeError, ValueError):
+            shown = f"a {save_at.dim()}-d tensor" if isinstance(save_at, Tensor) else type(save_at).__name__
+            raise TypeError(f"save_at must be a sequence of times (a list, a tuple or a 1-d tensor), got {shown}; "
+                            "for one time write [t]") from None
     for value in requested:
         if not 0 <= value <= t_end:
             raise ValueError(f"save_at time {value} lies outside [0, t_end={t_end}]")

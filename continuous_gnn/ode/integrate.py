@@ -159,6 +159,14 @@ def integrate(
         raise ValueError(f"t_end must be a positive finite time, got {t_end}")
     if not all_finite(x0):
         raise ValueError("x0 contains inf or nan; check the encoder output and the input features")
+    if x0.dtype == torch.float16 and not isinstance(solver, FixedGrid):
+        raise TypeError(f"the adaptive method {solver.method!r} cannot step a float16 state: torchdiffeq's step "
+                        "control turns the time to nan in float16; use x0.float() (or bfloat16), or a fixed-grid "
+                        "method")
+    min_step = solver.options.get("min_step")
+    if min_step is not None and min_step >= t_end:
+        raise ValueError(f"options['min_step'] = {min_step:g} is not below t_end = {t_end:g}: it would force steps "
+                         "past the end, outside the error control; lower min_step or leave it out")
     if adjoint is None and adjoint_params is not None:
         raise ValueError("adjoint_params only apply with adjoint=True; pass adjoint=True or drop them")
 

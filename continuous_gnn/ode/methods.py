@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 #: Fixed-grid methods and their nominal order of accuracy. ``fixed_adams`` is torchdiffeq's old name of
 #: ``implicit_adams``. torchdiffeq 0.2.5's ``explicit_adams`` does not reach its order: on the heat flow its error
 #: grows as the step shrinks (``experiments/convergence_order.py``; tested).
@@ -36,6 +40,10 @@ _RK_OPTIONS = frozenset({"first_step", "min_step", "max_step", "safety", "ifacto
 _FIXED_OPTIONS = frozenset({"perturb"})
 _ADAMS_OPTIONS = frozenset({"perturb", "max_iters", "max_order"})
 _SCIPY_OPTIONS = frozenset({"solver", "min_step", "max_step"})
+#: The orders torchdiffeq's Adams methods support.
+MAX_ADAMS_ORDER = 12
+#: The integrators of ``scipy.integrate.solve_ivp``, the ``solver`` option of ``scipy_solver``.
+SCIPY_SOLVERS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 #: Options that ``integrate`` sets itself, with the argument to use instead.
 RESERVED_OPTIONS: dict[str, str] = {
     "max_num_steps": "max_steps=...",
@@ -93,3 +101,54 @@ def check_options(method: str, options: dict) -> None:
         kind = "fixed-grid method" if is_fixed(method) else "method"
         valid = ", ".join(sorted(valid_options(method)))
         raise ValueError(f"options {unknown} do not apply to the {kind} {method!r}; valid options are: {valid}")
+    for key, value in options.items():
+        check = _VALUE_CHECKS.get(key)
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise ValueError(f"options[{key!r}] {problem}, got {value!r}")
+    low, high = options.get("min_step"), options.get("max_step")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+        raise ValueError(f"options['min_step'] = {low} exceeds options['max_step'] = {high}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _in(low: float, high: float, *, low_open: bool = True, high_open: bool = False,
+        finite: bool = True) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not _number(value) or not (above and below) or (finite and math.isinf(value)):
+            closing = ")" if high_open or (finite and math.isinf(high)) else "]"
+            return f"must be a number in {'(' if low_open else '['}{low:g}, {high:g}{closing}"
+        return None
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            return f"must be an integer in [{low}, {high}]"
+        return None
+    return check
+
+
+#: What each option's value must be: a step-size control whose values make torchdiffeq's step shrink to nothing
+#: (an ``ifactor`` below 1, a ``safety`` of nan) ends in a "dt underflow" that blames the problem, and a
+#: ``min_step`` past the end forces steps past the error control; the others fail deep inside the solver.
+_VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "first_step": _in(0.0, math.inf),
+    "min_step": _in(0.0, math.inf, low_open=False),
+    "max_step": _in(0.0, math.inf, finite=False),
+    "safety": _in(0.0, 1.0),
+    "ifactor": _in(1.0, math.inf, low_open=False),
+    "dfactor": _in(0.0, 1.0),
+    "norm": lambda value: None if callable(value) else "must be a callable norm(tensor) -> scalar tensor",
+    "perturb": lambda value: None if isinstance(value, bool) else "must be True or False",
+    "max_order": _integer(1, MAX_ADAMS_ORDER),
+    "max_iters": _integer(1, 10**6),
+    "solver": lambda value: None if value in SCIPY_SOLVERS else f"must be one of {', '.join(SCIPY_SOLVERS)}",
+}

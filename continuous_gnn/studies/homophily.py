@@ -43,6 +43,10 @@ def homophily_min_nodes(homophilies: Sequence[float], *, num_classes: int = 5, a
     Raises:
         ValueError: on a level outside [0, 1], fewer than 2 classes or a negative degree.
     """
+    if isinstance(homophilies, (str, bytes)) or not hasattr(homophilies, "__iter__"):
+        raise TypeError(f"homophilies must be a sequence of levels, e.g. [0.2, 0.8], got {type(homophilies).__name__}")
+    if isinstance(avg_degree, bool) or not isinstance(avg_degree, (int, float)):
+        raise TypeError(f"avg_degree must be a number, got {type(avg_degree).__name__}")
     levels = [float(h) for h in homophilies]
     if any(not 0.0 <= h <= 1.0 for h in levels):
         raise ValueError(f"homophily levels must lie in [0, 1], got {levels}")
@@ -60,10 +64,15 @@ def homophily_min_nodes(homophilies: Sequence[float], *, num_classes: int = 5, a
         return all(h * target_edges / pairs_in <= 1.0 and (1.0 - h) * target_edges / pairs_out <= 1.0
                    for h in levels)
 
-    n = 2 * num_classes
-    while not feasible(n):  # the probabilities fall like 1/n, so this ends after about C * avg_degree steps
-        n += 1
-    return n
+    # The probabilities fall like 1/n, so feasibility holds from some n on: double to pass it, then bisect
+    # (stepping n by one would take about C * avg_degree steps).
+    low = high = 2 * num_classes
+    while not feasible(high):
+        low, high = high + 1, 2 * high
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if feasible(middle) else (middle + 1, high)
+    return high
 
 
 def homophily_units(

@@ -2,12 +2,15 @@ r"""Spectra for depth studies: the eigenvalues of a model's :math:`W` and the sp
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_positive_int
 from ..diagnostics import rayleigh_quotient, w_spectrum
 from ..energies import EnergySchedule, GRAFFEnergy
 from ..graph import Graph
@@ -54,6 +57,10 @@ def laplacian_radius(graph: Graph, *, iterations: int = 500, seed: int = 0) -> f
         iterations (int): power iterations (default: ``500``).
         seed (int): seed of the random start (default: ``0``).
     """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph must be a continuous_gnn.Graph, got {type(graph).__name__}; build one with "
+                        "Graph.from_edge_index(edge_index, num_nodes)")
+    check_positive_int(iterations, "iterations")
     graph = graph.to(dtype=torch.float64)
     v = torch.randn(graph.num_nodes, 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     for _ in range(iterations):
@@ -97,9 +104,18 @@ def euler_frequencies(lam_min: float, lam_max: float, rho: float, tau: float) ->
     :math:`1 + \tau\lambda(1 - \mu)` per step, which gives the three growth rates of ``margin``.
 
     Raises:
-        ValueError: unless ``1 < rho < 2`` (eq. 14 needs :math:`\rho_\Delta > 1`, and :math:`\rho_\Delta = 2`
-            only on a bipartite graph, where the step bound is void) and ``tau > 0``.
+        TypeError: unless every argument is a real number.
+        ValueError: unless the arguments are finite, ``lam_min <= lam_max``, ``1 < rho < 2`` (eq. 14 needs
+            :math:`\rho_\Delta > 1`, and :math:`\rho_\Delta = 2` only on a bipartite graph, where the step
+            bound is void) and ``tau > 0``.
     """
+    for name, value in (("lam_min", lam_min), ("lam_max", lam_max), ("rho", rho), ("tau", tau)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if lam_min > lam_max:
+        raise ValueError(f"lam_min = {lam_min} exceeds lam_max = {lam_max}; pass the smallest eigenvalue first")
     if not 1.0 < rho < 2.0:
         raise ValueError(f"rho must lie in (1, 2) for eq. 14, got {rho}")
     if not tau > 0:

@@ -67,6 +67,10 @@ def _count_until(times: list[float], t: float) -> int:
 
 def check_times(times: Sequence[float], t_end: float, step_size: float | None) -> list[float]:
     """``times`` as floats in (0, t_end], each a multiple of ``step_size`` when one is given (a fixed grid)."""
+    if isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
+        raise TypeError(f"times must be a sequence of times, e.g. [0.5, 1.0], got {type(times).__name__}")
+    if step_size is not None and not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
     out = []
     for value in times:
         value = float(value)
