@@ -78,7 +78,8 @@ def randomize_(module: nn.Module, seed: int, scale: float = 1.0) -> nn.Module:
 def graff_energy(d: int, w: str = "diag_dom", omega: str = "diag", source: bool = True, seed: int = 0,
                  scale: float = 0.5, **kwargs) -> GRAFFEnergy:
     """A float64 GRAFFEnergy with seeded random parameters (β ≠ 0 when there is a source)."""
-    energy = GRAFFEnergy(d, w=w, omega=omega, source=source, omega_value=0.7, **kwargs).double()
+    const = {"omega_value": 0.7} if omega == "const" else {}
+    energy = GRAFFEnergy(d, w=w, omega=omega, source=source, **const, **kwargs).double()
     return randomize_(energy, seed, scale)
 
 

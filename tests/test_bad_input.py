@@ -214,3 +214,10 @@ def test_study_helpers_refuse_what_they_would_get_wrong():
     # It stepped n by one, about C * avg_degree steps: 1e9 never ended.
     assert homophily_min_nodes([0.5], avg_degree=1e9) == 2_500_000_005
     assert homophily_min_nodes([0.1, 0.9], num_classes=5, avg_degree=8) == 41
+
+
+def test_an_omega_value_for_a_style_that_ignores_it_is_refused():
+    with pytest.raises(ValueError, match=r"applies to the style 'const' \(Omega = cI\), not to 'diag'"):
+        GRAFFEnergy(4, omega="diag", omega_value=5.0)
+    assert GRAFFEnergy(4, omega="const", omega_value=5.0).Omega.value == 5.0
+    assert GRAFFEnergy(4, omega="const").Omega.value == 1.0

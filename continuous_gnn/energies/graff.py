@@ -37,13 +37,14 @@ class GRAFFEnergy(Energy):
         omega (str): ``"diag"``, ``"zero"`` or ``"const"`` (default: ``"diag"``).
         source (bool): include the source term :math:`-\beta\langle F, F(0)\rangle` (default: ``True``).
         w_learnable (bool): train :math:`W`'s parameters (default: ``True``).
-        omega_value (float): :math:`c` of ``omega="const"`` (default: ``1.0``).
+        omega_value (float, optional): :math:`c` of ``omega="const"`` (default: ``1.0``; an error with another
+            ``omega``, which would ignore it).
         allow_asymmetric (bool): permit ``w="asymm"``; the flow is then no gradient flow and
             :attr:`is_gradient_flow` is ``False`` (default: ``False``).
     """
 
     def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,
-                 w_learnable: bool = True, omega_value: float = 1.0, allow_asymmetric: bool = False) -> None:
+                 w_learnable: bool = True, omega_value: float | None = None, allow_asymmetric: bool = False) -> None:
         super().__init__()
         check_bool(source, "source")
         check_bool(w_learnable, "w_learnable")

@@ -143,14 +143,19 @@ class ExternalField(nn.Module):
         channels (int): ``d``.
         style (str): ``"diag"`` (learned :math:`\omega \sim U[-1, 1]`), ``"zero"`` (:math:`\Omega = 0`) or
             ``"const"`` (fixed :math:`\Omega = cI`) (default: ``"diag"``).
-        value (float): ``c`` for ``"const"`` (default: ``1.0``).
+        value (float, optional): ``c`` for ``"const"`` (default: ``1.0``); given with another style it is an
+            error, since that style would ignore it.
     """
 
-    def __init__(self, channels: int, style: str = "diag", *, value: float = 1.0) -> None:
+    def __init__(self, channels: int, style: str = "diag", *, value: float | None = None) -> None:
         super().__init__()
         check_positive_int(channels, "channels")
         if style not in OMEGA_STYLES:
             raise ValueError(f"unknown Omega style {style!r}; choose one of {OMEGA_STYLES}")
+        if value is not None and style != "const":
+            raise ValueError(f"an Omega value (omega_value) applies to the style 'const' (Omega = cI), not to "
+                             f"{style!r}, which would ignore it; pass omega='const' or leave the value out")
+        value = 1.0 if value is None else value
         if not math.isfinite(value):
             raise ValueError(f"the Omega value must be finite, got {value}")
         self.channels = channels
