@@ -215,6 +215,9 @@ class Graph:
 
     def propagate(self, x: Tensor) -> Tensor:
         r""":math:`\bar A X` for node features ``x`` of shape ``(n, d)``."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"node features must be a tensor of shape ({self.num_nodes}, channels), got "
+                            f"{type(x).__name__}")
         if x.dim() != 2 or x.size(0) != self.num_nodes:
             raise ValueError(
                 f"node features must have shape ({self.num_nodes}, channels) for this graph; got {tuple(x.shape)}"

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from continuous_gnn import ContinuousGNN, Graph
-from continuous_gnn.energies import AllenCahnEnergy, AttentionDirichletEnergy, GRAFFEnergy
+from continuous_gnn.energies import AllenCahnEnergy, AttentionDirichletEnergy, EnergySchedule, EnergySum, GRAFFEnergy
 from continuous_gnn.fields import AttentionDiffusion, GradientFlow, SecondOrderFlow
-from continuous_gnn.nn import FlowConv, GRAFFConv
+from continuous_gnn.nn import FlowConv, GRAFFConv, SparseInputLinear
+from continuous_gnn.nn.encoders import ResidualMLPEncoder
 from continuous_gnn.ode.regularizers import integrate_regularized
 
 EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
@@ -221,3 +222,35 @@ def test_an_omega_value_for_a_style_that_ignores_it_is_refused():
         GRAFFEnergy(4, omega="diag", omega_value=5.0)
     assert GRAFFEnergy(4, omega="const", omega_value=5.0).Omega.value == 5.0
     assert GRAFFEnergy(4, omega="const").Omega.value == 1.0
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: EnergySum(GRAFFEnergy(4)), TypeError,
+     r"EnergySum takes a list of energies, got GRAFFEnergy; for one energy write EnergySum\(\[energy\]\)"),
+    (lambda: EnergySum([GRAFFEnergy(4)], 2.0), TypeError,
+     "EnergySum weights must be a list of numbers"),
+    (lambda: EnergySum([GRAFFEnergy(4)], [True]), TypeError,
+     "EnergySum weights must be a list of numbers"),
+    (lambda: EnergySum.of(GRAFFEnergy(4), GRAFFEnergy(4), weights=[1.0]), ValueError,
+     "EnergySum.of got 2 energies but 1 weights"),
+    (lambda: EnergySchedule(GRAFFEnergy(4), 1.0), TypeError,
+     "EnergySchedule takes a list of energies"),
+    (lambda: FlowConv(GRAFFEnergy(4), adjoint="yes"), TypeError, "adjoint must be True, False, None or Adjoint"),
+    (lambda: ContinuousGNN(3, 4, 2, GRAFFEnergy(4), dropout="0.1"), TypeError, "dropout must be a number in"),
+    (lambda: AllenCahnEnergy(3, well=1e300), ValueError, "well must be a finite number > 0"),
+    (lambda: SparseInputLinear(0, 4), ValueError,
+     "in_features must be a positive integer, got 0"),
+    (lambda: ResidualMLPEncoder(0, 4), ValueError,
+     "in_channels must be a positive integer, got 0"),
+    (lambda: Graph.from_edge_index(EDGES, 3).propagate([[1.0]]), TypeError, "node features must be a tensor"),
+])
+def test_constructors_and_calls_name_the_bad_argument(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_a_spectrum_size_limit_must_be_a_positive_integer():
+    from continuous_gnn.diagnostics import laplacian_spectrum
+
+    with pytest.raises(TypeError, match="max_nodes must be a positive integer, got '10'"):
+        laplacian_spectrum(Graph.from_edge_index(EDGES, 3), max_nodes="10")

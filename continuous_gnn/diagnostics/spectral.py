@@ -63,6 +63,8 @@ def laplacian_spectrum(graph: Graph, max_nodes: int = 20000) -> Spectrum:
             f"the spectrum needs a symmetric operator, but this graph uses normalization={graph.normalization!r}; "
             "build it with normalization='sym' (its eigenvalues equal those of the 'rw' Laplacian)"
         )
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise TypeError(f"max_nodes must be a positive integer, got {max_nodes!r}")
     if graph.num_nodes > max_nodes:
         raise ValueError(
             f"laplacian_spectrum builds a dense {graph.num_nodes} x {graph.num_nodes} matrix and costs O(n^3); "

@@ -58,9 +58,11 @@ class AllenCahnEnergy(Energy):
         super().__init__()
         check_bool(learnable, "learnable")
         check_positive_int(channels, "channels")
-        if isinstance(repulsion, bool) or not isinstance(repulsion, (int, float)) or not 0 <= repulsion < math.inf:
+        # Held in float32: a larger value would overflow when the parameters are filled.
+        largest = float(torch.finfo(torch.float32).max)
+        if isinstance(repulsion, bool) or not isinstance(repulsion, (int, float)) or not 0 <= repulsion <= largest:
             raise ValueError(f"repulsion must be a finite number >= 0, got {repulsion!r}")
-        if isinstance(well, bool) or not isinstance(well, (int, float)) or not 0 < well < math.inf:
+        if isinstance(well, bool) or not isinstance(well, (int, float)) or not 0 < well <= largest:
             raise ValueError(f"well must be a finite number > 0 (the double well keeps the energy bounded below), "
                              f"got {well!r}")
         self.channels = channels

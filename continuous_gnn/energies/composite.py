@@ -3,6 +3,7 @@ r"""Sums of energies: :math:`E = \sum_k w_k E_k`, whose gradient is the weighted
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,12 +44,18 @@ class EnergySum(Energy):
 
     def __init__(self, energies: Sequence[Energy], weights: Sequence[float] | None = None) -> None:
         super().__init__()
+        if isinstance(energies, Energy) or not isinstance(energies, (list, tuple, nn.ModuleList)):
+            raise TypeError(f"EnergySum takes a list of energies, got {type(energies).__name__}; for one energy "
+                            "write EnergySum([energy])")
         energies = list(energies)
         if not energies:
             raise ValueError("EnergySum needs at least one energy")
         for energy in energies:
             if not isinstance(energy, Energy):
                 raise TypeError(f"EnergySum takes Energy modules, got {type(energy).__name__}")
+        if weights is not None and (not isinstance(weights, (list, tuple)) or any(
+                isinstance(w, bool) or not isinstance(w, numbers.Real) for w in weights)):
+            raise TypeError(f"EnergySum weights must be a list of numbers, one per energy, got {weights!r}")
         weights = [1.0] * len(energies) if weights is None else [float(w) for w in weights]
         if len(weights) != len(energies):
             raise ValueError(f"EnergySum got {len(energies)} energies but {len(weights)} weights")
@@ -66,6 +73,8 @@ class EnergySum(Energy):
     def of(cls, *energies: Energy, weights: Sequence[float] | None = None) -> EnergySum:
         """The sum of ``energies`` (scaled by ``weights``), with the parts of nested sums taken apart."""
         weights = [1.0] * len(energies) if weights is None else list(weights)
+        if len(weights) != len(energies):
+            raise ValueError(f"EnergySum.of got {len(energies)} energies but {len(weights)} weights")
         parts: list[Energy] = []
         flat: list[float] = []
         for energy, weight in zip(energies, weights, strict=True):

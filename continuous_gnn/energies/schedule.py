@@ -25,6 +25,8 @@ class EnergySchedule(nn.Module):
 
     def __init__(self, energies: Sequence[Energy], t_end: float) -> None:
         super().__init__()
+        if isinstance(energies, Energy) or not isinstance(energies, (list, tuple, nn.ModuleList)):
+            raise TypeError(f"EnergySchedule takes a list of energies, one per piece, got {type(energies).__name__}")
         if len(energies) == 0:
             raise ValueError("EnergySchedule needs at least one energy")
         for energy in energies:

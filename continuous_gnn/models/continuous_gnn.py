@@ -133,6 +133,8 @@ class ContinuousGNN(nn.Module):
         check_bool(detach_source, "detach_source")
         check_bool(normalize_field, "normalize_field")
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
+            if isinstance(p, bool) or not isinstance(p, (int, float)):
+                raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__} {p!r}")
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
         for name, value, choices in (("encoder", encoder, ENCODERS), ("decoder", decoder, DECODERS)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_positive_int
+
 __all__ = ["ResidualMLPEncoder"]
 
 
@@ -23,6 +25,10 @@ class ResidualMLPEncoder(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, blocks: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(hidden, "hidden")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"blocks must be an integer >= 0, got {blocks!r}")
         self.input = nn.Linear(in_channels, hidden)
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
         self.dropout = dropout

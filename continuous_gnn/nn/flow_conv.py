@@ -62,6 +62,8 @@ class FlowConv(nn.Module):
         self.solver = FixedGrid("euler", step_size=1.0) if solver is None else solver
         if not isinstance(self.solver, (FixedGrid, Adaptive)):
             raise TypeError(f"solver must be FixedGrid(...) or Adaptive(...), got {type(self.solver).__name__}")
+        if not (adjoint is None or isinstance(adjoint, (bool, Adjoint))):
+            raise TypeError(f"adjoint must be True, False, None or Adjoint(...), got {type(adjoint).__name__}")
         self.adjoint = Adjoint() if adjoint is True else (adjoint or None)
         if self.adjoint is not None:
             self.adjoint.for_solver(self.solver)
