@@ -254,3 +254,17 @@ def test_a_spectrum_size_limit_must_be_a_positive_integer():
 
     with pytest.raises(TypeError, match="max_nodes must be a positive integer, got '10'"):
         laplacian_spectrum(Graph.from_edge_index(EDGES, 3), max_nodes="10")
+
+
+def test_attention_fields_layers_and_diagnostics_check_what_they_are_given():
+    from continuous_gnn.diagnostics import trajectory_diagnostics
+
+    graph = Graph.from_edge_index(EDGES, 3, dtype=torch.float64)
+    x64 = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"the features are torch.float64 but AttentionDiffusion's parameters are "
+                                        r"torch.float32"):
+        AttentionDiffusion(4).bind(graph, x64)
+    with pytest.raises(TypeError, match="t must be a number"):
+        GRAFFConv(4)(torch.randn(3, 4), torch.randn(3, 4), EDGES, t="a")
+    with pytest.raises(TypeError, match="metrics must be a sequence of names"):
+        trajectory_diagnostics([x64], None, graph, metrics=None)

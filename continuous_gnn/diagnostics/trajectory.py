@@ -93,6 +93,9 @@ def trajectory_diagnostics(
     """
     if isinstance(metrics, str):
         metrics = (metrics,)
+    if not hasattr(metrics, "__iter__"):
+        raise TypeError(f"metrics must be a sequence of names from {sorted(DIAGNOSTICS)}, got "
+                        f"{type(metrics).__name__}")
     unknown = [name for name in metrics if name not in DIAGNOSTICS]
     if unknown:
         raise ValueError(f"unknown diagnostics {unknown}; known: {sorted(DIAGNOSTICS)}")

@@ -77,6 +77,9 @@ class AttentionDiffusion(Field):
         if x0 is not None and (x0.dim() != 2 or x0.size(1) != self.channels or x0.size(0) != graph.num_nodes):
             raise ValueError(f"{type(self).__name__} takes features of shape ({graph.num_nodes}, {self.channels}), "
                              f"got {tuple(x0.shape)}")
+        if x0 is not None and x0.dtype != self.attention.query.weight.dtype:
+            raise TypeError(f"the features are {x0.dtype} but {type(self).__name__}'s parameters are "
+                            f"{self.attention.query.weight.dtype}; convert one of them, e.g. field.to({x0.dtype})")
 
     def _diffuse(self, attention: Tensor, pattern: EdgePattern, x: Tensor, x0: Tensor | None) -> Tensor:
         velocity = pattern.propagate(attention, x) - x

@@ -90,6 +90,8 @@ class EnergyConv(nn.Module):
         if edge_index is None:
             raise TypeError(f"{type(self).__name__}.forward needs edge_index (an Adj or a Graph): "
                             "conv(x, x_0, edge_index, edge_weight=None)")
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise TypeError(f"t must be a number (the time the field is evaluated at), got {type(t).__name__}")
         graph = self.graph(x, edge_index, edge_weight)
         field = self.flow.bind(graph, x_0)
         return x + self.step_size * field(torch.tensor(t, dtype=torch.float64), x)
