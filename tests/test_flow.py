@@ -247,9 +247,9 @@ def test_normalized_field_is_standardised_per_channel_before_the_activation():
 def test_bind_checks_x0_against_the_energy_and_the_graph():
     graph = random_graph(6)
     flow = cg.GradientFlow(graff_energy(3))
-    with pytest.raises(ValueError, match="GRAFFEnergy has 3 channels but x has 1"):
+    with pytest.raises(ValueError, match="GRAFFEnergy has 3 channels but x0 has 1"):
         flow.bind(graph, random_features(6, 1))
-    with pytest.raises(ValueError, match="x has 2 rows but the graph has 6 nodes"):
+    with pytest.raises(ValueError, match="x0 has 2 rows but the graph has 6 nodes"):
         flow.bind(graph, random_features(2, 3))
     # A state of another width than the bound x0 fails at the first evaluation, not by broadcasting.
     with pytest.raises(ValueError, match="channels but x has 1"):
