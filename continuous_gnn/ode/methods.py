@@ -89,7 +89,9 @@ def valid_options(method: str) -> frozenset[str]:
 
 
 def check_options(method: str, options: dict) -> None:
-    """Raise ``ValueError`` naming the fix for every key of ``options`` that ``method`` would not use."""
+    """Raise ``ValueError`` naming the fix for every key of ``options`` that ``method`` would not use, and for a
+    value outside what the option allows (a ``safety`` outside (0, 1], an ``ifactor`` below 1, a ``norm`` that is
+    not callable, an Adams ``max_order`` outside 1..12, ``min_step`` above ``max_step``, ...)."""
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict, got {type(options).__name__}")
     reserved = sorted(k for k in options if k in RESERVED_OPTIONS)
