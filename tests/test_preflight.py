@@ -101,3 +101,19 @@ def test_the_cli_checks_splits_options_and_memory_before_reading_data(tmp_path, 
     assert "heads must be a positive integer, got 0" in capsys.readouterr().err
     assert main([*base, "--hidden", "65536"]) == 2  # 4.3e9 parameters: 64 GiB before any activation
     assert "training them holds at least 64.0 GiB" in capsys.readouterr().err
+
+
+def test_tune_checks_the_widest_hidden_of_its_search_space(monkeypatch):
+    from continuous_gnn.cli.common import UsageError
+    from continuous_gnn.cli.tune import _check_widest
+
+    base = RunConfig(hidden=32)
+    space = {"hidden": ("categorical", (32, 1024))}
+    monkeypatch.setattr(preflight, "available_memory", lambda device: training_bytes(flow_parameters(base)) * 4)
+    with pytest.raises(UsageError, match=r"a trial may draw hidden = 1024 from the search space, and then: the graff "
+                                         r"flow of width hidden = 1024 .*narrow the space's hidden choices"):
+        _check_widest(base, space)
+    _check_widest(base, {"hidden": ("categorical", (16, 32))})  # no wider than the start, which was checked
+    _check_widest(base, {"lr": ("uniform", (0.001, 0.01))})
+    monkeypatch.setattr(preflight, "available_memory", lambda device: None)
+    _check_widest(base, space)

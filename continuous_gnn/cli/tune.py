@@ -130,6 +130,22 @@ def _searched(space: SearchSpace, fix: str, also: str, base: RunConfig) -> list[
     return searched
 
 
+def _check_widest(base: RunConfig, space: dict) -> None:
+    """The widest ``hidden`` a trial can draw must fit in memory too: a trial the kernel kills ends the search."""
+    from ..training import check_before_loading
+
+    if "hidden" not in space:
+        return
+    widest = max(space["hidden"][1])
+    if widest <= base.hidden:
+        return
+    try:
+        check_before_loading(base.replace(hidden=widest))
+    except ValueError as err:
+        raise UsageError(f"a trial may draw hidden = {widest} from the search space, and then: {err}; narrow the "
+                         "space's hidden choices, or keep hidden out of the search") from None
+
+
 def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
     """Whether the graph can be normalised without self-loops (it cannot with isolated nodes)."""
     from ..training.build import build_graph
@@ -196,6 +212,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     target = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
     path = target.path
     check_before_loading(base, NUM_SPLITS.get(dataset_name(base.dataset)))
+    _check_widest(base, space)
     root, cache = data_paths(args)
     fetch_dataset(args, base.dataset, root)
     dataset = load_run_dataset(base, root, cache_dir=cache)
