@@ -186,10 +186,10 @@ def _check_graff_fields(config: RunConfig, typed: dict[str, Any]) -> None:
         energy = f"second_order over {config.energy_options['inner']!r}"
     typed_here = [_flag_name(name) for name in GRAFF_FIELDS if name in typed]
     if typed_here:
-        raise UsageError(f"{', '.join(typed_here)} configure{'s' if len(typed_here) == 1 else ''} the GRAFF energy, "
-                         f"but the energy is {energy}, which does not read "
-                         f"{'it' if len(typed_here) == 1 else 'them'}: leave {'it' if len(typed_here) == 1 else 'them'} "
-                         "out, and pass the energy's own options with --energy-option KEY=VALUE")
+        verb, them = ("configures", "it") if len(typed_here) == 1 else ("configure", "them")
+        raise UsageError(f"{', '.join(typed_here)} {verb} the GRAFF energy, but the energy is {energy}, which does "
+                         f"not read {them}: leave {them} out, and pass the energy's own options with --energy-option "
+                         "KEY=VALUE")
     unread = [f"{name} = {str(getattr(config, name)).lower()}" for name in GRAFF_FIELDS
               if getattr(config, name) != getattr(RunConfig, name)]
     if unread:

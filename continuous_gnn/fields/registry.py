@@ -42,7 +42,7 @@ from .attention_diffusion import AttentionDiffusion, FixedAttentionDiffusion
 from .base import Field
 from .second_order import SecondOrderFlow
 
-__all__ = ["FLOWS", "flow_class", "check_options", "build_named"]
+__all__ = ["FLOWS", "DEFAULT_INNER", "flow_class", "check_options", "build_named"]
 
 #: The energies and fields reachable by name.
 FLOWS: dict[str, type[Energy] | type[Field]] = {
@@ -56,6 +56,8 @@ FLOWS: dict[str, type[Energy] | type[Field]] = {
     "grand_l_row": FixedAttentionDiffusion,
     "second_order": SecondOrderFlow,
 }
+#: The inner energy of ``second_order`` when its options name none.
+DEFAULT_INNER = "graff"
 
 
 def flow_class(name: str) -> type[Energy] | type[Field]:
@@ -152,7 +154,7 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     cls = flow_class(name)
     own = dict(options)
     if cls is SecondOrderFlow:
-        flow_class(own.pop("inner", "graff"))
+        flow_class(own.pop("inner", DEFAULT_INNER))
     params = _parameters(cls)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
@@ -185,7 +187,7 @@ def build_named(name: str, channels: int, options: Mapping[str, Any] | None = No
     check_options(name, options)
     cls = flow_class(name)
     if cls is SecondOrderFlow:
-        inner_name = options.pop("inner", "graff")
+        inner_name = options.pop("inner", DEFAULT_INNER)
         energy = inner(inner_name) if inner is not None else build_named(inner_name, channels)
         if not isinstance(energy, Energy):
             raise ValueError(f"second_order needs an Energy as its inner force, got {type(energy).__name__}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..energies.base import Energy
-from ..fields.registry import check_options, flow_class
+from ..fields.registry import DEFAULT_INNER, check_options, flow_class
 from ..ode.grid import count_steps
 from ..ode.methods import SCIPY_METHODS, is_fixed
 from ..ode.settings import DEFAULT_MAX_GRID_STEPS
@@ -37,7 +37,8 @@ GRAFF_FIELDS = ("w", "omega", "source", "w_learnable")
 def uses_graff_fields(c: RunConfig) -> bool:
     """Whether ``c`` builds a GRAFF energy, which reads :data:`GRAFF_FIELDS`: ``energy = "graff"``, or a
     ``second_order`` flow over its default inner energy, GRAFF."""
-    return c.energy == "graff" or (c.energy == "second_order" and c.energy_options.get("inner", "graff") == "graff")
+    inner = c.energy_options.get("inner", DEFAULT_INNER)
+    return c.energy == "graff" or (c.energy == "second_order" and inner == "graff")
 
 
 def check_rules(c: RunConfig) -> None:
