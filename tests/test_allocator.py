@@ -8,12 +8,17 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from continuous_gnn import allocator
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+# Variables that choose the allocator, left out of the probes' environments so that the caller's do not leak in.
+_OURS = (*allocator.ALLOCATOR_VARIABLES, allocator.ALLOCATOR_ENV, allocator.HUGE_PAGES_ENV)
+_KERNEL_THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+KERNEL_OFFERS_HUGE_PAGES = _KERNEL_THP.is_file() and "[never]" not in _KERNEL_THP.read_text()
 
 # Resident memory after a 256 MB tensor is freed: glibc's default unmaps it, kept memory stays resident.
 _PROBE = """
@@ -41,7 +46,7 @@ _RELEASE = _PROBE.replace("sys.argv[1]", "'keep'").replace(
 
 
 def _probe(default: str, **env: str) -> dict:
-    environ = {k: v for k, v in os.environ.items() if k not in allocator.ALLOCATOR_VARIABLES + (allocator.ALLOCATOR_ENV,)}
+    environ = {k: v for k, v in os.environ.items() if k not in _OURS}
     done = subprocess.run([sys.executable, "-c", _PROBE, default], capture_output=True, text=True, timeout=120,
                           env={**environ, **env})
     assert done.returncode == 0, done.stderr
@@ -77,7 +82,7 @@ def test_trimming_is_switched_off_not_capped(monkeypatch):
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
 def test_kept_memory_is_released_on_request():
-    environ = {k: v for k, v in os.environ.items() if k not in allocator.ALLOCATOR_VARIABLES + (allocator.ALLOCATOR_ENV,)}
+    environ = {k: v for k, v in os.environ.items() if k not in _OURS}
     released = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, timeout=120,
                               env=environ)
     assert released.returncode == 0, released.stderr
@@ -110,3 +115,48 @@ def test_records_say_which_allocator_ran():
     from continuous_gnn.training.records import environment
 
     assert environment()["machine"]["allocator"] == allocator.current_allocator()
+
+
+_HUGE = """
+import json, os, sys
+if sys.argv[1] == "late":  # importing the package allocates tensors, so PyTorch has read its variable already
+    import continuous_gnn
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+from continuous_gnn.allocator import arrange_from_environment, huge_pages_in_effect
+print(json.dumps({"said": arrange_from_environment("keep"), "huge": huge_pages_in_effect()}))
+"""
+
+
+def _huge(when: str, **env: str) -> dict:
+    environ = {k: v for k, v in os.environ.items() if k not in _OURS}
+    done = subprocess.run([sys.executable, "-c", _HUGE, when], capture_output=True, text=True, timeout=120,
+                          env={**environ, **env})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not (GLIBC and KERNEL_OFFERS_HUGE_PAGES), reason="needs Linux with transparent huge pages")
+def test_huge_pages_apply_when_set_before_pytorch_starts_and_records_say_so():
+    assert _huge("start") == {"said": "glibc, freed memory kept (mallopt)", "huge": False}
+    assert _huge("start", THP_MEM_ALLOC_ENABLE="0")["huge"] is False
+    started = _huge("start", THP_MEM_ALLOC_ENABLE="1")
+    assert started == {"said": "glibc, freed memory kept (mallopt), huge pages for tensors of 2 MiB and more",
+                       "huge": True}
+    late = _huge("late")
+    assert late["huge"] is False and "THP_MEM_ALLOC_ENABLE=1 without effect" in late["said"]
+
+
+def test_the_huge_page_advice_is_read_from_the_mapping_that_holds_the_address():
+    smaps = ("00400000-00500000 r-xp 00000000 08:01 1 /bin/python\n"
+             "Size:               1024 kB\n"
+             "VmFlags: rd ex mr mw me\n"
+             "7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+             "Size:               4096 kB\n"
+             "AnonHugePages:      4096 kB\n"
+             "VmFlags: rd wr mr mw me ac hg\n"
+             "7f0000400000-7f0000600000 rw-p 00000000 00:00 0 \n"
+             "VmFlags: rd wr mr mw me ac\n")
+    assert allocator._advised_huge(0x7F0000200000, smaps)
+    assert not allocator._advised_huge(0x7F0000400000, smaps)  # the next mapping, not advised
+    assert not allocator._advised_huge(0x450000, smaps)
+    assert not allocator._advised_huge(0x10, smaps)  # in no mapping

@@ -106,10 +106,15 @@ def test_allocator_settings_replace_the_environment_variables():
     assert env["GLIBC_TUNABLES"].startswith("glibc.malloc.mmap_threshold=") and env["OMP_NUM_THREADS"] == "2"
     assert allocators.child_environment(environ, None) == environ
     names = [a.name for a in allocators.variants("libjemalloc.so.2")]
-    assert names == ["glibc default", "glibc, no mmap/trim", "glibc, kept at run time", "jemalloc"]
+    assert names == ["glibc default", "glibc, no mmap/trim", "glibc, kept at run time",
+                     "glibc, kept at run time, huge pages", "jemalloc"]
     assert set(allocators.ISSUE_SECONDS) <= set(names)  # the quoted numbers name settings the page lists
     kept = allocators.child_environment(environ, allocators.GLIBC_KEPT)
     assert kept["CONTINUOUS_GNN_ALLOCATOR"] == "keep" and "LD_PRELOAD" not in kept
+    huge = allocators.child_environment({**environ, "THP_MEM_ALLOC_ENABLE": "1"}, allocators.GLIBC_KEPT)
+    assert "THP_MEM_ALLOC_ENABLE" not in huge  # only the huge-pages row asks for them
+    huge = allocators.child_environment(environ, allocators.GLIBC_KEPT_HUGE)
+    assert huge["THP_MEM_ALLOC_ENABLE"] == "1" and huge["CONTINUOUS_GNN_ALLOCATOR"] == "keep"
 
 
 def test_uniform_graph_has_equal_edge_probability_inside_and_across():

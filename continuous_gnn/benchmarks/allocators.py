@@ -6,7 +6,8 @@ work runs several times slower than on reused memory. Two settings keep freed me
 glibc tunables that raise the mmap and trim thresholds out of reach, and jemalloc (preloaded) told to retain
 and never decay its dirty pages; both must be in the environment when the process starts. The third,
 ``CONTINUOUS_GNN_ALLOCATOR=keep``, is what the package's training commands do by default: glibc told the same
-at run time with ``mallopt`` (:func:`continuous_gnn.allocator.keep_freed_memory`).
+at run time with ``mallopt`` (:func:`continuous_gnn.allocator.keep_freed_memory`). The fourth adds transparent huge
+pages under large tensors (PyTorch's ``THP_MEM_ALLOC_ENABLE=1``, set when the process starts) to the third.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import ctypes.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..allocator import ALLOCATOR_ENV
+from ..allocator import ALLOCATOR_ENV, HUGE_PAGES_ENV
 from ..allocator import ALLOCATOR_VARIABLES as _START_VARIABLES
 
-__all__ = ["Allocator", "ALLOCATOR_VARIABLES", "GLIBC_DEFAULT", "GLIBC_TUNED", "GLIBC_KEPT", "GLIBC_TRACKING", "jemalloc",
+__all__ = ["Allocator", "ALLOCATOR_VARIABLES", "GLIBC_DEFAULT", "GLIBC_TUNED", "GLIBC_KEPT", "GLIBC_KEPT_HUGE",
+           "GLIBC_TRACKING", "jemalloc",
            "describe",
            "variants", "loaded_allocator", "ISSUE_SECONDS", "ISSUE_SOURCE", "child_environment"]
 
-#: Environment variables that change the allocator or its behaviour: those read when a process starts, and the
-#: package's own choice (read by the measuring processes of :mod:`~continuous_gnn.benchmarks.isolated`).
-ALLOCATOR_VARIABLES = (*_START_VARIABLES, ALLOCATOR_ENV)
+#: Environment variables that change the allocator or its behaviour: those read when a process starts, PyTorch's
+#: huge-page switch, and the package's own choice (read by the measuring processes of
+#: :mod:`~continuous_gnn.benchmarks.isolated`).
+ALLOCATOR_VARIABLES = (*_START_VARIABLES, HUGE_PAGES_ENV, ALLOCATOR_ENV)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ GLIBC_TUNED = Allocator("glibc, no mmap/trim", (
     ("GLIBC_TUNABLES", f"glibc.malloc.mmap_threshold={_NEVER}:glibc.malloc.trim_threshold={_NEVER}"),))
 #: glibc told at run time to keep freed memory (``mallopt``), as the package's training commands do by default.
 GLIBC_KEPT = Allocator("glibc, kept at run time", ((ALLOCATOR_ENV, "keep"),))
+#: The same, with PyTorch asking for transparent huge pages under every CPU tensor of 2 MiB and more.
+GLIBC_KEPT_HUGE = Allocator("glibc, kept at run time, huge pages", ((HUGE_PAGES_ENV, "1"), (ALLOCATOR_ENV, "keep")))
 #: glibc with every block above 64 KiB mapped and unmapped on its own, so that resident memory follows the live
 #: tensors: the setting under which a peak of resident memory measures what the work needed.
 GLIBC_TRACKING = Allocator("glibc, 64 KiB mmap threshold", (("MALLOC_MMAP_THRESHOLD_", "65536"),))
@@ -72,10 +77,10 @@ def jemalloc(library: str | None = None) -> Allocator | None:
 
 
 def variants(jemalloc_library: str | None = None) -> list[Allocator]:
-    """The settings the benchmark compares: glibc's default, glibc tuned at start and at run time, and jemalloc
-    where installed."""
+    """The settings the benchmark compares: glibc's default, glibc tuned at start and at run time, the latter
+    also with huge pages, and jemalloc where installed."""
     found = jemalloc(jemalloc_library)
-    return [GLIBC_DEFAULT, GLIBC_TUNED, GLIBC_KEPT] + ([found] if found else [])
+    return [GLIBC_DEFAULT, GLIBC_TUNED, GLIBC_KEPT, GLIBC_KEPT_HUGE] + ([found] if found else [])
 
 
 def describe(environ: Mapping[str, str]) -> str:

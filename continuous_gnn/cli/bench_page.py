@@ -274,8 +274,13 @@ def _allocators(section: dict | None, meta: dict) -> list[str]:
               "touch). The `continuous-gnn` commands that train do this by default at run time "
               f"(`{allocators.GLIBC_KEPT.shell()}`, the `glibc, kept at run time` row; "
               "`CONTINUOUS_GNN_ALLOCATOR=system` turns it off); from Python, call "
-              "`continuous_gnn.allocator.keep_freed_memory()` once. Settings made when the process starts, which "
-              "the package then leaves alone:", "",
+              "`continuous_gnn.allocator.keep_freed_memory()` once. With it, ask for transparent huge pages under "
+              f"large tensors when the process starts (`{allocators.GLIBC_KEPT_HUGE.variables[0][0]}=1`, PyTorch's "
+              "own variable, the `glibc, kept at run time, huge pages` row): PyTorch reads it at its first "
+              "allocation, before the package can, so it goes on the command line, e.g. "
+              f"`{allocators.GLIBC_KEPT_HUGE.variables[0][0]}=1 continuous-gnn train ...`; run records say whether "
+              "it applied (`continuous_gnn.allocator.huge_pages_in_effect()`). Settings made when the process "
+              "starts, which the package then leaves alone:", "",
               "```text", tuned, jemalloc, "```", "",
               "The first needs nothing installed; the second needs jemalloc (Debian: `libjemalloc2`). All three "
               "trade a larger resident footprint for speed, since freed memory is kept. With the run-time setting, "
