@@ -102,6 +102,21 @@ def test_the_cli_checks_splits_options_and_memory_before_reading_data(tmp_path, 
     assert main([*base, "--hidden", "65536"]) == 2  # 4.3e9 parameters: 64 GiB before any activation
     assert "training them holds at least 64.0 GiB" in capsys.readouterr().err
 
+    # study: the depth sweep's fresh models are only evaluated (float32 and a float64 copy); the homophily sweep
+    # trains; both before any data is read or drawn
+    study = ["study", "--data-root", str(tmp_path / "none"), "--hidden", "65536", "--quiet"]
+    assert main([*study, "--dataset", "texas", "--out", str(tmp_path / "s")]) == 2
+    assert "the work holds at least 48.0 GiB (3 float32 copies)" in capsys.readouterr().err
+    assert main(["study", "--homophily-sweep", "0.5", "--hidden", "65536", "--quiet", "--out", str(tmp_path / "h")]) == 2
+    assert "training them holds at least 64.0 GiB" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "h").exists()
+
+
+def test_the_number_of_copies_is_checked():
+    for copies in (0, True, 2.0):
+        with pytest.raises(ValueError, match="copies must be a positive int"):
+            check_before_loading(RunConfig(), copies=copies)
+
 
 def test_tune_checks_the_widest_hidden_of_its_search_space(monkeypatch):
     from continuous_gnn.cli.common import UsageError

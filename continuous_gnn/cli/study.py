@@ -151,7 +151,7 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
     from ..energies import W_STYLES
     from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_units, plot_accuracy_vs_homophily, write_csv
-    from ..training import environment
+    from ..training import check_before_loading, environment
     from ..training.presets import study_config
 
     levels = _fractions(args.homophily_sweep, "--homophily-sweep")
@@ -175,6 +175,8 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     hidden = number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
     epochs = number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
     config = defaults.replace(hidden=hidden, epochs=epochs)
+    for family in families:
+        check_before_loading(config.replace(w=family))
     out = output_folder(args.out)
 
     def announce(rows: list[dict[str, Any]]) -> None:
@@ -225,7 +227,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         w_spectrum_records,
         write_csv,
     )
-    from ..training import environment
+    from ..training import check_before_loading, environment
     from ..training.checkpoint import load_checkpoint
     from ..training.presets import study_config
 
@@ -262,6 +264,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                             [w for w in W_STYLES if w != "asymm"])
     fresh = study_config("fresh")
     hidden = number(args.hidden, "--hidden", int, fresh.hidden, minimum=1)
+    for family in families or ():
+        # A fresh model is only evaluated: its float32 parameters and the float64 copy its trajectories integrate.
+        check_before_loading(fresh.replace(hidden=hidden, w=family), copies=3)
 
     metadata = checkpoint.metadata if checkpoint is not None else {}
     normalize = checkpoint.config.normalize_features if checkpoint is not None else None

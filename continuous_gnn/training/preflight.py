@@ -107,19 +107,24 @@ def _size(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
-def check_before_loading(config: RunConfig, num_splits: int | None = None) -> None:
+def check_before_loading(config: RunConfig, num_splits: int | None = None, *,
+                         copies: int = COPIES_PER_PARAMETER) -> None:
     """Check what ``config`` asks of a run that is known before its dataset loads.
 
     Args:
         config: the run's configuration.
         num_splits: how many splits the dataset has, where the caller knows it without reading files
             (:data:`continuous_gnn.data.registry.NUM_SPLITS`).
+        copies: float32 tensors of the parameters' size that the work holds at once (default: training with
+            Adam, :data:`COPIES_PER_PARAMETER`; a model that is only evaluated holds fewer).
 
     Raises:
         ValueError: a split the dataset lacks; an energy option its class refuses (by value or type); or an energy
             whose parameters, with their gradients and the optimiser's moments, exceed the memory available on
             the config's device.
     """
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies must be a positive int, got {copies!r}")
     if num_splits is not None and config.splits is not None:
         check_splits(config.dataset, config.splits, num_splits)
     try:
@@ -128,11 +133,12 @@ def check_before_loading(config: RunConfig, num_splits: int | None = None) -> No
         return  # a user class that needs real tensors to build: the model's build checks it
     except TypeError as err:  # an option of a type the class refuses: a bad value, as the command line sees it
         raise ValueError(f"energy {config.energy!r}: {err}") from None
-    needed = training_bytes(parameters)
+    needed = parameters * copies * BYTES_PER_FLOAT
     available = available_memory(torch.device(config.device))
     if available is not None and needed > available:
+        held = ("training them holds at least {} (weights, gradients and the optimiser's two moments, in float32)"
+                if copies == COPIES_PER_PARAMETER else f"the work holds at least {{}} ({copies} float32 copies)")
         raise ValueError(
-            f"the {config.energy} flow of width hidden = {config.hidden} has {parameters:,} parameters, and training "
-            f"them holds at least {_size(needed)} (weights, gradients and the optimiser's two moments, in float32), "
-            f"but {_size(available)} of memory is available on {config.device}; lower hidden"
-            + (" or time_pieces" if config.time_dependent else ""))
+            f"the {config.energy} flow of width hidden = {config.hidden} has {parameters:,} parameters, and "
+            f"{held.format(_size(needed))}, but {_size(available)} of memory is available on {config.device}; "
+            "lower hidden" + (" or time_pieces" if config.time_dependent else ""))
