@@ -120,15 +120,28 @@ def test_the_number_of_copies_is_checked():
 
 def test_tune_checks_the_widest_hidden_of_its_search_space(monkeypatch):
     from continuous_gnn.cli.common import UsageError
-    from continuous_gnn.cli.tune import _check_widest
+    from continuous_gnn.cli.tune import _check_widest, _largest_draw
 
     base = RunConfig(hidden=32)
     space = {"hidden": ("categorical", (32, 1024))}
     monkeypatch.setattr(preflight, "available_memory", lambda device: training_bytes(flow_parameters(base)) * 4)
     with pytest.raises(UsageError, match=r"a trial may draw hidden = 1024 from the search space, and then: the graff "
-                                         r"flow of width hidden = 1024 .*narrow the space's hidden choices"):
+                                         r"flow of width hidden = 1024 .*narrow the space's choices of hidden, or "
+                                         r"keep it out of the search$"):
         _check_widest(base, space)
     _check_widest(base, {"hidden": ("categorical", (16, 32))})  # no wider than the start, which was checked
     _check_widest(base, {"lr": ("uniform", (0.001, 0.01))})
+    # Time-dependent weights: one W per piece, so a longer time with a shorter step draws more parameters; the
+    # shortest step is found whether it comes before or after the longest time in the space.
+    timed = RunConfig(hidden=32, time_dependent=True, time=1.0, step_size=1.0)
+    for space in ({"step_size": ("categorical", (0.25, 1.0)), "time": ("uniform", (1.0, 8.0))},
+                  {"time": ("uniform", (1.0, 8.0)), "step_size": ("categorical", (1.0, 0.25))}):
+        largest, drawn = _largest_draw(timed, space)
+        assert drawn == {"step_size": 0.25, "time": 8.0}
+        assert flow_parameters(largest) == 32 * flow_parameters(timed)
+        with pytest.raises(UsageError, match=r"a trial may draw (step_size = 0.25, time = 8.0|time = 8.0, step_size "
+                                             r"= 0.25) from .* or time_pieces; narrow the space's choices of "
+                                             r"(step_size, time|time, step_size), or keep them out of the search$"):
+            _check_widest(timed, space)
     monkeypatch.setattr(preflight, "available_memory", lambda device: None)
     _check_widest(base, space)

@@ -130,20 +130,50 @@ def _searched(space: SearchSpace, fix: str, also: str, base: RunConfig) -> list[
     return searched
 
 
+def _largest_draw(base: RunConfig, space: dict) -> tuple[RunConfig, dict[str, Any]]:
+    """The config with the most flow parameters that a trial can draw, and the values that make it: found one key
+    at a time (each categorical choice, each end of a uniform range), twice over, since a key such as
+    ``time_pieces`` adds parameters only once another (``time_dependent``) allows it."""
+    from ..training.preflight import flow_parameters
+
+    def parameters(config: RunConfig) -> int:
+        try:
+            return flow_parameters(config)
+        except (ValueError, TypeError, RuntimeError, NotImplementedError):
+            return -1  # a draw that cannot build: the trial fails on its own, it allocates nothing
+
+    largest, most, drawn = base, parameters(base), {}
+    for _ in range(2):
+        before = dict(drawn)
+        for name, (_, values) in space.items():
+            for value in values:
+                try:
+                    candidate = largest.replace(**{name: value})
+                except (ValueError, TypeError):
+                    continue
+                count = parameters(candidate)
+                if count > most:
+                    largest, most, drawn[name] = candidate, count, value
+        if drawn == before:
+            break
+    return largest, drawn
+
+
 def _check_widest(base: RunConfig, space: dict) -> None:
-    """The widest ``hidden`` a trial can draw must fit in memory too: a trial the kernel kills ends the search."""
+    """The largest model a trial can draw must fit in memory too: a trial the kernel kills ends the search."""
     from ..training import check_before_loading
 
-    if "hidden" not in space:
-        return
-    widest = max(space["hidden"][1])
-    if widest <= base.hidden:
-        return
+    largest, drawn = _largest_draw(base, space)
+    if not drawn:
+        return  # no draw has more parameters than the start, which was checked
     try:
-        check_before_loading(base.replace(hidden=widest))
+        check_before_loading(largest)
     except ValueError as err:
-        raise UsageError(f"a trial may draw hidden = {widest} from the search space, and then: {err}; narrow the "
-                         "space's hidden choices, or keep hidden out of the search") from None
+        values = ", ".join(f"{name} = {value}" for name, value in drawn.items())
+        keys = ", ".join(drawn)
+        raise UsageError(f"a trial may draw {values} from the search space, and then: {err}; narrow the space's "
+                         f"choices of {keys}, or keep {'it' if len(drawn) == 1 else 'them'} out of the "
+                         "search") from None
 
 
 def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
