@@ -230,6 +230,24 @@ def test_propagate_gradients_match_the_dense_operator_to_second_order():
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("normalization", ["sym", "rw"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_propagate_gives_the_bits_of_the_plain_sparse_product(normalization, dtype):
+    # propagate writes the product into a fresh tensor with addmm (beta = 0) instead of `@`: the same kernel, so
+    # the same bits, forward and backward; the fresh tensor's contents (here NaN) are never read.
+    graph = random_graph(300, 0.05, 0, dtype=dtype, normalization=normalization)
+    x = torch.randn(300, 7, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(300, 7, dtype=dtype)
+    (graph.propagate(x) * upstream).sum().backward()
+    expected = graph.operator @ x.detach()
+    with torch.no_grad():
+        assert torch.equal(graph.propagate(x), expected)
+    if normalization == "sym":  # the symmetric product's own backward (rw's is autograd's)
+        assert torch.equal(x.grad, graph.operator @ upstream)
+    garbage = torch.full((300, 7), float("nan"), dtype=dtype)
+    assert torch.equal(torch.addmm(garbage, graph.operator, x.detach(), beta=0, out=garbage), expected)
+
+
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")])
 def test_non_finite_edge_weights_are_refused(bad):
     with pytest.raises(ValueError, match="edge weights must be finite"):
