@@ -102,7 +102,10 @@ class GRAFFEnergy(Energy):
         scratch = mixed if not torch.is_grad_enabled() and mixed.dtype == x.dtype else None
         omega = self.Omega.diagonal(x)
         if omega is not None:
-            velocity.sub_(torch.mul(x, omega, out=scratch) if scratch is not None else x * omega)
+            # Added as X(−ω), which is −Xω bit for bit: the backward pass then negates the d entries of ω instead
+            # of the n × d gradient that a subtraction hands back.
+            negated = omega.neg()
+            velocity.add_(torch.mul(x, negated, out=scratch) if scratch is not None else x * negated)
         source = self._source(x0, out=scratch)
         if source is not None:
             velocity.add_(source)
