@@ -45,12 +45,18 @@ _RELEASE = _PROBE.replace("sys.argv[1]", "'keep'").replace(
     "print(json.dumps([kept, before - resident()]))")
 
 
-def _probe(default: str, **env: str) -> dict:
+def _run(script: str, argument: str, **env: str):
+    """The JSON that ``script`` prints, run with ``argument`` in a fresh interpreter whose allocator variables are
+    ``env``'s alone."""
     environ = {k: v for k, v in os.environ.items() if k not in _OURS}
-    done = subprocess.run([sys.executable, "-c", _PROBE, default], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-c", script, argument], capture_output=True, text=True, timeout=120,
                           env={**environ, **env})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def _probe(default: str, **env: str) -> dict:
+    return _run(_PROBE, default, **env)
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
@@ -82,11 +88,7 @@ def test_trimming_is_switched_off_not_capped(monkeypatch):
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
 def test_kept_memory_is_released_on_request():
-    environ = {k: v for k, v in os.environ.items() if k not in _OURS}
-    released = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, timeout=120,
-                              env=environ)
-    assert released.returncode == 0, released.stderr
-    kept, after = json.loads(released.stdout)
+    kept, after = _run(_RELEASE, "keep")
     assert kept < 20e6 and after > 200e6  # kept after the free, handed back by release_freed_memory
 
 
@@ -128,11 +130,7 @@ print(json.dumps({"said": arrange_from_environment("keep"), "huge": huge_pages_i
 
 
 def _huge(when: str, **env: str) -> dict:
-    environ = {k: v for k, v in os.environ.items() if k not in _OURS}
-    done = subprocess.run([sys.executable, "-c", _HUGE, when], capture_output=True, text=True, timeout=120,
-                          env={**environ, **env})
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return _run(_HUGE, when, **env)
 
 
 @pytest.mark.skipif(not (GLIBC and KERNEL_OFFERS_HUGE_PAGES), reason="needs Linux with transparent huge pages")
