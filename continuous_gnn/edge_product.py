@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["EdgePattern"]
+__all__ = ["EdgePattern", "sparse_product"]
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
@@ -35,6 +35,20 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
         return torch.sparse_csr_tensor(crow, col, values, (num_nodes, num_nodes), check_invariants=False)
 
 
+def sparse_product(operator: Tensor, x: Tensor) -> Tensor:
+    """``operator @ x`` for a constant sparse CSR ``operator``, with autograd off.
+
+    ``operator @ x`` zero-fills a result and copies it into another before the sparse kernel overwrites it;
+    ``addmm`` into its own output with ``beta = 0`` runs the same kernel on a fresh tensor without those two
+    passes over an n × d tensor, and gives the same bits (``tests/test_graph.py``, ``tests/test_edge_product.py``).
+    Other layouts and devices keep ``@``.
+    """
+    if operator.layout != torch.sparse_csr or x.device.type not in ("cpu", "cuda"):
+        return operator @ x
+    out = torch.empty(operator.size(0), x.size(1), dtype=x.dtype, device=x.device)
+    return torch.addmm(out, operator, x, beta=0, out=out)
+
+
 class _EdgeValueProduct(torch.autograd.Function):
     """``A @ X`` with ``A``'s entries ``values`` (CSR order) on the pattern, differentiable in both."""
 
@@ -42,7 +56,7 @@ class _EdgeValueProduct(torch.autograd.Function):
     def forward(ctx, values: Tensor, x: Tensor, pattern: EdgePattern) -> Tensor:
         ctx.save_for_backward(values, x)
         ctx.pattern = pattern
-        return _csr(pattern.crow, pattern.col, values.detach(), pattern.num_nodes) @ x.detach()
+        return sparse_product(_csr(pattern.crow, pattern.col, values.detach(), pattern.num_nodes), x.detach())
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:

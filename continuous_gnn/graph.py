@@ -22,7 +22,7 @@ from torch_geometric.utils import add_remaining_self_loops, coalesce, is_undirec
 from torch_geometric.utils import to_undirected as _to_undirected
 
 from ._checks import check_bool
-from .edge_product import EdgePattern
+from .edge_product import EdgePattern, sparse_product
 
 Normalization = Literal["sym", "rw"]
 _NORMALIZATIONS = ("sym", "rw")
@@ -42,20 +42,6 @@ def _csr(edge_index: Tensor, values: Tensor, num_nodes: int) -> Tensor:
                                        check_invariants=False)
 
 
-def _sparse_product(operator: Tensor, x: Tensor) -> Tensor:
-    """``operator @ x`` for a constant sparse CSR ``operator``, with autograd off.
-
-    ``operator @ x`` zero-fills a result and copies it into another before the sparse kernel overwrites it;
-    ``addmm`` into its own output with ``beta = 0`` runs the same kernel on a fresh tensor without those two
-    passes over an n × d tensor, and gives the same bits (``tests/test_graph.py``). Other layouts and devices
-    keep ``@``.
-    """
-    if operator.layout != torch.sparse_csr or x.device.type not in ("cpu", "cuda"):
-        return operator @ x
-    out = torch.empty(operator.size(0), x.size(1), dtype=x.dtype, device=x.device)
-    return torch.addmm(out, operator, x, beta=0, out=out)
-
-
 class _SymmetricProduct(torch.autograd.Function):
     """``A @ X`` for a constant symmetric sparse ``A``, whose gradient ``Aᵀ G = A G`` reuses the forward kernel.
 
@@ -66,13 +52,13 @@ class _SymmetricProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, operator: Tensor, x: Tensor) -> Tensor:
         ctx.operator = operator
-        return _sparse_product(operator, x)
+        return sparse_product(operator, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:
         if torch.is_grad_enabled() and grad.requires_grad:  # double backward records the product
             return None, ctx.operator @ grad
-        return None, _sparse_product(ctx.operator, grad)
+        return None, sparse_product(ctx.operator, grad)
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,7 +235,7 @@ class Graph:
             return _SymmetricProduct.apply(self.operator, x)
         if torch.is_grad_enabled() and x.requires_grad:
             return self.operator @ x
-        return _sparse_product(self.operator, x)
+        return sparse_product(self.operator, x)
 
     @cached_property
     def pattern(self) -> EdgePattern:

@@ -63,3 +63,20 @@ def test_a_directed_pattern_and_wrong_shapes_are_refused():
         pattern.propagate(torch.ones(pattern.col.numel(), dtype=DTYPE), torch.ones(5, 2, dtype=DTYPE))
     with pytest.raises(ValueError, match="query and key"):
         pattern.edge_dot(torch.ones(6, 2, 3), torch.ones(6, 2, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_product_gives_the_bits_of_the_plain_csr_product(dtype):
+    # The forward and the backward's Aᵀ G run addmm into a fresh tensor (beta = 0) instead of `@`: the same kernel.
+    from continuous_gnn.edge_product import _csr
+
+    pattern = random_graph(200, 0.05, 6).pattern
+    values = torch.rand(pattern.col.numel(), dtype=dtype, requires_grad=True)
+    x = torch.randn(200, 5, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(200, 5, dtype=dtype)
+    out = pattern.propagate(values, x)
+    out.backward(upstream)
+    matrix = _csr(pattern.crow, pattern.col, values.detach(), 200)
+    transposed = _csr(pattern.crow, pattern.col, values.detach()[pattern.reverse], 200)
+    assert torch.equal(out, matrix @ x.detach())
+    assert torch.equal(x.grad, transposed @ upstream)
