@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from ..allocator import HUGE_PAGES_ENV
 from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, peak, scaling
 from .solvers_page import _machine, versions
 
@@ -275,10 +276,10 @@ def _allocators(section: dict | None, meta: dict) -> list[str]:
               f"(`{allocators.GLIBC_KEPT.shell()}`, the `glibc, kept at run time` row; "
               "`CONTINUOUS_GNN_ALLOCATOR=system` turns it off); from Python, call "
               "`continuous_gnn.allocator.keep_freed_memory()` once. With it, ask for transparent huge pages under "
-              f"large tensors when the process starts (`{allocators.GLIBC_KEPT_HUGE.variables[0][0]}=1`, PyTorch's "
+              f"large tensors when the process starts (`{HUGE_PAGES_ENV}=1`, PyTorch's "
               "own variable, the `glibc, kept at run time, huge pages` row): PyTorch reads it at its first "
               "allocation, before the package can, so it goes on the command line, e.g. "
-              f"`{allocators.GLIBC_KEPT_HUGE.variables[0][0]}=1 continuous-gnn train ...`; run records say whether "
+              f"`{HUGE_PAGES_ENV}=1 continuous-gnn train ...`; run records say whether "
               "it applied (`continuous_gnn.allocator.huge_pages_in_effect()`). Settings made when the process "
               "starts, which the package then leaves alone:", "",
               "```text", tuned, jemalloc, "```", "",

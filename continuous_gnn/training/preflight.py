@@ -42,10 +42,10 @@ def flow_parameters(config: RunConfig) -> int:
     return sum(parameter.numel() for parameter in flow.parameters())
 
 
-def training_bytes(parameters: int) -> int:
-    """A lower bound on the memory that training ``parameters`` float32 parameters with Adam holds:
-    :data:`COPIES_PER_PARAMETER` tensors of their size. Activations, features and the graph come on top."""
-    return parameters * COPIES_PER_PARAMETER * BYTES_PER_FLOAT
+def training_bytes(parameters: int, copies: int = COPIES_PER_PARAMETER) -> int:
+    """A lower bound on the memory that ``copies`` float32 tensors of ``parameters`` entries hold; by default
+    training with Adam (:data:`COPIES_PER_PARAMETER`). Activations, features and the graph come on top."""
+    return parameters * copies * BYTES_PER_FLOAT
 
 
 def _meminfo_available() -> int | None:
@@ -133,12 +133,14 @@ def check_before_loading(config: RunConfig, num_splits: int | None = None, *,
         return  # a user class that needs real tensors to build: the model's build checks it
     except TypeError as err:  # an option of a type the class refuses: a bad value, as the command line sees it
         raise ValueError(f"energy {config.energy!r}: {err}") from None
-    needed = parameters * copies * BYTES_PER_FLOAT
+    needed = training_bytes(parameters, copies)
     available = available_memory(torch.device(config.device))
     if available is not None and needed > available:
-        held = ("training them holds at least {} (weights, gradients and the optimiser's two moments, in float32)"
-                if copies == COPIES_PER_PARAMETER else f"the work holds at least {{}} ({copies} float32 copies)")
+        size = _size(needed)
+        held = (f"training them holds at least {size} (weights, gradients and the optimiser's two moments, in "
+                "float32)" if copies == COPIES_PER_PARAMETER else f"the work holds at least {size} ({copies} "
+                "float32 copies)")
         raise ValueError(
             f"the {config.energy} flow of width hidden = {config.hidden} has {parameters:,} parameters, and "
-            f"{held.format(_size(needed))}, but {_size(available)} of memory is available on {config.device}; "
+            f"{held}, but {_size(available)} of memory is available on {config.device}; "
             "lower hidden" + (" or time_pieces" if config.time_dependent else ""))
