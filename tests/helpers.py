@@ -16,7 +16,7 @@ from continuous_gnn.energies import Energy, GRAFFEnergy
 DTYPE = torch.float64
 #: W styles whose flow is a gradient flow (every style except ``asymm``).
 SYMMETRIC_W = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity")
-OMEGAS = ("diag", "zero", "const")
+OMEGAS = ("diag", "zero", "const", "sum")  # the styles with a symmetric Ω
 
 
 def generator(seed: int) -> torch.Generator:

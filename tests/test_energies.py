@@ -87,7 +87,7 @@ def test_graff_field_backward_and_double_backward_match_finite_differences(w, om
     x = random_features(N, D, seed + 1).requires_grad_()
     x0 = random_features(N, D, seed + 2).requires_grad_()
     parameters = tuple(p for p in energy.parameters() if p.requires_grad)
-    if omega == "diag" or source:
+    if omega in ("diag", "sum") or source:
         assert parameters
 
     def field(x: Tensor, x0: Tensor, *_parameters: Tensor) -> Tensor:
@@ -113,8 +113,9 @@ def test_graff_field_and_its_gradients_round_as_the_plain_operations(w, omega, s
 
     def plain() -> Tensor:
         velocity = graph.propagate(energy._mix(x))
-        diagonal = energy.Omega.diagonal(x)
-        if diagonal is not None:
+        if not energy.Omega.is_diagonal:
+            velocity = velocity - x @ energy.Omega(x)
+        elif (diagonal := energy.Omega.diagonal(x)) is not None:
             velocity = velocity - x * diagonal
         if source:
             velocity = velocity + energy.beta * x0
@@ -358,14 +359,14 @@ def test_asymm_field_is_not_the_energy_gradient():
 def test_unknown_styles_list_choices():
     with pytest.raises(ValueError, match=r"unknown W style 'banana'; choose one of \('diag_dom'"):
         ChannelMixing(3, "banana")
-    with pytest.raises(ValueError, match=r"unknown Omega style 'full'; choose one of \('diag', 'zero', 'const'\)"):
+    with pytest.raises(ValueError, match=r"unknown Omega style 'full'; choose one of \('diag', 'zero', 'const', 'sum'"):
         ExternalField(3, "full")
     with pytest.raises(ValueError, match="positive integer"):
         ChannelMixing(0, "diag")
     with pytest.raises(ValueError, match="unknown init"):
         ChannelDirichletEnergy(3, init="zeros")
     assert set(W_STYLES) == set(SYMMETRIC_W) | {"asymm"}
-    assert set(OMEGA_STYLES) == set(OMEGAS)
+    assert set(OMEGA_STYLES) == set(OMEGAS) | {"asymm"}
 
 
 def test_external_field_styles():
@@ -377,6 +378,31 @@ def test_external_field_styles():
     assert torch.equal(diag(like.float()), torch.diag(diag.omega.detach()))
     assert sum(p.numel() for p in diag.parameters()) == 3
     assert sum(p.numel() for p in ExternalField(3, "const").parameters()) == 0
+    full = ExternalField(3, "sum")
+    matrix = full(like.float())
+    assert torch.equal(matrix, matrix.T) and torch.equal(matrix, 0.5 * (full.m + full.m.T))
+    assert full.is_symmetric and not full.is_diagonal
+    assert sum(p.numel() for p in full.parameters()) == 9
+    with pytest.raises(ValueError, match=r"full matrix, not a diagonal; read it with Omega\(like\)"):
+        full.diagonal(like)
+    for style in ("diag", "zero", "const"):
+        assert ExternalField(3, style).is_diagonal and ExternalField(3, style).is_symmetric
+
+
+def test_asymmetric_omega_requires_opt_in_and_is_no_gradient_flow():
+    with pytest.raises(ValueError, match="omega='asymm' .* pass allow_asymmetric=True .* omega='sum'"):
+        ExternalField(3, "asymm")
+    with pytest.raises(ValueError, match="allow_asymmetric=True"):
+        GRAFFEnergy(3, omega="asymm")
+    energy = graff_energy(D, w="sum", omega="asymm", source=True, seed=5, allow_asymmetric=True)
+    assert energy.is_gradient_flow is False and not energy.Omega.is_symmetric
+    omega = energy.Omega(random_features(1, 1)).detach()
+    assert torch.equal(omega, energy.Omega.m.detach()) and not torch.allclose(omega, omega.T)
+    graph = random_graph(N, 0.35, 1)
+    x, x0 = random_features(N, D, 1), random_features(N, D, 2)
+    expected = -x @ omega + graph.propagate(x @ energy.W().detach()) + energy.beta.detach() * x0
+    torch.testing.assert_close(energy.negative_gradient(x, graph, x0), expected, rtol=1e-12, atol=1e-12)
+    assert (energy.gradient(x, graph, x0) - autograd_gradient(energy, x, graph, x0)).abs().max() > 1e-3
 
 
 def test_source_needs_x0():
@@ -388,16 +414,17 @@ def test_source_needs_x0():
         energy.energy(random_features(4, 3), graph)
 
 
-def test_hessian_is_kronecker_form():
+@pytest.mark.parametrize("omega", ["diag", "sum"])
+def test_hessian_is_kronecker_form(omega):
     # The dense Hessian Ω ⊗ I − W ⊗ Ā (row-major vec) equals the Jacobian of the closed-form gradient.
-    energy = graff_energy(3, w="sum", omega="diag", source=True, seed=4)
+    energy = graff_energy(3, w="sum", omega=omega, source=True, seed=4)
     graph = random_graph(5, 0.4, 2)
     x0 = random_features(5, 3, 9)
     jac = torch.autograd.functional.jacobian(lambda x: energy.gradient(x, graph, x0), random_features(5, 3, 1))
     torch.testing.assert_close(jac.reshape(15, 15), hessian_graff(energy, graph), rtol=1e-13, atol=1e-13)
 
 
-JACOBIAN_CASES = [(w, "diag") for w in SYMMETRIC_W] + [("diag_dom", "zero"), ("sum", "const")]
+JACOBIAN_CASES = [(w, "diag") for w in SYMMETRIC_W] + [("diag_dom", "zero"), ("sum", "const"), ("prod", "sum")]
 
 
 @pytest.mark.parametrize("w, omega", JACOBIAN_CASES)

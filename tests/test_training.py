@@ -223,6 +223,15 @@ def test_time_dependent_weights_train_with_an_adaptive_method():
     assert isinstance(model.energy, EnergySchedule) and len(model.energy.energies) == 3
 
 
+@pytest.mark.parametrize(("w", "omega", "gradient_flow"), [("sum", "sum", True), ("sum", "asymm", False),
+                                                        ("asymm", "sum", False), ("asymm", "diag", False)])
+def test_an_asymmetric_w_or_omega_in_a_config_is_an_explicit_request(w, omega, gradient_flow):
+    # A config asks for an asymmetric matrix by naming it: the energy is built, and says it is no gradient flow.
+    energy = build_energy(RunConfig(w=w, omega=omega, hidden=4))
+    assert energy.is_gradient_flow is gradient_flow
+    assert energy.Omega.is_symmetric is (omega != "asymm") and energy.W.is_symmetric is (w != "asymm")
+
+
 @pytest.mark.parametrize("energy", ["graff", "dirichlet", "channel_dirichlet"])
 @pytest.mark.parametrize(("encoder", "decoder"), [("linear", "linear"), ("mlp", "linear"), ("linear", "mlp")])
 def test_every_energy_encoder_and_decoder_builds_and_runs(energy, encoder, decoder):

@@ -34,13 +34,15 @@ class GRAFFEnergy(Energy):
         channels (int): ``d``.
         w (str): parametrisation of :math:`W`, see :mod:`~continuous_gnn.energies.parametrizations`
             (default: ``"diag_dom"``).
-        omega (str): ``"diag"``, ``"zero"`` or ``"const"`` (default: ``"diag"``).
+        omega (str): parametrisation of :math:`\Omega`, one of
+            :data:`~continuous_gnn.energies.parametrizations.OMEGA_STYLES`: diagonal (``"diag"``, ``"zero"``,
+            ``"const"``) or full (``"sum"``, symmetric; ``"asymm"``) (default: ``"diag"``).
         source (bool): include the source term :math:`-\beta\langle F, F(0)\rangle` (default: ``True``).
         w_learnable (bool): train :math:`W`'s parameters (default: ``True``).
         omega_value (float, optional): :math:`c` of ``omega="const"`` (default: ``1.0``; an error with another
             ``omega``, which would ignore it).
-        allow_asymmetric (bool): permit ``w="asymm"``; the flow is then no gradient flow and
-            :attr:`is_gradient_flow` is ``False`` (default: ``False``).
+        allow_asymmetric (bool): permit ``w="asymm"`` and ``omega="asymm"``; the flow is then no gradient flow
+            and :attr:`is_gradient_flow` is ``False`` (default: ``False``).
     """
 
     def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,
@@ -51,10 +53,10 @@ class GRAFFEnergy(Energy):
         check_bool(allow_asymmetric, "allow_asymmetric")
         self.channels = channels
         self.W = ChannelMixing(channels, w, learnable=w_learnable, allow_asymmetric=allow_asymmetric)
-        self.Omega = ExternalField(channels, omega, value=omega_value)
+        self.Omega = ExternalField(channels, omega, value=omega_value, allow_asymmetric=allow_asymmetric)
         self.source = source
         self.beta = nn.Parameter(torch.zeros(())) if source else None
-        self.is_gradient_flow = self.W.is_symmetric
+        self.is_gradient_flow = self.W.is_symmetric and self.Omega.is_symmetric
 
     def reset_parameters(self) -> None:
         self.W.reset_parameters()
@@ -76,9 +78,10 @@ class GRAFFEnergy(Energy):
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph, x0)
-        omega = self.Omega.diagonal(x)
         value = -0.5 * (x * graph.propagate(self._mix(x))).sum()
-        if omega is not None:
+        if not self.Omega.is_diagonal:
+            value = value + 0.5 * (x * (x @ self.Omega(x))).sum()
+        elif (omega := self.Omega.diagonal(x)) is not None:
             value = value + 0.5 * (x * x * omega).sum()
         source = self._source(x0)
         if source is not None:
@@ -96,12 +99,14 @@ class GRAFFEnergy(Energy):
         # term (the sparse product's backward does not read its output, so autograd allows it).
         mixed = self._mix(x)
         velocity = graph.propagate(mixed)
-        # With autograd off, XW is spent once multiplied, so each diagonal term is formed in it: the evaluation
+        # With autograd off, XW is spent once multiplied, so the Ω and source terms are formed in it: the evaluation
         # then allocates no N × d tensor besides XW and ĀXW, so its peak does not depend on whether the heap can
         # reuse a freed block (a kept heap could not, now and then, and held one N × d tensor more).
         scratch = mixed if not torch.is_grad_enabled() and mixed.dtype == x.dtype else None
-        omega = self.Omega.diagonal(x)
-        if omega is not None:
+        if not self.Omega.is_diagonal:
+            negated_matrix = self.Omega(x).neg()
+            velocity.add_(torch.matmul(x, negated_matrix, out=scratch) if scratch is not None else x @ negated_matrix)
+        elif (omega := self.Omega.diagonal(x)) is not None:
             # Added as X(−ω), which is −Xω bit for bit: the backward pass then negates the d entries of ω instead
             # of the n × d gradient that a subtraction hands back.
             negated = omega.neg()

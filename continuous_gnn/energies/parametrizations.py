@@ -15,6 +15,13 @@ name           definition                                                       
 ``identity``   :math:`W = I`                                                                                 all ones
 ``asymm``      :math:`W = M` (only with ``allow_asymmetric=True``: no gradient flow)                         any
 =============  ============================================================================================  ===================
+
+:math:`\Omega` (:class:`ExternalField`, :data:`OMEGA_STYLES`) is diagonal in the paper's experiments
+(``diag``: a learned :math:`\omega`; ``const``: :math:`cI`; ``zero``), and a full matrix in its energy
+([v1] eq. 7): ``sum`` is the symmetric :math:`\Omega = (M + M^\top)/2`, which keeps the gradient flow, and
+``asymm`` the unconstrained :math:`\Omega = M` (only with ``allow_asymmetric=True``): a learned linear map of
+each node's own state beside the neighbours' :math:`W`, much as the "-sep" models of Platonov et al.
+(ICLR 2023) keep a node's own embedding apart from its neighbours'.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_positive_int
 
+#: The parametrisations of :math:`W` (:class:`ChannelMixing`), in the table above.
 W_STYLES = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity", "asymm")
-OMEGA_STYLES = ("diag", "zero", "const")
+#: The parametrisations of :math:`\Omega` (:class:`ExternalField`): diagonal, then full.
+OMEGA_STYLES = ("diag", "zero", "const", "sum", "asymm")
 
 
 def _glorot_(t: Tensor) -> Tensor:
@@ -137,21 +146,32 @@ class ChannelMixing(nn.Module):
 
 
 class ExternalField(nn.Module):
-    r"""The diagonal matrix :math:`\Omega` of the external-field term :math:`\tfrac12\sum_i\langle f_i,\Omega f_i\rangle`.
+    r"""The matrix :math:`\Omega` of the external-field term :math:`\tfrac12\sum_i\langle f_i,\Omega f_i\rangle`.
 
     Args:
         channels (int): ``d``.
-        style (str): ``"diag"`` (learned :math:`\omega \sim U[-1, 1]`), ``"zero"`` (:math:`\Omega = 0`) or
-            ``"const"`` (fixed :math:`\Omega = cI`) (default: ``"diag"``).
+        style (str): one of :data:`OMEGA_STYLES`: ``"diag"`` (learned :math:`\omega \sim U[-1, 1]`),
+            ``"zero"`` (:math:`\Omega = 0`), ``"const"`` (fixed :math:`\Omega = cI`), ``"sum"`` (learned
+            :math:`\Omega = (M + M^\top)/2`, :math:`M` Glorot-uniform) or ``"asymm"`` (learned :math:`\Omega = M`)
+            (default: ``"diag"``).
         value (float, optional): ``c`` for ``"const"`` (default: ``1.0``); given with another style it is an
             error, since that style would ignore it.
+        allow_asymmetric (bool): required for ``style="asymm"``, whose flow is not a gradient flow
+            (default: ``False``).
     """
 
-    def __init__(self, channels: int, style: str = "diag", *, value: float | None = None) -> None:
+    def __init__(self, channels: int, style: str = "diag", *, value: float | None = None,
+                 allow_asymmetric: bool = False) -> None:
         super().__init__()
         check_positive_int(channels, "channels")
+        check_bool(allow_asymmetric, "allow_asymmetric")
         if style not in OMEGA_STYLES:
             raise ValueError(f"unknown Omega style {style!r}; choose one of {OMEGA_STYLES}")
+        if style == "asymm" and not allow_asymmetric:
+            raise ValueError(
+                "omega='asymm' gives a vector field that is not the gradient of any energy; "
+                "pass allow_asymmetric=True to use it anyway, or omega='sum' for a symmetric full Omega"
+            )
         if value is not None and style != "const":
             raise ValueError(f"an Omega value (omega_value) applies to the style 'const' (Omega = cI), not to "
                              f"{style!r}, which would ignore it; pass omega='const' or leave the value out")
@@ -163,23 +183,47 @@ class ExternalField(nn.Module):
         self.value = float(value)
         if style == "diag":
             self.omega = nn.Parameter(torch.empty(channels))
+        elif style in ("sum", "asymm"):
+            self.m = nn.Parameter(torch.empty(channels, channels))
         self.reset_parameters()
 
+    @property
+    def is_symmetric(self) -> bool:
+        return self.style != "asymm"
+
+    @property
+    def is_diagonal(self) -> bool:
+        r"""Whether :math:`\Omega` is diagonal, so that :meth:`diagonal` holds all of it."""
+        return self.style in ("diag", "zero", "const")
+
     def reset_parameters(self) -> None:
-        if self.style == "diag":
-            with torch.no_grad():
+        with torch.no_grad():
+            if self.style == "diag":
                 nn.init.uniform_(self.omega, -1.0, 1.0)
+            elif self.style in ("sum", "asymm"):
+                _glorot_(self.m)
 
     def diagonal(self, like: Tensor) -> Tensor | None:
-        """The diagonal :math:`\\omega` of :math:`\\Omega` (``None`` when :math:`\\Omega = 0`)."""
+        r"""The diagonal :math:`\omega` of a diagonal :math:`\Omega` (``None`` when :math:`\Omega = 0`).
+
+        Raises:
+            ValueError: for the full styles ``"sum"`` and ``"asymm"``, whose matrix is :meth:`forward`'s.
+        """
         if self.style == "diag":
             return self.omega
         if self.style == "const":
             return like.new_full((self.channels,), self.value)
-        return None
+        if self.style == "zero":
+            return None
+        raise ValueError(f"Omega of style {self.style!r} is a full matrix, not a diagonal; "
+                         f"read it with Omega(like) (check is_diagonal first)")
 
     def forward(self, like: Tensor) -> Tensor:
-        """The matrix :math:`\\Omega`, shape ``(d, d)``, with the dtype and device of ``like``."""
+        r"""The matrix :math:`\Omega`, shape ``(d, d)``, with the dtype and device of ``like``."""
+        if self.style == "sum":
+            return 0.5 * (self.m + self.m.T)
+        if self.style == "asymm":
+            return self.m
         diagonal = self.diagonal(like)
         if diagonal is None:
             return like.new_zeros(self.channels, self.channels)

@@ -80,7 +80,7 @@ def num_steps(config: RunConfig) -> int | None:
 
 def _graff(config: RunConfig, options: dict[str, Any]) -> GRAFFEnergy:
     return GRAFFEnergy(config.hidden, w=config.w, omega=config.omega, source=config.source,
-                       w_learnable=config.w_learnable, allow_asymmetric=config.w == "asymm", **options)
+                       w_learnable=config.w_learnable, allow_asymmetric="asymm" in (config.w, config.omega), **options)
 
 
 def _one_energy(config: RunConfig) -> Energy | Field:
@@ -113,7 +113,8 @@ def build_energy(config: RunConfig) -> Energy | EnergySchedule | Field:
     ``[kT/K, (k+1)T/K)``; by default one per fixed-grid step, so step ``k`` uses piece ``k``).
 
     Adaptive solvers stop at the piece boundaries (see :func:`~continuous_gnn.integrate`).
-    ``w="asymm"`` is accepted here as an explicit request: its flow is not a gradient flow.
+    ``w="asymm"`` and ``omega="asymm"`` are accepted here as an explicit request: their flow is not a gradient
+    flow.
     """
     pieces = time_pieces(config)
     if pieces is None:
