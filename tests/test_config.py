@@ -241,11 +241,13 @@ def test_presets_ship_in_the_package_and_errors_name_what_exists():
     from continuous_gnn.training.presets import available_presets, preset_path
 
     assert PRESETS == Path(__file__).resolve().parents[1] / "continuous_gnn" / "presets"
-    assert available_presets() == ["graff", "graff_nl", "graff_nl_shared_tuned", "graff_nl_tuned", "graff_tuned",
-                                   "grand_l", "grand_l_row", "grand_nl"]
+    assert available_presets() == ["graff", "graff_nl", "graff_nl_omega_tuned", "graff_nl_shared_omega_tuned",
+                                   "graff_nl_shared_tuned", "graff_nl_tuned", "graff_tuned", "grand_l", "grand_l_row",
+                                   "grand_nl"]
     assert preset_path("graff", "Actor") == PRESETS / "graff" / "film.toml"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_shared_tuned, "
-                                         "graff_nl_tuned, graff_tuned, grand_l, grand_l_row, grand_nl"):
+    with pytest.raises(ValueError, match="unknown preset 'nope'; available: graff, graff_nl, graff_nl_omega_tuned, "
+                                         "graff_nl_shared_omega_tuned, graff_nl_shared_tuned, graff_nl_tuned, "
+                                         "graff_tuned, grand_l, grand_l_row, grand_nl"):
         preset_path("nope", "texas")
     with pytest.raises(ValueError, match="preset 'graff_tuned' has no config for dataset 'cornell'; it covers: "
                                          "chameleon, chameleon-filtered, citeseer, cora, film, minesweeper, "
@@ -320,7 +322,7 @@ def test_tuned_presets_beat_their_starting_point_on_validation(path):
 
 #: The flags of ``continuous-gnn tune`` that choose the search; any other flag changes the starting config.
 SEARCH_FLAGS = {"--preset", "--config", "--space", "--dataset", "--splits", "--seeds", "--also", "--fix", "--trials",
-                "--timeout", "--sampler-seed", "--storage", "--study-name", "--quiet", "--out"}
+                "--timeout", "--sampler-seed", "--storage", "--study-name", "--threads", "--quiet", "--out"}
 
 
 def _changed_fields(header_line):
@@ -371,6 +373,35 @@ def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
     from continuous_gnn.training.search import search_seeds
 
     suite_seeds = set(load_suite(suite_path("heterophily_nl")).seeds)
+    assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
+
+
+#: The presets with a full Ω, each searched once from another preset with Ω's parametrisation offered: the folder,
+#: the preset it started from and the search space.
+FULL_OMEGA_PRESETS = {
+    "graff_nl_omega_tuned": ("graff_nl_tuned", "heterophily_nl_omega"),
+    "graff_nl_shared_omega_tuned": ("graff_nl_shared_tuned", "heterophily_nl_shared_omega"),
+}
+
+
+@pytest.mark.parametrize(("path", "start", "space"), [
+    (path, start, space) for folder, (start, space) in FULL_OMEGA_PRESETS.items()
+    for path in sorted((PRESETS / folder).glob("*.toml"))], ids=lambda value: getattr(value, "stem", value))
+def test_full_omega_presets_change_only_what_their_search_offered(path, start, space):
+    config = resolve_config(read_config_file(path), sources=[str(path)])
+    start_path = PRESETS / start / path.name
+    started = resolve_config(read_config_file(start_path), sources=[str(start_path)])
+    assert config.omega in ("sum", "asymm")
+    assert config == started.replace(omega=config.omega, lr=config.lr), "the search offered Ω and the learning rate"
+    commands, steps = _search_chain(path)
+    assert f"--config continuous_gnn/presets/{start}/{path.stem}.toml --space experiments/configs/search/{space}.toml " \
+        in commands[0] and not _changed_fields(commands[0])
+    (best, configured), (start_best, _) = steps[0], _search_chain(start_path)[1][0]
+    assert best > configured == start_best, "it starts from its preset's best and beats it on validation"
+    from continuous_gnn.benchmarks.suite import load_suite, suite_path
+    from continuous_gnn.training.search import search_seeds
+
+    suite_seeds = set(load_suite(suite_path("heterophily_omega")).seeds)
     assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
 
 

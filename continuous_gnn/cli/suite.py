@@ -3,8 +3,9 @@
 A suite (:mod:`continuous_gnn.benchmarks.suite`) fixes the models, datasets, seeds and the published anchors;
 the packaged ones are ``grand`` (GRAND-l and GRAND-nl on the Planetoid public splits), ``family`` (the
 GRAND family beside GRAFF on the Geom-GCN splits), ``heterophily`` (minesweeper, tolokers and the
-filtered Chameleon and Squirrel) and ``heterophily_nl`` (GRAFF-NL with per-step weights on minesweeper and the
-filtered Squirrel). Each (model, dataset, seed) run writes its JSON record into ``--out-dir``.
+filtered Chameleon and Squirrel), ``heterophily_nl`` (GRAFF-NL with per-step weights on minesweeper and the
+filtered Squirrel) and ``heterophily_omega`` (GRAFF-NL with a full Ω on minesweeper). Each (model, dataset, seed)
+run writes its JSON record into ``--out-dir``.
 
 Killed and rerun with the same ``--out-dir``, the command skips every run whose record is there: records are
 matched by their resolved config (seed included), not by their file names, so the page equals that of an
