@@ -4,7 +4,7 @@ A suite (:mod:`continuous_gnn.benchmarks.suite`) fixes the models, datasets, see
 the packaged ones are ``grand`` (GRAND-l and GRAND-nl on the Planetoid public splits), ``family`` (the
 GRAND family beside GRAFF on the Geom-GCN splits), ``heterophily`` (minesweeper, tolokers and the
 filtered Chameleon and Squirrel), ``heterophily_nl`` (GRAFF-NL with per-step weights on minesweeper and the
-filtered Squirrel) and ``heterophily_omega`` (GRAFF-NL with a full Ω on minesweeper). Each (model, dataset, seed)
+filtered Squirrel) and ``heterophily_omega`` (GRAFF and GRAFF-NL with a full Ω). Each (model, dataset, seed)
 run writes its JSON record into ``--out-dir``.
 
 Killed and rerun with the same ``--out-dir``, the command skips every run whose record is there: records are

@@ -8,9 +8,9 @@ They are TOML files under ``continuous_gnn/presets/`` (package data, so a wheel 
                                    searches, also on datasets the paper did not run), ``graff_nl_tuned``
                                    (GRAFF-NL with per-step weights from our own searches),
                                    ``graff_nl_shared_tuned`` (the paper's GRAFF-NL, one set of weights for
-                                   the whole flow, from our own searches), ``graff_nl_omega_tuned`` and
-                                   ``graff_nl_shared_omega_tuned`` (the two GRAFF-NL presets searched again
-                                   with a full Ω offered), ``grand_l``, ``grand_l_row`` and
+                                   the whole flow, from our own searches), ``graff_omega_tuned``,
+                                   ``graff_nl_omega_tuned`` and ``graff_nl_shared_omega_tuned`` (presets
+                                   searched again with a full Ω), ``grand_l``, ``grand_l_row`` and
                                    ``grand_nl`` (GRAND from our own searches)
 ``search/<name>.toml``             search spaces of ``continuous-gnn tune`` (``graff``: the default)
 ``studies/<name>.toml``            the models of ``continuous-gnn study``: ``fresh`` (the depth sweep's
