@@ -103,14 +103,9 @@ class GRAFFEnergy(Energy):
         # then allocates no N × d tensor besides XW and ĀXW, so its peak does not depend on whether the heap can
         # reuse a freed block (a kept heap could not, now and then, and held one N × d tensor more).
         scratch = mixed if not torch.is_grad_enabled() and mixed.dtype == x.dtype else None
-        if not self.Omega.is_diagonal:
-            negated_matrix = self.Omega(x).neg()
-            velocity.add_(torch.matmul(x, negated_matrix, out=scratch) if scratch is not None else x @ negated_matrix)
-        elif (omega := self.Omega.diagonal(x)) is not None:
-            # Added as X(−ω), which is −Xω bit for bit: the backward pass then negates the d entries of ω instead
-            # of the n × d gradient that a subtraction hands back.
-            negated = omega.neg()
-            velocity.add_(torch.mul(x, negated, out=scratch) if scratch is not None else x * negated)
+        external = self.Omega.negated_product(x, out=scratch)
+        if external is not None:
+            velocity.add_(external)
         source = self._source(x0, out=scratch)
         if source is not None:
             velocity.add_(source)

@@ -218,6 +218,19 @@ class ExternalField(nn.Module):
         raise ValueError(f"Omega of style {self.style!r} is a full matrix, not a diagonal; "
                          f"read it with Omega(like) (check is_diagonal first)")
 
+    def negated_product(self, x: Tensor, out: Tensor | None = None) -> Tensor | None:
+        r""":math:`-X\Omega`, the term of the vector field (``None`` when :math:`\Omega = 0`), into ``out`` if given.
+
+        Formed as :math:`X(-\Omega)`, which is :math:`-(X\Omega)` bit for bit: the backward pass then negates the
+        entries of :math:`\Omega` instead of the ``n × d`` gradient that a negated product hands back.
+        """
+        if not self.is_diagonal:
+            return torch.matmul(x, self(x).neg(), out=out)
+        diagonal = self.diagonal(x)
+        if diagonal is None:
+            return None
+        return torch.mul(x, diagonal.neg(), out=out)
+
     def forward(self, like: Tensor) -> Tensor:
         r"""The matrix :math:`\Omega`, shape ``(d, d)``, with the dtype and device of ``like``."""
         if self.style == "sum":
