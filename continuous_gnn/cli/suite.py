@@ -25,6 +25,7 @@ import os
 import shlex
 import sys
 import time
+import unicodedata
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,7 +290,19 @@ def _reused_time(reused: list[RunSummary]) -> float:
 
 
 def _slug(label: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in label.lower())
+    """An ASCII file-name part for a model label: a Greek letter by its name (``Ω`` → ``omega``), an accented
+    letter without its accent, anything else that is no letter or digit as ``_``."""
+    parts = []
+    for ch in unicodedata.normalize("NFKD", label.lower()):
+        if ch.isascii():
+            parts.append(ch if ch.isalnum() else "_")
+        elif unicodedata.combining(ch):
+            continue
+        elif ch.isalpha() and " LETTER " in unicodedata.name(ch, ""):
+            parts.append(unicodedata.name(ch).split(" LETTER ")[-1].lower().replace(" ", "_"))
+        else:
+            parts.append("_")
+    return "".join(parts)
 
 
 COMMAND = Subcommand(
