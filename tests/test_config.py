@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from continuous_gnn.training import (
     RunConfig,
@@ -376,29 +377,44 @@ def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
     assert not suite_seeds & search_seeds(path), "the suite's seeds must be ones no search trained with"
 
 
-#: The presets with a full Ω, each searched once from another preset: the folder, the preset it started from, the
-#: search space, and the config flags its command line changed (Ω there, or Ω offered by the space).
+#: The presets with a full Ω: the folder, the preset its first search started from, the search spaces of its
+#: searches, oldest first (every later one started from the full-Ω preset itself), and the config flags the first
+#: search's command line changed (Ω there, or Ω offered by the space).
 FULL_OMEGA_PRESETS = {
-    "graff_nl_omega_tuned": ("graff_nl_tuned", "heterophily_nl_omega", []),
-    "graff_nl_shared_omega_tuned": ("graff_nl_shared_tuned", "heterophily_nl_shared_omega", []),
-    "graff_omega_tuned": ("graff_tuned", "graff_omega_lr", ["--omega"]),
+    "graff_nl_omega_tuned": ("graff_nl_tuned", ["heterophily_nl_omega"], []),
+    "graff_nl_shared_omega_tuned": ("graff_nl_shared_tuned",
+                                    ["heterophily_nl_shared_omega", "heterophily_nl_shared_omega_depth"], []),
+    "graff_omega_tuned": ("graff_tuned", ["graff_omega_lr"], ["--omega"]),
 }
 
 
-@pytest.mark.parametrize(("path", "start", "space", "changed"), [
-    (path, start, space, changed) for folder, (start, space, changed) in FULL_OMEGA_PRESETS.items()
+def _offered(space):
+    """The config fields a search space offers."""
+    return set(tomllib.loads((REPO / "experiments" / "configs" / "search" / f"{space}.toml").read_text())["search"])
+
+
+@pytest.mark.parametrize(("path", "start", "spaces", "changed"), [
+    (path, start, spaces, changed) for folder, (start, spaces, changed) in FULL_OMEGA_PRESETS.items()
     for path in sorted((PRESETS / folder).glob("*.toml"))], ids=lambda value: getattr(value, "stem", str(value)))
-def test_full_omega_presets_change_only_what_their_search_offered(path, start, space, changed):
+def test_full_omega_presets_change_only_what_their_searches_offered(path, start, spaces, changed):
     config = resolve_config(read_config_file(path), sources=[str(path)])
     start_path = PRESETS / start / path.name
     started = resolve_config(read_config_file(start_path), sources=[str(start_path)])
     assert config.omega in ("sum", "asymm")
-    assert config == started.replace(omega=config.omega, lr=config.lr), "the search offered Ω and the learning rate"
+    offered = {"omega"}.union(*map(_offered, spaces))
+    assert config == started.replace(**{field: getattr(config, field) for field in offered}), \
+        f"the searches offered only {sorted(offered)}"
     commands, steps = _search_chain(path)
-    assert f"--config continuous_gnn/presets/{start}/{path.stem}.toml " in commands[0]
-    assert f"--space experiments/configs/search/{space}.toml " in commands[0]
-    assert _changed_fields(commands[0]) == changed
-    (best, configured), (start_best, _) = steps[0], _search_chain(start_path)[1][0]
+    first = len(spaces) - 1  # newest first: this preset's own searches, then the header of the one it started from
+    assert f"--config continuous_gnn/presets/{start}/{path.stem}.toml " in commands[first]
+    assert f"--space experiments/configs/search/{spaces[0]}.toml " in commands[first]
+    assert _changed_fields(commands[first]) == changed
+    for command, space in zip(commands[:first], reversed(spaces[1:])):
+        assert f"--config continuous_gnn/presets/{path.parent.name}/{path.stem}.toml " in command
+        assert f"--space experiments/configs/search/{space}.toml " in command and not _changed_fields(command)
+    for (best, configured), (earlier_best, _) in zip(steps[:first], steps[1:first + 1]):
+        assert best > configured == earlier_best, "a later search starts from the earlier best and beats it"
+    (best, configured), (start_best, _) = steps[first], _search_chain(start_path)[1][0]
     assert best >= configured and best > start_best, "it beats its starting preset on validation"
     if not changed:
         assert configured == start_best, "its trial 0 is the starting preset itself"
