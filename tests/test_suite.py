@@ -116,10 +116,13 @@ def test_parallel_runs_start_with_the_most_work(data_root):
     assert [10 * w for w in _work(one_split)] == list(work.values())
 
 
-@pytest.mark.parametrize("label, slug", [("GRAFF, symmetric full Ω", "graff__symmetric_full_omega"),
-                                         ("GRAFF-NL, per-step W and β", "graff_nl__per_step_w_and_beta"),
-                                         ("GRAND-l (row)", "grand_l__row_"), ("Allen–Cahn, ε = 0.1", "allen_cahn__epsilon___0_1"),
-                                         ("Café ∞", "cafe__")])
+@pytest.mark.parametrize("label, slug", [
+    ("GRAFF, symmetric full Ω", "graff__symmetric_full_omega"),
+    ("GRAFF-NL, per-step W and β", "graff_nl__per_step_w_and_beta"),
+    ("GRAND-l (row)", "grand_l__row_"),
+    ("Allen–Cahn, ε = 0.1", "allen_cahn__epsilon___0_1"),
+    ("Café ∞", "cafe__"),
+])
 def test_record_file_names_are_ascii_and_name_greek_letters(label, slug):
     from continuous_gnn.cli.suite import _slug
 

@@ -37,6 +37,7 @@ from .._checks import check_bool, check_positive_int
 W_STYLES = ("diag_dom", "diag", "sum", "prod", "neg_prod", "identity", "asymm")
 #: The parametrisations of :math:`\Omega` (:class:`ExternalField`): diagonal, then full.
 OMEGA_STYLES = ("diag", "zero", "const", "sum", "asymm")
+_FULL_OMEGA_STYLES = ("sum", "asymm")  # the styles whose Ω is a learned d × d matrix M
 
 
 def _glorot_(t: Tensor) -> Tensor:
@@ -92,6 +93,7 @@ class ChannelMixing(nn.Module):
 
     @property
     def is_symmetric(self) -> bool:
+        r"""Whether :math:`\Omega = \Omega^\top`, as a gradient flow needs (every style but ``"asymm"``)."""
         return self.style != "asymm"
 
     def reset_parameters(self) -> None:
@@ -183,24 +185,25 @@ class ExternalField(nn.Module):
         self.value = float(value)
         if style == "diag":
             self.omega = nn.Parameter(torch.empty(channels))
-        elif style in ("sum", "asymm"):
+        elif style in _FULL_OMEGA_STYLES:
             self.m = nn.Parameter(torch.empty(channels, channels))
         self.reset_parameters()
 
     @property
     def is_symmetric(self) -> bool:
+        r"""Whether :math:`\Omega = \Omega^\top`, as a gradient flow needs (every style but ``"asymm"``)."""
         return self.style != "asymm"
 
     @property
     def is_diagonal(self) -> bool:
         r"""Whether :math:`\Omega` is diagonal, so that :meth:`diagonal` holds all of it."""
-        return self.style in ("diag", "zero", "const")
+        return self.style not in _FULL_OMEGA_STYLES
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
             if self.style == "diag":
                 nn.init.uniform_(self.omega, -1.0, 1.0)
-            elif self.style in ("sum", "asymm"):
+            elif self.style in _FULL_OMEGA_STYLES:
                 _glorot_(self.m)
 
     def diagonal(self, like: Tensor) -> Tensor | None:
