@@ -78,22 +78,47 @@ def torch_threads_restored():
 
 
 @pytest.mark.data
-def test_jobs_train_runs_in_parallel_processes_with_the_serial_results(tmp_path, data_root, capsys,
-                                                                       torch_threads_restored):
+def test_jobs_train_runs_split_by_split_in_parallel_processes_with_the_serial_results(tmp_path, data_root, capsys,
+                                                                                      torch_threads_restored):
     argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF,GRAND-l", "--splits", "0,1", "--epochs", "3",
             "--data-root", str(data_root), "--quiet", "--page", "none"]
     assert main([*argv, "--out-dir", str(tmp_path / "serial"), "--threads", "1"]) == 0
     capsys.readouterr()
     assert main([*argv, "--out-dir", str(tmp_path / "parallel"), "--jobs", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "2 jobs at a time" in out and out.count("test ") == 2
+    # A line per split (two runs of two splits), then a line per run once its record is written.
+    assert "2 jobs at a time" in out and out.count("test ") == 6 and out.count(" split ") == 4
 
     def results(folder):
-        return {path.name: [(s["test_metric"], s["val_metric"], s["best_epoch"])
-                            for s in json.loads(path.read_text())["splits"]]
+        return {path.name: [{k: v for k, v in split.items() if k not in ("wall_time", "epoch_time")}
+                            for split in json.loads(path.read_text())["splits"]]
                 for path in sorted((tmp_path / folder).glob("*.json"))}
 
     assert results("parallel") == results("serial") and len(results("serial")) == 2
+    assert len(list((tmp_path / "parallel" / "splits").glob("*.json"))) == 4
+    for path in (tmp_path / "parallel").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["config"]["splits"] == [0, 1] and record["aggregate"]["num_splits"] == 2
+
+
+@pytest.mark.data
+def test_a_killed_parallel_suite_keeps_the_splits_it_finished(tmp_path, data_root, capsys, torch_threads_restored):
+    argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF", "--splits", "0-2", "--epochs", "3",
+            "--data-root", str(data_root), "--quiet", "--page", "none", "--out-dir", str(tmp_path / "runs"),
+            "--jobs", "2", "--threads", "1"]
+    assert main(argv) == 0
+    (run,) = (tmp_path / "runs").glob("*.json")
+    first = json.loads(run.read_text())
+    # A kill after two of the three splits: the run's record and one split's record were never written.
+    run.unlink()
+    sorted((tmp_path / "runs" / "splits").glob("*.json"))[1].unlink()
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 2 and out.count(" split ") == 3
+    second = json.loads(run.read_text())
+    assert [s["test_metric"] for s in second["splits"]] == [s["test_metric"] for s in first["splits"]]
+    assert [s["split"] for s in second["splits"]] == [0, 1, 2]
 
 
 @pytest.mark.data

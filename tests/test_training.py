@@ -409,6 +409,36 @@ def test_record_round_trips_and_is_written_atomically(tmp_path):
         result.to_record(config={})
 
 
+def test_a_run_trained_in_parts_merges_into_the_record_of_the_whole_run():
+    import datetime as dt
+
+    from continuous_gnn.training import RunResult
+
+    config = RunConfig(dataset="csbm", epochs=2, splits=(0, 1, 2), seed=4, **SMALL)
+    dataset = _synthetic()
+    whole = run(config, dataset).to_record()
+    parts = [run(config.replace(splits=splits), dataset).to_record() for splits in ((2,), (0, 1))]
+    parts[0]["date"], parts[0]["aggregate"]["wall_time"] = "2026-12-07T01:00:00+00:00", 30.0
+    parts[1]["date"], parts[1]["aggregate"]["wall_time"] = "2026-12-07T01:00:10+00:00", 50.0
+    merged = RunResult.from_parts(config, parts)
+    drop = ("wall_time", "epoch_time")
+    assert [{k: v for k, v in s.to_dict().items() if k not in drop} for s in merged.splits] == \
+        [{k: v for k, v in s.items() if k not in drop} for s in whole["splits"]]
+    # The span from the earliest start (01:00:00) to the latest end (01:01:00), not the summed 80 s.
+    assert merged.wall_time == 60.0 and dt.datetime.fromisoformat(merged.date).minute == 0
+    record = merged.to_record()
+    assert record["config"] == whole["config"] and record["split_seeds"] == whole["split_seeds"]
+    assert record["aggregate"]["test_mean"] == pytest.approx(whole["aggregate"]["test_mean"])
+    with pytest.raises(ValueError, match="split twice"):
+        RunResult.from_parts(config, [*parts, parts[0]])
+    with pytest.raises(ValueError, match=r"hold splits \[2\], the run asks for \[0, 1, 2\]"):
+        RunResult.from_parts(config, parts[:1])
+    with pytest.raises(ValueError, match="differs from the merged run's in more than its splits"):
+        RunResult.from_parts(config.replace(seed=5), parts)
+    with pytest.raises(ValueError, match="no part records"):
+        RunResult.from_parts(config, [])
+
+
 def _save_numbered(args) -> str:
     path, value = args
     return save_record({"value": value}, path, numbered=True).name

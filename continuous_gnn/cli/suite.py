@@ -11,9 +11,12 @@ Killed and rerun with the same ``--out-dir``, the command skips every run whose 
 matched by their resolved config (seed included), not by their file names, so the page equals that of an
 uninterrupted run. The page is written once, atomically, after every run has finished.
 
-``--jobs N`` trains N runs at a time, each in its own process with ``--threads`` torch threads (default: the
-cores divided among the jobs), the runs with the most work first. Every run's result is that of a serial suite
-at the same thread count, since each trains from its own seed.
+``--jobs N`` trains N splits at a time, each in its own process with ``--threads`` torch threads (default: the
+cores divided among the jobs), the runs with the most work first, so that a suite with one run left still uses
+every job. Each split's record goes into ``splits/`` of ``--out-dir`` as it finishes, so a killed suite also
+keeps the splits it finished; once all of a run's splits are in, they form its record (whose wall time is the
+run's span on the clock). Every run's result is that of a serial suite at the same thread count, since each split
+trains from its own seed.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import shlex
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..atomic import check_output_file
@@ -52,6 +56,9 @@ from .suite_page import RunSummary, covered_seconds, render, run_intervals
 
 __all__ = ["COMMAND"]
 
+#: The folder of ``--out-dir`` that holds the record of each split trained in a process of its own (``--jobs``).
+_SPLITS = "splits"
+
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", help=f"a packaged suite ({', '.join(available_suites())}) or a suite .toml file")
@@ -67,8 +74,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads of each run (default: torch's choice; with "
                                                       "--jobs, the cores divided among the jobs)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at a time, each in its own process; progress bars are off when above 1 "
-                             "(default: 1)")
+                        help="splits trained at a time, each in its own process (its record in splits/ of "
+                             "--out-dir); progress bars are off when above 1 (default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -109,10 +116,21 @@ class _Task:
     suite: str
     command: str
     threads: int | None = None
+    split: int | None = None  # the one split this task trains, when the run is trained a split per process
 
     @property
     def head(self) -> str:
-        return _head(self.label, self.dataset, self.seed)
+        head = _head(self.label, self.dataset, self.seed)
+        return head if self.split is None else f"{head} split {self.split:<3}"
+
+    @property
+    def record_path(self) -> Path:
+        name = f"{self.dataset}-{_slug(self.label)}-seed{self.seed}"
+        return self.out / f"{name}.json" if self.split is None else self.out / _SPLITS / f"{name}-split{self.split}.json"
+
+    def part(self, split: int) -> _Task:
+        """This run's task for its split ``split`` alone."""
+        return replace(self, config=self.config.replace(splits=(split,)), split=split)
 
 
 def _head(label: str, dataset: str, seed: int) -> str:
@@ -143,7 +161,7 @@ def _train(task: _Task, *, bars: bool = False) -> RunSummary:
     except (IntegrationError, TrainingDivergedError) as err:  # reported in the page; the other runs go on
         return RunSummary.failed(task.label, task.dataset, task.seed, f"{type(err).__name__}: {err}")
     record = result.to_record(suite=task.suite, model=task.label, command=task.command, data_root=str(task.root))
-    path = save_record(record, task.out / f"{task.dataset}-{_slug(task.label)}-seed{task.seed}.json")
+    path = save_record(record, task.record_path)
     return RunSummary.from_record(task.label, record, repo_relative(path))
 
 
@@ -164,10 +182,8 @@ def _train_serially(tasks: list[_Task], quiet: bool) -> list[RunSummary]:
     return summaries
 
 
-def _work(tasks: list[_Task]) -> list[int]:
-    """Each task's epochs times splits times its graph's nodes and edges: a proxy of a run's time that needs no
-    training, by which :func:`_train_in_processes` orders the runs. An unavailable dataset counts 0 (its run
-    fails at once)."""
+def _dataset_sizes(tasks: list[_Task]) -> dict[str, tuple[int, int]]:
+    """Each task dataset's nodes plus edges and its split count; (0, 0) for one that is unavailable."""
     from ..data import DatasetUnavailableError
     from ..training import load_run_dataset
 
@@ -181,6 +197,14 @@ def _work(tasks: list[_Task]) -> list[int]:
             sizes[task.dataset] = (0, 0)
             continue
         sizes[task.dataset] = (dataset.data.num_nodes + dataset.data.edge_index.size(1), dataset.num_splits)
+    return sizes
+
+
+def _work(tasks: list[_Task], sizes: dict[str, tuple[int, int]] | None = None) -> list[int]:
+    """Each task's epochs times splits times its graph's nodes and edges: a proxy of a run's time that needs no
+    training, by which :func:`_train_in_processes` orders the runs. An unavailable dataset counts 0 (its run
+    fails at once)."""
+    sizes = _dataset_sizes(tasks) if sizes is None else sizes
     work = []
     for task in tasks:
         size, num_splits = sizes[task.dataset]
@@ -189,8 +213,10 @@ def _work(tasks: list[_Task]) -> list[int]:
     return work
 
 
-def _train_in_processes(tasks: list[_Task], jobs: int, work: list[int]) -> list[RunSummary]:
-    """Train ``tasks`` in ``jobs`` worker processes, the most ``work`` first; the summaries come back in task order.
+def _train_in_processes(tasks: list[_Task], jobs: int, work: list[int],
+                        on_done: Callable[[int, RunSummary], None]) -> None:
+    """Train ``tasks`` in ``jobs`` worker processes, the most ``work`` first, calling ``on_done(index, summary)``
+    in this process as each finishes.
 
     Starting the longest runs first keeps a long run from starting last while the other workers idle.
     The workers are spawned, not forked: a forked copy of a process that already ran torch's thread pools can
@@ -198,7 +224,6 @@ def _train_in_processes(tasks: list[_Task], jobs: int, work: list[int]) -> list[
     started are cancelled, and the finished ones keep their records for the resume.
     """
     order = sorted(range(len(tasks)), key=lambda index: -work[index])
-    summaries: dict[int, RunSummary] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(_train, tasks[index]): index for index in order}
         try:
@@ -206,11 +231,66 @@ def _train_in_processes(tasks: list[_Task], jobs: int, work: list[int]) -> list[
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     index = pending.pop(future)
-                    summaries[index] = future.result()
-                    print(f"{tasks[index].head} {_outcome(summaries[index])}", flush=True)
+                    summary = future.result()
+                    print(f"{tasks[index].head} {_outcome(summary)}", flush=True)
+                    on_done(index, summary)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _train_split_by_split(tasks: list[_Task], jobs: int) -> list[RunSummary]:
+    """Train each task's splits in ``jobs`` worker processes, reusing the split records of an earlier command, and
+    write each run's record once all of its splits are in; the summaries come back in task order."""
+    from ..training import RunResult, finished_records, load_record, record_key, save_record
+
+    sizes = _dataset_sizes(tasks)
+    done = finished_records(tasks[0].out / _SPLITS)
+    parts: dict[int, list[dict]] = {}  # the finished split records of each run, by task index
+    waiting: dict[int, int] = {}  # the splits of each run still training
+    summaries: dict[int, RunSummary] = {}
+    units: list[tuple[int, _Task]] = []
+
+    def finish(index: int) -> None:
+        task = tasks[index]
+        result = RunResult.from_parts(task.config, parts[index])
+        record = result.to_record(suite=task.suite, model=task.label, command=task.command,
+                                  data_root=str(task.root))
+        summaries[index] = RunSummary.from_record(task.label, record, repo_relative(save_record(record,
+                                                                                                task.record_path)))
+        print(f"{task.head} {_outcome(summaries[index])}", flush=True)
+
+    for index, task in enumerate(tasks):
+        num_splits = sizes[task.dataset][1]
+        if num_splits == 0:  # an unavailable dataset: the whole run fails at once, with the reason
+            units.append((index, task))
+            continue
+        parts[index], waiting[index] = [], 0
+        for split in task.config.splits if task.config.splits is not None else range(num_splits):
+            part = task.part(split)
+            if record_key(part.config) in done:
+                parts[index].append(load_record(done[record_key(part.config)]))
+                print(f"{part.head} done before", flush=True)
+            else:
+                units.append((index, part))
+                waiting[index] += 1
+        if waiting[index] == 0:
+            finish(index)
+
+    def on_done(unit: int, summary: RunSummary) -> None:
+        index, part = units[unit]
+        if summary.status != "ok" or part.split is None:
+            summaries.setdefault(index, summary)  # a run with a failed split fails, with that split's reason
+            return
+        parts[index].append(load_record(part.record_path))
+        waiting[index] -= 1
+        if waiting[index] == 0 and index not in summaries:
+            finish(index)
+
+    if units:
+        (tasks[0].out / _SPLITS).mkdir(parents=True, exist_ok=True)
+        unit_tasks = [part for _, part in units]
+        _train_in_processes(unit_tasks, min(jobs, len(units)), _work(unit_tasks, sizes), on_done)
     return [summaries[index] for index in range(len(tasks))]
 
 
@@ -261,8 +341,8 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         tasks.append(_Task(label, dataset_name, seed, config, root, cache, out_dir, suite.name, command, threads))
     for dataset_name in dict.fromkeys(task.dataset for task in tasks):
         fetch_dataset(args, dataset_name, root)
-    if args.jobs > 1 and len(tasks) > 1:
-        trained = _train_in_processes(tasks, min(args.jobs, len(tasks)), _work(tasks))
+    if args.jobs > 1 and tasks:
+        trained = _train_split_by_split(tasks, args.jobs)
     else:
         trained = _train_serially(tasks, args.quiet)
     summaries.update(((t.label, t.dataset, t.seed), summary) for t, summary in zip(tasks, trained))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,38 @@ class RunResult:
         out["wall_time"] = self.wall_time
         out["epoch_time_mean"] = population_mean_std([s.epoch_time for s in self.splits])[0]
         return out
+
+    @classmethod
+    def from_parts(cls, config: RunConfig, parts: Sequence[Mapping[str, Any]]) -> RunResult:
+        """The run of ``config`` from the records of runs that each trained some of its splits, as a suite run
+        split over processes does; the splits are those of a run over all of theirs, since each split trains from
+        its own seed.
+
+        The splits come in index order. ``date`` is the earliest part's start and ``wall_time`` the time from it
+        to the latest part's end: the run's span on the clock, during which other work may also have run.
+
+        Raises:
+            ValueError: if ``parts`` is empty, a part's config differs from ``config`` in more than its splits, a
+                split comes twice, or the parts' splits are not ``config.splits`` (when that is set).
+        """
+        if not parts:
+            raise ValueError("no part records to merge")
+        splits = sorted((SplitResult(**s) for part in parts for s in part["splits"]), key=lambda s: s.split)
+        for part in parts:
+            part_config = RunConfig.from_dict(part["config"])
+            if part_config.replace(splits=config.splits) != config:
+                raise ValueError(f"a part record of {part_config.dataset} seed {part_config.seed} is of another "
+                                 "run: its config differs from the merged run's in more than its splits")
+        indices = [s.split for s in splits]
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"the part records hold a split twice: {indices}")
+        if config.splits is not None and indices != sorted(config.splits):
+            raise ValueError(f"the part records hold splits {indices}, the run asks for {sorted(config.splits)}")
+        starts = [_dt.datetime.fromisoformat(part["date"]) for part in parts]
+        ends = [start + _dt.timedelta(seconds=part["aggregate"]["wall_time"]) for start, part in zip(starts, parts)]
+        return cls(config=config, dataset=parts[0]["dataset"], metric=parts[0]["aggregate"]["metric"],
+                   splits=splits, wall_time=(max(ends) - min(starts)).total_seconds(),
+                   date=min(starts).isoformat(timespec="seconds"))
 
     def to_record(self, **extra: Any) -> dict[str, Any]:
         """The JSON record: resolved config, seeds, environment, per-split results and the aggregate.
