@@ -383,7 +383,8 @@ def test_graff_nl_tuned_presets_come_from_a_chain_of_validation_searches(path):
 FULL_OMEGA_PRESETS = {
     "graff_nl_omega_tuned": ("graff_nl_tuned", ["heterophily_nl_omega"], []),
     "graff_nl_shared_omega_tuned": ("graff_nl_shared_tuned",
-                                    ["heterophily_nl_shared_omega", "heterophily_nl_shared_omega_depth"], []),
+                                    ["heterophily_nl_shared_omega", "heterophily_nl_shared_omega_depth",
+                                     "heterophily_nl_shared_omega_wide"], []),
     "graff_omega_tuned": ("graff_tuned", ["graff_omega_lr"], ["--omega"]),
 }
 
