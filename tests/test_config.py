@@ -384,7 +384,7 @@ FULL_OMEGA_PRESETS = {
     "graff_nl_omega_tuned": ("graff_nl_tuned", ["heterophily_nl_omega"], []),
     "graff_nl_shared_omega_tuned": ("graff_nl_shared_tuned",
                                     ["heterophily_nl_shared_omega", "heterophily_nl_shared_omega_depth",
-                                     "heterophily_nl_shared_omega_wide"], []),
+                                     "heterophily_nl_shared_omega_wide", "heterophily_nl_shared_omega_length"], []),
     "graff_omega_tuned": ("graff_tuned", ["graff_omega_lr"], ["--omega"]),
 }
 

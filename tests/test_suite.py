@@ -201,6 +201,21 @@ def test_a_page_over_several_metrics_names_each_with_its_datasets():
     assert "Test roc_auc in %" in only
 
 
+def test_a_row_with_a_goal_and_a_stretch_goal_shows_its_gap_to_each(tmp_path):
+    from continuous_gnn.cli.suite_page import RunSummary, render
+
+    path = tmp_path / "goals.toml"
+    path.write_text('title = "t"\nseeds = [1]\n[[models]]\nlabel = "GRAFF"\npreset = "graff"\n'
+                    'datasets = ["texas"]\n'
+                    '[[anchors]]\nmodel = "GRAFF"\ndataset = "texas"\nmean = 80.0\nstd = 2.0\nsource = "goal"\n'
+                    'target = "mean"\n'
+                    '[[anchors]]\nmodel = "GRAFF"\ndataset = "texas"\nmean = 90.0\nstd = 1.0\nsource = "stretch"\n'
+                    'target = "mean - std"\n')
+    runs = [RunSummary("GRAFF", "texas", 1, "ok", "accuracy", 85.0, 86.0, [85.0], [86.0], [3], 5)]
+    page = render(load_suite(path), runs, command="c", started="s", total=1.0, partial=False, out_dir="runs")
+    assert "| 80.00 (mean); 89.00 (mean - std) | +5.00 ✓; -4.00 ✗ |" in page
+
+
 def test_a_page_says_where_training_was_still_improving_when_it_stopped():
     from continuous_gnn.cli.suite_page import RunSummary, render
 

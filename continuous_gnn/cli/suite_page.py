@@ -178,11 +178,9 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
                 lines.append(f"| {dataset} | {model.label} | {status} | – | – | {_anchor_text(anchors)} | – | – |")
                 continue
             mean, std, val, count = _pooled(good)
-            target, gap = "–", "–"
-            if targets:
-                bar = targets[0].bar
-                target = f"{bar:.2f} ({targets[0].target})"
-                gap = f"{mean - bar:+.2f} {'✓' if mean >= bar else '✗'}"
+            # A row with several targets (a goal and a stretch goal, say) gets a gap to each, in the suite's order.
+            target = "; ".join(f"{a.bar:.2f} ({a.target})" for a in targets) or "–"
+            gap = "; ".join(f"{mean - a.bar:+.2f} {'✓' if mean >= a.bar else '✗'}" for a in targets) or "–"
             lines.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {count} | {val:.2f} | "
                          f"{_anchor_text(anchors)} | {target} | {gap} |")
     late = _still_improving(ok)
