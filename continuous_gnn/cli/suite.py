@@ -268,8 +268,9 @@ def _train_split_by_split(tasks: list[_Task], jobs: int) -> list[RunSummary]:
         parts[index], waiting[index] = [], 0
         for split in task.config.splits if task.config.splits is not None else range(num_splits):
             part = task.part(split)
-            if record_key(part.config) in done:
-                parts[index].append(load_record(done[record_key(part.config)]))
+            key = record_key(part.config)
+            if key in done:
+                parts[index].append(load_record(done[key]))
                 print(f"{part.head} done before", flush=True)
             else:
                 units.append((index, part))
