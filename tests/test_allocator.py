@@ -45,27 +45,44 @@ _RELEASE = _PROBE.replace("sys.argv[1]", "'keep'").replace(
     "print(json.dumps([kept, before - resident()]))")
 
 
-def _run(script: str, argument: str, **env: str):
-    """The JSON that ``script`` prints, run with ``argument`` in a fresh interpreter whose allocator variables are
-    ``env``'s alone."""
+def _start(script: str, argument: str, **env: str) -> subprocess.Popen:
+    """``script`` run with ``argument`` in a fresh interpreter whose allocator variables are ``env``'s alone."""
     environ = {k: v for k, v in os.environ.items() if k not in _OURS}
-    done = subprocess.run([sys.executable, "-c", script, argument], capture_output=True, text=True, timeout=120,
-                          env={**environ, **env})
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return subprocess.Popen([sys.executable, "-c", script, argument], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**environ, **env})
 
 
-def _probe(default: str, **env: str) -> dict:
-    return _run(_PROBE, default, **env)
+def _printed(*processes: subprocess.Popen) -> list:
+    """The JSON that each started script printed. The scripts run side by side: each spends most of its time
+    importing torch and torch_geometric."""
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=180)
+        assert process.returncode == 0, stderr
+        results.append(json.loads(stdout))
+    return results
+
+
+@pytest.fixture(scope="module")
+def probed() -> dict:
+    """What each probe of this module printed, by name: all start at once, since each spends seconds importing
+    torch and torch_geometric in its fresh interpreter."""
+    probes = {"system": (_PROBE, "system", {}), "keep": (_PROBE, "keep", {}),
+              "keep, overridden": (_PROBE, "keep", {"CONTINUOUS_GNN_ALLOCATOR": "system"}),
+              "keep, user's variable": (_PROBE, "keep", {"MALLOC_ARENA_MAX": "2"}), "release": (_RELEASE, "keep", {})}
+    if KERNEL_OFFERS_HUGE_PAGES:
+        probes.update({"huge": (_HUGE, "start", {}), "huge off": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "0"}),
+                       "huge on": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "1"}), "huge late": (_HUGE, "late", {})})
+    started = [_start(script, argument, **env) for script, argument, env in probes.values()]
+    return dict(zip(probes, _printed(*started)))
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_kept_memory_stays_resident_after_a_large_tensor_is_freed():
-    system = _probe("system")
-    kept = _probe("keep")
+def test_kept_memory_stays_resident_after_a_large_tensor_is_freed(probed):
+    system, kept, overridden = probed["system"], probed["keep"], probed["keep, overridden"]
     assert system["said"].startswith("system default") and system["released"] > 200e6
     assert kept["said"] == "glibc, freed memory kept (mallopt)" and kept["released"] < 20e6
-    assert _probe("keep", CONTINUOUS_GNN_ALLOCATOR="system")["released"] > 200e6
+    assert overridden["released"] > 200e6
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
@@ -87,14 +104,14 @@ def test_trimming_is_switched_off_not_capped(monkeypatch):
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
-def test_kept_memory_is_released_on_request():
-    kept, after = _run(_RELEASE, "keep")
+def test_kept_memory_is_released_on_request(probed):
+    kept, after = probed["release"]
     assert kept < 20e6 and after > 200e6  # kept after the free, handed back by release_freed_memory
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_the_users_allocator_variables_win():
-    tuned = _probe("keep", MALLOC_ARENA_MAX="2")
+def test_the_users_allocator_variables_win(probed):
+    tuned = probed["keep, user's variable"]
     assert tuned["said"] == "MALLOC_ARENA_MAX=2" and tuned["released"] > 200e6
 
 
@@ -129,18 +146,13 @@ print(json.dumps({"said": arrange_from_environment("keep"), "huge": huge_pages_i
 """
 
 
-def _huge(when: str, **env: str) -> dict:
-    return _run(_HUGE, when, **env)
-
-
 @pytest.mark.skipif(not (GLIBC and KERNEL_OFFERS_HUGE_PAGES), reason="needs Linux with transparent huge pages")
-def test_huge_pages_apply_when_set_before_pytorch_starts_and_records_say_so():
-    assert _huge("start") == {"said": "glibc, freed memory kept (mallopt)", "huge": False}
-    assert _huge("start", THP_MEM_ALLOC_ENABLE="0")["huge"] is False
-    started = _huge("start", THP_MEM_ALLOC_ENABLE="1")
+def test_huge_pages_apply_when_set_before_pytorch_starts_and_records_say_so(probed):
+    plain, off, started, late = probed["huge"], probed["huge off"], probed["huge on"], probed["huge late"]
+    assert plain == {"said": "glibc, freed memory kept (mallopt)", "huge": False}
+    assert off["huge"] is False
     assert started == {"said": "glibc, freed memory kept (mallopt), huge pages for tensors of 2 MiB and more",
                        "huge": True}
-    late = _huge("late")
     assert late["huge"] is False and "THP_MEM_ALLOC_ENABLE=1 without effect" in late["said"]
 
 

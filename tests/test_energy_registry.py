@@ -95,14 +95,11 @@ def test_options_come_from_a_toml_table_and_from_flags(tmp_path):
         read_config_file(nested)
 
 
-def _train(tmp_path: Path, *flags: str) -> dict:
-    out = tmp_path / f"record{len(list(tmp_path.glob('record*')))}.json"
+def _start_training(tmp_path: Path, out: Path, *flags: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "continuous_gnn", "train", "--dataset", "texas", "--splits", "0",
-                           "--epochs", "3", "--hidden", "8", "--quiet", "--out", str(out), *flags],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(out.read_text())
+    return subprocess.Popen([sys.executable, "-m", "continuous_gnn", "train", "--dataset", "texas", "--splits", "0",
+                             "--epochs", "3", "--hidden", "8", "--quiet", "--out", str(out), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
 
 
 @pytest.mark.data
@@ -110,18 +107,24 @@ def test_a_user_energy_trains_from_the_command_line(tmp_path, data_root):
     (tmp_path / "user_energies.py").write_text(USER_MODULE)
     config = tmp_path / "user.toml"
     config.write_text('energy = "user_energies:ScaledDirichlet"\n\n[energy_options]\nscale = 0.5\nwell = 0.1\n')
-    direct = _train(tmp_path, "--config", str(config), "--data-root", str(data_root))
+    # The three commands run side by side: each spends most of its time importing torch and torch_geometric.
+    common = ("--config", str(config), "--data-root", str(data_root))
+    outs = [tmp_path / "direct.json", tmp_path / "adjoint.json", tmp_path / "bad.json"]
+    processes = [_start_training(tmp_path, outs[0], *common),
+                 _start_training(tmp_path, outs[1], *common, "--adjoint", "--method", "rk4", "--step-size", "0.5",
+                                 "--energy-option", "well=0.2"),
+                 _start_training(tmp_path, outs[2], *common, "--energy", "user_energies:Nope")]
+    (_, direct_err), (_, adjoint_err), (_, bad_err) = [p.communicate(timeout=300) for p in processes]
+    assert processes[0].returncode == 0, direct_err
+    assert processes[1].returncode == 0, adjoint_err
+    direct, adjoint = json.loads(outs[0].read_text()), json.loads(outs[1].read_text())
     assert direct["config"]["energy"] == "user_energies:ScaledDirichlet"
     assert direct["config"]["energy_options"] == {"scale": 0.5, "well": 0.1}
     assert direct["splits"][0]["nfe_backward"] == [0, 0, 0]
-    adjoint = _train(tmp_path, "--config", str(config), "--data-root", str(data_root), "--adjoint",
-                     "--method", "rk4", "--step-size", "0.5", "--energy-option", "well=0.2")
     assert adjoint["config"]["energy_options"] == {"scale": 0.5, "well": 0.2}
     assert all(n > 0 for n in adjoint["splits"][0]["nfe_backward"])
-    bad = subprocess.run([sys.executable, "-m", "continuous_gnn", "train", "--dataset", "texas", "--energy",
-                          "user_energies:Nope", "--data-root", str(data_root)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path, timeout=120)
-    assert bad.returncode == 2 and "has no class 'Nope'" in bad.stderr and "Traceback" not in bad.stderr
+    assert processes[2].returncode == 2 and "has no class 'Nope'" in bad_err and "Traceback" not in bad_err
+    assert not outs[2].exists()
 
 
 def test_the_cli_names_energy_options_that_another_energy_leaves_behind(tmp_path, capsys):

@@ -181,6 +181,12 @@ def test_max_steps_adaptive_counts_attempts():
     assert counter.calls == 2 + 6 * 5  # five attempts were made, the sixth was refused
 
 
+def test_adaptive_settings_carry_the_default_step_budget():
+    assert cg.Adaptive("adaptive_heun").max_steps == DEFAULT_MAX_STEPS
+    assert cg.Adaptive("adaptive_heun", max_steps=None).max_steps == DEFAULT_MAX_STEPS
+
+
+@pytest.mark.slow  # ten thousand steps of torchdiffeq's adaptive Heun: about 13 s
 def test_default_step_budget_stops_adaptive_solves():
     # Without max_steps an adaptive solve still has a finite budget (torchdiffeq's default is 2**31 - 1).
     counter = CountingField(Pulse())

@@ -452,7 +452,8 @@ def test_numbered_records_never_replace_a_file_even_when_written_at_once(tmp_pat
     path = tmp_path / "cora-graff-20261206-004240.json"
     path.write_text("{}")  # a record of an earlier run
     assert save_record({"value": -1}, path).name == path.name and json.loads(path.read_text()) == {"value": -1}
-    context = multiprocessing.get_context("spawn")
+    # Forked, not spawned: a spawned worker spends seconds importing torch before it writes.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
         names = list(pool.map(_save_numbered, [(path, value) for value in range(8)]))
     assert sorted(names) == [f"{path.stem}-{i}.json" for i in range(1, 9)]
