@@ -152,6 +152,9 @@ def test_energies_check_the_dtype_of_their_buffers_and_of_the_graph():
 
 def test_a_check_of_the_initial_state_names_it_x0():
     with pytest.raises(ValueError, match=r"^x0 has 2 rows but the graph has 3 nodes$"):
+        GRAFFEnergy(4).gradient(torch.randn(3, 4), Graph.from_edge_index(EDGES, 3), torch.randn(2, 4))
+    # a layer names it by its own argument, x_0, and compares it with x before it builds the graph
+    with pytest.raises(ValueError, match=r"^x_0 has shape \(2, 4\) but x has \(3, 4\); both hold features of"):
         GRAFFConv(4)(torch.randn(3, 4), torch.randn(2, 4), EDGES)
 
 

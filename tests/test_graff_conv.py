@@ -99,19 +99,34 @@ def test_edge_index_input_equals_graph_input():
     assert torch.equal(conv(x, x0, edge_index, edge_weight=sym), conv(x, x0, weighted))
 
 
-def test_cached_graph_is_reused_and_reset():
+def test_cached_graph_is_reused_for_the_same_graph_and_never_stale(monkeypatch):
     n = 6
     edge_index = random_edge_index(n, 0.3, 0)
     other = random_edge_index(n, 0.8, 1)
     conv = GRAFFConv(3, step_size=0.5, energy=graff_energy(3, seed=0), cached=True)
-    x, x0 = random_features(n, 3, 0), random_features(n, 3, 1)
-    first = conv(x, x0, edge_index)
-    # cached: a different edge_index is ignored until reset_parameters() clears the cache
-    assert torch.equal(conv(x, x0, other), first)
-    conv.reset_parameters()
-    assert conv._cached_graph is None
     uncached = GRAFFConv(3, step_size=0.5, energy=conv.energy)
+    x, x0 = random_features(n, 3, 0), random_features(n, 3, 1)
+    built = []
+    original = Graph.from_edge_index
+    monkeypatch.setattr(Graph, "from_edge_index", lambda *a, **k: built.append(1) or original(*a, **k))
+    first = conv(x, x0, edge_index)
+    assert torch.equal(conv(x, x0, edge_index), first) and len(built) == 1  # the same graph: built once
+    # another graph is another operator (GCNConv's cache would silently keep the first one)
     assert torch.equal(conv(x, x0, other), uncached(x, x0, other))
+    assert not torch.equal(conv(x, x0, other), first)
+    # the same tensor changed in place, and another dtype, are built afresh too
+    changed = edge_index.clone()
+    conv(x, x0, changed)
+    relabelled = torch.tensor([1, 2, 3, 4, 5, 0])[edge_index]
+    assert not torch.equal(uncached(x, x0, relabelled), first)
+    changed.copy_(relabelled)
+    assert torch.equal(conv(x, x0, changed), uncached(x, x0, relabelled))
+    conv.float()  # the energy is shared: uncached is float32 now as well
+    assert torch.equal(conv(x.float(), x0.float(), edge_index), uncached(x.float(), x0.float(), edge_index))
+    before = len(built)
+    conv.reset_parameters()
+    conv(x.float(), x0.float(), edge_index)
+    assert len(built) == before + 1  # reset_parameters clears the cache
 
 
 def test_default_energy_and_kwargs():

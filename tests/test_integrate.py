@@ -69,6 +69,12 @@ def test_fixed_grid_num_steps(steps):
 
 
 def test_fixed_grid_validation():
+    # integrate's default method is euler: the message says so, and how to ask for an adaptive solve instead
+    with pytest.raises(ValueError, match=r"the fixed-grid method 'euler' needs exactly one of step_size or "
+                                         r"num_steps, got neither; .* such as 'dopri5' with rtol/atol"):
+        cg.integrate(lambda t, x: -x, torch.ones(2), 1.0)
+    with pytest.raises(ValueError, match="'rk4' needs exactly one of step_size or num_steps, got both"):
+        cg.FixedGrid("rk4", step_size=0.5, num_steps=2)
     with pytest.raises(ValueError, match="exactly one of step_size or num_steps"):
         cg.fixed_grid(1.0)
     with pytest.raises(ValueError, match="exactly one of step_size or num_steps"):

@@ -11,6 +11,7 @@ from torch_geometric.nn import Sequential
 
 import continuous_gnn as cg
 from continuous_gnn.data import contextual_sbm
+from continuous_gnn.energies import GRAFFEnergy
 from continuous_gnn.nn import ACMPConv, DirichletConv, EnergyConv, FlowConv, GRAFFConv, GRANDConv, PLaplacianConv
 
 N, D = 30, 6
@@ -128,3 +129,106 @@ def test_layers_run_under_torch_compile(name):
     torch.testing.assert_close(compiled(x, x, data.edge_index), expected)
     flow = FlowConv(layer.energy, t_end=1.0, solver=cg.FixedGrid("euler", step_size=0.5))
     torch.testing.assert_close(torch.compile(flow, backend="aot_eager")(x, data.edge_index), flow(x, data.edge_index))
+
+
+def _learned_weight_steps(layer_call, weight: torch.nn.Parameter, steps: int = 2) -> None:
+    """An evaluation under no_grad, then optimiser steps, then two accumulated backward passes: each must reach
+    the edge weights (a graph cached from any of them would carry no or spent autograd history)."""
+    optimiser = torch.optim.SGD([weight], lr=1e-3)  # small steps keep the weights positive
+    with torch.no_grad():
+        layer_call()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        before = weight.detach().clone()
+        layer_call().square().mean().backward()
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
+        optimiser.step()
+        assert not torch.equal(weight, before)
+    optimiser.zero_grad()
+    layer_call().sum().backward()
+    first = weight.grad.clone()
+    layer_call().sum().backward()
+    torch.testing.assert_close(weight.grad, 2 * first)
+
+
+def test_learned_edge_weights_get_gradients_through_every_cache():
+    data = _data()
+    torch.manual_seed(0)
+    x = torch.randn(N, D)
+    weight = torch.nn.Parameter(torch.rand(data.edge_index.size(1)) + 0.5)
+    # symmetric, as the energies need: the weight of an edge is that of its reverse
+    pair = torch.minimum(data.edge_index[0], data.edge_index[1]) * N + torch.maximum(*data.edge_index)
+    _, slot = torch.unique(pair, return_inverse=True)
+    symmetric = lambda: weight[slot]  # noqa: E731
+    conv = GRAFFConv(D, step_size=0.5, cached=True)
+    _learned_weight_steps(lambda: conv(x, x, data.edge_index, symmetric()), weight)
+    flow = FlowConv(GRAFFEnergy(D), t_end=1.0, cached=True)
+    _learned_weight_steps(lambda: flow(x, data.edge_index, symmetric()), weight)
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), t_end=1.0).eval()  # eval: no dropout between the calls
+    _learned_weight_steps(lambda: model(x, data.edge_index, symmetric()), weight)
+    # the same Parameter object on every call, so that only the cache's own rule keeps it out (no steps: one
+    # weight per directed edge would not stay symmetric)
+    direct = torch.nn.Parameter(torch.ones(data.edge_index.size(1)))
+    _learned_weight_steps(lambda: model(x, data.edge_index, direct), direct, steps=0)
+    _learned_weight_steps(lambda: conv(x, x, data.edge_index, direct), direct, steps=0)
+
+
+def test_flow_conv_reset_parameters_reinitialises_its_energy_and_field():
+    torch.manual_seed(0)
+    layers = (FlowConv(GRAFFEnergy(D)), FlowConv(cg.SecondOrderFlow(GRAFFEnergy(D), damping=0.7, learnable=True)),
+              FlowConv(cg.EnergySchedule([GRAFFEnergy(D), GRAFFEnergy(D)], t_end=1.0)))
+    for layer in layers:
+        with torch.no_grad():
+            for parameter in layer.parameters():
+                parameter.add_(10.0)  # far from any initial value
+        perturbed = {name: p.detach().clone() for name, p in layer.named_parameters()}
+        layer.reset_parameters()
+        for name, parameter in layer.named_parameters():
+            assert not torch.equal(parameter, perturbed[name]), name
+            if name.endswith("beta"):
+                assert parameter.item() == 0.0, name  # GRAFF's β starts at 0
+            elif name.endswith("raw_damping"):
+                assert F.softplus(parameter).item() == pytest.approx(0.7), name
+    conv = GRAFFConv(D)
+    assert len(conv.state_dict()) == len(list(conv.parameters()))  # each parameter once, under flow.energy.
+    assert all(key.startswith("flow.energy.") for key in conv.state_dict())
+
+
+def test_flow_conv_refuses_a_schedule_over_another_span():
+    schedule = cg.EnergySchedule([GRAFFEnergy(D), GRAFFEnergy(D)], t_end=2.0)
+    with pytest.raises(ValueError, match=r"spans \[0, 2.0\] but t_end=1.0"):
+        FlowConv(schedule, t_end=1.0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda x: x[None], r"x must be node features of shape \(num_nodes, channels\)"),
+    (lambda x: x.t(), r"x_0 has shape \(30, 6\) but x has \(6, 30\)"),
+    (lambda x: x.long(), r"x is torch.int64, but the layers compute in torch.float32 or torch.float64"),
+    (lambda x: x.half(), r"x is torch.float16"),
+    (lambda x: x.tolist(), r"x must be a tensor of node features"),
+])
+def test_bad_features_are_named_before_the_graph_is_built(bad, message):
+    data = _data()
+    x = torch.randn(N, D)
+    conv = GRAFFConv(D)
+    error = TypeError if "torch.int64" in message or "float16" in message or "a tensor" in message else ValueError
+    with pytest.raises(error, match=message):
+        conv(bad(x), x, data.edge_index)
+    if "x_0" not in message:
+        with pytest.raises(error, match=message):
+            FlowConv(GRAFFEnergy(D))(bad(x), data.edge_index)
+    with pytest.raises(ValueError, match=r"x_0 has shape \(30, 5\) but x has \(30, 6\)"):
+        conv(x, x[:, :5], data.edge_index)
+    with pytest.raises(TypeError, match="x_0 is torch.float64 but x is torch.float32"):
+        conv(x, x.double(), data.edge_index)
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D))
+    with pytest.raises(ValueError, match=r"x must have shape \(num_nodes, 6\)"):
+        model(x[:, :5], data.edge_index, torch.ones(data.edge_index.size(1)))
+
+
+def test_an_edge_index_of_another_size_is_refused():
+    data = _data()
+    x = torch.randn(N, D)
+    with pytest.raises(ValueError, match=r"sparse_size \(40, 40\) but x has 30 rows"):
+        GRAFFConv(D)(x, x, EdgeIndex(data.edge_index, sparse_size=(N + 10, N + 10)))
+    assert repr(DirichletConv()).startswith("DirichletConv(step_size=1.0")

@@ -39,6 +39,11 @@ class EnergySchedule(nn.Module):
         self.energies = nn.ModuleList(energies)
         self.channels = next(iter(channels), None)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise every piece."""
+        for energy in self.energies:
+            energy.reset_parameters()
+
     def boundaries(self) -> list[float]:
         """The jump times :math:`kT/K`, ``k = 1, ..., K-1``."""
         pieces = len(self.energies)

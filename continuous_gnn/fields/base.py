@@ -37,6 +37,14 @@ class Field(nn.Module):
     def forward(self, t: Tensor, x: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement forward(t, x, context, x0)")
 
+    def reset_parameters(self) -> None:
+        """Re-initialise the parameters (default: the ``reset_parameters`` of every direct submodule that has one,
+        such as a gradient flow's energy; a field with parameters of its own overrides this)."""
+        for module in self.children():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
     def check(self, graph: Graph, x0: Tensor | None) -> None:
         """Raise ``TypeError``/``ValueError`` if the field cannot run on ``graph`` from ``x0`` (default: accept)."""
 

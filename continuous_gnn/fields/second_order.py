@@ -59,10 +59,18 @@ class SecondOrderFlow(Field):
         self.energy = energy
         self.channels = energy.channels
         self.learnable = learnable
+        self.initial_damping = float(damping)
         if learnable:
-            self.raw_damping = nn.Parameter(torch.tensor(_inverse_softplus(float(damping))))
+            self.raw_damping = nn.Parameter(torch.tensor(_inverse_softplus(self.initial_damping)))
         else:
-            self.register_buffer("raw_damping", torch.tensor(float(damping)))
+            self.register_buffer("raw_damping", torch.tensor(self.initial_damping))
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the energy, and a learnable damping to its initial value."""
+        self.energy.reset_parameters()
+        if self.learnable:
+            with torch.no_grad():
+                self.raw_damping.fill_(_inverse_softplus(self.initial_damping))
 
     def damping(self) -> Tensor:
         r""":math:`\gamma`, a 0-dim tensor."""

@@ -265,6 +265,7 @@ class ContinuousGNN(nn.Module):
             x, graph, edge_weight = x.x, adj, getattr(x, "edge_weight", None)
         if graph is None:
             raise TypeError("ContinuousGNN needs a graph: model(x, graph), model(x, edge_index) or model(data)")
+        self._check_features(x)  # before the graph is built from its row count
         if edge_weight is not None:
             graph = self.graph(x, graph, edge_weight)
         return self.forward_with_solution(x, graph)[0]

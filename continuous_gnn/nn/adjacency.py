@@ -37,6 +37,10 @@ def _edges(adj: Any, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor
         return torch.stack([source, target]), coo.values()
     if isinstance(adj, Tensor):
         if isinstance(adj, EdgeIndex):  # an edge_index with cached metadata; its indexing returns PyG Index types
+            sizes = [size for size in adj.sparse_size() if size is not None]
+            if any(size != num_nodes for size in sizes):
+                raise ValueError(f"the EdgeIndex has sparse_size {tuple(adj.sparse_size())} but x has {num_nodes} "
+                                 f"rows; build it with sparse_size=({num_nodes}, {num_nodes})")
             return adj.as_tensor(), edge_weight
         return adj, edge_weight
     if isinstance(adj, SparseTensor):
@@ -78,6 +82,10 @@ class GraphCache:
     tensor changed in place (``edge_index.copy_(...)`` bumps its version). It is therefore never stale, unlike a
     cache keyed by memory addresses or by "the first call". (A ``SparseTensor`` has no version counter; only its
     identity is compared.)
+
+    Edge weights that require grad are never cached: the graph built from them carries their autograd history,
+    which one backward pass frees, and a graph built under ``torch.no_grad`` has none, so reusing it would either
+    fail in the next backward pass or leave the weights without a gradient.
     """
 
     def __init__(self) -> None:
@@ -88,6 +96,9 @@ class GraphCache:
             self_loops: bool = True) -> Graph:
         if isinstance(adj, Graph):
             return to_graph(adj, num_nodes, edge_weight)
+        if _requires_grad(adj) or _requires_grad(edge_weight):
+            self.clear()
+            return to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
         key = (adj, edge_weight, num_nodes, dtype, self_loops, _version(adj), _version(edge_weight))
         if self._key is not None and self._key[0] is adj and self._key[1] is edge_weight and self._key[2:] == key[2:]:
             return self._graph
@@ -97,6 +108,15 @@ class GraphCache:
 
     def clear(self) -> None:
         self._key = self._graph = None
+
+
+def _requires_grad(adj: Any) -> bool:
+    """Whether an adjacency input or edge weight carries values that require grad."""
+    if isinstance(adj, Tensor):
+        return adj.requires_grad
+    if isinstance(adj, SparseTensor):
+        return adj.requires_grad()
+    return False
 
 
 def _version(tensor: Any) -> int | None:

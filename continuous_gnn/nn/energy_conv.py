@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_positive_finite
+from .._checks import check_bool, check_node_features, check_positive_finite
 from ..energies import AllenCahnEnergy, AttentionDirichletEnergy, DirichletEnergy, Energy, PLaplacianEnergy
 from ..fields import GradientFlow
 from ..graph import Graph
-from .adjacency import to_graph
+from .adjacency import GraphCache, to_graph
 
 __all__ = ["EnergyConv", "DirichletConv", "GRANDConv", "ACMPConv", "PLaplacianConv"]
 
@@ -37,9 +37,11 @@ class EnergyConv(nn.Module):
         energy (Energy): the energy :math:`E`.
         step_size (float): :math:`\tau` (default: ``1.0``).
         activation (str or callable, optional): :math:`\sigma`, e.g. ``"relu"`` (default: ``None``).
-        cached (bool): normalise the graph on the first call and reuse it afterwards, as PyG's ``GCNConv``
-            does; only for a fixed graph (transductive learning). :meth:`reset_parameters` clears it
-            (default: ``False``).
+        cached (bool): normalise the graph on the first call and reuse it while the same adjacency tensors come
+            back, as PyG's ``GCNConv`` does for a fixed graph (transductive learning). Unlike ``GCNConv``'s
+            cache, another graph, the same one changed in place, another dtype or edge weights that require grad
+            build a fresh operator instead of reusing a stale one (:class:`~continuous_gnn.nn.adjacency.GraphCache`).
+            :meth:`reset_parameters` clears it (default: ``False``).
 
     Shapes:
         - **input:** node features ``(|V|, d)``, initial features ``(|V|, d)`` (or ``None`` for an energy
@@ -55,11 +57,16 @@ class EnergyConv(nn.Module):
         check_bool(cached, "cached")
         if not isinstance(energy, Energy):
             raise TypeError(f"{type(self).__name__} takes an Energy, got {type(energy).__name__}")
-        self.energy = energy
         self.step_size = float(step_size)
+        # The energy is registered once, inside the flow, so that the state dict holds each parameter once.
         self.flow = GradientFlow(energy, activation)
         self.cached = cached
-        self._cached_graph: Graph | None = None
+        self._graphs = GraphCache()
+
+    @property
+    def energy(self) -> Energy:
+        """The energy :math:`E` (its parameters appear in the state dict under ``flow.energy.``)."""
+        return self.flow.energy
 
     @property
     def channels(self) -> int | None:
@@ -68,25 +75,23 @@ class EnergyConv(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise the energy and clear the cached graph."""
         self.energy.reset_parameters()
-        self._cached_graph = None
+        self._graphs.clear()
 
     def graph(self, x: Tensor, adj: Any, edge_weight: Tensor | None = None) -> Graph:
-        """The normalised graph of ``adj`` (the cached one when ``cached=True`` and a graph was built)."""
-        if isinstance(adj, Graph):
-            return to_graph(adj, x.size(0), edge_weight)
-        if self.cached and self._cached_graph is not None:
-            return self._cached_graph
-        graph = to_graph(adj, x.size(0), edge_weight, dtype=x.dtype)
+        """The normalised graph of ``adj`` (with ``cached=True``, the one built for the same inputs before)."""
         if self.cached:
-            self._cached_graph = graph
-        return graph
+            return self._graphs.get(adj, x.size(0), edge_weight, x.dtype)
+        return to_graph(adj, x.size(0), edge_weight, dtype=x.dtype)
 
     def forward(self, x: Tensor, x_0: Tensor | None, edge_index: Any = None, edge_weight: Tensor | None = None,
                 t: float = 0.0) -> Tensor:
+        check_node_features(x)
         if isinstance(x_0, Tensor) and not x_0.is_floating_point():
             raise TypeError(f"{type(self).__name__}.forward(x, x_0, edge_index, edge_weight=None) takes the "
                             "initial features second, as PyG's GCN2Conv does; got integer indices for x_0. Call "
                             "it as conv(x, x_0, edge_index) (x_0=None for an energy that does not read X(0))")
+        if x_0 is not None:
+            check_node_features(x_0, "x_0", like=x)
         if edge_index is None:
             raise TypeError(f"{type(self).__name__}.forward needs edge_index (an Adj or a Graph): "
                             "conv(x, x_0, edge_index, edge_weight=None)")
@@ -97,8 +102,8 @@ class EnergyConv(nn.Module):
         return x + self.step_size * field(torch.tensor(t, dtype=torch.float64), x)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.channels}, step_size={self.step_size}, "
-                f"activation={self.flow.activation_name!r})")
+        channels = "" if self.channels is None else f"{self.channels}, "
+        return f"{type(self).__name__}({channels}step_size={self.step_size}, activation={self.flow.activation_name!r})"
 
 
 class DirichletConv(EnergyConv):

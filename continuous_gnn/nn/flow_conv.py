@@ -7,14 +7,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_positive_finite
+from .._checks import check_bool, check_node_features, check_positive_finite
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow
-from ..graph import Graph
 from ..ode.integrate import integrate
 from ..ode.settings import Adaptive, Adjoint, FixedGrid
-from .adjacency import to_graph
+from .adjacency import GraphCache, to_graph
 
 __all__ = ["FlowConv"]
 
@@ -38,8 +37,8 @@ class FlowConv(nn.Module):
             step_size=1.0)``).
         adjoint (Adjoint or bool, optional): gradients by the adjoint method (default: ``None``).
         activation (str or callable, optional): :math:`\sigma` of the energy's flow (default: ``None``).
-        cached (bool): normalise the graph on the first call and reuse it, as ``GCNConv`` does (default:
-            ``False``).
+        cached (bool): normalise the graph on the first call and reuse it while the same adjacency tensors come
+            back, as ``GCNConv`` does; never stale, as :class:`EnergyConv`'s (default: ``False``).
 
     Shapes:
         - **input:** node features ``(|V|, d)``, an ``Adj`` or a :class:`~continuous_gnn.Graph`, optional edge
@@ -59,6 +58,9 @@ class FlowConv(nn.Module):
             self.flow = energy
         else:
             self.flow = GradientFlow(energy, activation)
+        if isinstance(energy, EnergySchedule) and energy.t_end != self.t_end:
+            raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
+                             "T, or the pieces would not match the integration interval")
         self.solver = FixedGrid("euler", step_size=1.0) if solver is None else solver
         if not isinstance(self.solver, (FixedGrid, Adaptive)):
             raise TypeError(f"solver must be FixedGrid(...) or Adaptive(...), got {type(self.solver).__name__}")
@@ -68,21 +70,19 @@ class FlowConv(nn.Module):
         if self.adjoint is not None:
             self.adjoint.for_solver(self.solver)
         self.cached = cached
-        self._cached_graph: Graph | None = None
+        self._graphs = GraphCache()
 
     def reset_parameters(self) -> None:
-        """Clear the cached graph (the parameters belong to the energy or field)."""
-        self._cached_graph = None
+        """Re-initialise the energy's or field's parameters and clear the cached graph."""
+        self.flow.reset_parameters()
+        self._graphs.clear()
 
     def forward(self, x: Tensor, edge_index: Any, edge_weight: Tensor | None = None) -> Tensor:
-        if isinstance(edge_index, Graph):
-            graph = to_graph(edge_index, x.size(0), edge_weight)
-        elif self.cached and self._cached_graph is not None:
-            graph = self._cached_graph
+        check_node_features(x)
+        if self.cached:
+            graph = self._graphs.get(edge_index, x.size(0), edge_weight, x.dtype)
         else:
             graph = to_graph(edge_index, x.size(0), edge_weight, dtype=x.dtype)
-            if self.cached:
-                self._cached_graph = graph
         state = self.flow.initial_state(x)
         solution = integrate(self.flow.bind(graph, x), state, self.t_end, solver=self.solver, adjoint=self.adjoint)
         return self.flow.readout(solution.final)

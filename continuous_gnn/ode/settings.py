@@ -127,7 +127,10 @@ class FixedGrid:
             raise ValueError(f"rtol/atol apply to adaptive methods, not to the fixed-grid method {method!r}; "
                              "give step_size or num_steps")
         if (self.step_size is None) == (self.num_steps is None):
-            raise ValueError("a fixed-grid method needs exactly one of step_size or num_steps")
+            given = "neither" if self.step_size is None else "both"
+            raise ValueError(f"the fixed-grid method {method!r} needs exactly one of step_size or num_steps, got "
+                             f"{given}; give one (for an adaptive solve, give an adaptive method such as "
+                             "'dopri5' with rtol/atol instead)")
         if self.num_steps is not None and (not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool)
                                            or self.num_steps < 1):
             raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
