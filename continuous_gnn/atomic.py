@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -158,6 +159,8 @@ def _write_problem(folder: Path) -> str | None:
     try:
         handle, name = tempfile.mkstemp(prefix=".write-check-", dir=folder)
     except OSError as err:
+        if err.errno == errno.ENOENT:  # the folder exists, so the file system itself takes no new files
+            return "it accepts no new files, as a virtual file system such as /proc does"
         return err.strerror or str(err)
     os.close(handle)
     os.unlink(name)

@@ -103,6 +103,9 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--data-root", "/nonexistent/data"], "data root '/nonexistent/data'"),
         ([], "usage"),
         (["train", "--dataset", "texas", "--hiden", "3"], r"continuous-gnn train: error: .*--hiden \(did you mean --hidden\?\)"),
+        # the dashes every flag shares make no flag close: no suggestion for a flag like no other
+        (["train", "--dataset", "texas", "--bogus"], r"unrecognized arguments: --bogus$"),
+        (["train", "--dataset", "texas", "--epohcs=3"], r"--epohcs=3 \(did you mean --epochs\?\)"),
         (["train", "--dataset", "texas", "--splits", "0-200000"], "split 200000 in '0-200000' is beyond any dataset"),
         (["train", "--dataset", "texas", "--splits", "0-9999999999"], "is beyond any dataset"),
         (["train", "--dataset", "texas", "--device", "meta"], "device 'meta' is not supported"),
@@ -528,6 +531,9 @@ def test_study_homophily_sweep_writes_one_row_per_level_and_family(tmp_path, cap
         (["--homophily-sweep", "0.5", "--times", "1,2", "--methods", "rk4"], "--times, --methods do not apply"),
         (["--homophily-sweep", "0.5", "--epochs", "0"], "--epochs must be >= 1"),
         (["--synthetic", "sbm", "--epochs", "5"], "--epochs applies to --homophily-sweep only"),
+        (["--dataset", "texas", "--nodes", "50", "--homophily", "0.3"],
+         "--nodes and --homophily apply to --synthetic graphs, not to the dataset 'texas'; drop them"),
+        (["--dataset", "texas", "--nodes", "50"], "--nodes applies to --synthetic graphs"),
     ],
 )
 def test_study_homophily_sweep_usage_errors_exit_2(argv, fragment, tmp_path, capsys):
@@ -647,9 +653,9 @@ def test_tune_interrupted_keeps_the_best_trial_so_far(data_root, data_cache, tmp
     out = tmp_path / "best.toml"
     argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "8", "--trials", "10",
             "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
-    assert main(argv) == 0
+    assert main(argv) == 130  # Ctrl-C's status, with the best so far written
     assert "interrupted after 2 completed trial(s)" in capsys.readouterr().err
-    assert "2 of 3 trials completed (interrupted)" in out.read_text()
+    assert "2 of 3 trials completed (interrupted; 10 were asked for)" in out.read_text()
     assert read_config_file(out)["epochs"] == 1
 
 
@@ -673,7 +679,8 @@ def test_a_folder_no_file_can_be_created_in_is_refused_even_for_root(tmp_path):
     from continuous_gnn.atomic import check_creatable, check_output_file
 
     # os.access says yes for root in /proc; only creating a file tells.
-    with pytest.raises(ValueError, match=r"'/proc/x.json' cannot be created: the folder '/proc' is not writable"):
+    with pytest.raises(ValueError, match=r"'/proc/x.json' cannot be created: the folder '/proc' is not writable "
+                                         r"\(it accepts no new files, as a virtual file system such as /proc does\)"):
         check_creatable("/proc/x.json", "--out")
     with pytest.raises(ValueError, match="cannot be created"):
         check_output_file("/proc/x.md", "--page")

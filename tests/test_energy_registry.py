@@ -191,6 +191,13 @@ def test_a_user_module_or_class_that_cannot_work_is_named_before_training(tmp_pa
 
             def energy(self, x, graph, x0=None):
                 return self.alpha * x.square().sum()
+
+
+        class RefusesAlpha(NeedsAlpha):
+            def __init__(self, channels, alpha):
+                if alpha < 0:
+                    raise ValueError("alpha must be >= 0")
+                super().__init__(channels, alpha)
     '''))
     with pytest.raises(ValueError, match="importing module 'broken_syntax' failed with SyntaxError"):
         flow_class("broken_syntax:Anything")
@@ -204,6 +211,9 @@ def test_a_user_module_or_class_that_cannot_work_is_named_before_training(tmp_pa
         RunConfig(energy="odd_energies:NeedsAlpha")
     config = RunConfig(energy="odd_energies:NeedsAlpha", energy_options={"alpha": 0.5})
     assert build_model(config, 4, 3).energy.alpha == 0.5
+    with pytest.raises(ValueError, match=r"^energy 'odd_energies:RefusesAlpha': its constructor refused the options "
+                                         r"\{'alpha': -1.0, 'channels': 64\}: alpha must be >= 0$"):
+        build_model(RunConfig(energy="odd_energies:RefusesAlpha", energy_options={"alpha": -1.0}), 4, 3)
 
 
 def test_the_cli_refuses_a_bad_energy_option_before_reading_data(tmp_path, capsys):

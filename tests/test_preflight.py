@@ -65,6 +65,15 @@ def test_energy_options_and_splits_are_checked(monkeypatch):
     check_before_loading(RunConfig(dataset="texas", splits=(0, 10)))  # the split count is not known: not checked
 
 
+def test_a_device_the_machine_lacks_is_refused_before_loading(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda:1' was requested but CUDA is not available; use --device cpu"):
+        check_before_loading(RunConfig(device="cuda:1"))
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'mps' was requested but MPS is not available"):
+        check_before_loading(RunConfig(device="mps"))
+
+
 def test_a_user_class_that_needs_real_tensors_to_build_is_left_to_the_build(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "reads_a_value.py").write_text(textwrap.dedent('''

@@ -296,8 +296,10 @@ def test_checkpoint_errors(tmp_path, sbm):
         save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features,
                         num_classes=sbm.num_classes, metadata={"x": object()})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a checkpoint written by save_checkpoint \\(torch.load: "):
+    with pytest.raises(CheckpointError, match="not a checkpoint written by save_checkpoint: it is cut short, corrupt "
+                                              "or another kind of file \\(torch.load: .*delete it") as refused:
         load_checkpoint(tmp_path / "junk.pt")
+    assert "weights_only" not in str(refused.value)  # torch's advice to load it unsafely is not passed on
     torch.save({"kind": "other"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a continuous_gnn"):
         load_checkpoint(tmp_path / "other.pt")

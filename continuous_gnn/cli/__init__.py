@@ -78,11 +78,13 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     args, extra = parser.parse_known_args(argv)
     if extra:
         subparser = _subparsers(parser).get(args.command, parser)
-        flags = [flag for action in subparser._actions for flag in action.option_strings]
+        # Compared without their dashes, which every flag shares and which would make any flag look close.
+        names = {flag.lstrip("-"): flag for action in subparser._actions for flag in action.option_strings}
         hints = []
         for token in extra:
-            close = difflib.get_close_matches(token.split("=")[0], flags, n=1) if token.startswith("--") else []
-            hints.append(f"{token} (did you mean {close[0]}?)" if close else token)
+            close = (difflib.get_close_matches(token.split("=")[0].lstrip("-"), names, n=1)
+                     if token.startswith("--") else [])
+            hints.append(f"{token} (did you mean {names[close[0]]}?)" if close else token)
         subparser.error(f"unrecognized arguments: {' '.join(hints)}")
     return args
 

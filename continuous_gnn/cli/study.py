@@ -126,6 +126,11 @@ def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bo
     else:
         name, kind = args.dataset, args.synthetic
     if name is not None:
+        typed = [flag for flag, value in (("--nodes", args.nodes), ("--homophily", args.homophily)) if value is not None]
+        if typed:
+            raise UsageError(f"{' and '.join(typed)} appl{'ies' if len(typed) == 1 else 'y'} to --synthetic graphs, "
+                             f"not to the dataset {name!r}; drop {'it' if len(typed) == 1 else 'them'} or use "
+                             "--synthetic KIND")
         root, cache = data_paths(args)
         fetch_dataset(args, name, root)
         dataset = load_dataset(name, root, cache_dir=cache, normalize_features=normalize)

@@ -258,7 +258,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
               "normalisation divides by zero)", flush=True)
     where = selection_scope(splits, seeds)
     shared = f" in study {args.study_name!r} at {shown_url(args.storage)}" if storage is not None else ""
-    print(f"tuning {dataset.name}: {len(searched)} parameters, {args.trials} trials{shared} (trial 0 = the "
+    trial_count = f"{args.trials} trial{'s' if args.trials != 1 else ''}"
+    print(f"tuning {dataset.name}: {len(searched)} parameters, {trial_count}{shared} (trial 0 = the "
           f"configured values), objective = mean validation {dataset.metric} {where} (the test metric is never "
           "read)", flush=True)
 
@@ -358,11 +359,12 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     shown_baseline = (percent(baseline) if baseline is not None
                       else "failed" if configured.state == state.FAIL else "not finished")
     best_config = RunConfig.from_dict(best.user_attrs["config"])
+    stopped = f" (interrupted; {args.trials} were asked for)" if interrupted else ""
     header = (
         f"Tuned by `{shlex.join([PROG, *argv])}`\n"
         f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
         f"seed repeats a run only at the same count): {len(completed)} of {len(started)} trials "
-        f"completed{shared}{' (interrupted)' if interrupted else ''}.\nSelection: mean validation {dataset.metric} "
+        f"completed{shared}{stopped}.\nSelection: mean validation {dataset.metric} "
         f"{where} = {percent(best.value)} (trial {best.number}; the configured values, trial 0: {shown_baseline}); "
         "the test metric was not used."
     )
@@ -378,7 +380,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                  "space": settings["space"],
                  "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
-    return 0
+    return 130 if interrupted else 0  # Ctrl-C's status, as every command: a script sees that the search stopped early
 
 
 def _claim_study_name(path: Path) -> Path:

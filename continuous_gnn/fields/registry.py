@@ -194,7 +194,13 @@ def build_named(name: str, channels: int, options: Mapping[str, Any] | None = No
         return SecondOrderFlow(energy, **options)
     if "channels" in _parameters(cls):
         options["channels"] = channels
-    built = cls(**options)
+    try:
+        built = cls(**options)
+    except (TypeError, ValueError) as err:
+        if ":" not in name:  # the package's own classes name their options in their messages
+            raise
+        # A user's class: say which class refused its options, which its own message may not.
+        raise type(err)(f"energy {name!r}: its constructor refused the options {options}: {err}") from err
     if built.channels is not None and built.channels != channels:
         raise ValueError(f"energy {name!r} was built with {built.channels} channels but the model has {channels}")
     return built

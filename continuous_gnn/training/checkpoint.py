@@ -226,9 +226,19 @@ def read_plain(path: Path, *, map_location: str | torch.device, writer: str) -> 
                 f"{str(path)!r} holds objects outside the plain data and tensors a checkpoint is made of "
                 f"({_refusal(err)}); {writer} never writes those, and loading them could run code from the file, "
                 f"so it is not loaded. Remove the file") from None
-        reason = " ".join(str(err).split())[:200]
-        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by {writer} (torch.load: "
-                              f"{type(err).__name__}: {reason})") from err
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by {writer}: it is cut short, corrupt or "
+                              f"another kind of file (torch.load: {type(err).__name__}: {_load_failure(err)}); "
+                              "delete it, or resume from another folder") from err
+
+
+def _load_failure(err: Exception) -> str:
+    """What torch found wrong with a file it could not load, without its advice to load the file unsafely."""
+    text = " ".join(str(err).split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation", 1)[0].strip()
+    if len(text) > 200:
+        text = text[:200].rsplit(" ", 1)[0] + " ..."
+    return text
 
 
 def _build(config: RunConfig, num_features: int, num_classes: int) -> ContinuousGNN:

@@ -65,7 +65,7 @@ from .config import RunConfig
 from .distributed import World
 from .history import SplitHistory
 from .metrics import metrics
-from .preflight import check_splits
+from .preflight import check_splits, training_device
 from .records import EpochInfo, RunResult, SplitResult, dataset_summary
 from .resume import Checkpointing, RunCheckpoints
 
@@ -80,15 +80,6 @@ Progress = Callable[[EpochInfo], None]
 def split_seed(config: RunConfig, split: int) -> int:
     """The seed of split ``split``: ``config.seed + split``."""
     return config.seed + split
-
-
-def _device(config: RunConfig) -> torch.device:
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {config.device!r} was requested but CUDA is not available; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {config.device!r} was requested but MPS is not available; use --device cpu")
-    return device
 
 
 def _fork_devices(device: torch.device) -> list[int]:
@@ -228,7 +219,7 @@ def train_split(
     if keep not in KEEP_CHOICES:
         raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
     started = time.perf_counter()
-    device = _device(config) if world is None else world.device(_device(config))
+    device = training_device(config) if world is None else world.device(training_device(config))
     check_batching(config, dataset, [split], world_size=1 if world is None else world.size)
     train_mask, val_mask, test_mask = dataset.split(split)
     data = dataset.data
@@ -338,7 +329,7 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
         )
     splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
     check_splits(dataset.name, splits, dataset.num_splits)
-    device = _device(config)
+    device = training_device(config)
     check_batching(config, dataset, splits, world_size=1 if world is None else world.size)
     return splits, device if world is None else world.device(device)
 

@@ -72,6 +72,20 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
+def training_device(config: RunConfig) -> torch.device:
+    """The config's device, once this machine is known to have it.
+
+    Raises:
+        ValueError: a CUDA or MPS device on a machine without one.
+    """
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r} was requested but CUDA is not available; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {config.device!r} was requested but MPS is not available; use --device cpu")
+    return device
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes a new allocation on ``device`` can take now: the GPU's free memory, or the host's available
     memory within the process's cgroup limit; ``None`` where neither can be read."""
@@ -119,12 +133,13 @@ def check_before_loading(config: RunConfig, num_splits: int | None = None, *,
             Adam, :data:`COPIES_PER_PARAMETER`; a model that is only evaluated holds fewer).
 
     Raises:
-        ValueError: a split the dataset lacks; an energy option its class refuses (by value or type); or an energy
-            whose parameters, with their gradients and the optimiser's moments, exceed the memory available on
-            the config's device.
+        ValueError: a device this machine lacks; a split the dataset lacks; an energy option its class refuses
+            (by value or type); or an energy whose parameters, with their gradients and the optimiser's moments,
+            exceed the memory available on the config's device.
     """
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
         raise ValueError(f"copies must be a positive int, got {copies!r}")
+    device = training_device(config)
     if num_splits is not None and config.splits is not None:
         check_splits(config.dataset, config.splits, num_splits)
     try:
@@ -132,9 +147,10 @@ def check_before_loading(config: RunConfig, num_splits: int | None = None, *,
     except (RuntimeError, NotImplementedError):
         return  # a user class that needs real tensors to build: the model's build checks it
     except TypeError as err:  # an option of a type the class refuses: a bad value, as the command line sees it
-        raise ValueError(f"energy {config.energy!r}: {err}") from None
+        named = str(err).startswith(f"energy {config.energy!r}")  # a user's class, named by the registry
+        raise ValueError(str(err) if named else f"energy {config.energy!r}: {err}") from None
     needed = training_bytes(parameters, copies)
-    available = available_memory(torch.device(config.device))
+    available = available_memory(device)
     if available is not None and needed > available:
         size = _size(needed)
         held = (f"training them holds at least {size} (weights, gradients and the optimiser's two moments, in "

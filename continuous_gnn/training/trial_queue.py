@@ -352,9 +352,23 @@ def _join(storage: optuna.storages.BaseStorage, name: str | None, sampler: optun
         time.sleep(0.5)
     theirs = dict(study.user_attrs[SETTINGS_KEY])
     budget = study.user_attrs.get(BUDGET_KEY, theirs.pop("trials", None))
-    differ = sorted(key for key in set(theirs) | set(settings) if theirs.get(key) != settings.get(key))
+    differ = _differences(theirs, settings)
     if differ:
-        raise ValueError(f"study {name!r} was created by a search with other settings (they differ in "
-                         f"{', '.join(differ)}); start every worker of a study with the same flags, or use another "
-                         f"--study-name")
+        raise ValueError(f"study {name!r} was created by a search with other settings ({'; '.join(differ)}); start "
+                         f"every worker of a study with the same flags, or use another --study-name")
     return study, budget
+
+
+def _differences(theirs: dict[str, Any], ours: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: study A, this worker B`` for each setting that differs, nested settings (the run configuration)
+    key by key, so that the message names the flag to change."""
+    found = []
+    for key in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(key), ours.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        else:
+            found.append(f"{prefix}{key}: study {a!r}, this worker {b!r}")
+    return found
