@@ -101,6 +101,9 @@ def test_ints_are_accepted_for_floats_and_none_strings_for_optionals():
         ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
         ({"time": 0.0}, "time .* must be positive"),
         ({"step_size": -1.0}, "step_size must be positive"),
+        ({"time": 1e39, "step_size": 1e38}, r"time \(T\) must be at most 3.4e\+38 \(float32's largest number\)"),
+        ({"time": 1e39, "method": "dopri5", "step_size": None}, r"time \(T\) must be at most 3.4e\+38"),
+        ({"time": 1e38, "step_size": 1e39}, r"step_size must be at most 3.4e\+38"),
         ({"epochs": 0}, "epochs must be a positive"),
         ({"patience": 0}, "patience must be"),
         ({"device": "gpu!"}, "not a torch device"),
@@ -164,6 +167,7 @@ def test_parse_splits(spec, expected):
         ("1,,2", "bad split specification"),
         ("0-", "bad split specification"),
         ("-1", "bad split specification"),
+        ("\u0661", "bad split specification"),  # an Arabic-Indic one: int() reads it, the syntax is ASCII digits
         ("0,1,0", r"split\(s\) \[0\] listed more than once"),
         ([], "must not be empty"),
         ([-1], "non-negative"),
@@ -193,6 +197,10 @@ def test_later_layers_win():
 def test_layer_errors_name_their_source():
     with pytest.raises(ValueError, match="my.toml: unknown config key 'hiddn'"):
         resolve_config({"hidden": 8}, {"hiddn": 3}, sources=["preset", "my.toml"])
+    with pytest.raises(ValueError, match=r"sources names 2 layer\(s\) but 1 were given; give one name per layer"):
+        resolve_config({"hidden": 3}, sources=["a", "b"])
+    with pytest.raises(TypeError, match="sources must be a list of names, one per layer, not the string 'my.toml'"):
+        resolve_config({"hidden": 3}, sources="my.toml")
 
 
 def test_cross_field_rules_apply_to_the_merged_result():

@@ -227,3 +227,15 @@ def test_fuzzed_command_lines_give_usage_errors_or_configs(flags):
         resolve_cli_config(args)
     except (UsageError, ValueError, TypeError, SystemExit):
         pass  # argparse (exit status 2), or one line naming the field
+
+
+@FAST
+@given(st.text(max_size=12), st.dictionaries(st.text(min_size=1, max_size=6), st.text(max_size=6), max_size=3))
+def test_any_string_and_any_energy_option_name_survive_the_toml_round_trip(text, options):
+    import tomllib
+
+    from continuous_gnn.training import config_to_toml
+
+    values = {"dataset": text, "energy_options": options}
+    assert tomllib.loads(config_to_toml(values)) == ({"dataset": text, "energy_options": options} if options
+                                                     else {"dataset": text})

@@ -204,6 +204,10 @@ def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(tmp_path):
         RunCheckpoints(settings, config.replace(hidden=8, lr=0.1), [0], CPU)
     with pytest.raises(CheckpointError, match=r"splits: checkpoint \[0\], this run \[0, 1\]"):
         RunCheckpoints(settings, config, [0, 1], CPU)
+    # splits that the config names too are named once
+    with pytest.raises(CheckpointError, match=r"\(splits: checkpoint \[0\], this run \[0, 1\]\); resume") as refused:
+        RunCheckpoints(settings, config.replace(splits=(0, 1)), [0, 1], CPU)
+    assert str(refused.value).count("splits:") == 1
 
 
 def _rewrite(path: Path, **changes) -> None:

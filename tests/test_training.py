@@ -19,6 +19,7 @@ from continuous_gnn.training import (
     EpochInfo,
     RunConfig,
     accuracy,
+    check_run,
     load_record,
     load_run_dataset,
     population_mean_std,
@@ -383,6 +384,14 @@ def test_run_rejects_missing_splits_and_mismatched_normalisation():
         run(RunConfig(normalize_features=True, epochs=1, **SMALL), dataset)
     with pytest.raises(ValueError, match="names no dataset"):
         load_run_dataset(RunConfig(), "/nonexistent")
+    # a benchmark under another benchmark's name is refused; a dataset of the user's own runs under any name
+    import dataclasses
+
+    texas_named = dataclasses.replace(dataset, name="texas")
+    with pytest.raises(ValueError, match="config.dataset is 'Cora' but the dataset given is 'texas'; load the one"):
+        run(RunConfig(dataset="Cora", epochs=1, **SMALL), texas_named)
+    assert check_run(RunConfig(dataset="TEXAS", epochs=1, **SMALL), texas_named)
+    assert check_run(RunConfig(dataset="cora", epochs=1, **SMALL), dataset)  # 'csbm' is no benchmark
 
 
 def test_record_round_trips_and_is_written_atomically(tmp_path):

@@ -20,6 +20,7 @@ allows, is followed.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -356,7 +357,9 @@ def _lookup(name: str) -> _Spec:
     key = _ALIASES.get(key, key)
     if key not in _SPECS:
         aliases = ", ".join(f"{a} -> {c}" for a, c in _ALIASES.items())
+        close = difflib.get_close_matches(key, [*_SPECS, *_ALIASES], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
-            f"unknown dataset {name!r}; valid names: {', '.join(_SPECS)} (aliases: {aliases})"
+            f"unknown dataset {name!r}{hint}; valid names: {', '.join(_SPECS)} (aliases: {aliases})"
         )
     return _SPECS[key]

@@ -10,6 +10,7 @@ are either omitted from a file or given the string ``"none"``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
         layers: partial configs, lowest precedence first; ``None`` entries are skipped.
         sources: a name per layer for error messages (default: "layer 1", "layer 2", ...).
     """
-    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
+    names = _layer_names(layers, sources)
     merged: dict[str, Any] = {}
     level: dict[str, int] = {}  # the layer that last set each key; the defaults are layer -1
     for index, (layer, name) in enumerate(zip(layers, names, strict=True)):
@@ -57,8 +58,20 @@ def dropped_energy_options(*layers: Mapping[str, Any] | None,
     Returns:
         list: ``(source, energy, option names)`` for each layer whose options were dropped, in layer order.
     """
-    names = list(sources) if sources is not None else [f"layer {i + 1}" for i in range(len(layers))]
-    return _energy_options(layers, names)[1]
+    return _energy_options(layers, _layer_names(layers, sources))[1]
+
+
+def _layer_names(layers: tuple[Mapping[str, Any] | None, ...], sources: Iterable[str] | None) -> list[str]:
+    """A name per layer for the messages: ``sources``, checked to name each layer once, or "layer 1", ..."""
+    if sources is None:
+        return [f"layer {i + 1}" for i in range(len(layers))]
+    if isinstance(sources, str):
+        raise TypeError(f"sources must be a list of names, one per layer, not the string {sources!r}")
+    names = [str(name) for name in sources]
+    if len(names) != len(layers):
+        raise ValueError(f"sources names {len(names)} layer(s) but {len(layers)} were given; give one name per "
+                         "layer")
+    return names
 
 
 def _energy_options(layers: tuple[Mapping[str, Any] | None, ...],
@@ -135,10 +148,22 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: the quote, the backslash and the control characters TOML forbids raw are escaped."""
+    escaped = (f"\\u{ord(c):04x}" if (ord(c) < 0x20 and c != "\t") or c == "\x7f" else "\\" + c if c in '"\\' else c
+               for c in text)
+    return '"' + "".join(escaped) + '"'
+
+
+def _toml_key(key: str) -> str:
+    """A bare key where TOML allows one, else a quoted key (a dot would otherwise open a nested table)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
 
 
 def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
@@ -157,5 +182,6 @@ def config_to_toml(values: RunConfig | Mapping[str, Any], *, header: str = "",
         if data.get(key) is not None and key != "energy_options":
             lines.append(f"{key} = {_toml_value(data[key])}")
     if "energy_options" in selected and data.get("energy_options"):
-        lines += ["", "[energy_options]"] + [f"{k} = {_toml_value(v)}" for k, v in data["energy_options"].items()]
+        lines += ["", "[energy_options]"] + [f"{_toml_key(k)} = {_toml_value(v)}"
+                                               for k, v in data["energy_options"].items()]
     return "\n".join(lines) + "\n"

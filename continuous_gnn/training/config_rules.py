@@ -67,6 +67,9 @@ def check_rules(c: RunConfig) -> None:
         require(not given, f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to an energy's gradient "
                            f"flow; {c.energy!r} is a field and is integrated as it is")
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
+    # The solvers step in the state's float32: a larger time is inf there, and the solve fails as if it blew up.
+    require(c.time <= FLOAT32_MAX, f"time (T) must be at most {FLOAT32_MAX:.3g} (float32's largest number), "
+                                   f"got {c.time:g}")
     require(1 <= c.hidden <= MAX_HIDDEN, f"hidden must be an integer in [1, {MAX_HIDDEN}], got {c.hidden}")
     require(c.lr > 0, f"lr must be positive, got {c.lr}")
     for name in ("weight_decay", "kinetic_weight", "jacobian_weight"):
@@ -103,6 +106,8 @@ def check_rules(c: RunConfig) -> None:
             f"the fixed-grid method {c.method!r} needs a step_size (e.g. --step-size 0.5)",
         )
         require(c.step_size > 0, f"step_size must be positive, got {c.step_size}")
+        require(c.step_size <= FLOAT32_MAX, f"step_size must be at most {FLOAT32_MAX:.3g} (float32's largest "
+                                            f"number), got {c.step_size:g}")
         steps = count_steps(c.time, c.step_size)
         require(steps <= DEFAULT_MAX_GRID_STEPS,
                 f"time / step_size = {c.time:g} / {c.step_size:g} gives {steps:.3g} steps, more than the "

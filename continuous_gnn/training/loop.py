@@ -312,15 +312,32 @@ def _needs_full_graph(config: RunConfig) -> bool:
     return config.batching == "none" or config.evaluation == "full"
 
 
+def _benchmark(name: Any) -> str | None:
+    """The canonical name of a registered benchmark, ``None`` for any other name."""
+    from ..data import canonical_name
+
+    try:
+        return canonical_name(name) if isinstance(name, str) else None
+    except ValueError:
+        return None
+
+
 def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) -> tuple[list[int], torch.device]:
     """The splits and device :func:`run` would use, after the checks it makes before training anything.
 
     Raises:
-        ValueError: if a requested split does not exist, the device is unavailable, the dataset was
-            loaded with another feature normalisation than the config asks for, or the batching does not fit the
-            dataset or the processes (:func:`~continuous_gnn.training.batches.check_batching`).
+        ValueError: if a requested split does not exist, the device is unavailable, the dataset is another
+            benchmark than ``config.dataset`` names (a dataset of the user's own is taken whatever the config
+            names), the dataset was loaded with another feature normalisation than the config asks for, or the
+            batching does not fit the dataset or the processes
+            (:func:`~continuous_gnn.training.batches.check_batching`).
         MissingPackageError: if the package of ``config.batching`` is not installed.
     """
+    named, given = _benchmark(config.dataset), _benchmark(getattr(dataset, "name", None))
+    if named is not None and given is not None and named != given:
+        # The record would file a run on one benchmark under another's name.
+        raise ValueError(f"config.dataset is {config.dataset!r} but the dataset given is {dataset.name!r}; load the "
+                         "one the config names (load_run_dataset(config, ...)) or set config.dataset to this one")
     normalized = getattr(dataset, "features_normalized", None)
     if config.normalize_features is not None and normalized is not None and normalized != config.normalize_features:
         raise ValueError(
@@ -343,7 +360,8 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     shared by all splits.
 
     Args:
-        config: the run configuration; ``config.dataset`` is informational here (``dataset`` is used).
+        config: the run configuration; ``config.dataset`` names the dataset in the record (``dataset`` is used,
+            and must be that benchmark when both are benchmarks, :func:`check_run`).
         dataset: a :class:`~continuous_gnn.data.NodeDataset`.
         progress: called with an :class:`~continuous_gnn.training.records.EpochInfo` after every epoch.
         on_split: called with each finished :class:`~continuous_gnn.training.records.SplitResult` (when resuming,

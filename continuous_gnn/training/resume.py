@@ -248,7 +248,8 @@ class RunCheckpoints:
         differ = _differences(payload["config"], self.config.to_dict())
         for name, stored, current in (("splits", payload["splits"], self.splits),
                                       ("processes", payload["world_size"], self.world_size)):
-            if stored != current:
+            # The config names the splits too, unless it left them to the dataset: say it once.
+            if stored != current and not any(line.startswith(f"{name}: ") for line in differ):
                 differ.append(f"{name}: checkpoint {stored!r}, this run {current!r}")
         if differ:
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run (" + "; ".join(differ) + "); "

@@ -37,7 +37,7 @@ def parse_splits(spec: str | int | Iterable[int] | None) -> tuple[int, ...] | No
         items = []
         for part in text.split(","):
             part = part.strip()
-            match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", part)
+            match = re.fullmatch(r"([0-9]+)\s*(?:-\s*([0-9]+))?", part)
             if not match:
                 raise ValueError(
                     f"bad split specification {spec!r} (at {part!r}); use e.g. '0', '0-9', '0,3,5' or 'all'"
