@@ -105,6 +105,8 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--hiden", "3"], r"continuous-gnn train: error: .*--hiden \(did you mean --hidden\?\)"),
         # the dashes every flag shares make no flag close: no suggestion for a flag like no other
         (["train", "--dataset", "texas", "--bogus"], r"unrecognized arguments: --bogus$"),
+        (["trian", "--dataset", "texas"], r"^continuous-gnn: error: unknown command 'trian' \(did you mean 'train'\?\); "
+                                          r"choose from train, tune"),
         (["train", "--dataset", "texas", "--epohcs=3"], r"--epohcs=3 \(did you mean --epochs\?\)"),
         (["train", "--dataset", "texas", "--splits", "0-200000"], "split 200000 in '0-200000' is beyond any dataset"),
         (["train", "--dataset", "texas", "--splits", "0-9999999999"], "is beyond any dataset"),

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """``parse_args``, except that an unknown flag is reported by its subcommand, with the closest flag."""
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown command {argv[0]!r}{hint}; choose from {', '.join(SUBCOMMANDS)}")
     args, extra = parser.parse_known_args(argv)
     if extra:
         subparser = _subparsers(parser).get(args.command, parser)
