@@ -189,10 +189,14 @@ def check_cli(argv: list[str], *, run: bool, where: str) -> None:
         assert done.code == 0, f"{where}: `continuous-gnn {shlex.join(argv)}` exited with {done.code}"
         return
     if args.command in ("train", "tune"):
+        notes = io.StringIO()
         try:
-            cli.resolve_cli_config(args)
+            with contextlib.redirect_stderr(notes):
+                cli.resolve_cli_config(args)
         except (cli.UsageError, ValueError, OSError) as err:
             raise AssertionError(f"{where}: `continuous-gnn {shlex.join(argv)}`: {err}") from None
+        # A documented command whose own configuration drops options would teach the reader options that do nothing.
+        assert "do not apply" not in notes.getvalue(), f"{where}: `continuous-gnn {shlex.join(argv)}`: {notes.getvalue()}"
 
 
 def check_command(line: str, *, run: bool, where: str) -> None:

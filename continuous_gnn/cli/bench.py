@@ -99,7 +99,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=at_least(1, float), default=900.0,
                         help="seconds per child process of sections d-h (default: 900; section g at least 1800)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
-                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
+                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else $XDG_CACHE_HOME or ~/.cache, under "
+                             "continuous_gnn/data)")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="processing cache (default: ~/.cache/continuous_gnn/processed)")
     parser.add_argument("--out", default=str(project_dir() / "docs" / "performance.md"),

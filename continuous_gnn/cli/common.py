@@ -200,7 +200,8 @@ def add_data_flags(group: Any, *, cache: bool = True) -> None:
     """``--data-root``, (with ``cache``) ``--cache-dir``, ``--no-download`` and ``--download-timeout`` on a parser or
     argument group (:mod:`continuous_gnn.cli.downloads` reads the last two)."""
     group.add_argument("--data-root", metavar="DIR",
-                       help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data)")
+                       help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else $XDG_CACHE_HOME or ~/.cache, under "
+                            "continuous_gnn/data)")
     if cache:
         group.add_argument("--cache-dir", metavar="DIR",
                            help="processing cache (default: ~/.cache/continuous_gnn/processed)")

@@ -45,7 +45,8 @@ SETTINGS = {
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, metavar="DIR",
-                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else ~/.cache/continuous_gnn/data); "
+                        help="raw benchmark data (default: $CONTINUOUS_GNN_DATA, else $XDG_CACHE_HOME or ~/.cache, under "
+                             "continuous_gnn/data); "
                              "read only, never downloaded into")
     parser.add_argument("--epochs", type=at_least(3, int), default=15,
                         help="training epochs per configuration; the first two are warm-up and not timed "
