@@ -60,6 +60,7 @@ from continuous_gnn.studies import (
     w_spectrum_records,
     write_csv,
 )
+from continuous_gnn.studies.spectra import EXACT_RADIUS_NODES
 from continuous_gnn.training import RunConfig, load_config
 from continuous_gnn.training.checkpoint import save_checkpoint
 from continuous_gnn.training.presets import study_config
@@ -148,7 +149,8 @@ def fresh_section(out: Path, figures: Path) -> dict[str, Any]:
         "command": "continuous-gnn study " + shlex.join([*FRESH_ARGS, "--out", _rel(folder)]),
         "rq_png": _copy(folder / "rq_vs_time.png", figures, "fresh_sbm_rq_vs_time.png"),
         "w_png": _copy(folder / "w_spectrum.png", figures, "fresh_sbm_w_spectrum.png"),
-        "rho": rho, "rows": rows, "name": dataset.name,
+        "rho": rho, "rho_method": "exact" if dataset.num_nodes <= EXACT_RADIUS_NODES else "power iteration",
+        "rows": rows, "name": dataset.name,
     }
 
 

@@ -51,9 +51,9 @@ def _fresh_md(res: dict[str, Any]) -> list[str]:
         "",
         f"![Initial spectra of W]({res['w_png']})",
         "",
-        f"Graph: {res['name']} (not bipartite), ρ_Δ = {rho:.3f} (power iteration). Models: fresh GRAFF energies with "
-        "Ω = 0 and β = 0 (the spectral-filter setting), hidden 16, seed 0, linear flow Ḟ = ĀFW, Euler and rk4. "
-        "The decoder is untrained, so only the RQ curves carry meaning here.",
+        f"Graph: {res['name']} (not bipartite), ρ_Δ = {rho:.3f} ({res.get('rho_method', 'power iteration')}). "
+        "Models: fresh GRAFF energies with Ω = 0 and β = 0 (the spectral-filter setting), hidden 16, seed 0, "
+        "linear flow Ḟ = ĀFW, Euler and rk4. The decoder is untrained, so only the RQ curves carry meaning here.",
         "",
         "Each eigenvector of W with eigenvalue λ multiplies graph frequency μ by 1 + τλ(1 − μ) per Euler step "
         "(graff-notes §8, eq. 15–16): low-pass for λ > 0, high-pass for λ < 0. The flow is HFD when the growth "

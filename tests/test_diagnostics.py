@@ -556,3 +556,66 @@ def test_every_registered_diagnostic_runs() -> None:
     graph = _graph()
     records = trajectory_diagnostics(_randn(2, 7, 3), None, graph, tuple(DIAGNOSTICS))
     assert all(math.isfinite(value) for record in records for value in record.values())
+
+
+@pytest.mark.parametrize(("dtype", "factors"), [(F64, (1e160, 1e-170)), (torch.float32, (1e20, 1e-30))])
+def test_scale_free_diagnostics_hold_for_finite_states_of_any_magnitude(dtype, factors) -> None:
+    # RQ, MAD and the cosines depend on the direction of X only; the energy and norm scale as they should.
+    graph = _graph(dtype=dtype)
+    x = _randn(7, 3, seed=4, dtype=dtype)
+    reference = {"rq": rayleigh_quotient(x, graph), "mad": mean_average_distance(x, graph),
+                 "mad_all": mean_average_distance(x), **eigvec_cosines(x, graph)}
+    energy, norm = dirichlet_energy(x, graph), trajectory_module.DIAGNOSTICS["norm"](x, graph, {})
+    for factor in factors:
+        scaled = x * factor
+        assert bool(scaled.isfinite().all()) and bool((scaled != 0).any())
+        got = {"rq": rayleigh_quotient(scaled, graph), "mad": mean_average_distance(scaled, graph),
+               "mad_all": mean_average_distance(scaled), **eigvec_cosines(scaled, graph)}
+        for key, value in reference.items():
+            torch.testing.assert_close(got[key], value, msg=f"{key} at {factor:g}")
+        big = torch.finfo(dtype).max
+        expected_energy = float(energy) * factor * factor  # inf past float64, as the energy should be past dtype
+        if expected_energy < big:
+            assert float(dirichlet_energy(scaled, graph)) == pytest.approx(expected_energy, rel=1e-4)
+        else:
+            assert dirichlet_energy(scaled, graph) == math.inf  # beyond the dtype: inf, never nan
+        if float(norm) * factor < big:
+            assert float(trajectory_module.DIAGNOSTICS["norm"](scaled, graph, {})) == pytest.approx(
+                float(norm) * factor, rel=1e-4)
+
+
+def test_non_finite_states_give_nan_cosines_not_a_partial_mean() -> None:
+    graph = _graph()
+    x = _randn(7, 3, seed=5)
+    x[3, 1] = float("nan")
+    assert all(math.isnan(float(value)) for value in eigvec_cosines(x, graph).values())
+    assert math.isnan(float(dirichlet_energy(x, graph))) and math.isnan(float(rayleigh_quotient(x, graph)))
+    with pytest.raises(ValueError, match="eigenvalues contain inf or nan"):
+        negative_mass(torch.tensor([float("nan"), 1.0]))
+
+
+def test_trajectory_diagnostics_refuse_empty_and_unordered_input() -> None:
+    graph = _graph()
+    states = _randn(3, 7, 3)
+    with pytest.raises(ValueError, match="the trajectory has no states"):
+        trajectory_diagnostics([], [], graph)
+    with pytest.raises(ValueError, match="the trajectory has no states"):
+        trajectory_diagnostics(torch.empty(0, 7, 3, dtype=F64), None, graph)
+    with pytest.raises(ValueError, match="no diagnostics asked for"):
+        trajectory_diagnostics(states, None, graph, [])
+    for times in ([1.0, 1.0, 2.0], [0.0, float("nan"), 1.0], [0.0, 2.0, 1.0]):
+        with pytest.raises(ValueError, match="times must be finite and strictly increasing"):
+            trajectory_diagnostics(states, times, graph)
+    with pytest.raises(TypeError, match="times must be a sequence of floats"):
+        trajectory_diagnostics(states[:1], 0.5, graph)
+
+
+def test_laplacian_radius_is_exact_on_small_graphs_and_zero_without_a_laplacian() -> None:
+    from continuous_gnn.studies import laplacian_radius
+
+    n = 60
+    path = Graph.from_edge_index(path_graph(n).edge_index, n, dtype=F64)
+    exact = float(torch.linalg.eigvalsh(_dense_laplacian(path))[-1])
+    assert laplacian_radius(path) == pytest.approx(exact, abs=1e-12)  # power iteration stopped at 1.3297 here
+    lonely = Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 1, dtype=F64)
+    assert laplacian_radius(lonely) == 0.0

@@ -152,7 +152,13 @@ def test_trajectory_records_columns_steps_and_nfe(sbm):
 def test_trajectory_records_rejects_bad_times(sbm):
     model = fresh_model(_fresh("sum"), sbm.num_features, sbm.num_classes)
     with pytest.raises(ValueError, match="not a multiple of the step size"):
-        trajectory_records(model, sbm, t_end=1.0, step_size=0.3, times=(1.0,))
+        trajectory_records(model, sbm, t_end=1.2, step_size=0.3, times=(1.0,))
+    # a t_end off the grid would end with a step shorter than the step_size every record carries
+    for t_end, step in ((1.0, 0.3), (0.5, 1.0)):
+        with pytest.raises(ValueError, match=f"t_end={t_end:g} is not a multiple of step_size={step:g}"):
+            trajectory_records(model, sbm, t_end=t_end, step_size=step)
+    with pytest.raises(TypeError, match="times must be a sequence of times"):
+        depth_sweep(sbm, step_sizes=(0.5,), times="1,2")
     with pytest.raises(ValueError, match="needs a step_size"):
         trajectory_records(model, sbm, t_end=1.0)
     with pytest.raises(ValueError, match="adaptive"):
@@ -235,6 +241,10 @@ def test_homophily_sweep_checks_the_node_count_before_training():
     with pytest.raises(ValueError, match=r"nodes=30 is too few .* need at least 41 nodes"):
         homophily_sweep([0.1, 0.9], ("prod",), config=HOMOPHILY.replace(epochs=1), nodes=30, on_result=trained.append)
     assert trained == []  # the feasible first level was not trained before the failure
+    for empty in ({"homophilies": []}, {"w_families": ()}, {"seeds": []}):
+        arguments = {"homophilies": [0.5], "w_families": ("prod",), "seeds": (0,), **empty}
+        with pytest.raises(ValueError, match=f"{next(iter(empty))} is empty: the sweep would train nothing"):
+            homophily_sweep(arguments.pop("homophilies"), arguments.pop("w_families"), config=HOMOPHILY, **arguments)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Input checks shared by the diagnostics, so that every function rejects the same bad input the same way."""
+"""Input checks shared by the diagnostics, so that every function rejects the same bad types and shapes the same way,
+and the scaling that keeps their squares in range."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["as_node_features"]
+__all__ = ["as_node_features", "channel_scales", "frobenius_norm"]
 
 
 def as_node_features(x: Tensor, num_nodes: int | None = None, *, allow_vector: bool = True,
@@ -43,3 +45,20 @@ def as_node_features(x: Tensor, num_nodes: int | None = None, *, allow_vector: b
         raise ValueError("x contains inf or nan; the diagnostic would silently skip those rows. Check the solve for "
                          "a blow-up (smaller step size or T) or drop the affected states")
     return x
+
+
+def channel_scales(x: Tensor) -> Tensor:
+    """The largest magnitude of each channel, 1 for a zero channel, shape ``(1, d)``: the quadratic forms are
+    taken of ``x`` divided by it, whose entries lie in [-1, 1], so that no square overflows or underflows on
+    the way to a result the dtype can hold (a finite state 1e160 times a unit one, or 1e-170 times it, in
+    float64)."""
+    scale = x.abs().amax(dim=0, keepdim=True) if x.size(0) else torch.ones(1, x.size(1), dtype=x.dtype, device=x.device)
+    return torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def frobenius_norm(x: Tensor) -> Tensor:
+    """The Frobenius norm of ``x``, taken of ``x`` over its largest magnitude and scaled back, so that a finite
+    state whose squares overflow (or underflow) still has its norm wherever the dtype holds it."""
+    x = x.detach()
+    peak = x.abs().max() if x.numel() else x.new_zeros(())
+    return peak * (x / peak).norm() if peak > 0 and bool(peak.isfinite()) else x.norm()

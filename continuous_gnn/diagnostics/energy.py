@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from continuous_gnn.diagnostics._checks import as_node_features
+from continuous_gnn.diagnostics._checks import as_node_features, channel_scales
 from continuous_gnn.graph import Graph
 
 __all__ = ["channel_dirichlet_energies", "dirichlet_energy", "rayleigh_quotient"]
@@ -64,14 +64,14 @@ def dirichlet_energy(x: Tensor, graph: Graph) -> Tensor:
         graph (Graph): a graph with ``normalization="sym"``.
 
     Returns:
-        Tensor: 0-dim, non-negative up to rounding.
+        Tensor: 0-dim, non-negative up to rounding; ``inf`` where the energy exceeds the dtype's range, ``nan``
+        where ``x`` has a non-finite entry (a blown-up state of a trajectory is recorded, not refused).
 
     Raises:
         ValueError: on a shape mismatch or a non-symmetric (``"rw"``) graph.
         TypeError: on a dtype mismatch between ``x`` and ``graph``.
     """
-    x = _as_matrix(x, graph)
-    return 0.5 * _channel_quadratic_forms(x, graph).sum()
+    return channel_dirichlet_energies(x, graph).sum()
 
 
 @torch.no_grad()
@@ -91,7 +91,8 @@ def channel_dirichlet_energies(x: Tensor, graph: Graph) -> Tensor:
         Tensor: shape ``(d,)``.
     """
     x = _as_matrix(x, graph)
-    return 0.5 * _channel_quadratic_forms(x, graph)
+    scale = channel_scales(x)
+    return 0.5 * _channel_quadratic_forms(x / scale, graph) * scale.squeeze(0).square()
 
 
 @torch.no_grad()
@@ -112,10 +113,12 @@ def rayleigh_quotient(x: Tensor, graph: Graph) -> Tensor:
 
     Returns:
         Tensor: 0-dim; ``nan`` when ``X = 0`` (the quotient is undefined), so that recording a
-        trajectory that collapses to zero does not raise.
+        trajectory that collapses to zero does not raise. It depends on the direction of :math:`X` only, and
+        is computed on :math:`X / \max_{ir} |x_{ir}|`, so that a finite state of any magnitude gives it.
     """
     x = _as_matrix(x, graph)
-    norm_sq = x.pow(2).sum()
-    if norm_sq == 0:
+    scale = x.abs().max() if x.numel() else torch.zeros((), dtype=x.dtype, device=x.device)
+    if scale == 0:
         return torch.full((), float("nan"), dtype=x.dtype, device=x.device)
-    return _channel_quadratic_forms(x, graph).sum() / norm_sq
+    x = x / scale
+    return _channel_quadratic_forms(x, graph).sum() / x.pow(2).sum()

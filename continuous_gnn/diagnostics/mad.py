@@ -67,10 +67,13 @@ def mean_average_distance(x: Tensor, graph: Graph | Tensor | None = None) -> Ten
     # A nan row has no positive norm and would be dropped like a zero row, biasing MAD without a trace.
     x = as_node_features(x, graph.num_nodes if isinstance(graph, Graph) else None, allow_vector=False, finite=True)
     n = x.size(0)
-    norms = x.norm(dim=1)
-    valid = norms > 0
+    # Each row over its largest magnitude first: the norm of a finite row of 1e160s would overflow to inf (and
+    # make every cosine 0), that of a row of 1e-170s underflow to 0 (and drop the row as a zero row).
+    peaks = x.abs().amax(dim=1, keepdim=True) if x.size(1) else torch.zeros(n, 1, dtype=x.dtype, device=x.device)
+    valid = peaks.squeeze(1) > 0
     unit = torch.zeros_like(x)
-    unit[valid] = x[valid] / norms[valid].unsqueeze(1)
+    scaled = x[valid] / peaks[valid]
+    unit[valid] = scaled / scaled.norm(dim=1, keepdim=True)
     nan = torch.full((), float("nan"), dtype=x.dtype, device=x.device)
 
     if graph is None:

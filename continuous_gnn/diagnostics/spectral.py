@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from continuous_gnn.diagnostics._checks import as_node_features
+from continuous_gnn.diagnostics._checks import as_node_features, channel_scales
 from continuous_gnn.graph import Graph
 
 __all__ = ["Spectrum", "eigvec_cosines", "laplacian_spectrum", "negative_mass", "w_spectrum"]
@@ -94,10 +94,18 @@ def _extreme_eigenspaces(spectrum: Spectrum, tol: float | None) -> tuple[Tensor,
 
 def _projection_cosines(x: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
     """Frobenius and channel-mean cosines of ``x`` to the span of ``basis``'s columns."""
-    coefficients = basis.T @ x  # (k, d)
-    total = x.pow(2).sum()
     nan = torch.full((), float("nan"), dtype=x.dtype, device=x.device)
-    frobenius = (coefficients.pow(2).sum() / total).sqrt() if total > 0 else nan
+    if not bool(x.isfinite().all()):  # a nan channel would drop out of the mean as a zero channel does
+        return nan, nan
+    # Cosines do not depend on scale; each channel over its largest magnitude keeps the squares in range, and
+    # a common factor across channels keeps their relative sizes for the Frobenius cosine.
+    peaks = x.abs().amax(dim=0) if x.size(0) else torch.zeros(x.size(1), dtype=x.dtype, device=x.device)
+    x = x / channel_scales(x)
+    coefficients = basis.T @ x  # (k, d)
+    top = peaks.max() if peaks.numel() else peaks.new_zeros(())
+    weights = (peaks / top).square() if top > 0 else torch.zeros_like(peaks)
+    total = (x.pow(2).sum(dim=0) * weights).sum()
+    frobenius = ((coefficients.pow(2).sum(dim=0) * weights).sum() / total).sqrt() if total > 0 else nan
     channel_norm_sq = x.pow(2).sum(dim=0)
     nonzero = channel_norm_sq > 0
     if bool(nonzero.any()):
@@ -142,7 +150,7 @@ def eigvec_cosines(
     Returns:
         dict[str, Tensor]: 0-dim tensors under ``"low"``, ``"high"`` (:math:`c`) and
         ``"low_channel_mean"``, ``"high_channel_mean"`` (:math:`c_{\text{channel}}`); ``nan`` where
-        ``x`` (resp. every channel) is zero.
+        ``x`` (resp. every channel) is zero, and all four ``nan`` where ``x`` has a non-finite entry.
 
     Raises:
         TypeError: if ``x`` is not a floating-point tensor, ``graph`` is not a :class:`Graph` or ``tol`` is
@@ -255,7 +263,7 @@ def negative_mass(eigenvalues: Tensor) -> Tensor:
 
     Raises:
         TypeError: if ``eigenvalues`` is not a tensor or array-like of real numbers.
-        ValueError: if ``eigenvalues`` is empty.
+        ValueError: if ``eigenvalues`` is empty or not finite.
     """
     try:
         eigenvalues = torch.as_tensor(eigenvalues).detach().flatten()
@@ -270,6 +278,9 @@ def negative_mass(eigenvalues: Tensor) -> Tensor:
         raise ValueError("negative_mass needs at least one eigenvalue")
     if not eigenvalues.is_floating_point():
         eigenvalues = eigenvalues.to(torch.float64)
+    if not bool(eigenvalues.isfinite().all()):
+        raise ValueError("eigenvalues contain inf or nan; the spectrum of a W with non-finite entries has no "
+                         "negative mass: check the weights")
     total = eigenvalues.abs().sum()
     if total == 0:
         return torch.zeros((), dtype=eigenvalues.dtype, device=eigenvalues.device)

@@ -8,12 +8,14 @@ tensor; ``cache`` is a dict shared by all states of one trajectory, so that expe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from continuous_gnn.diagnostics._checks import frobenius_norm
 from continuous_gnn.diagnostics.energy import dirichlet_energy, rayleigh_quotient
 from continuous_gnn.diagnostics.mad import mean_average_distance
 from continuous_gnn.diagnostics.spectral import eigvec_cosines, laplacian_spectrum
@@ -38,8 +40,8 @@ def _cosine(key: str) -> Diagnostic:
 
 
 def _norm(x: Tensor, graph: Graph, cache: dict) -> Tensor:
-    """Frobenius norm of ``x``."""
-    return x.detach().norm()
+    """Frobenius norm of ``x`` (:func:`~continuous_gnn.diagnostics._checks.frobenius_norm`)."""
+    return frobenius_norm(x)
 
 
 #: name -> diagnostic; see the module docstring.
@@ -88,24 +90,35 @@ def trajectory_diagnostics(
         list[dict]: one dict per state, ``{"time": float, name: float, ...}`` with plain Python floats.
 
     Raises:
-        ValueError: on an unknown metric name (the message lists the known ones) or when ``times`` and
-            ``states`` differ in length.
+        TypeError: when ``metrics`` or ``times`` is not a sequence.
+        ValueError: on an unknown metric name (the message lists the known ones), no metric, no state, times
+            that are not finite and strictly increasing, or when ``times`` and ``states`` differ in length.
     """
     if isinstance(metrics, str):
         metrics = (metrics,)
     if not hasattr(metrics, "__iter__"):
         raise TypeError(f"metrics must be a sequence of names from {sorted(DIAGNOSTICS)}, got "
                         f"{type(metrics).__name__}")
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError(f"no diagnostics asked for; name some of {sorted(DIAGNOSTICS)} (or leave metrics out for "
+                         f"{list(DEFAULT_METRICS)})")
     unknown = [name for name in metrics if name not in DIAGNOSTICS]
     if unknown:
         raise ValueError(f"unknown diagnostics {unknown}; known: {sorted(DIAGNOSTICS)}")
     state_list = _as_states(states)
+    if not state_list:
+        raise ValueError("the trajectory has no states; pass at least one (num_nodes, channels) state")
     if times is None:
         time_list = [float(k) for k in range(len(state_list))]
     else:
+        if not isinstance(times, Tensor) and not isinstance(times, Sequence):
+            raise TypeError(f"times must be a sequence of floats, one per state, got {type(times).__name__}")
         time_list = [float(t) for t in (times.flatten() if isinstance(times, Tensor) else times)]
     if len(time_list) != len(state_list):
         raise ValueError(f"got {len(state_list)} states but {len(time_list)} times")
+    if not all(math.isfinite(t) for t in time_list) or any(b <= a for a, b in zip(time_list, time_list[1:])):
+        raise ValueError(f"times must be finite and strictly increasing, one per state in order; got {time_list}")
 
     cache: dict = {}
     records = []

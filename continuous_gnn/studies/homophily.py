@@ -91,8 +91,13 @@ def homophily_units(
     in its order; each computes one row.
 
     Raises:
-        ValueError: if ``nodes`` is below :func:`homophily_min_nodes` for these levels.
+        ValueError: if a list is empty, or ``nodes`` is below :func:`homophily_min_nodes` for these levels.
     """
+    for name, values in (("homophilies", homophilies), ("w_families", w_families), ("seeds", seeds)):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"{name} must be a sequence, got {type(values).__name__}")
+        if len(values) == 0:
+            raise ValueError(f"{name} is empty: the sweep would train nothing; give at least one")
     need = homophily_min_nodes(homophilies, num_classes=num_classes, avg_degree=avg_degree)
     if nodes < need:
         raise ValueError(

@@ -70,6 +70,8 @@ def depth_units(
     Raises:
         ValueError: on bad arguments (the message says which).
     """
+    if isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
+        raise TypeError(f"times must be a sequence of times, e.g. [1.0, 4.0], got {type(times).__name__}")
     if not times:
         raise ValueError("times must name at least one readout time")
     t_max = max(float(t) for t in times)

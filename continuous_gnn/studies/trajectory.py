@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_positive_finite
 from ..data.datasets import NodeDataset
 from ..diagnostics import dirichlet_energy, rayleigh_quotient
+from ..diagnostics._checks import frobenius_norm
 from ..errors import IntegrationError
 from ..graph import Graph
 from ..models import ContinuousGNN
@@ -171,6 +173,12 @@ def trajectory_records(
         raise ValueError(f"the fixed-grid method {method!r} needs a step_size")
     if not fixed and step_size is not None:
         raise ValueError(f"step_size applies to fixed-grid methods, not to the adaptive method {method!r}")
+    if fixed:
+        steps = t_end / check_positive_finite(step_size, "step_size")
+        # Every record carries step_size; a shorter last step would be one it does not describe.
+        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
+            raise ValueError(f"t_end={t_end:g} is not a multiple of step_size={step_size:g}: the last step would be "
+                             "shorter than the step size the records carry; choose t_end = k * step_size")
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
         raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
     requested = check_times(times, t_end, step_size if fixed else None)
@@ -225,7 +233,7 @@ def trajectory_records(
                 "requested": any(abs(t_value - r) <= 1e-6 * max(1.0, r) for r in requested),
                 "dirichlet": float(dirichlet_energy(state, graph)),
                 "rayleigh": float(rayleigh_quotient(state, graph)),
-                "norm": float(state.norm()),
+                "norm": float(frobenius_norm(state)),
                 "acc_train": scores[0],
                 "acc_val": scores[1],
                 "acc_test": scores[2],
