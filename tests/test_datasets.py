@@ -31,9 +31,11 @@ from continuous_gnn.data import (
     default_cache_dir,
     development_split,
     load_dataset,
+    raw_files,
     resolve_data_root,
 )
 from continuous_gnn.data import registry as registry_module
+from continuous_gnn.data.registry import _lookup
 
 # name: (nodes, undirected edges after preprocessing, features, classes, splits,
 #        split-0 sizes (train, val, test), README edge count, README count is
@@ -480,7 +482,12 @@ CORRUPTIONS = {
     "bad-edge-text": ("out1_graph_edges.txt", lambda p: _replace_text(p, "56\t84", "1 x")),
     "edge-out-of-range": ("out1_graph_edges.txt", lambda p: _replace_text(p, "56\t84", "56\t9999")),
     "binary-features": ("out1_node_feature_label.txt", lambda p: p.write_bytes(b"\xff\xfe garbage\n" * 4)),
+    # cut at a line break: it parses, into a graph with fewer edges, so only the checksum can tell
+    "edges-cut-at-a-line": ("out1_graph_edges.txt",
+                            lambda p: p.write_text("".join(p.read_text().splitlines(keepends=True)[:150]))),
 }
+#: The corruptions that the parse itself catches when no checksum lists the file.
+PARSE_FAILURES = sorted(set(CORRUPTIONS) - {"edges-cut-at-a-line"})
 
 
 def _make_writable(root: Path) -> None:
@@ -490,9 +497,32 @@ def _make_writable(root: Path) -> None:
 
 @pytest.mark.data
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
+def test_a_raw_file_off_its_checksum_is_refused_before_it_is_parsed(
     corruption: str, texas_root: Path, data_root: Path, tmp_path: Path
 ) -> None:
+    filename, damage = CORRUPTIONS[corruption]
+    _make_writable(texas_root)
+    path = texas_root / _TEXAS_RAW / filename
+    damage(path)
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("texas", texas_root, cache_dir=cache)
+    assert str(info.value) == (
+        f"dataset 'texas': {path} differ(s) from the checksum in the package's continuous_gnn/data/SHA256SUMS: "
+        f"truncated, corrupt or another version of the file. Copy it again from {raw_files._source(_lookup('texas'))}"
+        ", or delete it and let a command that may download fetch it again.")
+    assert list(cache.iterdir()) == []  # nothing half-processed to be reused
+    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / filename, path)
+    assert load_dataset("texas", texas_root, cache_dir=cache).num_nodes == 183
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("corruption", PARSE_FAILURES)
+def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
+    corruption: str, texas_root: Path, data_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # Files no checksum lists (a dataset added to a root by hand): the parse is what fails.
+    monkeypatch.setattr(raw_files, "_known_checksums", dict)
     filename, damage = CORRUPTIONS[corruption]
     _make_writable(texas_root)
     path = texas_root / _TEXAS_RAW / filename
@@ -504,7 +534,7 @@ def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
     assert "\n" not in message  # the CLI prints it as one line
     assert message.startswith("dataset 'texas': the raw files in ")
     assert str(texas_root / _TEXAS_RAW) in message
-    assert "SHA256SUMS" in message and f"cd {texas_root} && sha256sum -c SHA256SUMS" in message
+    assert f"cd {texas_root} && sha256sum --ignore-missing -c " in message and "continuous_gnn/data/SHA256SUMS" in message
     assert ".build-" not in message  # names the data root, not the private processing copy
     assert info.value.__cause__ is not None
     assert list(cache.iterdir()) == []  # nothing half-processed to be reused
@@ -528,7 +558,9 @@ def test_corrupt_raw_file_is_named_by_the_checksums(texas_root: Path, tmp_path: 
     with pytest.raises(DatasetUnavailableError) as info:
         load_dataset("texas", texas_root, cache_dir=tmp_path / "cache")
     message = str(info.value)
-    assert f"differ from their entry in {texas_root / 'SHA256SUMS'}: {raw / 'texas_split_0.6_0.2_7.npz'}." in message
+    # the data root's own list is the one that names it
+    assert (f"{raw / 'texas_split_0.6_0.2_7.npz'} differ(s) from the checksum in {texas_root / 'SHA256SUMS'}: "
+            "truncated") in message
     assert "texas_split_0.6_0.2_6.npz" not in message and "out1_graph_edges.txt" not in message
     assert "graphdml-uiuc-jlu/geom-gcn" in message and "new_data/texas/" in message
 
@@ -546,7 +578,7 @@ def test_corrupt_raw_file_is_a_one_line_exit_2_in_the_cli(
     assert status == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "dataset 'texas'" in err and "SHA256SUMS" in err and "BadZipFile" in err
+    assert "dataset 'texas'" in err and "SHA256SUMS" in err and "texas_split_0.6_0.2_0.npz differ(s)" in err
     assert not (tmp_path / "run.json").exists()
 
 

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import remove_self_loops, to_undirected
 
-from continuous_gnn.data.raw_files import DatasetUnavailableError, _corrupt_error
+from continuous_gnn.data.raw_files import DatasetUnavailableError, _check_checksums, _corrupt_error
 from continuous_gnn.data.registry import _Spec
 
 #: Bumped whenever the layout or content of cache files changes.
@@ -179,6 +179,7 @@ def _build_cache_file(spec: _Spec, root: Path, cache_dir: Path, target: Path) ->
             dest = stage / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, dest)
+        _check_checksums(spec, root, stage)  # the copies, which are what is processed
         tensors = _process(spec, root, stage)
         partial = stage / "graph.pt"
         torch.save(tensors, partial)

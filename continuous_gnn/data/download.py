@@ -41,12 +41,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from continuous_gnn.data.cache import _remove_stale_builds
-from continuous_gnn.data.raw_files import DatasetUnavailableError, _parse_checksums, _sha256
+from continuous_gnn.data.raw_files import DatasetUnavailableError, _known_checksums, _sha256
 from continuous_gnn.data.registry import _lookup, _Spec
 from continuous_gnn.data.root import DATA_ROOT_ENV
 
@@ -108,12 +106,6 @@ class Download:
             raise ValueError(f"timeout must be a positive, finite number of seconds, got {self.timeout}")
         if self.progress is not None and not callable(self.progress):
             raise TypeError(f"progress must be callable or None, got {type(self.progress).__name__}")
-
-
-@lru_cache(maxsize=1)
-def _known_checksums() -> dict[str, str]:
-    """``relative path -> sha256`` of the raw files, shipped with the package."""
-    return _parse_checksums(resources.files("continuous_gnn.data").joinpath("SHA256SUMS").read_text("utf-8"))
 
 
 def _manual_advice(spec: _Spec, root: Path, missing: list[str]) -> str:

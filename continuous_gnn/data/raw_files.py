@@ -7,16 +7,19 @@ files, when the caller allows it, is :mod:`~continuous_gnn.data.download`.
 * **Missing files.** Before any ``torch_geometric`` class is called, every raw
   file the dataset needs is checked; a missing one is reported with its name,
   the folder it belongs in and where to get it.
-* **Truncated or corrupt files.** A file that is present but cannot be read is
-  reported with the dataset, its raw folder and the cause, with a pointer to
-  the data root's ``SHA256SUMS``; when that file lists the raw files, the ones
-  whose checksum differs are named.
+* **Truncated or corrupt files.** Before a dataset is processed, each raw
+  file is checked against its SHA-256 (the data root's ``SHA256SUMS`` where it
+  lists the file, else the package's own), and a file that differs is named. A
+  file no list names and that cannot be read is reported with the dataset, its
+  raw folder and the cause, with the command that checks the files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +84,33 @@ def _check_raw_files(spec: _Spec, root: Path) -> None:
     )
 
 
+@lru_cache(maxsize=1)
+def _known_checksums() -> dict[str, str]:
+    """``relative path -> sha256`` of the raw files, shipped with the package (``continuous_gnn/data/SHA256SUMS``):
+    the files the downloader accepts and the package was tested with."""
+    return _parse_checksums(resources.files("continuous_gnn.data").joinpath(_CHECKSUMS).read_text("utf-8"))
+
+
+def _check_checksums(spec: _Spec, root: Path, files: Path) -> None:
+    """Raise :class:`DatasetUnavailableError` unless each raw file (read under ``files``, a copy of ``root``'s)
+    has its checksum: the data root's ``SHA256SUMS`` where it lists the file, else the package's. A text file cut
+    at a line break still parses, into a smaller graph, so only its checksum tells."""
+    own = _read_checksums(root)
+    bad = []
+    for rel in spec.files:
+        listed = (own.get(rel), root / _CHECKSUMS) if rel in own else (_known_checksums().get(rel), None)
+        if listed[0] is not None and _sha256(files / rel) != listed[0]:
+            bad.append((rel, listed[1]))
+    if bad:
+        where = {str(place) if place is not None else "the package's continuous_gnn/data/SHA256SUMS"
+                 for _, place in bad}
+        raise DatasetUnavailableError(
+            f"dataset {spec.name!r}: {', '.join(str(root / rel) for rel, _ in bad)} differ(s) from the checksum "
+            f"in {' and '.join(sorted(where))}: truncated, corrupt or another version of the file. Copy it again "
+            f"from {_source(spec)}, or delete it and let a command that may download fetch it again."
+        )
+
+
 def _read_checksums(root: Path) -> dict[str, str]:
     """``relative path -> sha256`` from the data root's ``SHA256SUMS`` (empty if absent or unreadable)."""
     try:
@@ -114,9 +144,10 @@ def _checksum_advice(spec: _Spec, root: Path) -> str:
     sums = _read_checksums(root)
     listed = [rel for rel in spec.files if rel in sums]
     if not listed:
+        pinned = resources.files("continuous_gnn.data").joinpath(_CHECKSUMS)
         return (
-            f"Check the files against the {_CHECKSUMS} file of the data root "
-            f"(cd {root} && sha256sum -c {_CHECKSUMS}) or copy them again from {_source(spec)}."
+            f"Check the files against the checksums the package ships (cd {root} && sha256sum --ignore-missing "
+            f"-c {pinned}) or copy them again from {_source(spec)}."
         )
     try:
         bad = [rel for rel in listed if _sha256(root / rel) != sums[rel]]
