@@ -2,7 +2,7 @@
 
 from . import energies, fields, nn
 from .energies import EnergySchedule
-from .errors import IntegrationError, TrainingDivergedError
+from .errors import DistributedError, IntegrationError, TrainingDivergedError
 from .fields import AttentionDiffusion, BoundField, Field, FixedAttentionDiffusion, GradientFlow, SecondOrderFlow
 from .graph import Graph
 from .models import ContinuousGNN
@@ -45,6 +45,7 @@ __all__ = [
     "SolveStats",
     "IntegrationError",
     "TrainingDivergedError",
+    "DistributedError",
     "ContinuousGNN",
     "integrate_regularized",
     "regularized_forward",

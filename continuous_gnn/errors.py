@@ -1,4 +1,4 @@
-"""Exception types for failed solves and diverged training runs."""
+"""Exception types for failed solves, diverged training runs and failed distributed runs."""
 
 from __future__ import annotations
 
@@ -60,3 +60,9 @@ class TrainingDivergedError(RuntimeError):
         self.split = split
         self.epoch = epoch
         super().__init__(message)
+
+
+class DistributedError(RuntimeError):
+    """A rank of a distributed run lost its process group: another rank stopped, or the connection between
+    them failed. The message names the rank and the backend's own line; the run is resumed by rerunning the
+    whole command (with ``--resume`` and the same ``--checkpoint-dir`` to keep the epochs already done)."""

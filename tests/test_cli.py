@@ -395,6 +395,18 @@ def test_tune_keeps_self_loops_on_a_graph_with_isolated_nodes(data_root, data_ca
     assert all(t["state"] == "COMPLETE" for t in record["trials"])
 
 
+@pytest.mark.data
+def test_tune_keeps_self_loops_with_batching_in_the_default_space(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--preset", "graff", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--trials", "2",
+            "--batching", "random", "--num-parts", "2", "--data-root", str(data_root), "--cache-dir", str(data_cache),
+            "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err  # the space's self_loops = false once refused the search
+    assert "batching = random: self_loops stays True" in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["space"]["self_loops"] == ["categorical", [True]]
+
+
 @pytest.mark.parametrize("seeds", ["0,x", "0,0", "-1"])
 def test_tune_rejects_bad_seeds(seeds, capsys):
     pytest.importorskip("optuna")

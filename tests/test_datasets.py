@@ -382,6 +382,15 @@ def texas_root(data_root: Path, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.data
+def test_a_cache_dir_under_home_is_expanded_as_torch_geometric_expands_it(texas_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert load_dataset("texas", texas_root, cache_dir="~/cache").num_nodes == 183
+    assert len(list((tmp_path / "home" / "cache").glob("texas-*.pt"))) == 1
+    assert not (tmp_path / "~").exists()  # not a folder named ~ in the working directory
+
+
 def _set_read_only(root: Path, read_only: bool) -> None:
     for path in [root, *root.rglob("*")]:
         if path.is_dir():

@@ -108,6 +108,36 @@ def test_distributed_needs_batching_and_checks_before_the_processes_meet(monkeyp
 
 
 @pytest.mark.data
+def test_a_rank_whose_peer_is_gone_ends_with_one_line_not_a_traceback(monkeypatch, capsys, tmp_path, data_root,
+                                                                      data_cache):
+    import socket
+
+    import continuous_gnn.training as training
+    from continuous_gnn.training.distributed import process_group_failed
+
+    with socket.socket() as probe:  # a free port for this one-rank group
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in zip(TORCHRUN_VARIABLES, ("0", "1", "0", "127.0.0.1", str(port))):
+        monkeypatch.setenv(name, value)
+    gloo = ("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:4497: Connection "
+            "reset by peer")
+    assert process_group_failed(RuntimeError(gloo)) and not process_group_failed(RuntimeError("shape mismatch"))
+
+    def peer_gone(*args, **kwargs):
+        raise RuntimeError(gloo)
+
+    monkeypatch.setattr(training, "run", peer_gone)
+    argv = ["train", "--distributed", "--dataset", "texas", "--batching", "random", "--num-parts", "2", "--epochs",
+            "1", "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "rank 0 of 1: the process group failed, most likely because another rank stopped or never started" in err
+    assert "rerun the whole command, with --resume and the same --checkpoint-dir" in err
+
+
+@pytest.mark.data
 def test_torchrun_trains_with_one_command_and_only_rank_0_writes(tmp_path, data_root, data_cache):
     out = tmp_path / "runs"
     out.mkdir()

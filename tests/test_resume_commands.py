@@ -243,7 +243,7 @@ def test_a_default_named_tune_names_the_out_that_continues_it(data_root, data_ca
     assert (tmp_path / out).exists() and (tmp_path / out).parent == tmp_path / "runs"
     assert main([*argv, "--out", out]) == 0
     again = capsys.readouterr().out
-    assert "1 of 1 trials had finished (found in the study): running the others" in again
+    assert "1 of 1 trials had finished (found in the study): nothing left to run" in again
     assert "rerun this command to continue if it stops" in again  # a named --out: the command as it was
     assert sorted(p.name for p in (tmp_path / "runs").glob("*.optuna.sqlite3")) == [Path(out).stem + ".optuna.sqlite3"]
 

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Sequence
 
 from ..allocator import arrange_from_environment
-from ..errors import IntegrationError, TrainingDivergedError
+from ..errors import DistributedError, IntegrationError, TrainingDivergedError
 from . import bench, reproduce, solvers, study, suite, train, tune
 from .common import PROG, Parser, Subcommand, UsageError
 from .config_flags import add_config_flags, resolve_cli_config, typed_overrides
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(command, str(err), 2)
     except IntegrationError as err:
         return _error(command, f"the solve failed: {err}", 1)
-    except TrainingDivergedError as err:
+    except (TrainingDivergedError, DistributedError) as err:
         return _error(command, str(err), 1)
     except MemoryError:
         return _error(command, "out of memory; lower --hidden, the graph size or T/step_size", 1)

@@ -218,7 +218,7 @@ def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
     root = resolve_data_root(args.data_root, os.environ)
     cache_dir = getattr(args, "cache_dir", None)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir(os.environ)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(os.environ)
     return root, cache
 
 

@@ -127,8 +127,9 @@ def _resume_warnings(command: str, main: bool) -> Iterator[None]:
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..data import NUM_SPLITS
+    from ..errors import DistributedError
     from ..training import check_before_loading, check_run, load_run_dataset, run, save_record
-    from ..training.distributed import backend_for, join, leave
+    from ..training.distributed import backend_for, join, leave, process_group_failed
 
     resolved = resolve_cli_config(args)
     config = resolved.config
@@ -153,13 +154,21 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"split {s.split:>2}  test {percent(s.test_metric)}  val {percent(s.val_metric)}  "
               f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
 
-    if world is not None:
-        world = join(config.device, world.local_rank)
+    rank = world
     try:
+        if rank is not None:  # waits for every rank: one that never comes ends it after the timeout
+            world = join(config.device, rank.local_rank)
         with _resume_warnings("train", main), contextlib.ExitStack() as stack:
             bars = stack.enter_context(EpochBars(dataset.name)) if main and show_progress(args) else None
             result = run(config, dataset, progress=bars, on_split=on_split if main else None, world=world,
                          checkpointing=checkpoints)
+    except RuntimeError as err:
+        if rank is None or not process_group_failed(err):
+            raise
+        first = " ".join(str(err).split())[:200]
+        raise DistributedError(f"rank {rank.rank} of {rank.size}: the process group failed, most likely because "
+                               f"another rank stopped or never started ({first}); rerun the whole command, with "
+                               "--resume and the same --checkpoint-dir to keep the epochs done") from err
     finally:
         if world is not None:
             leave()

@@ -238,7 +238,14 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     search_space = load_search_space(args.space if args.space is not None else search_space_path())
     searched = _searched(search_space, args.fix, args.also, base)
     seeds = parse_seeds(args.seeds, base.seed)
-    space = search_space.widen(base, searched)  # each value checked against the starting config
+    # Batches need self-loops (a batch's subgraph has nodes without neighbours): pinned before the values are
+    # checked, which would otherwise refuse the space for its self_loops = false.
+    pin_self_loops = "self_loops" in searched and base.self_loops and base.batching != "none"
+    space = search_space.widen(base, [name for name in searched if not (pin_self_loops and name == "self_loops")])
+    if pin_self_loops:
+        space["self_loops"] = ("categorical", (True,))
+        print(f"batching = {base.batching}: self_loops stays True (a batch's subgraph has nodes without "
+              "neighbours)", flush=True)
     target = output_path(args.out, f"tune-{dataset_name(base.dataset)}-{timestamp()}.toml")
     path = target.path
     check_before_loading(base, NUM_SPLITS.get(dataset_name(base.dataset)))
@@ -248,11 +255,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
-    if "self_loops" in space and base.self_loops and base.batching != "none":
-        space["self_loops"] = ("categorical", (True,))
-        print(f"batching = {base.batching}: self_loops stays True (a batch's subgraph has nodes without "
-              "neighbours)", flush=True)
-    elif "self_loops" in space and base.self_loops and not _self_loops_optional(dataset, base):
+    if "self_loops" in space and base.self_loops and not pin_self_loops and not _self_loops_optional(dataset, base):
         space["self_loops"] = ("categorical", (True,))
         print(f"{dataset.name} has isolated nodes: self_loops stays True (without self-loops the "
               "normalisation divides by zero)", flush=True)
@@ -326,8 +329,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     again = requeued_trials(trials)
     finished = [t for t in trials if t.state.is_finished() and t.number not in again]
     if finished:
-        print(f"{len(finished)} of {args.trials} trials had finished (found in the study): running the others",
-              flush=True)
+        rest = "running the others" if len(finished) < args.trials else "nothing left to run"
+        print(f"{len(finished)} of {args.trials} trials had finished (found in the study): {rest}", flush=True)
     interrupted = False
     try:
         queue.run(objective, catch=TRIAL_FAILURES, timeout=args.timeout)

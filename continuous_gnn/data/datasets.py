@@ -146,7 +146,9 @@ def _check_path_arg(value: object, what: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         hint = " (use resolve_data_root() to get one)" if what == "root" else ""
         raise TypeError(f"{what} must be a str or os.PathLike, got {type(value).__name__}{hint}")
-    return Path(value)
+    # ~ as a shell would (it does not in --cache-dir=~/x), and as torch_geometric does inside: the package and
+    # the classes it calls must name the same folder.
+    return Path(value).expanduser()
 
 
 def load_dataset(

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["World", "backend_for", "join", "leave"]
+__all__ = ["World", "backend_for", "join", "leave", "process_group_failed"]
 
 #: How long a collective waits for the other ranks before failing (a rank that died mid-run).
 DEFAULT_TIMEOUT_S = 600.0
@@ -123,3 +123,13 @@ def leave() -> None:
     """Destroy the process group of :func:`join` (nothing when none is initialised)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+#: What the backends say when a peer is gone (gloo raises a plain RuntimeError that quotes its transport).
+_PEER_FAILURES = ("gloo/transport", "Connection reset by peer", "Connection closed by peer", "NCCL error")
+
+
+def process_group_failed(err: BaseException) -> bool:
+    """Whether ``err`` is the process group failing (a peer gone, a broken connection), not an error of the run."""
+    dist_error = getattr(dist, "DistError", None)
+    return (dist_error is not None and isinstance(err, dist_error)) or any(mark in str(err) for mark in _PEER_FAILURES)
