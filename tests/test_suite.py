@@ -20,6 +20,20 @@ def test_packaged_suites_load_and_build_every_config():
                 assert isinstance(run_config(model, dataset, suite.seeds[0]), RunConfig)
 
 
+_MODEL = '[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\n'
+_ANCHOR = '[[anchors]]\nmodel = "{model}"\ndataset = "{dataset}"\nmean = 1.0\nsource = "x"\n{target}'
+
+
+def test_dataset_names_of_models_and_anchors_meet_in_their_canonical_form(tmp_path):
+    path = tmp_path / "names.toml"
+    path.write_text('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["Texas", "actor"]\n'
+                    + _ANCHOR.format(model="a", dataset="TEXAS", target='target = "mean"\n')
+                    + _ANCHOR.format(model="GCN", dataset="Actor", target=""))
+    suite = load_suite(path)
+    assert suite.models[0].datasets == ("texas", "film")
+    assert [(a.model, a.dataset) for a in suite.anchors] == [("a", "texas"), ("GCN", "film")]
+
+
 @pytest.mark.parametrize("text, message", [
     ('seeds = [1]\n', "at least one"),
     ('[[models]]\nlabel = "a"\npreset = "graff"\nbase = "graff"\ndatasets = ["texas"]\n', "exactly one of preset or base"),
@@ -28,6 +42,15 @@ def test_packaged_suites_load_and_build_every_config():
     ('colour = 1\n', r"unknown keys \['colour'\]"),
     ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas"]\nseeds = [1, 1]\n', "model 'a': seeds must be "
      "distinct"),
+    # anchors that would show nowhere on the page
+    (_MODEL + _ANCHOR.format(model="a", dataset="cora", target=""), "model 'a' does not run 'cora' .* would show nowhere"),
+    (_MODEL + _ANCHOR.format(model="A", dataset="texas", target='target = "mean"\n'),
+     r"is a target, but no model of the suite is labelled 'A' \(did you mean 'a'\?\)"),
+    (_MODEL + _ANCHOR.format(model="GCN", dataset="cora", target=""), "no model of the suite runs 'cora'"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texsa"]\n', r"model 'a': unknown dataset 'texsa' "
+     r"\(did you mean 'texas'\?\)"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas", "Texas"]\n', "model 'a' names a dataset twice"),
+    ('page = 5\n' + _MODEL, "page must be a string"),
 ])
 def test_malformed_suites_are_refused(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -175,6 +198,11 @@ def test_a_model_can_run_its_own_seeds(tmp_path):
                                                                   ("a", "texas", 7), ("b", "texas", 5)]
     # --seeds chooses for every model.
     assert sorted(_plan(suite, argparse.Namespace(**{**flags, "seeds": "9"}))) == [("a", "texas", 9), ("b", "texas", 9)]
+    # a config that cannot be built names the suite and the model
+    path.write_text('[[models]]\nlabel = "c"\nbase = "graff"\noverrides = { activation = "sigmoid" }\n'
+                    'datasets = ["texas"]\n')
+    with pytest.raises(ValueError, match=r"^suite 'own', model 'c' on 'texas': .*sigmoid"):
+        _plan(load_suite(path), argparse.Namespace(**flags))
 
 
 @pytest.mark.parametrize("flags, fragment", [
@@ -305,3 +333,23 @@ def test_an_unusable_page_is_refused_before_any_run(tmp_path, capsys):
         assert main(["suite", "family", *flags, "--page", str(page)]) == 2
         assert fragment in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and (tmp_path / "file").read_text() == "keep me"
+
+
+@pytest.mark.data
+def test_a_users_suite_writes_its_page_beside_itself_and_keeps_records_of_other_flags(tmp_path, data_root,
+                                                                                      monkeypatch, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text('page = "tiny.md"\n' + _MODEL.replace('"texas"', '"cornell"'))
+    monkeypatch.chdir(tmp_path)  # neither the working folder nor the project's
+    argv = ["suite", str(folder / "tiny.toml"), "--splits", "0", "--data-root", str(data_root), "--out-dir",
+            str(tmp_path / "runs"), "--quiet"]
+    assert main([*argv, "--epochs", "1"]) == 0
+    assert (folder / "tiny.md").is_file() and not (tmp_path / "tiny.md").exists()
+    # the same suite with other flags into the same folder keeps the first run's record beside its own
+    assert main([*argv, "--epochs", "2"]) == 0
+    epochs = sorted(json.loads(p.read_text())["config"]["epochs"] for p in (tmp_path / "runs").glob("*.json"))
+    assert epochs == [1, 2]
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "1"]) == 0  # and both still resume
+    assert "done before" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 A suite is a TOML file (the packaged ones are ``continuous_gnn/presets/suites/<name>.toml``)::
 
     title = "GRAND on the Planetoid public splits"
-    page = "docs/grand.md"                 # where `continuous-gnn suite` writes its page
+    page = "docs/grand.md"                 # where `continuous-gnn suite` writes its page (relative to the
+                                           # project for a packaged suite, else to the suite file's folder)
     seeds = [5000, 5001]                   # base seeds; split i of a run uses seed + i
     notes = ["..."]                        # paragraphs printed under the table
 
@@ -30,6 +31,7 @@ population standard deviations over every split of every seed.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,8 @@ def _model(table: Any, source: str) -> SuiteModel:
     datasets = table.get("datasets")
     _require(isinstance(datasets, list) and datasets and all(isinstance(d, str) for d in datasets), source,
              f"model {label!r} needs datasets = [\"name\", ...]")
+    datasets = [_dataset(name, source, f"model {label!r}") for name in datasets]
+    _require(len(set(datasets)) == len(datasets), source, f"model {label!r} names a dataset twice")
     overrides = table.get("overrides", {})
     _require(isinstance(overrides, dict), source, f"model {label!r}: overrides must be a table")
     _require(preset is None or not overrides, source, f"model {label!r}: overrides apply to a base preset; a "
@@ -125,6 +129,17 @@ def _model(table: Any, source: str) -> SuiteModel:
         _check_seeds(seeds, source, f"model {label!r}: ")
     return SuiteModel(label=label, datasets=tuple(datasets), preset=preset, base=base, overrides=dict(overrides),
                       seeds=None if seeds is None else tuple(seeds))
+
+
+def _dataset(name: str, source: str, where: str) -> str:
+    """The canonical name of a dataset of the suite (``Texas`` and ``actor`` are ``texas`` and ``film``), so that
+    a model's runs, their record names and the anchors all meet on one name."""
+    from ..data import canonical_name
+
+    try:
+        return canonical_name(name)
+    except ValueError as err:
+        raise ValueError(f"{source}: {where}: {err}") from None
 
 
 def _check_seeds(seeds: Any, source: str, where: str = "") -> None:
@@ -146,8 +161,29 @@ def _anchor(table: Any, source: str) -> Anchor:
              "an anchor's std must be a number >= 0")
     target = table.get("target")
     _require(target is None or target in _TARGETS, source, f"an anchor's target must be one of {_TARGETS}")
-    return Anchor(table["model"], table["dataset"], float(mean), None if std is None else float(std),
-                  table["source"], target)
+    return Anchor(table["model"], _dataset(table["dataset"], source, f"the anchor of {table['model']!r}"),
+                  float(mean), None if std is None else float(std), table["source"], target)
+
+
+def _check_anchors(anchors: tuple[Anchor, ...], models: tuple[SuiteModel, ...], source: str) -> None:
+    """Every anchor must show on the page: next to a model of the suite on a dataset it runs, or (a published
+    number of another model, never a target) on a dataset of the suite."""
+    labels = {model.label: model for model in models}
+    datasets = {name for model in models for name in model.datasets}
+    for anchor in anchors:
+        where = f"the anchor of {anchor.model!r} on {anchor.dataset!r}"
+        model = labels.get(anchor.model)
+        if model is not None:
+            _require(anchor.dataset in model.datasets, source, f"{where}: model {anchor.model!r} does not run "
+                     f"{anchor.dataset!r} (it runs {', '.join(model.datasets)}), so the anchor would show nowhere")
+            continue
+        close = ([label for label in labels if label.casefold() == anchor.model.casefold()]
+                 or difflib.get_close_matches(anchor.model, labels, n=1))
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        _require(anchor.target is None, source, f"{where} is a target, but no model of the suite is labelled "
+                 f"{anchor.model!r}{hint}; a target holds a model of the suite against the number")
+        _require(anchor.dataset in datasets, source, f"{where}: no model of the suite runs {anchor.dataset!r}, so "
+                 "the anchor would show nowhere")
 
 
 def load_suite(path: str | os.PathLike[str]) -> Suite:
@@ -169,9 +205,12 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     _require(len({m.label for m in models}) == len(models), source, "model labels must be distinct")
     notes = tables.get("notes", [])
     _require(isinstance(notes, list) and all(isinstance(n, str) for n in notes), source, "notes must be strings")
-    return Suite(name=path.stem, title=str(tables.get("title", path.stem)), page=str(tables.get("page", "")),
-                 seeds=tuple(seeds), models=models, anchors=tuple(_anchor(t, source) for t in tables.get("anchors", [])),
-                 notes=tuple(notes))
+    for key in ("title", "page"):
+        _require(isinstance(tables.get(key, ""), str), source, f"{key} must be a string")
+    anchors = tuple(_anchor(t, source) for t in tables.get("anchors", []))
+    _check_anchors(anchors, models, source)
+    return Suite(name=path.stem, title=tables.get("title", path.stem), page=tables.get("page", ""),
+                 seeds=tuple(seeds), models=models, anchors=anchors, notes=tuple(notes))
 
 
 def suite_path(name: str) -> Path:

@@ -37,6 +37,7 @@ from pathlib import Path
 from ..atomic import check_output_file
 from ..benchmarks.suite import Suite, available_suites, load_suite, run_config, suite_path
 from ..training.config import RunConfig
+from ..training.presets import presets_dir
 from .common import (
     PROG,
     Subcommand,
@@ -69,8 +70,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override every run's epochs (a smoke test, not the suite)")
     add_data_flags(parser)
     parser.add_argument("--out-dir", help="folder of the JSON records; rerun with the same folder to resume "
-                                          "(default: runs/suite-<name>-<timestamp>)")
-    parser.add_argument("--page", help="markdown file to write (default: the suite's page); 'none' to skip")
+                                          "(default: runs/suite-<name>-<timestamp> in the source checkout, or in the "
+                                          "current folder for an installed package)")
+    parser.add_argument("--page", help="markdown file to write (default: the suite's page, from the project's folder "
+                                       "for a packaged suite, else from the suite file's); 'none' to skip")
     parser.add_argument("--threads", type=int, help="torch CPU threads of each run (default: torch's choice; with "
                                                       "--jobs, the cores divided among the jobs)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -97,9 +100,14 @@ def _plan(suite: Suite, args: argparse.Namespace) -> dict[tuple[str, str, int], 
             for s in (seeds or m.seeds or suite.seeds)]
     if not plan:
         raise UsageError("the selection names no run: no chosen model runs on a chosen dataset")
-    return {(label, dataset, seed): run_config(suite.model(label), dataset, seed, epochs=args.epochs,
-                                               splits=args.splits)
-            for label, dataset, seed in plan}
+    configs = {}
+    for label, dataset, seed in plan:
+        try:
+            configs[label, dataset, seed] = run_config(suite.model(label), dataset, seed, epochs=args.epochs,
+                                                       splits=args.splits)
+        except ValueError as err:  # a preset without this dataset, a bad override: say which model of which suite
+            raise ValueError(f"suite {suite.name!r}, model {label!r} on {dataset!r}: {err}") from None
+    return configs
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,8 @@ def _train(task: _Task, *, bars: bool = False) -> RunSummary:
     except (IntegrationError, TrainingDivergedError) as err:  # reported in the page; the other runs go on
         return RunSummary.failed(task.label, task.dataset, task.seed, f"{type(err).__name__}: {err}")
     record = result.to_record(suite=task.suite, model=task.label, command=task.command, data_root=str(task.root))
-    path = save_record(record, task.record_path)
+    # Numbered beside a record of another config with this name (a rerun with other flags), which resume still finds.
+    path = save_record(record, task.record_path, numbered=True)
     return RunSummary.from_record(task.label, record, repo_relative(path))
 
 
@@ -256,8 +265,8 @@ def _train_split_by_split(tasks: list[_Task], jobs: int) -> list[RunSummary]:
         result = RunResult.from_parts(task.config, parts[index])
         record = result.to_record(suite=task.suite, model=task.label, command=task.command,
                                   data_root=str(task.root))
-        summaries[index] = RunSummary.from_record(task.label, record, repo_relative(save_record(record,
-                                                                                                task.record_path)))
+        path = save_record(record, task.record_path, numbered=True)
+        summaries[index] = RunSummary.from_record(task.label, record, repo_relative(path))
         print(f"{task.head} {_outcome(summaries[index])}", flush=True)
 
     for index, task in enumerate(tasks):
@@ -300,7 +309,8 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
 
     from ..training import finished_records, load_record, record_key
 
-    suite = load_suite(suite_path(args.suite))
+    path = suite_path(args.suite)
+    suite = load_suite(path)
     configs = _plan(suite, args)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
@@ -308,7 +318,9 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--threads must be positive")
     if args.page is not None and not args.page.strip():
         raise UsageError("--page is empty; pass the markdown file to write, or 'none'")
-    page = args.page or (str(project_dir() / suite.page) if suite.page else "none")
+    # A packaged suite's page is a page of the project; a user's suite file names its page from its own folder.
+    packaged = path.resolve().parent == (presets_dir() / "suites").resolve()
+    page = args.page or (str((project_dir() if packaged else path.parent) / suite.page) if suite.page else "none")
     if page.lower() != "none":
         check_output_file(page, "--page")  # before any run, so that a bad path cannot lose them
     out_dir = output_folder(args.out_dir or str(project_dir() / "runs" / f"suite-{suite.name}-{timestamp()}"),
