@@ -138,7 +138,9 @@ def test_download_into_empty_root_then_load_equals_shared_data(
     for index in range(len(names)):
         mine = [s for s in steps if s.index == index]
         size = (root / mine[0].path).stat().st_size
-        assert mine[0].received == 0 and mine[-1].received == size and {s.total for s in mine} == {size}
+        # the first step comes before the server answers (no length yet), the others carry the announced one
+        assert mine[0].received == 0 and mine[0].total is None and mine[-1].received == size
+        assert {s.total for s in mine[1:]} == {size}
         assert [s.received for s in mine] == sorted(s.received for s in mine)
         assert mine[0].url == f"{server.url}/{'splits' if mine[0].path.endswith('.npz') else 'new_data/texas'}/" \
             + mine[0].path.rpartition("/")[2]
@@ -223,15 +225,19 @@ def test_a_server_that_never_answers_fails_within_the_timeout(
     root = tmp_path / "deep" / "data"  # the failed download must remove both folders it created
     if root_exists:
         root.mkdir(parents=True)
+    steps: list[DownloadProgress] = []
     try:
         start = time.perf_counter()
         with pytest.raises(DownloadError) as info:
-            download_dataset("texas", root, Download(timeout=2))
+            download_dataset("texas", root, Download(timeout=2, progress=steps.append))
         elapsed = time.perf_counter() - start
     finally:
         silent.close()
     assert 1.9 < elapsed < 10
     assert "no answer within 2 s" in str(info.value)
+    # the file being waited on was reported before the wait, not only once an answer came
+    assert [(step.received, step.total) for step in steps] == [(0, None)]
+    assert steps[0].url == f"{url}/new_data/texas/out1_node_feature_label.txt"
     _assert_clear_failure(info.value, root, f"{url}/new_data/texas/out1_node_feature_label.txt")
     assert isinstance(info.value, FileNotFoundError)  # the command line's exit status 2
     assert _tree(root) == [] and root.exists() == root_exists
@@ -297,6 +303,11 @@ def test_an_unwritable_root_fails_before_any_request(server: Server, tmp_path: P
         download_dataset("texas", root, Download(timeout=10))
     assert f"into {root / TEXAS_RAW}{os.sep}" in str(info.value)
     assert server.requests == []
+    # the root itself a file: said so, without advice to copy files into it
+    with pytest.raises(DatasetUnavailableError, match=f"data root '{blocker}' does not exist or is not a directory") \
+            as info:
+        download_dataset("texas", blocker, Download(timeout=10))
+    assert "Copy" not in str(info.value) and server.requests == []
 
 
 def test_a_complete_root_is_never_touched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -594,6 +605,7 @@ def test_the_download_report(bars: bool, tmp_path: Path, capsys: pytest.CaptureF
     files = [("WebKB/texas/raw/out1_graph_edges.txt", 3000), ("WebKB/texas/raw/texas_split_0.6_0.2_0.npz", 500)]
     with DownloadReport("texas", tmp_path, bars=bars) as report:
         for index, (path, size) in enumerate(files):
+            report(DownloadProgress(f"https://host/{path}", path, 0, None, index, len(files)))  # before an answer
             for received in (0, size // 2, size):
                 report(DownloadProgress(f"https://host/{path}", path, received, size, index, len(files)))
             if bars:
@@ -613,3 +625,21 @@ def test_the_command_lines_default_timeout_is_the_librarys() -> None:
     from continuous_gnn.data import Download
 
     assert DEFAULT_TIMEOUT == Download().timeout
+
+
+@pytest.mark.data
+def test_a_suite_goes_on_past_a_dataset_whose_download_fails(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from continuous_gnn.cli import main
+
+    monkeypatch.delenv("CONTINUOUS_GNN_NO_DOWNLOAD", raising=False)
+    suite = tmp_path / "two.toml"  # the server holds texas only: cornell's files are a 404
+    suite.write_text('[[models]]\nlabel = "GRAFF"\npreset = "graff"\ndatasets = ["cornell", "texas"]\n')
+    root, page = tmp_path / "data", tmp_path / "two.md"
+    argv = ["suite", str(suite), "--splits", "0", "--epochs", "1", "--data-root", str(root), "--cache-dir",
+            str(tmp_path / "cache"), "--out-dir", str(tmp_path / "runs"), "--page", str(page), "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "dataset cornell: " in capsys.readouterr().err and "HTTP" in page.read_text()
+    assert "| texas | GRAFF |" in page.read_text()
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 1  # texas trained; cornell is an unavailable row

@@ -107,6 +107,9 @@ class DownloadReport:
             else:
                 print(f"downloading {step.url}", file=sys.stderr, flush=True)
         if self.bar is not None:
+            if step.total is not None and self.bar.total != step.total:  # announced once the server answers
+                self.bar.total = step.total
+                self.bar.refresh()
             self.bar.update(step.received - self.bar.n)
 
     def close(self) -> None:

@@ -307,6 +307,7 @@ def _train_split_by_split(tasks: list[_Task], jobs: int) -> list[RunSummary]:
 def _suite(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
+    from ..data import DownloadError
     from ..training import finished_records, load_record, record_key
 
     path = suite_path(args.suite)
@@ -353,7 +354,14 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
             continue
         tasks.append(_Task(label, dataset_name, seed, config, root, cache, out_dir, suite.name, command, threads))
     for dataset_name in dict.fromkeys(task.dataset for task in tasks):
-        fetch_dataset(args, dataset_name, root)
+        try:
+            fetch_dataset(args, dataset_name, root)
+        except DownloadError as err:  # the dataset's runs are unavailable, with this reason; the others go on
+            print(f"dataset {dataset_name}: {err}", file=sys.stderr, flush=True)
+            for task in [task for task in tasks if task.dataset == dataset_name]:
+                summaries[task.label, task.dataset, task.seed] = RunSummary.unavailable(task.label, task.dataset,
+                                                                                        task.seed, str(err))
+            tasks = [task for task in tasks if task.dataset != dataset_name]
     if args.jobs > 1 and tasks:
         trained = _train_split_by_split(tasks, args.jobs)
     else:

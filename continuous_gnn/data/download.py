@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from continuous_gnn.data.cache import _remove_stale_builds
-from continuous_gnn.data.raw_files import DatasetUnavailableError, _known_checksums, _sha256
+from continuous_gnn.data.raw_files import DatasetUnavailableError, _check_root, _known_checksums, _sha256
 from continuous_gnn.data.registry import _lookup, _Spec
 from continuous_gnn.data.root import DATA_ROOT_ENV
 
@@ -157,6 +157,7 @@ class _Failed(Exception):
 def _fetch(url: str, dest: Path, timeout: float, report: Callable[[int, int | None], None]) -> None:
     """Write ``url`` to ``dest``, checking the length the server announced."""
     request = urllib.request.Request(url, headers={"User-Agent": "continuous_gnn"})
+    report(0, None)  # before the wait for the server, so that a user sees what is being waited on
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
             length = response.headers.get("Content-Length")
@@ -258,6 +259,8 @@ def download_dataset(
         raise TypeError(f"download must be a Download, got {type(download).__name__}")
     spec = _lookup(name)
     root = Path(root)
+    if root.exists():
+        _check_root(root)  # a file: no download could make it a data root, and no copy advice applies
     missing = [rel for rel in spec.files if not (root / rel).is_file()]
     if not missing:
         return ()
