@@ -582,6 +582,24 @@ def test_adjoint_refuses_untracked_captured_tensors():
     sol = cg.integrate(closure, x0, 1.0, method="rk4", step_size=0.125, adjoint=True, adjoint_params=[rate])
     adjoint = torch.autograd.grad(sol.final.sum(), rate)
     torch.testing.assert_close(adjoint[0], direct[0], rtol=1e-6, atol=0)
+    # A partial's arguments and a callable object's attributes are captured tensors too.
+    import functools
+
+    def scaled(t, x, rate):
+        return -rate * x
+
+    with pytest.raises(ValueError, match=r"not adjoint parameters: \['rate'\]"):
+        cg.integrate(functools.partial(scaled, rate=rate), x0, 1.0, method="rk4", step_size=0.25, adjoint=True)
+
+    class Decay:
+        def __init__(self):
+            self.speed = rate
+
+        def __call__(self, t, x):
+            return -self.speed * x
+
+    with pytest.raises(ValueError, match=r"not adjoint parameters: \['Decay.speed'\]"):
+        cg.integrate(Decay(), x0, 1.0, method="rk4", step_size=0.25, adjoint=True)
     # The x0 captured by bind() is declared by the bound field, so no error.
     x0_leaf = random_features(4, 2, 0).requires_grad_()
     bound = cg.GradientFlow(graff_energy(2, seed=0)).bind(random_graph(4, 0.5, 0), x0_leaf)
@@ -593,8 +611,16 @@ def test_save_at_states_match_hand_loop():
     energy = graff_energy(3, seed=0)
     x0 = random_features(6, 3, 0)
     field = cg.GradientFlow(energy).bind(graph, x0)
-    sol = cg.integrate(field, x0, 2.0, method="euler", step_size=0.25, save_at=[0.5, 1.25, 0.5])
+    sol = cg.integrate(field, x0, 2.0, method="euler", step_size=0.25, save_at=[0.5, 1.25])
     assert sol.times.tolist() == [0.0, 0.5, 1.25, 2.0]
+    # the states come back in save_at's order, so it must be that of time; 0 and T are the ends themselves
+    for bad in ([1.25, 0.5], [0.5, 0.5]):
+        with pytest.raises(ValueError, match=r"save_at must be strictly increasing, .* sort it and drop repeats"):
+            cg.integrate(field, x0, 2.0, method="euler", step_size=0.25, save_at=bad)
+    with pytest.raises(TypeError, match="save_at must be a sequence of times"):
+        cg.integrate(field, x0, 2.0, method="euler", step_size=0.25, save_at=["0.5"])
+    ends = cg.integrate(field, x0, 2.0, method="euler", step_size=0.25, save_at=[0.0, 0.5, 2.0])
+    assert ends.times.tolist() == [0.0, 0.5, 2.0]
     assert sol.states.shape == (4, 6, 3)
     x, hand = x0, {0.0: x0}
     for k in range(8):
@@ -687,3 +713,14 @@ def test_scalar_tensors_are_accepted_as_numbers_and_others_refused():
         cg.fixed_grid(-1.0, num_steps=2)
     with pytest.raises(TypeError, match="options must be a dict"):
         cg.integrate(LinearField(1.0), x0, 1.0, method="dopri5", options=[1])
+
+
+def test_an_empty_state_and_a_learned_end_time_are_refused_up_front():
+    with pytest.raises(ValueError, match=r"x0 is empty \(shape \(0, 3\)\): there is no state to integrate"):
+        cg.integrate(lambda t, x: -x, torch.empty(0, 3, dtype=DTYPE), 1.0, method="dopri5")
+    t_end = torch.tensor(1.0, requires_grad=True)
+    with pytest.raises(TypeError, match="t_end is a tensor that requires grad, .* no gradient; pass t_end.item()"):
+        cg.integrate(lambda t, x: -x, torch.ones(2, dtype=DTYPE), t_end, method="dopri5")
+    assert cg.integrate(lambda t, x: -x, torch.ones(2, dtype=DTYPE), t_end.detach(), method="dopri5").final.shape == (2,)
+    with pytest.raises(ValueError, match="rtol and atol must be finite and non-negative, got rtol=nan"):
+        cg.grad_check(lambda **kw: torch.ones(1), params=[torch.ones(1, requires_grad=True)], rtol=float("nan"))

@@ -167,7 +167,8 @@ class AttentionDirichletEnergy(Energy):
     The attention is held fixed during a solve: :meth:`prepare` computes it once per forward pass (a bound
     :class:`~continuous_gnn.GradientFlow` calls it), and its parameters get gradients through it, with direct
     backprop and with the adjoint method. Called with a plain :class:`~continuous_gnn.Graph`, the energy
-    computes the attention from ``x0`` itself.
+    computes the attention from ``x0`` itself. The attention takes the place of the graph's edge weights,
+    which it does not read (as in GRAND): the graph gives only which pairs of nodes are neighbours.
 
     Args:
         channels (int): ``d``.

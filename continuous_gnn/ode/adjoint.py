@@ -9,6 +9,7 @@ tensors, and refuses a field that reads anything else that requires grad (:func:
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -94,7 +95,8 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
     grad) is not reported: the adjoint differentiates through it. Looked at: the attributes of ``func`` and of
     its submodules (one level into dataclass attributes and into lists, tuples and dicts), the closure of
     ``func`` itself and the module-level names its code reads, and the same for plain functions stored as module
-    attributes (wrappers).
+    attributes (wrappers); for a ``functools.partial`` its arguments and the callable it wraps, for another
+    callable object or a bound method the object's attributes and its ``__call__``.
     """
     known = {id(t) for t in tracked}
     boundaries = {id(t.grad_fn) for t in tracked if t.grad_fn is not None}
@@ -141,6 +143,34 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
         for key, item in items:
             visit(f"{path}[{key!r}]", item)
 
+    def visit_callable(prefix: str, function, depth: int = 0) -> None:
+        """A callable that is no module: a partial's arguments and wrapped callable, an object's attributes and
+        its ``__call__``, a bound method's object, then the code's closure and globals."""
+        if depth > 4:  # partials of partials: deep enough for anything a user writes
+            return
+        if isinstance(function, functools.partial):
+            for index, argument in enumerate(function.args):
+                visit_value(f"{prefix}args[{index}]", argument)
+            for key, argument in function.keywords.items():
+                visit_value(prefix + key, argument)
+            visit_callable(prefix, function.func, depth + 1)
+            return
+        owner = function.__self__ if isinstance(function, types.MethodType) else None
+        if owner is None and not isinstance(function, (types.FunctionType, types.BuiltinFunctionType)):
+            owner = function  # an object with __call__
+            call = type(function).__dict__.get("__call__")
+            if isinstance(call, types.FunctionType):
+                visit_closure(f"{prefix}__call__.", call)
+        if owner is not None and not isinstance(owner, nn.Module) and hasattr(owner, "__dict__"):
+            for attr, value in vars(owner).items():
+                visit_value(f"{prefix}{type(owner).__name__}.{attr}", value)
+        visit_closure(prefix, function)
+
+    def visit_value(path: str, value) -> None:
+        visit(path, value)
+        if isinstance(value, (list, tuple, dict)):
+            visit_container(path, value)
+
     if isinstance(func, nn.Module):
         for prefix, module in func.named_modules():
             for attr, value in vars(module).items():
@@ -159,5 +189,7 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
                 method = type(module).__dict__.get(name)
                 if isinstance(method, types.FunctionType):
                     visit_closure(f"{prefix + '.' if prefix else ''}{name}.", method)
-    visit_closure("", func)
+        visit_closure("", func)
+    else:
+        visit_callable("", func)
     return found

@@ -163,8 +163,8 @@ def grad_check(
         GradCheckReport: per-parameter gaps and the overall verdict; ``passed`` is ``False`` when a parameter is
         unused.
     """
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    if not (0 <= rtol < math.inf and 0 <= atol < math.inf):  # a nan tolerance would fail every check silently
+        raise ValueError(f"rtol and atol must be finite and non-negative, got rtol={rtol}, atol={atol}")
     named = _named_params(model_or_fn, params)
     is_model = isinstance(model_or_fn, ContinuousGNN)
     if not is_model and not callable(model_or_fn):

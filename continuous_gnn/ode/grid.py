@@ -25,6 +25,9 @@ def as_float(value: object, name: str) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        if value.requires_grad:  # read as a number, it would silently get no gradient
+            raise TypeError(f"{name} is a tensor that requires grad, but solves take it as a number and give it no "
+                            f"gradient; pass {name}.item() (a learned {name} is not supported)")
         value = value.item()
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -121,7 +124,8 @@ def snap(grid: Tensor, jumps: Sequence[float], t_end: float) -> Tensor:
 def save_times(save_at: Sequence[float] | Tensor | None, t_end: float, grid: Tensor | None) -> Tensor:
     """The output times of a solve: 0, the requested ``save_at`` times inside :math:`(0, T)`, and :math:`T`.
 
-    On a fixed ``grid`` each requested time must be a grid point (it is snapped onto it).
+    ``save_at`` is strictly increasing, so that the states come back in its order; a requested 0 or :math:`T` is
+    the first or last state. On a fixed ``grid`` each requested time must be a grid point (it is snapped onto it).
     """
     if save_at is None:
         requested = []
@@ -129,6 +133,9 @@ def save_times(save_at: Sequence[float] | Tensor | None, t_end: float, grid: Ten
         values = save_at.tolist() if isinstance(save_at, Tensor) and save_at.dim() == 1 else save_at
         try:
             if isinstance(values, (str, bytes, Tensor)):
+                raise TypeError
+            values = list(values)
+            if any(isinstance(v, (str, bytes, bool)) for v in values):  # float() would read "0.5" and True
                 raise TypeError
             requested = [float(v) for v in values]
         except (TypeError, ValueError):
@@ -138,6 +145,9 @@ def save_times(save_at: Sequence[float] | Tensor | None, t_end: float, grid: Ten
     for value in requested:
         if not 0 <= value <= t_end:
             raise ValueError(f"save_at time {value} lies outside [0, t_end={t_end}]")
+    if any(later <= earlier for earlier, later in zip(requested, requested[1:])):
+        raise ValueError(f"save_at must be strictly increasing, as the states come back in time order; got "
+                         f"{requested}: sort it and drop repeats")
     points = inside(requested, t_end)
     if grid is not None:
         snapped = []

@@ -130,8 +130,8 @@ def integrate(
         adjoint (Adjoint or bool, optional): how to differentiate: ``None``/``False`` for direct backprop,
             ``True`` or an :class:`~continuous_gnn.ode.settings.Adjoint` for the adjoint method (default:
             ``None``).
-        save_at (sequence of float, optional): extra times in :math:`(0, T)` at which to return the state;
-            for a fixed grid they must be grid points.
+        save_at (sequence of float, optional): extra times in :math:`(0, T)`, strictly increasing, at which to
+            return the state; for a fixed grid they must be grid points.
         adjoint_params (sequence of Tensor, optional): extra tensors that need adjoint gradients.
         **keywords: the torchdiffeq-style shorthand above.
 
@@ -157,6 +157,9 @@ def integrate(
     t_end = as_float(t_end, "t_end")
     if not (t_end > 0 and math.isfinite(t_end)):
         raise ValueError(f"t_end must be a positive finite time, got {t_end}")
+    if x0.numel() == 0:  # an adaptive method would shrink its step to nothing and blame stiffness
+        raise ValueError(f"x0 is empty (shape {tuple(x0.shape)}): there is no state to integrate; check the graph "
+                         "and the features")
     if not all_finite(x0):
         raise ValueError("x0 contains inf or nan; check the encoder output and the input features")
     if x0.dtype == torch.float16 and not isinstance(solver, FixedGrid):
