@@ -642,12 +642,16 @@ def test_solvers_finds_its_data_root_as_every_command_does(tmp_path, monkeypatch
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
     # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.
-    out, plot = tmp_path / "solvers.md", tmp_path / "solvers.png"
+    out, plot = tmp_path / "solvers.md", tmp_path / "figures" / "solvers.png"
     argv = [sys.executable, "-m", "continuous_gnn", "solvers", "--datasets", "cora", "--methods", "euler",
             "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "FAILED" not in done.stderr and out.is_file() and plot.is_file()
+    page = out.read_text()
+    assert "![accuracy vs NFE](figures/solvers.png)" in page  # the figure written, from the page's folder
+    # the parts this run left out say so instead of an empty table
+    assert "Not run: the comparison needs dopri5 among --methods" in page and "Not run (--no-memory-vs-t)." in page
 
 
 @pytest.mark.data
@@ -686,6 +690,13 @@ def test_solvers_and_bench_check_their_output_files_before_any_work(tmp_path, ca
         assert main(["bench", "--quick", "--sections", "c", "--out", out]) == 2
         assert fragment in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "keep me"
+    # one file for two outputs: the second write would replace the first
+    same = str(tmp_path / "x.md")
+    assert main(["bench", "--quick", "--sections", "c", "--out", same, "--json", same]) == 2
+    assert f"--out and --json name the same file {same!r}; give each its own" in capsys.readouterr().err
+    assert main(["solvers", "--data-root", str(tmp_path), "--out", same, "--plot", same]) == 2
+    assert "--out and --plot name the same file" in capsys.readouterr().err
+    assert not (tmp_path / "x.md").exists()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")

@@ -105,6 +105,14 @@ def test_a_run_that_succeeds_still_writes_the_page_with_the_unavailable_ones(dat
     text = (tmp_path / "results.md").read_text()
     assert "| Texas |" in text and "PubMed unavailable" in text
     assert capsys.readouterr().err == ""
+    rerun = text.split("Rerun (")[1].split("```bash\n")[1].split("\n```")[0]
+    assert rerun.startswith("continuous-gnn reproduce ") and "--datasets texas,pubmed" in rerun  # the command run
+
+
+def test_a_bad_download_timeout_is_refused_before_the_record_folder_is_made(tmp_path, empty_root, capsys):
+    assert cli_main(["reproduce", *_argv(tmp_path, empty_root, "--download-timeout", "0")]) == 2
+    assert "--download-timeout must be a positive, finite number" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_dataset_listed_twice_or_an_empty_page_is_refused(tmp_path, empty_root, capsys):

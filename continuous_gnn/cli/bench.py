@@ -52,7 +52,7 @@ from ..benchmarks.minibatch import MinibatchSettings
 from ..benchmarks.overhead import OverheadSettings
 from ..benchmarks.scaling import ScalingSettings
 from ..training.build import SPARSE_FEATURE_DENSITY
-from .common import Subcommand, UsageError, at_least, choices, project_dir
+from .common import Subcommand, UsageError, at_least, check_distinct_outputs, choices, project_dir
 
 __all__ = ["COMMAND", "SECTIONS", "DATASETS", "plan", "recorded_command"]
 
@@ -92,8 +92,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"datasets of section a (default: {','.join(DATASETS)}; with --quick: cora)")
     parser.add_argument("--repeats", type=at_least(1, int), default=None,
                         help="timed repeats of sections a-c (default: 10, with --quick 2; section c, whose "
-                             "evaluations are short, takes five times as many); sections d-f take a third of it, "
-                             "at least 1")
+                             "evaluations are short, takes five times as many, except with --quick); sections d-f "
+                             "take a third of it, at least 1")
     parser.add_argument("--threads", type=at_least(1, int), default=None,
                         help="torch threads, here and in every child process (default: torch's, all cores)")
     parser.add_argument("--timeout", type=at_least(1, float), default=900.0,
@@ -199,6 +199,7 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
 
     settings = plan(args)
     check_output_file(args.out, "--out")
+    check_distinct_outputs(("--out", args.out), ("--json", args.json))
     arrange_from_environment("system")  # CONTINUOUS_GNN_ALLOCATOR=keep applies here as in the children
     if args.json:
         check_output_file(args.json, "--json")

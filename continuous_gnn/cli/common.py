@@ -181,6 +181,18 @@ def output_path(out: str | None, default_name: str) -> OutputFile:
     return target
 
 
+def check_distinct_outputs(*flags: tuple[str, str | None]) -> None:
+    """Refuse two output flags that name the same file (the second write would replace the first)."""
+    seen: dict[Path, str] = {}
+    for flag, path in flags:
+        if path is None:
+            continue
+        resolved = Path(path).expanduser().resolve()
+        if resolved in seen:
+            raise UsageError(f"{seen[resolved]} and {flag} name the same file {path!r}; give each its own")
+        seen[resolved] = flag
+
+
 def output_folder(text: str, flag: str = "--out") -> Path:
     """An output folder, checked before any work: not a file, and creatable in a writable folder."""
     if not text.strip():

@@ -21,7 +21,7 @@ from .common import UsageError, number
 if TYPE_CHECKING:  # the data package imports torch_geometric, which --help does not need
     from ..data import Download
 
-__all__ = ["NO_DOWNLOAD_ENV", "DEFAULT_TIMEOUT", "downloads_enabled", "fetch_dataset", "DownloadReport"]
+__all__ = ["NO_DOWNLOAD_ENV", "DEFAULT_TIMEOUT", "check_download_flags", "downloads_enabled", "fetch_dataset", "DownloadReport"]
 
 #: Environment variable that turns downloads off (``1``) for every subcommand.
 NO_DOWNLOAD_ENV = "CONTINUOUS_GNN_NO_DOWNLOAD"
@@ -46,6 +46,13 @@ def downloads_enabled(args: argparse.Namespace) -> bool:
         raise UsageError(f"{NO_DOWNLOAD_ENV}={value!r}: set it to 1 to never download, or to 0 (or unset it) to "
                          "download missing benchmark data")
     return True
+
+
+def check_download_flags(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--download-timeout`` or ``CONTINUOUS_GNN_NO_DOWNLOAD`` now, for commands that create folders
+    before they fetch their first dataset."""
+    _download(args)
+    downloads_enabled(args)
 
 
 def _download(args: argparse.Namespace, progress: DownloadReport | None = None) -> Download:

@@ -49,7 +49,7 @@ from .common import (
     project_dir,
     timestamp,
 )
-from .downloads import downloads_enabled, fetch_dataset
+from .downloads import check_download_flags, downloads_enabled, fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import render, repo_relative, write_page
 
@@ -98,6 +98,7 @@ def validate_selection(args: argparse.Namespace) -> argparse.Namespace:
     check_splits_and_epochs(args)
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be positive")
+    check_download_flags(args)  # before the record folder is made
     return args
 
 

@@ -1,7 +1,7 @@
 """The page ``continuous-gnn reproduce`` writes, ``docs/results.md``: the table, the notes and the per-run details.
 
-The page is generated: change this module, not the file. Its first line and rerun command name
-``experiments/reproduce.py``, the script that runs the same command.
+The page is generated: change this module, not the file. Its first line names ``experiments/reproduce.py``, the
+script that runs the same command; its rerun block is the command that wrote it, flags and all.
 """
 
 from __future__ import annotations
@@ -186,10 +186,10 @@ def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, t
                          f"{be[-1]} of {o.epochs} | {1000 * o.epoch_time:.1f} | `{o.record}` |")
     lines += [
         "",
-        "Rerun:",
+        "Rerun (with the data root in `--data-root` or `CONTINUOUS_GNN_DATA`; the same `--out-dir` resumes):",
         "",
         "```bash",
-        "CONTINUOUS_GNN_DATA=../shared/data continuous-gnn reproduce    # or: python experiments/reproduce.py",
+        command,
         "```",
         "",
         f"JSON records (resolved config, seeds, versions, per-split metrics, NFE per epoch) are in "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, check_output_file
 from ..benchmarks.solvers import ModelSettings, fork_server, run_child
-from .common import Subcommand, UsageError, at_least, project_dir
+from .common import Subcommand, UsageError, at_least, check_distinct_outputs, project_dir
 
 __all__ = ["COMMAND", "METHODS", "DATASETS", "SETTINGS"]
 
@@ -57,8 +57,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="default: all")
     parser.add_argument("--out", default=str(project_dir() / "docs" / "solvers.md"),
                         help="the report (default: docs/solvers.md)")
-    parser.add_argument("--plot", default=str(project_dir() / "docs" / "solvers_accuracy_vs_nfe.png"),
-                        help="accuracy-vs-NFE figure (default: docs/solvers_accuracy_vs_nfe.png)")
+    parser.add_argument("--plot", default=None,
+                        help="accuracy-vs-NFE figure, which the page links to (default: "
+                             "solvers_accuracy_vs_nfe.png beside --out)")
     parser.add_argument("--timeout", type=at_least(1, float), default=240.0,
                         help="seconds per configuration (default: 240)")
     parser.add_argument("--no-memory-vs-t", action="store_true", help="skip the memory-vs-T comparison")
@@ -93,6 +94,9 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
         raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")
+    if args.plot is None:
+        args.plot = str(Path(args.out).parent / "solvers_accuracy_vs_nfe.png")
+    check_distinct_outputs(("--out", args.out), ("--plot", args.plot), ("--json", args.json))
     for flag, path in (("--out", args.out), ("--plot", args.plot), ("--json", args.json)):
         if path is not None:
             check_output_file(path, flag)  # before the runs, so that a bad path cannot lose them

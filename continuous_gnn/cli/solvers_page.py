@@ -165,6 +165,7 @@ def report(results: list[dict], args, command: str, started: float, versions: di
               "masks; the parameters differ only by the slightly different gradients).", "",
               "| dataset | NFE bwd per epoch, norm | NFE bwd per epoch, seminorm | reduction | NFE fwd (both) |",
               "|---|---:|---:|---:|---:|"]
+    seminorm_rows = len(lines)
     for name in DATASETS:
         plain = next((r for r in main if r["config"]["dataset"] == name and r["config"]["method"] == "dopri5"
                       and r["config"]["adjoint"] and not r.get("failed")), None)
@@ -176,16 +177,21 @@ def report(results: list[dict], args, command: str, started: float, versions: di
             s_b = statistics.mean(semi["nfe_backward_per_epoch"])
             fwd = f"{statistics.mean(plain['nfe_forward_per_epoch'][:k]):.1f} / {semi['nfe_forward']:.1f}"
             lines.append(f"| {NAMES[name]} | {a_b:.1f} | {s_b:.1f} | {100 * (1 - s_b / a_b):.0f}% | {fwd} |")
-    lines += ["", "The seminorm can only help when the parameter adjoints (here W's and Ω's diagonals, β and the "
-              "adjoint of the bound source x0) are what limits the backward step size; where the reduction above "
-              "is near 0, the state and its adjoint limit it. "
-              "`tests/test_solvers.py::test_seminorm_needs_fewer_backward_evaluations` checks a reduction on a "
-              "dense-W GRAFF energy (d = 16, 289 parameters, dopri5, rtol 1e-6).", ""]
+    if len(lines) == seminorm_rows:  # no table rows: this run did not compare them
+        del lines[seminorm_rows - 2:]
+        lines += ["Not run: the comparison needs dopri5 among --methods (and its adjoint run to finish).", ""]
+    else:
+        lines += ["", "The seminorm can only help when the parameter adjoints (here W's and Ω's diagonals, β and the "
+                  "adjoint of the bound source x0) are what limits the backward step size; where the reduction "
+                  "above is near 0, the state and its adjoint limit it. "
+                  "`tests/test_solvers.py::test_seminorm_needs_fewer_backward_evaluations` checks a reduction on a "
+                  "dense-W GRAFF energy (d = 16, 289 parameters, dopri5, rtol 1e-6).", ""]
     lines += ["## Adjoint memory vs T (Chameleon, Euler τ = 1)", "",
               "One training step with T = 4 (4 steps) and T = 64 (64 steps); same model otherwise, with GRAFF-NL's "
               "tanh activation so that 64 Euler steps of size 1 stay finite from a random initialisation (the linear "
               "flow overflows float32 around t = 50).", "",
               "| backprop | T | NFE fwd | NFE bwd | peak MB | saved MB |", "|---|---:|---:|---:|---:|---:|"]
+    memory_rows = len(lines)
     memory = {}
     for r in results:
         c = r["config"]
@@ -198,6 +204,9 @@ def report(results: list[dict], args, command: str, started: float, versions: di
         memory[(backprop, c["t_end"])] = r
         lines.append(f"| {backprop} | {c['t_end']:g} | {r['nfe_forward']:.0f} | {r['nfe_backward']:.0f} | "
                      f"{mb(r['peak_bytes'])} | {mb(r['saved_bytes'])} |")
+    if len(lines) == memory_rows:
+        del lines[memory_rows - 2:]
+        lines += ["Not run (--no-memory-vs-t)."]
     lines.append("")
     for backprop in ("adjoint", "direct"):
         small, large = memory.get((backprop, 4.0)), memory.get((backprop, 64.0))
@@ -212,7 +221,8 @@ def report(results: list[dict], args, command: str, started: float, versions: di
         lines.append(f"- Target: adjoint T64:T4 ≤ 1.2, which this run **{verdict}** ({adjoint_ratio:.2f}); direct "
                      "backprop stores every step's activations, so its memory grows roughly linearly in the "
                      "number of steps.")
-    lines += ["", "## Accuracy vs NFE", "", "![accuracy vs NFE](solvers_accuracy_vs_nfe.png)", "",
+    figure = Path(os.path.relpath(Path(args.plot).resolve(), Path(args.out).resolve().parent)).as_posix()
+    lines += ["", "## Accuracy vs NFE", "", f"![accuracy vs NFE]({figure})", "",
               "Circles: direct backprop; squares: adjoint. NFE counts forward and backward evaluations per "
               "training epoch.", ""]
     return "\n".join(lines)

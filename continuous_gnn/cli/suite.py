@@ -50,7 +50,7 @@ from .common import (
     project_dir,
     timestamp,
 )
-from .downloads import fetch_dataset
+from .downloads import check_download_flags, fetch_dataset
 from .progress import EpochBars
 from .reproduce_page import repo_relative, write_page
 from .suite_page import RunSummary, covered_seconds, render, run_intervals
@@ -317,6 +317,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be positive")
+    check_download_flags(args)  # before the record folder is made
     if args.page is not None and not args.page.strip():
         raise UsageError("--page is empty; pass the markdown file to write, or 'none'")
     # A packaged suite's page is a page of the project; a user's suite file names its page from its own folder.
