@@ -504,24 +504,30 @@ def _make_writable(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+def _load_damaged(corruption: str, root: Path, tmp_path: Path):
+    """Damage one Texas raw file as ``CORRUPTIONS`` says and load: its path, the cache folder and the error."""
+    filename, damage = CORRUPTIONS[corruption]
+    _make_writable(root)
+    path = root / _TEXAS_RAW / filename
+    damage(path)
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("texas", root, cache_dir=cache)
+    return path, cache, info
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_a_raw_file_off_its_checksum_is_refused_before_it_is_parsed(
     corruption: str, texas_root: Path, data_root: Path, tmp_path: Path
 ) -> None:
-    filename, damage = CORRUPTIONS[corruption]
-    _make_writable(texas_root)
-    path = texas_root / _TEXAS_RAW / filename
-    damage(path)
-    cache = tmp_path / "cache"
-    with pytest.raises(DatasetUnavailableError) as info:
-        load_dataset("texas", texas_root, cache_dir=cache)
+    path, cache, info = _load_damaged(corruption, texas_root, tmp_path)
     assert str(info.value) == (
         f"dataset 'texas': {path} differ(s) from the checksum in the package's continuous_gnn/data/SHA256SUMS: "
         f"truncated, corrupt or another version of the file. Copy it again from {raw_files._source(_lookup('texas'))}"
         ", or delete it and let a command that may download fetch it again.")
     assert list(cache.iterdir()) == []  # nothing half-processed to be reused
-    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / filename, path)
+    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / path.name, path)
     assert load_dataset("texas", texas_root, cache_dir=cache).num_nodes == 183
 
 
@@ -532,13 +538,7 @@ def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
 ) -> None:
     # Files no checksum lists (a dataset added to a root by hand): the parse is what fails.
     monkeypatch.setattr(raw_files, "_known_checksums", dict)
-    filename, damage = CORRUPTIONS[corruption]
-    _make_writable(texas_root)
-    path = texas_root / _TEXAS_RAW / filename
-    damage(path)
-    cache = tmp_path / "cache"
-    with pytest.raises(DatasetUnavailableError) as info:
-        load_dataset("texas", texas_root, cache_dir=cache)
+    path, cache, info = _load_damaged(corruption, texas_root, tmp_path)
     message = str(info.value)
     assert "\n" not in message  # the CLI prints it as one line
     assert message.startswith("dataset 'texas': the raw files in ")
@@ -549,7 +549,7 @@ def test_corrupt_raw_file_gives_one_clear_error_and_no_cache(
     assert list(cache.iterdir()) == []  # nothing half-processed to be reused
 
     # Repairing the file is enough: the next load processes it afresh.
-    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / filename, path)
+    shutil.copy2(data_root / "WebKB" / "texas" / "raw" / path.name, path)
     ds = load_dataset("texas", texas_root, cache_dir=cache)
     assert (ds.num_nodes, ds.num_splits) == (183, 10)
     assert int(ds.data.edge_index.max()) < 183
