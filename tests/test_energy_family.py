@@ -398,3 +398,12 @@ def test_the_model_takes_fields_edge_index_adj_t_and_data():
     assert logits.shape == (N, 2) and sol.final.shape == (N, D) and sol.states.shape == (2, N, D)
     with pytest.raises(ValueError, match="a Field given as the energy is used as it is"):
         cg.ContinuousGNN(5, D, 2, cg.AttentionDiffusion(D), activation="relu")
+
+
+@pytest.mark.parametrize("field", [cg.AttentionDiffusion, cg.FixedAttentionDiffusion])
+def test_grand_nl_names_a_state_of_the_wrong_width(field):
+    graph = random_graph(N, 0.35, 40)
+    x0 = random_features(N, D, 41)
+    bound = field(D, heads=2).double().bind(graph, x0)
+    with pytest.raises(ValueError, match=rf"takes states of shape \(num_nodes, {D}\), got \({N}, {D + 1}\)"):
+        bound(torch.zeros((), dtype=DTYPE), random_features(N, D + 1, 42))

@@ -82,6 +82,12 @@ class AttentionDiffusion(Field):
             raise TypeError(f"the features are {x0.dtype} but {type(self).__name__}'s parameters are "
                             f"{self.attention.query.weight.dtype}; convert one of them, e.g. field.to({x0.dtype})")
 
+    def _check_state(self, x: Tensor) -> None:
+        # GradientFlow names a state of the wrong width; here it would fail inside a matrix product.
+        if x.dim() != 2 or x.size(1) != self.channels:
+            raise ValueError(f"{type(self).__name__} takes states of shape (num_nodes, {self.channels}), got "
+                             f"{tuple(x.shape)}")
+
     def _diffuse(self, attention: Tensor, pattern: EdgePattern, x: Tensor, x0: Tensor | None) -> Tensor:
         velocity = pattern.propagate(attention, x) - x
         if self.rate_logit is not None:
@@ -89,6 +95,7 @@ class AttentionDiffusion(Field):
         return velocity if self.beta is None else velocity + self.beta * x0
 
     def forward(self, t: Tensor, x: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:
+        self._check_state(x)
         pattern = context.pattern
         return self._diffuse(self.attention(x, pattern), pattern, x, x0)
 
@@ -136,4 +143,5 @@ class FixedAttentionDiffusion(AttentionDiffusion):
         return FixedAttention(graph.pattern, self.attention(x0, graph.pattern))
 
     def forward(self, t: Tensor, x: Tensor, context: FixedAttention, x0: Tensor | None = None) -> Tensor:
+        self._check_state(x)
         return self._diffuse(context.values, context.pattern, x, x0)
