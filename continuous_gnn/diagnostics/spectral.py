@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from continuous_gnn.diagnostics._checks import as_node_features, channel_scales
+from continuous_gnn.diagnostics._checks import as_node_features
 from continuous_gnn.graph import Graph
 
 __all__ = ["Spectrum", "eigvec_cosines", "laplacian_spectrum", "negative_mass", "w_spectrum"]
@@ -100,7 +100,7 @@ def _projection_cosines(x: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
     # Cosines do not depend on scale; each channel over its largest magnitude keeps the squares in range, and
     # a common factor across channels keeps their relative sizes for the Frobenius cosine.
     peaks = x.abs().amax(dim=0) if x.size(0) else torch.zeros(x.size(1), dtype=x.dtype, device=x.device)
-    x = x / channel_scales(x)
+    x = x / torch.where(peaks > 0, peaks, torch.ones_like(peaks))  # a zero channel stays zero
     coefficients = basis.T @ x  # (k, d)
     top = peaks.max() if peaks.numel() else peaks.new_zeros(())
     weights = (peaks / top).square() if top > 0 else torch.zeros_like(peaks)

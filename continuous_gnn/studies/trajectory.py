@@ -67,6 +67,12 @@ def _count_until(times: list[float], t: float) -> int:
     return sum(1 for s in times if s <= t + _SLACK * max(1.0, t))
 
 
+def _on_grid(value: float, step_size: float) -> bool:
+    """Whether ``value`` is a whole number of steps of ``step_size``, up to rounding."""
+    ratio = value / step_size
+    return abs(ratio - round(ratio)) <= 1e-6 * max(1.0, ratio)
+
+
 def check_times(times: Sequence[float], t_end: float, step_size: float | None) -> list[float]:
     """``times`` as floats in (0, t_end], each a multiple of ``step_size`` when one is given (a fixed grid)."""
     if isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
@@ -79,8 +85,7 @@ def check_times(times: Sequence[float], t_end: float, step_size: float | None) -
         if not (0 < value <= t_end + _SLACK * max(1.0, t_end)) or not math.isfinite(value):
             raise ValueError(f"time {value:g} must lie in (0, t_end={t_end:g}]")
         if step_size is not None:
-            ratio = value / step_size
-            if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
+            if not _on_grid(value, step_size):
                 raise ValueError(
                     f"time {value:g} is not a multiple of the step size {step_size:g}: a fixed-grid trajectory "
                     "is read out at its grid points; choose times that are multiples of every step size"
@@ -173,12 +178,10 @@ def trajectory_records(
         raise ValueError(f"the fixed-grid method {method!r} needs a step_size")
     if not fixed and step_size is not None:
         raise ValueError(f"step_size applies to fixed-grid methods, not to the adaptive method {method!r}")
-    if fixed:
-        steps = t_end / check_positive_finite(step_size, "step_size")
-        # Every record carries step_size; a shorter last step would be one it does not describe.
-        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
-            raise ValueError(f"t_end={t_end:g} is not a multiple of step_size={step_size:g}: the last step would be "
-                             "shorter than the step size the records carry; choose t_end = k * step_size")
+    # Every record carries step_size; a shorter last step would be one it does not describe.
+    if fixed and not (_on_grid(t_end, check_positive_finite(step_size, "step_size")) and round(t_end / step_size) >= 1):
+        raise ValueError(f"t_end={t_end:g} is not a multiple of step_size={step_size:g}: the last step would be "
+                         "shorter than the step size the records carry; choose t_end = k * step_size")
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
         raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
     requested = check_times(times, t_end, step_size if fixed else None)
