@@ -279,7 +279,7 @@ _SECTION_LABELS = {
 @pytest.mark.parametrize("sections", ["a,b,c,d,e,h", pytest.param("f,g", marks=pytest.mark.slow)])
 def test_quick_bench_writes_a_page_whose_numbers_all_come_from_the_run(data_root, data_cache, tmp_path, sections):
     from continuous_gnn.cli.bench_page import render
-    from continuous_gnn.cli.solvers_page import _machine
+    from continuous_gnn.cli.solvers_page import machine
 
     out, record_file = tmp_path / "performance.md", tmp_path / "record.json"
     argv = ["bench", "--quick", "--sections", sections, "--threads", "1", "--data-root", str(data_root),
@@ -313,7 +313,7 @@ def test_quick_bench_writes_a_page_whose_numbers_all_come_from_the_run(data_root
         changed = render({"meta": meta, "sections": _perturb(record["sections"], rng)})
         unchanged = _unchanged_numbers(page, changed)
         constant = unchanged if constant is None else constant & unchanged
-    quoted = " ".join([json.dumps(record["meta"]), _machine(), epoch.OFFICIAL_SOURCE, str(epoch.OFFICIAL_EPOCH_MS),
+    quoted = " ".join([json.dumps(record["meta"]), machine(), epoch.OFFICIAL_SOURCE, str(epoch.OFFICIAL_EPOCH_MS),
                        allocators.ISSUE_SOURCE, str(allocators.ISSUE_SECONDS), str(memory.TARGET_RATIO),
                        str(scaling.TARGET_EXPONENT), str(scaling.MAX_REPEATS),
                        allocators.GLIBC_TUNED.shell(), allocators.GLIBC_TRACKING.shell(), str(graphs.COMMUNITIES),

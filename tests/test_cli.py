@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from continuous_gnn.cli import build_parser, main, resolve_cli_config
 from continuous_gnn.training import RunConfig, read_config_file, resolve_config
@@ -108,6 +109,8 @@ def test_regulariser_and_time_piece_flags():
         (["trian", "--dataset", "texas"], r"^continuous-gnn: error: unknown command 'trian' \(did you mean 'train'\?\); "
                                           r"choose from train, tune"),
         (["train", "--dataset", "texas", "--epohcs=3"], r"--epohcs=3 \(did you mean --epochs\?\)"),
+        # a prefix is no flag: argparse would take it for --epochs, and the record would quote a flag that does not exist
+        (["train", "--dataset", "texas", "--epoch", "3"], r"--epoch \(did you mean --epochs\?\) 3$"),
         (["train", "--dataset", "texas", "--splits", "0-200000"], "split 200000 in '0-200000' is beyond any dataset"),
         (["train", "--dataset", "texas", "--splits", "0-9999999999"], "is beyond any dataset"),
         (["train", "--dataset", "texas", "--device", "meta"], "device 'meta' is not supported"),
@@ -644,10 +647,17 @@ def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
     # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.
     out, plot = tmp_path / "solvers.md", tmp_path / "figures" / "solvers.png"
     argv = [sys.executable, "-m", "continuous_gnn", "solvers", "--datasets", "cora", "--methods", "euler",
-            "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot)]
+            "--no-memory-vs-t", "--epochs", "3", "--data-root", str(data_root), "--out", str(out), "--plot", str(plot),
+            "--json", str(tmp_path / "solvers.json")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "FAILED" not in done.stderr and out.is_file() and plot.is_file()
+    # the raw results say which command, machine and versions produced them, as every record does
+    record = json.loads((tmp_path / "solvers.json").read_text())
+    assert record["meta"]["command"].endswith("--json " + str(tmp_path / "solvers.json"))
+    assert record["meta"]["versions"]["torch"] == torch.__version__ and "logical CPUs" in record["meta"]["machine"]
+    assert [(r["config"]["kind"], r["config"]["adjoint"]) for r in record["results"]] == [
+        ("main", False), ("main", True), ("baseline_repeat", False)]
     page = out.read_text()
     assert "![accuracy vs NFE](figures/solvers.png)" in page  # the figure written, from the page's folder
     # the parts this run left out say so instead of an empty table

@@ -11,7 +11,7 @@ import math
 
 from ..allocator import HUGE_PAGES_ENV
 from ..benchmarks import allocators, epoch, locality, memory, minibatch, overhead, peak, scaling
-from .solvers_page import _machine, versions
+from .solvers_page import machine, versions
 
 __all__ = ["render", "versions"]
 
@@ -46,7 +46,7 @@ def _header(meta: dict) -> list[str]:
     lines += [
         f"- **Generated:** {meta['date']}, in {meta['total_s'] / 60:.1f} min ({durations})",
         f"- **Command:** `{meta['command']}`",
-        f"- **Machine:** {_machine()}; device {meta['device']}"
+        f"- **Machine:** {machine()}; device {meta['device']}"
         + (f" ({meta['gpu']})" if meta.get("gpu") else "")
         + f", {meta['threads']} torch thread(s) here and in every child process",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),

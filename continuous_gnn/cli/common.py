@@ -33,8 +33,13 @@ class Parser(argparse.ArgumentParser):
     """An argument parser that raises :class:`UsageError` instead of printing usage and exiting.
 
     So a bad flag is one line on stderr like every other usage error, and ``main([...])`` returns 2 in-process.
-    ``--help`` still prints and exits.
+    ``--help`` still prints and exits. Flags must be spelled out: argparse would otherwise take ``--epoch`` for
+    ``--epochs``, and the records, which quote the command line, would then name a flag that does not exist.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)

@@ -14,6 +14,7 @@ absolute numbers. Writes ``docs/solvers.md`` and ``docs/solvers_accuracy_vs_nfe.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shlex
@@ -63,7 +64,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=at_least(1, float), default=240.0,
                         help="seconds per configuration (default: 240)")
     parser.add_argument("--no-memory-vs-t", action="store_true", help="skip the memory-vs-T comparison")
-    parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--json", default=None,
+                        help="also write the raw results here, under 'results', beside the command, date, machine "
+                             "and versions under 'meta'")
 
 
 def _configs(args: argparse.Namespace) -> list[dict]:
@@ -89,7 +92,7 @@ def _configs(args: argparse.Namespace) -> list[dict]:
 
 def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     from ..data import resolve_data_root
-    from .solvers_page import mb, plot, report, versions
+    from .solvers_page import machine, mb, plot, report, versions
 
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
@@ -125,7 +128,10 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
         return 1
     environment = versions()
     if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=1))
+        meta = {"command": command, "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+                "machine": machine(), "versions": environment, "epochs": args.epochs, "datasets": list(args.datasets),
+                "methods": list(args.methods), "timeout_s": args.timeout, "total_s": time.perf_counter() - started}
+        atomic_write_text(args.json, json.dumps({"meta": meta, "results": results}, indent=1))
     plot(results, Path(args.plot))
     text = report(results, args, command, started, environment)
     atomic_write_text(args.out, text)

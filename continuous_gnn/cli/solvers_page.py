@@ -17,7 +17,7 @@ from ..atomic import atomic_open
 from ..benchmarks import solvers
 from .solvers import ATOL, DATASETS, HIDDEN, LR, METHODS, NAMES, RTOL, SEMINORM_EPOCHS, STEP, T_END
 
-__all__ = ["versions", "plot", "report", "mb"]
+__all__ = ["versions", "machine", "plot", "report", "mb"]
 
 
 def versions() -> dict[str, str]:
@@ -31,7 +31,8 @@ def versions() -> dict[str, str]:
             "torch_geometric": torch_geometric.__version__, "continuous_gnn": continuous_gnn.__version__}
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The processor, its logical CPU count and the operating system, in words."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -99,7 +100,7 @@ def report(results: list[dict], args, command: str, started: float, versions: di
         f"- **Generated:** {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} in "
         f"{(time.perf_counter() - started) / 60:.1f} min",
         f"- **Command:** `{command}`",
-        f"- **Machine:** {_machine()}; every configuration in a fresh subprocess with one CPU thread",
+        f"- **Machine:** {machine()}; every configuration in a fresh subprocess with one CPU thread",
         "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- **Protocol:** GRAFF `ContinuousGNN` (linear encoder, hidden {HIDDEN}, T = {T_END:g}, W = diag, Ω = diag, "
         "source term; dropouts and weight decay of the `continuous_gnn/presets/graff` presets; Adam lr "
