@@ -474,6 +474,7 @@ def test_max_nfe_applies_to_the_adjoint_backward_solve():
     with pytest.raises(IntegrationError, match="adjoint backward solve") as info:
         sol.final.sum().backward()
     assert info.value.reason == "max_nfe"
+    assert (info.value.method, info.value.rtol) == ("rk4", None) and "rtol=" not in str(info.value)
 
 
 def test_max_steps_fixed_grid():

@@ -205,6 +205,9 @@ def test_max_steps_applies_to_adjoint_backward_solve():
     with pytest.raises(IntegrationError, match="adjoint backward solve") as info:
         sol.final.sum().backward()
     assert info.value.reason == "max_steps"
+    # named by the backward solve's own method and tolerances, not the forward Euler's
+    assert (info.value.method, info.value.rtol, info.value.atol) == ("dopri5", 1e-10, 1e-12)
+    assert "in dopri5, rtol=1e-10, atol=1e-12" in str(info.value)
 
 
 class Boom(Exception):

@@ -58,12 +58,15 @@ class GuardedField(nn.Module):
         max_nfe (int, optional): evaluation budget of each solve.
         max_steps (tuple): attempted-step budgets of the forward and backward solves (``None`` = unlimited).
         rtol, atol (float, optional): the forward tolerances, for error messages.
+        backward_solver (tuple, optional): the backward solve's method, rtol and atol (the tolerances ``None`` for
+            a fixed grid), for the error messages of that solve.
         grid (Tensor, optional): the forward solve's fixed grid (with ``forward="fixed"``).
     """
 
     def __init__(self, func: Callable, stats: SolveStats, *, forward: str, backward: str | None,
                  max_nfe: int | None, max_steps: tuple[int | None, int | None],
-                 rtol: float | None, atol: float | None, grid: Tensor | None = None) -> None:
+                 rtol: float | None, atol: float | None, grid: Tensor | None = None,
+                 backward_solver: tuple[str, float | None, float | None] | None = None) -> None:
         super().__init__()
         if (grid is not None) != (forward == "fixed"):
             raise ValueError("a fixed-grid forward solve needs its grid, and only it")
@@ -72,6 +75,9 @@ class GuardedField(nn.Module):
         self.max_nfe = max_nfe
         self.max_steps = max_steps
         self.rtol, self.atol = rtol, atol
+        if (backward_solver is not None) != (backward is not None):
+            raise ValueError("an adjoint's backward solve needs its method and tolerances, and only it")
+        self.backward_solver = backward_solver
         self.backward_phase = False
         self.t_reached: float | None = None
         self.attempts = [0, 0]  # forward, backward
@@ -88,8 +94,10 @@ class GuardedField(nn.Module):
                 setattr(self, "callback_reject_step" + suffix, self._reject)
 
     def fail(self, reason: str, t: float | None, nfe: int, detail: str = "") -> IntegrationError:
-        return IntegrationError(reason, method=self.stats.method, rtol=self.rtol, atol=self.atol, t=t, nfe=nfe,
-                                detail=detail)
+        """The error of the solve now running, named by that solve's own method and tolerances."""
+        method, rtol, atol = (self.backward_solver if self.backward_phase and self.backward_solver is not None
+                              else (self.stats.method, self.rtol, self.atol))
+        return IntegrationError(reason, method=method, rtol=rtol, atol=atol, t=t, nfe=nfe, detail=detail)
 
     @property
     def phase(self) -> str:

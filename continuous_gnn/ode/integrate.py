@@ -210,7 +210,8 @@ def integrate(
             None if backward == "fixed" else DEFAULT_MAX_STEPS)
     guarded = GuardedField(func, stats, forward=forward, backward=backward, max_nfe=solver.max_nfe,
                            max_steps=(solver.max_steps, backward_budget), rtol=solver_kwargs.get("rtol"),
-                           atol=solver_kwargs.get("atol"), grid=grid)
+                           atol=solver_kwargs.get("atol"), grid=grid,
+                           backward_solver=None if adjoint is None else (adjoint.method, adjoint.rtol, adjoint.atol))
     t = times.to(x0.device)
 
     started = _clock()
