@@ -138,7 +138,7 @@ def locality_order(edge_index: Tensor, num_nodes: int, method: str = "metis", *,
     try:
         import pymetis
     except ImportError:
-        raise ImportError("node order 'metis' needs pymetis: pip install pymetis (or pip install -e '.[metis]'); "
+        raise ImportError("node order 'metis' needs pymetis: pip install pymetis (or the extra: pip install 'continuous_gnn[metis]'); "
                           "node order 'rcm' needs nothing extra", name="pymetis") from None
     count = parts if parts is not None else metis_parts_for(num_nodes)
     adjacency = pymetis.CSRAdjacency(adj_starts=starts.numpy(), adjacent=col.numpy())

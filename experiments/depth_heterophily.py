@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     done = finished_records(out_dir)
     command = " ".join([SCRIPT, shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
-    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_iso = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     reused_s = 0.0
     rows = []

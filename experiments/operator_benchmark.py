@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "# Graph operator: cached CSR against message passing",
         "",
-        f"- **Generated:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}`",
+        f"- **Generated:** {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `{command.strip()}`",
         f"- **Machine:** {platform.platform()}, {os.cpu_count()} CPUs, 1 torch thread",
         f"- **Versions:** continuous_gnn {continuous_gnn.__version__}, torch {torch.__version__}, "
         f"torch_geometric {torch_geometric.__version__}",

@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     print(f"{SCRIPT}: records in {out}; data root {root}; torch threads {torch.get_num_threads()}", flush=True)
     sections: dict[str, Any] = {}
     timings: dict[str, float] = {}

@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"seed_spread: error: {err}", file=sys.stderr)
         return 2
-    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_iso = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     print(f"records in {out_dir} (rerun with --out-dir {out_dir} to resume)", flush=True)
     done = finished_records(out_dir)
     started = time.perf_counter()

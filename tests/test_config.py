@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from continuous_gnn.training import (
     RunConfig,

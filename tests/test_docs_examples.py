@@ -15,11 +15,11 @@ import os
 import re
 import shlex
 import sys
+import tomllib
 from configparser import ConfigParser
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from conftest import find_data_root, skip_or_fail
 from doc_blocks import CHECKED, ROOT, Block, blocks, commands, is_generated, pages

@@ -46,7 +46,7 @@ def wheel_env(tmp_path_factory) -> dict:
     # Built from a copy of the sources, so that the build writes nothing (build/, *.egg-info) into the checkout.
     source = tmp / "source"
     shutil.copytree(REPO / "continuous_gnn", source / "continuous_gnn", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, source / name)
     _ok(_run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation", "--no-index",
               "--quiet", "--wheel-dir", tmp / "dist"], cwd=tmp))
@@ -75,6 +75,10 @@ def test_the_wheel_holds_every_module_and_data_file(wheel_env):
             "continuous_gnn/data/SHA256SUMS"} <= names
     shipped = zipfile.ZipFile(wheel_env["wheel"]).read("continuous_gnn/data/SHA256SUMS")
     assert shipped == (package / "data" / "SHA256SUMS").read_bytes(), "the downloads' checksums ship unchanged"
+    # the MIT licence asks for its notice in every copy
+    [license_file] = [name for name in names if name.endswith(".dist-info/licenses/LICENSE")
+                      or name.endswith(".dist-info/LICENSE")]
+    assert zipfile.ZipFile(wheel_env["wheel"]).read(license_file) == (REPO / "LICENSE").read_bytes()
 
 
 #: What the installed package reports about itself: where it was imported from and its packaged configurations.
@@ -91,6 +95,7 @@ def quick_calls(wheel_env) -> dict:
     script = str(wheel_env["bin"] / "continuous-gnn")
     calls = {command: [script, command, "--help"] for command in COMMANDS}
     calls["--help"] = [script, "--help"]
+    calls["--version"] = [script, "--version"]
     calls["where"] = [str(wheel_env["python"]), "-c", _WHERE]
     running = {key: subprocess.Popen(argv, cwd=wheel_env["tmp"], env=_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for key, argv in calls.items()}
@@ -118,6 +123,9 @@ def test_every_console_command_answers_help(quick_calls):
     assert top.startswith("usage: continuous-gnn ") and all(command in top for command in COMMANDS)
     for command in COMMANDS:
         assert quick_calls[command].startswith(f"usage: continuous-gnn {command} "), quick_calls[command]
+    from continuous_gnn import __version__
+
+    assert quick_calls["--version"] == f"continuous-gnn {__version__}\n"
 
 
 @pytest.mark.data

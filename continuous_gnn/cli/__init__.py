@@ -32,6 +32,7 @@ import difflib
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..allocator import arrange_from_environment
 from ..errors import DistributedError, IntegrationError, TrainingDivergedError
 from . import bench, reproduce, solvers, study, suite, train, tune
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous-depth GNNs as gradient flows of learnable energies.",
         epilog="Configuration precedence: defaults < --preset < --config < typed flags.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in SUBCOMMANDS.values():
         p = sub.add_parser(command.name, help=command.help, description=command.description or command.help)

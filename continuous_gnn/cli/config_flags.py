@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import tomllib
 
 from ..training.config import RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import dropped_energy_options, read_config_file, resolve_config

@@ -238,7 +238,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
     command = shlex.join([PROG, *argv])
     _check_presets(args)
     root, cache, out_dir = prepare_run(args, "reproduce")
-    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_iso = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     print(f"data root {root}; records in {out_dir} (rerun with --out-dir {out_dir} to resume); torch threads "
           f"{torch.get_num_threads()}", flush=True)
     done = finished_records(out_dir)

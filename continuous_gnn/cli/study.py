@@ -200,7 +200,7 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
                                         title=f"GRAFF on contextual SBMs ({nodes} nodes)")
     summary = {
         "command": " ".join([PROG, *argv]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "homophily_levels": levels,
         "w_families": families,
         "seed": seed,
@@ -332,7 +332,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     summary = {
         "command": " ".join([PROG, *argv]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "data": data_info,
         "split": split,
         "model": ("checkpoint " + str(args.checkpoint)) if checkpoint is not None else "fresh",

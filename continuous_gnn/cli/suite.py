@@ -335,7 +335,7 @@ def _suite(args: argparse.Namespace, argv: list[str]) -> int:
         torch.set_num_threads(threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = shlex.join([PROG, *argv])
-    started_iso = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_iso = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     done = finished_records(out_dir)
     before = sum(record_key(config) in done for config in configs.values())
     jobs = f"; {args.jobs} jobs at a time" if args.jobs > 1 else ""

@@ -198,7 +198,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         import optuna
     except ImportError:
-        raise UsageError("tune needs Optuna: pip install optuna (or pip install -e '.[tune]')") from None
+        raise UsageError("tune needs Optuna: pip install optuna (or the extra: pip install 'continuous_gnn[tune]')") from None
     import torch
 
     from ..data import NUM_SPLITS

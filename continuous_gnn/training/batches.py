@@ -107,8 +107,9 @@ def _pymetis() -> Any:
     try:
         import pymetis
     except ImportError:
-        raise MissingPackageError("batching = metis needs pymetis: pip install pymetis (or pip install -e '.[metis]'); "
-                                  "batching = random needs nothing extra", name="pymetis") from None
+        raise MissingPackageError("batching = metis needs pymetis: pip install pymetis (or the extra: "
+                                  "pip install 'continuous_gnn[metis]'); batching = random needs nothing extra",
+                                  name="pymetis") from None
     return pymetis
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..ode.methods import is_fixed
 from .config import RunConfig, check_overrides

@@ -378,7 +378,7 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
             differences); see :class:`~continuous_gnn.training.resume.RunCheckpoints`.
     """
     started = time.perf_counter()
-    date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     dataset = apply_node_order(config, dataset)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
