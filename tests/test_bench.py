@@ -4,6 +4,7 @@ run)."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -388,3 +389,23 @@ def test_full_scaling_points_time_about_ten_seconds_of_evaluations_and_quick_one
     assert scaling_settings().min_seconds == SCALING_MIN_SECONDS >= 8.0
     assert scaling_settings().repeats == 3
     assert scaling_settings("--quick").min_seconds == 0.0
+
+
+def test_node_orders_whose_package_is_missing_are_left_out_and_named_on_the_page(monkeypatch):
+    # Without pymetis, every size of section h failed, losing the rcm and as-numbered timings with metis's.
+    from continuous_gnn.benchmarks import locality
+    from continuous_gnn.cli.bench_page import _locality
+
+    monkeypatch.setitem(locality.ORDER_PACKAGES, "metis", "a_package_that_is_not_installed")
+    assert locality.available_orders() == ("rcm",)
+    settings = locality.LocalitySettings((2000,), repeats=1, warmup=0)
+    row = locality.locality_comparison(2000, settings)
+    assert [t.name for t in row.comparison.timings] == [locality.BASELINE, "rcm"] and row.failed is None
+    section = {"rows": [{"nodes": 2000, "nnz": row.nnz, "failed": None, "build_seconds": row.build_seconds,
+                         "comparison": {"timings": [{"name": t.name, "median": t.median}
+                                                    for t in row.comparison.timings]}}],
+               "nodes_per_cluster": 100, "not_installed": {"metis": "a_package_that_is_not_installed"}}
+    meta = {"settings": {"locality": dataclasses.asdict(settings)}}
+    page = "\n".join(_locality(section, meta))
+    assert "| 2000 | " in page and "| rcm |" in page and "failed" not in page
+    assert "`metis` was not run: `a_package_that_is_not_installed` is not installed" in page

@@ -687,6 +687,21 @@ def test_tune_interrupted_keeps_the_best_trial_so_far(data_root, data_cache, tmp
     assert read_config_file(out)["epochs"] == 1
 
 
+@pytest.mark.parametrize("argv", [
+    ["study", "--synthetic", "sbm", "--homophily", "0.2", "--nodes", "60", "--step-sizes", "0.5", "--times", "1"],
+    ["study", "--homophily-sweep", "0.2,0.8", "--nodes", "60"],
+    ["solvers", "--datasets", "cora", "--methods", "euler", "--epochs", "3"],
+])
+def test_commands_that_draw_figures_refuse_to_start_without_matplotlib(argv, tmp_path, monkeypatch, capsys):
+    # Their figures come last: without the check, the whole sweep or benchmark ran and then ended in a traceback.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main([*argv, "--out", str(tmp_path / ("out.md" if argv[0] == "solvers" else "out"))]) == 2
+    err = capsys.readouterr().err
+    assert "need matplotlib, which is not installed: pip install matplotlib (or the extra: pip install " \
+           "'continuous_gnn[plot]')" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [], "nothing was computed or written"
+
+
 def test_solvers_and_bench_check_their_output_files_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("keep me")
     under_a_file = str(tmp_path / "file" / "s.md")

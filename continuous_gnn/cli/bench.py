@@ -273,7 +273,9 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
                                                   f"{row.nodes} nodes: " + ", ".join(
                                                       f"{t.name} {1000 * t.median:.1f} ms"
                                                       for t in row.comparison.timings))))
-                results["h"] = {"rows": rows, "nodes_per_cluster": NODES_PER_CLUSTER}
+                results["h"] = {"rows": rows, "nodes_per_cluster": NODES_PER_CLUSTER,
+                                "not_installed": {method: package for method, package in locality.ORDER_PACKAGES.items()
+                                                  if method not in locality.available_orders()}}
             elif device == "cpu":
                 results["f"] = {"points": scaling.allocator_comparison(
                     settings.scaling, allocators.variants(), nodes=settings.allocator_nodes, kind="sbm",

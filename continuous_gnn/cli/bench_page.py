@@ -353,6 +353,8 @@ def _locality(section: dict, meta: dict) -> list[str]:
             build = "–" if name == baseline else f"{row['build_seconds'][name]:.1f}"
             lines.append(f"| {row['nodes']} | {row['nnz']} | {name} | {build} | {_ms(timing['median'])} | "
                          f"{timing['median'] / base:.2f} |")
+    for method, package in section.get("not_installed", {}).items():
+        lines += ["", f"`{method}` was not run: `{package}` is not installed (`pip install {package}`)."]
     return lines + [""]
 
 

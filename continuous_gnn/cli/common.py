@@ -247,6 +247,19 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr is not None and sys.stderr.isatty()
 
 
+def require_package(module: str, purpose: str, extra: str) -> None:
+    """Refuse a command whose output needs the optional ``module``, before any of its work.
+
+    Raises:
+        UsageError: naming the ``pip install`` of the module and of the package extra that brings it.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{purpose} need {module}, which is not installed: pip install {module} (or the extra: "
+                         f"pip install 'continuous_gnn[{extra}]')")
+
+
 def percent(value: float) -> str:
     """A fraction as a percentage with two decimals."""
     return f"{100 * value:.2f}"

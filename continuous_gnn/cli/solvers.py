@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, check_output_file
 from ..benchmarks.solvers import ModelSettings, fork_server, run_child
-from .common import Subcommand, UsageError, at_least, check_distinct_outputs, project_dir
+from .common import Subcommand, UsageError, at_least, check_distinct_outputs, project_dir, require_package
 
 __all__ = ["COMMAND", "METHODS", "DATASETS", "SETTINGS"]
 
@@ -94,6 +94,7 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     from ..data import resolve_data_root
     from .solvers_page import machine, mb, plot, report, versions
 
+    require_package("matplotlib", "the benchmark's figure and page", "plot")
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
         raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")

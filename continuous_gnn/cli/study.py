@@ -53,7 +53,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..studies import W_FAMILIES
-from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder
+from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder, require_package
 from .downloads import fetch_dataset
 
 __all__ = ["COMMAND", "MAX_POINTS"]
@@ -236,6 +236,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from ..training.checkpoint import load_checkpoint
     from ..training.presets import study_config
 
+    require_package("matplotlib", "the study's figures", "plot")
     if args.homophily_sweep is not None:
         return _run_homophily(args, argv)
     if args.epochs is not None:
