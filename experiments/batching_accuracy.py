@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"label": label, "batches": batches_per_epoch(config, dataset.num_nodes),
                      "inside": _edges_inside(config, dataset), **agg, "epoch_time": agg["epoch_time_mean"],
                      "tests": result.test_metrics})
-        save_record(result.to_record(preset="graff", command=command), out_dir / f"{args.dataset}-{label.replace(' ', '')}.json")
+        save_record(result.to_record(preset="graff", command=command), out_dir / f"{args.dataset}-{label.replace(' ', '')}.json",
+                    numbered=True)
         print(f"{label}: test {100 * agg['test_mean']:.2f} ± {100 * agg['test_std']:.2f}, "
               f"{1000 * agg['epoch_time_mean']:.0f} ms per epoch", flush=True)
     splits = ",".join(map(str, base.splits))

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         status = row["status"]
                     else:
                         record = result.to_record(model=label, layers=depth, command=command, data_root=str(root))
-                        done[key] = save_record(record, out_dir / f"{name}-{_slug(label)}-L{depth}.json")
+                        done[key] = save_record(record, out_dir / f"{name}-{_slug(label)}-L{depth}.json", numbered=True)
                         row, status = _row(name, label, depth, record), "ok"
                 rows.append(row)
                 print(f"{name:<12} {label:<20} L={depth:<3} test {row['test_mean']:6.2f} ± {row['test_std']:5.2f}  "

@@ -169,7 +169,7 @@ def _spread(name: str, model: str, args: argparse.Namespace, root: Path, cache: 
         result = run(config, dataset)
         record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                                   data_root=str(root), command=command)
-        done[key] = save_record(record, out_dir / f"{name}-{model}-seed{seed}.json")
+        done[key] = save_record(record, out_dir / f"{name}-{model}-seed{seed}.json", numbered=True)
         runs.append(SeedRun.from_record(seed, record))
         print(f"{label} seed {seed:>5}  test {runs[-1].test_mean:6.2f}  val {runs[-1].val_mean:6.2f}  "
               f"{result.wall_time:6.1f} s", flush=True)

@@ -472,6 +472,20 @@ def test_reproduce_smoke(data_root, data_cache, tmp_path, capsys):
 
 
 @pytest.mark.data
+def test_reproduce_keeps_a_record_of_other_settings_under_the_same_name(data_root, data_cache, tmp_path, capsys):
+    argv = _quick_reproduction("texas", "graff", data_root, data_cache, tmp_path)
+    assert main(argv) == 0
+    first = tmp_path / "runs" / "texas-graff.json"
+    saved = first.read_bytes()
+    assert main([*argv[:argv.index("--epochs") + 1], "3", *argv[argv.index("--epochs") + 2:]]) == 0
+    assert first.read_bytes() == saved, "the 2-epoch record is another run's and stays"
+    assert json.loads((tmp_path / "runs" / "texas-graff-1.json").read_text())["config"]["epochs"] == 3
+    assert "runs/texas-graff-1.json" in (tmp_path / "results.md").read_text()
+    assert main(argv) == 0 and "record found in" in capsys.readouterr().out  # each is found again by its settings
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["texas-graff-1.json", "texas-graff.json"]
+
+
+@pytest.mark.data
 def test_reproduce_refuses_a_tuned_preset_at_one_of_its_search_seeds(data_root, data_cache, tmp_path, capsys):
     results = tmp_path / "results.md"
     argv = _quick_reproduction("texas", "graff,graff_tuned", data_root, data_cache, tmp_path)

@@ -501,7 +501,11 @@ def test_load_record_rejects_files_that_are_not_run_records(tmp_path):
     (tmp_path / "binary.json").write_bytes(b"\x80\xff\x00")
     with pytest.raises(ValueError, match="binary.json.*not UTF-8"):
         load_record(tmp_path / "binary.json")
-    minimal = {"format": 1, "config": {}, "aggregate": {}, "splits": []}
+    with pytest.raises(ValueError, match=r"its aggregate lacks \['metric', 'num_splits'"):
+        load_record(save_record({"format": 1, "config": {}, "aggregate": {}, "splits": []}, tmp_path / "bare.json"))
+    aggregate = {"metric": "accuracy", "num_splits": 1, "test_mean": 0.5, "test_std": 0.0, "val_mean": 0.5,
+                 "wall_time": 1.0, "epoch_time_mean": 0.1}
+    minimal = {"format": 1, "config": {}, "aggregate": aggregate, "splits": [{"split": 0, "best_epoch": 1}]}
     assert load_record(save_record(minimal, tmp_path / "minimal.json")) == minimal
 
 

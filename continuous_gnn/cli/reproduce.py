@@ -198,7 +198,8 @@ def _run_one(name: str, model: str, args: argparse.Namespace, root: Path, cache:
         return Outcome(name, model, "failed", reason=f"{type(err).__name__}: {err}"), 0.0
     record = result.to_record(preset=model, preset_file=repo_relative(path), config_file=None,
                               data_root=str(root), command=command)
-    done[key] = save_record(record, out_dir / f"{name}-{model}.json")
+    # Numbered: a record of other settings under the same name (another --epochs, say) is another run's, kept.
+    done[key] = save_record(record, out_dir / f"{name}-{model}.json", numbered=True)
     outcome = _outcome(name, model, record, done[key], dataset)
     print(f"test {outcome.test_mean:6.2f} ± {outcome.test_std:5.2f}  val {outcome.val_mean:6.2f}  "
           f"{outcome.wall_time:6.1f} s  ({1000 * outcome.epoch_time:.1f} ms/epoch)", flush=True)

@@ -387,7 +387,7 @@ def _run_units(units: list, out: Path, context: dict[str, Any], announce, quiet:
                 print(f"  {unit.name}: record found in {done[key]}, skipped", flush=True)
         else:
             found = unit.compute()
-            done[key] = save_record({"settings": settings, "rows": found}, folder / f"{unit.name}.json")
+            done[key] = save_record({"settings": settings, "rows": found}, folder / f"{unit.name}.json", numbered=True)
             if not quiet:
                 announce(found)
         rows += found

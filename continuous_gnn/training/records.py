@@ -237,6 +237,22 @@ def save_record(record: dict[str, Any], path: str | os.PathLike[str], *, numbere
 
 #: The keys every run record has since the first format (:meth:`RunResult.to_record`).
 RUN_RECORD_KEYS = ("format", "config", "aggregate", "splits")
+#: The entries of a run record's aggregate that the pages of ``reproduce`` and ``suite`` read.
+AGGREGATE_KEYS = ("metric", "num_splits", "test_mean", "test_std", "val_mean", "wall_time", "epoch_time_mean")
+
+
+def _run_record_problem(record: Mapping[str, Any]) -> str | None:
+    """What keeps ``record`` from being a whole run record, in words, or ``None``."""
+    missing = [key for key in RUN_RECORD_KEYS if key not in record]
+    if missing:
+        return f"it lacks {missing} (a run record has {list(RUN_RECORD_KEYS)}, as written by RunResult.to_record)"
+    aggregate, splits = record["aggregate"], record["splits"]
+    if not isinstance(aggregate, dict) or (gaps := [key for key in AGGREGATE_KEYS if key not in aggregate]):
+        return f"its aggregate lacks {gaps if isinstance(aggregate, dict) else list(AGGREGATE_KEYS)}"
+    if not isinstance(splits, list) or not all(isinstance(s, dict) and "split" in s and "best_epoch" in s
+                                               for s in splits):
+        return "its splits are not a list of per-split results with 'split' and 'best_epoch'"
+    return None
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -271,7 +287,8 @@ def _read_object(path: str | os.PathLike[str], what: str, shape: str = "a JSON o
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a run record written by :func:`save_record` from :meth:`RunResult.to_record`.
 
-    Only the keys every run record has since the first format are required (:data:`RUN_RECORD_KEYS`); other
+    Only the keys every run record has since the first format are required (:data:`RUN_RECORD_KEYS`, with the
+    aggregate's :data:`AGGREGATE_KEYS` and each split's index and best epoch); other
     records written by :func:`save_record` (e.g. the ``tune`` summary) are not run records and are rejected.
 
     Raises:
@@ -280,10 +297,9 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
             object, or lacking one of the keys above); the message names the path.
     """
     record = _read_object(path, "run record", f"a JSON object with keys {list(RUN_RECORD_KEYS)}")
-    missing = [key for key in RUN_RECORD_KEYS if key not in record]
-    if missing:
-        raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: it lacks {missing} (a run record has "
-                         f"{list(RUN_RECORD_KEYS)}, as written by RunResult.to_record)")
+    problem = _run_record_problem(record)
+    if problem is not None:
+        raise ValueError(f"{str(path)!r} is not a continuous_gnn run record: {problem}")
     return record
 
 
@@ -319,11 +335,12 @@ def run_record_key(record: Mapping[str, Any]) -> str:
     """:func:`record_key` of a run record's config (the default identity of :func:`finished_records`).
 
     Raises:
-        ValueError: if ``record`` lacks a key of :data:`RUN_RECORD_KEYS`, or its config is not valid.
+        ValueError: if ``record`` is not a whole run record (as :func:`load_record` checks), or its config is not
+            valid; so :func:`finished_records` skips a damaged record, and its run trains again.
     """
-    missing = [key for key in RUN_RECORD_KEYS if key not in record]
-    if missing:
-        raise ValueError(f"not a run record: it lacks {missing}")
+    problem = _run_record_problem(record)
+    if problem is not None:
+        raise ValueError(f"not a run record: {problem}")
     return record_key(RunConfig.from_dict(record["config"]))
 
 
