@@ -153,8 +153,8 @@ def test_only_the_newest_checkpoints_stay_and_stale_temporaries_go(tmp_path):
     stale = tmp_path / ".checkpoint-0000-0000002.pt.abc123.tmp"  # what a process killed mid-write leaves
     stale.write_bytes(b"half")
     run(config, dataset, checkpointing=Checkpointing(tmp_path, every=1, keep=3))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint-0000-0000004.pt", "checkpoint-0000-0000005.pt", "checkpoint-0001-0000000.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # .lock: the run's claim on the folder
+        ".lock", "checkpoint-0000-0000004.pt", "checkpoint-0000-0000005.pt", "checkpoint-0001-0000000.pt"]
 
 
 def test_checkpoint_files_are_ordered_by_split_position_then_epoch(tmp_path):
@@ -290,6 +290,52 @@ def test_the_folder_must_fit_the_request(tmp_path):
     with pytest.raises(ValueError, match="already holds checkpoints \\(newest checkpoint-0000-0000001.pt\\); "
                                          "resume that run"):
         Checkpointing(tmp_path).check_folder()
+    (tmp_path / "checkpoint-0000-0000002.pt").mkdir()  # a folder under a checkpoint's name
+    with pytest.raises(ValueError, match="holds 'checkpoint-0000-0000002.pt', which is not a file but has a "
+                                         "checkpoint's name"):
+        Checkpointing(tmp_path, resume=True).check_folder()
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from continuous_gnn.training.folder_claim import FolderClaim
+FolderClaim(Path(sys.argv[1]), "checkpoint folder")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_checkpoint_folder_is_written_by_one_run_at_a_time(tmp_path):
+    # Two runs in one folder deleted each other's checkpoints and temporaries, and one of them died of it.
+    from continuous_gnn.training.folder_claim import FolderInUseError
+
+    folder = tmp_path / "checkpoints"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        config = RunConfig(**SMALL, splits=(0,))
+        with pytest.raises(FolderInUseError, match=f"checkpoint folder '{folder}' is in use by another run "
+                                                   f"\\(process {holder.pid}\\); wait for it to end"):
+            RunCheckpoints(Checkpointing(folder, every=1), config, [0], CPU)
+        assert not checkpoint_files(folder)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops a killed process's lock: the folder is free again, and a finished run gives it up too
+    dataset = _synthetic()
+    run(RunConfig(**SMALL, splits=(0,)), dataset, checkpointing=Checkpointing(folder, every=1))
+    second = subprocess.run([sys.executable, "-c", _HOLD.replace("time.sleep(120)", ""), str(folder)],
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and second.stdout == "held\n", second.stderr
+
+
+def test_a_run_that_failed_claims_its_folder_again_in_the_same_process(tmp_path):
+    config = RunConfig(**SMALL, splits=(0,), epochs=4)
+    with pytest.raises(Interrupted):  # the failed run's frames, and so its claim, may live on in the traceback
+        run(config, _synthetic(), checkpointing=Checkpointing(tmp_path, every=1), progress=_stop_after(2))
+    resumed = run(config, _synthetic(), checkpointing=Checkpointing(tmp_path, every=1, resume=True))
+    assert resumed.splits[0].epochs_run == 4
 
 
 # ---------------------------------------------------------------------- the command line

@@ -398,6 +398,8 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
             checkpoints.finish_split(result)
         if on_split is not None:
             on_split(result)
+    if checkpoints is not None:
+        checkpoints.close()
     return RunResult(
         config=config,
         dataset=dataset_summary(dataset),

@@ -52,6 +52,7 @@ from torch import nn
 from .checkpoint import CheckpointError, UnsafeCheckpointError, package_versions, read_plain, write_plain
 from .config import RunConfig
 from .distributed import World
+from .folder_claim import FolderClaim
 from .history import SplitHistory
 from .records import SplitResult
 
@@ -121,6 +122,10 @@ class Checkpointing:
         """Raise ``ValueError`` unless the folder fits the request: checkpoints to resume from, or none to mix
         with a fresh run's (a fresh run in a folder with checkpoints would take turns with them)."""
         files = checkpoint_files(self.directory)
+        strays = [path.name for path in files if not path.is_file()]
+        if strays:  # a checkpoint is written by replacing its name, which a folder there would make fail
+            raise ValueError(f"checkpoint folder {str(self.directory)!r} holds {strays[0]!r}, which is not a file but "
+                             "has a checkpoint's name; move it out of the folder")
         if self.resume and not files:
             state = "holds no checkpoints" if self.directory.is_dir() else "does not exist"
             raise ValueError(f"nothing to resume: checkpoint folder {str(self.directory)!r} {state} (files "
@@ -206,8 +211,14 @@ class RunCheckpoints:
     :func:`~continuous_gnn.training.loop.run` makes one; the loop calls :meth:`restore_split` at the start of
     each split, :meth:`save_epoch` when :meth:`due` says so, and :meth:`finish_split` at its end.
 
+    The process that writes the checkpoints (rank 0 of a distributed run) holds the folder for the run
+    (:class:`~continuous_gnn.training.folder_claim.FolderClaim`) until :meth:`close`, so that a second run cannot
+    write into it at the same time and delete this one's checkpoints.
+
     Raises:
-        ValueError: if the folder does not fit the request (:meth:`Checkpointing.check_folder`).
+        ValueError: if the folder does not fit the request (:meth:`Checkpointing.check_folder`), or another
+            process is writing checkpoints there
+            (:class:`~continuous_gnn.training.folder_claim.FolderInUseError`).
         CheckpointError: if no checkpoint can be read, or the newest readable one belongs to another run (config,
             splits, process count, format or ``continuous_gnn`` version); the message names what differs.
         UnsafeCheckpointError: if a checkpoint file holds other types than plain data and tensors.
@@ -215,6 +226,8 @@ class RunCheckpoints:
 
     def __init__(self, settings: Checkpointing, config: RunConfig, splits: list[int], device: torch.device,
                  world: World | None = None) -> None:
+        writes = world is None or world.is_main
+        self.claim = FolderClaim(settings.directory, "checkpoint folder") if writes else None
         settings.check_folder()
         self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
         self.started = time.perf_counter()
@@ -305,6 +318,11 @@ class RunCheckpoints:
         current = {"split": split, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "history": history.state_dict(), "random": randomness}
         self._write(history.epochs_run, current)
+
+    def close(self) -> None:
+        """The run is over: give the folder up to later runs."""
+        if self.claim is not None:
+            self.claim.release()
 
     def finish_split(self, result: SplitResult) -> None:
         """Record a finished split and write the checkpoint of the run up to it."""
