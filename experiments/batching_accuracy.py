@@ -7,7 +7,8 @@ Each batch's flow runs on the batch's subgraph with the batch's own normalisatio
 batches" (``evaluation = "batches"``: each node scored on its fixed batch subgraph). Every setting trains the same
 preset on the same splits with the same seed; only ``batching`` (and ``evaluation``) changes. The table in the "Mini-batches" section of
 ``docs/training.md`` is generated from here (between its ``batching-accuracy`` markers): edit this script, not
-the table. The JSON record of every run goes to ``--out-dir``.
+the table. The JSON record of every run goes to ``--out-dir`` (default: ``runs/batching-<timestamp>`` in the
+repository, as the other experiment scripts write theirs).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from pathlib import Path
 
 import torch
 
-from continuous_gnn.atomic import atomic_open
+from continuous_gnn.atomic import atomic_open, check_output_file, check_output_folder
 from continuous_gnn.benchmarks import preset_config
+from continuous_gnn.cli.common import timestamp
 from continuous_gnn.cli.reproduce_page import provenance
-from continuous_gnn.data import default_cache_dir, resolve_data_root
+from continuous_gnn.data import NUM_SPLITS, canonical_name, default_cache_dir, resolve_data_root
 from continuous_gnn.training import load_run_dataset, parse_splits, run, save_record
 from continuous_gnn.training.batches import EpochBatches, batches_per_epoch
-from continuous_gnn.training.presets import preset_file
+from continuous_gnn.training.preflight import check_splits
+from continuous_gnn.training.presets import preset_path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "training.md"
@@ -49,6 +52,7 @@ SETTINGS = [
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed flags, each checked before any data loads or run trains (a bad one exits with status 2)."""
     parser = argparse.ArgumentParser(prog="python experiments/batching_accuracy.py", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="cora", help="dataset with a graff preset (default: cora)")
     parser.add_argument("--splits", default="0-2", help="splits (default: 0-2)")
@@ -56,10 +60,56 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a smoke test only)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     parser.add_argument("--data-root", help="raw data root (default: $CONTINUOUS_GNN_DATA)")
-    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/batching-<timestamp>)")
+    parser.add_argument("--out-dir", help="folder for the JSON records (default: runs/batching-<timestamp> in the "
+                                          "repository)")
     parser.add_argument("--page", default=str(PAGE), help="page whose batching-accuracy table to regenerate "
                                                           "(default: docs/training.md); 'none' to skip")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be a positive integer, got {value}")
+    try:
+        path = preset_path("graff", args.dataset)
+    except ValueError as err:
+        parser.error(f"--dataset: {err}")
+    try:
+        splits = parse_splits(args.splits)
+        check_splits(args.dataset, splits, NUM_SPLITS[canonical_name(args.dataset)])
+    except ValueError as err:
+        parser.error(f"--splits: {err}")
+    try:
+        args.config = preset_config(path, splits=splits, epochs=args.epochs, seed=args.seed)
+    except ValueError as err:  # the splits and epochs are checked above, so the seed is out of range
+        parser.error(f"--seed: {err}")
+    args.root = resolve_data_root(args.data_root, os.environ)
+    if not args.root.is_dir():
+        parser.error(f"data root {str(args.root)!r} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA to "
+                     "the folder of the raw benchmark data")
+    args.out_dir = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"batching-{timestamp()}"
+    try:
+        check_output_folder(args.out_dir, "--out-dir")
+        if args.page.lower() != "none":
+            check_output_file(args.page, "--page")
+            _block(Path(args.page))
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def _block(page: Path) -> tuple[str, re.Pattern]:
+    """The page's text and the pattern of its generated block. Raises ValueError when there is none."""
+    try:
+        text = page.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"--page {str(page)!r} does not exist; pass the page that holds the {BEGIN} ... {END} "
+                         "block, or 'none'") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--page {str(page)!r} cannot be read as text ({err})") from None
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"--page {str(page)!r} has no {BEGIN} ... {END} block to regenerate; add one where the "
+                         "table belongs, or pass --page none")
+    return text, pattern
 
 
 def _edges_inside(config, dataset) -> float:
@@ -91,10 +141,7 @@ def _table(rows: list[dict], header: str) -> str:
 
 
 def _write(page: Path, table: str) -> None:
-    text = page.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{page} has no {BEGIN} ... {END} block to regenerate")
+    text, pattern = _block(page)  # read again: the page may have been edited while the runs trained
     with atomic_open(page) as handle:
         handle.write(pattern.sub(lambda _: f"{BEGIN}\n{table}\n{END}", text))
     print(f"wrote the table of {page}")
@@ -103,13 +150,10 @@ def _write(page: Path, table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     torch.set_num_threads(args.threads)
-    started = dt.datetime.now().isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     command = shlex.join(["python", "experiments/batching_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
-    root = resolve_data_root(args.data_root, os.environ)
-    out_dir = Path(args.out_dir or f"runs/batching-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    base = preset_config(preset_file("graff", args.dataset), splits=parse_splits(args.splits), epochs=args.epochs,
-                         seed=args.seed)
-    dataset = load_run_dataset(base, root, cache_dir=default_cache_dir(os.environ))
+    out_dir, base = args.out_dir, args.config
+    dataset = load_run_dataset(base, args.root, cache_dir=default_cache_dir(os.environ))
     clock = time.perf_counter()
     rows = []
     for label, fields in SETTINGS:

@@ -36,8 +36,10 @@ from pathlib import Path
 
 import torch
 
-from continuous_gnn.atomic import atomic_open, atomic_write_text
-from continuous_gnn.data import canonical_name, default_cache_dir, resolve_data_root
+from continuous_gnn.atomic import atomic_open, atomic_write_text, check_output_file, check_output_folder
+from continuous_gnn.cli import UsageError
+from continuous_gnn.cli.common import check_distinct_outputs
+from continuous_gnn.data import NUM_SPLITS, canonical_name, default_cache_dir, resolve_data_root
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
 from continuous_gnn.training import (
     RunConfig,
@@ -51,11 +53,13 @@ from continuous_gnn.training import (
 )
 from continuous_gnn.training.config import parse_splits
 from continuous_gnn.training.config_io import read_config_file, resolve_config
+from continuous_gnn.training.preflight import check_splits
 from continuous_gnn.training.presets import available_presets, preset_file, preset_path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "python experiments/depth_heterophily.py"
 SEED = 5000
+DEFAULT_DATASETS, DEFAULT_DEPTHS, DEFAULT_SPLITS = "minesweeper,tolokers", "1,2,4,8,16,32", "0-2"
 
 
 GRAFF, GRAFF_NL, PLAIN = "GRAFF (residual)", "GRAFF-NL, per-step W", "non-residual ĀFW"
@@ -64,7 +68,7 @@ GRAFF, GRAFF_NL, PLAIN = "GRAFF (residual)", "GRAFF-NL, per-step W", "non-residu
 def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | None,
              nl_preset_name: str | None = None):
     """The runs at one depth, by model label; GRAFF-NL only where ``nl_preset_name`` has a file for ``dataset``."""
-    common = {"splits": list(splits), "seed": SEED, **({"epochs": epochs} if epochs else {})}
+    common = {"splits": list(splits), "seed": SEED, **({"epochs": epochs} if epochs is not None else {})}
 
     def at_depth(preset: dict) -> RunConfig:
         return resolve_config(preset, {**common, "time": depth * resolve_config(preset).step_size})
@@ -81,9 +85,9 @@ def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default="minesweeper,tolokers")
-    parser.add_argument("--depths", default="1,2,4,8,16,32")
-    parser.add_argument("--splits", default="0-2")
+    parser.add_argument("--datasets", default=DEFAULT_DATASETS)
+    parser.add_argument("--depths", default=DEFAULT_DEPTHS)
+    parser.add_argument("--splits", default=DEFAULT_SPLITS)
     parser.add_argument("--preset", default="graff_tuned", help="the run preset GRAFF starts from")
     parser.add_argument("--nl-preset", default="graff_nl_tuned",
                         help="the run preset of GRAFF-NL with per-step weights, trained on the datasets it covers "
@@ -98,21 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(REPO / "runs" / "heterophily_depth"),
                         help="folder of the runs' JSON records; rerun with the same folder to resume")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     try:
-        depths = [int(d) for d in args.depths.split(",")]
-        splits = parse_splits(args.splits)
-    except ValueError as err:
-        parser.error(f"--depths must be comma-separated integers and --splits a split list ({err})")
-    if not datasets or min(depths) < 1:
-        parser.error("--datasets must name at least one dataset and every --depths value must be >= 1")
-    if args.nl_preset != "none" and args.nl_preset not in available_presets():
-        parser.error(f"--nl-preset {args.nl_preset!r} is no packaged preset; available: "
-                     f"{', '.join(available_presets())}, or 'none'")
+        datasets, depths, splits, plan, root = _check_arguments(args)
+    except (UsageError, ValueError) as err:
+        parser.error(str(err))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     nl_preset = None if args.nl_preset == "none" else args.nl_preset
-    root = resolve_data_root(args.data_root, os.environ)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(os.environ)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in datasets:
         for depth in depths:
-            for label, config in _configs(args.preset, name, depth, splits, args.epochs, nl_preset).items():
+            for label, config in plan[name, depth].items():
                 key = record_key(config)
                 if key in done:
                     record = load_record(done[key])
@@ -154,10 +150,61 @@ def main(argv: list[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     _figure(rows, datasets, args.figure)
+    figure_link = Path(os.path.relpath(Path(args.figure).resolve(), Path(args.page).resolve().parent)).as_posix()
     atomic_write_text(args.page, _page(rows, datasets, depths, splits, args.preset, command, started_iso, total,
-                                       args.figure, nl_preset))
+                                       figure_link, nl_preset, partial=_is_partial(args, datasets, depths, splits)))
     print(f"wrote {args.page}, {args.figure}, {args.csv}")
     return 0
+
+
+def _check_arguments(args: argparse.Namespace):
+    """The datasets, depths, splits, every run's config by (dataset, depth) and the data root, each flag checked
+    before anything is created or trained. Raises UsageError or ValueError, naming the flag."""
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    try:
+        depths = [int(d) for d in args.depths.split(",")]
+        splits = parse_splits(args.splits)
+    except ValueError as err:
+        raise UsageError(f"--depths must be comma-separated integers and --splits a split list ({err})") from None
+    if not datasets or min(depths) < 1:
+        raise UsageError("--datasets must name at least one dataset and every --depths value must be >= 1")
+    for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be a positive integer, got {value}; leave it out for the default")
+    if args.preset not in available_presets():
+        raise UsageError(f"--preset {args.preset!r} is no packaged preset; available: {', '.join(available_presets())}")
+    if args.nl_preset != "none" and args.nl_preset not in available_presets():
+        raise UsageError(f"--nl-preset {args.nl_preset!r} is no packaged preset; available: "
+                         f"{', '.join(available_presets())}, or 'none'")
+    for name in datasets:
+        try:
+            preset_path(args.preset, name)  # an unknown dataset, or one the preset has no file for
+        except ValueError as err:
+            raise UsageError(f"--datasets: {err}") from None
+        try:
+            check_splits(name, splits, NUM_SPLITS[canonical_name(name)])
+        except ValueError as err:
+            raise UsageError(f"--splits: {err}") from None
+    nl_preset = None if args.nl_preset == "none" else args.nl_preset
+    plan = {(name, depth): _configs(args.preset, name, depth, splits, args.epochs, nl_preset)
+            for name in datasets for depth in depths}
+    root = resolve_data_root(args.data_root, os.environ)
+    if not root.is_dir():
+        raise UsageError(f"data root {str(root)!r} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA to "
+                         "the folder of the raw benchmark data")
+    check_output_folder(args.out_dir, "--out-dir")
+    for flag, path in (("--page", args.page), ("--figure", args.figure), ("--csv", args.csv)):
+        check_output_file(path, flag)
+    check_distinct_outputs(("--page", args.page), ("--figure", args.figure), ("--csv", args.csv))
+    return datasets, depths, splits, plan, root
+
+
+def _is_partial(args: argparse.Namespace, datasets, depths, splits) -> bool:
+    """Whether a run measures less than the default command (fewer datasets, depths or splits, or its own epochs)."""
+    return (args.epochs is not None
+            or not {canonical_name(d) for d in DEFAULT_DATASETS.split(",")} <= {canonical_name(d) for d in datasets}
+            or not {int(d) for d in DEFAULT_DEPTHS.split(",")} <= set(depths)
+            or not set(parse_splits(DEFAULT_SPLITS)) <= set(splits))
 
 
 def _row(name: str, label: str, depth: int, record: dict) -> dict:
@@ -205,10 +252,15 @@ def _figure(rows, datasets, path) -> None:
     plt.close(figure)
 
 
-def _page(rows, datasets, depths, splits, preset, command, started, total, figure, nl_preset=None) -> str:
+def _page(rows, datasets, depths, splits, preset, command, started, total, figure_link, nl_preset=None,
+          partial=False) -> str:
     from continuous_gnn.cli.reproduce_page import provenance
 
-    lines = ["# Depth on the heterophilous benchmarks", "", provenance(started, command, total), "",
+    lines = ["# Depth on the heterophilous benchmarks", ""]
+    if partial:
+        lines += ["> **Partial run** (fewer datasets, depths or splits than the default command, or epochs set by "
+                  "--epochs): not the study.", ""]
+    lines += [provenance(started, command, total), "",
              "Does the GRAFF flow keep improving with depth where a stack without residual connections collapses? "
              f"GRAFF is the dataset's `{preset}` preset with T = L·τ and its weights shared over the layers; "
              + (f"GRAFF-NL with per-step weights, where the dataset has a `{nl_preset}` preset, is that preset "
@@ -219,7 +271,7 @@ def _page(rows, datasets, depths, splits, preset, command, started, total, figur
              + (f"mean ± population std over splits {', '.join(map(str, splits))}" if len(splits) > 1 else
                 f"on split {splits[0]} alone (one training run per cell, so no spread is shown)")
              + f" at seed {SEED}, read at the epoch of best validation metric.", "",
-             f"![depth](figures/{Path(figure).name})", ""]
+             f"![depth]({figure_link})", ""]
     for name in datasets:
         models = list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == name))
         lines += [f"## {name}", "", "| layers | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
@@ -231,10 +283,19 @@ def _page(rows, datasets, depths, splits, preset, command, started, total, figur
                 cells.append(f"{row['test_mean']:.2f}{spread}" if row["status"] == "ok"
                              else row["status"])
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
-        lines += ["", _findings(rows, name), ""]
+        lines += ["", _epochs(rows, name, models), "", _findings(rows, name), ""]
         if nl_preset and GRAFF_NL not in models:
             lines += [f"{GRAFF_NL} is not run on {name}: the `{nl_preset}` preset has no file for it.", ""]
     return "\n".join(lines)
+
+
+def _epochs(rows, name, models) -> str:
+    """The epochs each model trained for on one dataset (its preset's, or --epochs)."""
+    parts = []
+    for label in models:
+        counts = sorted({int(r["epochs"]) for r in rows if r["dataset"] == name and r["model"] == label})
+        parts.append(f"{label} {', '.join(map(str, counts))}")
+    return "Epochs per run: " + "; ".join(parts) + "."
 
 
 def _findings(rows, name) -> str:

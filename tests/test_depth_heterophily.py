@@ -49,11 +49,62 @@ def test_graff_nl_runs_depth_steps_where_its_preset_covers_the_dataset():
     (["--depths", "two"], "--depths must be comma-separated integers"),
     (["--datasets", ","], "--datasets must name at least one dataset"),
     (["--nl-preset", "graff_nl_tunde"], "--nl-preset 'graff_nl_tunde' is no packaged preset; available: "),
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),  # was: the presets' full epochs
+    (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),  # was: ignored
+    (["--threads", "-1"], "--threads must be a positive integer, got -1"),
+    (["--datasets", "nope"], "--datasets: unknown dataset 'nope'"),
+    (["--datasets", "pubmed"], "--datasets: preset 'graff_tuned' has no config for dataset 'pubmed'"),
+    (["--preset", "nope"], "--preset 'nope' is no packaged preset; available: "),
+    (["--splits", "99"], "--splits: dataset 'minesweeper' has splits 0..9; split(s) [99] do not exist"),
+    (["--data-root", "/nonexistent/data"], "data root '/nonexistent/data' is not a folder"),
+    (["--out-dir", "/proc/x"], "--out-dir '/proc/x' cannot be created"),
+    (["--page", "/proc/x.md"], "--page '/proc/x.md' cannot be created"),
+    (["--csv", "/proc/x.csv"], "--csv '/proc/x.csv' cannot be created"),
 ])
-def test_bad_arguments_are_usage_errors(argv, fragment, capsys):
+def test_bad_arguments_are_usage_errors(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTINUOUS_GNN_DATA", str(tmp_path))  # a data root that exists, for the other flags
+    outputs = ["--out-dir", str(tmp_path / "records"), "--page", str(tmp_path / "p.md"),
+               "--figure", str(tmp_path / "f.png"), "--csv", str(tmp_path / "t.csv")]
     with pytest.raises(SystemExit) as exit_info:
-        depth_heterophily.main(argv)
+        depth_heterophily.main([*outputs, *argv])  # the flag under test comes last and wins
     assert exit_info.value.code == 2 and fragment in capsys.readouterr().err
+    assert not (tmp_path / "records").exists()  # refused before anything is created
+
+
+def _rows(epochs):
+    return [{"dataset": "minesweeper", "model": model, "layers": 1, "test_mean": 80.0, "test_std": 0.0,
+             "val_mean": 80.0, "metric": "roc_auc", "status": "ok", "best_epochs": "1", "epochs": epochs}
+            for model in ("GRAFF (residual)", "non-residual ĀFW")]
+
+
+def test_page_says_when_it_is_a_partial_run_and_states_the_epochs():
+    page = depth_heterophily._page(_rows(2), ["minesweeper"], [1], [0], "graff_tuned", "cmd", "now", 1.0,
+                                   "figures/depth.png", partial=True)
+    assert "> **Partial run**" in page and "Epochs per run: GRAFF (residual) 2; non-residual ĀFW 2." in page
+    full = depth_heterophily._page(_rows(500), ["minesweeper"], [1], [0], "graff_tuned", "cmd", "now", 1.0,
+                                   "figures/depth.png")
+    assert "Partial run" not in full
+
+
+@pytest.mark.parametrize("argv, partial", [
+    ([], False),
+    (["--splits", "0"], True),
+    (["--epochs", "5"], True),
+    (["--depths", "1,2"], True),
+    (["--datasets", "minesweeper"], True),
+    (["--datasets", "Tolokers,minesweeper,cora", "--depths", "32,16,8,4,2,1,64", "--splits", "0-4"], False),
+])
+def test_a_run_is_partial_when_it_measures_less_than_the_default(argv, partial):
+    parser_args = depth_heterophily.argparse.Namespace(datasets=depth_heterophily.DEFAULT_DATASETS,
+                                                       depths=depth_heterophily.DEFAULT_DEPTHS,
+                                                       splits=depth_heterophily.DEFAULT_SPLITS, epochs=None)
+    for flag, value in zip(argv[::2], argv[1::2]):
+        setattr(parser_args, flag[2:], int(value) if flag == "--epochs" else value)
+    datasets = parser_args.datasets.split(",")
+    depths = [int(d) for d in parser_args.depths.split(",")]
+    splits = depth_heterophily.parse_splits(parser_args.splits)
+    assert depth_heterophily._is_partial(parser_args, datasets, depths, splits) is partial
 
 
 def test_findings_are_computed_from_the_rows():
@@ -101,7 +152,9 @@ def test_smoke_writes_the_page_figure_and_table_and_resumes(data_root, data_cach
     assert "| layers | GRAFF (residual) | non-residual ĀFW |" in tolokers
     assert "GRAFF-NL, per-step W is not run on tolokers: the `graff_nl_tuned` preset has no file for it." in tolokers
     assert "| layers | GRAFF (residual) | GRAFF-NL, per-step W | non-residual ĀFW |" in text
-    assert "`graff_tuned` preset" in text and "## minesweeper" in text and f"figures/{figure.name}" in text
+    assert "`graff_tuned` preset" in text and "## minesweeper" in text
+    assert f"![depth]({figure.name})" in text  # beside the page, so no figures/ folder in the link
+    assert "> **Partial run**" in text and "Epochs per run: GRAFF (residual) 2; GRAFF-NL, per-step W 2;" in text
     assert "In words: GRAFF (residual) peaks at L = " in text and "\n\nIn words" in text  # not a table row
     assert "by `python experiments/depth_heterophily.py --datasets minesweeper" in text
     assert " ± " not in text.split("## minesweeper")[1]  # one split: no spread to show

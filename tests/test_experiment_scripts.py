@@ -1,0 +1,109 @@
+"""Tests for the scripts in experiments/ that have no test file of their own: their argument checks, which must
+refuse bad input before any data loads or run trains, and what they write."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _load(name: str):
+    if str(EXPERIMENTS) not in sys.path:  # oversmoothing.py imports its page module from beside it
+        sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _usage_error(main, argv, capsys) -> str:
+    """The one-line error of a refused command line (exit status 2, no traceback)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def data_root_env(tmp_path, monkeypatch):
+    """An existing (empty) data root, so that the flag under test is the one refused."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("CONTINUOUS_GNN_DATA", str(root))
+    return root
+
+
+# ---------------------------------------------------------------------- batching_accuracy.py
+
+batching = _load("batching_accuracy")
+MARKED = f"# page\n\n{batching.BEGIN}\nold table\n{batching.END}\n\nafter\n"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--dataset", "nope"], "--dataset: unknown dataset 'nope'"),
+    (["--dataset", "minesweeper"], "--dataset: preset 'graff' has no config for dataset 'minesweeper'"),
+    (["--splits", "99"], "--splits: dataset 'cora' has splits 0..9; split(s) [99] do not exist"),
+    (["--splits", "x"], "--splits: bad split specification 'x'"),
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
+    (["--seed", "-1"], "--seed: seed must be an integer in [0, "),
+    (["--data-root", "/nonexistent/data"], "data root '/nonexistent/data' is not a folder"),
+    (["--out-dir", "/proc/x"], "--out-dir '/proc/x' cannot be created"),
+    (["--page", "/proc/x.md"], "--page '/proc/x.md' cannot be created"),
+])
+def test_batching_accuracy_refuses_bad_arguments_before_training(argv, fragment, data_root_env, tmp_path, capsys):
+    page = tmp_path / "page.md"
+    page.write_text(MARKED)
+    err = _usage_error(batching.main, ["--page", str(page), "--out-dir", str(tmp_path / "runs"), *argv], capsys)
+    assert fragment in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_batching_accuracy_refuses_a_page_without_its_block_before_training(data_root_env, tmp_path, capsys):
+    missing = tmp_path / "missing.md"
+    assert "does not exist; pass the page that holds the" in _usage_error(batching.main, ["--page", str(missing)],
+                                                                           capsys)
+    plain = tmp_path / "plain.md"
+    plain.write_text("# no block here\n")
+    assert (f"--page {str(plain)!r} has no {batching.BEGIN} ... {batching.END} block"
+            in _usage_error(batching.main, ["--page", str(plain)], capsys))
+    assert batching._arguments(["--page", "none"]).page == "none"  # no page to check
+
+
+def test_batching_accuracy_writes_its_records_under_the_repository_and_dates_the_table_in_utc(
+        data_root_env, tmp_path, monkeypatch, capsys):
+    saved = []
+
+    class Dataset:
+        name, num_nodes = "Cora", 10
+
+    class Result:
+        test_metrics = [0.8, 0.7]
+
+        def aggregate(self):
+            return {"test_mean": 0.75, "test_std": 0.05, "val_mean": 0.7, "val_std": 0.0, "epoch_time_mean": 0.01}
+
+        def to_record(self, **_):
+            return {}
+
+    monkeypatch.setattr(batching, "load_run_dataset", lambda *a, **k: Dataset())
+    monkeypatch.setattr(batching, "run", lambda config, dataset: Result())
+    monkeypatch.setattr(batching, "_edges_inside", lambda config, dataset: 1.0)
+    monkeypatch.setattr(batching, "save_record", lambda record, path, numbered: saved.append(path))
+    monkeypatch.chdir(tmp_path)  # records used to land in ./runs of the current folder
+    page = tmp_path / "page.md"
+    page.write_text(MARKED)
+    assert batching.main(["--page", str(page), "--splits", "0,1", "--epochs", "1"]) == 0
+    assert {path.parent.parent for path in saved} == {batching.REPO / "runs"}
+    assert all(path.parent.name.startswith("batching-") for path in saved)
+    block = page.read_text().split(batching.BEGIN)[1]
+    assert "+00:00 by `python experiments/batching_accuracy.py" in block  # UTC with its offset
+    assert page.read_text().endswith(f"{batching.END}\n\nafter\n")
