@@ -26,12 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from continuous_gnn.atomic import check_output_file
 from continuous_gnn.benchmarks import DATASETS, MODELS, NAMES, OPTIONAL, TARGETS, preset_config
 from continuous_gnn.cli import UsageError
 from continuous_gnn.cli.reproduce import REPORT_SEED, prepare_run, validate_selection
 from continuous_gnn.cli.reproduce_page import provenance, repo_relative, write_page
 from continuous_gnn.data import DatasetUnavailableError
 from continuous_gnn.training import RunConfig, finished_records, load_record, load_run_dataset, record_key, run, save_record
+from continuous_gnn.training.config_rules import MAX_SEED
 from continuous_gnn.training.presets import preset_file
 from continuous_gnn.training.search import search_seeds
 
@@ -126,10 +128,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
     if len(args.seeds) < 2:
         parser.error("--seeds: give at least two seeds, e.g. 0,1000")
+    out_of_range = [seed for seed in args.seeds if not 0 <= seed <= MAX_SEED]
+    if out_of_range:
+        parser.error(f"--seeds must be in [0, 2**63 - {2**63 - MAX_SEED}] (split i trains with seed + i); got "
+                     f"{', '.join(map(str, out_of_range))}")
     ordered = sorted(args.seeds)
     if any(b - a < 10 for a, b in zip(ordered, ordered[1:])):
         parser.error(f"--seeds must be at least 10 apart (split i uses seed + i, so closer seeds share split "
                      f"seeds); got {args.seeds}")
+    if args.results.lower() != "none":  # before any training or rendering, so that no work is lost to it
+        try:
+            check_output_file(args.results, "--results")
+        except ValueError as err:
+            parser.error(f"{err}, or 'none'")
     return args
 
 

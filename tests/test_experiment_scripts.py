@@ -107,3 +107,44 @@ def test_batching_accuracy_writes_its_records_under_the_repository_and_dates_the
     block = page.read_text().split(batching.BEGIN)[1]
     assert "+00:00 by `python experiments/batching_accuracy.py" in block  # UTC with its offset
     assert page.read_text().endswith(f"{batching.END}\n\nafter\n")
+
+
+# ---------------------------------------------------------------------- operator_benchmark.py
+
+operator_benchmark = _load("operator_benchmark")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--dataset", "nope"], "--dataset: unknown dataset 'nope'"),
+    (["--channels", "-4"], "--channels must be a positive integer, got -4"),
+    (["--channels", "0"], "--channels must be a positive integer, got 0"),  # was: a page for 0 channels
+    (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
+    (["--out", "/proc/x.md"], "--out '/proc/x.md' cannot be created"),
+    (["--data-root", "/nonexistent/data"], "data root '/nonexistent/data' is not a folder"),
+])
+def test_operator_benchmark_refuses_bad_arguments(argv, fragment, data_root_env, tmp_path, capsys):
+    assert fragment in _usage_error(operator_benchmark.main, ["--out", str(tmp_path / "op.md"), *argv], capsys)
+    assert not (tmp_path / "op.md").exists()
+
+
+def test_operator_benchmark_help_describes_every_flag_and_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        operator_benchmark.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0
+    for fragment in ("(default: squirrel)", "(default: 128)", "(default: 30)", "(default: docs/operator.md)",
+                     "(default: $CONTINUOUS_GNN_DATA"):
+        assert fragment in text
+
+
+@pytest.mark.data
+def test_operator_benchmark_records_a_command_that_reruns_with_a_spaced_path(data_root, tmp_path):
+    import shlex
+
+    out = tmp_path / "a folder" / "operator.md"
+    argv = ["--dataset", "texas", "--channels", "2", "--repeats", "1", "--data-root", str(data_root),
+            "--out", str(out)]
+    assert operator_benchmark.main(argv) == 0
+    command = out.read_text().split("by `")[1].split("`")[0]
+    assert shlex.split(command) == ["python", "experiments/operator_benchmark.py", *argv]
+

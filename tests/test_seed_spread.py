@@ -48,12 +48,25 @@ def test_validation_split_separates_the_searched_seeds_from_the_others():
     ("0,5", "at least 10 apart"),
     ("7", "at least two seeds"),
     ("0,x", "comma-separated integers"),
+    ("-20,0", "--seeds must be in [0, 2**63 - 1001] (split i trains with seed + i); got -20"),
+    (f"0,{2**63}", f"got {2**63}"),
 ])
 def test_bad_seeds_are_usage_errors(seeds, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        seed_spread.main(["--seeds", seeds, "--results", "none"])
+        seed_spread.main([f"--seeds={seeds}", "--results", "none"])
     assert exit_info.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("render", [False, True])
+def test_an_unwritable_results_page_is_refused_before_any_work(render, tmp_path, capsys):
+    records = tmp_path / "records"
+    records.mkdir()
+    argv = ["--results", "/proc/x.md", *(["--render-from", str(records)] if render else [])]
+    with pytest.raises(SystemExit) as exit_info:
+        seed_spread.main(argv)
+    assert exit_info.value.code == 2
+    assert "--results '/proc/x.md' cannot be created" in capsys.readouterr().err
 
 
 @pytest.mark.data
