@@ -19,8 +19,9 @@ and the homophily models of section 4 are the ``study`` command's packaged ones
 (:func:`continuous_gnn.training.presets.study_config`).
 
 ``docs/oversmoothing.md`` is generated: edit this script (the experiments) or ``oversmoothing_page.py`` beside it
-(the page's text), not the file. CSV records, checkpoints and the
-``study`` outputs go to ``--out-dir`` (default ``runs/oversmoothing-<timestamp>``, not versioned).
+(the page's text), not the file. CSV records, checkpoints, the
+``study`` outputs and the figures go to ``--out-dir`` (default ``runs/oversmoothing-<timestamp>``, not versioned);
+the figures are copied into ``docs/figures`` together with the page, once every section has run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch
 from oversmoothing_page import render  # the page, beside this script
 
 from continuous_gnn import Graph
+from continuous_gnn.atomic import atomic_open, atomic_write_text, check_output_file, check_output_folder
 from continuous_gnn.cli import main as cli_main
 from continuous_gnn.data import DatasetUnavailableError, default_cache_dir, load_dataset, resolve_data_root
 from continuous_gnn.studies import (
@@ -92,6 +94,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be positive")
+    try:  # before the hours of training, so that no run is lost to a bad path
+        if args.out_dir is not None:
+            check_output_folder(args.out_dir, "--out-dir")
+        check_output_folder(args.docs, "--docs")
+        check_output_folder(Path(args.docs) / "figures", "--docs figures folder")
+        check_output_file(Path(args.docs) / "oversmoothing.md", "--docs page")
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -110,7 +120,6 @@ def _study(argv: list[str]) -> None:
 
 def _copy(src: Path, figures: Path, name: str) -> str:
     shutil.copyfile(src, figures / name)
-    os.chmod(figures / name, 0o644)
     return f"figures/{name}"
 
 
@@ -293,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir) if args.out_dir else REPO / "runs" / f"oversmoothing-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     docs = Path(args.docs)
-    figures = docs / "figures"
+    # The sections draw their figures here; they join docs/figures only with the page, so that an interrupted run
+    # leaves the docs as they were rather than new figures beside the old page.
+    figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -313,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - t0
         print(f"  {name}: {timings[name]:.0f} s", flush=True)
     text = render(sections, timings, started, command, _rel(out), root, SCRIPT)
-    target = docs / "oversmoothing.md"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    print(f"wrote {target} and {len(list(figures.glob('*.png')))} figures in {figures}", flush=True)
+    pngs = sorted(figures.glob("*.png"))
+    for png in pngs:
+        with atomic_open(docs / "figures" / png.name, "wb") as handle:
+            handle.write(png.read_bytes())
+    target = atomic_write_text(docs / "oversmoothing.md", text)
+    print(f"wrote {target} and {len(pngs)} figures in {docs / 'figures'}", flush=True)
     return 0
 
 

@@ -148,3 +148,56 @@ def test_operator_benchmark_records_a_command_that_reruns_with_a_spaced_path(dat
     command = out.read_text().split("by `")[1].split("`")[0]
     assert shlex.split(command) == ["python", "experiments/operator_benchmark.py", *argv]
 
+
+# ---------------------------------------------------------------------- oversmoothing.py
+
+oversmoothing = _load("oversmoothing")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--out-dir", "/proc/x"], "--out-dir '/proc/x' cannot be created"),
+    (["--docs", "/proc/x"], "--docs '/proc/x' cannot be created"),
+    (["--docs", "/etc/passwd"], "--docs '/etc/passwd' is a file; pass a folder"),
+])
+def test_oversmoothing_refuses_unwritable_outputs_before_any_work(argv, fragment, tmp_path, capsys):
+    err = _usage_error(oversmoothing.main, ["--out-dir", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
+                                            *argv], capsys)
+    assert fragment in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "docs").exists()
+
+
+def _fake_sections(monkeypatch, failing: str | None = None) -> None:
+    """Sections that draw one figure each (and one that fails, if named), and a page of their figures."""
+    def section(name):
+        def draw(out, figures, *_):
+            if name == failing:
+                raise RuntimeError(f"{name} interrupted")
+            (figures / f"{name}.png").write_bytes(b"\x89PNG new")
+            return {"png": f"figures/{name}.png"}
+        return draw
+
+    for name in ("fresh", "bipartite", "extrapolation", "homophily"):
+        monkeypatch.setattr(oversmoothing, f"{name}_section", section(name))
+    monkeypatch.setattr(oversmoothing, "render", lambda sections, *_: " ".join(s["png"] for s in sections.values()))
+
+
+def test_oversmoothing_publishes_its_figures_only_with_the_page(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    (docs / "figures").mkdir(parents=True)
+    (docs / "oversmoothing.md").write_text("old page")
+    (docs / "figures" / "fresh.png").write_bytes(b"old")
+    argv = ["--out-dir", str(tmp_path / "runs"), "--docs", str(docs)]
+    _fake_sections(monkeypatch, failing="extrapolation")
+    with pytest.raises(RuntimeError, match="extrapolation interrupted"):
+        oversmoothing.main(argv)
+    # the sections before the failure drew their figures, but the docs still hold the old page and figures
+    assert (docs / "oversmoothing.md").read_text() == "old page"
+    assert sorted(p.name for p in (docs / "figures").iterdir()) == ["fresh.png"]
+    assert (docs / "figures" / "fresh.png").read_bytes() == b"old"
+
+    _fake_sections(monkeypatch)
+    assert oversmoothing.main(argv) == 0
+    assert (docs / "oversmoothing.md").read_text() == ("figures/fresh.png figures/bipartite.png "
+                                                        "figures/extrapolation.png figures/homophily.png")
+    assert {p.name: p.read_bytes() for p in (docs / "figures").iterdir()} == {
+        f"{name}.png": b"\x89PNG new" for name in ("fresh", "bipartite", "extrapolation", "homophily")}
