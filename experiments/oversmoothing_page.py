@@ -362,3 +362,11 @@ def render(sections: dict[str, Any], timings: dict[str, float], started: str, co
     lines += _extrapolation_md(sections["extrapolation"], script)
     lines += _homophily_md(sections["homophily"], script)
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("oversmoothing_page.py holds the text of docs/oversmoothing.md and runs nothing; regenerate the page "
+          "with: python experiments/oversmoothing.py", file=sys.stderr)
+    sys.exit(2)

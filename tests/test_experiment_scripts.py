@@ -201,3 +201,32 @@ def test_oversmoothing_publishes_its_figures_only_with_the_page(tmp_path, monkey
                                                         "figures/extrapolation.png figures/homophily.png")
     assert {p.name: p.read_bytes() for p in (docs / "figures").iterdir()} == {
         f"{name}.png": b"\x89PNG new" for name in ("fresh", "bipartite", "extrapolation", "homophily")}
+
+
+# ---------------------------------------------------------------------- convergence_order.py, oversmoothing_page.py
+
+convergence_order = _load("convergence_order")
+
+
+def test_convergence_order_help_computes_nothing(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        convergence_order.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: python experiments/convergence_order.py")
+    assert "slope" not in out
+
+
+def test_convergence_order_says_which_slope_is_not_the_order(capsys):
+    assert convergence_order.main([]) == 0
+    out = capsys.readouterr().out
+    assert "explicit_adams: the slope " in out and "is not its order 4 (torchdiffeq 0.2.5's explicit_adams" in out
+    assert "rk4: the slope" not in out  # the methods that reach their order get no note
+
+
+def test_oversmoothing_page_run_directly_says_how_to_regenerate_the_page():
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(EXPERIMENTS / "oversmoothing_page.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "regenerate the page with: python experiments/oversmoothing.py" in result.stderr
