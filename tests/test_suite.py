@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -146,11 +152,113 @@ def test_a_killed_parallel_suite_keeps_the_splits_it_finished(tmp_path, data_roo
     assert [s["split"] for s in second["splits"]] == [0, 1, 2]
 
 
+def _split_results(record):
+    return [{k: v for k, v in split.items() if k not in ("wall_time", "epoch_time")} for split in record["splits"]]
+
+
+@pytest.mark.data
+def test_a_parallel_suites_splits_are_kept_by_a_serial_rerun(tmp_path, data_root, capsys, torch_threads_restored):
+    argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF", "--splits", "0-2", "--epochs", "2",
+            "--data-root", str(data_root), "--quiet", "--page", "none", "--out-dir", str(tmp_path / "runs"),
+            "--threads", "1"]
+    assert main([*argv, "--jobs", "2"]) == 0
+    (run,) = (tmp_path / "runs").glob("*.json")
+    first = json.loads(run.read_text())
+    splits = sorted((tmp_path / "runs" / "splits").glob("*.json"))
+    texts = [path.read_text() for path in splits]
+    # Killed after its splits but before their run's record: a serial rerun trains nothing.
+    run.unlink()
+    capsys.readouterr()
+    assert main([*argv, "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 runs, 1 already in" in out and "done before (its 3 split records in splits/)" in out
+    assert "test " not in out.split("done before")[0] and [path.read_text() for path in splits] == texts
+    assert _split_results(json.loads(run.read_text())) == _split_results(first)
+    # Killed after two of the splits: a serial rerun trains only the third, as a split of its own.
+    run.unlink()
+    splits[1].unlink()
+    capsys.readouterr()
+    assert main([*argv, "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 runs, 0 already in" in out and "2 splits of 1 more in splits/" in out
+    assert out.count("done before") == 2 and out.count(" split 1 ") == 1 and "split 1   test" in out
+    assert splits[1].is_file() and [splits[0].read_text(), splits[2].read_text()] == [texts[0], texts[2]]
+    assert _split_results(json.loads(run.read_text())) == _split_results(first)
+
+
+@pytest.mark.data
+def test_parallel_split_records_of_other_flags_under_the_same_name_are_not_merged(tmp_path, data_root, capsys,
+                                                                                    torch_threads_restored):
+    argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF", "--splits", "0", "--data-root",
+            str(data_root), "--quiet", "--page", "none", "--out-dir", str(tmp_path / "runs"), "--threads", "1",
+            "--jobs", "2"]
+    assert main([*argv, "--epochs", "1"]) == 0
+    # The second split record is numbered beside the first; its run is formed from it, not from the first.
+    assert main([*argv, "--epochs", "2"]) == 0
+    epochs = sorted(json.loads(p.read_text())["config"]["epochs"] for p in (tmp_path / "runs").glob("*.json"))
+    assert epochs == [1, 2] and len(list((tmp_path / "runs" / "splits").glob("*.json"))) == 2
+
+
+def _children(pid):
+    """The processes whose parent is ``pid``, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers in /proc")
+def test_the_workers_of_a_killed_suite_end_with_it(tmp_path, data_root):
+    out = tmp_path / "runs"
+    argv = [sys.executable, "-m", "continuous_gnn", "suite", "family", "--datasets", "texas", "--models", "GRAFF",
+            "--splits", "0-5", "--epochs", "10", "--data-root", str(data_root), "--quiet", "--page", "none",
+            "--out-dir", str(out), "--threads", "1", "--jobs", "2", "--no-download"]
+    suite = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers = []
+    try:
+        deadline = time.monotonic() + 90
+        # A split's record means the workers are running; four splits are still to go.
+        while not list((out / "splits").glob("*.json")):
+            assert suite.poll() is None, suite.stderr.read().decode()
+            assert time.monotonic() < deadline, "no split finished in 90 s"
+            time.sleep(0.2)
+        workers = _children(suite.pid)
+        assert len(workers) >= 2
+        suite.kill()  # SIGKILL, as an OOM kill or a scheduler's time limit
+        suite.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        suite.kill()
+        suite.stderr.close()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.data
 def test_parallel_runs_start_with_the_most_work(data_root):
     import argparse
 
-    from continuous_gnn.cli.suite import _plan, _Task, _work
+    from continuous_gnn.cli.suite import _plan
+    from continuous_gnn.cli.suite_runs import Task as _Task
+    from continuous_gnn.cli.suite_runs import work as _work
 
     suite = load_suite(suite_path("heterophily"))
     flags = argparse.Namespace(models="GRAFF,GRAFF-NL", datasets="minesweeper,tolokers", seeds=None, splits=None,
@@ -174,9 +282,9 @@ def test_parallel_runs_start_with_the_most_work(data_root):
     ("Café ∞", "cafe__"),
 ])
 def test_record_file_names_are_ascii_and_name_greek_letters(label, slug):
-    from continuous_gnn.cli.suite import _slug
+    from continuous_gnn.cli.suite_runs import slug as file_slug
 
-    assert _slug(label) == slug and slug.isascii()
+    assert file_slug(label) == slug and slug.isascii()
 
 
 @pytest.mark.parametrize("flags, fragment", [(["--jobs", "0"], "--jobs must be at least 1, got 0"),
