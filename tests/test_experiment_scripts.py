@@ -230,3 +230,31 @@ def test_oversmoothing_page_run_directly_says_how_to_regenerate_the_page():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert "regenerate the page with: python experiments/oversmoothing.py" in result.stderr
+
+
+# ---------------------------------------------------------------------- README.md
+
+
+def test_the_readme_names_every_config_preset_folder_and_suite():
+    import fnmatch
+    import re
+
+    readme = (EXPERIMENTS / "README.md").read_text(encoding="utf-8")
+    quoted = re.findall(r"`([^`]+)`", readme)
+    globs = [q for q in quoted if "*" in q]
+    folders = [q for q in quoted if q.endswith("/")]
+    missing = []
+    for path in sorted((EXPERIMENTS / "configs").rglob("*.toml")):
+        rel = path.relative_to(EXPERIMENTS).as_posix()
+        named = re.search(rf"[`/]{re.escape(path.name)}`", readme)
+        if not (named or any(fnmatch.fnmatch(rel, g) for g in globs) or any(rel.startswith(f) for f in folders)):
+            missing.append(rel)
+    presets = EXPERIMENTS.parent / "continuous_gnn" / "presets"
+    for folder in sorted(p for p in presets.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        if folder.name in ("search", "studies", "suites"):
+            continue
+        if f"`continuous_gnn/presets/{folder.name}/" not in readme and f"`{folder.name}/`" not in readme:
+            missing.append(f"continuous_gnn/presets/{folder.name}/")
+    missing += [f"suite {suite.stem}" for suite in sorted((presets / "suites").glob("*.toml"))
+                if f"`{suite.stem}`" not in readme]
+    assert not missing, f"experiments/README.md does not describe: {', '.join(missing)}"
