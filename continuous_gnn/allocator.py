@@ -34,6 +34,7 @@ __all__ = ["ALLOCATOR_ENV", "ALLOCATOR_VARIABLES", "ALLOCATOR_CHOICES", "HUGE_PA
 
 #: The environment variable that chooses between ``keep`` and ``system``.
 ALLOCATOR_ENV = "CONTINUOUS_GNN_ALLOCATOR"
+#: The values of :data:`ALLOCATOR_ENV`: keep freed memory for reuse, or the C library's own behaviour.
 ALLOCATOR_CHOICES = ("keep", "system")
 #: Environment variables that select the C allocator or its behaviour when a process starts; when one is set,
 #: the package leaves the allocator alone.

@@ -108,8 +108,8 @@ class EdgePattern:
     Attributes:
         num_nodes (int): :math:`|V|`.
         crow (Tensor): CSR row pointers, shape ``(|V| + 1,)``.
-        edge_index (Tensor): the edges in CSR order, shape ``(2, |E|)``: row (target) :attr:`row` and column
-            (source) :attr:`col`.
+        edge_index (Tensor): the edges in CSR order, shape ``(2, |E|)``: row (target) ``row`` and column
+            (source) ``col``.
         reverse (Tensor): for each edge :math:`(i, j)` in CSR order, the CSR position of :math:`(j, i)`; so
             ``values[reverse]`` are the entries of the transpose.
     """

@@ -274,10 +274,12 @@ class Graph:
 
     @property
     def device(self) -> torch.device:
+        """The device of the operator."""
         return self.operator.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The floating-point type of the operator (features must match it)."""
         return self.operator.dtype
 
     def __repr__(self) -> str:

@@ -8,7 +8,11 @@ import pkgutil
 import re
 from pathlib import Path
 
+from sphinx.util import logging
+
 import continuous_gnn
+
+_log = logging.getLogger(__name__)
 
 project = "continuous_gnn"
 author = "the continuous_gnn authors"
@@ -80,19 +84,76 @@ def _canonical(name: str) -> str | None:
     return None
 
 
+def _candidates(target: str, module: str | None, klass: str | None) -> list[str]:
+    """Full names a reference may mean: itself when it names the package, else the name looked up from the class
+    and the module it is written in, outwards to the package (as Python reads a name in that module)."""
+    if re.match(r"^continuous_gnn\b", target):
+        return [target]
+    scopes = []
+    if module:
+        parts = module.split(".")
+        if klass:
+            scopes.append(f"{module}.{klass}")
+        scopes += [".".join(parts[:cut]) for cut in range(len(parts), 0, -1)]
+    return [f"{scope}.{target}" for scope in scopes if scope.startswith("continuous_gnn")]
+
+
+def _lookup(name: str):
+    """The object ``name`` (``continuous_gnn.ode.settings.FixedGrid``) names, or ``None``."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+def _homes(name: str) -> list[str]:
+    """Where a constant that ``name`` re-exports is documented: the modules holding the same object under the same
+    name (a value has no ``__module__`` to say where it was defined)."""
+    obj, attribute = _lookup(name), name.rpartition(".")[2]
+    if obj is None or callable(obj) or inspect.ismodule(obj):
+        return []
+    return [f"{module}.{attribute}" for module in public_modules()
+            if getattr(importlib.import_module(module), attribute, None) is obj]
+
+
 def _resolve_reexport(app, env, node, contnode):
-    """Resolve a reference to a re-exported name (``continuous_gnn.Graph``) to its documented definition."""
+    """Resolve a reference into the package that Sphinx could not: a re-exported name (``continuous_gnn.Graph``)
+    or a short one (``Graph`` in a module that imports it) goes to the documented definition of what it names.
+
+    Short names that name nothing in the package (``Tensor``, ``int``) are torch's, PyG's or Python's, which have
+    no inventory offline; a short name that names a package object nobody documented is an error, as a full one
+    is (the build is strict)."""
     if node.get("refdomain") != "py":
         return None
-    target = node.get("reftarget", "")
-    if not re.match(r"^~?continuous_gnn\b", target):
-        return None
-    canonical = _canonical(target.lstrip("~"))
-    if canonical is None:
-        return None
+    target = node.get("reftarget", "").lstrip("~")
     domain = env.get_domain("py")
-    node["reftarget"] = canonical
-    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode)
+    for candidate in _candidates(target, node.get("py:module"), node.get("py:class")):
+        if _lookup(candidate) is None:
+            continue
+        for name in (candidate, _canonical(candidate), *_homes(candidate)):
+            if name is None:
+                continue
+            found = domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], name, node, contnode)
+            if found is not None:
+                return found
+        obj = _lookup(candidate)
+        # A class or function keeps the module that defined it; a constant or attribute value found in our
+        # namespaces has none of its own (or its class's), so it is ours unless it is a class or function from
+        # elsewhere that a module imported (torch's Tensor).
+        home = getattr(obj, "__module__", None) if callable(obj) or inspect.ismodule(obj) else None
+        if home is None or home.startswith("continuous_gnn"):
+            _log.warning("reference %r names %s, which the API reference does not document", target, candidate,
+                         location=node)
+            return None
+    return None
 
 
 API_DIR = Path(__file__).parent / "api" / "generated"
@@ -107,11 +168,29 @@ def public_modules(package=continuous_gnn) -> list[str]:
     return sorted(names)
 
 
+def _summary(obj) -> str:
+    """The first sentence of an object's docstring, for a list of names (empty for a value without one)."""
+    if not (callable(obj) or inspect.ismodule(obj)):
+        return ""
+    text = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+    return text.split(". ")[0].rstrip(".") + "." if text else ""
+
+
 def _module_page(name: str, modules: list[str]) -> str:
     children = [m for m in modules if m.rpartition(".")[0] == name]
     title = name.replace("_", r"\_")
     lines = [title, "=" * len(title), "", f".. automodule:: {name}", "   :members:", "   :ignore-module-all:",
              "   :show-inheritance:", ""]
+    module = importlib.import_module(name)
+    # A package's names are documented where they are defined (:ignore-module-all:), so its page lists them.
+    exported = [export for export in getattr(module, "__all__", ()) if hasattr(module, "__path__")
+                and getattr(getattr(module, export), "__module__", name) != name]
+    if exported:
+        lines += [".. rubric:: Importable from here", "", f"``from {name} import NAME``, each documented where it is "
+                  "defined:", ""]
+        lines += [f"* :py:obj:`~{name}.{export}`" + (f" — {summary}" if (summary := _summary(getattr(module, export)))
+                                                    else "") for export in exported]
+        lines.append("")
     if children:
         lines += [".. rubric:: Modules", "", ".. toctree::", "   :maxdepth: 1", ""]
         lines += [f"   {child}" for child in children]
@@ -137,6 +216,35 @@ def write_api_pages(app) -> None:
             path.write_text(text, encoding="utf-8")
 
 
+_ATTRIBUTE_TEXT: dict[str, list[str]] = {}
+
+
+def _save_attribute_text(app, what, name, obj, options, lines):
+    """Before napoleon: keep the text of an attribute or constant whose first line has a colon (see below)."""
+    if what in ("attribute", "data", "property") and lines and re.search(r"(?<!:):(?!:)", lines[0]):
+        _ATTRIBUTE_TEXT[name] = list(lines)
+
+
+def _restore_attribute_text(app, what, name, obj, options, lines):
+    """After napoleon: it reads the first line of an attribute's docstring as ``type: description``, so "Seconds: the
+    median ..." rendered as the type "Seconds". These docstrings never give a type there (the annotation does), and
+    hold no sections for napoleon to convert: their own text stands."""
+    saved = _ATTRIBUTE_TEXT.pop(name, None)
+    if saved is not None and any(line.startswith(":type:") for line in lines):
+        lines[:] = saved
+
+
+def _skip_torch_forward(app, what, name, obj, skip, options):
+    """A ``forward`` without a docstring of its own would show ``nn.Module.forward``'s generic text, which says
+    nothing of the layer (its class docstring says how it is called)."""
+    if name == "forward" and getattr(obj, "__doc__", None) is None:
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", _skip_torch_forward)
     app.connect("builder-inited", write_api_pages)
+    app.connect("autodoc-process-docstring", _save_attribute_text, priority=400)  # napoleon's runs at 500
+    app.connect("autodoc-process-docstring", _restore_attribute_text, priority=600)
     app.connect("missing-reference", _resolve_reexport)

@@ -25,8 +25,11 @@ from ..data.synthetic import sbm_edges
 
 __all__ = ["KINDS", "COMMUNITIES", "INSIDE", "benchmark_edges", "uniform_homophily"]
 
+#: The graphs: communities with shuffled ids (``sbm``, the target) and uniformly random edges (the worst case).
 KINDS = ("sbm", "uniform")
+#: The number of communities of the ``sbm`` graph.
 COMMUNITIES = 32
+#: The fraction of the ``sbm`` graph's edges that join two nodes of one community.
 INSIDE = 0.9
 
 

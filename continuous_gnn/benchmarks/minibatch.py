@@ -44,8 +44,11 @@ BATCHINGS: dict[str, dict[str, Any]] = {
 #: 10^7 nodes holds several 10^7 x 64 tensors at once, more than the training step on a tenth of the graph.
 LARGE_BATCHING = ("random, 10 parts, evaluated in batches",
                   {"batching": "random", "num_parts": 10, "evaluation": "batches"})
+#: Classes of the synthetic graph's contextual SBM.
 SYNTHETIC_CLASSES = 4
+#: Its edge homophily (the fraction of edges inside a class).
 SYNTHETIC_HOMOPHILY = 0.7
+#: Its node features per node.
 SYNTHETIC_FEATURES = 16
 
 

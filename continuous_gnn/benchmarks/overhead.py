@@ -59,6 +59,8 @@ class OverheadSettings:
 
 @dataclass(frozen=True)
 class SolverOverhead:
+    r"""The four Euler loops' timings on a ``nodes``-node graph with ``nnz`` entries in :math:`\bar A`."""
+
     nodes: int
     nnz: int
     comparison: Comparison
@@ -66,6 +68,8 @@ class SolverOverhead:
 
 @dataclass(frozen=True)
 class FieldBound:
+    """One field evaluation's timings against its two products, in ``mode`` (forward, or forward + backward)."""
+
     nodes: int
     nnz: int
     mode: str

@@ -31,7 +31,7 @@ __all__ = ["ScalingSettings", "ScalingPoint", "PASSES", "TARGET_EXPONENT", "TARG
 #: ``"uniform"``, the worst case, has no target.
 TARGET_EXPONENT = 1.1
 TARGET_KINDS = ("sbm",)
-#: The most timed evaluations of one point (see :attr:`ScalingSettings.min_seconds`).
+#: The most timed evaluations of one point (see ``ScalingSettings.min_seconds``).
 MAX_REPEATS = 100
 
 
@@ -102,7 +102,7 @@ class ScalingPoint:
     """One measured point; ``failed`` says why a point has no numbers.
 
     ``forward_s`` is the median forward evaluation; ``median_s`` the median forward + backward, ``nan`` on a point
-    measured forward only; ``timed`` how many evaluations of each pass were timed (:attr:`ScalingSettings.min_seconds`).
+    measured forward only; ``timed`` how many evaluations of each pass were timed (``ScalingSettings.min_seconds``).
     """
 
     kind: str
@@ -129,7 +129,7 @@ PASSES: dict[str, str] = {"forward + backward": "median_s", "forward": "forward_
 def scaling_point(kind: str, nodes: int, degree: float, hidden: int, repeats: int, device: str, threads: int,
                   seed: int = 0, cache: str | None = None, backward: bool = True, min_seconds: float = 0.0) -> dict:
     """Measure one point (runs in the child process; see the module docstring); ``backward=False`` times the
-    forward pass only; ``min_seconds`` as :attr:`ScalingSettings.min_seconds`."""
+    forward pass only; ``min_seconds`` as ``ScalingSettings.min_seconds``."""
     import torch
 
     from ..allocator import release_freed_memory

@@ -229,6 +229,7 @@ def suite_path(name: str) -> Path:
 
 
 def available_suites() -> list[str]:
+    """The names of the suites that ship with the package (``continuous-gnn suite NAME``), sorted."""
     return sorted(p.stem for p in (presets_dir() / "suites").glob("*.toml"))
 
 

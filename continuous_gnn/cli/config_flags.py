@@ -119,6 +119,7 @@ def typed_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that name where a configuration comes from: ``--preset``, ``--config`` and the dataset."""
     group = parser.add_argument_group("sources")
     group.add_argument("--preset", metavar="NAME",
                        help="load the packaged preset NAME/<dataset>.toml (e.g. graff, graff_nl)")

@@ -13,7 +13,7 @@ __all__ = ["EpochBars"]
 class EpochBars:
     """A training-loop ``progress`` callback that draws one tqdm bar per split on stderr.
 
-    A new bar starts when the split changes; :meth:`close` (or leaving a ``with`` block) closes the last one.
+    A new bar starts when the split changes; ``close()`` (or leaving a ``with`` block) closes the last one.
 
     Args:
         label (str): shown before the split index, e.g. the dataset name.

@@ -81,6 +81,7 @@ def shortfall_note(outcome: Outcome, target: float) -> str:
 
 def render(outcomes: dict[tuple[str, str], Outcome], args: argparse.Namespace, total: float, started: str,
            command: str, out_dir: Path) -> str:
+    """The text of docs/results.md from the outcomes of a reproduction, by (dataset, model)."""
     partial = args.epochs is not None or args.splits is not None or len(args.datasets) < len(DATASETS) \
         or len(args.models) < len(MODELS)
     lines = [

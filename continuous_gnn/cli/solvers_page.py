@@ -21,6 +21,7 @@ __all__ = ["versions", "machine", "plot", "report", "mb"]
 
 
 def versions() -> dict[str, str]:
+    """The versions of Python, torch, torchdiffeq, PyG and this package, by name."""
     import torch
     import torch_geometric
     import torchdiffeq
@@ -46,6 +47,7 @@ def machine() -> str:
 
 
 def mb(value: float) -> str:
+    """Bytes as MiB with one decimal."""
     return f"{value / 2**20:.1f}"
 
 
@@ -56,6 +58,7 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Draw the figure of test accuracy against NFE per epoch of the main runs into ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,6 +94,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def report(results: list[dict], args, command: str, started: float, versions: dict) -> str:
+    """The text of docs/solvers.md from the results of every configuration of a session."""
     main = [r for r in results if r["config"].get("kind") == "main"]
     lines = [
         "# Solver benchmark",

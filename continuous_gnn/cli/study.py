@@ -1,6 +1,8 @@
 """``continuous-gnn study``: sweep step size τ × time T × solver × W family and write a CSV and figures.
 
-Examples::
+Examples:
+
+.. code-block:: console
 
     continuous-gnn study --synthetic sbm --homophily 0.3 --nodes 300 --out out/sbm
     continuous-gnn study --dataset cora --step-sizes 0.5,1 --times 1,4,16,64 --out out/cora

@@ -234,7 +234,7 @@ def _dataset_sizes(tasks: list[Task]) -> dict[str, tuple[int, int]]:
 
 def work(tasks: list[Task], sizes: dict[str, tuple[int, int]] | None = None) -> list[int]:
     """Each task's epochs times splits times its graph's nodes and edges: a proxy of a run's time that needs no
-    training, by which :func:`_train_in_processes` orders the runs. An unavailable dataset counts 0 (its run
+    training, by which ``_train_in_processes`` orders the runs. An unavailable dataset counts 0 (its run
     fails at once)."""
     sizes = _dataset_sizes(tasks) if sizes is None else sizes
     return [task.config.epochs * len(task.splits(sizes[task.dataset][1])) * sizes[task.dataset][0] for task in tasks]

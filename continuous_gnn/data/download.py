@@ -9,7 +9,7 @@ that accepts the connection and never answers hangs it), turns off TLS
 certificate checks and prints to stderr. Here:
 
 * **Bounded time.** Connecting and each read wait at most
-  :attr:`Download.timeout` seconds; a server that stops answering fails within
+  ``Download.timeout`` seconds; a server that stops answering fails within
   that time. (Name resolution is the operating system's and is not bounded by it.)
 * **Checked.** Each file must match the SHA-256 that the package ships
   (``continuous_gnn/data/SHA256SUMS``, ``sha256sum`` format, the checksums of

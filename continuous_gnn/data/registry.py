@@ -1,6 +1,6 @@
 """The dataset registry: which benchmarks exist, which raw files each needs and how each is built.
 
-One :class:`_Spec` per canonical name holds the raw-file list (relative to the
+One ``_Spec`` per canonical name holds the raw-file list (relative to the
 data root, laid out as the ``torch_geometric.datasets`` classes expect), the
 builder that turns the staged raw files into a graph, where the files come
 from (in words, and as the URL of each file), and how the dataset is scored. :data:`DATASETS` and :data:`NUM_SPLITS`

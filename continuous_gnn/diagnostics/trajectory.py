@@ -23,6 +23,7 @@ from continuous_gnn.graph import Graph
 
 __all__ = ["DIAGNOSTICS", "DEFAULT_METRICS", "Diagnostic", "trajectory_diagnostics"]
 
+#: A diagnostic: ``(x, graph, cache) -> Tensor``, a 0-dim value of one state ``x`` (see :data:`DIAGNOSTICS`).
 Diagnostic = Callable[[Tensor, Graph, dict], Tensor]
 
 #: Metrics computed when none are named: all :math:`O(|E|\,d)`, no eigen-decomposition.

@@ -121,6 +121,7 @@ class AttentionGraph:
 
     @classmethod
     def from_attention(cls, graph: Graph, values: Tensor) -> AttentionGraph:
+        r"""The symmetrised, normalised operator :math:`\bar S` of attention ``values`` on ``graph.pattern``'s edges."""
         pattern = graph.pattern
         symmetric = 0.5 * (values + values[pattern.reverse])
         # A Graph has no isolated node (it refuses them), and attention is positive, so every row sum is > 0.

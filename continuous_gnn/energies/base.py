@@ -127,6 +127,7 @@ class Energy(nn.Module):
         return graph
 
     def forward(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
+        """``energy(x)`` is :meth:`energy`: a subclass implements that, never this."""
         return self.energy(x, graph, x0)
 
     def __add__(self, other: Energy) -> Energy:

@@ -42,7 +42,7 @@ class GRAFFEnergy(Energy):
         omega_value (float, optional): :math:`c` of ``omega="const"`` (default: ``1.0``; an error with another
             ``omega``, which would ignore it).
         allow_asymmetric (bool): permit ``w="asymm"`` and ``omega="asymm"``; the flow is then no gradient flow
-            and :attr:`is_gradient_flow` is ``False`` (default: ``False``).
+            and ``is_gradient_flow`` is ``False`` (default: ``False``).
     """
 
     def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,

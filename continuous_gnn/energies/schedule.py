@@ -50,6 +50,7 @@ class EnergySchedule(nn.Module):
         return [k * self.t_end / pieces for k in range(1, pieces)]
 
     def index(self, t: Tensor | float) -> int:
+        """The index of the piece active at time ``t``: a boundary belongs to the piece that starts there."""
         # No slack: integrate snaps fixed grids onto the boundaries and evaluates just inside each piece
         # (torchdiffeq's perturb), and adaptive solvers stop at the boundaries (jump_t), so an evaluation
         # a rounding error before a boundary must still see the earlier piece.

@@ -32,7 +32,7 @@ class AttentionDiffusion(Field):
     otherwise :math:`\alpha = 1`) and an optional source term (``source=True``, β learned from 0; otherwise
     :math:`\beta = 0`). The attention takes the place of the graph's edge weights, which it does not read (as in
     GRAND). The attention changes with :math:`X` and is not symmetric, so this is **not a gradient
-    flow** (:attr:`is_gradient_flow` is ``False``): no energy is guaranteed to decrease. What holds instead,
+    flow** (``is_gradient_flow`` is ``False``): no energy is guaranteed to decrease. What holds instead,
     without the source term, is a maximum principle: every :math:`\dot x_i` points into the convex hull of
     :math:`x_i`'s neighbours, so each channel stays within its initial minimum and maximum (exactly along the
     flow, and for explicit Euler with :math:`\alpha\tau \le 1`, whose step

@@ -35,6 +35,8 @@ class Field(nn.Module):
     channels: int | None = None
 
     def forward(self, t: Tensor, x: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:  # pragma: no cover
+        """:math:`f(t, x)`, of ``x``'s shape, on the graph of ``context`` (what :meth:`prepare` returned) from the
+        initial state ``x0``: what a subclass implements."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(t, x, context, x0)")
 
     def reset_parameters(self) -> None:

@@ -79,6 +79,7 @@ class GradientFlow(Field):
         self.is_gradient_flow = energy_is_gradient(energy) and self._activation is None and not self.normalize
 
     def energy_at(self, t: Tensor | float) -> Energy:
+        """The energy whose gradient drives the flow at time ``t`` (a schedule's piece, else the one energy)."""
         return self.energy.at(t) if isinstance(self.energy, EnergySchedule) else self.energy
 
     def _pieces(self) -> list[Energy]:

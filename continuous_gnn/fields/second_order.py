@@ -31,7 +31,7 @@ class SecondOrderFlow(Field):
     .. math::
         \dot X = V, \qquad \dot V = -\nabla E(X) - \gamma V, \qquad X(0) = X_0,\; V(0) = 0.
 
-    This is **not a gradient flow** (:attr:`is_gradient_flow` is ``False``): :math:`E` alone may rise as the
+    This is **not a gradient flow** (``is_gradient_flow`` is ``False``): :math:`E` alone may rise as the
     state swings. What never increases, for :math:`\gamma \ge 0`, is the total energy
 
     .. math::
@@ -98,6 +98,7 @@ class SecondOrderFlow(Field):
         return self.energy.energy(state[:n], graph, x0) + 0.5 * state[n:].square().sum()
 
     def forward(self, t: Tensor, z: Tensor, context: Any, x0: Tensor | None = None) -> Tensor:
+        r""":math:`\dot Z = (V, -\nabla E(X) - \gamma V)` for the stacked state :math:`Z = (X, V)`."""
         n = context.num_nodes
         prepared = context.prepared if isinstance(context, _Context) else context
         if z.dim() != 2 or z.size(0) != 2 * n:

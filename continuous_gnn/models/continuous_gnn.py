@@ -23,8 +23,9 @@ from ..ode.solution import Solution
 
 __all__ = ["ContinuousGNN", "KEEP", "ENCODERS", "DECODERS"]
 
-#: The encoders and decoders a model can have (``encoder=`` and ``decoder=``).
+#: The encoders a model can have (``encoder=``).
 ENCODERS = ("linear", "mlp")
+#: The decoders a model can have (``decoder=``).
 DECODERS = ("linear", "mlp")
 
 #: Keys of a solver given as a dict: the torchdiffeq-style keywords of :func:`~continuous_gnn.integrate`.

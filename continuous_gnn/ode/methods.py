@@ -29,6 +29,7 @@ ADAPTIVE_METHODS: dict[str, int] = {
 }
 #: SciPy's integrators through torchdiffeq's wrapper: adaptive, without step callbacks or autograd.
 SCIPY_METHODS = ("scipy_solver",)
+#: Every method ``integrate`` accepts: the fixed-grid ones, the adaptive ones and SciPy's.
 METHODS = tuple(FIXED_METHODS) + tuple(ADAPTIVE_METHODS) + SCIPY_METHODS
 #: Fixed-grid methods with an implicit Adams–Moulton corrector, whose iteration takes ``rtol``/``atol``.
 IMPLICIT_METHODS = ("implicit_adams", "fixed_adams")

@@ -41,7 +41,9 @@ __all__ = [
     "settings_from_keywords",
 ]
 
+#: The relative tolerance of an adaptive method (and of ``implicit_adams``'s corrector) when none is given.
 DEFAULT_RTOL = 1e-3
+#: The absolute tolerance when none is given.
 DEFAULT_ATOL = 1e-5
 #: Step budget of each adaptive solve (forward and adjoint backward, rejected steps included) when
 #: ``max_steps`` is not given: a stiff problem fails with :class:`~continuous_gnn.IntegrationError` instead of
@@ -145,6 +147,7 @@ class FixedGrid:
 
     @property
     def fixed(self) -> bool:
+        """``True``: the method steps on a fixed grid."""
         return True
 
     def count_steps(self, t_end: float) -> int | float:
@@ -210,6 +213,7 @@ class Adaptive:
 
     @property
     def fixed(self) -> bool:
+        """``False``: the method chooses its steps."""
         return False
 
     def replace(self, **changes: Any) -> Adaptive:

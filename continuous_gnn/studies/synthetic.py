@@ -9,6 +9,7 @@ from ..data.datasets import NodeDataset
 
 __all__ = ["SYNTHETIC_KINDS", "synthetic_dataset"]
 
+#: The synthetic graphs of :func:`synthetic_dataset`.
 SYNTHETIC_KINDS: tuple[str, ...] = ("sbm", "bipartite", "ring", "path", "grid")
 
 

@@ -153,6 +153,7 @@ class RunConfig:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
+        """The names of every setting, in declaration order (the keys of :meth:`to_dict`)."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
@@ -178,7 +179,7 @@ class RunConfig:
 
     @property
     def fixed_grid(self) -> bool:
-        """Whether :attr:`method` is a fixed-grid method."""
+        """Whether ``method`` is a fixed-grid method."""
         return is_fixed(self.method)
 
     def solver_settings(self) -> tuple[Solver, Adjoint | None]:

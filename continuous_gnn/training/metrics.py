@@ -57,6 +57,12 @@ def roc_auc(scores: Tensor, labels: Tensor) -> float:
 
 
 def metrics(logits: Tensor, y: Tensor, masks: Tensor, metric: str) -> Tensor:
+    """The dataset's ``metric`` (``"accuracy"`` or ``"roc_auc"``) of ``logits`` on each node mask of ``masks``
+    (one row per mask): a tensor of one value per mask.
+
+    Raises:
+        ValueError: on another metric, or ``roc_auc`` for a model without exactly two outputs.
+    """
     if metric == "accuracy":
         return accuracy(logits, y, masks)
     if metric == "roc_auc":

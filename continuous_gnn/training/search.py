@@ -2,11 +2,11 @@
 
 A search space is a TOML file with two tables of :class:`~continuous_gnn.training.RunConfig` fields::
 
-    [search]                                  # searched unless ``tune --fix`` keeps a key at its value
+    [search]                                  # searched unless tune --fix keeps a key at its value
     hidden = { categorical = [32, 64] }       # the choices, values of the field's type
     time = { uniform = [0.5, 5.0] }           # the bounds of a float field, low < high
 
-    [also]                                    # searched only when ``tune --also`` names the key
+    [also]                                    # searched only when tune --also names the key
     epochs = { categorical = [150, 300] }
 
 The package ships the official GRAFF random search as ``presets/search/graff.toml``
