@@ -676,6 +676,8 @@ def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
     assert "![accuracy vs NFE](figures/solvers.png)" in page  # the figure written, from the page's folder
     # the parts this run left out say so instead of an empty table
     assert "Not run: the comparison needs dopri5 among --methods" in page and "Not run (--no-memory-vs-t)." in page
+    assert "memory vs T below" not in page
+    assert "- **Command:** `continuous-gnn solvers --datasets cora --methods euler" in page  # what ran
 
 
 @pytest.mark.data

@@ -20,7 +20,7 @@ from ..atomic import check_creatable, check_output_folder
 
 __all__ = ["PROG", "UsageError", "Parser", "Subcommand", "number", "at_least", "items", "floats", "choices",
            "output_path", "output_folder", "add_data_flags", "data_paths", "show_progress", "percent", "timestamp",
-           "project_dir"]
+           "project_dir", "check_distinct_outputs", "check_splits_and_epochs", "require_package"]
 
 PROG = "continuous-gnn"
 

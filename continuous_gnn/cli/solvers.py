@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, check_output_file
 from ..benchmarks.solvers import ModelSettings, fork_server, run_child
-from .common import Subcommand, UsageError, at_least, check_distinct_outputs, project_dir, require_package
+from .common import PROG, Subcommand, UsageError, at_least, check_distinct_outputs, project_dir, require_package
 
 __all__ = ["COMMAND", "METHODS", "DATASETS", "SETTINGS"]
 
@@ -105,7 +105,8 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
         if path is not None:
             check_output_file(path, flag)  # before the runs, so that a bad path cannot lose them
     started = time.perf_counter()
-    command = "python experiments/solver_benchmark.py " + " ".join(shlex.quote(a) for a in argv[1:])
+    # What ran, as reproduce records it (experiments/solver_benchmark.py runs the same command)
+    command = shlex.join([PROG, *argv])
     configs = _configs(args)
     context = fork_server()
     results = []

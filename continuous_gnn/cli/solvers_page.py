@@ -163,7 +163,7 @@ def report(results: list[dict], args, command: str, started: float, versions: di
               "but its backward solve works on the augmented state (x, its adjoint, the parameter adjoints including "
               "that of the bound source x0), several times the size of x, and an adaptive method keeps several "
               "stages of it: with a handful of steps that working set can match what direct backprop stores. The "
-              "adjoint pays off as the number of steps grows (memory vs T below).", ""]
+              "adjoint pays off as the number of steps grows" + ("." if args.no_memory_vs_t else " (memory vs T below)."), ""]
     lines += ["## Seminorm (dopri5 adjoint)", "",
               f"The adjoint's backward error control with and without the parameter adjoints (seminorm, Kidger et al. "
               f"2021), over the first {SEMINORM_EPOCHS} training epochs of the same run (same seed, data and dropout "
