@@ -84,6 +84,12 @@ def test_an_interrupted_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_pa
     assert [(info.split, info.epoch) for info in seen] == [(1, 3), (1, 4), (1, 5)]  # only the epochs left
     assert [s.split for s in finished] == [0, 1]  # the restored split is reported too
     assert _names(tmp_path) == ["checkpoint-0001-0000004.pt", "checkpoint-0002-0000000.pt"]
+    # the record says where the run continued from, and under which versions and threads that part ran
+    record = resumed.to_record()
+    assert record["resumed_from"]["checkpoint"] == str(tmp_path / "checkpoint-0001-0000002.pt")
+    assert record["resumed_from"]["machine"] == {"torch_threads": torch.get_num_threads()}
+    assert record["resumed_from"]["versions"]["torch"] == torch.__version__
+    assert record["resumed_from"]["run_time"] > 0 and "resumed_from" not in uninterrupted.to_record()
 
 
 def test_without_the_random_states_the_resumed_run_would_differ(tmp_path, monkeypatch):

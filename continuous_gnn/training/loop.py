@@ -407,4 +407,5 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         splits=results,
         wall_time=time.perf_counter() - started if checkpoints is None else checkpoints.run_time(),
         date=date,
+        resumed_from=None if checkpoints is None else checkpoints.resumed_from,
     )

@@ -120,6 +120,9 @@ class RunResult:
     splits: list[SplitResult]
     wall_time: float
     date: str
+    #: Where a resumed run continued from: the checkpoint, and the versions and machine of the process that wrote
+    #: it (``None`` for a run that was not resumed).
+    resumed_from: dict[str, Any] | None = None
 
     @property
     def test_metrics(self) -> list[float]:
@@ -184,6 +187,8 @@ class RunResult:
             "splits": [s.to_dict() for s in self.splits],
             **environment(),
         }
+        if self.resumed_from is not None:  # the record's versions and machine are this process's
+            record["resumed_from"] = self.resumed_from
         for key, value in extra.items():
             if key in record:
                 raise ValueError(f"extra record key {key!r} would overwrite a standard entry")

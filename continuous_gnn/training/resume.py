@@ -234,6 +234,7 @@ class RunCheckpoints:
         self.finished: list[SplitResult] = []
         self.earlier_time = 0.0
         self._current: dict[str, Any] | None = None
+        self.resumed_from: dict[str, Any] | None = None
         if settings.resume:
             self._restore_run()
 
@@ -273,6 +274,8 @@ class RunCheckpoints:
             warnings.warn(f"resuming from {str(path)!r} in another environment (" + "; ".join(changed) + "): the "
                           "result may differ in the last bits from an uninterrupted run", ResumeWarning, stacklevel=2)
         self.finished = [SplitResult(**result) for result in payload["finished"]]
+        self.resumed_from = {"checkpoint": str(path), "versions": payload["versions"],
+                             "machine": payload["environment"], "run_time": payload["run_time"]}
         self.earlier_time = payload["run_time"]
         self._current = payload["current"]
 
