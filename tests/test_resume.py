@@ -192,6 +192,17 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one_with_a_war
     assert _comparable(resumed) == _comparable(uninterrupted)
 
 
+def test_a_cut_short_archive_is_described_by_torchs_finding_alone(tmp_path):
+    from continuous_gnn.training.checkpoint import read_plain
+
+    path = tmp_path / "cut.pt"
+    torch.save({"weights": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the archive's directory at its end is gone
+    with pytest.raises(CheckpointError, match="failed finding central directory") as info:
+        read_plain(path, map_location="cpu", writer="a test")
+    assert "miniz" not in str(info.value) and "high likelihood" not in str(info.value)  # torch's advice, dropped
+
+
 def test_no_readable_checkpoint_is_an_error_naming_the_folder_and_the_files(tmp_path):
     config = RunConfig(epochs=3, splits=(0,), **SMALL)
     _interrupted(tmp_path, config, 2)

@@ -236,6 +236,8 @@ def _load_failure(err: Exception) -> str:
     text = " ".join(str(err).split())
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation", 1)[0].strip()
+    # A cut-short zip archive: torch's explanation after the finding repeats what the message around it says.
+    text = text.split(" This is an internal miniz error.", 1)[0]
     if len(text) > 200:
         text = text[:200].rsplit(" ", 1)[0] + " ..."
     return text
