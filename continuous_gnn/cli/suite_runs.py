@@ -170,6 +170,7 @@ def merge(task: Task, parts: list[dict[str, Any]]) -> RunSummary:
 
 
 def outcome(summary: RunSummary) -> str:
+    """A run's result in the suite's output: its test and validation metric and time, or why it has none."""
     if summary.status == "unavailable":
         return f"unavailable: {summary.reason.split('. ')[0]}"
     if summary.status == "failed":
