@@ -313,11 +313,14 @@ def test_the_folder_must_fit_the_request(tmp_path):
         Checkpointing(tmp_path, resume=True).check_folder()
 
 
-_HOLD = """
-import sys, time
+# The claim's module alone, loaded from its file: importing the package (torch, PyG) would take seconds.
+_HOLD = f"""
+import importlib.util, sys, time
 from pathlib import Path
-from continuous_gnn.training.folder_claim import FolderClaim
-FolderClaim(Path(sys.argv[1]), "checkpoint folder")
+spec = importlib.util.spec_from_file_location("folder_claim", {str(ROOT / "continuous_gnn" / "training" / "folder_claim.py")!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.FolderClaim(Path(sys.argv[1]), "checkpoint folder")
 print("held", flush=True)
 time.sleep(120)
 """
