@@ -53,7 +53,8 @@ SETTINGS = [
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The parsed flags, each checked before any data loads or run trains (a bad one exits with status 2)."""
-    parser = argparse.ArgumentParser(prog="python experiments/batching_accuracy.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python experiments/batching_accuracy.py", description=__doc__.split("\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--dataset", default="cora", help="dataset with a graff preset (default: cora)")
     parser.add_argument("--splits", default="0-2", help="splits (default: 0-2)")
     parser.add_argument("--seed", type=int, default=5000, help="base seed (default: 5000, the reproduction's)")

@@ -35,7 +35,7 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python experiments/convergence_order.py",
-                                     description=__doc__.split("\n\n")[0])
+                                     description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.parse_args(argv)
     gen = torch.Generator().manual_seed(0)
     n = 30

@@ -84,7 +84,7 @@ def _configs(preset_name: str, dataset: str, depth: int, splits, epochs: int | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--datasets", default=DEFAULT_DATASETS)
     parser.add_argument("--depths", default=DEFAULT_DEPTHS)
     parser.add_argument("--splits", default=DEFAULT_SPLITS)

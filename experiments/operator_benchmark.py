@@ -60,7 +60,7 @@ def _forward_backward(fn, x: torch.Tensor):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="squirrel", help="benchmark graph to propagate on (default: squirrel)")
     parser.add_argument("--channels", type=int, default=128, help="columns of X (default: 128)")
     parser.add_argument("--repeats", type=int, default=30,

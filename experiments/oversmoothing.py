@@ -86,7 +86,7 @@ def _config(name: str) -> RunConfig:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=SCRIPT, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data-root", help="raw data root (default: $CONTINUOUS_GNN_DATA, else the default root)")
     parser.add_argument("--out-dir", help="records, checkpoints, study outputs (default: runs/oversmoothing-<stamp>)")
     parser.add_argument("--docs", default=str(REPO / "docs"), help="docs folder to write (default: docs/)")

@@ -95,6 +95,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python experiments/seed_spread.py",
         description="Rerun presets with several base seeds and write the spread of the test mean.",
+        allow_abbrev=False,  # records quote the command line: every flag in it must be one that exists
     )
     parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS),
                         help=f"comma-separated datasets (default: texas,film,cora); from {','.join(DATASETS)}")
