@@ -85,8 +85,9 @@ def _canonical(name: str) -> str | None:
 
 
 def _candidates(target: str, module: str | None, klass: str | None) -> list[str]:
-    """Full names a reference may mean: itself when it names the package, else the name looked up from the class
-    and the module it is written in, outwards to the package (as Python reads a name in that module)."""
+    """Full names a reference may mean: itself when it names the package, else the name looked up in the class
+    and the module it is written in, then in their enclosing packages outwards (a docstring may name a sibling
+    module's object without importing it)."""
     if re.match(r"^continuous_gnn\b", target):
         return [target]
     scopes = []
@@ -136,7 +137,9 @@ def _resolve_reexport(app, env, node, contnode):
     target = node.get("reftarget", "").lstrip("~")
     domain = env.get_domain("py")
     for candidate in _candidates(target, node.get("py:module"), node.get("py:class")):
-        if _lookup(candidate) is None:
+        found_object = _lookup(candidate)
+        # A module found for another role (``:func:`train``` in a module beside the module ``train``) is not it.
+        if found_object is None or (inspect.ismodule(found_object) and node["reftype"] not in ("mod", "obj")):
             continue
         for name in (candidate, _canonical(candidate), *_homes(candidate)):
             if name is None:
@@ -176,6 +179,16 @@ def _summary(obj) -> str:
     return text.split(". ")[0].rstrip(".") + "." if text else ""
 
 
+def _defined_elsewhere(obj, export: str, name: str) -> bool:
+    """Whether the package ``name`` re-exports ``obj``: a class or function of another module, or a constant that a
+    submodule holds under the same name."""
+    if inspect.ismodule(obj):
+        return False
+    if callable(obj):
+        return getattr(obj, "__module__", name) != name
+    return any(module != name for module in (home.rpartition(".")[0] for home in _homes(f"{name}.{export}")))
+
+
 def _module_page(name: str, modules: list[str]) -> str:
     children = [m for m in modules if m.rpartition(".")[0] == name]
     title = name.replace("_", r"\_")
@@ -184,7 +197,7 @@ def _module_page(name: str, modules: list[str]) -> str:
     module = importlib.import_module(name)
     # A package's names are documented where they are defined (:ignore-module-all:), so its page lists them.
     exported = [export for export in getattr(module, "__all__", ()) if hasattr(module, "__path__")
-                and getattr(getattr(module, export), "__module__", name) != name]
+                and not export.startswith("__") and _defined_elsewhere(getattr(module, export), export, name)]
     if exported:
         lines += [".. rubric:: Importable from here", "", f"``from {name} import NAME``, each documented where it is "
                   "defined:", ""]

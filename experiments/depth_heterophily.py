@@ -38,7 +38,7 @@ import torch
 
 from continuous_gnn.atomic import atomic_open, atomic_write_text, check_output_file, check_output_folder
 from continuous_gnn.cli import UsageError
-from continuous_gnn.cli.common import check_distinct_outputs
+from continuous_gnn.cli.common import check_distinct_outputs, require_package
 from continuous_gnn.data import NUM_SPLITS, canonical_name, default_cache_dir, resolve_data_root
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
 from continuous_gnn.training import (
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check_arguments(args: argparse.Namespace):
     """The datasets, depths, splits, every run's config by (dataset, depth) and the data root, each flag checked
     before anything is created or trained. Raises UsageError or ValueError, naming the flag."""
+    require_package("matplotlib", "the page's figure", "plot")  # drawn after every run has trained
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     try:
         depths = [int(d) for d in args.depths.split(",")]

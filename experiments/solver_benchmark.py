@@ -5,7 +5,8 @@
 The benchmark lives in the package, so that an installed wheel runs it too and its worker processes import its
 functions like any module: the command, its protocol and its page in :mod:`continuous_gnn.cli.solvers` and
 :mod:`continuous_gnn.cli.solvers_page`, the measured worker in :mod:`continuous_gnn.benchmarks.solvers`. This
-script is the command ``docs/solvers.md`` records (``continuous-gnn solvers --help`` lists the flags).
+script runs the same command as ``continuous-gnn solvers``, which ``docs/solvers.md`` records as its rerun command
+(``continuous-gnn solvers --help`` lists the flags).
 """
 
 import sys

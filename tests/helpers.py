@@ -155,3 +155,15 @@ class LinearField(nn.Module):
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         return -self.rate * x
+
+
+def run_record(config=None) -> dict:
+    """A whole run record of one split with made-up results, as ``RunResult.to_record`` writes it."""
+    from continuous_gnn.training import RunConfig
+    from continuous_gnn.training.records import RunResult, SplitResult
+
+    split = SplitResult(split=0, seed=0, best_epoch=1, epochs_run=1, train_metric=0.5, val_metric=0.5,
+                        test_metric=0.5, wall_time=1.0, epoch_time=1.0, num_parameters=1, train_loss=[1.0],
+                        train_curve=[0.5], val_curve=[0.5], nfe_forward=[1.0], nfe_backward=[0.0])
+    return RunResult(config=config or RunConfig(), dataset={"name": "made-up", "num_splits": 1}, metric="accuracy",
+                     splits=[split], wall_time=1.0, date="2026-01-01T00:00:00+00:00").to_record()

@@ -72,6 +72,14 @@ def test_bad_arguments_are_usage_errors(argv, fragment, capsys, tmp_path, monkey
     assert not (tmp_path / "records").exists()  # refused before anything is created
 
 
+def test_the_figure_without_matplotlib_is_refused_before_any_training(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(SystemExit) as exit_info:
+        depth_heterophily.main(["--out-dir", str(tmp_path / "records"), "--page", str(tmp_path / "p.md")])
+    assert exit_info.value.code == 2 and "matplotlib is not installed, and it draws the page's figure" in capsys.readouterr().err
+    assert not (tmp_path / "records").exists()
+
+
 def _rows(epochs):
     return [{"dataset": "minesweeper", "model": model, "layers": 1, "test_mean": 80.0, "test_std": 0.0,
              "val_mean": 80.0, "metric": "roc_auc", "status": "ok", "best_epochs": "1", "epochs": epochs}

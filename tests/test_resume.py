@@ -320,7 +320,7 @@ from pathlib import Path
 spec = importlib.util.spec_from_file_location("folder_claim", {str(ROOT / "continuous_gnn" / "training" / "folder_claim.py")!r})
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-module.FolderClaim(Path(sys.argv[1]), "checkpoint folder")
+claim = module.FolderClaim(Path(sys.argv[1]), "checkpoint folder")
 print("held", flush=True)
 time.sleep(120)
 """
@@ -328,6 +328,8 @@ time.sleep(120)
 
 def test_a_checkpoint_folder_is_written_by_one_run_at_a_time(tmp_path):
     # Two runs in one folder deleted each other's checkpoints and temporaries, and one of them died of it.
+    import socket
+
     from continuous_gnn.training.folder_claim import FolderInUseError
 
     folder = tmp_path / "checkpoints"
@@ -336,7 +338,7 @@ def test_a_checkpoint_folder_is_written_by_one_run_at_a_time(tmp_path):
         assert holder.stdout.readline() == "held\n"
         config = RunConfig(**SMALL, splits=(0,))
         with pytest.raises(FolderInUseError, match=f"checkpoint folder '{folder}' is in use by another run "
-                                                   f"\\(process {holder.pid}\\); wait for it to end"):
+                                                   f"\\(process {holder.pid} on {socket.gethostname()}\\); wait"):
             RunCheckpoints(Checkpointing(folder, every=1), config, [0], CPU)
         assert not checkpoint_files(folder)
     finally:
@@ -345,17 +347,58 @@ def test_a_checkpoint_folder_is_written_by_one_run_at_a_time(tmp_path):
     # the kernel drops a killed process's lock: the folder is free again, and a finished run gives it up too
     dataset = _synthetic()
     run(RunConfig(**SMALL, splits=(0,)), dataset, checkpointing=Checkpointing(folder, every=1))
+    _assert_free(folder)
+
+
+def _assert_free(folder: Path) -> None:
+    """Another process can claim ``folder`` now."""
     second = subprocess.run([sys.executable, "-c", _HOLD.replace("time.sleep(120)", ""), str(folder)],
                             capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and second.stdout == "held\n", second.stderr
 
 
-def test_a_run_that_failed_claims_its_folder_again_in_the_same_process(tmp_path):
+def test_a_failed_run_gives_its_folder_up(tmp_path):
+    # A notebook's interrupted run held the folder until the interpreter ended: a terminal could not resume it.
     config = RunConfig(**SMALL, splits=(0,), epochs=4)
-    with pytest.raises(Interrupted):  # the failed run's frames, and so its claim, may live on in the traceback
+    with pytest.raises(Interrupted):
         run(config, _synthetic(), checkpointing=Checkpointing(tmp_path, every=1), progress=_stop_after(2))
+    _assert_free(tmp_path)
     resumed = run(config, _synthetic(), checkpointing=Checkpointing(tmp_path, every=1, resume=True))
     assert resumed.splits[0].epochs_run == 4
+    # a claim refused by the folder's own checks is given up as well, and a folder to resume from is never created
+    (tmp_path / "checkpoint-0000-0000009.pt").mkdir()
+    with pytest.raises(ValueError, match="which is not a file"):
+        RunCheckpoints(Checkpointing(tmp_path, every=1, resume=True), config, [0], CPU)
+    _assert_free(tmp_path)
+    with pytest.raises(ValueError, match="nothing to resume: checkpoint folder '.*typo' does not exist"):
+        RunCheckpoints(Checkpointing(tmp_path / "typo", resume=True), config, [0], CPU)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_two_runs_of_one_process_do_not_share_a_folder(tmp_path):
+    from continuous_gnn.training.folder_claim import FolderClaim, FolderInUseError
+
+    first = FolderClaim(tmp_path, "checkpoint folder")
+    with pytest.raises(FolderInUseError, match=f"process {os.getpid()} on"):
+        FolderClaim(tmp_path, "checkpoint folder")
+    first.release()
+    first.release()  # twice is harmless
+    FolderClaim(tmp_path, "checkpoint folder").release()
+
+
+def test_a_file_system_without_locks_is_used_unlocked_with_a_warning(tmp_path, monkeypatch):
+    import errno
+
+    from continuous_gnn.training import folder_claim
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(folder_claim.fcntl, "flock", no_locks)  # NFS without lockd
+    config = RunConfig(**SMALL, splits=(0,), epochs=2)
+    with pytest.warns(folder_claim.FolderClaimWarning, match="its file system cannot lock files .*No locks available"):
+        result = run(config, _synthetic(), checkpointing=Checkpointing(tmp_path, every=1))
+    assert result.splits[0].epochs_run == 2
 
 
 # ---------------------------------------------------------------------- the command line

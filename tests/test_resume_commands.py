@@ -337,14 +337,15 @@ def test_settings_keys_ignore_key_order_and_finished_records_take_a_units_identi
     save_record({"settings": {"h": 0.5, "seed": 1}, "rows": [{"x": 2}]}, tmp_path / "a.json")  # the same unit
     save_record({"settings": {"h": 0.5, "seed": 2}, "rows": []}, tmp_path / "c.json")
     save_record({"settings": [1, 2], "rows": []}, tmp_path / "d.json")  # settings that are not an object
-    aggregate = {"metric": "accuracy", "num_splits": 1, "test_mean": 0.5, "test_std": 0.0, "val_mean": 0.5,
-                 "wall_time": 1.0, "epoch_time_mean": 0.1}
-    whole = {"format": 1, "config": {}, "aggregate": aggregate, "splits": [{"split": 0, "best_epoch": 3}]}
+    from helpers import run_record
+
+    whole = run_record()
     save_record(whole, tmp_path / "run.json")  # not a unit
-    # a damaged run record (an entry the pages read is gone) is no finished run: its run trains again
-    damaged = {**whole, "aggregate": {k: v for k, v in aggregate.items() if k != "test_mean"}}
+    # a damaged run record (an entry the pages or a suite's merge read is gone) is no finished run: it trains again
+    damaged = {**whole, "aggregate": {k: v for k, v in whole["aggregate"].items() if k != "test_mean"}}
     save_record(damaged, tmp_path / "run-1.json")
-    save_record({**whole, "splits": [{"split": 0}]}, tmp_path / "run-2.json")
+    save_record({**whole, "splits": [{"split": 0, "best_epoch": 1}]}, tmp_path / "run-2.json")
+    save_record({k: v for k, v in whole.items() if k != "date"}, tmp_path / "run-3.json")
     (tmp_path / "e.json").write_text("[1, 2]")
     found = finished_records(tmp_path, key_of=unit_key)
     assert found == {settings_key({"h": 0.5, "seed": 1}): tmp_path / "a.json",  # the first in name order
@@ -358,8 +359,10 @@ def test_settings_keys_ignore_key_order_and_finished_records_take_a_units_identi
     with pytest.raises(ValueError, match=r"run-1.json' is not a continuous_gnn run record: its aggregate lacks "
                                          r"\['test_mean'\]"):
         load_record(tmp_path / "run-1.json")
-    with pytest.raises(ValueError, match="its splits are not a list of per-split results"):
+    with pytest.raises(ValueError, match=r"its splits are not a list of per-split results with \['split', 'seed'"):
         load_record(tmp_path / "run-2.json")
+    with pytest.raises(ValueError, match=r"run-3.json' is not a continuous_gnn run record: it lacks \['date'\]"):
+        load_record(tmp_path / "run-3.json")
     with pytest.raises(ValueError, match="holds a JSON list, not a continuous_gnn record"):
         read_json_object(tmp_path / "e.json")
     with pytest.raises(KeyError):

@@ -67,9 +67,9 @@ def test_malformed_suites_are_refused(tmp_path, text, message):
 
 def test_records_are_matched_by_config_not_by_file_name(tmp_path):
     config = RunConfig(dataset="texas", seed=3)
-    aggregate = {"metric": "accuracy", "num_splits": 1, "test_mean": 0.5, "test_std": 0.0, "val_mean": 0.5,
-                 "wall_time": 1.0, "epoch_time_mean": 0.1}
-    record = {"format": 1, "config": config.to_dict(), "aggregate": aggregate, "splits": [{"split": 0, "best_epoch": 1}]}
+    from helpers import run_record
+
+    record = run_record(config)
     save_record(record, tmp_path / "renamed-anything.json")
     (tmp_path / "junk.json").write_text("not json")
     found = finished_records(tmp_path)

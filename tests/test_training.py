@@ -503,10 +503,10 @@ def test_load_record_rejects_files_that_are_not_run_records(tmp_path):
         load_record(tmp_path / "binary.json")
     with pytest.raises(ValueError, match=r"its aggregate lacks \['metric', 'num_splits'"):
         load_record(save_record({"format": 1, "config": {}, "aggregate": {}, "splits": []}, tmp_path / "bare.json"))
-    aggregate = {"metric": "accuracy", "num_splits": 1, "test_mean": 0.5, "test_std": 0.0, "val_mean": 0.5,
-                 "wall_time": 1.0, "epoch_time_mean": 0.1}
-    minimal = {"format": 1, "config": {}, "aggregate": aggregate, "splits": [{"split": 0, "best_epoch": 1}]}
-    assert load_record(save_record(minimal, tmp_path / "minimal.json")) == minimal
+    from helpers import run_record
+
+    whole = run_record()
+    assert load_record(save_record(whole, tmp_path / "whole.json")) == whole
 
 
 def test_save_record_requires_a_dict(tmp_path):

@@ -16,14 +16,17 @@ MODELS = {"graff": "GRAFF", "graff_tuned": "GRAFF-tuned", "graff_nl": "GRAFF-NL"
 LINEAR = ("graff", "graff_tuned")
 #: Presets that need not exist for every dataset.
 OPTIONAL = ("graff_tuned",)
+#: The paper's nine datasets, in the order of its table.
 DATASETS = ("texas", "wisconsin", "cornell", "film", "squirrel", "chameleon", "citeseer", "pubmed", "cora")
+#: Each dataset's name as the table prints it.
 NAMES = {"texas": "Texas", "wisconsin": "Wisconsin", "cornell": "Cornell", "film": "Film", "squirrel": "Squirrel",
          "chameleon": "Chameleon", "citeseer": "CiteSeer", "pubmed": "PubMed", "cora": "Cora"}
 
-#: arXiv 2206.10991 v1, Table 1: (mean, std) of GRAFF (DD) and GRAFF (D) (graff-notes §10.1).
+#: arXiv 2206.10991 v1, Table 1: (mean, std) of GRAFF (DD) (graff-notes §10.1).
 PAPER_DD = {"texas": (88.38, 4.53), "wisconsin": (87.45, 2.94), "cornell": (83.24, 6.49), "film": (36.09, 0.81),
             "squirrel": (54.52, 1.37), "chameleon": (71.08, 1.75), "citeseer": (76.92, 1.70),
             "pubmed": (88.95, 0.52), "cora": (87.61, 0.97)}
+#: The same table's (mean, std) of GRAFF (D).
 PAPER_D = {"texas": (88.11, 5.57), "wisconsin": (88.83, 3.29), "cornell": (84.05, 6.10), "film": (37.11, 1.08),
            "squirrel": (47.36, 1.89), "chameleon": (66.78, 1.28), "citeseer": (77.30, 1.85),
            "pubmed": (90.04, 0.41), "cora": (88.01, 1.03)}

@@ -256,7 +256,7 @@ def require_package(module: str, purpose: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise UsageError(f"{purpose} need {module}, which is not installed: pip install {module} (or the extra: "
+        raise UsageError(f"{module} is not installed, and it draws {purpose}: pip install {module} (or the extra: "
                          f"pip install 'continuous_gnn[{extra}]')")
 
 

@@ -94,7 +94,7 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     from ..data import resolve_data_root
     from .solvers_page import machine, mb, plot, report, versions
 
-    require_package("matplotlib", "the benchmark's figure and page", "plot")
+    require_package("matplotlib", "the benchmark's figure", "plot")
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
         raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")

@@ -351,6 +351,29 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
     return splits, device if world is None else world.device(device)
 
 
+def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: torch.device,
+                  progress: Progress | None, on_split: Callable[[SplitResult], None] | None,
+                  world: World | None, checkpoints: RunCheckpoints | None) -> list[SplitResult]:
+    """Train the splits of :func:`run` one after another, the finished ones of a resumed run first reported."""
+    graph = features = None
+    if _needs_full_graph(config):
+        graph, features = build_graph(dataset.data, config, device), prepare_features(dataset.data.x, device)
+    parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
+    results = [] if checkpoints is None else list(checkpoints.finished)
+    if on_split is not None:
+        for result in results:
+            on_split(result)
+    for split in splits[len(results):]:
+        result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
+                             world=world, checkpoints=checkpoints)
+        results.append(result)
+        if checkpoints is not None:
+            checkpoints.finish_split(result)
+        if on_split is not None:
+            on_split(result)
+    return results
+
+
 def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         on_split: Callable[[SplitResult], None] | None = None, world: World | None = None,
         checkpointing: Checkpointing | None = None) -> RunResult:
@@ -382,24 +405,11 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     splits, device = check_run(config, dataset, world=world)
     dataset = apply_node_order(config, dataset)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
-    graph = features = None
-    if _needs_full_graph(config):
-        graph, features = build_graph(dataset.data, config, device), prepare_features(dataset.data.x, device)
-    parts = metis_parts(config, dataset.data) if config.batching == "metis" else None
-    results = [] if checkpoints is None else list(checkpoints.finished)
-    if on_split is not None:
-        for result in results:
-            on_split(result)
-    for split in splits[len(results):]:
-        result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
-                             world=world, checkpoints=checkpoints)
-        results.append(result)
+    try:
+        results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints)
+    finally:  # a failed or interrupted run gives its folder up too, so that another process can resume it
         if checkpoints is not None:
-            checkpoints.finish_split(result)
-        if on_split is not None:
-            on_split(result)
-    if checkpoints is not None:
-        checkpoints.close()
+            checkpoints.close()
     return RunResult(
         config=config,
         dataset=dataset_summary(dataset),

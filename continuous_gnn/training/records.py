@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -244,6 +245,15 @@ def save_record(record: dict[str, Any], path: str | os.PathLike[str], *, numbere
 RUN_RECORD_KEYS = ("format", "config", "aggregate", "splits")
 #: The entries of a run record's aggregate that the pages of ``reproduce`` and ``suite`` read.
 AGGREGATE_KEYS = ("metric", "num_splits", "test_mean", "test_std", "val_mean", "wall_time", "epoch_time_mean")
+#: The entries a run record must have besides :data:`RUN_RECORD_KEYS` for its run to be reused (a suite merges
+#: the records of its splits from their dates and dataset facts).
+REUSE_KEYS = ("date", "dataset")
+
+
+def _required_split_fields() -> tuple[str, ...]:
+    """The entries of a per-split result that :class:`SplitResult` cannot do without."""
+    return tuple(field.name for field in dataclasses.fields(SplitResult)
+                 if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING)
 
 
 def _run_record_problem(record: Mapping[str, Any]) -> str | None:
@@ -254,9 +264,11 @@ def _run_record_problem(record: Mapping[str, Any]) -> str | None:
     aggregate, splits = record["aggregate"], record["splits"]
     if not isinstance(aggregate, dict) or (gaps := [key for key in AGGREGATE_KEYS if key not in aggregate]):
         return f"its aggregate lacks {gaps if isinstance(aggregate, dict) else list(AGGREGATE_KEYS)}"
-    if not isinstance(splits, list) or not all(isinstance(s, dict) and "split" in s and "best_epoch" in s
-                                               for s in splits):
-        return "its splits are not a list of per-split results with 'split' and 'best_epoch'"
+    fields = _required_split_fields()
+    if not isinstance(splits, list) or not all(isinstance(s, dict) and all(f in s for f in fields) for s in splits):
+        return f"its splits are not a list of per-split results with {list(fields)}"
+    if missing := [key for key in REUSE_KEYS if key not in record]:
+        return f"it lacks {missing}"
     return None
 
 
@@ -293,7 +305,7 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a run record written by :func:`save_record` from :meth:`RunResult.to_record`.
 
     Only the keys every run record has since the first format are required (:data:`RUN_RECORD_KEYS`, with the
-    aggregate's :data:`AGGREGATE_KEYS` and each split's index and best epoch); other
+    aggregate's :data:`AGGREGATE_KEYS`, each split's :class:`SplitResult` entries and :data:`REUSE_KEYS`); other
     records written by :func:`save_record` (e.g. the ``tune`` summary) are not run records and are rejected.
 
     Raises:

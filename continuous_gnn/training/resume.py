@@ -52,7 +52,7 @@ from torch import nn
 from .checkpoint import CheckpointError, UnsafeCheckpointError, package_versions, read_plain, write_plain
 from .config import RunConfig
 from .distributed import World
-from .folder_claim import FolderClaim
+from .folder_claim import FolderClaim, FolderInUseError
 from .history import SplitHistory
 from .records import SplitResult
 
@@ -86,7 +86,7 @@ class Checkpointing:
     """Where and how often a run writes checkpoints, and whether it resumes from them.
 
     Attributes:
-        directory (Path): the folder of the checkpoints (created when the first is written).
+        directory (Path): the folder of the checkpoints (created when a run that writes there starts).
         every (int or None): write one every ``every`` epochs of a split; ``None`` only at the end of each split
             (default: ``None``).
         keep (int): how many of the newest checkpoints stay (default: 2).
@@ -226,17 +226,40 @@ class RunCheckpoints:
 
     def __init__(self, settings: Checkpointing, config: RunConfig, splits: list[int], device: torch.device,
                  world: World | None = None) -> None:
-        writes = world is None or world.is_main
-        self.claim = FolderClaim(settings.directory, "checkpoint folder") if writes else None
-        settings.check_folder()
-        self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
-        self.started = time.perf_counter()
-        self.finished: list[SplitResult] = []
-        self.earlier_time = 0.0
-        self._current: dict[str, Any] | None = None
-        self.resumed_from: dict[str, Any] | None = None
-        if settings.resume:
-            self._restore_run()
+        settings.check_folder()  # before the claim creates the folder: a mistyped folder to resume from is named
+        self.claim = self._claim(settings, device, world)
+        try:
+            settings.check_folder()  # again, now that no other run can write there
+            self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
+            self.started = time.perf_counter()
+            self.finished: list[SplitResult] = []
+            self.earlier_time = 0.0
+            self._current: dict[str, Any] | None = None
+            self.resumed_from: dict[str, Any] | None = None
+            if settings.resume:
+                self._restore_run()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _claim(settings: Checkpointing, device: torch.device, world: World | None) -> FolderClaim | None:
+        """The writing process's claim on the folder; every rank of a distributed run stops when it is refused
+        (instead of waiting for rank 0 in the first collective until the process group times out)."""
+        claim, refusal = None, None
+        if world is None or world.is_main:
+            try:
+                claim = FolderClaim(settings.directory, "checkpoint folder")
+            except FolderInUseError as err:
+                refusal = err
+        if world is not None:
+            refused = world.sum(torch.tensor([float(refusal is not None)], device=device))
+            if refused.item() > 0 and refusal is None:
+                refusal = FolderInUseError(f"checkpoint folder {str(settings.directory)!r} is in use by another run "
+                                           "(rank 0 says which)")
+        if refusal is not None:
+            raise refusal
+        return claim
 
     @property
     def position(self) -> int:
@@ -323,7 +346,7 @@ class RunCheckpoints:
         self._write(history.epochs_run, current)
 
     def close(self) -> None:
-        """The run is over: give the folder up to later runs."""
+        """The run is over, or failed: give the folder up to later runs."""
         if self.claim is not None:
             self.claim.release()
 
