@@ -8,11 +8,7 @@ import pkgutil
 import re
 from pathlib import Path
 
-from sphinx.util import logging
-
 import continuous_gnn
-
-_log = logging.getLogger(__name__)
 
 project = "continuous_gnn"
 author = "the continuous_gnn authors"
@@ -153,7 +149,10 @@ def _resolve_reexport(app, env, node, contnode):
         # elsewhere that a module imported (torch's Tensor).
         home = getattr(obj, "__module__", None) if callable(obj) or inspect.ismodule(obj) else None
         if home is None or home.startswith("continuous_gnn"):
-            _log.warning("reference %r names %s, which the API reference does not document", target, candidate,
+            from sphinx.util import logging  # here: the tests import this file without Sphinx installed
+
+            logging.getLogger(__name__).warning("reference %r names %s, which the API reference does not document",
+                                                target, candidate,
                          location=node)
             return None
     return None

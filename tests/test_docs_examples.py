@@ -329,5 +329,15 @@ def test_api_reference_covers_every_public_module() -> None:
     assert "continuous_gnn.ode.integrate" in modules and "continuous_gnn._checks" not in modules
     page = conf._module_page("continuous_gnn.ode", modules)
     assert ".. automodule:: continuous_gnn.ode" in page and "   continuous_gnn.ode.integrate" in page
+    # a package's page lists what it re-exports, classes and constants alike, each linked to its definition
+    top = conf._module_page("continuous_gnn", modules)
+    assert "* :py:obj:`~continuous_gnn.Graph` — A normalised graph operator" in top
+    assert "* :py:obj:`~continuous_gnn.METHODS`" in top and "__version__" not in top
+    assert ":py:obj:`~continuous_gnn.energies`" not in top  # subpackages are listed as modules instead
+    # a short reference is looked up where it is written, then outwards
+    assert conf._candidates("Graph", "continuous_gnn.diagnostics.mad", None)[:2] == [
+        "continuous_gnn.diagnostics.mad.Graph", "continuous_gnn.diagnostics.Graph"]
+    assert conf._candidates("continuous_gnn.Graph", "continuous_gnn.ode", None) == ["continuous_gnn.Graph"]
+    assert "continuous_gnn.ode.methods.METHODS" in conf._homes("continuous_gnn.METHODS")  # where it is documented
     assert conf._canonical("continuous_gnn.Graph") == "continuous_gnn.graph.Graph"
     assert conf._canonical("continuous_gnn.integrate") == "continuous_gnn.ode.integrate.integrate"
