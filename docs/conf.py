@@ -58,26 +58,31 @@ html_css_files = ["wide-code.css"]
 html_show_sourcelink = False
 
 
-def _canonical(name: str) -> str | None:
-    """``continuous_gnn.Graph`` -> ``continuous_gnn.graph.Graph``: where a re-exported object is documented."""
+def _lookup(name: str):
+    """The object ``name`` (``continuous_gnn.ode.settings.FixedGrid``) names, or ``None``."""
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:cut]))
         except ImportError:
             continue
-        try:
-            for attribute in parts[cut:]:
-                obj = getattr(obj, attribute)
-        except AttributeError:
-            return None
-        module = getattr(obj, "__module__", None)
-        qualname = getattr(obj, "__qualname__", None)
-        if inspect.ismodule(obj) or module is None or qualname is None:
-            return None
-        owner = module + "." + qualname
-        return owner if owner != name else None
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute, None)
+            if obj is None:
+                return None
+        return obj
     return None
+
+
+def _canonical(name: str) -> str | None:
+    """``continuous_gnn.Graph`` -> ``continuous_gnn.graph.Graph``: where a re-exported object is documented."""
+    obj = _lookup(name)
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if obj is None or inspect.ismodule(obj) or module is None or qualname is None:
+        return None
+    owner = module + "." + qualname
+    return owner if owner != name else None
 
 
 def _candidates(target: str, module: str | None, klass: str | None) -> list[str]:
@@ -93,22 +98,6 @@ def _candidates(target: str, module: str | None, klass: str | None) -> list[str]
             scopes.append(f"{module}.{klass}")
         scopes += [".".join(parts[:cut]) for cut in range(len(parts), 0, -1)]
     return [f"{scope}.{target}" for scope in scopes if scope.startswith("continuous_gnn")]
-
-
-def _lookup(name: str):
-    """The object ``name`` (``continuous_gnn.ode.settings.FixedGrid``) names, or ``None``."""
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attribute in parts[cut:]:
-            obj = getattr(obj, attribute, None)
-            if obj is None:
-                return None
-        return obj
-    return None
 
 
 def _homes(name: str) -> list[str]:

@@ -186,6 +186,7 @@ def test_a_parallel_suites_splits_are_kept_by_a_serial_rerun(tmp_path, data_root
     assert _split_results(json.loads(run.read_text())) == _split_results(first)
 
 
+@pytest.mark.slow  # two --jobs suites in worker processes: about 12 s
 @pytest.mark.data
 def test_parallel_split_records_of_other_flags_under_the_same_name_are_not_merged(tmp_path, data_root, capsys,
                                                                                     torch_threads_restored):
