@@ -3,10 +3,14 @@
 Trains ``CONFIG`` on split 0 of ``dataset()`` with DDP and saves this rank's final parameters and curves to
 ``<out>/rank<r>.pt``. Importable without side effects, so the test builds its single-process reference from the
 same dataset and config.
+
+With a third argument ``stop``, it runs with checkpoints in ``<out>/ck`` and a stop request that only rank 1 sets,
+during its second epoch, and saves what each rank's :class:`RunStopped` says to ``<out>/stopped<r>.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,7 +19,7 @@ import torch
 
 from continuous_gnn.data import NodeDataset
 from continuous_gnn.data.synthetic import contextual_sbm
-from continuous_gnn.training import RunConfig, train_split
+from continuous_gnn.training import Checkpointing, RunConfig, RunStopped, StopRequest, run, train_split
 from continuous_gnn.training.distributed import join, leave
 
 #: Two random parts per epoch: one per rank. No dropout, so the ranks' random streams do not enter.
@@ -39,5 +43,24 @@ def main(out: Path, epochs: int) -> None:
         leave()
 
 
+def stop(out: Path, epochs: int) -> None:
+    world = join("cpu", int(os.environ["LOCAL_RANK"]))
+    request = StopRequest()
+
+    def progress(info) -> None:
+        if world.rank == 1 and info.epoch == 2:
+            request.set("rank 1's signal")
+
+    try:
+        run(CONFIG.replace(epochs=epochs, splits=(0,)), dataset(), world=world, progress=progress, stop=request,
+            checkpointing=Checkpointing(out / "ck"))
+    except RunStopped as stopped:
+        (out / f"stopped{world.rank}.json").write_text(json.dumps(
+            {"reason": stopped.reason, "split": stopped.split, "epochs_done": stopped.epochs_done,
+             "checkpoint": str(stopped.checkpoint)}))
+    finally:
+        leave()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    (stop if sys.argv[3:] == ["stop"] else main)(Path(sys.argv[1]), int(sys.argv[2]))

@@ -16,6 +16,7 @@ from continuous_gnn.data.synthetic import contextual_sbm
 from continuous_gnn.ode.regularizers import regularized_forward
 from continuous_gnn.training import RunConfig, run, train_split
 from continuous_gnn.training import loop as loop_module
+from continuous_gnn.training import step as step_module
 from continuous_gnn.training.batches import (
     Batch,
     EpochBatches,
@@ -332,16 +333,16 @@ def test_an_empty_batch_of_a_rank_has_an_exactly_zero_loss_that_reaches_every_pa
     logits, _ = model.forward_with_solution(prepare_features(dataset.data.x), build_graph(dataset.data, config))
     empty = Batch(dataset.data.x, build_graph(dataset.data, config), torch.empty(0, dtype=torch.long),
                   torch.empty(0, dtype=torch.long))
-    loss = loop_module._batch_loss(logits, empty)
+    loss = step_module.batch_loss(logits, empty)
     loss.backward()
     assert loss.item() == 0.0
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters() if p.requires_grad)
 
 
 def test_rank_dropout_seeds_are_rank_0s_own_and_meet_no_split_seed():
-    assert loop_module._rank_seed(123, 0) == 123
+    assert step_module.rank_seed(123, 0) == 123
     split_seeds = [base + split for base in (0, 5000, 2**40) for split in range(10)]
-    rank_seeds = [loop_module._rank_seed(seed, rank) for seed in split_seeds for rank in range(1, 8)]
+    rank_seeds = [step_module.rank_seed(seed, rank) for seed in split_seeds for rank in range(1, 8)]
     assert len(set(rank_seeds)) == len(rank_seeds) and not set(rank_seeds) & set(split_seeds)
 
 

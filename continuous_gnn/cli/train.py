@@ -5,7 +5,10 @@ With ``--distributed`` it is one rank of a data-parallel run started by torchrun
 process group starts, trains its own batches, and only rank 0 prints and writes the record.
 
 With ``--checkpoint-dir`` the run writes checkpoints there, and ``--resume`` continues from the newest one
-(:mod:`continuous_gnn.training.resume`); a warning of the resume is one line on stderr.
+(:mod:`continuous_gnn.training.resume`); a warning of the resume is one line on stderr. Such a run stops
+cleanly on Ctrl-C or SIGTERM (:mod:`continuous_gnn.training.stopping`): it finishes the epoch in progress,
+writes a checkpoint, prints the command that resumes it and exits with status 128 + the signal's number (130,
+143); a second signal stops it at once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -56,7 +60,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("checkpoints (see docs/training.md)")
     group.add_argument("--checkpoint-dir", metavar="DIR",
                        help="write checkpoints of the whole training state into DIR (created if needed), at the end "
-                            "of each split and every --checkpoint-every epochs")
+                            "of each split and every --checkpoint-every epochs; Ctrl-C or SIGTERM then stops the run "
+                            "at the end of the epoch with a checkpoint of it (a second signal stops it at once)")
     group.add_argument("--checkpoint-every", metavar="N",
                        help="also write one every N epochs of a split (default: only at the end of each split)")
     group.add_argument("--checkpoint-keep", metavar="K", help="keep the newest K checkpoints (default: 2)")
@@ -130,6 +135,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..errors import DistributedError
     from ..training import check_before_loading, check_run, load_run_dataset, run, save_record
     from ..training.distributed import backend_for, join, leave, process_group_failed
+    from ..training.stopping import RunStopped, StopRequest, stop_on_signals
 
     resolved = resolve_cli_config(args)
     config = resolved.config
@@ -155,13 +161,20 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
               f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
 
     rank = world
+    stop = None if checkpoints is None else StopRequest()  # without checkpoints a signal stops at once, as always
     try:
         if rank is not None:  # waits for every rank: one that never comes ends it after the timeout
             world = join(config.device, rank.local_rank)
         with _resume_warnings("train", main), contextlib.ExitStack() as stack:
             bars = stack.enter_context(EpochBars(dataset.name)) if main and show_progress(args) else None
+            if stop is not None:
+                stack.enter_context(stop_on_signals(stop, on_signal=_stopping if main else None))
             result = run(config, dataset, progress=bars, on_split=on_split if main else None, world=world,
-                         checkpointing=checkpoints)
+                         checkpointing=checkpoints, stop=stop)
+    except RunStopped as stopped:
+        if main:
+            print(_stopped(stopped, argv, distributed=rank is not None), file=sys.stderr, flush=True)
+        return 128 + signal.Signals[stopped.reason] if stopped.reason in signal.Signals.__members__ else 1
     except RuntimeError as err:
         if rank is None or not process_group_failed(err):
             raise
@@ -191,6 +204,21 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
     print(f"record {path}")
     return 0
+
+
+def _stopping(name: str) -> None:
+    """Say at once that a signal was heard. From a signal handler: a raw write, since ``print`` may be in the
+    middle of writing to the same stream (a progress bar) and would then raise."""
+    os.write(sys.stderr.fileno(), f"\n{PROG} train: {name}: stopping at the end of this epoch to write a checkpoint "
+                                  f"(send it again to stop at once, without one)\n".encode())
+
+
+def _stopped(stopped, argv: list[str], distributed: bool) -> str:
+    """What a stopped run says: where it stopped, its checkpoint, and the command that continues it."""
+    resume = shlex.join([PROG, *argv] + ([] if "--resume" in argv else ["--resume"]))
+    again = ("rerun the torchrun command with --resume added" if distributed else f"continue with: {resume}")
+    return (f"{PROG} train: stopped ({stopped.reason}) after epoch {stopped.epochs_done} of split {stopped.split}; "
+            f"checkpoint {stopped.checkpoint}; {again}")
 
 
 def _silent(*args, **kwargs) -> None:

@@ -10,8 +10,10 @@ module             concept
 ``build``          config → graph operator, features, energy, model
 ``preflight``      what a config can be checked for before its dataset loads: splits, energy options, memory
 ``loop``           :func:`train_split` and :func:`run`: the training loop
+``step``           one optimiser step of the loop: training forward, loss, epoch totals, divergence check
 ``history``        what the loop keeps of a split's epochs: curves, best epoch, kept model
 ``resume``         checkpoints of a run's whole training state, and resuming from them
+``stopping``       stopping a checkpointed run at an epoch's end, on request or on SIGINT/SIGTERM
 ``batches``        mini-batches on subgraphs: random partitions, METIS clusters, sampled neighbourhoods
 ``distributed``    data-parallel training across processes and machines (torchrun, DDP)
 ``trial_queue``    a search's trials queued in one Optuna study that several workers share (needs Optuna)
@@ -47,6 +49,7 @@ from .records import (
 )
 from .resume import Checkpointing, ResumeWarning
 from .search import SearchSpace, load_search_space, search_seeds
+from .stopping import RunStopped, StopRequest, stop_on_signals
 
 __all__ = [
     "RunConfig",
@@ -94,4 +97,7 @@ __all__ = [
     "load_checkpoint",
     "Checkpointing",
     "ResumeWarning",
+    "StopRequest",
+    "RunStopped",
+    "stop_on_signals",
 ]

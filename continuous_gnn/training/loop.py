@@ -36,8 +36,10 @@ dropout masks from its own stream (seed ``split_seed + r·2³²``); rank 0's is 
 
 Checkpoints (:mod:`~continuous_gnn.training.resume`): with a
 :class:`~continuous_gnn.training.resume.Checkpointing`, :func:`run` saves the whole state every ``every`` epochs
-and at the end of each split, and a resumed run continues from it to the result of an uninterrupted one. The
-per-epoch curves and the best epoch are kept by a :class:`~continuous_gnn.training.history.SplitHistory`.
+and at the end of each split, and a resumed run continues from it to the result of an uninterrupted one. With a
+:class:`~continuous_gnn.training.stopping.StopRequest` beside them, a run asked to stop writes a checkpoint at the
+end of the epoch in progress and raises :class:`~continuous_gnn.training.stopping.RunStopped`. The per-epoch
+curves and the best epoch are kept by a :class:`~continuous_gnn.training.history.SplitHistory`.
 
 Nothing here prints: progress goes to a callback receiving :class:`~continuous_gnn.training.records.EpochInfo`
 after every epoch (the command line draws a bar with it).
@@ -53,12 +55,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from ..errors import TrainingDivergedError
 from ..graph import Graph
-from ..ode.regularizers import regularized_forward
-from ..ode.solution import Solution
 from .batches import Batch, EpochBatches, EvaluationBatches, check_batching, metis_parts
 from .build import apply_node_order, build_graph, build_model, prepare_features
 from .config import RunConfig
@@ -68,6 +66,8 @@ from .metrics import metrics
 from .preflight import check_splits, training_device
 from .records import EpochInfo, RunResult, SplitResult, dataset_summary
 from .resume import Checkpointing, RunCheckpoints
+from .step import EpochTotals, TrainingStep, batch_loss, check_finite, diverged, make_optimizer, rank_seed
+from .stopping import RunStopped, StopRequest
 
 __all__ = ["KEEP_CHOICES", "split_seed", "train_split", "check_run", "run"]
 
@@ -88,89 +88,6 @@ def _fork_devices(device: torch.device) -> list[int]:
     return []
 
 
-#: The optimiser class of each name in :data:`~continuous_gnn.training.config.OPTIMIZERS`.
-_OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
-
-
-def _optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """``config.optimizer`` with L2 weight decay, using the multi-tensor kernel (same update, faster)."""
-    optimizer = _OPTIMIZER_CLASSES[config.optimizer]
-    return optimizer(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-
-
-def _check_finite(model: torch.nn.Module, loss: Tensor, config: RunConfig, split: int, epoch: int) -> None:
-    """Raise :class:`TrainingDivergedError` when the loss or a parameter is inf or nan after an update.
-
-    One fused sum per optimiser step; without it a diverged update surfaces at the next forward pass as an encoder
-    output full of nan, which reads like bad input features.
-    """
-    sums = torch.stack([loss.detach().reshape(()).float(), *(p.detach().sum().float() for p in model.parameters())])
-    if bool(torch.isfinite(sums).all()):
-        return
-    raise _diverged(config, split, epoch, "the training loss" if not bool(torch.isfinite(sums[0])) else "a parameter")
-
-
-def _diverged(config: RunConfig, split: int, epoch: int, what: str) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"training diverged on split {split} at epoch {epoch}: {what} became inf or nan (lr={config.lr:g}, "
-        f"weight_decay={config.weight_decay:g}). Fix: lower the learning rate, or the step size or T of the flow",
-        split=split, epoch=epoch)
-
-
-class _TrainingStep(nn.Module):
-    """The forward pass of a training step as a module of its own, so that DDP can wrap it (DDP averages the
-    gradients only of passes through its ``forward``)."""
-
-    def __init__(self, model: nn.Module, kinetic: bool, jacobian: bool) -> None:
-        super().__init__()
-        self.model, self.kinetic, self.jacobian = model, kinetic, jacobian
-
-    def forward(self, features: Tensor, graph: Graph,
-                probes: torch.Generator | None) -> tuple[Tensor, Solution, dict[str, Tensor]]:
-        if self.kinetic or self.jacobian:
-            return regularized_forward(self.model, features, graph, kinetic=self.kinetic, jacobian=self.jacobian,
-                                       generator=probes)
-        logits, solution = self.model.forward_with_solution(features, graph)
-        return logits, solution, {}
-
-
-class _EpochTotals:
-    """The loss, solver statistics and regularisers of an epoch's steps."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[Tensor, int, int, int, dict[str, Tensor]]] = []
-
-    def add(self, loss: Tensor, loss_nodes: int, solution: Solution, regs: dict[str, Tensor]) -> None:
-        self.steps.append((loss.detach(), loss_nodes, solution.stats.nfe_forward, solution.stats.nfe_backward,
-                           {name: value.detach() for name, value in regs.items()}))
-
-    def summary(self, world: World | None, device: torch.device) -> tuple[Tensor, int, int, dict[str, float]]:
-        """The epoch's loss (a tensor), forward and backward NFE, and mean regularisers, over all ranks."""
-        if world is None and len(self.steps) == 1:  # the full-batch step, recorded as it is
-            loss, _, nfe_forward, nfe_backward, regs = self.steps[0]
-            return loss, nfe_forward, nfe_backward, {name: float(value) for name, value in regs.items()}
-        names = sorted(self.steps[0][4]) if self.steps else []
-        totals = torch.tensor([[float(loss) * nodes, nodes, nfe_f, nfe_b, 1, *(float(regs[n]) for n in names)]
-                               for loss, nodes, nfe_f, nfe_b, regs in self.steps] or [[0.0] * 5],
-                              dtype=torch.float64, device=device).sum(0)
-        if world is not None:
-            totals = world.sum(totals)
-        loss_sum, nodes, nfe_forward, nfe_backward, steps, *reg_sums = totals.tolist()
-        loss = torch.tensor(loss_sum / nodes if nodes else math.nan, dtype=torch.float32)
-        return loss, int(nfe_forward), int(nfe_backward), {n: value / steps for n, value in zip(names, reg_sums)}
-
-
-def _batch_loss(logits: Tensor, batch: Batch) -> Tensor:
-    if batch.train_index.numel() == 0:  # only across processes: this rank still joins the step's all-reduce
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[batch.train_index], batch.targets)
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    """The dropout seed of rank ``rank`` (split seeds differ by less than 2³², so no two streams coincide)."""
-    return (seed + rank * 2**32) % 2**64
-
-
 def train_split(
     config: RunConfig,
     dataset: Any,
@@ -183,6 +100,7 @@ def train_split(
     parts: list[Tensor] | None = None,
     world: World | None = None,
     checkpoints: RunCheckpoints | None = None,
+    stop: StopRequest | None = None,
 ) -> SplitResult:
     """Train and evaluate one model on one split (see the module docstring for the protocol).
 
@@ -205,6 +123,8 @@ def train_split(
         checkpoints: the run's checkpoints (:func:`run` makes them from a
             :class:`~continuous_gnn.training.resume.Checkpointing`): the split continues from their state when
             they hold some of it, and is checkpointed every ``every`` epochs (default: ``None``, none).
+        stop: read after every epoch but the split's last; once set, the split is checkpointed and
+            :class:`~continuous_gnn.training.stopping.RunStopped` raised (needs ``checkpoints``; default: ``None``).
 
     Returns:
         SplitResult.
@@ -215,9 +135,11 @@ def train_split(
         MissingPackageError: if the package of ``config.batching`` is not installed.
         IntegrationError: if a solve fails (e.g. the state blows up).
         TrainingDivergedError: if the loss or a parameter becomes inf or nan (a learning rate too large).
+        RunStopped: when ``stop`` is set, after the checkpoint of the epoch in progress is written.
     """
     if keep not in KEEP_CHOICES:
         raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    _check_stop(stop, checkpoints is not None, "checkpoints=RunCheckpoints(...)")
     started = time.perf_counter()
     device = training_device(config) if world is None else world.device(training_device(config))
     check_batching(config, dataset, [split], world_size=1 if world is None else world.size)
@@ -237,15 +159,15 @@ def train_split(
     with torch.random.fork_rng(devices=_fork_devices(device)):
         torch.manual_seed(seed)
         model = build_model(config, dataset.num_features, dataset.num_classes).to(device)
-        optimizer = _optimizer(model, config)
+        optimizer = make_optimizer(model, config)
         num_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # The probe has its own generator, so the global stream (init, dropout) is that of a plain run.
         probes = torch.Generator().manual_seed(seed) if use_jacobian else None
-        step: nn.Module = _TrainingStep(model, use_kinetic, use_jacobian)
+        step: nn.Module = TrainingStep(model, use_kinetic, use_jacobian)
         if world is not None:
             step = world.wrap(step)
             if not world.is_main:
-                torch.manual_seed(_rank_seed(seed, world.rank))
+                torch.manual_seed(rank_seed(seed, world.rank))
         batches: EpochBatches | list[Batch]
         if config.batching == "none":
             batches = [Batch(features, graph, train_index, y_train)]
@@ -259,13 +181,13 @@ def train_split(
         loop_started = time.perf_counter()
         for epoch in range(history.epochs_run + 1, config.epochs + 1):
             step.train()
-            totals = _EpochTotals()
+            totals = EpochTotals()
             for batch in batches:
                 if world is None and batch.train_index.numel() == 0:
                     continue
                 optimizer.zero_grad(set_to_none=True)
                 logits, solution, regs = step(batch.features, batch.graph, probes)
-                loss = _batch_loss(logits, batch)
+                loss = batch_loss(logits, batch)
                 if use_kinetic:
                     loss = loss + config.kinetic_weight * regs["kinetic"]
                 if use_jacobian:
@@ -277,8 +199,8 @@ def train_split(
                     if "overflow" not in str(err):
                         raise
                     # A learning rate beyond float32 overflows inside Adam before any parameter turns inf.
-                    raise _diverged(config, split, epoch, "the update") from err
-                _check_finite(model, loss, config, split, epoch)
+                    raise diverged(config, split, epoch, "the update") from err
+                check_finite(model, loss, config, split, epoch)
                 totals.add(loss, batch.train_index.numel(), solution, regs)
             epoch_loss, epoch_nfe_forward, epoch_nfe_backward, epoch_regs = totals.summary(world, device)
             regularizers = {name: epoch_regs.get(name, math.nan)
@@ -298,13 +220,27 @@ def train_split(
                                    history.best_val, history.best_epoch))
             if config.patience is not None and epoch - history.best_epoch >= config.patience:
                 break
-            if checkpoints is not None and checkpoints.due(epoch):
+            # Not at the split's end, which the caller checkpoints and where it reads the request itself.
+            stopping = stop.agreed(world, device) if stop is not None and epoch < config.epochs else None
+            if checkpoints is not None and (stopping is not None or checkpoints.due(epoch)):
                 history.wall_time = earlier_wall + time.perf_counter() - started
                 history.loop_time = earlier_loop + time.perf_counter() - loop_started
                 checkpoints.save_epoch(split, history, model, optimizer, generators)
+            if stopping is not None:
+                raise RunStopped(stopping, split=split, epochs_done=epoch, checkpoint=checkpoints.last_written)
         history.loop_time = earlier_loop + time.perf_counter() - loop_started
     history.wall_time = earlier_wall + time.perf_counter() - started
     return history.result(split=split, seed=seed, num_parameters=num_parameters, model=model)
+
+
+def _check_stop(stop: StopRequest | None, checkpointed: bool, argument: str) -> None:
+    if stop is None:
+        return
+    if not isinstance(stop, StopRequest):
+        raise TypeError(f"stop must be a StopRequest, got {type(stop).__name__}")
+    if not checkpointed:
+        raise ValueError(f"stopping a run early needs checkpoints to stop into, or its training is lost: pass {argument} "
+                         "beside stop")
 
 
 def _needs_full_graph(config: RunConfig) -> bool:
@@ -353,7 +289,8 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
 
 def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: torch.device,
                   progress: Progress | None, on_split: Callable[[SplitResult], None] | None,
-                  world: World | None, checkpoints: RunCheckpoints | None) -> list[SplitResult]:
+                  world: World | None, checkpoints: RunCheckpoints | None,
+                  stop: StopRequest | None) -> list[SplitResult]:
     """Train the splits of :func:`run` one after another, the finished ones of a resumed run first reported."""
     graph = features = None
     if _needs_full_graph(config):
@@ -365,18 +302,20 @@ def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: to
             on_split(result)
     for split in splits[len(results):]:
         result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
-                             world=world, checkpoints=checkpoints)
+                             world=world, checkpoints=checkpoints, stop=stop)
         results.append(result)
         if checkpoints is not None:
             checkpoints.finish_split(result)
         if on_split is not None:
             on_split(result)
+        if stop is not None and len(results) < len(splits) and (reason := stop.agreed(world, device)) is not None:
+            raise RunStopped(reason, split=split, epochs_done=result.epochs_run, checkpoint=checkpoints.last_written)
     return results
 
 
 def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         on_split: Callable[[SplitResult], None] | None = None, world: World | None = None,
-        checkpointing: Checkpointing | None = None) -> RunResult:
+        checkpointing: Checkpointing | None = None, stop: StopRequest | None = None) -> RunResult:
     """Train one model per split of ``config.splits`` (default: every split of the dataset).
 
     The graph operator, the device features and the METIS clusters (``batching = "metis"``) are built once and
@@ -394,19 +333,25 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         checkpointing: where and how often to write checkpoints, and whether to resume from the newest one
             (:mod:`~continuous_gnn.training.resume`); the result of a resumed run is that of an uninterrupted one
             (default: ``None``, no checkpoints).
+        stop: a :class:`~continuous_gnn.training.stopping.StopRequest` read after every epoch: once it is set, the
+            run writes a checkpoint and stops (:mod:`~continuous_gnn.training.stopping`; needs ``checkpointing``;
+            across processes every rank passes one; default: ``None``).
 
     Raises:
         ValueError: if a requested split does not exist, or on the other errors of :func:`check_run`.
         CheckpointError: if resuming finds no readable checkpoint, or one of another run (the message names the
             differences); see :class:`~continuous_gnn.training.resume.RunCheckpoints`.
+        RunStopped: when ``stop`` is set before the last epoch of the last split, after the checkpoint it names
+            is written.
     """
+    _check_stop(stop, checkpointing is not None, "checkpointing=Checkpointing(folder)")
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     dataset = apply_node_order(config, dataset)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
     try:
-        results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints)
+        results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints, stop)
     finally:  # a failed or interrupted run gives its folder up too, so that another process can resume it
         if checkpoints is not None:
             checkpoints.close()

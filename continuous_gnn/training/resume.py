@@ -235,6 +235,7 @@ class RunCheckpoints:
             self.finished: list[SplitResult] = []
             self.earlier_time = 0.0
             self._current: dict[str, Any] | None = None
+            self.last_written: Path | None = None
             self.resumed_from: dict[str, Any] | None = None
             if settings.resume:
                 self._restore_run()
@@ -356,6 +357,8 @@ class RunCheckpoints:
         self._write(0, None)
 
     def _write(self, epoch: int, current: dict[str, Any] | None) -> None:
+        # Every rank knows the name, so that each can say where a stopped run's checkpoint is.
+        self.last_written = self.settings.directory / f"checkpoint-{self.position:04d}-{epoch:07d}.pt"
         if self.world is not None and not self.world.is_main:
             return
         payload = {"format": RESUME_FORMAT, "kind": _KIND, "config": self.config.to_dict(),
@@ -364,7 +367,7 @@ class RunCheckpoints:
                    "finished": [result.to_dict() for result in self.finished], "run_time": self.run_time(),
                    "current": current}
         directory = self.settings.directory
-        write_plain(directory / f"checkpoint-{self.position:04d}-{epoch:07d}.pt", payload)
+        write_plain(self.last_written, payload)
         # What a killed process left half-written (atomic_open's temporaries) goes with the old checkpoints.
         for old in [*checkpoint_files(directory)[:-self.settings.keep], *directory.glob(".checkpoint-*.tmp")]:
             old.unlink(missing_ok=True)
