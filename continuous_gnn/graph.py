@@ -135,12 +135,15 @@ class Graph:
         if dtype not in _DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64 (the sparse product's types), got {dtype!r}")
         edge_index = edge_index.long()
+        given = num_nodes
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
         elif not isinstance(num_nodes, int) or isinstance(num_nodes, bool):
             raise TypeError(f"num_nodes must be an integer, got {type(num_nodes).__name__} {num_nodes!r}")
         if num_nodes <= 0:
-            raise ValueError("a graph needs at least one node; pass num_nodes for a graph without edges")
+            raise ValueError("a graph needs at least one node; pass num_nodes for a graph without edges" if given is None
+                             else f"a graph needs at least one node, got num_nodes={num_nodes} (node features with "
+                                  "no rows?)")
         if edge_index.numel():
             low, high = int(edge_index.min()), int(edge_index.max())
             if low < 0 or high >= num_nodes:
@@ -164,9 +167,14 @@ class Graph:
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
         if not is_undirected(edge_index, edge_weight, num_nodes=num_nodes):
             if not symmetrize:
+                what = ("the graph is directed" if not is_undirected(edge_index, num_nodes=num_nodes) else
+                        "the edge weights are not symmetric (some edge and its reverse differ)")
                 raise ValueError(
-                    "the graph is directed, but energies need a symmetric operator. Make it undirected first "
-                    "(torch_geometric.utils.to_undirected or transforms.ToUndirected), or pass symmetrize=True."
+                    f"{what}, but energies need a symmetric operator. Make it undirected first "
+                    "(torch_geometric.utils.to_undirected or transforms.ToUndirected), or build the graph with "
+                    "Graph.from_edge_index(edge_index, num_nodes, edge_weight, symmetrize=True), which keeps the "
+                    "larger weight of an edge's two directions (a layer or model takes that Graph in place of "
+                    "edge_index)."
                 )
             edge_index, edge_weight = _to_undirected(edge_index, edge_weight, num_nodes=num_nodes, reduce="max")
 
@@ -178,10 +186,11 @@ class Graph:
             raise ValueError(f"a node's degree (the sum of its edge weights) overflows {dtype} (largest "
                              f"{torch.finfo(dtype).max:.3g}); rescale the edge weights or pass dtype=torch.float64")
         if bool((degree == 0).any()):
-            raise ValueError(
-                "the graph has isolated nodes with zero degree, so the normalisation divides by zero; "
-                "keep self_loops=True or remove those nodes"
-            )
+            fix = ("give their edges (their self-loops included) a positive weight, or remove those nodes"
+                   if self_loops else "keep self_loops=True or remove those nodes")
+            first = (degree == 0).nonzero().view(-1)[:3].tolist()
+            raise ValueError(f"the graph has nodes with zero degree (e.g. {first}), so the normalisation divides by "
+                             f"zero; {fix}")
         row, col = edge_index
         if normalization == "sym":
             inv_sqrt = degree.rsqrt()
@@ -241,7 +250,10 @@ class Graph:
     def pattern(self) -> EdgePattern:
         """The edge list in CSR order with each edge's reverse, for products with edge values that change
         (attention); built on first use and kept with the graph."""
-        return EdgePattern.from_edge_index(self.edge_index, self.num_nodes)
+        # Outside inference mode even when first asked for inside it: the products save these indices for their
+        # backward pass, which an inference tensor would make fail in every later training step.
+        with torch.inference_mode(False):
+            return EdgePattern.from_edge_index(self.edge_index, self.num_nodes)
 
     def laplacian(self, x: Tensor) -> Tensor:
         r""":math:`\Delta X = X - \bar A X`."""

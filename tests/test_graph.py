@@ -145,19 +145,19 @@ def test_bad_edge_index_values():
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), normalization="mean")
     with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), dtype=torch.int64)
-    with pytest.raises(ValueError, match="isolated nodes"):
+    with pytest.raises(ValueError, match="nodes with zero degree.*keep self_loops=True"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=3, self_loops=False)
 
 
 def test_directed_graph_needs_symmetrize():
     directed = torch.tensor([[0, 1, 2], [1, 2, 0]])
-    with pytest.raises(ValueError, match="to_undirected"):
+    with pytest.raises(ValueError, match="the graph is directed.*to_undirected.*Graph.from_edge_index"):
         Graph.from_edge_index(directed, 3)
     graph = Graph.from_edge_index(directed, 3, symmetrize=True, dtype=DTYPE)
     undirected = torch.cat([directed, directed.flip(0)], dim=1)
     torch.testing.assert_close(graph.to_dense(), gcn_dense(undirected, 3), rtol=0, atol=1e-15)
-    # Asymmetric weights on a symmetric pattern are directed too.
-    with pytest.raises(ValueError, match="symmetrize=True"):
+    # Asymmetric weights on a symmetric pattern are directed too, and named as such.
+    with pytest.raises(ValueError, match=r"the edge weights are not symmetric.*symmetrize=True"):
         Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0, 2.0]))
 
 
@@ -264,3 +264,15 @@ def test_num_nodes_and_dtype_types():
             Graph.from_edge_index(edges, 2, dtype=dtype)
     with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         Graph.from_edge_index(edges, 2).to(dtype=torch.int64)
+
+
+def test_zero_degree_and_empty_graphs_are_named_with_a_fix_that_applies():
+    # Node 2's only edge is its own self-loop, of weight 0: keeping self-loops cannot help it.
+    with pytest.raises(ValueError, match=r"zero degree \(e.g. \[2\]\).*positive weight"):
+        Graph.from_edge_index(torch.tensor([[0, 1, 2], [1, 0, 2]]), 3, torch.tensor([1.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"zero degree \(e.g. \[2\]\).*keep self_loops=True"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 3, self_loops=False)
+    with pytest.raises(ValueError, match="got num_nodes=0 .node features with no rows"):
+        Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="pass num_nodes for a graph without edges"):
+        Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long))

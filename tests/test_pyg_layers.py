@@ -11,7 +11,7 @@ from torch_geometric.nn import Sequential
 
 import continuous_gnn as cg
 from continuous_gnn.data import contextual_sbm
-from continuous_gnn.energies import GRAFFEnergy
+from continuous_gnn.energies import AttentionDirichletEnergy, GRAFFEnergy
 from continuous_gnn.nn import ACMPConv, DirichletConv, EnergyConv, FlowConv, GRAFFConv, GRANDConv, PLaplacianConv
 
 N, D = 30, 6
@@ -232,3 +232,129 @@ def test_an_edge_index_of_another_size_is_refused():
     with pytest.raises(ValueError, match=r"sparse_size \(40, 40\) but x has 30 rows"):
         GRAFFConv(D)(x, x, EdgeIndex(data.edge_index, sparse_size=(N + 10, N + 10)))
     assert repr(DirichletConv()).startswith("DirichletConv(step_size=1.0")
+
+
+# ---------------------------------------------------------------------- inference mode, sparse features, Data forms
+
+
+def _undirected(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    from torch_geometric.utils import to_undirected
+
+    generator = torch.Generator().manual_seed(seed)
+    edges = torch.randint(0, N, (2, 3 * N), generator=generator)
+    return to_undirected(edges, torch.rand(3 * N, generator=generator) + 0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: cg.ContinuousGNN(D, D, 2, AttentionDirichletEnergy(D)),
+    lambda: GRANDConv(D, cached=True),
+    lambda: PLaplacianConv(cached=True),
+], ids=["model-attention", "grand-cached", "p-laplacian-cached"])
+def test_a_call_under_inference_mode_leaves_the_next_training_step_working(make):
+    module = make()
+    edge_index, _ = _undirected()
+    x = torch.randn(N, D)
+
+    def call(features):
+        return module(features, edge_index) if isinstance(module, cg.ContinuousGNN) else module(features, features,
+                                                                                                  edge_index)
+
+    with torch.inference_mode():  # e.g. a trainer's validation pass before the first training step
+        seen = call(x)
+    out = call(x.clone().requires_grad_())
+    out.sum().backward()  # raised "Inference tensors cannot be saved for backward" from the cached graph
+    assert torch.allclose(seen, out.detach())
+
+
+def test_adjacency_tensors_made_under_inference_mode_are_taken():
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D)).eval()
+    conv = GRAFFConv(D, cached=True)
+    x = torch.randn(N, D)
+    expected = model(x, _undirected()[0])
+    with torch.inference_mode():
+        edge_index, _ = _undirected()  # an inference tensor has no version counter for the cache to read
+        assert torch.equal(model(x, edge_index), expected)
+        assert conv(x, x, edge_index).shape == (N, D)
+
+
+def test_an_edge_pattern_first_needed_under_inference_mode_serves_training_too():
+    graph = cg.Graph.from_edge_index(_undirected()[0], N)
+    conv = GRANDConv(D)
+    x = torch.randn(N, D)
+    with torch.inference_mode():
+        conv(x, x, graph)  # builds graph.pattern, which stays with the graph
+    conv(x.clone().requires_grad_(), x, graph).sum().backward()
+    assert not graph.pattern.edge_index.is_inference()
+
+
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+@pytest.mark.parametrize("sparse_encoder", [False, True])
+def test_sparse_features_train_with_input_dropout(layout, sparse_encoder):
+    from continuous_gnn.nn import SparseInputLinear
+
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), input_dropout=0.5)
+    if sparse_encoder:
+        model.encoder = SparseInputLinear(D, D, dropout=0.3)
+    dense = torch.randn(N, D).relu()
+    features = dense.to_sparse_csr() if layout == "csr" else dense.to_sparse()
+    edge_index, _ = _undirected()
+    model(features, edge_index).sum().backward()  # raised NotImplementedError from bernoulli_ on sparse storage
+    model.eval()
+    assert torch.allclose(model(features, edge_index), model(dense, edge_index), atol=1e-6)
+
+
+def test_sparse_dropout_drops_stored_entries_only_with_the_dense_scaling():
+    from continuous_gnn.nn.sparse_linear import dropout_stored
+
+    torch.manual_seed(0)
+    dense = torch.rand(200, 50) * (torch.rand(200, 50) < 0.2)
+    for sparse in (dense.to_sparse_csr(), dense.to_sparse()):
+        dropped = dropout_stored(sparse, 0.25, True).to_dense()
+        kept = dropped != 0
+        assert torch.equal(dropped[kept], dense[kept] / 0.75)  # each kept entry scaled by 1 / (1 - p)
+        assert not bool(kept[dense == 0].any())
+        assert abs(kept.sum().item() / (dense != 0).sum().item() - 0.75) < 0.05
+        assert dropout_stored(sparse, 0.25, False) is sparse
+    with pytest.raises(TypeError, match="layout torch.sparse_csc.*x.to_sparse_csr"):
+        dropout_stored(dense.to_sparse_csc(), 0.5, True)
+
+
+def test_a_data_with_adj_t_beside_its_edge_weight_uses_the_adj_t():
+    import torch_geometric.transforms as T
+    from torch_geometric.data import Data
+
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D)).eval()
+    edge_index, weight = _undirected()
+    x = torch.randn(N, D)
+    data = T.ToSparseTensor(remove_edge_index=False)(Data(x=x, edge_index=edge_index, edge_weight=weight))
+    assert data.edge_weight is not None and data.adj_t is not None
+    assert torch.allclose(model(data), model(x, edge_index, weight), atol=1e-6)
+
+
+def test_heterogeneous_data_is_refused_with_the_conversion_to_use():
+    from torch_geometric.data import HeteroData
+
+    with pytest.raises(TypeError, match="not HeteroData.*to_homogeneous"):
+        cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D))(HeteroData())
+
+
+@pytest.mark.parametrize("encoder", ["linear", "mlp"])
+def test_model_reset_parameters_reinitialises_every_part_and_forgets_the_graph(encoder):
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), encoder=encoder, decoder="mlp")
+    edge_index, _ = _undirected()
+    model(torch.randn(N, D), edge_index)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    model.reset_parameters()
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    # Every matrix is drawn again (GRAFF's β starts at 0 and Ω's diagonal at its fixed start, so they may not move).
+    assert {name for name, value in before.items() if value.dim() == 2} <= changed
+    assert model._graphs._graph is None
+
+
+@pytest.mark.parametrize("make", [lambda: FlowConv(GRAFFEnergy(D), adjoint=True),
+                                  lambda: cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), adjoint=True)],
+                         ids=["flow-conv", "model"])
+def test_learnable_edge_weights_under_the_adjoint_are_refused_with_what_to_do(make):
+    edge_index, weight = _undirected()
+    with pytest.raises(ValueError, match=r"get no gradient through the adjoint.*adjoint=None.*edge_weight.detach\(\)"):
+        make()(torch.randn(N, D), edge_index, weight.requires_grad_())

@@ -8,15 +8,16 @@ from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch_geometric.data import Data
+from torch_geometric.data import Data, HeteroData
 
 from .._checks import check_bool, check_positive_finite, check_positive_int
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow, SecondOrderFlow
 from ..graph import Graph
-from ..nn.adjacency import GraphCache
+from ..nn.adjacency import GraphCache, check_adjoint_weights
 from ..nn.encoders import ResidualMLPEncoder
+from ..nn.sparse_linear import dropout_stored
 from ..ode.integrate import integrate, resolve_settings
 from ..ode.settings import Adaptive, Adjoint, FixedGrid, Solver
 from ..ode.solution import Solution
@@ -69,6 +70,16 @@ def _settings(solver: Solver | Mapping[str, Any] | None, adjoint: Adjoint | bool
     return solver, (Adjoint() if adjoint is True else adjoint or None)
 
 
+def _reset(module: nn.Module) -> None:
+    """``module.reset_parameters()``, or that of each of its children when it has none of its own."""
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    for child in module.children():
+        _reset(child)
+
+
 class ContinuousGNN(nn.Module):
     r"""Encoder → :math:`\dot F = \sigma(-\nabla E_\theta(F))` on :math:`[0, T]` → decoder.
 
@@ -99,9 +110,10 @@ class ContinuousGNN(nn.Module):
             backprop).
         activation (str or callable, optional): σ for GRAFF-NL (default: ``None``).
         normalize_field (bool): standardise the field per channel over the nodes, see
-            :class:`~continuous_gnn.GradientFlow` (no longer a gradient flow) (default: ``False``).
+            :class:`~continuous_gnn.GradientFlow` (no longer a gradient flow; the statistics are those of all the
+            nodes passed, so the graphs of a PyG ``Batch`` influence each other) (default: ``False``).
         input_dropout (float): dropout on the input features (default: ``0.0``).
-        dropout (float): dropout before the decoder (default: ``0.0``).
+        dropout (float): dropout before the decoder, and inside the ``"mlp"`` encoder (default: ``0.0``).
         encoder (str): ``"linear"`` or ``"mlp"`` (default: ``"linear"``).
         decoder (str): ``"linear"`` or ``"mlp"`` (one hidden layer of width ``d`` with a ReLU) (default:
             ``"linear"``).
@@ -169,6 +181,13 @@ class ContinuousGNN(nn.Module):
         self.detach_source = detach_source
         self._graphs = GraphCache()
 
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (encoder, flow and decoder), as PyG models do, and forget the cached graph."""
+        for module in (self.encoder, self.flow, self.decoder, self.decoder_hidden):
+            if module is not None:
+                _reset(module)
+        self._graphs.clear()
+
     @property
     def energy(self) -> Energy | EnergySchedule | None:
         """The energy of the flow (``None`` for a field without one, such as GRAND-nl)."""
@@ -180,8 +199,9 @@ class ContinuousGNN(nn.Module):
         return self._graphs.get(adj, x.size(0), edge_weight, self.decoder.weight.dtype)
 
     def encode(self, x: Tensor) -> Tensor:
-        r""":math:`F(0) = \psi_{EN}(\operatorname{dropout}(X))`."""
-        return self.encoder(F.dropout(x, self.input_dropout, self.training))
+        r""":math:`F(0) = \psi_{EN}(\operatorname{dropout}(X))`; the dropout of sparse features drops their stored
+        entries (:func:`~continuous_gnn.nn.sparse_linear.dropout_stored`)."""
+        return self.encoder(dropout_stored(x, self.input_dropout, self.training))
 
     def decode(self, h: Tensor) -> Tensor:
         r""":math:`\psi_{DE}(\operatorname{dropout}(\operatorname{relu}(F)))`, with the hidden layer of
@@ -222,6 +242,7 @@ class ContinuousGNN(nn.Module):
         solver, adjoint = resolve_settings(solver, adjoint, {})
         self._check_features(x)
         graph = self.graph(x, graph)
+        check_adjoint_weights(graph, adjoint, type(self).__name__)
         h0 = self.encode(x)
         source = h0.detach() if self.detach_source else h0
         t_end = self.t_end if t_end is None else t_end
@@ -254,16 +275,27 @@ class ContinuousGNN(nn.Module):
     def forward(self, x: Tensor | Data, graph: Graph | Any = None, edge_weight: Tensor | None = None) -> Tensor:
         """Logits for ``(x, graph)``, ``(x, edge_index[, edge_weight])``, ``(x, adj_t)`` or a PyG ``Data``.
 
+        A ``Data`` gives ``data.x`` and ``data.adj_t`` when it has one (its values are the edge weights), else
+        ``data.edge_index`` with ``data.edge_weight``; ``data.edge_attr`` is not read as weights (pass it as
+        ``edge_weight`` when it holds them).
+
         The normalised operator of an adjacency input is built on the first call and reused while the same
         tensors come back (:meth:`graph`).
         """
+        if isinstance(x, HeteroData):
+            raise TypeError("ContinuousGNN takes a homogeneous graph, not HeteroData; convert it with "
+                            "data.to_homogeneous() (its node types need features of one width)")
         if isinstance(x, Data):
             if graph is not None or edge_weight is not None:
                 raise TypeError("pass either a Data object or (x, edge_index[, edge_weight]), not both")
             if getattr(x, "x", None) is None:
                 raise ValueError("the Data object has no node features (data.x); ContinuousGNN(data) needs them")
-            adj = x.adj_t if getattr(x, "adj_t", None) is not None else x.edge_index
-            x, graph, edge_weight = x.x, adj, getattr(x, "edge_weight", None)
+            # A sparse adj_t carries the edge weights as its values (ToSparseTensor puts them there, and keeps
+            # data.edge_weight too with remove_edge_index=False); data.edge_weight belongs to data.edge_index.
+            if getattr(x, "adj_t", None) is not None:
+                x, graph = x.x, x.adj_t
+            else:
+                x, graph, edge_weight = x.x, x.edge_index, getattr(x, "edge_weight", None)
         if graph is None:
             raise TypeError("ContinuousGNN needs a graph: model(x, graph), model(x, edge_index) or model(data)")
         self._check_features(x)  # before the graph is built from its row count

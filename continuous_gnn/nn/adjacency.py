@@ -17,7 +17,7 @@ from torch_geometric.typing import SparseTensor
 
 from ..graph import Graph
 
-__all__ = ["GraphCache", "to_graph"]
+__all__ = ["GraphCache", "to_graph", "check_adjoint_weights"]
 
 
 def _check_size(size: tuple[int, ...], num_nodes: int) -> None:
@@ -73,6 +73,14 @@ def to_graph(adj: Any, num_nodes: int, edge_weight: Tensor | None = None, *, dty
     return Graph.from_edge_index(edge_index, num_nodes, weight, self_loops=self_loops, dtype=dtype)
 
 
+def check_adjoint_weights(graph: Graph, adjoint: Any, owner: str) -> None:
+    """Raise ``ValueError`` when a solve with ``adjoint`` settings would read edge weights that require grad: the
+    adjoint of a layer or model differentiates its parameters only, so the weights would get no gradient."""
+    if adjoint is not None and torch.is_grad_enabled() and graph.edge_weight.requires_grad:
+        raise ValueError(f"{owner} is given edge weights that require grad, which get no gradient through the "
+                         "adjoint: train them with direct backprop (adjoint=None), or pass edge_weight.detach()")
+
+
 class GraphCache:
     """Remembers the graph built from one adjacency input, keyed by the identity of the input tensors and their
     version counters.
@@ -85,7 +93,10 @@ class GraphCache:
 
     Edge weights that require grad are never cached: the graph built from them carries their autograd history,
     which one backward pass frees, and a graph built under ``torch.no_grad`` has none, so reusing it would either
-    fail in the next backward pass or leave the weights without a gradient.
+    fail in the next backward pass or leave the weights without a gradient. Nor are inputs made under
+    ``torch.inference_mode`` (they have no version counter to tell an in-place change by), or a graph built
+    under it: its tensors are inference tensors, which autograd refuses to save for a later training step. A
+    graph cached outside inference mode is reused inside it.
     """
 
     def __init__(self) -> None:
@@ -99,11 +110,14 @@ class GraphCache:
         if _requires_grad(adj) or _requires_grad(edge_weight):
             self.clear()
             return to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
+        if _is_inference(adj) or _is_inference(edge_weight):
+            return to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
         key = (adj, edge_weight, num_nodes, dtype, self_loops, _version(adj), _version(edge_weight))
         if self._key is not None and self._key[0] is adj and self._key[1] is edge_weight and self._key[2:] == key[2:]:
             return self._graph
         graph = to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
-        self._key, self._graph = key, graph
+        if not torch.is_inference_mode_enabled():
+            self._key, self._graph = key, graph
         return graph
 
     def clear(self) -> None:
@@ -117,6 +131,11 @@ def _requires_grad(adj: Any) -> bool:
     if isinstance(adj, SparseTensor):
         return adj.requires_grad()
     return False
+
+
+def _is_inference(tensor: Any) -> bool:
+    """Whether ``tensor`` was made under ``torch.inference_mode`` (such a tensor has no version counter)."""
+    return isinstance(tensor, Tensor) and tensor.is_inference()
 
 
 def _version(tensor: Any) -> int | None:

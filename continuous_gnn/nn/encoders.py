@@ -33,6 +33,11 @@ class ResidualMLPEncoder(nn.Module):
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
         self.dropout = dropout
 
+    def reset_parameters(self) -> None:
+        """Re-initialise every linear layer."""
+        for layer in (self.input, *self.blocks):
+            layer.reset_parameters()
+
     def forward(self, x: Tensor) -> Tensor:
         x = F.dropout(self.input(x), self.dropout, self.training)
         for block in self.blocks:

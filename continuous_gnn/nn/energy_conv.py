@@ -83,8 +83,8 @@ class EnergyConv(nn.Module):
             return self._graphs.get(adj, x.size(0), edge_weight, x.dtype)
         return to_graph(adj, x.size(0), edge_weight, dtype=x.dtype)
 
-    def forward(self, x: Tensor, x_0: Tensor | None, edge_index: Any = None, edge_weight: Tensor | None = None,
-                t: float = 0.0) -> Tensor:
+    def forward(self, x: Tensor, x_0: Tensor | None, edge_index: Any = None,
+                edge_weight: Tensor | None = None) -> Tensor:
         check_node_features(x)
         if isinstance(x_0, Tensor) and not x_0.is_floating_point():
             raise TypeError(f"{type(self).__name__}.forward(x, x_0, edge_index, edge_weight=None) takes the "
@@ -95,11 +95,10 @@ class EnergyConv(nn.Module):
         if edge_index is None:
             raise TypeError(f"{type(self).__name__}.forward needs edge_index (an Adj or a Graph): "
                             "conv(x, x_0, edge_index, edge_weight=None)")
-        if isinstance(t, bool) or not isinstance(t, (int, float)):
-            raise TypeError(f"t must be a number (the time the field is evaluated at), got {type(t).__name__}")
         graph = self.graph(x, edge_index, edge_weight)
         field = self.flow.bind(graph, x_0)
-        return x + self.step_size * field(torch.tensor(t, dtype=torch.float64), x)
+        # The energy does not depend on time (an EnergySchedule is refused), so any time will do.
+        return x + self.step_size * field(torch.zeros((), dtype=torch.float64), x)
 
     def __repr__(self) -> str:
         channels = "" if self.channels is None else f"{self.channels}, "

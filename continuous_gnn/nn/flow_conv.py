@@ -13,7 +13,7 @@ from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow
 from ..ode.integrate import integrate
 from ..ode.settings import Adaptive, Adjoint, FixedGrid
-from .adjacency import GraphCache, to_graph
+from .adjacency import GraphCache, check_adjoint_weights, to_graph
 
 __all__ = ["FlowConv"]
 
@@ -83,6 +83,7 @@ class FlowConv(nn.Module):
             graph = self._graphs.get(edge_index, x.size(0), edge_weight, x.dtype)
         else:
             graph = to_graph(edge_index, x.size(0), edge_weight, dtype=x.dtype)
+        check_adjoint_weights(graph, self.adjoint, type(self).__name__)
         state = self.flow.initial_state(x)
         solution = integrate(self.flow.bind(graph, x), state, self.t_end, solver=self.solver, adjoint=self.adjoint)
         return self.flow.readout(solution.final)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from .._checks import check_positive_int
 
-__all__ = ["SparseInputLinear"]
+__all__ = ["SparseInputLinear", "dropout_stored"]
 
 
 class _SparseMatmul(torch.autograd.Function):
@@ -43,6 +43,31 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def dropout_stored(x: Tensor, p: float, training: bool) -> Tensor:
+    """``dropout(x)`` for dense, sparse CSR or sparse COO features. On a sparse tensor only the stored entries are
+    dropped (each kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``), which gives the same distribution
+    as dropout on its dense form, since a dropped zero stays zero.
+
+    Raises:
+        TypeError: for another sparse layout (CSC, BSR, ...).
+    """
+    if x.layout == torch.strided:
+        return F.dropout(x, p, training)
+    if x.layout not in (torch.sparse_csr, torch.sparse_coo):
+        raise TypeError(f"features in layout {x.layout} are not supported; pass them dense or as sparse CSR "
+                        "(x.to_sparse_csr())")
+    if not training or p == 0:
+        return x
+    if x.layout == torch.sparse_coo:
+        x = x.coalesce()
+    values = x.values()
+    keep = torch.rand_like(values) >= p
+    values = values * keep / (1.0 - p)
+    if x.layout == torch.sparse_coo:
+        return torch.sparse_coo_tensor(x.indices(), values, x.shape, is_coalesced=True, check_invariants=False)
+    return _csr(x.crow_indices(), x.col_indices(), values, tuple(x.shape))
 
 
 def _transpose_pattern(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,8 +110,9 @@ class SparseInputLinear(nn.Linear):
         y = \operatorname{dropout}_p(x)\, W^\top + b
 
     Dense input takes the ordinary path. For CSR input each stored value is kept with probability
-    :math:`1 - p` and scaled by :math:`1/(1-p)`; zeros are unaffected by dropout anyway, so the output has the
-    same distribution as the dense path.
+    :math:`1 - p` and scaled by :math:`1/(1-p)` (:func:`dropout_stored`); zeros are unaffected by dropout anyway,
+    so the output has the same distribution as the dense path. Sparse COO input is dropped the same way and
+    multiplied by the dense kernel.
 
     The transpose of the sparsity pattern, which the weight gradient needs, is cached: computing it sorts the
     stored entries, and the features passed every epoch keep one pattern. It is a pure function of the input's
@@ -120,12 +146,9 @@ class SparseInputLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.layout != torch.sparse_csr:
-            return F.linear(F.dropout(x, self.dropout, self.training), self.weight, self.bias)
+            return F.linear(dropout_stored(x, self.dropout, self.training), self.weight, self.bias)
+        x = dropout_stored(x, self.dropout, self.training)
         values = x.values()
-        if self.training and self.dropout > 0:
-            keep = torch.rand_like(values) >= self.dropout
-            values = values * keep / (1.0 - self.dropout)
-            x = _csr(x.crow_indices(), x.col_indices(), values, tuple(x.shape))
         if torch.is_grad_enabled() and self.weight.requires_grad:
             perm, t_crow, t_col = self._transpose(x)
             x_t = _csr(t_crow, t_col, values[perm], (x.size(1), x.size(0)))
