@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class IntegrationError(RuntimeError):
-    """An ODE solve failed: non-finite state, step-size underflow, or a step or evaluation budget ran out.
+    """An ODE solve failed: non-finite state, step-size underflow, a step or evaluation budget ran out, or the
+    solver stopped before the end of the interval.
 
     The message reads ``"<reason> in <method>, rtol=..., atol=... at t=... after N function evaluations
     (<detail>). Fix: <advice>."``; the tolerances are omitted for fixed-grid methods. It is raised by the
@@ -12,7 +13,8 @@ class IntegrationError(RuntimeError):
     says which).
 
     Attributes:
-        reason (str): ``"non_finite"``, ``"dt_underflow"``, ``"max_nfe"`` or ``"max_steps"``.
+        reason (str): ``"non_finite"``, ``"dt_underflow"``, ``"max_nfe"``, ``"max_steps"`` or ``"incomplete"``
+            (a SciPy solver gave up before the last requested time, without saying why through torchdiffeq).
         method (str): the solver.
         rtol, atol (float or None): its tolerances (``None`` for fixed-grid methods).
         t (float or None): the time reached when it failed.
@@ -30,6 +32,8 @@ class IntegrationError(RuntimeError):
                    "or raise max_nfe",
         "max_steps": "the step budget ran out: loosen rtol/atol, use a fixed-grid method, a smaller T, "
                      "or raise max_steps",
+        "incomplete": "the solution may blow up or be stiff there: try a smaller T, looser rtol/atol, or "
+                      "options={'solver': 'LSODA'} (or 'Radau') for a stiff problem",
     }
 
     def __init__(self, reason: str, *, method: str, rtol: float | None, atol: float | None,

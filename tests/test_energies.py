@@ -497,7 +497,22 @@ def test_autograd_gradient_of_a_non_scalar_or_constant_energy():
     graph, x = random_graph(N), random_features(N, D)
     with pytest.raises(TypeError, match="Rows.energy must return a 0-dim tensor, got \\(9,\\)"):
         Rows().gradient(x, graph)
-    assert torch.equal(Constant().gradient(x, graph), torch.zeros_like(x))
+    with pytest.warns(UserWarning, match="Constant.energy\\(\\) does not depend on x.*no x.detach"):
+        assert torch.equal(Constant().gradient(x, graph), torch.zeros_like(x))
+
+
+def test_an_energy_of_a_detached_x_is_named_not_integrated_silently():
+    class Detached(Energy):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(1.0, dtype=DTYPE))
+
+        def energy(self, x, graph, x0=None):
+            return self.scale * (x.detach() ** 2).sum()  # depends on a parameter, not on x
+
+    graph, x = random_graph(N), random_features(N, D)
+    with pytest.warns(UserWarning, match="Detached.energy\\(\\) does not depend on x"):
+        assert torch.equal(Detached().gradient(x, graph), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("channels", [0, -1, 2.0, True])
@@ -566,3 +581,21 @@ def test_fresh_graff_energy_has_zero_beta_and_omega_uniform_on_minus_one_one():
     assert float(omega.min()) >= -1.0 and float(omega.max()) <= 1.0
     assert float(omega.min()) < -0.95 and float(omega.max()) > 0.95  # it fills the interval
     assert abs(float(omega.mean())) < 0.1
+
+
+def test_an_energy_with_a_prepare_hook_and_only_energy_runs_on_its_context():
+    class Centred(Energy):
+        def prepare(self, graph, x0):
+            return graph, x0.mean(0)
+
+        def energy(self, x, context, x0=None):
+            graph, mean = context
+            return 0.5 * (x * graph.laplacian(x)).sum() + ((x - mean) ** 2).sum()
+
+    graph, x0 = random_graph(N), random_features(N, D)
+    solution = cg.integrate(cg.GradientFlow(Centred()).bind(graph, x0), x0, 1.0, method="euler", step_size=0.25)
+    x = solution.final  # by hand: x ← x − τ (Δx + 2 (x − mean(x0)))
+    expected = x0
+    for _ in range(4):
+        expected = expected - 0.25 * (graph.laplacian(expected) + 2 * (expected - x0.mean(0)))
+    torch.testing.assert_close(x, expected, rtol=1e-12, atol=1e-12)

@@ -3,6 +3,7 @@ r"""The energy abstraction: a scalar :math:`E_\theta(X)` whose negative gradient
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import torch
@@ -45,8 +46,11 @@ class Energy(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement energy(x, graph, x0=None)")
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
-        r""":math:`\nabla_X E(X)`, shape ``(n, d)``; autograd unless a subclass gives a closed form."""
-        self.check_input(x, graph, x0)
+        r""":math:`\nabla_X E(X)`, shape ``(n, d)``; autograd unless a subclass gives a closed form. ``graph`` is a
+        :class:`~continuous_gnn.Graph`, checked with the input, or what :meth:`prepare` made of one (checked when
+        the flow was bound)."""
+        if isinstance(graph, Graph):
+            self.check_input(x, graph, x0)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             # A tracked input gets a fresh view (not itself): the graph stays connected, and when x is the
@@ -56,11 +60,15 @@ class Energy(nn.Module):
             if not isinstance(value, Tensor) or value.dim() != 0:
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise TypeError(f"{type(self).__name__}.energy must return a 0-dim tensor, got {shape}")
-            if not value.requires_grad:
-                return torch.zeros_like(x)
-            (grad,) = torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)
-        # An energy that does not depend on X has gradient zero (autograd reports it as unused).
-        return torch.zeros_like(x) if grad is None else grad
+            grad = (torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)[0]
+                    if value.requires_grad else None)
+        if grad is None:
+            # Correct (a constant energy has gradient zero), but nearly always a detached x in energy().
+            warnings.warn(f"{type(self).__name__}.energy() does not depend on x, so its gradient is zero and the flow "
+                          "does not move; compute it from the x it is given (no x.detach(), torch.no_grad() or "
+                          ".item() on the way)", UserWarning, stacklevel=2)
+            return torch.zeros_like(x)
+        return grad
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         r""":math:`-\nabla_X E(X)`, the velocity of the gradient flow; ``-gradient(x, graph, x0)`` unless a

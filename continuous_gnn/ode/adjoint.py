@@ -29,6 +29,12 @@ __all__ = ["adjoint_parameters", "backward_arguments", "untracked_tensors"]
 _MAX_HISTORY = 10_000
 
 
+#: What every ``nn.Module`` keeps in its ``__dict__`` (its parameter, buffer, submodule and hook tables), which
+#: the scan for captured tensors reads through ``named_modules`` and ``named_buffers`` instead; a user's own
+#: attributes, private ones included, are scanned.
+_MODULE_TABLES = frozenset(vars(nn.Module()))
+
+
 def adjoint_parameters(func: Callable, extra: Sequence[Tensor] | None) -> tuple[Tensor, ...]:
     """The tensors the adjoint differentiates: ``func``'s parameters, its captured tensors that require grad,
     and ``extra``.
@@ -44,6 +50,9 @@ def adjoint_parameters(func: Callable, extra: Sequence[Tensor] | None) -> tuple[
         if isinstance(extra, Tensor) or not all(isinstance(p, Tensor) for p in extra):
             raise TypeError("adjoint_params must be a list or tuple of tensors, e.g. adjoint_params=[w]")
         params += list(extra)
+    # Once each: torchdiffeq would add up the gradient of a tensor given twice (a module's parameters passed
+    # again as adjoint_params, as torchdiffeq's own examples do).
+    params = list({id(p): p for p in params}.values())
     missing = untracked_tensors(func, params)
     if missing:
         raise ValueError(
@@ -92,9 +101,10 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
     """Names of tensors that ``func`` captures, that require grad, and that the adjoint would not see.
 
     A tensor computed from tracked tensors only (its autograd history reaches no other tensor that requires
-    grad) is not reported: the adjoint differentiates through it. Looked at: the attributes of ``func`` and of
-    its submodules (one level into dataclass attributes and into lists, tuples and dicts), the closure of
-    ``func`` itself and the module-level names its code reads, and the same for plain functions stored as module
+    grad) is not reported: the adjoint differentiates through it. Looked at: the attributes and buffers of
+    ``func`` and of its submodules (and, a few levels deep, into dataclasses, lists, tuples, dicts and other
+    plain objects they hold), the closures of every method their classes define and the module-level names
+    that code reads, the closure of ``func`` itself, and the same for plain functions stored as module
     attributes (wrappers); for a ``functools.partial`` its arguments and the callable it wraps, for another
     callable object or a bound method the object's attributes and its ``__call__``.
     """
@@ -130,18 +140,15 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
         code = getattr(function, "__code__", None)
         for name, cell in zip(getattr(code, "co_freevars", ()), getattr(function, "__closure__", None) or ()):
             try:
-                visit(prefix + name, cell.cell_contents)
+                contents = cell.cell_contents
             except ValueError:  # an empty cell
                 continue
+            visit_value(prefix + name, contents)
         module_globals = getattr(function, "__globals__", {})
         for name in getattr(code, "co_names", ()):
             if name in module_globals:
                 visit(prefix + name, module_globals[name])
 
-    def visit_container(path: str, value) -> None:
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            visit(f"{path}[{key!r}]", item)
 
     def visit_callable(prefix: str, function, depth: int = 0) -> None:
         """A callable that is no module: a partial's arguments and wrapped callable, an object's attributes and
@@ -166,29 +173,45 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
                 visit_value(f"{prefix}{type(owner).__name__}.{attr}", value)
         visit_closure(prefix, function)
 
-    def visit_value(path: str, value) -> None:
+    seen_values: set[int] = set()
+
+    def visit_value(path: str, value, depth: int = 0) -> None:
+        """A tensor, or what a container, a dataclass, a plain object or a function holds (modules are visited
+        through ``named_modules``, tensors' own attributes never)."""
         visit(path, value)
+        if depth > 3 or isinstance(value, (Tensor, nn.Module, type, types.ModuleType, str, bytes)):
+            return
+        if id(value) in seen_values:
+            return
+        seen_values.add(id(value))
         if isinstance(value, (list, tuple, dict)):
-            visit_container(path, value)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                visit_value(f"{path}[{key!r}]", item, depth + 1)
+        elif isinstance(value, types.FunctionType):
+            visit_closure(f"{path}.", value)
+        elif hasattr(value, "__dataclass_fields__"):
+            for sub in value.__dataclass_fields__:
+                visit_value(f"{path}.{sub}", getattr(value, sub, None), depth + 1)
+        elif hasattr(value, "__dict__") and not callable(value):
+            for attr, item in vars(value).items():
+                visit_value(f"{path}.{attr}", item, depth + 1)
 
     if isinstance(func, nn.Module):
         for prefix, module in func.named_modules():
+            base = f"{prefix}." if prefix else ""
             for attr, value in vars(module).items():
-                if attr.startswith("_"):
+                if attr not in _MODULE_TABLES:  # buffers are read from theirs below
+                    visit_value(base + attr, value)
+            for name, buffer in module.named_buffers(recurse=False):
+                visit(base + name, buffer)
+            for cls in type(module).__mro__:  # every method: energy(), gradient() and helpers read tensors too
+                if cls is object or cls.__module__.startswith("torch."):
                     continue
-                path = f"{prefix + '.' if prefix else ''}{attr}"
-                visit(path, value)
-                if hasattr(value, "__dataclass_fields__"):
-                    for sub in value.__dataclass_fields__:
-                        visit(f"{path}.{sub}", getattr(value, sub))
-                elif isinstance(value, (list, tuple, dict)):
-                    visit_container(path, value)
-                elif isinstance(value, types.FunctionType):
-                    visit_closure(f"{path}.", value)
-            for name in ("forward", "__call__"):
-                method = type(module).__dict__.get(name)
-                if isinstance(method, types.FunctionType):
-                    visit_closure(f"{prefix + '.' if prefix else ''}{name}.", method)
+                for name, method in vars(cls).items():
+                    # __init__ and the other special methods do not run in the solve (but for __call__).
+                    if isinstance(method, types.FunctionType) and (not name.startswith("__") or name == "__call__"):
+                        visit_closure(f"{base}{name}.", method)
         visit_closure("", func)
     else:
         visit_callable("", func)

@@ -233,6 +233,11 @@ def integrate(
             raise
         raise guarded.translate(err) from err
     stats.wall_time = _clock() - started
+    if states.size(0) != t.numel():  # torchdiffeq's SciPy wrapper returns only the times its solver reached
+        reached = states.size(0)
+        raise guarded.fail("incomplete", None, stats.nfe_forward,
+                           f"it returned the states of {reached} of the {t.numel()} requested times and stopped "
+                           f"between t={float(times[reached - 1]):g} and t={float(times[reached]):g}")
     stats.t_final = guarded.t_reached if guarded.t_reached is not None else t_end
     if not all_finite(states):
         raise guarded.non_finite_solve(stats.t_final)
