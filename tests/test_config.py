@@ -92,6 +92,8 @@ def test_ints_are_accepted_for_floats_and_none_strings_for_optionals():
         ({"method": "dopri5", "step_size": None, "time_dependent": True}, "need time_pieces"),
         ({"time_dependent": True, "time_pieces": 0}, r"time_pieces must be an integer in \[1, 10000\]"),
         ({"time_pieces": 3}, "time_pieces applies only with time_dependent"),
+        ({"time_dependent": True, "method": "rk4", "step_size": 0.3, "time": 1.0},
+         r"with 'rk4' needs step_size to divide time .*set time_pieces"),
         ({"kinetic_weight": -0.1}, "kinetic_weight must be non-negative"),
         ({"jacobian_weight": -1}, "jacobian_weight must be non-negative"),
         ({"kinetic_weight": float("inf")}, "kinetic_weight must be a finite number"),
@@ -118,6 +120,19 @@ def test_invalid_values_fail_with_the_fix(values, fragment):
 def test_adaptive_config_is_valid_without_step_size():
     config = RunConfig(method="dopri5", step_size=None, rtol=1e-4)
     assert not config.fixed_grid
+
+
+def test_time_dependent_steps_read_one_set_of_weights_each():
+    # Euler reads the field at each step's start, inside its own piece even with a shorter last step; rk4 reads it
+    # inside the step too, where the pieces (T/K each) and the steps (τ) are the same only when τ divides T.
+    from continuous_gnn.training.build import build_model
+
+    for method, step_size, time in (("euler", 0.3, 1.0), ("rk4", 0.25, 1.0), ("midpoint", 0.1, 0.9)):
+        config = RunConfig(time_dependent=True, method=method, step_size=step_size, time=time, hidden=4)
+        schedule = build_model(config, 3, 2).energy
+        stages = {"euler": [0.0], "rk4": [0.0, 0.5], "midpoint": [0.0, 0.5]}[method]  # where a step reads the field
+        for k in range(len(schedule.energies)):
+            assert {schedule.index(min((k + c) * step_size, time)) for c in stages} == {k}, (method, k)
 
 
 def test_time_pieces_and_regulariser_weights():

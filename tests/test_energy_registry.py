@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from continuous_gnn.energies import Energy
 from continuous_gnn.fields import Field
@@ -95,10 +96,17 @@ def test_options_come_from_a_toml_table_and_from_flags(tmp_path):
         read_config_file(nested)
 
 
-def _start_training(tmp_path: Path, out: Path, *flags: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "continuous_gnn", "train", "--dataset", "texas", "--splits", "0",
-                             "--epochs", "3", "--hidden", "8", "--quiet", "--out", str(out), *flags],
+def _start_training(tmp_path: Path, out: Path, *flags: str, script: bool = False) -> subprocess.Popen:
+    """``train`` in ``tmp_path``, where the user's module lies: under ``python -m`` with the folder on PYTHONPATH,
+    or (``script``) as the installed ``continuous-gnn`` script, which finds it in the folder it runs from."""
+    env = dict(os.environ)
+    if script:
+        program = [str(Path(sys.executable).with_name("continuous-gnn"))]
+    else:
+        program = [sys.executable, "-m", "continuous_gnn"]
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen([*program, "train", "--dataset", "texas", "--splits", "0", "--epochs", "3", "--hidden", "8",
+                             "--quiet", "--out", str(out), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
 
 
@@ -112,7 +120,7 @@ def test_a_user_energy_trains_from_the_command_line(tmp_path, data_root):
     outs = [tmp_path / "direct.json", tmp_path / "adjoint.json", tmp_path / "bad.json"]
     processes = [_start_training(tmp_path, outs[0], *common),
                  _start_training(tmp_path, outs[1], *common, "--adjoint", "--method", "rk4", "--step-size", "0.5",
-                                 "--energy-option", "well=0.2"),
+                                 "--energy-option", "well=0.2", script=True),
                  _start_training(tmp_path, outs[2], *common, "--energy", "user_energies:Nope")]
     (_, direct_err), (_, adjoint_err), (_, bad_err) = [p.communicate(timeout=300) for p in processes]
     assert processes[0].returncode == 0, direct_err
@@ -249,3 +257,25 @@ def test_the_cli_refuses_graff_fields_typed_for_an_energy_that_does_not_read_the
     err = capsys.readouterr().err
     assert ("note: the energy is 'attention_dirichlet', so w_learnable = false, a field of the GRAFF energy, "
             "changes nothing") in err
+
+
+def test_a_whole_number_for_a_float_option_is_passed_as_a_float(tmp_path, monkeypatch):
+    (tmp_path / "typed_energies.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+        from continuous_gnn.energies import Energy
+
+
+        class Typed(Energy):
+            def __init__(self, scale: float = 1.0, steps: int = 1):
+                super().__init__()
+                self.scale = nn.Parameter(torch.tensor(scale))  # an int here would make an integer tensor
+                self.steps = steps
+
+            def energy(self, x, graph, x0=None):
+                return 0.5 * self.scale * (x * graph.laplacian(x)).sum()
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    built = build_named("typed_energies:Typed", 4, {"scale": 2, "steps": 3})  # as TOML or --energy-option give them
+    assert built.scale.dtype == torch.float32 and built.scale.item() == 2.0
+    assert built.steps == 3 and isinstance(built.steps, int)

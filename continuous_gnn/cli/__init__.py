@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -108,10 +109,20 @@ def _error(command: str | None, message: str, status: int) -> int:
     return status
 
 
+def _import_from_working_folder() -> None:
+    """Let ``--energy mypkg.energies:MyEnergy`` find ``mypkg`` in the folder the command runs from, as
+    ``python -m continuous_gnn`` does (the ``continuous-gnn`` script's own ``sys.path`` lacks that folder). It comes
+    last, so a folder there never hides an installed package."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    _import_from_working_folder()
     try:
         parser = build_parser()
         args = _parse(parser, argv)

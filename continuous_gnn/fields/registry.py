@@ -82,8 +82,8 @@ def flow_class(name: str) -> type[Energy] | type[Field]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"energy {name!r}: cannot import module {module_name!r} ({err}); is it installed or on "
-                         "PYTHONPATH?") from None
+        raise ValueError(f"energy {name!r}: cannot import module {module_name!r} ({err}); is it installed, on "
+                         "PYTHONPATH, or in the folder the command runs from?") from None
     except Exception as err:  # the user's module itself fails: a syntax error, an exception at import
         raise ValueError(f"energy {name!r}: importing module {module_name!r} failed with {type(err).__name__}: "
                          f"{err}; fix the module") from None
@@ -145,6 +145,19 @@ def _check_type(name: str, key: str, value: Any, parameter: inspect.Parameter) -
     raise ValueError(f"energy {name!r}: option {key!r} must be {wanted}; got {value!r}{hint}")
 
 
+def _as_declared(options: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``options`` with a whole number given for an option declared ``float`` made a float (TOML and
+    ``--energy-option scale=2`` give an int, which ``torch.tensor`` would turn into an integer tensor)."""
+    params = _parameters(cls)
+    coerced = dict(options)
+    for key, value in options.items():
+        if key in params and isinstance(value, int) and not isinstance(value, bool):
+            declared = _declared_types(params[key])
+            if float in declared and int not in declared:
+                coerced[key] = float(value)
+    return coerced
+
+
 def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` unless ``options`` are keyword arguments that ``name``'s constructor accepts.
 
@@ -191,7 +204,8 @@ def build_named(name: str, channels: int, options: Mapping[str, Any] | None = No
         energy = inner(inner_name) if inner is not None else build_named(inner_name, channels)
         if not isinstance(energy, Energy):
             raise ValueError(f"second_order needs an Energy as its inner force, got {type(energy).__name__}")
-        return SecondOrderFlow(energy, **options)
+        return SecondOrderFlow(energy, **_as_declared(options, cls))
+    options = _as_declared(options, cls)
     if "channels" in _parameters(cls):
         options["channels"] = channels
     try:

@@ -115,6 +115,14 @@ def check_rules(c: RunConfig) -> None:
         require(not c.time_dependent or c.time_pieces is not None or steps <= MAX_TIME_PIECES,
                 f"time_dependent weights take one set of weights per step, and time / step_size gives {steps} "
                 f"steps (at most {MAX_TIME_PIECES}); raise step_size or set time_pieces")
+        # The K pieces are equal, T/K long: they are the steps only when τ divides T. Euler reads the field at the
+        # start of each step, which lies in its piece even when the last step is shorter; other methods read it
+        # inside the step too, and the shorter last step would make one step read two pieces.
+        require(not c.time_dependent or c.time_pieces is not None or c.method == "euler"
+                or abs(steps * c.step_size - c.time) <= 1e-9 * max(1.0, c.time),
+                f"time_dependent weights take one set per step, which with {c.method!r} needs step_size to divide "
+                f"time (time / step_size = {c.time:g} / {c.step_size:g} leaves a shorter last step, and a step would "
+                "read two sets of weights); choose step_size = time / k, or set time_pieces")
         require(
             c.rtol is None and c.atol is None,
             f"rtol/atol apply to adaptive methods, not to the fixed-grid method {c.method!r}; "
