@@ -619,3 +619,17 @@ def test_laplacian_radius_is_exact_on_small_graphs_and_zero_without_a_laplacian(
     assert laplacian_radius(path) == pytest.approx(exact, abs=1e-12)  # power iteration stopped at 1.3297 here
     lonely = Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 1, dtype=F64)
     assert laplacian_radius(lonely) == 0.0
+
+
+def test_the_dirichlet_energy_of_a_huge_finite_state_is_a_number_not_nan():
+    # Channels along √d̃ have forms that round just below 0; scaled back by 1e308 they were -inf, and the sum nan.
+    graph = Graph.from_edge_index(torch.tensor([[0, 1, 1, 2, 2, 3, 3, 0, 0, 2], [1, 0, 2, 1, 3, 2, 0, 3, 2, 0]]), 4,
+                                  dtype=torch.float64)
+    root = graph.degree.sqrt()
+    noise = torch.randn(4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.stack([root, 1.3 * root, 0.7 * root, noise], dim=1) * 1e154
+    channels = channel_dirichlet_energies(x, graph)
+    assert bool((channels >= 0).all()) and not bool(channels.isnan().any())
+    assert not math.isnan(float(dirichlet_energy(x, graph)))
+    assert float(dirichlet_energy(x / 1e154, graph)) == pytest.approx(float(channel_dirichlet_energies(x / 1e154,
+                                                                                                      graph)[3]), abs=1e-12)

@@ -390,3 +390,22 @@ def test_a_worker_leaves_a_live_trial_of_another_worker_to_it(tmp_path):
         waited = time.monotonic() - started
     assert [t.state.name for t in queue.study.trials] == ["RUNNING", "COMPLETE"]
     assert 2 <= waited < 15  # it waited one grace period and a heartbeat for the trial to go stale, then left
+
+
+@pytest.mark.data
+def test_a_continued_search_draws_new_trials_not_the_ones_it_ran(data_root, data_cache, tmp_path, capsys):
+    optuna = pytest.importorskip("optuna")
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "2", "--hidden", "8", "--fix",
+            "hidden,self_loops", "--quiet", "--data-root", str(data_root), "--cache-dir", str(data_cache),
+            "--out", str(out)]
+    assert main([*argv, "--trials", "3"]) == 0
+    assert main([*argv, "--trials", "5"]) == 0  # as after a Ctrl-C, or to extend the search
+    capsys.readouterr()
+    storage = f"sqlite:///{tmp_path / 'best.optuna.sqlite3'}"
+    (name,) = optuna.get_all_study_names(storage)
+    params = [t.params for t in optuna.load_study(study_name=name, storage=storage).trials]
+    assert len(params) == 5
+    # Trial 0 is the configured start; 1 and 2 were drawn by the first start, 3 and 4 by the second, which drew
+    # the same two again when it was seeded alike.
+    assert params[3] not in params[1:3] and params[4] not in params[1:3]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from continuous_gnn.studies import (
     TRAJECTORY_COLUMNS,
     W_FAMILIES,
     depth_sweep,
+    depth_units,
     fresh_model,
     homophily_min_nodes,
     homophily_sweep,
@@ -157,7 +159,7 @@ def test_trajectory_records_rejects_bad_times(sbm):
     for t_end, step in ((1.0, 0.3), (0.5, 1.0)):
         with pytest.raises(ValueError, match=f"t_end={t_end:g} is not a multiple of step_size={step:g}"):
             trajectory_records(model, sbm, t_end=t_end, step_size=step)
-    with pytest.raises(TypeError, match="times must be a sequence of times"):
+    with pytest.raises(TypeError, match=r"times must be a sequence, e.g. \[1.0, 4.0\], got str"):
         depth_sweep(sbm, step_sizes=(0.5,), times="1,2")
     with pytest.raises(ValueError, match="needs a step_size"):
         trajectory_records(model, sbm, t_end=1.0)
@@ -569,3 +571,36 @@ def test_extrapolation_chameleon_oversharpens(data_root, data_cache):
     at = _extrapolate("chameleon", data_root, data_cache)
     assert at[32.0][0] > 1.0 and at[32.0][0] > at[8.0][0], at
     assert at[64.0][1] < at[8.0][1], at
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--step-sizes", "1e-9", "--times", "1"], "gives 1e[+]09 steps, more than the 1,000,000 a solve allows"),
+    (["--step-sizes", "1e-6", "--times", "1"], "gives 1,000,000 steps, more than the evaluation budget of 100,000"),
+    (["--w-families", "", "--times", "1"], "--w-families must be a comma-separated list without empty items"),
+])
+def test_cli_refuses_a_sweep_it_cannot_run_before_any_work(tmp_path, capsys, flags, message):
+    # A step of 1e-9 built a grid of 10⁹ points (8 GB) before any check; 1e-6 ran 100 s into the budget.
+    status = main(["study", "--synthetic", "sbm", "--nodes", "40", "--w-families", "prod", *flags,
+                   "--out", str(tmp_path / "out")])
+    assert status == 2 and re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_sweeps_refuse_strings_for_lists_and_grids_they_cannot_solve():
+    dataset = contextual_sbm(30, 2, 0.5, 4.0, 6, 1.0, seed=0)
+    from continuous_gnn.data import NodeDataset
+
+    dataset = NodeDataset(name="csbm", data=dataset, num_classes=2, num_splits=1, metric="accuracy", homophilous=True)
+    for keyword, value in (("w_families", "prod"), ("methods", "euler"), ("step_sizes", "0.5")):
+        with pytest.raises(TypeError, match=f"{keyword} must be a sequence"):
+            depth_units(dataset, **{keyword: value}, config=study_config("fresh"))
+    with pytest.raises(ValueError, match="more than the evaluation budget"):
+        depth_units(dataset, step_sizes=[1e-6], times=[1.0], config=study_config("fresh"))
+
+
+def test_cli_says_when_a_trajectory_blew_up_before_the_last_readout(tmp_path, capsys):
+    status = main(["study", "--synthetic", "sbm", "--nodes", "40", "--w-families", "prod", "--step-sizes", "1",
+                   "--times", "10,1000", "--points", "5", "--out", str(tmp_path / "out")])
+    assert status == 0
+    assert re.search(r"fresh prod +euler +τ=1  the solve failed at t=\d+: no readouts after t=\d+",
+                     capsys.readouterr().out)

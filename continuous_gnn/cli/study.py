@@ -177,7 +177,8 @@ def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
     if nodes < need:
         raise UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
                           f"with mean degree 8 need at least {need} nodes at these levels (45 nodes reach every level in [0, 1])")
-    families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families", [w for w in W_STYLES if w != "asymm"])
+    families = choices(_DEFAULT_FAMILIES if args.w_families is None else args.w_families, "--w-families",
+                       [w for w in W_STYLES if w != "asymm"])
     defaults = study_config("homophily")
     hidden = number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
     epochs = number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
@@ -234,6 +235,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         w_spectrum_records,
         write_csv,
     )
+    from ..studies.trajectory import MAX_NFE, check_grid
     from ..training import check_before_loading, environment
     from ..training.checkpoint import load_checkpoint
     from ..training.presets import study_config
@@ -257,6 +259,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 "remove --step-sizes, or add a fixed-grid method such as euler or rk4 to --methods"
             )
         step_sizes = []
+    for tau in step_sizes:  # before a grid of a tiny step is built, or the data loaded
+        try:
+            check_grid(max(times), tau, MAX_NFE)
+        except ValueError as err:
+            raise UsageError(f"--step-sizes {tau:g} with --times up to {max(times):g}: {err}") from None
     out = output_folder(args.out)
 
     checkpoint = None
@@ -268,7 +275,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         checkpoint = load_checkpoint(args.checkpoint)
         families = None
     else:
-        families = choices(args.w_families or _DEFAULT_FAMILIES, "--w-families",
+        families = choices(_DEFAULT_FAMILIES if args.w_families is None else args.w_families, "--w-families",
                             [w for w in W_STYLES if w != "asymm"])
     fresh = study_config("fresh")
     hidden = number(args.hidden, "--hidden", int, fresh.hidden, minimum=1)
@@ -294,7 +301,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     def announce(rows: list[dict[str, Any]]) -> None:
         first = rows[0]
         tau = "adaptive" if first["step_size"] is None else f"τ={first['step_size']:g}"
-        print(f"  {first['model']} {first['w_family']:<10} {first['method']:<8} {tau}", flush=True)
+        failed = first["failed_at"]
+        # A blown-up solve keeps the readouts before the failure; the tables and figures stop there.
+        note = "" if failed != failed else (f"  the solve failed at t={failed:g}: no readouts after "
+                                            f"t={max(r['t'] for r in rows):g}")
+        print(f"  {first['model']} {first['w_family']:<10} {first['method']:<14} {tau}{note}", flush=True)
 
     if not args.quiet:
         print(f"{PROG} study: {dataset.name}, {dataset.num_nodes} nodes; T up to {max(times):g}")

@@ -325,6 +325,11 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"the study had a budget of {queue.extended_from} trials: {args.trials - queue.extended_from} more "
               f"queued", flush=True)
     trials = study.trials  # one read of the storage
+    started_before = sum(t.state != optuna.trial.TrialState.WAITING for t in trials)
+    if sampler_seed is not None and started_before:
+        # TPE's first trials are random draws that do not read the history: with the seed it started with, a
+        # continued search would draw the trials it already ran again.
+        study.sampler = optuna.samplers.TPESampler(seed=(sampler_seed + started_before) % 2**32)
     # A trial that another worker found stale has failed, but it runs again: it has not finished.
     again = requeued_trials(trials)
     finished = [t for t in trials if t.state.is_finished() and t.number not in again]

@@ -64,7 +64,7 @@ def dirichlet_energy(x: Tensor, graph: Graph) -> Tensor:
         graph (Graph): a graph with ``normalization="sym"``.
 
     Returns:
-        Tensor: 0-dim, non-negative up to rounding; ``inf`` where the energy exceeds the dtype's range, ``nan``
+        Tensor: 0-dim, non-negative; ``inf`` where the energy exceeds the dtype's range, ``nan``
         where ``x`` has a non-finite entry (a blown-up state of a trajectory is recorded, not refused).
 
     Raises:
@@ -92,7 +92,10 @@ def channel_dirichlet_energies(x: Tensor, graph: Graph) -> Tensor:
     """
     x = _as_matrix(x, graph)
     scale = channel_scales(x)
-    return 0.5 * _channel_quadratic_forms(x / scale, graph) * scale.squeeze(0).square()
+    forms = _channel_quadratic_forms(x / scale, graph)
+    # Δ is positive semidefinite: a form that rounds to 0 or below (a channel along its kernel) is 0 whatever the
+    # scale, where scaled back by a square that overflows it would be -inf or nan, and the total nan.
+    return torch.where(forms > 0, 0.5 * forms * scale.squeeze(0).square(), forms.clamp(min=0))
 
 
 @torch.no_grad()

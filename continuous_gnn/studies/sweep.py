@@ -22,7 +22,7 @@ from ..models import ContinuousGNN
 from ..ode.methods import check_method, is_fixed
 from ..training.build import build_model
 from ..training.config import RunConfig
-from .trajectory import check_times, trajectory_records
+from .trajectory import MAX_NFE, check_grid, check_times, trajectory_records
 from .units import StudyUnit
 
 __all__ = ["W_FAMILIES", "fresh_model", "model_family", "depth_units", "depth_sweep"]
@@ -70,8 +70,12 @@ def depth_units(
     Raises:
         ValueError: on bad arguments (the message says which).
     """
-    if isinstance(times, (str, bytes)) or not hasattr(times, "__iter__"):
-        raise TypeError(f"times must be a sequence of times, e.g. [1.0, 4.0], got {type(times).__name__}")
+    for name, value, example in (("times", times, "[1.0, 4.0]"), ("step_sizes", step_sizes, "[0.5, 1.0]"),
+                                 ("methods", methods, '["euler", "rk4"]'), ("w_families", w_families, '["prod"]')):
+        if (name == "w_families" and value is None) or not (isinstance(value, (str, bytes))
+                                                            or not hasattr(value, "__iter__")):
+            continue
+        raise TypeError(f"{name} must be a sequence, e.g. {example}, got {type(value).__name__} {value!r}")
     if not times:
         raise ValueError("times must name at least one readout time")
     t_max = max(float(t) for t in times)
@@ -88,6 +92,7 @@ def depth_units(
         if is_fixed(method):
             for tau in step_sizes:
                 check_times(times, t_max, float(tau))
+                check_grid(t_max, float(tau), MAX_NFE)
                 solvers.append((method, float(tau)))
         else:
             solvers.append((method, None))

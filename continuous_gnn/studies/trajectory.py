@@ -27,13 +27,16 @@ from ..errors import IntegrationError
 from ..graph import Graph
 from ..models import ContinuousGNN
 from ..ode.field import VectorField, captured_tensors, jump_times
-from ..ode.grid import fixed_grid
+from ..ode.grid import count_steps, fixed_grid
 from ..ode.integrate import integrate
 from ..ode.methods import check_method, is_fixed
-from ..ode.settings import Adaptive, FixedGrid
+from ..ode.settings import DEFAULT_MAX_GRID_STEPS, Adaptive, FixedGrid
 from ..training.metrics import accuracy
 
-__all__ = ["TRAJECTORY_COLUMNS", "trajectory_records", "check_times"]
+__all__ = ["TRAJECTORY_COLUMNS", "MAX_NFE", "trajectory_records", "check_times", "check_grid"]
+
+#: The evaluation budget of a trajectory's solve (:func:`trajectory_records`'s default ``max_nfe``).
+MAX_NFE = 100_000
 
 #: Columns of :func:`trajectory_records` (after any caller-supplied label columns).
 TRAJECTORY_COLUMNS: tuple[str, ...] = (
@@ -94,6 +97,25 @@ def check_times(times: Sequence[float], t_end: float, step_size: float | None) -
     return out
 
 
+def check_grid(t_end: float, step_size: float, max_nfe: int | None) -> int:
+    """The steps of a fixed grid of size ``step_size`` over ``[0, t_end]``, after checking that a solve can take
+    them: at most :data:`~continuous_gnn.ode.settings.DEFAULT_MAX_GRID_STEPS` points, and no more steps than the
+    evaluation budget ``max_nfe`` (every fixed-grid method evaluates the field at least once per step). Checked
+    before the grid is built, which for a tiny step would take the memory first.
+
+    Raises:
+        ValueError: naming the step count and what to change.
+    """
+    steps = count_steps(t_end, step_size)
+    if steps > DEFAULT_MAX_GRID_STEPS:
+        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {steps:.3g} steps, more than the "
+                         f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise the step size or lower T")
+    if max_nfe is not None and steps > max_nfe:
+        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {steps:,} steps, more than the evaluation "
+                         f"budget of {max_nfe:,}; raise the step size or lower T")
+    return steps
+
+
 def _save_times(t_end: float, step_size: float | None, requested: Sequence[float], max_points: int) -> list[float]:
     """Times at which a trajectory is read out: about ``max_points`` evenly spread ones plus ``requested``."""
     if step_size is not None:
@@ -134,7 +156,7 @@ def trajectory_records(
     atol: float | None = None,
     times: Sequence[float] = (),
     max_points: int = 65,
-    max_nfe: int | None = 100_000,
+    max_nfe: int | None = MAX_NFE,
     dtype: torch.dtype = torch.float64,
     labels: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
@@ -185,6 +207,8 @@ def trajectory_records(
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
         raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
     requested = check_times(times, t_end, step_size if fixed else None)
+    if fixed:
+        check_grid(t_end, step_size, max_nfe)
     saved = _save_times(t_end, step_size if fixed else None, requested, max_points)
 
     if fixed:
