@@ -508,3 +508,43 @@ def test_data_parallel_ranks_all_resume_from_the_checkpoints_rank_0_wrote(tmp_pa
     assert len(streams) == 2 and not torch.equal(*streams)  # each rank draws its own dropout masks
     _torchrun(*argv, "--checkpoint-dir", str(tmp_path / "later"), "--resume", "--out", str(tmp_path / "resumed.json"))
     assert _splits(tmp_path / "resumed.json") == _splits(tmp_path / "whole.json")
+
+
+@pytest.mark.data
+def test_save_model_keeps_each_splits_best_model_for_study_and_across_a_resume(tmp_path, capsys, data_root, data_cache):
+    from continuous_gnn.data import load_dataset
+    from continuous_gnn.training import build_graph, prepare_features
+    from continuous_gnn.training.metrics import accuracy
+
+    dataset = load_dataset("texas", data_root, cache_dir=data_cache)
+
+    folder, model = tmp_path / "ck", tmp_path / "models" / "texas.pt"
+    argv = [*_train(data_root, data_cache, "--epochs", "4", "--dropout", "0.3", "--checkpoint-dir", str(folder),
+                    "--checkpoint-keep", "9", "--save-model", str(model)), "--splits", "0,1"]
+    assert main([*argv, "--out", str(tmp_path / "whole.json")]) == 0
+    record = json.loads((tmp_path / "whole.json").read_text())
+    paths = {split: tmp_path / "models" / f"texas-split{split}.pt" for split in (0, 1)}
+    assert record["saved_models"] == {str(split): str(path) for split, path in paths.items()}
+    for entry in record["splits"]:  # each file holds the model of the epoch whose test metric the record reports
+        saved = load_checkpoint(paths[entry["split"]])
+        assert saved.metadata["epoch"] == entry["best_epoch"] and saved.metadata["split"] == entry["split"]
+        net = saved.model.eval()
+        with torch.no_grad():
+            logits = net(prepare_features(dataset.data.x, CPU), build_graph(dataset.data, saved.config, CPU))
+        test_mask = dataset.split(entry["split"])[2]
+        assert float(accuracy(logits, dataset.data.y, test_mask[None])[0]) == pytest.approx(entry["test_metric"])
+    # Resumed after split 0: the new process saves split 1, and the record still names split 0's earlier file.
+    (tmp_path / "later").mkdir()
+    shutil.copy(folder / "checkpoint-0001-0000000.pt", tmp_path / "later")
+    paths[1].unlink()
+    at = argv.index(str(folder))
+    resumed = [*argv[:at], str(tmp_path / "later"), *argv[at + 1:], "--resume", "--out", str(tmp_path / "r.json")]
+    assert main(resumed) == 0
+    assert paths[1].is_file()
+    assert json.loads((tmp_path / "r.json").read_text())["saved_models"] == record["saved_models"]
+    # A training-state checkpoint is not a model, and the message says how to get one.
+    with pytest.raises(CheckpointError, match="is a training-state checkpoint .*train --save-model PATH"):
+        load_checkpoint(folder / "checkpoint-0001-0000000.pt")
+    capsys.readouterr()
+    assert main(_train(data_root, data_cache, "--save-model", str(tmp_path), "--out", str(tmp_path / "x.json"))) == 2
+    assert "is not a file path" in capsys.readouterr().err

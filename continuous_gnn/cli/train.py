@@ -21,12 +21,15 @@ import signal
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import (
     PROG,
     Subcommand,
     UsageError,
+    check_creatable,
+    check_distinct_outputs,
     data_paths,
     number,
     output_folder,
@@ -52,6 +55,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON record path, or a folder for the default name "
                              "(default: runs/<dataset>-<preset or energy>-<timestamp>.json; a default name that "
                              "exists when the run ends gets a -1, -2, ... suffix, a file you name is replaced)")
+    parser.add_argument("--save-model", metavar="PATH",
+                        help="save each split's model of its best validation epoch (the epoch its test metric is "
+                             "read at) with its config, for study --checkpoint or load_checkpoint: to PATH with one "
+                             "split, to PATH-split<N>.pt with several")
     parser.add_argument("--distributed", action="store_true",
                         help="be one process of a data-parallel run started by torchrun: each process trains its "
                              "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "
@@ -144,6 +151,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     main = world is None or world.is_main
     label = resolved.preset or config.energy
     target = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
+    if args.save_model is not None and main:
+        if not args.save_model.strip() or Path(args.save_model).expanduser().is_dir():
+            raise UsageError(f"--save-model {args.save_model!r} is not a file path; pass one such as runs/model.pt")
+        check_distinct_outputs(("--out", None if target is None else str(target.path)), ("--save-model", args.save_model))
+        check_creatable(Path(args.save_model).expanduser(), "--save-model")
     check_before_loading(config, NUM_SPLITS.get(dataset_name(config.dataset)))
     root, cache = data_paths(args)
     fetch_dataset(args, config.dataset, root)
@@ -156,9 +168,15 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         f"{'preset ' + resolved.preset if resolved.preset else 'energy ' + config.energy}; metric {metric}"
         + (f"; {world.size} processes" if world is not None else ""), flush=True)
 
+    splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
+    saved_models: dict[str, str] = {}
+
     def on_split(s) -> None:
         print(f"split {s.split:>2}  test {percent(s.test_metric)}  val {percent(s.val_metric)}  "
               f"best epoch {s.best_epoch:>3}/{s.epochs_run}  {s.wall_time:.1f} s", flush=True)
+        saved = None if args.save_model is None else _save_model(args.save_model, s, splits, config, dataset, argv)
+        if saved is not None:
+            saved_models[str(s.split)] = saved
 
     rank = world
     stop = None if checkpoints is None else StopRequest()  # without checkpoints a signal stops at once, as always
@@ -170,7 +188,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             if stop is not None:
                 stack.enter_context(stop_on_signals(stop, on_signal=_stopping if main else None))
             result = run(config, dataset, progress=bars, on_split=on_split if main else None, world=world,
-                         checkpointing=checkpoints, stop=stop)
+                         checkpointing=checkpoints, stop=stop, keep=None if args.save_model is None else "best")
     except RunStopped as stopped:
         if main:
             print(_stopped(stopped, argv, distributed=rank is not None), file=sys.stderr, flush=True)
@@ -188,6 +206,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     if not main:
         return 0
     extra = {} if world is None else {"distributed": {"world_size": world.size, "backend": backend_for(config.device)}}
+    if saved_models:
+        extra["saved_models"] = saved_models
     record = result.to_record(
         preset=resolved.preset,
         preset_file=resolved.preset_file,
@@ -204,6 +224,30 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
     print(f"record {path}")
     return 0
+
+
+def _model_path(save_model: str, split: int, splits: list[int]) -> Path:
+    """``--save-model``'s file for ``split``: the path itself with one split, ``<stem>-split<N><suffix>`` with more."""
+    path = Path(save_model).expanduser()
+    return path if len(splits) == 1 else path.with_name(f"{path.stem}-split{split}{path.suffix or '.pt'}")
+
+
+def _save_model(save_model: str, result, splits: list[int], config, dataset, argv: list[str]) -> str | None:
+    """Save a finished split's best-validation model and return its path. A split that a resumed run finished in
+    an earlier process has no model here: that process saved it, and its path is returned if the file is there."""
+    from ..training import save_checkpoint
+
+    path = _model_path(save_model, result.split, splits)
+    if result.kept is None:
+        return str(path) if path.is_file() else None
+    metadata = {"data": {"dataset": dataset.name}, "split": result.split, "seed": result.seed,
+                "epoch": result.kept.epoch, "metrics": {"train": result.kept.train, "val": result.kept.val,
+                                                        "test": result.kept.test},
+                "command": shlex.join([PROG, *argv])}
+    save_checkpoint(path, result.kept.model, config, num_features=dataset.num_features,
+                    num_classes=dataset.num_classes, metadata=metadata)
+    print(f"split {result.split:>2}  model of epoch {result.kept.epoch} saved to {path}", flush=True)
+    return str(path)
 
 
 def _stopping(name: str) -> None:

@@ -205,13 +205,14 @@ def _refusal(err: pickle.UnpicklingError) -> str:
     return text[start:].split(" Please use")[0] if start >= 0 else text[:200]
 
 
-def read_plain(path: Path, *, map_location: str | torch.device, writer: str) -> Any:
+def read_plain(path: Path, *, map_location: str | torch.device, writer: str, fix: str | None = None) -> Any:
     """``torch.load(path, weights_only=True)``: plain data and tensors only, so nothing in the file runs.
 
     Args:
         path: an existing file.
         map_location: where the tensors go.
         writer: what writes such files, for the messages (e.g. ``"save_checkpoint"``).
+        fix: what the message of an unreadable file advises (default: to pass a file ``writer`` wrote).
 
     Raises:
         UnsafeCheckpointError: if the file is a complete archive holding other types (a foreign or crafted file).
@@ -228,7 +229,7 @@ def read_plain(path: Path, *, map_location: str | torch.device, writer: str) -> 
                 f"so it is not loaded. Remove the file") from None
         raise CheckpointError(f"{str(path)!r} is not a checkpoint written by {writer}: it is cut short, corrupt or "
                               f"another kind of file (torch.load: {type(err).__name__}: {_load_failure(err)}); "
-                              "delete it, or resume from another folder") from err
+                              f"{fix or f'pass a file that {writer} wrote'}") from err
 
 
 def _load_failure(err: Exception) -> str:
@@ -293,8 +294,13 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     payload = read_plain(path, map_location=map_location, writer="save_checkpoint")
+    if isinstance(payload, dict) and payload.get("kind") == "continuous_gnn.training_state":
+        raise CheckpointError(f"{str(path)!r} is a training-state checkpoint (train --checkpoint-dir), which resumes a "
+                              "run, not a model checkpoint; save the trained model with train --save-model PATH "
+                              "(or save_checkpoint in Python)")
     if not isinstance(payload, dict) or payload.get("kind") != _KIND:
-        raise CheckpointError(f"{str(path)!r} is not a continuous_gnn model checkpoint")
+        raise CheckpointError(f"{str(path)!r} is not a continuous_gnn model checkpoint (written by train --save-model "
+                              "or save_checkpoint)")
     missing = [k for k in _KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")

@@ -290,7 +290,7 @@ def check_run(config: RunConfig, dataset: Any, *, world: World | None = None) ->
 def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: torch.device,
                   progress: Progress | None, on_split: Callable[[SplitResult], None] | None,
                   world: World | None, checkpoints: RunCheckpoints | None,
-                  stop: StopRequest | None) -> list[SplitResult]:
+                  stop: StopRequest | None, keep: str | None) -> list[SplitResult]:
     """Train the splits of :func:`run` one after another, the finished ones of a resumed run first reported."""
     graph = features = None
     if _needs_full_graph(config):
@@ -302,7 +302,7 @@ def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: to
             on_split(result)
     for split in splits[len(results):]:
         result = train_split(config, dataset, split, graph=graph, features=features, progress=progress, parts=parts,
-                             world=world, checkpoints=checkpoints, stop=stop)
+                             world=world, checkpoints=checkpoints, stop=stop, keep=keep)
         results.append(result)
         if checkpoints is not None:
             checkpoints.finish_split(result)
@@ -315,7 +315,8 @@ def _train_splits(config: RunConfig, dataset: Any, splits: list[int], device: to
 
 def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         on_split: Callable[[SplitResult], None] | None = None, world: World | None = None,
-        checkpointing: Checkpointing | None = None, stop: StopRequest | None = None) -> RunResult:
+        checkpointing: Checkpointing | None = None, stop: StopRequest | None = None,
+        keep: str | None = None) -> RunResult:
     """Train one model per split of ``config.splits`` (default: every split of the dataset).
 
     The graph operator, the device features and the METIS clusters (``batching = "metis"``) are built once and
@@ -336,6 +337,8 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
         stop: a :class:`~continuous_gnn.training.stopping.StopRequest` read after every epoch: once it is set, the
             run writes a checkpoint and stops (:mod:`~continuous_gnn.training.stopping`; needs ``checkpointing``;
             across processes every rank passes one; default: ``None``).
+        keep: what each split's result keeps of its model, as in :func:`train_split` (``"best"``, ``"last"`` or
+            ``None``); the splits a resumed run finished in an earlier process keep none (default: ``None``).
 
     Raises:
         ValueError: if a requested split does not exist, or on the other errors of :func:`check_run`.
@@ -345,13 +348,15 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
             is written.
     """
     _check_stop(stop, checkpointing is not None, "checkpointing=Checkpointing(folder)")
+    if keep not in KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
     started = time.perf_counter()
     date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     dataset = apply_node_order(config, dataset)
     checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
     try:
-        results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints, stop)
+        results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints, stop, keep)
     finally:  # a failed or interrupted run gives its folder up too, so that another process can resume it
         if checkpoints is not None:
             checkpoints.close()

@@ -168,7 +168,7 @@ def _structure(payload: Any) -> str | None:
 
 def _read(path: Path) -> dict[str, Any]:
     """A checkpoint's payload; :class:`CheckpointError` if it is unreadable or malformed (cut short, corrupt)."""
-    payload = read_plain(path, map_location="cpu", writer=_WRITER)
+    payload = read_plain(path, map_location="cpu", writer=_WRITER, fix="delete it, or resume from another folder")
     problem = _structure(payload)
     if problem is not None:
         raise CheckpointError(f"{str(path)!r} is not a readable checkpoint: {problem}")
