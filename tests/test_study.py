@@ -309,7 +309,8 @@ def test_checkpoint_errors(tmp_path, sbm):
                         num_classes=sbm.num_classes, metadata={"x": object()})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a checkpoint written by save_checkpoint: it is cut short, corrupt "
-                                              "or another kind of file \\(torch.load: .*delete it") as refused:
+                                              "or another kind of file \\(torch.load: .*pass a file that "
+                                              "save_checkpoint wrote") as refused:
         load_checkpoint(tmp_path / "junk.pt")
     assert "weights_only" not in str(refused.value)  # torch's advice to load it unsafely is not passed on
     torch.save({"kind": "other"}, tmp_path / "other.pt")
@@ -604,3 +605,12 @@ def test_cli_says_when_a_trajectory_blew_up_before_the_last_readout(tmp_path, ca
     assert status == 0
     assert re.search(r"fresh prod +euler +τ=1  the solve failed at t=\d+: no readouts after t=\d+",
                      capsys.readouterr().out)
+
+
+def test_cli_describes_the_synthetic_graph_it_built(tmp_path, capsys):
+    status = main(["study", "--synthetic", "grid", "--nodes", "30", "--w-families", "prod", "--step-sizes", "1",
+                   "--times", "1", "--points", "2", "--out", str(tmp_path / "out")])
+    assert status == 0
+    assert "--synthetic grid has 25 nodes for --nodes 30" in capsys.readouterr().out  # a 5 × 5 grid
+    data = json.loads((tmp_path / "out" / "study.json").read_text())["data"]
+    assert data["nodes"] == 25 and "homophily" not in data

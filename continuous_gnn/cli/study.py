@@ -146,7 +146,11 @@ def _load_data(args: argparse.Namespace, metadata: dict[str, Any], normalize: bo
     graph_seed = spec.get("seed", seed) if args.synthetic is None else seed
     extra = {k: spec[k] for k in ("num_classes", "num_features", "snr", "avg_degree") if k in spec}
     dataset = synthetic_dataset(kind, nodes=nodes, homophily=homophily, seed=graph_seed, **extra)
-    return dataset, {"synthetic": kind, "nodes": nodes, "homophily": homophily, "seed": graph_seed, **extra}
+    if dataset.num_nodes != nodes and not args.quiet:  # a square grid, or two equal sides
+        print(f"{PROG} study: --synthetic {kind} has {dataset.num_nodes} nodes for --nodes {nodes}", flush=True)
+    # What was built: its node count, and a homophily only where the generator takes one.
+    return dataset, {"synthetic": kind, "nodes": dataset.num_nodes, **({"homophily": homophily} if kind == "sbm" else {}),
+                     "seed": graph_seed, **extra}
 
 
 def _or_default(args: argparse.Namespace, name: str) -> str:
