@@ -320,7 +320,7 @@ def test_a_depth_study_reuses_its_saved_trajectories_and_keeps_other_settings_ap
     capsys.readouterr()
     assert main(argv()) == 0
     out = capsys.readouterr().out
-    assert out.count(", skipped") == 3 and "  fresh sum        euler    τ=1" in out
+    assert out.count(", skipped") == 3 and "  fresh sum        euler          τ=1" in out
     assert (tmp_path / "out" / "study.csv").read_text() == first
     # Another seed draws other fresh models: nothing is reused.
     assert main(argv("--seed", "1")) == 0
