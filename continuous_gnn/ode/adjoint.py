@@ -149,7 +149,6 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
             if name in module_globals:
                 visit(prefix + name, module_globals[name])
 
-
     def visit_callable(prefix: str, function, depth: int = 0) -> None:
         """A callable that is no module: a partial's arguments and wrapped callable, an object's attributes and
         its ``__call__``, a bound method's object, then the code's closure and globals."""
