@@ -70,9 +70,10 @@ def probed() -> dict:
     probes = {"system": (_PROBE, "system", {}), "keep": (_PROBE, "keep", {}),
               "keep, overridden": (_PROBE, "keep", {"CONTINUOUS_GNN_ALLOCATOR": "system"}),
               "keep, user's variable": (_PROBE, "keep", {"MALLOC_ARENA_MAX": "2"}), "release": (_RELEASE, "keep", {})}
-    if KERNEL_OFFERS_HUGE_PAGES:
-        probes.update({"huge": (_HUGE, "start", {}), "huge off": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "0"}),
-                       "huge on": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "1"}), "huge late": (_HUGE, "late", {})})
+    return _run_probes(probes)
+
+
+def _run_probes(probes: dict) -> dict:
     started = [_start(script, argument, **env) for script, argument, env in probes.values()]
     return dict(zip(probes, _printed(*started)))
 
@@ -146,8 +147,12 @@ print(json.dumps({"said": arrange_from_environment("keep"), "huge": huge_pages_i
 """
 
 
+@pytest.mark.slow  # four more interpreters importing torch and torch_geometric: 15 s or more on two cores
 @pytest.mark.skipif(not (GLIBC and KERNEL_OFFERS_HUGE_PAGES), reason="needs Linux with transparent huge pages")
-def test_huge_pages_apply_when_set_before_pytorch_starts_and_records_say_so(probed):
+def test_huge_pages_apply_when_set_before_pytorch_starts_and_records_say_so():
+    probed = _run_probes({"huge": (_HUGE, "start", {}), "huge off": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "0"}),
+                          "huge on": (_HUGE, "start", {"THP_MEM_ALLOC_ENABLE": "1"}),
+                          "huge late": (_HUGE, "late", {})})
     plain, off, started, late = probed["huge"], probed["huge off"], probed["huge on"], probed["huge late"]
     assert plain == {"said": "glibc, freed memory kept (mallopt)", "huge": False}
     assert off["huge"] is False

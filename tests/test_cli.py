@@ -656,6 +656,7 @@ def test_solvers_finds_its_data_root_as_every_command_does(tmp_path, monkeypatch
     assert not (tmp_path / "s.md").exists()
 
 
+@pytest.mark.slow  # the benchmark's forkserver children each import the package: 25 s on two cores
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):
     # The benchmark trains each configuration in a forkserver child, which imports the worker from the package.
