@@ -64,9 +64,12 @@ class StopRequest:
     def agreed(self, world: World | None, device: torch.device) -> str | None:
         """Why the run stops now, or ``None`` when it goes on: it stops when this request is set or (across
         processes) any rank's is. Every rank must call it at the same point, since it is a collective there."""
-        if world is not None and world.sum(torch.tensor([float(self.is_set)], device=device)).item() > 0:
-            return self.reason or "another rank's stop request"
-        return self.reason
+        reason = self.reason  # read once: a signal may set it during the collective, after this rank voted
+        if world is None:
+            return reason
+        if world.sum(torch.tensor([float(reason is not None)], device=device)).item() == 0:
+            return None
+        return reason or "another rank's stop request"
 
     def __repr__(self) -> str:
         return f"StopRequest(reason={self.reason!r})"
