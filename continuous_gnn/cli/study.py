@@ -50,6 +50,7 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         tau = "adaptive" if first["step_size"] is None else f"τ={first['step_size']:g}"
         failed = first["failed_at"]
         # A blown-up solve keeps the readouts before the failure; the tables and figures stop there.
-        note = "" if failed != failed else (f"  the solve failed at t={failed:g}: no readouts after "
+        note = "" if math.isnan(failed) else (f"  the solve failed at t={failed:g}: no readouts after "
                                             f"t={max(r['t'] for r in rows):g}")
         print(f"  {first['model']} {first['w_family']:<10} {first['method']:<14} {tau}{note}", flush=True)
 

@@ -72,10 +72,9 @@ def depth_units(
     """
     for name, value, example in (("times", times, "[1.0, 4.0]"), ("step_sizes", step_sizes, "[0.5, 1.0]"),
                                  ("methods", methods, '["euler", "rk4"]'), ("w_families", w_families, '["prod"]')):
-        if (name == "w_families" and value is None) or not (isinstance(value, (str, bytes))
-                                                            or not hasattr(value, "__iter__")):
-            continue
-        raise TypeError(f"{name} must be a sequence, e.g. {example}, got {type(value).__name__} {value!r}")
+        optional = name == "w_families" and value is None
+        if not optional and (isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")):
+            raise TypeError(f"{name} must be a sequence, e.g. {example}, got {type(value).__name__} {value!r}")
     if not times:
         raise ValueError("times must name at least one readout time")
     t_max = max(float(t) for t in times)
