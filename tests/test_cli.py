@@ -118,6 +118,9 @@ def test_regulariser_and_time_piece_flags():
         (["train", "--dataset", "texas", "--seed", "99999999999999999999"], "seed must be an integer in"),
         (["train", "--dataset", "texas", "--time", "1e4", "--step-size", "1e-3"], "gives 1e\\+07 steps"),
         (["train", "--dataset", "texas", "--time-dependent", "--step-size", "1e-300"], "raise step_size"),
+        (["train", "--dataset", "texas", "--time", "2", "--step-size", "0.1", "--max-nfe", "10"],
+         "gives 20 steps, more than the evaluation budget max_nfe = 10 .*; raise step_size or lower time, or raise "
+         "max_nfe"),
         (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--adjoint",
           "--adjoint-method", "euler"], "choose an adaptive adjoint_method"),
         (["train", "--dataset", "texas", "--method", "dopri5", "--step-size", "none", "--rtol", "1e-12"],

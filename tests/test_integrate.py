@@ -649,13 +649,33 @@ def test_field_output_must_match_the_state(method, kwargs, wrong):
 
 def test_a_runaway_fixed_grid_is_refused_before_it_is_built():
     x0 = torch.ones(2, dtype=DTYPE)
-    with pytest.raises(IntegrationError, match=r"the grid has 1e\+09 steps but max_steps=1000000.*Fix: use a larger step_size"):
+    with pytest.raises(IntegrationError, match=r"T / step_size = 1 / 1e-09 gives 1e\+09 steps, more than the "
+                                               r"1,000,000 a solve allows.*Fix: use a larger step_size"):
         cg.integrate(LinearField(1.0), x0, 1.0, method="euler", step_size=1e-9)
-    with pytest.raises(IntegrationError, match="max_steps=1000000"):
+    with pytest.raises(IntegrationError, match="the grid has 1e\\+12 steps, more than the 1,000,000"):
         cg.integrate(LinearField(1.0), x0, 1.0, method="euler", num_steps=10**12)
-    # The budget is max_steps when given: a grid of exactly that length runs.
+    # The budget is max_steps when given: a grid of exactly that length runs, one step more does not.
     assert cg.integrate(LinearField(1.0), x0, 1.0, method="euler", num_steps=20, max_steps=20).stats.nfe == 20
+    with pytest.raises(IntegrationError, match="21 steps, more than max_steps = 20.*or raise max_steps") as info:
+        cg.integrate(LinearField(1.0), x0, 1.0, method="euler", num_steps=21, max_steps=20)
+    assert info.value.reason == "max_steps" and info.value.nfe == 0
     assert DEFAULT_MAX_GRID_STEPS == 1_000_000
+
+
+def test_a_fixed_grid_longer_than_max_nfe_is_refused_before_any_evaluation():
+    x0 = torch.ones(2, dtype=DTYPE)
+    calls = []
+
+    def field(t, x):
+        calls.append(t)
+        return -x
+
+    assert cg.integrate(field, x0, 1.0, method="euler", num_steps=10, max_nfe=10).stats.nfe == 10
+    calls.clear()
+    with pytest.raises(IntegrationError, match="gives 11 steps, more than the evaluation budget max_nfe = 10.*"
+                                               "or raise max_nfe") as info:
+        cg.integrate(field, x0, 1.1, method="euler", step_size=0.1, max_nfe=10)
+    assert info.value.reason == "max_nfe" and calls == []
 
 
 @pytest.mark.parametrize("name, value", [("adjoint_method", "rk4"), ("adjoint_step_size", 0.1),

@@ -576,7 +576,7 @@ def test_extrapolation_chameleon_oversharpens(data_root, data_cache):
 
 @pytest.mark.parametrize("flags, message", [
     (["--step-sizes", "1e-9", "--times", "1"], "gives 1e[+]09 steps, more than the 1,000,000 a solve allows"),
-    (["--step-sizes", "1e-6", "--times", "1"], "gives 1,000,000 steps, more than the evaluation budget of 100,000"),
+    (["--step-sizes", "1e-6", "--times", "1"], "gives 1,000,000 steps, more than the evaluation budget max_nfe = 100,000"),
     (["--w-families", "", "--times", "1"], "--w-families must be a comma-separated list without empty items"),
 ])
 def test_cli_refuses_a_sweep_it_cannot_run_before_any_work(tmp_path, capsys, flags, message):

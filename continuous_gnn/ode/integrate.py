@@ -18,7 +18,7 @@ from .field import jump_times
 from .grid import as_float, inside, save_times, segment_grid, snap
 from .guarded import GuardedField, all_finite
 from .methods import IMPLICIT_METHODS, SCIPY_METHODS, is_fixed
-from .settings import DEFAULT_MAX_GRID_STEPS, DEFAULT_MAX_STEPS, Adaptive, Adjoint, FixedGrid, Solver, settings_from_keywords
+from .settings import DEFAULT_MAX_STEPS, Adaptive, Adjoint, FixedGrid, Solver, settings_from_keywords
 from .solution import Solution, SolveStats
 
 __all__ = ["integrate", "resolve_settings"]
@@ -178,12 +178,11 @@ def integrate(
     jumps = inside(jump_times(func), t_end)
     grid = None
     if isinstance(solver, FixedGrid):
-        steps = solver.count_steps(t_end)
-        budget = DEFAULT_MAX_GRID_STEPS if solver.max_steps is None else solver.max_steps
-        if steps > budget:  # checked before the grid exists: a mistyped step size must not exhaust memory
-            raise IntegrationError("max_steps", method=method, rtol=solver.rtol, atol=solver.atol, t=0.0, nfe=0,
-                                   detail=f"the grid has {steps:.6g} steps but max_steps={budget}",
-                                   advice="use a larger step_size or a smaller T, or raise max_steps")
+        overrun = solver.overrun(t_end)
+        if overrun is not None:
+            budget, why = overrun
+            raise IntegrationError(budget, method=method, rtol=solver.rtol, atol=solver.atol, t=0.0, nfe=0,
+                                   detail=why, advice=f"use a larger step_size or a smaller T, or raise {budget}")
         grid = solver.grid(t_end)
         if jumps:
             # Grid points within rounding of a jump are the jump itself, and every stage of a step is

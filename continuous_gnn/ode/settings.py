@@ -154,6 +154,27 @@ class FixedGrid:
         """The number of steps over :math:`[0, T]` (``math.inf`` if τ is so small that :math:`T/τ` overflows)."""
         return self.num_steps if self.num_steps is not None else count_steps(t_end, self.step_size)
 
+    def overrun(self, t_end: float) -> tuple[str, str] | None:
+        """The budget that a solve over :math:`[0, T]` would overrun, found from the step count alone, before any
+        grid exists (for a mistyped step size the grid itself would take the memory first).
+
+        Returns:
+            ``("max_steps", why)`` when the grid has more steps than ``max_steps`` (or than
+            :data:`DEFAULT_MAX_GRID_STEPS` when that is unset), ``("max_nfe", why)`` when it has more steps than
+            ``max_nfe`` (every fixed-grid method evaluates the field at least once per step), else ``None``.
+        """
+        steps = self.count_steps(t_end)
+        shown = f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
+        where = f"T / step_size = {t_end:g} / {self.step_size:g} gives" if self.num_steps is None else "the grid has"
+        if self.max_steps is None and steps > DEFAULT_MAX_GRID_STEPS:
+            return "max_steps", f"{where} {shown} steps, more than the {DEFAULT_MAX_GRID_STEPS:,} a solve allows"
+        if self.max_steps is not None and steps > self.max_steps:
+            return "max_steps", f"{where} {shown} steps, more than max_steps = {self.max_steps:,}"
+        if self.max_nfe is not None and steps > self.max_nfe:
+            return "max_nfe", (f"{where} {shown} steps, more than the evaluation budget max_nfe = "
+                               f"{self.max_nfe:,} (each step evaluates the field at least once)")
+        return None
+
     def grid(self, t_end: float) -> Any:
         """The grid over :math:`[0, T]` (float64), of length ``count_steps(t_end) + 1``."""
         return fixed_grid(t_end, step_size=self.step_size, num_steps=self.num_steps)

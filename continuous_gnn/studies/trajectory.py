@@ -27,10 +27,10 @@ from ..errors import IntegrationError
 from ..graph import Graph
 from ..models import ContinuousGNN
 from ..ode.field import VectorField, captured_tensors, jump_times
-from ..ode.grid import count_steps, fixed_grid
+from ..ode.grid import fixed_grid
 from ..ode.integrate import integrate
 from ..ode.methods import check_method, is_fixed
-from ..ode.settings import DEFAULT_MAX_GRID_STEPS, Adaptive, FixedGrid
+from ..ode.settings import Adaptive, FixedGrid
 from ..training.metrics import accuracy
 
 __all__ = ["TRAJECTORY_COLUMNS", "MAX_NFE", "trajectory_records", "check_times", "check_grid"]
@@ -99,21 +99,18 @@ def check_times(times: Sequence[float], t_end: float, step_size: float | None) -
 
 def check_grid(t_end: float, step_size: float, max_nfe: int | None) -> int:
     """The steps of a fixed grid of size ``step_size`` over ``[0, t_end]``, after checking that a solve can take
-    them: at most :data:`~continuous_gnn.ode.settings.DEFAULT_MAX_GRID_STEPS` points, and no more steps than the
-    evaluation budget ``max_nfe`` (every fixed-grid method evaluates the field at least once per step). Checked
-    before the grid is built, which for a tiny step would take the memory first.
+    them (:meth:`FixedGrid.overrun <continuous_gnn.ode.settings.FixedGrid.overrun>`: at most
+    :data:`~continuous_gnn.ode.settings.DEFAULT_MAX_GRID_STEPS` steps, and no more than the evaluation budget
+    ``max_nfe``). Checked before the grid is built, which for a tiny step would take the memory first.
 
     Raises:
         ValueError: naming the step count and what to change.
     """
-    steps = count_steps(t_end, step_size)
-    if steps > DEFAULT_MAX_GRID_STEPS:
-        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {steps:.3g} steps, more than the "
-                         f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise the step size or lower T")
-    if max_nfe is not None and steps > max_nfe:
-        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {steps:,} steps, more than the evaluation "
-                         f"budget of {max_nfe:,}; raise the step size or lower T")
-    return steps
+    grid = FixedGrid("euler", step_size=step_size, max_nfe=max_nfe)
+    overrun = grid.overrun(t_end)
+    if overrun is not None:
+        raise ValueError(f"{overrun[1]}; raise the step size or lower T")
+    return grid.count_steps(t_end)
 
 
 def _save_times(t_end: float, step_size: float | None, requested: Sequence[float], max_points: int) -> list[float]:

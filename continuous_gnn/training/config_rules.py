@@ -17,7 +17,7 @@ from ..energies.base import Energy
 from ..fields.registry import DEFAULT_INNER, check_options, flow_class
 from ..ode.grid import count_steps
 from ..ode.methods import SCIPY_METHODS, is_fixed
-from ..ode.settings import DEFAULT_MAX_GRID_STEPS
+from ..ode.settings import FixedGrid
 from .splits import MAX_SPLITS
 
 if TYPE_CHECKING:
@@ -109,9 +109,11 @@ def check_rules(c: RunConfig) -> None:
         require(c.step_size <= FLOAT32_MAX, f"step_size must be at most {FLOAT32_MAX:.3g} (float32's largest "
                                             f"number), got {c.step_size:g}")
         steps = count_steps(c.time, c.step_size)
-        require(steps <= DEFAULT_MAX_GRID_STEPS,
-                f"time / step_size = {c.time:g} / {c.step_size:g} gives {steps:.3g} steps, more than the "
-                f"{DEFAULT_MAX_GRID_STEPS:,} a solve allows; raise step_size or lower time")
+        overrun = FixedGrid(c.method, step_size=c.step_size, max_nfe=c.max_nfe).overrun(c.time)
+        if overrun is not None:
+            budget, why = overrun
+            raise ValueError(f"{why}; raise step_size or lower time" + (", or raise max_nfe" if budget == "max_nfe"
+                                                                        else ""))
         require(not c.time_dependent or c.time_pieces is not None or steps <= MAX_TIME_PIECES,
                 f"time_dependent weights take one set of weights per step, and time / step_size gives {steps} "
                 f"steps (at most {MAX_TIME_PIECES}); raise step_size or set time_pieces")
