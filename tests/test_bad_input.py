@@ -238,7 +238,7 @@ def test_an_omega_value_for_a_style_that_ignores_it_is_refused():
      "EnergySum.of got 2 energies but 1 weights"),
     (lambda: EnergySchedule(GRAFFEnergy(4), 1.0), TypeError,
      "EnergySchedule takes a list of energies"),
-    (lambda: FlowConv(GRAFFEnergy(4), adjoint="yes"), TypeError, "adjoint must be True, False, None or Adjoint"),
+    (lambda: FlowConv(GRAFFEnergy(4), adjoint="yes"), TypeError, r"adjoint must be True, False or an Adjoint\(...\)"),
     (lambda: ContinuousGNN(3, 4, 2, GRAFFEnergy(4), dropout="0.1"), TypeError, "dropout must be a number in"),
     (lambda: AllenCahnEnergy(3, well=1e300), ValueError, "well must be a finite number > 0"),
     (lambda: SparseInputLinear(0, 4), ValueError,

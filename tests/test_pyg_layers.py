@@ -3,6 +3,8 @@ them, and the step layers stack into their flow."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -55,6 +57,32 @@ def test_every_adjacency_form_gives_the_edge_index_output(name):
     reference = flow(x, data.edge_index)
     for form, adj in _adjacency_forms(data.edge_index, weight).items():
         torch.testing.assert_close(flow(x, adj), reference, msg=form)
+
+
+def test_flow_conv_and_the_model_take_the_same_solver_forms():
+    data = _data()
+    x = torch.randn(N, D, generator=torch.Generator().manual_seed(3))
+    energy = GRAFFEnergy(D)
+    as_dict = {"method": "rk4", "step_size": 0.25, "adjoint": True, "adjoint_method": "euler"}
+    conv = FlowConv(energy, t_end=1.0, solver=as_dict)
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), solver=as_dict)
+    assert conv.solver == model.solver == cg.FixedGrid("rk4", step_size=0.25)
+    assert conv.adjoint == model.adjoint == cg.Adjoint("euler")
+    typed = FlowConv(energy, t_end=1.0, solver=cg.FixedGrid("rk4", step_size=0.25), adjoint=cg.Adjoint("euler"))
+    torch.testing.assert_close(conv(x, data.edge_index), typed(x, data.edge_index))
+    for bad in ({"method": "rk4", "tol": 1.0}, "rk4"):
+        with pytest.raises((ValueError, TypeError)) as from_conv:
+            FlowConv(energy, solver=bad)
+        with pytest.raises(type(from_conv.value), match=re.escape(str(from_conv.value))):
+            cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), solver=bad)
+
+
+def test_the_model_takes_pyg_keywords():
+    data = _data()
+    model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D)).eval()
+    expected = model(data.x, data.edge_index)
+    torch.testing.assert_close(model(data.x, edge_index=data.edge_index), expected)
+    torch.testing.assert_close(model(x=data.x, edge_index=data.edge_index, edge_weight=None), expected)
 
 
 def test_the_gcn_habit_is_refused_with_the_right_order():

@@ -18,8 +18,8 @@ from ..graph import Graph
 from ..nn.adjacency import GraphCache, check_adjoint_weights
 from ..nn.encoders import ResidualMLPEncoder
 from ..nn.sparse_linear import dropout_stored
-from ..ode.integrate import integrate, resolve_settings
-from ..ode.settings import Adaptive, Adjoint, FixedGrid, Solver
+from ..ode.integrate import integrate, layer_settings, resolve_settings
+from ..ode.settings import Adjoint, Solver
 from ..ode.solution import Solution
 
 __all__ = ["ContinuousGNN", "KEEP", "ENCODERS", "DECODERS"]
@@ -29,12 +29,6 @@ ENCODERS = ("linear", "mlp")
 #: The decoders a model can have (``decoder=``).
 DECODERS = ("linear", "mlp")
 
-#: Keys of a solver given as a dict: the torchdiffeq-style keywords of :func:`~continuous_gnn.integrate`.
-_SOLVER_KEYS = frozenset({"method", "step_size", "num_steps", "rtol", "atol", "max_nfe", "max_steps", "options",
-                          "adjoint", "adjoint_method", "adjoint_step_size", "adjoint_rtol", "adjoint_atol",
-                          "seminorm"})
-
-
 class _Keep:
     def __repr__(self) -> str:
         return "KEEP"
@@ -42,32 +36,6 @@ class _Keep:
 
 #: Marks an override of :meth:`ContinuousGNN.solve` that was not given: the model's own setting is used.
 KEEP: Any = _Keep()
-
-
-def _settings(solver: Solver | Mapping[str, Any] | None, adjoint: Adjoint | bool | None) -> tuple[Solver, Adjoint | None]:
-    """The model's solver and adjoint as given (``True`` becomes ``Adjoint()``), after checking that they fit."""
-    if solver is None:
-        solver = FixedGrid("euler", step_size=1.0)
-    if isinstance(solver, Mapping):
-        unknown = sorted(set(solver) - _SOLVER_KEYS)
-        if unknown:
-            raise ValueError(f"unknown solver argument(s) {unknown}; choose from {sorted(_SOLVER_KEYS)}")
-        keywords = dict(solver)
-        if "adjoint" in keywords:
-            if adjoint is not None:
-                raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
-            adjoint = keywords.pop("adjoint")
-        solver, resolved = resolve_settings(None, adjoint, keywords)
-        if resolved is None:
-            return solver, None
-        return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
-                               rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
-                               seminorm=keywords.get("seminorm", False))
-    if not isinstance(solver, (FixedGrid, Adaptive)):
-        raise TypeError(f"solver must be FixedGrid(...), Adaptive(...) or a dict of integrate keywords, "
-                        f"got {type(solver).__name__}")
-    resolve_settings(solver, adjoint, {})  # refuses a pair that cannot work, now rather than at the first solve
-    return solver, (Adjoint() if adjoint is True else adjoint or None)
 
 
 def _reset(module: nn.Module) -> None:
@@ -169,7 +137,7 @@ class ContinuousGNN(nn.Module):
         if isinstance(energy, EnergySchedule) and energy.t_end != float(t_end):
             raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
                              "T, or the pieces would not match the integration interval")
-        self.solver, self.adjoint = _settings(solver, adjoint)
+        self.solver, self.adjoint = layer_settings(solver, adjoint)
         self.in_channels = in_channels
         self.encoder = nn.Linear(in_channels, hidden) if encoder == "linear" else ResidualMLPEncoder(in_channels, hidden, dropout=dropout)
         self.flow = flow
@@ -272,8 +240,12 @@ class ContinuousGNN(nn.Module):
         _, solution = self.solve(x, graph, **overrides)
         return self.decode(solution.final), solution
 
-    def forward(self, x: Tensor | Data, graph: Graph | Any = None, edge_weight: Tensor | None = None) -> Tensor:
-        """Logits for ``(x, graph)``, ``(x, edge_index[, edge_weight])``, ``(x, adj_t)`` or a PyG ``Data``.
+    def forward(self, x: Tensor | Data, edge_index: Graph | Any = None, edge_weight: Tensor | None = None) -> Tensor:
+        """Logits for ``(x, edge_index[, edge_weight])``, ``(x, adj_t)``, ``(x, graph)`` or a PyG ``Data``.
+
+        The second argument is named ``edge_index``, as in PyG's models, and takes any of those adjacency forms
+        (a :class:`~continuous_gnn.Graph`, an ``edge_index``, a sparse ``adj_t``, an ``EdgeIndex`` or a
+        ``SparseTensor``).
 
         A ``Data`` gives ``data.x`` and ``data.adj_t`` when it has one (its values are the edge weights), else
         ``data.edge_index`` with ``data.edge_weight``; ``data.edge_attr`` is not read as weights (pass it as
@@ -286,22 +258,22 @@ class ContinuousGNN(nn.Module):
             raise TypeError("ContinuousGNN takes a homogeneous graph, not HeteroData; convert it with "
                             "data.to_homogeneous() (its node types need features of one width)")
         if isinstance(x, Data):
-            if graph is not None or edge_weight is not None:
+            if edge_index is not None or edge_weight is not None:
                 raise TypeError("pass either a Data object or (x, edge_index[, edge_weight]), not both")
             if getattr(x, "x", None) is None:
                 raise ValueError("the Data object has no node features (data.x); ContinuousGNN(data) needs them")
             # A sparse adj_t carries the edge weights as its values (ToSparseTensor puts them there, and keeps
             # data.edge_weight too with remove_edge_index=False); data.edge_weight belongs to data.edge_index.
             if getattr(x, "adj_t", None) is not None:
-                x, graph = x.x, x.adj_t
+                x, edge_index = x.x, x.adj_t
             else:
-                x, graph, edge_weight = x.x, x.edge_index, getattr(x, "edge_weight", None)
-        if graph is None:
+                x, edge_index, edge_weight = x.x, x.edge_index, getattr(x, "edge_weight", None)
+        if edge_index is None:
             raise TypeError("ContinuousGNN needs a graph: model(x, graph), model(x, edge_index) or model(data)")
         self._check_features(x)  # before the graph is built from its row count
         if edge_weight is not None:
-            graph = self.graph(x, graph, edge_weight)
-        return self.forward_with_solution(x, graph)[0]
+            edge_index = self.graph(x, edge_index, edge_weight)
+        return self.forward_with_solution(x, edge_index)[0]
 
     def extra_repr(self) -> str:
         return f"t_end={self.t_end}, solver={self.solver}, adjoint={self.adjoint}"

@@ -2,7 +2,7 @@ r"""FlowConv: a whole continuous flow over :math:`[0, T]` as one PyG layer, with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -11,7 +11,7 @@ from .._checks import check_bool, check_node_features, check_positive_finite
 from ..energies.base import Energy
 from ..energies.schedule import EnergySchedule
 from ..fields import Field, GradientFlow
-from ..ode.integrate import integrate
+from ..ode.integrate import integrate, layer_settings
 from ..ode.settings import Adaptive, Adjoint, FixedGrid
 from .adjacency import GraphCache, check_adjoint_weights, to_graph
 
@@ -33,8 +33,9 @@ class FlowConv(nn.Module):
     Args:
         energy (Energy, EnergySchedule or Field): the energy (integrated as its gradient flow) or a field.
         t_end (float): :math:`T` (default: ``1.0``).
-        solver (FixedGrid or Adaptive, optional): how to integrate (default: ``FixedGrid("euler",
-            step_size=1.0)``).
+        solver (FixedGrid, Adaptive or dict, optional): how to integrate, as settings or as a dict of
+            :func:`~continuous_gnn.integrate`'s keywords, as :class:`~continuous_gnn.models.ContinuousGNN` takes it
+            (default: ``FixedGrid("euler", step_size=1.0)``).
         adjoint (Adjoint or bool, optional): gradients by the adjoint method (default: ``None``).
         activation (str or callable, optional): :math:`\sigma` of the energy's flow (default: ``None``).
         cached (bool): normalise the graph on the first call and reuse it while the same adjacency tensors come
@@ -47,7 +48,7 @@ class FlowConv(nn.Module):
     """
 
     def __init__(self, energy: Energy | EnergySchedule | Field, t_end: float = 1.0, *,
-                 solver: FixedGrid | Adaptive | None = None, adjoint: Adjoint | bool | None = None,
+                 solver: FixedGrid | Adaptive | Mapping[str, Any] | None = None, adjoint: Adjoint | bool | None = None,
                  activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False) -> None:
         super().__init__()
         check_bool(cached, "cached")
@@ -61,14 +62,7 @@ class FlowConv(nn.Module):
         if isinstance(energy, EnergySchedule) and energy.t_end != self.t_end:
             raise ValueError(f"the EnergySchedule spans [0, {energy.t_end}] but t_end={t_end}; give both the same "
                              "T, or the pieces would not match the integration interval")
-        self.solver = FixedGrid("euler", step_size=1.0) if solver is None else solver
-        if not isinstance(self.solver, (FixedGrid, Adaptive)):
-            raise TypeError(f"solver must be FixedGrid(...) or Adaptive(...), got {type(self.solver).__name__}")
-        if not (adjoint is None or isinstance(adjoint, (bool, Adjoint))):
-            raise TypeError(f"adjoint must be True, False, None or Adjoint(...), got {type(adjoint).__name__}")
-        self.adjoint = Adjoint() if adjoint is True else (adjoint or None)
-        if self.adjoint is not None:
-            self.adjoint.for_solver(self.solver)
+        self.solver, self.adjoint = layer_settings(solver, adjoint)
         self.cached = cached
         self._graphs = GraphCache()
 

@@ -21,7 +21,7 @@ from .methods import IMPLICIT_METHODS, SCIPY_METHODS, is_fixed
 from .settings import DEFAULT_MAX_STEPS, Adaptive, Adjoint, FixedGrid, Solver, settings_from_keywords
 from .solution import Solution, SolveStats
 
-__all__ = ["integrate", "resolve_settings"]
+__all__ = ["integrate", "resolve_settings", "layer_settings", "LAYER_SOLVER_KEYS"]
 
 _SHORTHAND = ("method", "step_size", "num_steps", "rtol", "atol", "max_nfe", "max_steps", "options")
 _ADJOINT_SHORTHAND = ("adjoint_method", "adjoint_step_size", "adjoint_rtol", "adjoint_atol", "seminorm")
@@ -76,6 +76,45 @@ def resolve_settings(solver: Solver | None, adjoint: Adjoint | bool | None,
     return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
                            rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
                            seminorm=keywords.get("seminorm", False)).for_solver(solver)
+
+
+#: The keys of a layer's solver given as a dict: the torchdiffeq-style keywords of :func:`integrate`.
+LAYER_SOLVER_KEYS = frozenset(_SHORTHAND + ("adjoint",) + _ADJOINT_SHORTHAND)
+
+
+def layer_settings(solver: Solver | Mapping[str, Any] | None,
+                   adjoint: Adjoint | bool | None) -> tuple[Solver, Adjoint | None]:
+    """The solver and adjoint a layer or model keeps: ``solver`` as a :class:`FixedGrid`/:class:`Adaptive` or a
+    dict of :func:`integrate`'s keywords (default: Euler with step 1), ``adjoint`` as given (``True`` becomes
+    ``Adjoint()``), both checked together now rather than at the first solve. The adjoint is kept unresolved, so
+    that a later override of the solver resolves it afresh.
+
+    Raises:
+        TypeError: on a solver or adjoint of the wrong type, or an adjoint given twice.
+        ValueError: on an unknown dict key, bad settings or an incompatible pair.
+    """
+    if solver is None:
+        solver = FixedGrid("euler", step_size=1.0)
+    if isinstance(solver, Mapping):
+        unknown = sorted(set(solver) - LAYER_SOLVER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown solver argument(s) {unknown}; choose from {sorted(LAYER_SOLVER_KEYS)}")
+        keywords = dict(solver)
+        if "adjoint" in keywords:
+            if adjoint is not None:
+                raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
+            adjoint = keywords.pop("adjoint")
+        solver, resolved = resolve_settings(None, adjoint, keywords)
+        if resolved is None:
+            return solver, None
+        return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
+                               rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
+                               seminorm=keywords.get("seminorm", False))
+    if not isinstance(solver, (FixedGrid, Adaptive)):
+        raise TypeError(f"solver must be FixedGrid(...), Adaptive(...) or a dict of integrate keywords, "
+                        f"got {type(solver).__name__}")
+    resolve_settings(solver, adjoint, {})  # refuses a pair that cannot work, and an adjoint of the wrong type
+    return solver, (Adjoint() if adjoint is True else adjoint or None)
 
 
 def integrate(
