@@ -129,7 +129,8 @@ def test_the_number_of_copies_is_checked():
 
 def test_tune_checks_the_widest_hidden_of_its_search_space(monkeypatch):
     from continuous_gnn.cli.common import UsageError
-    from continuous_gnn.cli.tune import _check_widest, _largest_draw
+    from continuous_gnn.cli.tune import _check_widest
+    from continuous_gnn.training.search import largest_draw
 
     base = RunConfig(hidden=32)
     space = {"hidden": ("categorical", (32, 1024))}
@@ -145,7 +146,7 @@ def test_tune_checks_the_widest_hidden_of_its_search_space(monkeypatch):
     timed = RunConfig(hidden=32, time_dependent=True, time=1.0, step_size=1.0)
     for space in ({"step_size": ("categorical", (0.25, 1.0)), "time": ("uniform", (1.0, 8.0))},
                   {"time": ("uniform", (1.0, 8.0)), "step_size": ("categorical", (1.0, 0.25))}):
-        largest, drawn = _largest_draw(timed, space)
+        largest, drawn = largest_draw(timed, space)
         assert drawn == {"step_size": 0.25, "time": 8.0}
         assert flow_parameters(largest) == 32 * flow_parameters(timed)
         with pytest.raises(UsageError, match=r"a trial may draw (step_size = 0.25, time = 8.0|time = 8.0, step_size "

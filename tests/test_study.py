@@ -614,3 +614,27 @@ def test_cli_describes_the_synthetic_graph_it_built(tmp_path, capsys):
     assert "--synthetic grid has 25 nodes for --nodes 30" in capsys.readouterr().out  # a 5 × 5 grid
     data = json.loads((tmp_path / "out" / "study.json").read_text())["data"]
     assert data["nodes"] == 25 and "homophily" not in data
+
+
+def test_run_units_computes_each_unit_once_and_reads_it_back(tmp_path):
+    from continuous_gnn.studies import StudyUnit, run_units
+
+    calls: list[str] = []
+
+    def unit(name: str, value: float) -> StudyUnit:
+        def compute() -> list[dict]:
+            calls.append(name)
+            return [{"unit": name, "value": value}]
+        return StudyUnit(name, {"value": value}, compute)
+
+    units = [unit("a", 1.0), unit("b", 2.0)]
+    computed, found = [], []
+    first = run_units(units, tmp_path / "units", {"data": "x"}, on_computed=lambda u, rows: computed.append(u.name))
+    assert first == [{"unit": "a", "value": 1.0}, {"unit": "b", "value": 2.0}]
+    assert calls == ["a", "b"] and computed == ["a", "b"]
+    again = run_units(units, tmp_path / "units", {"data": "x"}, on_found=lambda u, path: found.append((u.name, path)))
+    assert again == first and calls == ["a", "b"]
+    assert [name for name, _ in found] == ["a", "b"] and all(path.parent == tmp_path / "units" for _, path in found)
+    # Another context is another unit: computed afresh.
+    run_units(units[:1], tmp_path / "units", {"data": "y"})
+    assert calls == ["a", "b", "a"]

@@ -55,13 +55,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..studies import W_FAMILIES
 from .common import PROG, Subcommand, UsageError, add_data_flags, choices, data_paths, floats, number, output_folder, require_package
 from .downloads import fetch_dataset
+from .study_homophily import DEFAULT_FAMILIES, run_homophily, unit_found
 
 __all__ = ["COMMAND", "MAX_POINTS"]
 
-_DEFAULT_FAMILIES = ",".join(W_FAMILIES)
 #: Defaults of the depth-sweep flags (applied in the command, so that typing one can be detected).
 _DEFAULTS = {"step_sizes": "0.1,0.5,1", "times": "1,4,16", "methods": "euler", "points": "65"}
 #: Most readouts per trajectory: every readout stores a row and evaluates the decoder, so far beyond what a figure
@@ -86,7 +85,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", metavar="PATH", help="a trained model saved with save_checkpoint")
     model.add_argument("--hidden", metavar="D", help="hidden width of fresh models (default: 16)")
     model.add_argument("--w-families", metavar="LIST",
-                       help=f"W styles of fresh models, comma-separated (default: {_DEFAULT_FAMILIES})")
+                       help=f"W styles of fresh models, comma-separated (default: {DEFAULT_FAMILIES})")
     sweep = parser.add_argument_group("depth sweep")
     sweep.add_argument("--step-sizes", metavar="LIST",
                        help="step sizes τ of the fixed-grid methods; adaptive methods in the same sweep run once "
@@ -159,71 +158,6 @@ def _or_default(args: argparse.Namespace, name: str) -> str:
     return _DEFAULTS[name] if value is None else value
 
 
-def _run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
-    """``--homophily-sweep``: accuracy against homophily on contextual SBMs, one model per level and family."""
-    from ..energies import W_STYLES
-    from ..studies import HOMOPHILY_COLUMNS, homophily_min_nodes, homophily_units, plot_accuracy_vs_homophily, write_csv
-    from ..training import check_before_loading, environment
-    from ..training.presets import study_config
-
-    levels = _fractions(args.homophily_sweep, "--homophily-sweep")
-    not_here = {"--checkpoint": args.checkpoint, "--dataset": args.dataset, "--data-root": args.data_root,
-                "--homophily": args.homophily, "--split": args.split, "--step-sizes": args.step_sizes,
-                "--times": args.times, "--methods": args.methods, "--points": args.points}
-    typed = [flag for flag, value in not_here.items() if value is not None]
-    if typed:
-        raise UsageError(f"{', '.join(typed)} do{'es' if len(typed) == 1 else ''} not apply to --homophily-sweep "
-                          "(it trains fresh models on contextual SBMs whose homophily it sets)")
-    if args.synthetic is not None and args.synthetic != "sbm":
-        raise UsageError(f"--homophily-sweep draws contextual SBMs; --synthetic {args.synthetic} does not apply")
-    seed = number(args.seed, "--seed", int, 0, minimum=0)
-    nodes = number(args.nodes, "--nodes", int, 500, minimum=10)
-    need = homophily_min_nodes(levels)
-    if nodes < need:
-        raise UsageError(f"--nodes {nodes} is too few for --homophily-sweep {args.homophily_sweep}: its 5-class SBMs "
-                          f"with mean degree 8 need at least {need} nodes at these levels (45 nodes reach every level in [0, 1])")
-    families = choices(_DEFAULT_FAMILIES if args.w_families is None else args.w_families, "--w-families",
-                       [w for w in W_STYLES if w != "asymm"])
-    defaults = study_config("homophily")
-    hidden = number(args.hidden, "--hidden", int, defaults.hidden, minimum=1)
-    epochs = number(args.epochs, "--epochs", int, defaults.epochs, minimum=1)
-    config = defaults.replace(hidden=hidden, epochs=epochs)
-    for family in families:
-        check_before_loading(config.replace(w=family))
-    out = output_folder(args.out)
-
-    def announce(rows: list[dict[str, Any]]) -> None:
-        for record in rows:
-            print(f"  h={record['homophily']:<5g} (measured {record['edge_homophily']:.2f}) "
-                  f"{record['w_family']:<10} test {100 * record['acc_test']:5.1f}%", flush=True)
-
-    if not args.quiet:
-        print(f"{PROG} study: homophily sweep over {len(levels)} level(s) x {len(families)} W famil"
-              f"{'y' if len(families) == 1 else 'ies'}, {nodes}-node SBMs, {epochs} epochs")
-    units = homophily_units(levels, families, seeds=(seed,), config=config, nodes=nodes)
-    records = _run_units(units, out, {}, announce, args.quiet)
-
-    csv_path = write_csv([{k: r[k] for k in HOMOPHILY_COLUMNS} for r in records], out / "homophily.csv")
-    figure = plot_accuracy_vs_homophily(records, out / "accuracy_vs_homophily.png",
-                                        title=f"GRAFF on contextual SBMs ({nodes} nodes)")
-    summary = {
-        "command": " ".join([PROG, *argv]),
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "homophily_levels": levels,
-        "w_families": families,
-        "seed": seed,
-        "nodes": nodes,
-        "config": config.to_dict(),
-        "rows": len(records),
-        "files": [csv_path.name, figure.name],
-        **environment(),
-    }
-    atomic_write_text(out / "homophily.json", json.dumps(summary, indent=1) + "\n")
-    if not args.quiet:
-        print(f"wrote {csv_path} ({len(records)} rows), {figure}, {out / 'homophily.json'}")
-    return 0
-
-
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
@@ -237,6 +171,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         plot_accuracy_vs_depth,
         plot_rq_vs_time,
         plot_w_spectrum,
+        run_units,
         w_spectrum_records,
         write_csv,
     )
@@ -247,7 +182,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     require_package("matplotlib", "the study's figures", "plot")
     if args.homophily_sweep is not None:
-        return _run_homophily(args, argv)
+        return run_homophily(args, argv)
     if args.epochs is not None:
         raise UsageError("--epochs applies to --homophily-sweep only (the depth sweep trains nothing)")
     seed = number(args.seed, "--seed", int, 0, minimum=0)
@@ -280,7 +215,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         checkpoint = load_checkpoint(args.checkpoint)
         families = None
     else:
-        families = choices(_DEFAULT_FAMILIES if args.w_families is None else args.w_families, "--w-families",
+        families = choices(DEFAULT_FAMILIES if args.w_families is None else args.w_families, "--w-families",
                             [w for w in W_STYLES if w != "asymm"])
     fresh = study_config("fresh")
     hidden = number(args.hidden, "--hidden", int, fresh.hidden, minimum=1)
@@ -322,7 +257,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     )
     # A unit's settings name the model's config; the data and a checkpoint's weights identify the rest.
     model_id = "fresh" if checkpoint is None else {"checkpoint": _digest(args.checkpoint)}
-    records = _run_units(units, out, {"data": data_info, "weights": model_id}, announce, args.quiet)
+    records = run_units(units, out / "units", {"data": data_info, "weights": model_id},
+                        on_computed=None if args.quiet else lambda unit, rows: announce(rows),
+                        on_found=None if args.quiet else unit_found)
 
     csv_path = write_csv(records, out / "study.csv")
     from ..graph import Graph
@@ -385,40 +322,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _run_units(units: list, out: Path, context: dict[str, Any], announce, quiet: bool) -> list[dict[str, Any]]:
-    """The rows of every unit, in order. A unit whose rows an earlier run with the same settings saved in
-    ``out/units`` is read back, not computed; the others are computed and saved there (atomically) as each
-    finishes, so that a study killed and rerun with the same flags continues where it stopped. ``context`` joins
-    each unit's settings (what else identifies it: the data, a checkpoint's weights)."""
-    from ..studies import unit_key
-    from ..training import finished_records, read_json_object, save_record, settings_key
-
-    folder = out / "units"
-    done = finished_records(folder, key_of=unit_key)
-    rows: list[dict[str, Any]] = []
-    for unit in units:
-        settings = {**unit.settings, **context}
-        key = settings_key(settings)
-        if key in done:
-            found = read_json_object(done[key])["rows"]
-            if not quiet:
-                print(f"  {unit.name}: record found in {done[key]}, skipped", flush=True)
-        else:
-            found = unit.compute()
-            done[key] = save_record({"settings": settings, "rows": found}, folder / f"{unit.name}.json", numbered=True)
-            if not quiet:
-                announce(found)
-        rows += found
-    return rows
-
-
 def _digest(path: str) -> str:
     """SHA-256 of a checkpoint file: its weights, which its config does not identify."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _fractions(text: str, flag: str) -> list[float]:
-    return floats(text, flag, lambda v: 0.0 <= v <= 1.0, "homophily levels must lie in [0, 1]")
 
 
 def _positive_floats(text: str, flag: str) -> list[float]:

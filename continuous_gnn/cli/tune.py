@@ -35,7 +35,7 @@ from ..training.config import RunConfig
 from ..training.config_io import config_to_toml
 from ..training.config_rules import GRAFF_FIELDS, MAX_SEED, uses_graff_fields
 from ..training.presets import search_space_path
-from ..training.search import SearchSpace, config_header, load_search_space, selection_scope
+from ..training.search import SearchSpace, config_header, largest_draw, load_search_space, selection_scope, suggest
 from ..training.splits import MAX_SPLITS
 from .common import PROG, Subcommand, UsageError, data_paths, output_path, percent, timestamp
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
@@ -130,40 +130,11 @@ def _searched(space: SearchSpace, fix: str, also: str, base: RunConfig) -> list[
     return searched
 
 
-def _largest_draw(base: RunConfig, space: dict) -> tuple[RunConfig, dict[str, Any]]:
-    """The config with the most flow parameters that a trial can draw, and the values that make it: found one key
-    at a time (each categorical choice, each end of a uniform range), twice over, since a key such as
-    ``time_pieces`` adds parameters only once another (``time_dependent``) allows it."""
-    from ..training.preflight import flow_parameters
-
-    def parameters(config: RunConfig) -> int:
-        try:
-            return flow_parameters(config)
-        except (ValueError, TypeError, RuntimeError, NotImplementedError):
-            return -1  # a draw that cannot build: the trial fails on its own, it allocates nothing
-
-    largest, most, drawn = base, parameters(base), {}
-    for _ in range(2):
-        before = dict(drawn)
-        for name, (_, values) in space.items():
-            for value in values:
-                try:
-                    candidate = largest.replace(**{name: value})
-                except (ValueError, TypeError):
-                    continue
-                count = parameters(candidate)
-                if count > most:
-                    largest, most, drawn[name] = candidate, count, value
-        if drawn == before:
-            break
-    return largest, drawn
-
-
 def _check_widest(base: RunConfig, space: dict) -> None:
     """The largest model a trial can draw must fit in memory too: a trial the kernel kills ends the search."""
     from ..training import check_before_loading
 
-    largest, drawn = _largest_draw(base, space)
+    largest, drawn = largest_draw(base, space)
     if not drawn:
         return  # no draw has more parameters than the start, which was checked
     try:
@@ -185,13 +156,6 @@ def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _suggest(trial, name: str, space: dict[str, tuple[str, tuple]]) -> Any:
-    kind, values = space[name]
-    if kind == "categorical":
-        return trial.suggest_categorical(name, list(values))
-    return trial.suggest_float(name, *values)
 
 
 def _tune(args: argparse.Namespace, argv: list[str]) -> int:
@@ -275,7 +239,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
 
     def objective(trial) -> float:
         try:  # values valid one by one can still clash (a step size that does not divide T, say)
-            config = base.replace(**{name: _suggest(trial, name, space) for name in searched})
+            config = base.replace(**{name: suggest(trial, name, space) for name in searched})
         except ValueError as err:
             failed(trial, err)
             raise

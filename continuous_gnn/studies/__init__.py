@@ -38,7 +38,7 @@ from .synthetic import SYNTHETIC_KINDS, synthetic_dataset
 from .tables import read_csv, write_csv
 from .trained import TrainedTrace, trained_trajectory
 from .trajectory import TRAJECTORY_COLUMNS, trajectory_records
-from .units import StudyUnit, unit_key
+from .units import StudyUnit, run_units, unit_key
 
 __all__ = [
     "W_FAMILIES",
@@ -58,6 +58,7 @@ __all__ = [
     "homophily_sweep",
     "StudyUnit",
     "unit_key",
+    "run_units",
     "w_eigenvalues",
     "w_spectrum_records",
     "laplacian_radius",

@@ -32,7 +32,8 @@ from typing import Any
 from .config import RunConfig, check_overrides, field_type
 from .config_io import read_config_file, read_toml, resolve_config
 
-__all__ = ["KINDS", "SearchSpace", "load_search_space", "config_header", "selection_scope", "search_seeds"]
+__all__ = ["KINDS", "SearchSpace", "load_search_space", "config_header", "selection_scope", "search_seeds",
+           "largest_draw", "suggest"]
 
 #: How a key is searched: a choice among listed values, or a float drawn uniformly between two bounds.
 KINDS = ("categorical", "uniform")
@@ -200,3 +201,46 @@ def search_seeds(config_file: str | os.PathLike[str]) -> set[int]:
         raise ValueError(f"{config_file}: no 'Selection:' line from continuous-gnn tune in its header")
     config_seed = resolve_config(read_config_file(config_file)).seed
     return {int(seed) for group in matches for seed in (group.split(",") if group else [config_seed])}
+
+
+def largest_draw(base: RunConfig, space: Mapping[str, Entry]) -> tuple[RunConfig, dict[str, Any]]:
+    """The config with the most flow parameters that a trial of ``space`` (the form :meth:`SearchSpace.widen` gives:
+    key → ``(kind, values)``) can draw from ``base``, and the values that make it, so that a search can check
+    before its first trial that its largest model fits in memory.
+
+    It is found one key at a time (each categorical choice, each end of a uniform range), twice over, since a key
+    such as ``time_pieces`` adds parameters only once another (``time_dependent``) allows it. A draw that cannot
+    be built counts as no parameters: that trial fails on its own and allocates nothing.
+    """
+    from .preflight import flow_parameters
+
+    def parameters(config: RunConfig) -> int:
+        try:
+            return flow_parameters(config)
+        except (ValueError, TypeError, RuntimeError, NotImplementedError):
+            return -1  # a draw that cannot build: the trial fails on its own, it allocates nothing
+
+    largest, most, drawn = base, parameters(base), {}
+    for _ in range(2):
+        before = dict(drawn)
+        for name, (_, values) in space.items():
+            for value in values:
+                try:
+                    candidate = largest.replace(**{name: value})
+                except (ValueError, TypeError):
+                    continue
+                count = parameters(candidate)
+                if count > most:
+                    largest, most, drawn[name] = candidate, count, value
+        if drawn == before:
+            break
+    return largest, drawn
+
+
+def suggest(trial: Any, name: str, space: Mapping[str, Entry]) -> Any:
+    """An Optuna ``trial``'s value of key ``name`` of ``space``: a categorical choice, or a float drawn uniformly
+    between the bounds."""
+    kind, values = space[name]
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(values))
+    return trial.suggest_float(name, *values)
