@@ -303,6 +303,24 @@ def test_tune_writes_a_loadable_best_config(data_root, data_cache, tmp_path, cap
 
 
 @pytest.mark.data
+def test_tune_refuses_an_out_that_another_search_wrote(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--preset", "graff", "--dataset", "cornell", "--splits", "0", "--epochs", "2", "--trials", "1",
+            "--fix", "self_loops", "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    written, record = out.read_text(), out.with_suffix(".json").read_text()
+    assert json.loads(record)["study"].startswith("best-")
+    capsys.readouterr()
+    assert main([*argv[:8], "3", *argv[9:]]) == 2  # --epochs 3: another search
+    err = capsys.readouterr().err
+    assert f"--out {out} holds the best config of another search" in err and "Traceback" not in err
+    assert out.read_text() == written and out.with_suffix(".json").read_text() == record
+    assert main([*argv[:10], "2", *argv[11:]]) == 0  # the same search with a larger budget continues it
+    assert len(json.loads(out.with_suffix(".json").read_text())["trials"]) == 2
+
+
+@pytest.mark.data
 def test_tune_from_a_config_file_keeps_its_header(data_root, data_cache, tmp_path, capsys):
     pytest.importorskip("optuna")
     start = tmp_path / "start.toml"

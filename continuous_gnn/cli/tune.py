@@ -281,6 +281,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         digest = hashlib.sha256(json.dumps([settings, sampler_seed], sort_keys=True).encode()).hexdigest()[:12]
         study_name = f"{path.stem}-{digest}"
         print(f"trials kept in {study_file} (study {study_name}): {resume} to continue if it stops", flush=True)
+    _check_out_is_this_search(path, study_name)
     queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials,
                        extend=args.storage is None)  # a shared study's other workers may be extending it too
@@ -346,13 +347,29 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     path = atomic_write_text(path, config_to_toml(best_config, header=header, keys=keys), numbered=numbered)
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in started]
-    save_record({"command": shlex.join([PROG, *argv]), "selection": f"mean validation {dataset.metric}",
+    save_record({"command": shlex.join([PROG, *argv]), "study": study_name, "selection": f"mean validation {dataset.metric}",
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
                  "space": settings["space"],
                  "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
     return 130 if interrupted else 0  # Ctrl-C's status, as every command: a script sees that the search stopped early
+
+
+def _check_out_is_this_search(path: Path, study_name: str) -> None:
+    """Refuse an ``--out`` whose config another search wrote (another study: other settings, splits, seeds or
+    space), which this one would replace at its end; the same search, continued or extended, writes it again."""
+    record = path.with_suffix(".json")
+    if not path.exists() or not record.exists():
+        return
+    try:
+        previous = json.loads(record.read_text()).get("study")
+    except (OSError, ValueError, AttributeError):
+        return  # not a search's record: the config beside it is the user's to replace
+    if previous is not None and previous != study_name:
+        raise UsageError(f"--out {path} holds the best config of another search (study {previous!r}; this one is "
+                         f"{study_name!r}: other settings, splits, seeds or search space), which this search would "
+                         "replace; give another --out, or delete that config and its .json to replace it")
 
 
 def _claim_study_name(path: Path) -> Path:
