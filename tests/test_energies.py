@@ -251,6 +251,28 @@ def test_autograd_gradient_when_x_is_the_source_tensor():
         torch.testing.assert_close(energy.gradient(x0, graph, x0), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_autograd_gradient_under_inference_mode():
+    # enable_grad does not leave inference mode: the gradient was silently zero there, and the flow did not move.
+    energy = QuarticEnergy(D, seed=3)
+    graph = random_graph(N, 0.35, 7)
+    x = random_features(N, D, 8)
+    x0 = random_features(N, D, 9)
+    expected = energy.reference_gradient(x, graph, x0).detach()
+    with torch.inference_mode():
+        inferred = energy.gradient(x.clone(), graph, x0.clone())  # inference tensors, as a model's would be
+        flow = cg.integrate(cg.GradientFlow(energy).bind(graph, x0), x0, 1.0, method="euler", step_size=0.5)
+    torch.testing.assert_close(inferred, expected, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        reference = cg.integrate(cg.GradientFlow(energy).bind(graph, x0), x0, 1.0, method="euler", step_size=0.5)
+    torch.testing.assert_close(flow.final, reference.final, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(flow.final, x0)
+    # A graph made under inference mode cannot be differentiated through: an error that says what to do.
+    with torch.inference_mode():
+        inference_graph = random_graph(N, 0.35, 7)
+        with pytest.raises(RuntimeError, match="QuarticEnergy computes its gradient by autograd.*torch.no_grad"):
+            energy.gradient(x, inference_graph, x0)
+
+
 def test_base_energy_is_abstract():
     with pytest.raises(NotImplementedError, match="must implement energy"):
         Energy().energy(torch.zeros(2, 2), random_graph(2, 0.0, 0))

@@ -23,7 +23,9 @@ class Energy(nn.Module):
     The autograd default works under ``torch.no_grad()``, inside ``odeint_adjoint`` (which runs its forward
     solve without grad) and in its backward pass: it differentiates inside ``torch.enable_grad()``, detaches
     the input only when it does not already require grad (detaching a tracked input would cut the solver's
-    autograd graph), and builds a graph of the gradient only when grad mode was on at entry.
+    autograd graph), and builds a graph of the gradient only when grad mode was on at entry. Under
+    ``torch.inference_mode()``, where autograd records nothing, it differentiates outside inference mode, from
+    copies of the state; a graph built under inference mode cannot be differentiated through, and says so.
 
     Attributes:
         is_gradient_flow (bool): ``True`` when :math:`-\nabla E` is an exact gradient field. Energies with a
@@ -51,6 +53,8 @@ class Energy(nn.Module):
         the flow was bound)."""
         if isinstance(graph, Graph):
             self.check_input(x, graph, x0)
+        if torch.is_inference_mode_enabled():
+            return self._gradient_outside_inference_mode(x, graph, x0)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             # A tracked input gets a fresh view (not itself): the graph stays connected, and when x is the
@@ -69,6 +73,26 @@ class Energy(nn.Module):
                           ".item() on the way)", UserWarning, stacklevel=2)
             return torch.zeros_like(x)
         return grad
+
+    def _gradient_outside_inference_mode(self, x: Tensor, graph: Graph, x0: Tensor | None) -> Tensor:
+        """The autograd gradient under ``torch.inference_mode()``, which ``enable_grad`` does not leave: there
+        autograd records nothing, and the gradient would be zero. It is computed outside inference mode, from
+        normal copies of ``x`` and ``x0``; other tensors that the energy's backward would save (the graph's, say)
+        must not have been made under inference mode."""
+        with torch.inference_mode(False):
+            x = x.clone()
+            x0 = None if x0 is None else x0.clone()
+            try:
+                return self.gradient(x, graph, x0).detach()
+            except RuntimeError as err:
+                if "Inference tensors cannot be saved for backward" not in str(err):
+                    raise
+                raise RuntimeError(
+                    f"{type(self).__name__} computes its gradient by autograd, which cannot differentiate through "
+                    "tensors made under torch.inference_mode() (here the graph or a prepared context); evaluate "
+                    "under torch.no_grad() instead, build the graph outside inference mode, or give the energy "
+                    "a closed-form gradient()"
+                ) from err
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         r""":math:`-\nabla_X E(X)`, the velocity of the gradient flow; ``-gradient(x, graph, x0)`` unless a
