@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from continuous_gnn import ContinuousGNN, Graph
+from continuous_gnn import Adaptive, Adjoint, ContinuousGNN, Graph
 from continuous_gnn.energies import AllenCahnEnergy, AttentionDirichletEnergy, EnergySchedule, EnergySum, GRAFFEnergy
 from continuous_gnn.fields import AttentionDiffusion, GradientFlow, SecondOrderFlow
 from continuous_gnn.nn import FlowConv, GRAFFConv, SparseInputLinear
@@ -238,6 +238,11 @@ def test_an_omega_value_for_a_style_that_ignores_it_is_refused():
      "EnergySum.of got 2 energies but 1 weights"),
     (lambda: EnergySchedule(GRAFFEnergy(4), 1.0), TypeError,
      "EnergySchedule takes a list of energies"),
+    (lambda: Adjoint("dopri5", step_size=0.1), ValueError,
+     r"the adjoint's step_size \(Adjoint\(step_size=...\), or the keyword adjoint_step_size\) applies to fixed-grid"),
+    (lambda: Adjoint("rk4", rtol=1e-3), ValueError, r"the adjoint's rtol/atol \(Adjoint\(rtol=..., atol=...\)"),
+    (lambda: Adjoint("rk4").for_solver(Adaptive("dopri5")), ValueError,
+     r"needs a step size after an adaptive forward solve.*Adjoint\(step_size=...\)"),
     (lambda: FlowConv(GRAFFEnergy(4), adjoint="yes"), TypeError, r"adjoint must be True, False or an Adjoint\(...\)"),
     (lambda: ContinuousGNN(3, 4, 2, GRAFFEnergy(4), dropout="0.1"), TypeError, "dropout must be a number in"),
     (lambda: AllenCahnEnergy(3, well=1e300), ValueError, "well must be a finite number > 0"),

@@ -281,9 +281,9 @@ class Adjoint:
         if not isinstance(self.seminorm, bool):
             raise TypeError(f"seminorm must be True or False, got {self.seminorm!r}")
         if self.step_size is not None:
-            step = as_float(self.step_size, "adjoint_step_size")
+            step = as_float(self.step_size, "the adjoint's step_size")
             if not (step > 0 and math.isfinite(step)):
-                raise ValueError(f"step_size must be positive and finite, got {step}")
+                raise ValueError(f"the adjoint's step_size must be positive and finite, got {step}")
             _set(self, "step_size", step)
         if self.rtol is not None or self.atol is not None:
             _tolerances(self.rtol, self.atol, DEFAULT_RTOL, DEFAULT_ATOL, "adjoint_")
@@ -296,9 +296,13 @@ class Adjoint:
                 raise ValueError("seminorm only changes adaptive step-size control; "
                                  "use an adaptive adjoint_method such as 'dopri5'")
             if method not in IMPLICIT_METHODS and (self.rtol is not None or self.atol is not None):
-                raise ValueError(f"adjoint_rtol/atol do not apply to the fixed-grid adjoint_method {method!r}")
+                raise ValueError(f"the adjoint's rtol/atol (Adjoint(rtol=..., atol=...), or the keywords "
+                                 f"adjoint_rtol/adjoint_atol) do not apply to its fixed-grid method {method!r}; "
+                                 "drop them, or choose an adaptive adjoint method such as 'dopri5'")
         elif self.step_size is not None:
-            raise ValueError(f"adjoint_step_size applies to fixed-grid adjoint methods, not {method!r}")
+            raise ValueError(f"the adjoint's step_size (Adjoint(step_size=...), or the keyword adjoint_step_size) "
+                             f"applies to fixed-grid adjoint methods, not to {method!r}; drop it, or choose a "
+                             "fixed-grid adjoint method such as 'rk4'")
 
     def for_solver(self, solver: Solver) -> Adjoint:
         """This adjoint with every default taken from the forward ``solver``, after checking the pair.
@@ -314,8 +318,9 @@ class Adjoint:
         rtol, atol = self.rtol, self.atol
         if is_fixed(method):
             if self.step_size is None and not solver.fixed:
-                raise ValueError(f"a fixed-grid adjoint_method {method!r} needs adjoint_step_size "
-                                 "after an adaptive forward solve")
+                raise ValueError(f"the fixed-grid adjoint method {method!r} needs a step size after an adaptive "
+                                 "forward solve, which has no grid to share: give Adjoint(step_size=...) (the "
+                                 "keyword adjoint_step_size)")
             if method in IMPLICIT_METHODS:
                 same_kind = solver.method in IMPLICIT_METHODS
                 rtol, atol = _tolerances(rtol, atol, *((solver.rtol, solver.atol) if same_kind else
