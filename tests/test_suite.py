@@ -340,6 +340,24 @@ def test_a_page_over_several_metrics_names_each_with_its_datasets():
     assert "Test roc_auc in %" in only
 
 
+def test_a_run_and_its_one_run_summary_row_show_the_same_test_mean(tmp_path):
+    from continuous_gnn.cli.suite_page import RunSummary, render
+
+    # The mean of these is 0.56885: 100 times it rounds to 56.89, the mean of the percentages to 56.88.
+    tests = [0.4445, 0.3235, 0.6255, 0.6555, 0.9345, 0.209, 0.9895, 0.5655, 0.488, 0.453]
+    record = {"config": {"dataset": "texas", "seed": 1, "epochs": 5},
+              "splits": [{"test_metric": t, "val_metric": t, "best_epoch": 3} for t in tests],
+              "aggregate": {"metric": "accuracy", "test_mean": sum(tests) / len(tests),
+                            "val_mean": sum(tests) / len(tests), "wall_time": 1.0, "epoch_time_mean": 0.1}}
+    run = RunSummary.from_record("GRAFF", record, "runs/texas.json")
+    path = tmp_path / "one.toml"
+    path.write_text('title = "t"\nseeds = [1]\n[[models]]\nlabel = "GRAFF"\npreset = "graff"\ndatasets = ["texas"]\n')
+    page = render(load_suite(path), [run], command="c", started="s", total=1.0, partial=False, out_dir="runs")
+    summary_row = next(line for line in page.splitlines() if line.startswith("| texas | GRAFF |"))
+    run_row = next(line for line in page.splitlines() if line.startswith("| GRAFF | texas | 1 |"))
+    assert "| 56.88 ± " in summary_row and "| 56.88 | 56.88 |" in run_row, (summary_row, run_row)
+
+
 def test_a_row_with_a_goal_and_a_stretch_goal_shows_its_gap_to_each(tmp_path):
     from continuous_gnn.cli.suite_page import RunSummary, render
 

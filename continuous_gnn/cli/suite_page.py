@@ -44,10 +44,13 @@ class RunSummary:
     def from_record(cls, model: str, record: dict[str, Any], path: str) -> RunSummary:
         splits = record["splits"]
         aggregate = record["aggregate"]
+        # The run's means from the same percentages the pooled rows average, so that a one-run row and its
+        # run's line show one number (100 * the record's mean can round the other way at x.xx5).
+        tests = [100 * s["test_metric"] for s in splits]
+        vals = [100 * s["val_metric"] for s in splits]
         return cls(model=model, dataset=record["config"]["dataset"], seed=record["config"]["seed"], status="ok",
-                   metric=aggregate["metric"], test=100 * aggregate["test_mean"], val=100 * aggregate["val_mean"],
-                   split_tests=[100 * s["test_metric"] for s in splits],
-                   split_vals=[100 * s["val_metric"] for s in splits],
+                   metric=aggregate["metric"], test=population_mean_std(tests)[0], val=population_mean_std(vals)[0],
+                   split_tests=tests, split_vals=vals,
                    best_epochs=[s["best_epoch"] for s in splits], epochs=record["config"]["epochs"],
                    wall_time=aggregate["wall_time"], epoch_time=aggregate["epoch_time_mean"], record=path,
                    started=record.get("date", ""), command=record.get("command", ""))
