@@ -135,6 +135,21 @@ def test_a_user_energy_trains_from_the_command_line(tmp_path, data_root):
     assert not outs[2].exists()
 
 
+@pytest.mark.data
+def test_a_user_energys_default_record_name_has_no_colon(tmp_path, data_root, monkeypatch):
+    from continuous_gnn.cli import main
+
+    (tmp_path / "user_energies.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "runs"
+    out.mkdir()
+    assert main(["train", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--hidden", "8", "--quiet",
+                 "--energy", "user_energies:ScaledDirichlet", "--data-root", str(data_root), "--out", str(out)]) == 0
+    (record,) = out.iterdir()
+    assert record.name.startswith("texas-user_energies_scaleddirichlet-") and ":" not in record.name
+    assert json.loads(record.read_text())["config"]["energy"] == "user_energies:ScaledDirichlet"
+
+
 def test_the_cli_names_energy_options_that_another_energy_leaves_behind(tmp_path, capsys):
     from continuous_gnn.cli import main
 

@@ -283,7 +283,7 @@ def test_parallel_runs_start_with_the_most_work(data_root):
     ("Café ∞", "cafe__"),
 ])
 def test_record_file_names_are_ascii_and_name_greek_letters(label, slug):
-    from continuous_gnn.cli.suite_runs import slug as file_slug
+    from continuous_gnn.cli.common import slug as file_slug
 
     assert file_slug(label) == slug and slug.isascii()
 

@@ -11,6 +11,7 @@ import argparse
 import datetime as _dt
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from ..atomic import check_creatable, check_output_folder
 
 __all__ = ["PROG", "UsageError", "Parser", "Subcommand", "number", "at_least", "items", "floats", "choices",
-           "output_path", "output_folder", "add_data_flags", "data_paths", "show_progress", "percent", "timestamp",
+           "output_path", "output_folder", "add_data_flags", "data_paths", "show_progress", "percent", "slug", "timestamp",
            "project_dir", "check_distinct_outputs", "check_splits_and_epochs", "require_package"]
 
 PROG = "continuous-gnn"
@@ -146,6 +147,23 @@ def check_splits_and_epochs(args: argparse.Namespace) -> None:
         raise UsageError(f"--splits: {err}") from None
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be positive")
+
+
+def slug(label: str) -> str:
+    """An ASCII file-name part for a label (a model's, a preset's, an energy's import path): a Greek letter by
+    its name (``Ω`` → ``omega``), an accented letter without its accent, anything else that is no letter or
+    digit as ``_``."""
+    parts = []
+    for ch in unicodedata.normalize("NFKD", label.lower()):
+        if ch.isascii():
+            parts.append(ch if ch.isalnum() else "_")
+        elif unicodedata.combining(ch):
+            continue
+        elif ch.isalpha() and " LETTER " in unicodedata.name(ch, ""):
+            parts.append(unicodedata.name(ch).split(" LETTER ")[-1].lower().replace(" ", "_"))
+        else:
+            parts.append("_")
+    return "".join(parts)
 
 
 def timestamp() -> str:

@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training.config import RunConfig
-from .common import project_dir
+from .common import project_dir, slug
 from .progress import EpochBars
 from .reproduce_page import repo_relative
 from .suite_page import RunSummary
@@ -78,22 +77,6 @@ class Task:
 def head(label: str, dataset: str, seed: int) -> str:
     """The start of a run's line in the suite's output."""
     return f"{label:<14} {dataset:<18} seed {seed:<6}"
-
-
-def slug(label: str) -> str:
-    """An ASCII file-name part for a model label: a Greek letter by its name (``Ω`` → ``omega``), an accented
-    letter without its accent, anything else that is no letter or digit as ``_``."""
-    parts = []
-    for ch in unicodedata.normalize("NFKD", label.lower()):
-        if ch.isascii():
-            parts.append(ch if ch.isalnum() else "_")
-        elif unicodedata.combining(ch):
-            continue
-        elif ch.isalpha() and " LETTER " in unicodedata.name(ch, ""):
-            parts.append(unicodedata.name(ch).split(" LETTER ")[-1].lower().replace(" ", "_"))
-        else:
-            parts.append("_")
-    return "".join(parts)
 
 
 def split_records(folder: Path) -> dict[str, tuple[int, dict[int, Path]]]:

@@ -36,6 +36,7 @@ from .common import (
     output_path,
     percent,
     show_progress,
+    slug,
     timestamp,
 )
 from .config_flags import add_config_flags, add_source_flags, dataset_name, resolve_cli_config
@@ -149,7 +150,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     checkpoints = checkpointing(args)
     world = torchrun_world() if args.distributed else None
     main = world is None or world.is_main
-    label = resolved.preset or config.energy
+    label = slug(resolved.preset or config.energy)  # an energy's import path has a colon, which Windows refuses
     target = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
     if args.save_model is not None and main:
         if not args.save_model.strip() or Path(args.save_model).expanduser().is_dir():
