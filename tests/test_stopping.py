@@ -112,7 +112,10 @@ def test_the_first_request_keeps_its_reason():
     assert request.is_set and request.reason == "SIGTERM" and request.agreed(None, None) == "SIGTERM"
 
 
-def test_the_first_signal_sets_the_request_and_the_second_interrupts_at_once():
+def test_the_first_signal_sets_the_request_and_a_later_second_interrupts_at_once(monkeypatch):
+    from continuous_gnn.training import stopping
+
+    monkeypatch.setattr(stopping, "REPEAT_GRACE_S", 0.3)
     before = signal.getsignal(signal.SIGTERM)
     heard = []
     request = StopRequest()
@@ -120,10 +123,39 @@ def test_the_first_signal_sets_the_request_and_the_second_interrupts_at_once():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)  # the handler runs between two bytecodes of the main thread
         assert request.reason == "SIGTERM" and heard == ["SIGTERM"]
+        # At once, it is the first signal forwarded (torchrun passes its SIGTERM on to workers that had it too).
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert request.reason == "SIGTERM" and heard == ["SIGTERM"]
+        time.sleep(0.3)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class _Ranks:
+    """The collective of StopRequest.agreed, as the other ranks would answer it."""
+
+    def __init__(self, *others: int) -> None:
+        self.others = others
+
+    def gather(self, values):
+        import torch
+        return [values.clone(), *(torch.tensor([code]) for code in self.others)]
+
+
+def test_ranks_agree_to_stop_and_a_rank_without_a_signal_takes_the_signal_of_another():
+    import torch
+
+    cpu = torch.device("cpu")
+    assert StopRequest().agreed(_Ranks(0, 0), cpu) is None
+    assert StopRequest().agreed(_Ranks(0, signal.SIGTERM.value), cpu) == "SIGTERM"
+    assert StopRequest().agreed(_Ranks(-1, signal.SIGINT.value), cpu) == "SIGINT"
+    assert StopRequest().agreed(_Ranks(-1), cpu) == "another rank's stop request"
+    own = StopRequest()
+    own.set("SIGINT")
+    assert own.agreed(_Ranks(signal.SIGTERM.value), cpu) == "SIGINT"
 
 
 def test_signals_are_caught_only_from_the_main_thread():

@@ -8,7 +8,7 @@ With ``--checkpoint-dir`` the run writes checkpoints there, and ``--resume`` con
 (:mod:`continuous_gnn.training.resume`); a warning of the resume is one line on stderr. Such a run stops
 cleanly on Ctrl-C or SIGTERM (:mod:`continuous_gnn.training.stopping`): it finishes the epoch in progress,
 writes a checkpoint, prints the command that resumes it and exits with status 128 + the signal's number (130,
-143); a second signal stops it at once.
+143); a second signal, a few seconds after the first, stops it at once.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-dir", metavar="DIR",
                        help="write checkpoints of the whole training state into DIR (created if needed), at the end "
                             "of each split and every --checkpoint-every epochs; Ctrl-C or SIGTERM then stops the run "
-                            "at the end of the epoch with a checkpoint of it (a second signal stops it at once)")
+                            "at the end of the epoch with a checkpoint of it (a second signal, seconds later, stops it at once)")
     group.add_argument("--checkpoint-every", metavar="N",
                        help="also write one every N epochs of a split (default: only at the end of each split)")
     group.add_argument("--checkpoint-keep", metavar="K", help="keep the newest K checkpoints (default: 2)")
@@ -255,7 +255,7 @@ def _stopping(name: str) -> None:
     """Say at once that a signal was heard. From a signal handler: a raw write, since ``print`` may be in the
     middle of writing to the same stream (a progress bar) and would then raise."""
     os.write(sys.stderr.fileno(), f"\n{PROG} train: {name}: stopping at the end of this epoch to write a checkpoint "
-                                  f"(send it again to stop at once, without one)\n".encode())
+                                  f"(send it again, a few seconds later, to stop at once without one)\n".encode())
 
 
 def _stopped(stopped, argv: list[str], distributed: bool) -> str:

@@ -216,8 +216,15 @@ def read_plain(path: Path, *, map_location: str | torch.device, writer: str, fix
 
     Raises:
         UnsafeCheckpointError: if the file is a complete archive holding other types (a foreign or crafted file).
-        CheckpointError: if it cannot be read at all (truncated, corrupt, not a ``torch.save`` file).
+        CheckpointError: if it cannot be read at all (truncated, corrupt, not a ``torch.save`` file), or if some
+            of its bytes changed since it was written: ``torch.load`` does not check the CRC-32 that the archive
+            stores for each entry, and would load damaged weights without a word.
     """
+    damaged = _damaged_entry(path)
+    if damaged is not None:
+        raise CheckpointError(f"{str(path)!r} is corrupt: the bytes of its entry {damaged!r} no longer match the "
+                              "checksum written with them (a failing disk, or a copy or transfer that changed them); "
+                              f"{fix or f'pass a file that {writer} wrote'}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types, and their text is torch's, not ours
@@ -230,6 +237,16 @@ def read_plain(path: Path, *, map_location: str | torch.device, writer: str, fix
         raise CheckpointError(f"{str(path)!r} is not a checkpoint written by {writer}: it is cut short, corrupt or "
                               f"another kind of file (torch.load: {type(err).__name__}: {_load_failure(err)}); "
                               f"{fix or f'pass a file that {writer} wrote'}") from err
+
+
+def _damaged_entry(path: Path) -> str | None:
+    """The first entry of the ``torch.save`` archive at ``path`` whose bytes fail its stored CRC-32, or ``None``
+    (also when the file is no complete zip archive: ``torch.load`` then says what is wrong with it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
 
 
 def _load_failure(err: Exception) -> str:

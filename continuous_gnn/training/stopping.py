@@ -15,8 +15,10 @@ soon as one of them is set (every rank must be given a request, or none).
 
 :func:`stop_on_signals` sets a request from SIGINT and SIGTERM: what Ctrl-C sends, and what a cluster's
 scheduler (SLURM, Kubernetes) sends some seconds before it kills a preempted or timed-out job. A second signal
-raises :class:`KeyboardInterrupt` at once, for a user who cannot wait for the epoch to end. The command line's
-``train --checkpoint-dir`` installs it for the run.
+raises :class:`KeyboardInterrupt` at once, for a user who cannot wait for the epoch to end, unless it comes within
+:data:`REPEAT_GRACE_S` of the first: a launcher such as ``torchrun`` forwards the signal it gets to its workers, and
+a scheduler or a terminal that signals every process of the job makes each worker hear it twice, once directly and
+once forwarded. The command line's ``train --checkpoint-dir`` installs it for the run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -31,10 +34,13 @@ import torch
 
 from .distributed import World
 
-__all__ = ["StopRequest", "RunStopped", "stop_on_signals", "SIGNALS"]
+__all__ = ["StopRequest", "RunStopped", "stop_on_signals", "SIGNALS", "REPEAT_GRACE_S"]
 
 #: The signals :func:`stop_on_signals` turns into a stop request by default: Ctrl-C's, and a scheduler's.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds after the first signal during which another one is the same request delivered twice (a launcher
+#: forwarding it), not a second request to stop at once.
+REPEAT_GRACE_S = 3.0
 
 
 class StopRequest:
@@ -63,13 +69,22 @@ class StopRequest:
 
     def agreed(self, world: World | None, device: torch.device) -> str | None:
         """Why the run stops now, or ``None`` when it goes on: it stops when this request is set or (across
-        processes) any rank's is. Every rank must call it at the same point, since it is a collective there."""
+        processes) any rank's is. Every rank must call it at the same point, since it is a collective there.
+
+        A rank whose own request is not set takes the reason of the first rank stopped by a signal (so that every
+        rank exits as that signal asks), else ``"another rank's stop request"``."""
         reason = self.reason  # read once: a signal may set it during the collective, after this rank voted
         if world is None:
             return reason
-        if world.sum(torch.tensor([float(reason is not None)], device=device)).item() == 0:
+        # Per rank: 0 = go on, -1 = stop for a reason that is no signal, n > 0 = stop for signal n.
+        code = 0 if reason is None else signal.Signals[reason].value if reason in signal.Signals.__members__ else -1
+        codes = [int(value.item()) for value in world.gather(torch.tensor([code], device=device))]
+        if not any(codes):
             return None
-        return reason or "another rank's stop request"
+        if reason is not None:
+            return reason
+        signalled = next((value for value in codes if value > 0), None)
+        return signal.Signals(signalled).name if signalled is not None else "another rank's stop request"
 
     def __repr__(self) -> str:
         return f"StopRequest(reason={self.reason!r})"
@@ -96,8 +111,9 @@ class RunStopped(Exception):
 def stop_on_signals(request: StopRequest, signals: Sequence[signal.Signals] = SIGNALS,
                     on_signal: Callable[[str], None] | None = None) -> Iterator[StopRequest]:
     """Within the block, the first of ``signals`` sets ``request`` (with the signal's name as its reason) instead of
-    stopping the process; a second one raises :class:`KeyboardInterrupt`. The previous handlers come back when the
-    block ends.
+    stopping the process; a second one raises :class:`KeyboardInterrupt`, unless it comes within
+    :data:`REPEAT_GRACE_S` of the first (the same signal forwarded by a launcher). The previous handlers come back
+    when the block ends.
 
     Args:
         request: the request the signals set (pass it to :func:`~continuous_gnn.training.loop.run`).
@@ -118,13 +134,15 @@ def stop_on_signals(request: StopRequest, signals: Sequence[signal.Signals] = SI
         raise ValueError("stop_on_signals works in the main thread only, where Python runs signal handlers; set the "
                          "StopRequest from your own handler instead")
     previous = {number: signal.getsignal(number) for number in signals}
-    received: list[str] = []
+    received: list[float] = []  # when the first signal came
 
     def handle(number: int, frame: object) -> None:
         if received:
+            if time.monotonic() - received[0] < REPEAT_GRACE_S:
+                return  # the first signal, forwarded
             raise KeyboardInterrupt
         name = signal.Signals(number).name
-        received.append(name)
+        received.append(time.monotonic())
         request.set(name)
         if on_signal is not None:
             on_signal(name)
