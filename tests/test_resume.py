@@ -18,9 +18,10 @@ import torch
 from test_training import SMALL, _synthetic
 
 from continuous_gnn.cli import main
-from continuous_gnn.training import CheckpointError, RunConfig, run, save_checkpoint, train_split
+from continuous_gnn.training import CheckpointError, RunConfig, RunStopped, StopRequest, run, save_checkpoint, train_split
 from continuous_gnn.training.build import build_model
 from continuous_gnn.training.checkpoint import UnsafeCheckpointError, load_checkpoint
+from continuous_gnn.training.history import SplitHistory
 from continuous_gnn.training.resume import (
     RESUME_FORMAT,
     Checkpointing,
@@ -190,6 +191,81 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one_with_a_war
     with pytest.warns(ResumeWarning, match=f"resuming from '{previous}': the newer '{newest}' cannot be read"):
         resumed = run(config, dataset, checkpointing=Checkpointing(tmp_path, every=1, resume=True))
     assert _comparable(resumed) == _comparable(uninterrupted)
+
+
+def _flip_bytes(path: Path) -> None:
+    """Change bytes in the middle of a tensor's data, as a failing disk would: the archive stays well formed."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra) + entry.file_size // 2
+    for k in range(start, start + 16):
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_whose_bytes_changed_is_refused_not_loaded_with_damaged_weights(tmp_path):
+    from continuous_gnn.training.checkpoint import read_plain
+
+    path = tmp_path / "model.pt"
+    torch.save({"weights": torch.arange(4096, dtype=torch.float32)}, path)
+    _flip_bytes(path)
+    assert not torch.equal(torch.load(path, weights_only=True)["weights"], torch.arange(4096, dtype=torch.float32))
+    with pytest.raises(CheckpointError, match=r"is corrupt: the bytes of its entry '.*/data/0' no longer match the "
+                                              r"checksum written with them.*; pass a file that a test wrote"):
+        read_plain(path, map_location="cpu", writer="a test")
+
+
+def test_a_fallback_sets_the_unreadable_checkpoints_aside_so_that_pruning_keeps_the_new_ones(tmp_path):
+    dataset = _synthetic()
+    config = RunConfig(epochs=5, splits=(0,), **SMALL)
+    uninterrupted = run(config, dataset)
+    _interrupted(tmp_path, config, 4, keep=3)
+    older, previous, newest = checkpoint_files(tmp_path)
+    _flip_bytes(newest)
+    request = StopRequest()
+    with pytest.warns(ResumeWarning, match=f"the newer '{newest}' cannot be read .*is corrupt.*set aside"):
+        with pytest.raises(RunStopped) as stopped:
+            run(config, dataset, progress=lambda info: request.set("test"), stop=request,
+                checkpointing=Checkpointing(tmp_path, every=10, keep=1, resume=True))
+    # The checkpoint of the stop stays (before, the unreadable newest name was kept and it was deleted).
+    assert stopped.value.checkpoint.is_file() and _names(tmp_path) == [stopped.value.checkpoint.name]
+    assert (tmp_path / (newest.name + ".unreadable")).is_file()
+    resumed = run(config, dataset, checkpointing=Checkpointing(tmp_path, every=10, keep=1, resume=True))
+    assert _comparable(resumed) == _comparable(uninterrupted)
+
+
+def test_a_checkpoint_whose_state_does_not_fit_the_model_is_a_checkpoint_error(tmp_path):
+    dataset = _synthetic()
+    config = RunConfig(epochs=5, splits=(0,), **SMALL)
+    _interrupted(tmp_path, config, 3, keep=1)
+    (newest,) = checkpoint_files(tmp_path)
+    payload = torch.load(newest, weights_only=True)
+    name = next(iter(payload["current"]["model"]))
+    payload["current"]["model"][name] = torch.zeros(3)
+    torch.save(payload, newest)
+    with pytest.raises(CheckpointError, match=f"checkpoint '{newest}' does not fit this run: its state of split 0 "
+                                              f"cannot be loaded \\(RuntimeError: .*size mismatch for {name}"):
+        run(config, dataset, checkpointing=Checkpointing(tmp_path, every=1, resume=True))
+
+
+def test_a_checkpoint_with_malformed_curves_is_passed_over(tmp_path):
+    dataset = _synthetic()
+    config = RunConfig(epochs=5, splits=(0,), **SMALL)
+    uninterrupted = run(config, dataset)
+    _interrupted(tmp_path, config, 4, keep=2)
+    previous, newest = checkpoint_files(tmp_path)
+    payload = torch.load(newest, weights_only=True)
+    payload["current"]["history"]["val_curve"] = "oops"
+    torch.save(payload, newest)
+    with pytest.warns(ResumeWarning, match="val_curve must be a list of numbers, got str"):
+        resumed = run(config, dataset, checkpointing=Checkpointing(tmp_path, every=1, resume=True))
+    assert _comparable(resumed) == _comparable(uninterrupted)
+    payload["current"]["history"]["val_curve"] = [0.5]
+    with pytest.raises(ValueError, match=r"curves \['val_curve'\] do not have one entry per epoch \(3\)"):
+        SplitHistory.from_state_dict(payload["current"]["history"])
 
 
 def test_a_cut_short_archive_is_described_by_torchs_finding_alone(tmp_path):

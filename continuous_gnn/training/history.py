@@ -107,11 +107,25 @@ class SplitHistory:
         """The history of :meth:`state_dict`.
 
         Raises:
-            ValueError: if ``state`` lacks an attribute or names one that does not exist.
+            ValueError: if ``state`` lacks an attribute or names one that does not exist, or its curves are no
+                lists of numbers of one length per epoch (a regulariser's may be empty), or its best epoch lies
+                outside them.
         """
         names = {f.name for f in fields(cls)}
         if set(state) != names:
             raise ValueError(f"a split history has the entries {sorted(names)}; got {sorted(state)}")
+        for name in _CURVES:
+            curve = state[name]
+            if not isinstance(curve, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in curve):
+                raise ValueError(f"a split history's {name} must be a list of numbers, got {type(curve).__name__}")
+        epochs = len(state["train_loss"])
+        uneven = [name for name in _CURVES if len(state[name]) != epochs
+                  and not (name in ("kinetic", "jacobian") and not state[name])]
+        if uneven:
+            raise ValueError(f"a split history's curves {uneven} do not have one entry per epoch ({epochs})")
+        if not isinstance(state["best_epoch"], int) or not 0 <= state["best_epoch"] <= epochs:
+            raise ValueError(f"a split history's best_epoch must lie in [0, {epochs}], got {state['best_epoch']!r}")
         kept = state["kept"]
         return cls(**{**state, "best": tuple(state["best"]), "kept": None if kept is None else tuple(kept),
                       **{name: list(state[name]) for name in _CURVES}})

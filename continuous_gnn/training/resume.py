@@ -27,7 +27,9 @@ key               content
 ================  ==========================================================================================
 
 With ``resume=True`` the run continues from the newest readable checkpoint: a newest file that cannot be read
-(cut short, corrupt) is passed over for the one before it with a :class:`ResumeWarning` naming both. Every
+(cut short, corrupt: bytes that fail the archive's checksums) is passed over for the one before it with a
+:class:`ResumeWarning` naming both, and renamed ``<name>.unreadable``, so that the run's next checkpoints are the
+newest and the pruning of old ones keeps them. Every
 random stream continues where it stopped, so the finished run equals an uninterrupted one bit for bit (wall
 times aside) on the same torch build, device and thread count, which float reductions depend on; a
 checkpoint from another torch version or thread count resumes with a :class:`ResumeWarning`. A checkpoint of
@@ -175,8 +177,10 @@ def _read(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _newest(directory: Path) -> tuple[Path, dict[str, Any]]:
-    """The newest readable checkpoint, warning about the newer ones passed over."""
+def _newest(directory: Path, set_aside: bool) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint, warning about the newer ones passed over. With ``set_aside`` those are
+    renamed ``<name>.unreadable``: kept for a look, but no longer the newest checkpoints, which the run's next
+    checkpoints would otherwise be pruned in favour of."""
     skipped: list[tuple[Path, str]] = []
     for path in reversed(checkpoint_files(directory)):
         try:
@@ -187,8 +191,13 @@ def _newest(directory: Path) -> tuple[Path, dict[str, Any]]:
             skipped.append((path, str(err)))
             continue
         if skipped:
+            aside = ""
+            if set_aside:
+                for unreadable, _ in skipped:
+                    unreadable.replace(unreadable.with_name(unreadable.name + ".unreadable"))
+                aside = "; set aside with the suffix .unreadable"
             warnings.warn(f"resuming from {str(path)!r}: the newer "
-                          + "; ".join(f"{str(p)!r} cannot be read ({reason})" for p, reason in skipped),
+                          + "; ".join(f"{str(p)!r} cannot be read ({reason})" for p, reason in skipped) + aside,
                           ResumeWarning, stacklevel=2)
         return path, payload
     raise CheckpointError(f"no checkpoint in {str(directory)!r} can be read: "
@@ -272,7 +281,7 @@ class RunCheckpoints:
         return 1 if self.world is None else self.world.size
 
     def _restore_run(self) -> None:
-        path, payload = _newest(self.settings.directory)
+        path, payload = _newest(self.settings.directory, set_aside=self.world is None or self.world.is_main)
         if payload["format"] != RESUME_FORMAT:
             raise CheckpointError(f"checkpoint {str(path)!r} has format {payload['format']}; this version reads "
                                   f"format {RESUME_FORMAT}: finish that run with the version that wrote it, or start "
@@ -318,16 +327,24 @@ class RunCheckpoints:
         current, self._current = self._current, None
         if current is None or current["split"] != split:
             return None
-        model.load_state_dict(current["model"])
-        optimizer.load_state_dict(current["optimizer"])
         rank = 0 if self.world is None else self.world.rank
-        randomness = current["random"]
-        torch.set_rng_state(randomness["torch"][rank])
-        if randomness["cuda"] is not None:
-            torch.cuda.set_rng_state(randomness["cuda"][rank], self.device)
-        for name, generator in generators.items():
-            if generator is not None:
-                generator.set_state(randomness[name])
+        try:  # the structure was checked on reading; what it holds must fit this run's model too
+            model.load_state_dict(current["model"])
+            optimizer.load_state_dict(current["optimizer"])
+            randomness = current["random"]
+            torch.set_rng_state(randomness["torch"][rank])
+            if randomness["cuda"] is not None:
+                torch.cuda.set_rng_state(randomness["cuda"][rank], self.device)
+            for name, generator in generators.items():
+                if generator is not None:
+                    generator.set_state(randomness[name])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
+            first = " ".join(str(err).split())
+            raise CheckpointError(
+                f"checkpoint {str(self.resumed_from['checkpoint'])!r} does not fit this run: its state of split "
+                f"{split} cannot be loaded ({type(err).__name__}: {first[:300]}); it was not written by this run, "
+                "or it was changed since: delete it to resume from an older one, or start afresh in another folder"
+            ) from None
         history = SplitHistory.from_state_dict(current["history"])
         if history.kept_state is not None:
             history.kept_state = {k: v.to(self.device) for k, v in history.kept_state.items()}
@@ -369,5 +386,6 @@ class RunCheckpoints:
         directory = self.settings.directory
         write_plain(self.last_written, payload)
         # What a killed process left half-written (atomic_open's temporaries) goes with the old checkpoints.
-        for old in [*checkpoint_files(directory)[:-self.settings.keep], *directory.glob(".checkpoint-*.tmp")]:
+        stale = [path for path in checkpoint_files(directory)[:-self.settings.keep] if path != self.last_written]
+        for old in [*stale, *directory.glob(".checkpoint-*.tmp")]:
             old.unlink(missing_ok=True)
