@@ -113,14 +113,32 @@ def test_the_kept_best_model_and_patience_survive_a_resume(tmp_path):
     assert expected.epochs_run < 12  # patience stopped it
     with pytest.raises(Interrupted):
         train_split(config, dataset, 0, keep="best", progress=_stop_after(expected.epochs_run - 1),
-                    checkpoints=RunCheckpoints(Checkpointing(tmp_path, every=1), config, [0], CPU))
-    restored = RunCheckpoints(Checkpointing(tmp_path, every=1, resume=True), config, [0], CPU)
+                    checkpoints=RunCheckpoints(Checkpointing(tmp_path, every=1), config, [0], CPU, keep="best"))
+    with pytest.raises(ValueError, match="keep='best' but the checkpoints were made with keep=None"):
+        train_split(config, dataset, 0, keep="best", checkpoints=RunCheckpoints(Checkpointing(tmp_path / "other"),
+                                                                                config, [0], CPU))
+    restored = RunCheckpoints(Checkpointing(tmp_path, every=1, resume=True), config, [0], CPU, keep="best")
     resumed = train_split(config, dataset, 0, keep="best", checkpoints=restored)
     assert repr(resumed.to_dict() | {"wall_time": 0, "epoch_time": 0}) == repr(
         expected.to_dict() | {"wall_time": 0, "epoch_time": 0})
     assert resumed.kept.epoch == expected.kept.epoch == expected.best_epoch
     for key, value in expected.kept.model.state_dict().items():
         assert torch.equal(resumed.kept.model.state_dict()[key], value), key
+
+
+def test_a_run_that_kept_no_models_does_not_resume_into_one_that_keeps_them(tmp_path):
+    dataset = _synthetic()
+    config = RunConfig(epochs=5, splits=(0,), **SMALL)
+    _interrupted(tmp_path, config, 3)
+    with pytest.raises(CheckpointError, match="is of a run that kept no models, and this one asks to keep the 'best' "
+                                              "one of each split.*resume without it"):
+        run(config, dataset, keep="best", checkpointing=Checkpointing(tmp_path, every=1, resume=True))
+    # Resuming as it started works, and a run that keeps its models may resume without keeping them.
+    run(config, dataset, checkpointing=Checkpointing(tmp_path, every=1, resume=True))
+    other = tmp_path / "kept"
+    with pytest.raises(Interrupted):
+        run(config, dataset, keep="best", progress=_stop_after(3), checkpointing=Checkpointing(other, every=1))
+    assert run(config, dataset, checkpointing=Checkpointing(other, every=1, resume=True)).splits[0].kept is None
 
 
 def test_a_finished_run_resumes_to_its_result_without_training(tmp_path):
@@ -142,7 +160,8 @@ def test_a_checkpoint_holds_the_documented_entries_and_loads_with_weights_only(t
     (path,) = checkpoint_files(tmp_path)
     payload = torch.load(path, weights_only=True)
     assert set(payload) == {"format", "kind", "config", "versions", "environment", "world_size", "splits",
-                            "position", "finished", "run_time", "current"}
+                            "position", "finished", "run_time", "current", "keep"}
+    assert payload["keep"] is None
     assert payload["format"] == RESUME_FORMAT and payload["config"] == config.to_dict()
     assert payload["position"] == 0 and payload["finished"] == [] and payload["world_size"] == 1
     assert payload["environment"] == {"torch_threads": torch.get_num_threads()}
@@ -618,6 +637,26 @@ def test_save_model_keeps_each_splits_best_model_for_study_and_across_a_resume(t
     assert main(resumed) == 0
     assert paths[1].is_file()
     assert json.loads((tmp_path / "r.json").read_text())["saved_models"] == record["saved_models"]
+    # Another run's file at split 0's path is not named: a warning says so.
+    shutil.copy(paths[1], paths[0])
+    (tmp_path / "again").mkdir()
+    shutil.copy(folder / "checkpoint-0001-0000000.pt", tmp_path / "again")
+    capsys.readouterr()
+    assert main([*argv[:at], str(tmp_path / "again"), *argv[at + 1:], "--resume", "--out", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["saved_models"] == {"1": str(paths[1])}
+    assert (f"split 0 was finished by an earlier process of this run, and {paths[0]} is not the model it saved (it "
+            "holds the model of another run or split)") in capsys.readouterr().err
+    # A run that kept no models cannot resume into one that saves them: its earlier best models are gone.
+    plain = [arg for arg in argv if arg not in ("--save-model", str(model))]
+    at = plain.index(str(folder))
+    plain_folder = tmp_path / "plain"
+    (tmp_path / "plain").mkdir()
+    assert main([*plain[:at], str(plain_folder), *plain[at + 1:], "--out", str(tmp_path / "p.json")]) == 0
+    for path in checkpoint_files(plain_folder)[3:]:
+        path.unlink()
+    status = main([*plain[:at], str(plain_folder), *plain[at + 1:], "--save-model", str(model), "--resume",
+                   "--out", str(tmp_path / "p2.json")])
+    assert status == 2 and "is of a run that kept no models" in capsys.readouterr().err
     # A training-state checkpoint is not a model, and the message says how to get one.
     with pytest.raises(CheckpointError, match="is a training-state checkpoint .*train --save-model PATH"):
         load_checkpoint(folder / "checkpoint-0001-0000000.pt")

@@ -240,7 +240,7 @@ def _save_model(save_model: str, result, splits: list[int], config, dataset, arg
 
     path = _model_path(save_model, result.split, splits)
     if result.kept is None:
-        return str(path) if path.is_file() else None
+        return str(path) if _saved_earlier(path, result, config) else None
     metadata = {"data": {"dataset": dataset.name}, "split": result.split, "seed": result.seed,
                 "epoch": result.kept.epoch, "metrics": {"train": result.kept.train, "val": result.kept.val,
                                                         "test": result.kept.test},
@@ -249,6 +249,30 @@ def _save_model(save_model: str, result, splits: list[int], config, dataset, arg
                     num_classes=dataset.num_classes, metadata=metadata)
     print(f"split {result.split:>2}  model of epoch {result.kept.epoch} saved to {path}", flush=True)
     return str(path)
+
+
+def _saved_earlier(path: Path, result, config) -> bool:
+    """Whether ``path`` holds the model that an earlier process of this run saved for a split it finished (the
+    same config, split, seed and best epoch); a warning on stderr says why not, so that the record names no other
+    run's file (an earlier process may have saved to another path)."""
+    from ..training.checkpoint import CheckpointError, load_checkpoint
+
+    reason = "there is no file there"
+    if path.is_file():
+        try:
+            saved = load_checkpoint(path)
+        except (CheckpointError, OSError) as err:
+            reason = f"it cannot be read: {err}"
+        else:
+            facts = saved.metadata
+            if saved.config.to_dict() == config.to_dict() and (facts.get("split"), facts.get("seed"), facts.get(
+                    "epoch")) == (result.split, result.seed, result.best_epoch):
+                return True
+            reason = "it holds the model of another run or split"
+    print(f"{PROG} train: warning: split {result.split} was finished by an earlier process of this run, and {path} "
+          f"is not the model it saved ({reason}); the record lists no model for that split", file=sys.stderr,
+          flush=True)
+    return False
 
 
 def _stopping(name: str) -> None:

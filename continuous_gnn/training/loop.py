@@ -121,8 +121,9 @@ def train_split(
         world: this process's place in a data-parallel run (:func:`~continuous_gnn.training.distributed.join`);
             ``None`` trains in this process alone (default: ``None``).
         checkpoints: the run's checkpoints (:func:`run` makes them from a
-            :class:`~continuous_gnn.training.resume.Checkpointing`): the split continues from their state when
-            they hold some of it, and is checkpointed every ``every`` epochs (default: ``None``, none).
+            :class:`~continuous_gnn.training.resume.Checkpointing`), made with the same ``keep``: the split
+            continues from their state when they hold some of it, and is checkpointed every ``every`` epochs
+            (default: ``None``, none).
         stop: read after every epoch but the split's last; once set, the split is checkpointed and
             :class:`~continuous_gnn.training.stopping.RunStopped` raised (needs ``checkpoints``; default: ``None``).
 
@@ -130,8 +131,9 @@ def train_split(
         SplitResult.
 
     Raises:
-        ValueError: on an invalid split index, device or ``keep``, or batching that does not fit the dataset or
-            the processes (:func:`~continuous_gnn.training.batches.check_batching`).
+        ValueError: on an invalid split index, device or ``keep`` (or one that ``checkpoints`` were not made with),
+            or batching that does not fit the dataset or the processes
+            (:func:`~continuous_gnn.training.batches.check_batching`).
         MissingPackageError: if the package of ``config.batching`` is not installed.
         IntegrationError: if a solve fails (e.g. the state blows up).
         TrainingDivergedError: if the loss or a parameter becomes inf or nan (a learning rate too large).
@@ -139,6 +141,9 @@ def train_split(
     """
     if keep not in KEEP_CHOICES:
         raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    if checkpoints is not None and checkpoints.keep != keep:
+        raise ValueError(f"keep={keep!r} but the checkpoints were made with keep={checkpoints.keep!r}: give "
+                         "RunCheckpoints(..., keep=...) the same keep, which its checkpoints record")
     _check_stop(stop, checkpoints is not None, "checkpoints=RunCheckpoints(...)")
     started = time.perf_counter()
     device = training_device(config) if world is None else world.device(training_device(config))
@@ -354,7 +359,7 @@ def run(config: RunConfig, dataset: Any, *, progress: Progress | None = None,
     date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     splits, device = check_run(config, dataset, world=world)
     dataset = apply_node_order(config, dataset)
-    checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world)
+    checkpoints = None if checkpointing is None else RunCheckpoints(checkpointing, config, splits, device, world, keep)
     try:
         results = _train_splits(config, dataset, splits, device, progress, on_split, world, checkpoints, stop, keep)
     finally:  # a failed or interrupted run gives its folder up too, so that another process can resume it

@@ -24,6 +24,7 @@ key               content
                   state, ``history`` (:class:`~continuous_gnn.training.history.SplitHistory`: curves, best
                   epoch, kept model, times) and ``random``: torch's CPU state (and CUDA's on a GPU) of every
                   rank, and the states of the Jacobian probe's and the mini-batch sampler's generators
+``keep``          which model of each split the run keeps (``"best"``, ``"last"`` or ``None``; see ``run``)
 ================  ==========================================================================================
 
 With ``resume=True`` the run continues from the newest readable checkpoint: a newest file that cannot be read
@@ -229,17 +230,20 @@ class RunCheckpoints:
             process is writing checkpoints there
             (:class:`~continuous_gnn.training.folder_claim.FolderInUseError`).
         CheckpointError: if no checkpoint can be read, or the newest readable one belongs to another run (config,
-            splits, process count, format or ``continuous_gnn`` version); the message names what differs.
+            splits, process count, format or ``continuous_gnn`` version), or it kept no models and this run
+            asks to keep them (``keep``: the best models of its earlier epochs are gone); the message names what
+            differs.
         UnsafeCheckpointError: if a checkpoint file holds other types than plain data and tensors.
     """
 
     def __init__(self, settings: Checkpointing, config: RunConfig, splits: list[int], device: torch.device,
-                 world: World | None = None) -> None:
+                 world: World | None = None, keep: str | None = None) -> None:
         settings.check_folder()  # before the claim creates the folder: a mistyped folder to resume from is named
         self.claim = self._claim(settings, device, world)
         try:
             settings.check_folder()  # again, now that no other run can write there
             self.settings, self.config, self.splits, self.device, self.world = settings, config, splits, device, world
+            self.keep = keep
             self.started = time.perf_counter()
             self.finished: list[SplitResult] = []
             self.earlier_time = 0.0
@@ -301,6 +305,14 @@ class RunCheckpoints:
         if differ:
             raise CheckpointError(f"checkpoint {str(path)!r} belongs to another run (" + "; ".join(differ) + "); "
                                   "resume with the settings that started it, or start afresh in another folder")
+        stored_keep = payload.get("keep")  # absent from the files of earlier versions, which kept none
+        if self.keep is not None and stored_keep != self.keep:
+            kept = "no" if stored_keep is None else f"the {stored_keep!r}"
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is of a run that kept {kept} "
+                f"models, and this one asks to keep the {self.keep!r} one of each split (on the command line: "
+                "--save-model), which the epochs trained before it may hold: resume without it, as the run started, "
+                "or start afresh in another folder")
         changed = _differences({**payload["environment"], "torch": payload["versions"].get("torch")},
                                {**_environment(), "torch": versions["torch"]})
         if changed:
@@ -346,6 +358,8 @@ class RunCheckpoints:
                 "or it was changed since: delete it to resume from an older one, or start afresh in another folder"
             ) from None
         history = SplitHistory.from_state_dict(current["history"])
+        if self.keep is None:  # a run that kept models, resumed without keeping them
+            history.kept = history.kept_state = None
         if history.kept_state is not None:
             history.kept_state = {k: v.to(self.device) for k, v in history.kept_state.items()}
         return history
@@ -382,7 +396,7 @@ class RunCheckpoints:
                    "versions": package_versions(), "environment": _environment(),
                    "world_size": self.world_size, "splits": list(self.splits), "position": self.position,
                    "finished": [result.to_dict() for result in self.finished], "run_time": self.run_time(),
-                   "current": current}
+                   "current": current, "keep": self.keep}
         directory = self.settings.directory
         write_plain(self.last_written, payload)
         # What a killed process left half-written (atomic_open's temporaries) goes with the old checkpoints.
