@@ -128,6 +128,47 @@ def test_csbm_rejection_sampler_matches_enumeration_law(monkeypatch: pytest.Monk
     assert abs(data.edge_index.size(1) / 1000 - 5.0) < 0.5
 
 
+def test_csbm_dense_large_blocks_are_drawn_as_the_complement_of_their_non_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large blocks with an edge probability above one half (rejection sampling alone never finished at p = 1)."""
+    monkeypatch.setattr(synthetic, "_ENUMERATION_LIMIT", 10)
+    edge_index, y = synthetic.sbm_edges(200, 2, homophily=1.0, avg_degree=99.0, seed=1)  # p_in = 1: two cliques
+    assert edge_index.size(1) == 2 * 2 * (100 * 99 // 2) and bool((y[edge_index[0]] == y[edge_index[1]]).all())
+    edge_index, y = synthetic.sbm_edges(200, 2, homophily=0.0, avg_degree=100.0, seed=1)  # p_out = 1: K_{100,100}
+    assert edge_index.size(1) == 2 * 100 * 100 and bool((y[edge_index[0]] != y[edge_index[1]]).all())
+    data = contextual_sbm(400, num_classes=2, homophily=0.9, avg_degree=150.0, seed=2)  # p_in = 0.68
+    _check_simple_undirected(data)
+    assert abs(edge_homophily(data.edge_index, data.y) - 0.9) < 0.01
+    assert abs(data.edge_index.size(1) / 400 - 150.0) < 3.0
+    # Uniform over the pairs: every node of a class has about p_in * 199 neighbours in it.
+    inside = data.y[data.edge_index[0]] == data.y[data.edge_index[1]]
+    degrees = torch.bincount(data.edge_index[0][inside], minlength=400).double()
+    assert abs(float(degrees.mean()) - 0.9 * 150.0) < 2.0 and float(degrees.std()) < 12.0
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: contextual_sbm(10**9), "contextual_sbm"),
+    (lambda: contextual_sbm(10**19), "contextual_sbm"),  # beyond int64: refused before torch overflows
+    (lambda: contextual_sbm(10**6, num_features=10**5), "contextual_sbm"),
+    (lambda: synthetic.sbm_edges(10**10, avg_degree=10.0), "sbm_edges"),
+    (lambda: complete_bipartite(10**5), "complete_bipartite"),
+    (lambda: grid_graph(10**5, 10**5), "grid_graph"),
+    (lambda: ring_graph(10**10), "ring_graph"),
+    (lambda: path_graph(10**10), "path_graph"),
+])
+def test_a_graph_too_large_for_memory_is_refused_before_it_is_drawn(build, name, monkeypatch: pytest.MonkeyPatch):
+    from continuous_gnn.training import preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2**34)  # 16 GiB, whatever this machine has
+    with pytest.raises(ValueError, match=f"^{name} needs at least .* GiB to build .* but 16 GiB is available; ask "
+                                         "for a smaller graph"):
+        build()
+
+
+def test_a_feature_count_that_is_no_int_is_refused_before_any_product():
+    with pytest.raises(TypeError, match="num_features must be an int, got str"):
+        ring_graph(10, num_features="16")
+
+
 @pytest.mark.parametrize("num_classes", [2, 3, 5])
 def test_class_means_are_snr_apart_and_centred(num_classes: int) -> None:
     snr = 1.7

@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 
 from continuous_gnn.data.synthetic import (
     Seed,
+    _check_fits,
     _check_int,
     _check_non_negative,
     _finish,
@@ -59,6 +60,7 @@ def complete_bipartite(
     _check_int("n", n, 1)
     snr = _check_non_negative("snr", snr)
     _check_int("num_features", num_features, 2 if snr > 0 else 1)
+    _check_fits("complete_bipartite", 2 * n, 2 * n * n, num_features, num_splits)
     generator = _generator(seed)
     left = torch.arange(n).repeat_interleave(n)
     right = torch.arange(n, 2 * n).repeat(n)
@@ -107,6 +109,7 @@ def ring_graph(
         seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
     """
     _check_int("n", n, 3)
+    _check_fits("ring_graph", n, 2 * n, num_features, num_splits)
     nodes = torch.arange(n)
     pairs = torch.stack([nodes, (nodes + 1) % n])
     return _plain_graph(pairs, n, num_features, seed, num_splits, (train_frac, val_frac, test_frac))
@@ -134,6 +137,7 @@ def path_graph(
         seed, num_splits, train_frac, val_frac, test_frac: as in :func:`contextual_sbm`.
     """
     _check_int("n", n, 1)
+    _check_fits("path_graph", n, 2 * n, num_features, num_splits)
     nodes = torch.arange(n - 1)
     pairs = torch.stack([nodes, nodes + 1])
     return _plain_graph(pairs, n, num_features, seed, num_splits, (train_frac, val_frac, test_frac))
@@ -169,6 +173,7 @@ def grid_graph(
     minimum = 3 if periodic else 1
     _check_int("rows", rows, minimum)
     _check_int("cols", cols, minimum)
+    _check_fits("grid_graph", rows * cols, 4 * rows * cols, num_features, num_splits)
     index = torch.arange(rows * cols).view(rows, cols)
     if periodic:
         horizontal = torch.stack([index.flatten(), index.roll(-1, dims=1).flatten()])

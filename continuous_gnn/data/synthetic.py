@@ -61,6 +61,27 @@ def _check_non_negative(name: str, value: float) -> float:
     return value
 
 
+def _check_fits(what: str, num_nodes: int, directed_edges: float, num_features: int = 0, num_splits: int = 0) -> None:
+    """Refuse a graph whose tensors, while it is built, cannot fit in the memory available now. The estimate is a
+    lower bound, so that no graph that would fit is refused: the edge list (int64 pairs, three copies at once while
+    it is made undirected and sorted; building one takes more), the float32 features, the labels and the masks.
+    Where the available memory cannot be read, nothing is checked.
+
+    Raises:
+        ValueError: naming the estimate, what is available and what to lower.
+    """
+    from ..training.preflight import available_memory  # the one reading of the host's and cgroup's memory
+
+    _check_int("num_features", num_features, 0)  # a str would be repeated by the products below, not refused
+    _check_int("num_splits", num_splits, 0)
+    needed = 48 * directed_edges + 4 * num_nodes * num_features + (16 + 3 * num_splits) * num_nodes
+    available = available_memory(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise ValueError(f"{what} needs at least {needed / 2**30:.3g} GiB to build ({num_nodes:.3g} nodes, "
+                         f"{directed_edges:.3g} directed edges), but {available / 2**30:.3g} GiB is available; "
+                         "ask for a smaller graph")
+
+
 def _generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
@@ -191,13 +212,24 @@ def _sample_block(
             pairs = torch.triu_indices(size_a, size_a, offset=1)[:, codes]
         else:
             pairs = torch.stack([codes // size_b, codes % size_b])
-    else:
+    elif 2 * count <= num_pairs:
         pairs = _rejection_pairs(size_a, size_b, same, count, generator)
+    else:
+        # A dense block: rejection would need ever more passes for the last missing pairs (at p = 1, about as many
+        # as there are pairs). The complement of a uniform set of the non-edges is a uniform set of the edges, and
+        # it holds at least half of the pairs, so listing them all costs no more memory than the edges.
+        absent = _rejection_pairs(size_a, size_b, same, num_pairs - count, generator)
+        pairs = torch.triu_indices(size_a, size_a, offset=1) if same else torch.cartesian_prod(
+            torch.arange(size_a), torch.arange(size_b)).T
+        keep = torch.ones(size_a * size_b, dtype=torch.bool)
+        keep[absent[0] * size_b + absent[1]] = False
+        pairs = pairs[:, keep[pairs[0] * size_b + pairs[1]]]
     return torch.stack([nodes_a[pairs[0]], nodes_b[pairs[1]]])
 
 
 def _rejection_pairs(size_a: int, size_b: int, same: bool, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` distinct uniform pairs out of a large block, by sampling with replacement and deduplicating."""
+    """``count`` distinct uniform pairs out of a large block, by sampling with replacement and deduplicating
+    (quick while ``count`` is at most half of the pairs: each pass then finds at least half of those missing)."""
     distinct = torch.empty(0, dtype=torch.long)
     while distinct.numel() < count:
         draws = 2 * (count - distinct.numel()) + 16
@@ -256,6 +288,7 @@ def sbm_edges(num_nodes: int, num_classes: int = 2, homophily: float = 0.5, avg_
     _check_int("num_nodes", num_nodes, 2 * num_classes)
     homophily = _check_unit_interval("homophily", homophily)
     avg_degree = _check_non_negative("avg_degree", avg_degree)
+    _check_fits("sbm_edges", num_nodes, num_nodes * avg_degree)
     return _sbm_edges(num_nodes, num_classes, homophily, avg_degree, _generator(seed))
 
 
@@ -319,7 +352,8 @@ def contextual_sbm(
         Data: see the module docstring.
 
     Raises:
-        ValueError: on an argument outside its range (the message names it and the range).
+        ValueError: on an argument outside its range (the message names it and the range), or a graph too
+            large for the memory available (see ``_check_fits``), before any of it is drawn.
     """
     _check_int("num_classes", num_classes, 2)
     _check_int("num_nodes", num_nodes, 2 * num_classes)
@@ -327,6 +361,7 @@ def contextual_sbm(
     homophily = _check_unit_interval("homophily", homophily)
     avg_degree = _check_non_negative("avg_degree", avg_degree)
     snr = _check_non_negative("snr", snr)
+    _check_fits("contextual_sbm", num_nodes, num_nodes * avg_degree, num_features, num_splits)
     generator = _generator(seed)
     edge_index, y = _sbm_edges(num_nodes, num_classes, homophily, avg_degree, generator)
 
