@@ -353,7 +353,7 @@ def contextual_sbm(
 
     Raises:
         ValueError: on an argument outside its range (the message names it and the range), or a graph too
-            large for the memory available (see ``_check_fits``), before any of it is drawn.
+            large for the memory available, before any of it is drawn.
     """
     _check_int("num_classes", num_classes, 2)
     _check_int("num_nodes", num_nodes, 2 * num_classes)
