@@ -29,7 +29,14 @@ from continuous_gnn.atomic import atomic_open, check_output_file, check_output_f
 from continuous_gnn.benchmarks import preset_config
 from continuous_gnn.cli.common import timestamp
 from continuous_gnn.cli.reproduce_page import provenance
-from continuous_gnn.data import NUM_SPLITS, canonical_name, default_cache_dir, resolve_data_root
+from continuous_gnn.data import (
+    NUM_SPLITS,
+    DatasetUnavailableError,
+    canonical_name,
+    check_dataset_files,
+    default_cache_dir,
+    resolve_data_root,
+)
 from continuous_gnn.training import load_run_dataset, parse_splits, run, save_record
 from continuous_gnn.training.batches import EpochBatches, batches_per_epoch
 from continuous_gnn.training.preflight import check_splits
@@ -94,6 +101,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
             _block(Path(args.page))
     except ValueError as err:
         parser.error(str(err))
+    try:
+        check_dataset_files(args.dataset, args.root)
+    except DatasetUnavailableError as err:
+        parser.error(str(err))
     return args
 
 
@@ -154,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     command = shlex.join(["python", "experiments/batching_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
     out_dir, base = args.out_dir, args.config
-    dataset = load_run_dataset(base, args.root, cache_dir=default_cache_dir(os.environ))
+    try:
+        dataset = load_run_dataset(base, args.root, cache_dir=default_cache_dir(os.environ))
+    except DatasetUnavailableError as err:  # present, but not what the checksums say
+        print(f"python experiments/batching_accuracy.py: error: {err}", file=sys.stderr)
+        return 2
     clock = time.perf_counter()
     rows = []
     for label, fields in SETTINGS:

@@ -39,7 +39,14 @@ import torch
 from continuous_gnn.atomic import atomic_open, atomic_write_text, check_output_file, check_output_folder
 from continuous_gnn.cli import UsageError
 from continuous_gnn.cli.common import check_distinct_outputs, require_package
-from continuous_gnn.data import NUM_SPLITS, canonical_name, default_cache_dir, resolve_data_root
+from continuous_gnn.data import (
+    NUM_SPLITS,
+    DatasetUnavailableError,
+    canonical_name,
+    check_dataset_files,
+    default_cache_dir,
+    resolve_data_root,
+)
 from continuous_gnn.errors import IntegrationError, TrainingDivergedError
 from continuous_gnn.training import (
     RunConfig,
@@ -127,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                     reused_s += record["aggregate"]["wall_time"]
                     row, status = _row(name, label, depth, record), "done before"
                 else:
-                    dataset = load_run_dataset(config, root, cache_dir=cache_dir)
+                    try:
+                        dataset = load_run_dataset(config, root, cache_dir=cache_dir)
+                    except DatasetUnavailableError as err:  # present, but not what the checksums say
+                        print(f"{SCRIPT}: error: {err}", file=sys.stderr)
+                        return 2
                     try:
                         result = run(config, dataset)
                     except (IntegrationError, TrainingDivergedError) as err:  # a deep stack may blow up
@@ -197,6 +208,11 @@ def _check_arguments(args: argparse.Namespace):
     for flag, path in (("--page", args.page), ("--figure", args.figure), ("--csv", args.csv)):
         check_output_file(path, flag)
     check_distinct_outputs(("--page", args.page), ("--figure", args.figure), ("--csv", args.csv))
+    for name in datasets:  # every dataset, before the first one trains
+        try:
+            check_dataset_files(name, root)
+        except DatasetUnavailableError as err:
+            raise UsageError(str(err)) from None
     return datasets, depths, splits, plan, root
 
 

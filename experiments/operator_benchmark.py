@@ -32,7 +32,7 @@ import continuous_gnn
 from continuous_gnn import Graph
 from continuous_gnn.atomic import atomic_write_text, check_output_file
 from continuous_gnn.benchmarks.timing import compare
-from continuous_gnn.data import canonical_name, default_cache_dir, load_dataset, resolve_data_root
+from continuous_gnn.data import DatasetUnavailableError, canonical_name, default_cache_dir, load_dataset, resolve_data_root
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "python experiments/operator_benchmark.py"
@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                      "folder of the raw benchmark data")
 
     torch.set_num_threads(1)
-    dataset = load_dataset(args.dataset, root, cache_dir=default_cache_dir(os.environ))
+    try:
+        dataset = load_dataset(args.dataset, root, cache_dir=default_cache_dir(os.environ))
+    except DatasetUnavailableError as err:  # missing raw files, or files that fail their checksums
+        parser.error(str(err))
     data = dataset.data
     graph = Graph.from_data(data)
     x = torch.randn(data.num_nodes, args.channels, generator=torch.Generator().manual_seed(0), requires_grad=True)

@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {total:.0f} s", flush=True)
     if not spreads:  # a page of nothing but skipped rows would replace the last real one
         print(f"seed_spread: error: no preset ran ({'; '.join(skipped) or 'nothing selected'}); "
-              f"{args.results} was not written", file=sys.stderr)
+              + ("no page written" if args.results.lower() == "none" else f"{args.results} was not written"),
+              file=sys.stderr)
         return 1
     write_page(args.results, render(spreads, skipped, args, total, started_iso, command, out_dir))
     return 0

@@ -677,6 +677,27 @@ def test_solvers_finds_its_data_root_as_every_command_does(tmp_path, monkeypatch
     assert not (tmp_path / "s.md").exists()
 
 
+def test_solvers_refuses_repeated_names_and_missing_data_before_any_run(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    out = ["--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "s.md")]
+    assert main(["solvers", *out, "--datasets", "cora", "cora"]) == 2
+    assert "--datasets lists cora twice; name each once" in capsys.readouterr().err
+    assert main(["solvers", *out, "--datasets", "cora", "--methods", "euler", "rk4", "euler"]) == 2
+    assert "--methods lists euler twice" in capsys.readouterr().err
+    # The memory-against-T part runs on chameleon whatever --datasets says: its files are checked too.
+    assert main(["solvers", *out, "--datasets", "cora", "--methods", "euler"]) == 2
+    assert "dataset 'cora' is incomplete under data root" in capsys.readouterr().err
+    assert not (tmp_path / "s.md").exists()
+
+
+def test_bench_checks_the_data_of_its_last_section_before_its_first(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["bench", "--quick", "--sections", "b,g", "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "p.md")]) == 2
+    assert "dataset 'cora' is incomplete under data root" in capsys.readouterr().err
+    assert not (tmp_path / "p.md").exists()
+
+
 @pytest.mark.slow  # the benchmark's forkserver children each import the package: 25 s on two cores
 @pytest.mark.data
 def test_solvers_subcommand_runs_its_worker_processes(data_root, tmp_path):

@@ -366,6 +366,18 @@ def test_repeated_loads_come_from_cache(data_root: Path, data_cache: Path, monke
     assert not any(name.startswith(".build-") for name in entries)
 
 
+def test_names_that_are_no_str_are_a_type_error_and_files_are_checked_by_name(tmp_path: Path) -> None:
+    from continuous_gnn.data import canonical_name, check_dataset_files
+
+    for bad in (5, None):
+        with pytest.raises(TypeError, match="a dataset name must be a str"):
+            canonical_name(bad)
+    with pytest.raises(DatasetUnavailableError, match="dataset 'texas' is incomplete under data root"):
+        check_dataset_files("Texas", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        check_dataset_files("nope", tmp_path)
+
+
 # ----------------------------------------------------------------------------
 # Cache safety (tiny dataset copies)
 # ----------------------------------------------------------------------------
@@ -421,6 +433,18 @@ def test_changed_raw_files_and_corrupt_cache_are_rebuilt(texas_root: Path, tmp_p
     (entry,) = cache.iterdir()
     entry.write_bytes(b"not a torch file")  # e.g. a damaged disk
     assert load_dataset("texas", texas_root, cache_dir=cache).num_nodes == 183
+
+    # Well-formed but inconsistent tensors (masks of 3 splits, an edge past the last node) are rebuilt too.
+    reference = load_dataset("texas", texas_root, cache_dir=cache)
+    for damage in (lambda t: t.update(train_mask=t["train_mask"][:, :3]),
+                   lambda t: t["edge_index"].__setitem__((0, 0), 10_000),
+                   lambda t: t.update(y=t["y"][:-1])):
+        tensors = torch.load(entry, weights_only=True)
+        damage(tensors)
+        torch.save(tensors, entry)
+        again = load_dataset("texas", texas_root, cache_dir=cache)
+        assert torch.equal(again.data.train_mask, reference.data.train_mask)
+        assert torch.equal(again.data.edge_index, reference.data.edge_index)
 
     edges = texas_root / "WebKB/texas/raw/out1_graph_edges.txt"
     os.utime(edges, ns=(edges.stat().st_atime_ns, edges.stat().st_mtime_ns + 10**9))

@@ -61,6 +61,7 @@ def test_graff_nl_runs_depth_steps_where_its_preset_covers_the_dataset():
     (["--out-dir", "/proc/x"], "--out-dir '/proc/x' cannot be created"),
     (["--page", "/proc/x.md"], "--page '/proc/x.md' cannot be created"),
     (["--csv", "/proc/x.csv"], "--csv '/proc/x.csv' cannot be created"),
+    (["--datasets", "tolokers"], "dataset 'tolokers' is incomplete under data root"),  # before any dataset trains
 ])
 def test_bad_arguments_are_usage_errors(argv, fragment, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CONTINUOUS_GNN_DATA", str(tmp_path))  # a data root that exists, for the other flags

@@ -58,6 +58,7 @@ MARKED = f"# page\n\n{batching.BEGIN}\nold table\n{batching.END}\n\nafter\n"
     (["--data-root", "/nonexistent/data"], "data root '/nonexistent/data' is not a folder"),
     (["--out-dir", "/proc/x"], "--out-dir '/proc/x' cannot be created"),
     (["--page", "/proc/x.md"], "--page '/proc/x.md' cannot be created"),
+    ([], "dataset 'cora' is incomplete under data root"),  # the empty root: before the data loads, no traceback
 ])
 def test_batching_accuracy_refuses_bad_arguments_before_training(argv, fragment, data_root_env, tmp_path, capsys):
     page = tmp_path / "page.md"
@@ -67,7 +68,8 @@ def test_batching_accuracy_refuses_bad_arguments_before_training(argv, fragment,
     assert not (tmp_path / "runs").exists()
 
 
-def test_batching_accuracy_refuses_a_page_without_its_block_before_training(data_root_env, tmp_path, capsys):
+def test_batching_accuracy_refuses_a_page_without_its_block_before_training(data_root_env, tmp_path, capsys,
+                                                                           monkeypatch):
     missing = tmp_path / "missing.md"
     assert "does not exist; pass the page that holds the" in _usage_error(batching.main, ["--page", str(missing)],
                                                                            capsys)
@@ -75,6 +77,7 @@ def test_batching_accuracy_refuses_a_page_without_its_block_before_training(data
     plain.write_text("# no block here\n")
     assert (f"--page {str(plain)!r} has no {batching.BEGIN} ... {batching.END} block"
             in _usage_error(batching.main, ["--page", str(plain)], capsys))
+    monkeypatch.setattr(batching, "check_dataset_files", lambda name, root: None)  # the root is empty here
     assert batching._arguments(["--page", "none"]).page == "none"  # no page to check
 
 
@@ -94,6 +97,7 @@ def test_batching_accuracy_writes_its_records_under_the_repository_and_dates_the
         def to_record(self, **_):
             return {}
 
+    monkeypatch.setattr(batching, "check_dataset_files", lambda name, root: None)
     monkeypatch.setattr(batching, "load_run_dataset", lambda *a, **k: Dataset())
     monkeypatch.setattr(batching, "run", lambda config, dataset: Result())
     monkeypatch.setattr(batching, "_edges_inside", lambda config, dataset: 1.0)
@@ -121,6 +125,7 @@ operator_benchmark = _load("operator_benchmark")
     (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
     (["--out", "/proc/x.md"], "--out '/proc/x.md' cannot be created"),
     (["--data-root", "/nonexistent/data"], "data root '/nonexistent/data' is not a folder"),
+    (["--dataset", "texas"], "dataset 'texas' is incomplete under data root"),
 ])
 def test_operator_benchmark_refuses_bad_arguments(argv, fragment, data_root_env, tmp_path, capsys):
     assert fragment in _usage_error(operator_benchmark.main, ["--out", str(tmp_path / "op.md"), *argv], capsys)

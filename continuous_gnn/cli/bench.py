@@ -204,6 +204,10 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         check_output_file(args.json, "--json")
     datasets = _load_datasets(args, settings.datasets) if "a" in settings.sections else []
+    if "g" in settings.sections and settings.minibatch.dataset is not None:  # before sections a to f, not after
+        from ..data import check_dataset_files, resolve_data_root
+
+        check_dataset_files(settings.minibatch.dataset, resolve_data_root(args.data_root, os.environ))
     torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     record: dict = {"meta": {

@@ -91,10 +91,14 @@ def _configs(args: argparse.Namespace) -> list[dict]:
 
 
 def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..data import resolve_data_root
+    from ..data import check_dataset_files, resolve_data_root
     from .solvers_page import machine, mb, plot, report, versions
 
     require_package("matplotlib", "the benchmark's figure", "plot")
+    for flag, values in (("--datasets", args.datasets), ("--methods", args.methods)):
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:
+            raise UsageError(f"{flag} lists {', '.join(twice)} twice; name each once")
     args.data_root = str(resolve_data_root(args.data_root, os.environ))
     if not Path(args.data_root).is_dir():
         raise UsageError(f"data root {args.data_root} is not a folder; pass --data-root or set CONTINUOUS_GNN_DATA")
@@ -104,10 +108,12 @@ def _solvers(args: argparse.Namespace, argv: list[str]) -> int:
     for flag, path in (("--out", args.out), ("--plot", args.plot), ("--json", args.json)):
         if path is not None:
             check_output_file(path, flag)  # before the runs, so that a bad path cannot lose them
+    configs = _configs(args)
+    for name in dict.fromkeys(config["dataset"] for config in configs):  # before the first run, not in its child
+        check_dataset_files(name, args.data_root)
     started = time.perf_counter()
     # What ran, as reproduce records it (experiments/solver_benchmark.py runs the same command)
     command = shlex.join([PROG, *argv])
-    configs = _configs(args)
     context = fork_server()
     results = []
     for i, config in enumerate(configs, 1):

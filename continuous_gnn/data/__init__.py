@@ -33,7 +33,7 @@ Modules, from the bottom up:
 See ``docs/datasets.md`` for the data layout.
 """
 
-from continuous_gnn.data.datasets import NodeDataset, load_dataset
+from continuous_gnn.data.datasets import NodeDataset, check_dataset_files, load_dataset
 from continuous_gnn.data.development_split import development_split
 from continuous_gnn.data.download import Download, DownloadError, DownloadProgress, download_dataset
 from continuous_gnn.data.fixed_graphs import complete_bipartite, grid_graph, path_graph, ring_graph
@@ -51,6 +51,7 @@ __all__ = [
     "DownloadProgress",
     "NodeDataset",
     "canonical_name",
+    "check_dataset_files",
     "default_cache_dir",
     "default_data_root",
     "development_split",

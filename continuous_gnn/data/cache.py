@@ -189,8 +189,9 @@ def _build_cache_file(spec: _Spec, root: Path, cache_dir: Path, target: Path) ->
     _remove_stale_builds(cache_dir)
 
 
-def _read_cache_file(path: Path) -> dict[str, Tensor] | None:
-    """Load a cache file, or return ``None`` if it is absent or unreadable."""
+def _read_cache_file(path: Path, num_splits: int) -> dict[str, Tensor] | None:
+    """Load a cache file, or return ``None`` if it is absent, unreadable or not what :func:`_build_cache_file`
+    writes (its tensors of other shapes or types than one another's, or ``num_splits`` columns of masks)."""
     if not path.is_file():
         return None
     try:
@@ -198,15 +199,35 @@ def _read_cache_file(path: Path) -> dict[str, Tensor] | None:
     except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
         return None
     expected = {"x_index", "x_values", "x_shape", "y", "edge_index", "num_classes", "train_mask", "val_mask", "test_mask"}
-    return tensors if isinstance(tensors, dict) and expected <= tensors.keys() else None
+    if not (isinstance(tensors, dict) and expected <= tensors.keys()
+            and all(isinstance(tensors[key], Tensor) for key in expected)):
+        return None
+    return tensors if _consistent(tensors, num_splits) else None
+
+
+def _consistent(tensors: dict[str, Tensor], num_splits: int) -> bool:
+    """Whether the cached tensors fit together as one graph's."""
+    x_shape, y, edge_index, x_index = tensors["x_shape"], tensors["y"], tensors["edge_index"], tensors["x_index"]
+    if x_shape.shape != (2,) or y.dim() != 1 or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        return False
+    num_nodes, num_features = (int(v) for v in x_shape)
+    if y.numel() != num_nodes or x_index.dim() != 2 or x_index.size(0) != 2 or tensors["x_values"].shape != (
+            x_index.size(1),):
+        return False
+    if any(tensors[key].dtype != torch.bool or tuple(tensors[key].shape) != (num_nodes, num_splits)
+           for key in ("train_mask", "val_mask", "test_mask")):
+        return False
+    inside = [(index, bound) for index, bound in ((edge_index, num_nodes), (x_index[0], num_nodes),
+                                                  (x_index[1], num_features)) if index.numel()]
+    return all(int(index.min()) >= 0 and int(index.max()) < bound for index, bound in inside)
 
 
 def _load_tensors(spec: _Spec, root: Path, cache_dir: Path) -> dict[str, Tensor]:
     target = cache_dir / f"{spec.name}-{_fingerprint(spec, root)}.pt"
-    tensors = _read_cache_file(target)
+    tensors = _read_cache_file(target, spec.num_splits)
     if tensors is None:
         _build_cache_file(spec, root, cache_dir, target)
-        tensors = _read_cache_file(target)
+        tensors = _read_cache_file(target, spec.num_splits)
         if tensors is None:  # pragma: no cover - only on a broken file system
             raise OSError(f"processed cache file {str(target)!r} could not be read back")
     return tensors

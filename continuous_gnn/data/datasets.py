@@ -57,7 +57,8 @@ from continuous_gnn.data.raw_files import DatasetUnavailableError, _check_raw_fi
 from continuous_gnn.data.registry import DATASETS, NUM_SPLITS, _lookup, canonical_name
 from continuous_gnn.data.root import default_cache_dir
 
-__all__ = ["DATASETS", "NUM_SPLITS", "DatasetUnavailableError", "NodeDataset", "canonical_name", "load_dataset"]
+__all__ = ["DATASETS", "NUM_SPLITS", "DatasetUnavailableError", "NodeDataset", "canonical_name", "load_dataset",
+           "check_dataset_files"]
 
 _METRICS = ("accuracy", "roc_auc")
 
@@ -232,3 +233,20 @@ def load_dataset(
         homophilous=spec.homophilous,
         features_normalized=normalize,
     )
+
+
+def check_dataset_files(name: str, root: str | os.PathLike[str]) -> None:
+    """Check, before any long work, that the data root holds every raw file of dataset ``name`` (their presence
+    only: :func:`load_dataset` checks their content when it reads them).
+
+    Raises:
+        ValueError: on an unknown dataset name (listing the valid ones).
+        DatasetUnavailableError: if the root is missing or a raw file is not there (naming them and where to get
+            them).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    spec = _lookup(name)
+    root_path = _check_path_arg(root, "root")
+    _check_root(root_path)
+    _check_raw_files(spec, root_path)

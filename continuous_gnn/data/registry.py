@@ -346,6 +346,7 @@ def canonical_name(name: str) -> str:
     """The canonical name of a dataset given case-insensitively or by alias (``Actor`` is ``film``).
 
     Raises:
+        TypeError: If ``name`` is no str.
         ValueError: If ``name`` is unknown (the message lists valid names).
     """
     return _lookup(name).name
@@ -353,6 +354,8 @@ def canonical_name(name: str) -> str:
 
 def _lookup(name: str) -> _Spec:
     """Find a spec by case-insensitive name or alias (``_`` counts as ``-``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a dataset name must be a str, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in _SPECS:
