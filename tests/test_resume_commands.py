@@ -220,12 +220,14 @@ def test_a_killed_tune_continues_its_study_and_ends_with_the_requested_trials(da
     assert f"{trials + 1} of {trials + 1} trials completed" in out.read_text()
     assert main(argv) == 2
     assert f"has a budget of {trials + 1} trials, not {trials}" in capsys.readouterr().err
-    # Other flags with the same --out make another study in the same file; the finished one is left as it was.
+    # Other flags with the same --out would replace the finished search's config: refused, and nothing changes.
     extended = len(optuna.load_study(study_name=name, storage=storage).trials)
-    assert main(with_flag(with_flag(argv, "--trials", "1"), "--epochs", "29")) == 0
-    assert len(optuna.get_all_study_names(storage)) == 2
+    written = out.read_text()
+    assert main(with_flag(with_flag(argv, "--trials", "1"), "--epochs", "29")) == 2
+    assert "holds the best config of another search" in capsys.readouterr().err
+    assert optuna.get_all_study_names(storage) == [name]
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == extended
-    assert "1 of 1 trials completed" in out.read_text()
+    assert out.read_text() == written
 
 
 @pytest.mark.data

@@ -81,22 +81,32 @@ def test_the_wheel_holds_every_module_and_data_file(wheel_env):
     assert zipfile.ZipFile(wheel_env["wheel"]).read(license_file) == (REPO / "LICENSE").read_bytes()
 
 
-#: What the installed package reports about itself: where it was imported from and its packaged configurations.
-_WHERE = ("import json, continuous_gnn\n"
+#: What the installed package reports about itself (where it was imported from and its packaged configurations)
+#: and what its command line prints for every subcommand's ``--help`` and for ``--version``: one interpreter for
+#: all of them, since each spends its seconds importing torch and torch_geometric.
+_WHERE = ("import contextlib, io, json, continuous_gnn\n"
+          "from continuous_gnn.cli import main\n"
           "from continuous_gnn.training.presets import available_presets, presets_dir, study_config\n"
+          "printed = {}\n"
+          "for argv in [[command, '--help'] for command in " + repr(list(COMMANDS)) + "] + [['--version']]:\n"
+          "    buffer = io.StringIO()\n"
+          "    with contextlib.redirect_stdout(buffer):\n"
+          "        try:\n"
+          "            status = main(argv)\n"
+          "        except SystemExit as exit:\n"
+          "            status = exit.code\n"
+          "    printed[argv[0]] = [status, buffer.getvalue()]\n"
           "print(json.dumps({'file': continuous_gnn.__file__, 'presets': available_presets(),\n"
-          "                  'dir': str(presets_dir()), 'fresh_hidden': study_config('fresh').hidden}))")
+          "                  'dir': str(presets_dir()), 'fresh_hidden': study_config('fresh').hidden,\n"
+          "                  'printed': printed}))")
 
 
 @pytest.fixture(scope="module")
 def quick_calls(wheel_env) -> dict:
-    """``continuous-gnn --help``, every subcommand's ``--help`` and :data:`_WHERE`, run at once (each process
-    spends its seconds importing torch and torch_geometric): ``{key: (argv, status, stdout, stderr)}``."""
-    script = str(wheel_env["bin"] / "continuous-gnn")
-    calls = {command: [script, command, "--help"] for command in COMMANDS}
-    calls["--help"] = [script, "--help"]
-    calls["--version"] = [script, "--version"]
-    calls["where"] = [str(wheel_env["python"]), "-c", _WHERE]
+    """The console script's ``continuous-gnn --help`` (the entry point itself) and :data:`_WHERE`, run side by
+    side: ``{key: stdout}``, with every other ``--help`` and ``--version`` under ``where``'s ``printed``."""
+    calls = {"--help": [str(wheel_env["bin"] / "continuous-gnn"), "--help"],
+             "where": [str(wheel_env["python"]), "-c", _WHERE]}
     running = {key: subprocess.Popen(argv, cwd=wheel_env["tmp"], env=_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for key, argv in calls.items()}
     results = {}
@@ -121,11 +131,13 @@ def test_the_installed_package_comes_from_the_wheel_and_finds_its_presets(wheel_
 def test_every_console_command_answers_help(quick_calls):
     top = quick_calls["--help"]
     assert top.startswith("usage: continuous-gnn ") and all(command in top for command in COMMANDS)
+    printed = json.loads(quick_calls["where"])["printed"]
     for command in COMMANDS:
-        assert quick_calls[command].startswith(f"usage: continuous-gnn {command} "), quick_calls[command]
+        status, text = printed[command]
+        assert status == 0 and text.startswith(f"usage: continuous-gnn {command} "), printed[command]
     from continuous_gnn import __version__
 
-    assert quick_calls["--version"] == f"continuous-gnn {__version__}\n"
+    assert printed["--version"] == [0, f"continuous-gnn {__version__}\n"]
 
 
 @pytest.mark.data
