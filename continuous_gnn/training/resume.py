@@ -221,6 +221,9 @@ class RunCheckpoints:
     :func:`~continuous_gnn.training.loop.run` makes one; the loop calls :meth:`restore_split` at the start of
     each split, :meth:`save_epoch` when :meth:`due` says so, and :meth:`finish_split` at its end.
 
+    ``keep`` is the run's (:func:`~continuous_gnn.training.loop.run`'s ``keep``): its checkpoints record it, and a
+    run that keeps models cannot continue one that kept none.
+
     The process that writes the checkpoints (rank 0 of a distributed run) holds the folder for the run
     (:class:`~continuous_gnn.training.folder_claim.FolderClaim`) until :meth:`close`, so that a second run cannot
     write into it at the same time and delete this one's checkpoints.
