@@ -310,6 +310,20 @@ def test_cosine_of_sqrt_degree_to_lowest_eigenvector_is_one(dtype: torch.dtype) 
     assert all(v.dtype == dtype for v in cosines.values())
 
 
+def test_a_repeated_eigenvalue_of_a_float32_spectrum_is_one_eigenspace_for_float64_features() -> None:
+    # K_6 without self-loops: Δ has eigenvalues 0 and 6/5 (five times); every centred X lies in the top eigenspace.
+    pairs = torch.combinations(torch.arange(6)).T
+    graph = Graph.from_edge_index(torch.cat([pairs, pairs.flip(0)], 1), 6, self_loops=False)
+    assert graph.dtype == torch.float32
+    for seed in range(3):
+        x = _randn(6, 2, seed=seed)
+        x = x - x.mean(0)
+        assert x.dtype == F64
+        # Before: the float32 eigenvalues, cast to float64, were split by float64's tolerance: 0.2 to 0.7.
+        assert math.isclose(float(eigvec_cosines(x, graph)["high"]), 1.0, rel_tol=1e-6)
+        assert math.isclose(float(eigvec_cosines(x.float(), graph)["high"]), 1.0, rel_tol=1e-5)
+
+
 def test_cosines_follow_their_definitions() -> None:
     graph = _graph(weighted=True)
     spectrum = laplacian_spectrum(graph)

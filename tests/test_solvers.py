@@ -446,6 +446,11 @@ def test_grad_check_flags_a_parameter_that_gets_no_gradient():
     assert report.parameters["decoder.weight"].passed and not report.parameters["decoder.weight"].unused
     assert "NO (unused)" in str(report)
     assert grad_check(model, x, graph, params=[stray]).passed is False
+    # A parameter inside the flow that the energy does not read: the adjoint gives it zeros, backprop nothing.
+    model.flow.energy.extra = torch.nn.Parameter(torch.ones(2))
+    inside = grad_check(model, x, graph, params={"decoder.weight": model.decoder.weight,
+                                                 "extra": model.flow.energy.extra})
+    assert not inside.passed and inside.unused == ["extra"]
 
 
 # --- time-dependent weights: EnergySchedule with any solver ----------------------------------------------------------

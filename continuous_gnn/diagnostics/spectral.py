@@ -145,7 +145,8 @@ def eigvec_cosines(
             it across calls (default: computed here, :math:`O(n^3)`).
         tol (float, optional): eigenvalues within ``tol * max(1, max|lambda|)`` of the lowest (highest)
             count as the same eigenvalue; a finite number ``>= 0``, where ``0`` groups only exactly equal
-            eigenvalues (default: square root of the dtype's machine epsilon).
+            eigenvalues (default: square root of the machine epsilon of the spectrum's dtype, the precision its
+            eigenvalues have).
 
     Returns:
         dict[str, Tensor]: 0-dim tensors under ``"low"``, ``"high"`` (:math:`c`) and
@@ -182,8 +183,9 @@ def eigvec_cosines(
             f"eigenvectors of shape ({n}, {n}), got {shapes[0]} and {shapes[1]}; pass laplacian_spectrum(graph) "
             "of the same graph"
         )
-    spectrum = Spectrum(spectrum.eigenvalues.to(x.dtype), spectrum.eigenvectors.to(x.dtype))
-    low_basis, high_basis = _extreme_eigenspaces(spectrum, tol)
+    # Grouped in the spectrum's own precision, which its eigenvalues have: in a finer one, the rounding of equal
+    # eigenvalues would split their eigenspace, and the result would depend on the basis eigh chose.
+    low_basis, high_basis = (basis.to(x.dtype) for basis in _extreme_eigenspaces(spectrum, tol))
     low, low_channel = _projection_cosines(x, low_basis)
     high, high_channel = _projection_cosines(x, high_basis)
     return {"low": low, "high": high, "low_channel_mean": low_channel, "high_channel_mean": high_channel}

@@ -36,8 +36,9 @@ class ParameterGap:
         scale (float): :math:`\|g_d\|_\infty`.
         passed (bool): :math:`\|g_a - g_d\|_\infty \le \mathrm{atol} + \mathrm{rtol}\,\|g_d\|_\infty`, and
             the parameter is not ``unused``.
-        unused (bool): the loss does not depend on the parameter in either run (autograd returns no gradient),
-            so there is nothing to compare; such a parameter fails (default: ``False``).
+        unused (bool): the loss does not depend on the parameter: direct backprop returns no gradient for it,
+            and the adjoint none or zeros (it returns one for every parameter of the integrated module), so there
+            is nothing to compare; such a parameter fails (default: ``False``).
     """
 
     max_abs: float
@@ -143,8 +144,9 @@ def grad_check(
     the solver: about the adaptive tolerance, or the step's local error for a fixed grid (with the same fixed
     grid backwards, Euler's adjoint differs from backprop by :math:`O(\tau)`).
 
-    A parameter the loss does not depend on receives no gradient in either run; both sides would compare as
-    zero and pass vacuously, so it is flagged ``unused`` in the report (listed by
+    A parameter the loss does not depend on receives no gradient from direct backprop, and none or zeros from the
+    adjoint (zeros when it belongs to the integrated module); both sides would compare as zero and pass
+    vacuously, so it is flagged ``unused`` in the report (listed by
     :attr:`GradCheckReport.unused`) and fails the check. Pass ``params`` without it to compare the others.
 
     Args:
@@ -202,7 +204,9 @@ def grad_check(
         return list(grads), nfe
 
     def gap(p: Tensor, adjoint: Tensor | None, direct: Tensor | None) -> ParameterGap:
-        if adjoint is None and direct is None:
+        # Backprop gives a parameter the loss does not read no gradient; the adjoint gives every parameter of the
+        # integrated module one, all zeros for such a parameter.
+        if direct is None and (adjoint is None or not bool(adjoint.any())):
             return ParameterGap(max_abs=0.0, max_rel=0.0, scale=0.0, passed=False, unused=True)
         # Unused in one run only: the other run's gradient is compared with zeros.
         return _gap(torch.zeros_like(p) if adjoint is None else adjoint,
