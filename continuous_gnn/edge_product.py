@@ -125,13 +125,16 @@ class EdgePattern:
         :class:`~continuous_gnn.Graph`).
 
         Raises:
-            ValueError: if the pattern is not symmetric (some edge lacks its reverse).
+            ValueError: if the pattern is not symmetric (some edge lacks its reverse) or lists an edge twice.
         """
         row, col = edge_index
         keys = row * num_nodes + col
         order = keys.argsort()
         keys = keys[order]
         row, col = row[order], col[order]
+        if keys.numel() > 1 and bool((keys[1:] == keys[:-1]).any()):  # the transpose would map both to one copy
+            raise ValueError("the edge pattern lists an edge twice; coalesce it first (torch_geometric.utils.coalesce, "
+                             "summing the values of the copies)")
         reverse = torch.searchsorted(keys, col * num_nodes + row)
         found = reverse < keys.numel()
         if not bool(found.all()) or not bool((keys[reverse] == col * num_nodes + row).all()):

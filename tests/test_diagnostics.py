@@ -111,6 +111,12 @@ def test_pyg_get_laplacian_drops_self_loops_so_differs_on_self_looped_graph() ->
     without_loops = dirichlet_energy(x, _graph(self_loops=False))
     assert torch.allclose(official, without_loops, rtol=1e-12)
     assert abs(float(official - with_loops)) > 1e-3 * float(with_loops)
+    # self_loops=False keeps the self-loops an edge list lists, which get_laplacian drops: they differ then too.
+    listed = torch.cat([edge_index, torch.tensor([[3], [3]])], dim=1)
+    lap_index, lap_weight = get_laplacian(listed, None, normalization="sym", dtype=F64, num_nodes=7)
+    official = 0.5 * torch.trace(x.T @ to_dense_adj(lap_index, edge_attr=lap_weight, max_num_nodes=7)[0] @ x)
+    kept = dirichlet_energy(x, Graph.from_edge_index(listed, 7, self_loops=False, dtype=F64))
+    assert abs(float(official - kept)) > 1e-3 * float(kept)
 
 
 @pytest.mark.parametrize("self_loops", [True, False])
@@ -172,6 +178,26 @@ def test_rayleigh_quotient_bounds_and_scaling_identity(self_loops: bool) -> None
     # The bounds are attained at the extreme eigenvectors.
     assert abs(float(rayleigh_quotient(eigenvectors[:, 0], graph))) < 1e-12
     assert math.isclose(float(rayleigh_quotient(eigenvectors[:, -1], graph)), rho, rel_tol=1e-12)
+
+
+def test_rounding_keeps_the_quotient_the_distance_and_the_negative_mass_in_their_ranges() -> None:
+    graph = _graph(weighted=True, dtype=torch.float32)
+    bottom = graph.degree.sqrt().unsqueeze(1)  # the bottom eigenspace: 0 in exact arithmetic, below it in float32
+    for seed in range(50):
+        scale = torch.rand(1, 3, generator=torch.Generator().manual_seed(seed)) * 100 - 50
+        assert float(rayleigh_quotient(bottom * scale, graph)) >= 0.0
+    rows = torch.ones(9, 4, dtype=F64) * torch.tensor([0.3, -1.7, 2.9, 0.1], dtype=F64)
+    assert float(mean_average_distance(rows)) == 0.0  # identical rows: MAD 0, never a rounding below it
+    # float16's sum of these overflows: the share was 0 ("pure attraction") for a mass of 0.1 on negatives.
+    assert math.isclose(float(negative_mass(torch.tensor([-1e4, 6e4, 3e4]).half())), 0.1, rel_tol=1e-3)
+
+
+def test_a_blown_up_state_is_recorded_as_nan_by_every_diagnostic_mad_included() -> None:
+    graph = _graph()
+    good, blown = _randn(7, 3), torch.full((7, 3), float("nan"), dtype=F64)
+    records = trajectory_diagnostics([good, blown], [0.0, 1.0], graph, metrics=["mad", "mad_global", "dirichlet"])
+    assert records[0]["mad"] == pytest.approx(float(mean_average_distance(good, graph)))
+    assert all(math.isnan(records[1][name]) for name in ("mad", "mad_global", "dirichlet"))
 
 
 def test_rayleigh_quotient_of_zero_is_nan() -> None:

@@ -56,6 +56,9 @@ def test_a_directed_pattern_and_wrong_shapes_are_refused():
     edge_index = torch.tensor([[0, 1], [1, 2]])
     with pytest.raises(ValueError, match="not symmetric.*to_undirected"):
         EdgePattern.from_edge_index(edge_index, 3)
+    # A duplicate edge: the backward's transpose pointed both copies at one, a wrong gradient without a word.
+    with pytest.raises(ValueError, match="lists an edge twice; coalesce it first"):
+        EdgePattern.from_edge_index(torch.tensor([[0, 1, 0, 1, 2, 1], [1, 0, 1, 0, 1, 2]]), 3)
     pattern = EdgePattern.from_edge_index(random_edge_index(6, 0.5, 6), 6)
     with pytest.raises(ValueError, match=r"values must have shape"):
         pattern.propagate(torch.ones(3, dtype=DTYPE), torch.ones(6, 2, dtype=DTYPE))

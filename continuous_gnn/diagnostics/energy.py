@@ -56,8 +56,9 @@ def dirichlet_energy(x: Tensor, graph: Graph) -> Tensor:
     Relation to the official GRAFF code: its "DE" is :math:`\operatorname{tr}(X^\top L X)` with
     :math:`L` from ``torch_geometric.utils.get_laplacian(normalization="sym")``. That function **drops
     self-loops** before normalising, so :math:`E^{\mathrm{Dir}} = \tfrac12\operatorname{tr}(X^\top L X)`
-    holds for a graph built with ``self_loops=False``; for a self-looped graph (the default here) the
-    official "DE" is the energy of the loop-free Laplacian, a different quantity.
+    holds for a graph built with ``self_loops=False`` from an edge list without self-loops; for a self-looped
+    graph (the default here, or an edge list that lists some) the official "DE" is the energy of the loop-free
+    Laplacian, a different quantity.
 
     Args:
         x (Tensor): node features, shape ``(n, d)`` or ``(n,)``, same dtype as ``graph``.
@@ -124,4 +125,6 @@ def rayleigh_quotient(x: Tensor, graph: Graph) -> Tensor:
     if scale == 0:
         return torch.full((), float("nan"), dtype=x.dtype, device=x.device)
     x = x / scale
-    return _channel_quadratic_forms(x, graph).sum() / x.pow(2).sum()
+    # Clamped at 0, the bound the forms have in exact arithmetic: rounding takes a state in the bottom eigenspace
+    # (a multiple of sqrt(d)) a few ulps below it.
+    return (_channel_quadratic_forms(x, graph).sum() / x.pow(2).sum()).clamp(min=0)

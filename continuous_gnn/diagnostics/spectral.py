@@ -283,7 +283,10 @@ def negative_mass(eigenvalues: Tensor) -> Tensor:
     if not bool(eigenvalues.isfinite().all()):
         raise ValueError("eigenvalues contain inf or nan; the spectrum of a W with non-finite entries has no "
                          "negative mass: check the weights")
+    dtype = eigenvalues.dtype
+    # Summed in float64: a float16 sum of a few large eigenvalues overflows to inf, and the share would read 0.
+    eigenvalues = eigenvalues.to(torch.float64)
     total = eigenvalues.abs().sum()
     if total == 0:
-        return torch.zeros((), dtype=eigenvalues.dtype, device=eigenvalues.device)
-    return eigenvalues.clamp(max=0).abs().sum() / total
+        return torch.zeros((), dtype=dtype, device=eigenvalues.device)
+    return (eigenvalues.clamp(max=0).abs().sum() / total).to(dtype)

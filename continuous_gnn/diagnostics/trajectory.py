@@ -45,13 +45,23 @@ def _norm(x: Tensor, graph: Graph, cache: dict) -> Tensor:
     return frobenius_norm(x)
 
 
+def _mad(use_graph: bool) -> Diagnostic:
+    """MAD of a state, ``nan`` for one that blew up: ``mean_average_distance`` refuses non-finite rows (a nan row
+    would be dropped like a zero row), but a trajectory records a blown-up state as the other diagnostics do."""
+    def mad(x: Tensor, graph: Graph, cache: dict) -> Tensor:
+        if isinstance(x, Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            return torch.full((), float("nan"), dtype=x.dtype, device=x.device)
+        return mean_average_distance(x, graph if use_graph else None)
+    return mad
+
+
 #: name -> diagnostic; see the module docstring.
 DIAGNOSTICS: dict[str, Diagnostic] = {
     "dirichlet": lambda x, graph, cache: dirichlet_energy(x, graph),
     "rayleigh": lambda x, graph, cache: rayleigh_quotient(x, graph),
     "norm": _norm,
-    "mad": lambda x, graph, cache: mean_average_distance(x, graph),
-    "mad_global": lambda x, graph, cache: mean_average_distance(x),
+    "mad": _mad(use_graph=True),
+    "mad_global": _mad(use_graph=False),
     "cos_low": _cosine("low"),
     "cos_high": _cosine("high"),
     "cos_low_channel_mean": _cosine("low_channel_mean"),
