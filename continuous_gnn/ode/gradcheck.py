@@ -186,7 +186,8 @@ def grad_check(
             return out.square().mean()
 
     def run(adjoint: bool) -> tuple[list[Tensor | None], int | None]:
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed seeds every CUDA device too, so their states are saved and restored with the CPU's.
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
             torch.manual_seed(seed)
             nfe = None
             if is_model:
