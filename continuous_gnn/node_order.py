@@ -119,11 +119,18 @@ def locality_order(edge_index: Tensor, num_nodes: int, method: str = "metis", *,
         seed (int): METIS's seed (default: 0).
 
     Raises:
-        ValueError: on an unknown method, or more parts than nodes.
+        ValueError: on an unknown method, no nodes, edges that name a node outside ``0..num_nodes - 1``, or more
+            parts than nodes.
         ImportError: when ``"metis"`` is asked for without ``pymetis`` installed (the message names the fix).
     """
     if method not in NODE_ORDERS:
         raise ValueError(f"unknown node order {method!r}; choose one of {', '.join(NODE_ORDERS)}")
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ValueError(f"num_nodes must be a positive integer, got {num_nodes!r}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        # Such an id would fold into another node's neighbour list: an order of some other graph, without a word.
+        raise ValueError(f"edge_index names nodes {int(edge_index.min())}..{int(edge_index.max())}, outside "
+                         f"0..{num_nodes - 1}; pass the graph's num_nodes")
     if parts is not None and not 2 <= parts <= num_nodes:
         raise ValueError(f"parts must be between 2 and the {num_nodes} nodes, got {parts}")
     starts, col = neighbour_lists(edge_index, num_nodes)

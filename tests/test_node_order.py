@@ -89,6 +89,8 @@ def test_a_run_with_a_node_order_scores_the_same_nodes():
 @pytest.mark.parametrize("call, message", [
     (lambda e: locality_order(e, 50, "degree"), "unknown node order 'degree'; choose one of rcm, metis"),
     (lambda e: locality_order(e, 50, "metis", parts=51), "parts must be between 2 and the 50 nodes"),
+    (lambda e: locality_order(e, 40, "rcm"), "edge_index names nodes 0..49, outside 0..39; pass the graph's num_nodes"),
+    (lambda e: locality_order(e, 0, "rcm"), "num_nodes must be a positive integer, got 0"),
     (lambda e: NodeOrder(torch.tensor([0, 0, 1])), "must be a permutation"),
     (lambda e: NodeOrder(torch.arange(3)).restore(torch.zeros(4, 2)), "expected 3 rows (one per node), got 4"),
 ])
