@@ -158,10 +158,14 @@ class Graph:
                 raise ValueError("edge weights must be finite real numbers; drop or fix the inf/nan/complex entries")
             if bool((edge_weight < 0).any()):
                 raise ValueError("edge weights must be non-negative for a normalised adjacency")
+            positive = edge_weight > 0
             edge_weight = edge_weight.to(dtype)
             if not bool(torch.isfinite(edge_weight).all()):
                 raise ValueError(f"edge weights overflow {dtype} (largest {torch.finfo(dtype).max:.3g}); rescale them "
                                  "or pass dtype=torch.float64")
+            if bool((positive & (edge_weight == 0)).any()):  # the edge would vanish from the operator unnoticed
+                raise ValueError(f"positive edge weights underflow to 0 in {dtype} (smallest positive "
+                                 f"{torch.finfo(dtype).tiny:.3g}); rescale them or pass dtype=torch.float64")
 
         # Duplicate edges are merged by summing their weights, as the sparse product would.
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")

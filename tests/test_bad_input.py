@@ -23,6 +23,13 @@ def test_edge_weights_that_overflow_the_graphs_dtype_are_refused():
         Graph.from_edge_index(EDGES, 3, torch.full((4,), 3e38))
     graph = Graph.from_edge_index(EDGES, 3, torch.full((4,), 3e38), dtype=torch.float64)
     assert bool(torch.isfinite(graph.edge_weight).all())
+    # A positive weight that rounds to 0 dropped its edge from the operator without a word.
+    with pytest.raises(ValueError, match=r"positive edge weights underflow to 0 in torch.float32 .*dtype=torch.float64"):
+        Graph.from_edge_index(EDGES, 3, torch.tensor([1e-50, 1e-50, 1.0, 1.0], dtype=torch.float64))
+    kept = Graph.from_edge_index(EDGES, 3, torch.tensor([1e-50, 1e-50, 1.0, 1.0], dtype=torch.float64),
+                                 dtype=torch.float64)
+    assert bool((kept.edge_weight > 0).all())
+    assert Graph.from_edge_index(EDGES, 3, torch.tensor([0.0, 0.0, 1.0, 1.0])).num_nodes == 3  # a zero stays allowed
 
 
 @pytest.mark.parametrize("build, name", [
