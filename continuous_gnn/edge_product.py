@@ -160,6 +160,10 @@ class EdgePattern:
                              f"{tuple(values.shape)}")
         if x.dim() != 2 or x.size(0) != self.num_nodes:
             raise ValueError(f"features must have shape ({self.num_nodes}, channels); got {tuple(x.shape)}")
+        if values.dtype != x.dtype:
+            raise TypeError(f"values are {values.dtype} but the features {x.dtype}; give both one dtype")
+        if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(f"the sparse product has no {x.dtype} kernel on the CPU; use float32 there")
         return _EdgeValueProduct.apply(values, x, self)
 
     def edge_dot(self, query: Tensor, key: Tensor) -> Tensor:

@@ -415,6 +415,15 @@ def test_eigvec_cosines_input_errors() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def test_half_precision_w_and_a_state_of_another_graph_are_handled() -> None:
+    w = torch.tensor([[2.0, 1.0], [1.0, 2.0]])
+    for dtype in (torch.float16, torch.bfloat16):  # eigvalsh has no half kernel: computed in float32
+        torch.testing.assert_close(w_spectrum(w.to(dtype)), torch.tensor([1.0, 3.0]))
+    graph = _graph()
+    with pytest.raises(ValueError, match="7"):  # the norm diagnostic checks the state as the others do
+        trajectory_diagnostics([_randn(5, 3)], [0.0], graph, metrics=["norm"])
+
+
 def test_w_spectrum_of_known_matrices() -> None:
     diagonal = torch.diag(torch.tensor([3.0, -1.0, 0.5], dtype=F64))
     assert torch.allclose(w_spectrum(diagonal), torch.tensor([-1.0, 0.5, 3.0], dtype=F64))

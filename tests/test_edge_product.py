@@ -59,6 +59,11 @@ def test_a_directed_pattern_and_wrong_shapes_are_refused():
     # A duplicate edge: the backward's transpose pointed both copies at one, a wrong gradient without a word.
     with pytest.raises(ValueError, match="lists an edge twice; coalesce it first"):
         EdgePattern.from_edge_index(torch.tensor([[0, 1, 0, 1, 2, 1], [1, 0, 1, 0, 1, 2]]), 3)
+    pattern3 = EdgePattern.from_edge_index(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3)
+    with pytest.raises(TypeError, match="values are torch.float32 but the features torch.float64"):
+        pattern3.propagate(torch.ones(4), torch.ones(3, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="no torch.float16 kernel on the CPU; use float32"):
+        pattern3.propagate(torch.ones(4).half(), torch.ones(3, 2).half())
     pattern = EdgePattern.from_edge_index(random_edge_index(6, 0.5, 6), 6)
     with pytest.raises(ValueError, match=r"values must have shape"):
         pattern.propagate(torch.ones(3, dtype=DTYPE), torch.ones(6, 2, dtype=DTYPE))

@@ -265,3 +265,10 @@ def test_regularized_forward_is_the_model_forward_on_a_fixed_grid(detach_source,
     assert plain[1].abs().max() > 1e-3
     for ours, theirs in zip(regularized[1:], plain[1:]):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-13)
+
+
+def test_a_probe_that_is_no_tensor_is_a_type_error():
+    x0 = torch.ones(3, 2, dtype=DTYPE)
+    with pytest.raises(TypeError, match="probe must be a tensor shaped like the state, got list; draw one"):
+        integrate_regularized(lambda t, x: -x, x0, 1.0, jacobian=True, probe=[[1.0, 1.0]] * 3, method="euler",
+                              step_size=0.5)

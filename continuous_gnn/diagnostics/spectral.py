@@ -201,7 +201,7 @@ def w_spectrum(w: Tensor, tol: float = 1e-5) -> Tensor:
 
     Args:
         w (Tensor): square matrix of shape ``(d, d)`` (array-likes are converted; integer input becomes
-            float64).
+            float64, float16 and bfloat16 float32, which ``eigvalsh`` needs).
         tol (float): symmetry tolerance: :math:`\max|W - W^\top| \le` ``tol`` :math:`\cdot\max(1, \max|W|)`
             (default: ``1e-5``).
 
@@ -232,6 +232,8 @@ def w_spectrum(w: Tensor, tol: float = 1e-5) -> Tensor:
         raise ValueError(f"W must be a square matrix of shape (d, d); got shape {tuple(w.shape)}")
     if not w.is_floating_point():
         w = w.to(torch.float64)
+    elif w.dtype in (torch.float16, torch.bfloat16):  # eigvalsh has no half-precision kernel; float32 holds them
+        w = w.to(torch.float32)
     # nan compares False against the symmetry tolerance and eigvalsh reads one triangle only, so a nan entry
     # would otherwise yield finite, meaningless eigenvalues.
     if not bool(w.isfinite().all()):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from continuous_gnn.diagnostics._checks import frobenius_norm
+from continuous_gnn.diagnostics._checks import as_node_features, frobenius_norm
 from continuous_gnn.diagnostics.energy import dirichlet_energy, rayleigh_quotient
 from continuous_gnn.diagnostics.mad import mean_average_distance
 from continuous_gnn.diagnostics.spectral import eigvec_cosines, laplacian_spectrum
@@ -41,8 +41,9 @@ def _cosine(key: str) -> Diagnostic:
 
 
 def _norm(x: Tensor, graph: Graph, cache: dict) -> Tensor:
-    """Frobenius norm of ``x`` (:func:`~continuous_gnn.diagnostics._checks.frobenius_norm`)."""
-    return frobenius_norm(x)
+    """Frobenius norm of ``x`` (:func:`~continuous_gnn.diagnostics._checks.frobenius_norm`), once ``x`` is known
+    to be node features of ``graph``, as the other diagnostics check."""
+    return frobenius_norm(as_node_features(x, graph.num_nodes))
 
 
 def _mad(use_graph: bool) -> Diagnostic:

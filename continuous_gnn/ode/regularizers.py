@@ -215,6 +215,7 @@ def integrate_regularized(
 
     Raises:
         ValueError: if no regulariser is requested, on an unknown ``noise``, or a ``probe`` of the wrong shape.
+        TypeError: if ``probe`` is given and is no tensor.
     """
     if not isinstance(x0, Tensor) or not x0.is_floating_point():
         raise TypeError("x0 must be a floating-point tensor")
@@ -225,6 +226,9 @@ def integrate_regularized(
     if jacobian:
         if probe is None:
             probe = sample_probe(x0, noise, generator)
+        elif not isinstance(probe, Tensor):
+            raise TypeError(f"probe must be a tensor shaped like the state, got {type(probe).__name__}; draw one "
+                            "with sample_probe(x0)")
         elif tuple(probe.shape) != tuple(x0.shape):
             raise ValueError(f"probe must have the shape of x0 {tuple(x0.shape)}, got {tuple(probe.shape)}")
         probe = probe.detach().to(dtype=x0.dtype, device=x0.device)
