@@ -53,8 +53,26 @@ class Energy(nn.Module):
         the flow was bound)."""
         if isinstance(graph, Graph):
             self.check_input(x, graph, x0)
-        if torch.is_inference_mode_enabled():
-            return self._gradient_outside_inference_mode(x, graph, x0)
+        if not torch.is_inference_mode_enabled():
+            return self._autograd_gradient(x, graph, x0)
+        # enable_grad does not leave inference mode, where autograd records nothing and the gradient would be
+        # zero: it is computed outside, from normal copies of x and x0. Other tensors that the energy's backward
+        # saves (the graph's, say) must not have been made under inference mode.
+        with torch.inference_mode(False):
+            try:
+                return self._autograd_gradient(x.clone(), graph, None if x0 is None else x0.clone()).detach()
+            except RuntimeError as err:
+                if "Inference tensors cannot be saved for backward" not in str(err):
+                    raise
+                raise RuntimeError(
+                    f"{type(self).__name__} computes its gradient by autograd, which cannot differentiate through "
+                    "tensors made under torch.inference_mode() (here the graph or a prepared context); evaluate "
+                    "under torch.no_grad() instead, build the graph outside inference mode, or give the energy "
+                    "a closed-form gradient()"
+                ) from err
+
+    def _autograd_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None) -> Tensor:
+        r""":math:`\nabla_X E` by autograd, with a graph of it only when grad mode is on."""
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             # A tracked input gets a fresh view (not itself): the graph stays connected, and when x is the
@@ -70,29 +88,9 @@ class Energy(nn.Module):
             # Correct (a constant energy has gradient zero), but nearly always a detached x in energy().
             warnings.warn(f"{type(self).__name__}.energy() does not depend on x, so its gradient is zero and the flow "
                           "does not move; compute it from the x it is given (no x.detach(), torch.no_grad() or "
-                          ".item() on the way)", UserWarning, stacklevel=2)
+                          ".item() on the way)", UserWarning, stacklevel=3)
             return torch.zeros_like(x)
         return grad
-
-    def _gradient_outside_inference_mode(self, x: Tensor, graph: Graph, x0: Tensor | None) -> Tensor:
-        """The autograd gradient under ``torch.inference_mode()``, which ``enable_grad`` does not leave: there
-        autograd records nothing, and the gradient would be zero. It is computed outside inference mode, from
-        normal copies of ``x`` and ``x0``; other tensors that the energy's backward would save (the graph's, say)
-        must not have been made under inference mode."""
-        with torch.inference_mode(False):
-            x = x.clone()
-            x0 = None if x0 is None else x0.clone()
-            try:
-                return self.gradient(x, graph, x0).detach()
-            except RuntimeError as err:
-                if "Inference tensors cannot be saved for backward" not in str(err):
-                    raise
-                raise RuntimeError(
-                    f"{type(self).__name__} computes its gradient by autograd, which cannot differentiate through "
-                    "tensors made under torch.inference_mode() (here the graph or a prepared context); evaluate "
-                    "under torch.no_grad() instead, build the graph outside inference mode, or give the energy "
-                    "a closed-form gradient()"
-                ) from err
 
     def negative_gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         r""":math:`-\nabla_X E(X)`, the velocity of the gradient flow; ``-gradient(x, graph, x0)`` unless a

@@ -73,9 +73,14 @@ def resolve_settings(solver: Solver | None, adjoint: Adjoint | bool | None,
             raise ValueError(f"{', '.join(given_adjoint_keywords)} only apply with adjoint=True; "
                              "pass adjoint=True or drop them")
         return solver, None
-    return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
-                           rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
-                           seminorm=keywords.get("seminorm", False)).for_solver(solver)
+    return solver, _keyword_adjoint(keywords).for_solver(solver)
+
+
+def _keyword_adjoint(keywords: Mapping[str, Any]) -> Adjoint:
+    """The :class:`Adjoint` of the ``adjoint_*`` keywords and ``seminorm``, not yet resolved for a solver."""
+    return Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
+                   rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
+                   seminorm=keywords.get("seminorm", False))
 
 
 #: The keys of a layer's solver given as a dict: the torchdiffeq-style keywords of :func:`integrate`.
@@ -105,11 +110,7 @@ def layer_settings(solver: Solver | Mapping[str, Any] | None,
                 raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
             adjoint = keywords.pop("adjoint")
         solver, resolved = resolve_settings(None, adjoint, keywords)
-        if resolved is None:
-            return solver, None
-        return solver, Adjoint(keywords.get("adjoint_method"), step_size=keywords.get("adjoint_step_size"),
-                               rtol=keywords.get("adjoint_rtol"), atol=keywords.get("adjoint_atol"),
-                               seminorm=keywords.get("seminorm", False))
+        return solver, None if resolved is None else _keyword_adjoint(keywords)
     if not isinstance(solver, (FixedGrid, Adaptive)):
         raise TypeError(f"solver must be FixedGrid(...), Adaptive(...) or a dict of integrate keywords, "
                         f"got {type(solver).__name__}")
