@@ -129,6 +129,7 @@ def test_a_pyg_sequential_model_trains():
     assert losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.slow  # a torch.compile of the whole flow: 15 s or more on two cores
 def test_a_compiled_flow_does_not_ask_dynamo_to_trace_the_clock(monkeypatch):
     import warnings
 

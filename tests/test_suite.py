@@ -221,6 +221,7 @@ def _alive(pid):
     return state != "Z"
 
 
+@pytest.mark.slow  # a suite of parallel workers started, killed and checked: 15 s on two cores
 @pytest.mark.data
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers in /proc")
 def test_the_workers_of_a_killed_suite_end_with_it(tmp_path, data_root):
