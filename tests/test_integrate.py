@@ -858,3 +858,13 @@ def test_parameters_given_again_as_adjoint_params_are_differentiated_once():
                             adjoint_params=list(field.parameters()))  # as torchdiffeq's examples pass them
     adjoint = torch.autograd.grad(solution.final.sum(), field.rate)  # was twice the true gradient
     torch.testing.assert_close(adjoint[0], direct[0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_an_infinite_stage_that_the_update_does_not_weigh_still_fails_the_solve(method):
+    # midpoint's first stage enters its step only through the point of the second, where exp(-x) is finite
+    # again: the final state is finite, and wrong. Every evaluation's flag has to be read, not the end alone.
+    x0 = torch.tensor([-1000.0, 0.0], dtype=DTYPE)
+    with pytest.raises(IntegrationError, match="vector field returned inf or nan") as info:
+        cg.integrate(lambda t, x: torch.exp(-x), x0, 1.0, method=method, step_size=1.0)
+    assert info.value.reason == "non_finite" and info.value.nfe == 1 and info.value.t == 0.0

@@ -32,18 +32,20 @@ def finite_flag(tensor: Tensor) -> Tensor:
 
 
 class GuardedField(nn.Module):
-    """Wraps the user's field: counts evaluations and steps, enforces the budgets, and checks for inf/nan.
+    r"""Wraps the user's field: counts evaluations and steps, enforces the budgets, and checks for inf/nan.
 
     Step budgets, step-size underflow and non-finite states are checked in torchdiffeq's public step
     callbacks (``callback_step`` runs before every attempted step, with the test torchdiffeq asserts right
     after), so that failures of the adjoint's backward solve, which runs inside autograd, are typed errors too.
 
     On a fixed grid (``grid`` given) the forward solve never reads a value back from the device: each
-    evaluation's finiteness is kept as a device flag, and the step statistics come from the grid. A non-finite
-    entry of an explicit fixed-grid solve stays non-finite to the end (``x + τ f`` is inf or nan wherever ``x``
-    or ``f`` is), so :func:`~continuous_gnn.integrate` tests the final states once and, only when they are not
-    finite, asks :meth:`non_finite_solve` which evaluation failed first. On a GPU each read-back waits for the
-    queued work, so a training step no longer waits once per evaluation and three times per step.
+    evaluation's finiteness is kept as a device flag, and the step statistics come from the grid.
+    :func:`~continuous_gnn.integrate` reads the flags and the returned states' finiteness back once, at the end
+    (:meth:`solve_finite`), and only when one fails asks :meth:`non_finite_solve` which evaluation failed first.
+    The final states alone would not do: a stage that no update weighs directly (the first of ``midpoint``,
+    whose step is :math:`x + \tau f(x + \tfrac{\tau}{2} k_1)`) can return inf where the next stage, evaluated
+    at an infinite point, returns a finite value. On a GPU each read-back waits for the queued work, so a
+    training step no longer waits once per evaluation and three times per step.
 
     torchdiffeq finds the callbacks as attributes of the field and warns about any that the method cannot
     call, so the constructor sets exactly those of the forward and backward methods: ``callback_step`` for a
@@ -131,6 +133,11 @@ class GuardedField(nn.Module):
         elif not all_finite(out):
             raise self.fail("non_finite", float(t.detach()), nfe, f"the vector field returned inf or nan in the {self.phase}")
         return out
+
+    def solve_finite(self, states: Tensor) -> bool:
+        """Whether ``states`` and every forward evaluation of a fixed grid were finite, in one read-back."""
+        flags = [finite_flag(states), *(flag for _, flag in self.finite_flags)]
+        return bool(torch.stack(flags).all()) if len(flags) > 1 else bool(flags[0])
 
     def non_finite_solve(self, t_final: float) -> IntegrationError:
         """The error of a solve whose final states are not finite: the first evaluation that returned inf or nan

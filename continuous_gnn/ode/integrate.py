@@ -278,7 +278,7 @@ def integrate(
                            f"it returned the states of {reached} of the {t.numel()} requested times and stopped "
                            f"between t={float(times[reached - 1]):g} and t={float(times[reached]):g}")
     stats.t_final = guarded.t_reached if guarded.t_reached is not None else t_end
-    if not all_finite(states):
+    if not guarded.solve_finite(states):
         raise guarded.non_finite_solve(stats.t_final)
     guarded.finite_flags.clear()
     guarded.backward_phase = True
