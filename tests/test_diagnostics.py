@@ -188,6 +188,12 @@ def test_rounding_keeps_the_quotient_the_distance_and_the_negative_mass_in_their
         assert float(rayleigh_quotient(bottom * scale, graph)) >= 0.0
     rows = torch.ones(9, 4, dtype=F64) * torch.tensor([0.3, -1.7, 2.9, 0.1], dtype=F64)
     assert float(mean_average_distance(rows)) == 0.0  # identical rows: MAD 0, never a rounding below it
+    path = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 5], [1, 0, 2, 1, 3, 2, 4, 3, 5, 4]])
+    signs = torch.tensor([1.0, -1.0] * 3, dtype=F64).unsqueeze(1)
+    for seed in range(20):  # over the graph's pairs too: some of these rounded to -4.4e-16 and to 2 + 4.4e-16
+        row = torch.randn(7, dtype=F64, generator=torch.Generator().manual_seed(seed))
+        assert 0.0 <= float(mean_average_distance(row.expand(6, 7), path)) < 1e-15
+        assert 2.0 - 1e-15 < float(mean_average_distance(row * signs, path)) <= 2.0
     # float16's sum of these overflows: the share was 0 ("pure attraction") for a mass of 0.1 on negatives.
     assert math.isclose(float(negative_mass(torch.tensor([-1e4, 6e4, 3e4]).half())), 0.1, rel_tol=1e-3)
 

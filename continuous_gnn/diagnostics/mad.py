@@ -91,7 +91,8 @@ def mean_average_distance(x: Tensor, graph: Graph | Tensor | None = None) -> Ten
     row, col = row[keep], col[keep]
     if row.numel() == 0:
         return nan
-    distance = 1.0 - (unit[row] * unit[col]).sum(dim=1)
+    # In [0, 2], as every cosine distance is; rounding takes identical rows below 0 and opposite ones above 2.
+    distance = (1.0 - (unit[row] * unit[col]).sum(dim=1)).clamp_(0.0, 2.0)
     per_node_sum = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, row, distance)
     per_node_count = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, row, torch.ones_like(distance))
     has_partner = per_node_count > 0
