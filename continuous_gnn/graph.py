@@ -5,6 +5,8 @@ The default operator is the GCN renormalised adjacency
 .. math::
     \bar A = \tilde D^{-1/2} (A + I) \tilde D^{-1/2}, \qquad \tilde D = \operatorname{diag}((A + I)\mathbf 1),
 
+(a node that already has a self-loop keeps its weight in place of the added 1, as in PyG's ``GCNConv``)
+
 stored as a sparse CSR matrix so that one product :math:`\bar A X` costs :math:`O(|E| d)` and never
 recomputes the normalisation. The normalised Laplacian is :math:`\Delta = I - \bar A`.
 """
@@ -77,8 +79,12 @@ class Graph:
         num_nodes (int): ``n``.
         normalization (str): ``"sym"`` for :math:`\tilde D^{-1/2}\tilde A\tilde D^{-1/2}` or ``"rw"`` for
             :math:`\tilde D^{-1}\tilde A`.
-        self_loops (bool): whether :math:`I` was added to :math:`A`.
-        symmetric (bool): whether :math:`\bar A = \bar A^\top`. Energies require it.
+        self_loops (bool): whether :math:`I` was added to :math:`A` (a node's own self-loop in the edge list
+            keeps its weight in place of the 1, as in PyG's ``GCNConv``).
+        symmetric (bool): whether the normalisation is the symmetric one (``"sym"``), which makes
+            :math:`\bar A = \bar A^\top` for the undirected graphs the constructor accepts. Energies require it;
+            ``"rw"`` gives ``False`` even where :math:`\tilde D^{-1}\tilde A` happens to be symmetric (a regular
+            graph).
     """
 
     operator: Tensor

@@ -688,3 +688,13 @@ def test_the_dirichlet_energy_of_a_huge_finite_state_is_a_number_not_nan():
     assert not math.isnan(float(dirichlet_energy(x, graph)))
     assert float(dirichlet_energy(x / 1e154, graph)) == pytest.approx(float(channel_dirichlet_energies(x / 1e154,
                                                                                                       graph)[3]), abs=1e-12)
+
+
+def test_a_listed_self_loop_keeps_its_weight_so_one_of_weight_zero_leaves_the_top_eigenvalue_at_two() -> None:
+    # The exception the docstrings state: self_loops=True adds 1 only where the edge list has no loop (as
+    # PyG's GCNConv), so a listed loop of weight 0 leaves a bipartite pair's spectrum at 2.
+    pair = torch.tensor([[0, 1, 0, 1], [1, 0, 0, 1]])
+    zero_loops = Graph.from_edge_index(pair, 2, torch.tensor([1.0, 1.0, 0.0, 0.0]), self_loops=True, dtype=F64)
+    unit_loops = Graph.from_edge_index(pair[:, :2], 2, torch.tensor([1.0, 1.0]), self_loops=True, dtype=F64)
+    assert float(laplacian_spectrum(zero_loops).eigenvalues[-1]) == pytest.approx(2.0, abs=1e-12)
+    assert float(laplacian_spectrum(unit_loops).eigenvalues[-1]) == pytest.approx(1.0, abs=1e-12)

@@ -1,7 +1,8 @@
 r"""Dirichlet energy and Rayleigh quotient of node features on a normalised graph.
 
 Notation (see ``graph.py``): :math:`\tilde A = A + I` when the graph was built with ``self_loops=True``
-(:math:`\tilde A = A` otherwise), :math:`\tilde d_i = \sum_j \tilde a_{ij}` (``graph.degree``),
+(:math:`\tilde A = A` otherwise; a self-loop of the edge list keeps its own weight in place of the 1),
+:math:`\tilde d_i = \sum_j \tilde a_{ij}` (``graph.degree``),
 :math:`\bar A = \tilde D^{-1/2}\tilde A\tilde D^{-1/2}` and :math:`\Delta = I - \bar A`.
 
 Every function here runs without building an autograd graph and returns **detached tensors** (0-dim for
@@ -107,7 +108,8 @@ def rayleigh_quotient(x: Tensor, graph: Graph) -> Tensor:
         \mathrm{RQ}(X) = \frac{\operatorname{tr}(X^\top \Delta X)}{\|X\|_F^2}
         = 2\,E^{\mathrm{Dir}}\!\Big(\frac{X}{\|X\|_F}\Big) \in [0, \rho_\Delta],
 
-    with :math:`\rho_\Delta` the largest eigenvalue of :math:`\Delta` (:math:`< 2` with self-loops).
+    with :math:`\rho_\Delta` the largest eigenvalue of :math:`\Delta` (:math:`< 2` when every node has a
+    self-loop of positive weight, as ``self_loops=True`` adds unless the edge list gives a node one of weight 0).
     RQ :math:`\to 0` along a low-frequency-dominated flow and :math:`\to \rho_\Delta` along a
     high-frequency-dominated one.
 

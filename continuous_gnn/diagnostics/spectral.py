@@ -39,8 +39,8 @@ def laplacian_spectrum(graph: Graph, max_nodes: int = 20000) -> Spectrum:
 
     Builds the dense :math:`n \times n` matrix (:math:`O(n^2)` memory) and calls
     :func:`torch.linalg.eigh` (:math:`O(n^3)` time), so it is meant for graphs up to a few thousand
-    nodes. Eigenvalues lie in :math:`[0, 2]` (:math:`[0, 2)` with self-loops); for a connected graph the
-    kernel is one-dimensional and spanned by :math:`\sqrt{\tilde d}`. The first eigenvector is oriented
+    nodes. Eigenvalues lie in :math:`[0, 2]` (:math:`[0, 2)` when every node has a self-loop of positive
+    weight); for a connected graph the kernel is one-dimensional and spanned by :math:`\sqrt{\tilde d}`. The first eigenvector is oriented
     to have a non-negative sum, so for a connected graph it equals
     :math:`\sqrt{\tilde d}/\|\sqrt{\tilde d}\|`; the signs of the others are arbitrary, and so is the basis
     of a repeated eigenvalue.

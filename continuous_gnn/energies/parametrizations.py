@@ -93,7 +93,7 @@ class ChannelMixing(nn.Module):
 
     @property
     def is_symmetric(self) -> bool:
-        r"""Whether :math:`\Omega = \Omega^\top`, as a gradient flow needs (every style but ``"asymm"``)."""
+        r"""Whether :math:`W = W^\top`, as a gradient flow needs (every style but ``"asymm"``)."""
         return self.style != "asymm"
 
     def reset_parameters(self) -> None:

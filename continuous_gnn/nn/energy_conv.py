@@ -29,9 +29,11 @@ class EnergyConv(nn.Module):
         X' = X + \tau\, \sigma\big(-\nabla E(X; X_0)\big),
 
     with :math:`\sigma` the identity unless ``activation`` is given. Applying the same layer ``L`` times
-    (weights shared) is exactly ``integrate(GradientFlow(energy, activation).bind(graph, x_0), x_0,
+    (weights shared) is ``integrate(GradientFlow(energy, activation).bind(graph, x_0), x_0,
     L * step_size, solver=FixedGrid("euler", step_size=step_size))``, so a stack of these layers is a
-    discretised continuous GNN.
+    discretised continuous GNN: bit for bit when ``step_size`` is a binary fraction such as 0.5 or 0.25, and to
+    rounding otherwise (the solver steps by the differences of its grid times, which round when ``k * step_size``
+    does).
 
     Args:
         energy (Energy): the energy :math:`E`.

@@ -28,7 +28,8 @@ class FlowConv(nn.Module):
     The whole continuous GNN block in one layer, for PyG models: ``forward(x, edge_index, edge_weight=None)``
     like ``GCNConv`` (the input is also :math:`X(0)`, the source term's and the attention's initial state).
     With ``FixedGrid("euler", step_size=τ)`` and :math:`T = L\tau` it equals ``L`` layers of
-    :class:`EnergyConv` with shared weights.
+    :class:`EnergyConv` with shared weights (bit for bit when τ is a binary fraction such as 0.5, to rounding
+    otherwise).
 
     Args:
         energy (Energy, EnergySchedule or Field): the energy (integrated as its gradient flow) or a field.

@@ -23,9 +23,11 @@ class GRAFFConv(EnergyConv):
 
     for the default :class:`~continuous_gnn.energies.GRAFFEnergy`, with
     :math:`\bar A = \tilde D^{-1/2}(A+I)\tilde D^{-1/2}` and :math:`\sigma` the identity unless ``activation``
-    is given. Applying the same layer ``L`` times (weights shared across layers) is exactly
+    is given. Applying the same layer ``L`` times (weights shared across layers) is
     ``integrate(GradientFlow(conv.energy, activation).bind(graph, x_0), x_0, L * step_size, method="euler",
-    step_size=step_size)``. ``forward(x, x_0, edge_index, edge_weight=None)`` follows PyG's ``GCN2Conv``.
+    step_size=step_size)``: bit for bit when ``step_size`` is a binary fraction such as 0.5 or 0.25, and to
+    rounding otherwise (the solver steps by the differences of its grid times).
+    ``forward(x, x_0, edge_index, edge_weight=None)`` follows PyG's ``GCN2Conv``.
 
     Args:
         channels (int): feature dimension ``d`` (input and output).

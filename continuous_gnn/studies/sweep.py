@@ -164,7 +164,8 @@ def depth_sweep(
 
     The trajectories are the units of :func:`depth_units`, run in order. Each is one solve to
     :math:`T_{\max}`; a time :math:`T` in ``times`` is read from it. With weights shared over time (the default)
-    that is exactly the solve to :math:`T`; with time-dependent weights the schedule of the model is used as it
+    that is the solve to :math:`T` (bit for bit when the grid times are exact binary fractions, to rounding
+    otherwise); with time-dependent weights the schedule of the model is used as it
     is (its last piece beyond its own :math:`T`).
 
     Args:
