@@ -698,3 +698,17 @@ def test_a_listed_self_loop_keeps_its_weight_so_one_of_weight_zero_leaves_the_to
     unit_loops = Graph.from_edge_index(pair[:, :2], 2, torch.tensor([1.0, 1.0]), self_loops=True, dtype=F64)
     assert float(laplacian_spectrum(zero_loops).eigenvalues[-1]) == pytest.approx(2.0, abs=1e-12)
     assert float(laplacian_spectrum(unit_loops).eigenvalues[-1]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_laplacian_radius_above_the_exact_size_is_a_lower_bound_close_to_the_radius(monkeypatch) -> None:
+    # The power-iteration branch, run on a graph small enough to check against the dense eigenvalues.
+    from continuous_gnn.data import contextual_sbm
+    from continuous_gnn.studies import spectra
+
+    graph = Graph.from_data(contextual_sbm(400, 3, 0.2, 8.0, 4, 1.0, seed=1), dtype=F64)
+    exact = spectra.laplacian_radius(graph)
+    assert exact == pytest.approx(float(torch.linalg.eigvalsh(_dense_laplacian(graph))[-1]), abs=1e-12)
+    monkeypatch.setattr(spectra, "EXACT_RADIUS_NODES", 100)
+    estimate = spectra.laplacian_radius(graph)
+    assert estimate <= exact + 1e-12 and estimate == pytest.approx(exact, rel=1e-3)
+    assert spectra.laplacian_radius(graph, iterations=1) < estimate  # a random start is far below the radius

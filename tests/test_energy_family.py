@@ -151,6 +151,17 @@ def test_allen_cahn_is_bounded_below_and_keeps_the_dirichlet_energy_away_from_ze
         AllenCahnEnergy(4, well=0.0)
 
 
+def test_allen_cahn_lower_bound_is_attained_where_its_proof_is_tight():
+    # No edges (Δ = 0) and entries ±s with s² = (δ + β)/δ and zero mean per channel: every inequality of the
+    # bound's proof is an equality, so E equals the bound; a wrong formula would miss it.
+    energy = AllenCahnEnergy(3, repulsion=1.0, well=2.0, learnable=False).double()
+    graph = cg.Graph.from_edge_index(torch.empty(2, 0, dtype=torch.long), 4, dtype=DTYPE)
+    signs = torch.tensor([[1, -1, 1], [-1, 1, 1], [1, -1, -1], [-1, 1, -1]], dtype=DTYPE)
+    x = signs * 1.5 ** 0.5
+    assert float(energy.energy(x, graph)) == pytest.approx(float(energy.lower_bound(4)), rel=1e-12)
+    assert float(energy.lower_bound(4)) == pytest.approx(-7.5, rel=1e-12)
+
+
 def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
     graph = random_graph(N, 0.35, 12)
     x0 = random_features(N, D, 13)
@@ -189,12 +200,16 @@ def test_a_uniform_start_gives_each_neighbour_the_same_attention_and_still_learn
     # query weights shift a node's scores alike, which its softmax cancels, until the keys differ after a step.
     target = random_features(graph.pattern.row.numel(), 1, 32).squeeze(1)
     query, key = model.attention.query.weight, model.attention.key.weight
+    biases = [layer.bias for layer in (model.attention.query, model.attention.key) if layer.bias is not None]
 
     def gradients() -> tuple[torch.Tensor, ...]:
         return torch.autograd.grad((model.attention(x0, graph.pattern) * target).sum(), [query, key])
 
     query_grad, key_grad = gradients()
     assert float(key_grad.abs().max()) > 1e-3 and float(query_grad.abs().max()) < 1e-12
+    # Both biases, as the docstring says: a bias shifts every score of a node alike, which the softmax cancels.
+    bias_grads = torch.autograd.grad((model.attention(x0, graph.pattern) * target).sum(), biases)
+    assert len(bias_grads) == 2 and all(float(g.abs().max()) < 1e-12 for g in bias_grads)
     with torch.no_grad():
         key -= 0.5 * key_grad
     assert float(gradients()[0].abs().max()) > 1e-3
@@ -339,6 +354,24 @@ def test_second_order_total_energy_never_increases(damping):
     assert not flow.is_gradient_flow
     with pytest.raises(ValueError, match="damping must be a finite number >= 0"):
         cg.SecondOrderFlow(energy, damping=-1.0)
+
+
+@pytest.mark.parametrize("damping", [0.5, 2.0])
+def test_second_order_total_energy_falls_at_the_rate_gamma_times_the_squared_velocity(damping):
+    # dH/dt = -γ‖V‖²: integrated, H(0) - H(T) = γ ∫ ‖V‖² dt (trapezoid on a fine save grid); a wrong damping
+    # factor would be off by that factor, which mere monotonicity does not see.
+    graph = random_graph(N, 0.35, 22)
+    x0 = random_features(N, D, 23)
+    flow = cg.SecondOrderFlow(graff_energy(D, seed=5), damping=damping).double()
+    times = [0.025 * k for k in range(1, 81)]
+    sol = cg.integrate(flow.bind(graph, x0), flow.initial_state(x0), 2.0, method="rk4", step_size=0.025,
+                       save_at=times)
+    with torch.no_grad():
+        total = torch.stack([flow.total_energy(s, graph, x0) for s in sol.states])
+        speed = torch.stack([s[N:].square().sum() for s in sol.states])
+    dissipated = damping * torch.trapezoid(speed, torch.tensor([0.0, *times], dtype=DTYPE))
+    assert float(dissipated) > 0.1
+    torch.testing.assert_close(total[0] - total[-1], dissipated, rtol=1e-4, atol=0.0)
 
 
 class _UserEnergy(Energy):
