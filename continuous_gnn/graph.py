@@ -13,6 +13,7 @@ recomputes the normalisation. The normalised Laplacian is :math:`\Delta = I - \b
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -293,6 +294,17 @@ class Graph:
             self_loops=self.self_loops,
             symmetric=self.symmetric,
         )
+
+    def __deepcopy__(self, memo: dict) -> Graph:
+        # torch cannot deep-copy a sparse CSR tensor (it has no storage to copy), so the copy's operator is built
+        # from the copied edge list and values, as to() builds it.
+        edge_index, edge_weight, degree = (copy.deepcopy(t, memo) for t in (self.edge_index, self.edge_weight,
+                                                                             self.degree))
+        copied = Graph(operator=_csr(edge_index, edge_weight, self.num_nodes), edge_index=edge_index,
+                       edge_weight=edge_weight, degree=degree, num_nodes=self.num_nodes,
+                       normalization=self.normalization, self_loops=self.self_loops, symmetric=self.symmetric)
+        memo[id(self)] = copied
+        return copied
 
     @property
     def device(self) -> torch.device:

@@ -276,3 +276,18 @@ def test_zero_degree_and_empty_graphs_are_named_with_a_fix_that_applies():
         Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="pass num_nodes for a graph without edges"):
         Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_a_graph_deep_copies_into_an_independent_equal_graph():
+    import copy
+
+    graph = random_graph(9, 0.4, 5)
+    _ = graph.pattern  # a cached property, rebuilt by the copy on demand
+    copied = copy.deepcopy(graph)
+    x = random_features(9, 3, 6)
+    assert torch.equal(copied.propagate(x), graph.propagate(x)) and torch.equal(copied.to_dense(), graph.to_dense())
+    assert copied.edge_index.data_ptr() != graph.edge_index.data_ptr()
+    assert (copied.num_nodes, copied.normalization, copied.self_loops, copied.symmetric) == (
+        graph.num_nodes, graph.normalization, graph.self_loops, graph.symmetric)
+    pair = copy.deepcopy([graph, graph])
+    assert pair[0] is pair[1]  # the memo keeps shared graphs shared

@@ -387,3 +387,28 @@ def test_learnable_edge_weights_under_the_adjoint_are_refused_with_what_to_do(ma
     edge_index, weight = _undirected()
     with pytest.raises(ValueError, match=r"get no gradient through the adjoint.*adjoint=None.*edge_weight.detach\(\)"):
         make()(torch.randn(N, D), edge_index, weight.requires_grad_())
+
+
+def test_models_and_layers_that_cached_a_graph_deep_copy_and_pickle():
+    # The cache held a Graph, whose sparse CSR operator torch cannot deep-copy: `best = copy.deepcopy(model)`
+    # failed after the first forward pass, and so did studies.trajectory_records.
+    import copy
+    import io
+
+    data = _data()
+    model = cg.ContinuousGNN(data.num_features, 8, 3, GRAFFEnergy(8), solver=cg.FixedGrid("euler", step_size=0.5)).double().eval()
+    layers = [GRAFFConv(data.num_features, step_size=0.5, cached=True).double(),
+              FlowConv(GRAFFEnergy(data.num_features).double(), 1.0, cached=True)]
+    x = data.x.double()
+    expected = model(x, data.edge_index)
+    outputs = [layers[0](x, x, data.edge_index), layers[1](x, data.edge_index)]
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for copied in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+        assert copied._graphs._graph is None  # the copy's cache starts empty
+        torch.testing.assert_close(copied(x, data.edge_index), expected, rtol=0, atol=0)
+    for layer, output in zip(layers, outputs):
+        copied = copy.deepcopy(layer)
+        got = copied(x, x, data.edge_index) if isinstance(layer, GRAFFConv) else copied(x, data.edge_index)
+        torch.testing.assert_close(got, output, rtol=0, atol=0)

@@ -88,8 +88,12 @@ class GraphCache:
     The cache holds the input tensors themselves, so that their identity cannot be reused by other tensors
     while the entry lives; a different tensor (even with equal contents) builds a new graph, and so does the same
     tensor changed in place (``edge_index.copy_(...)`` bumps its version). It is therefore never stale, unlike a
-    cache keyed by memory addresses or by "the first call". (A ``SparseTensor`` has no version counter; only its
-    identity is compared.)
+    cache keyed by memory addresses or by "the first call", with one exception that torch shares: a change
+    made through ``tensor.data``, which no version counter sees. (A ``SparseTensor`` has no version counter;
+    only its identity is compared.)
+
+    A copy of the cache (``copy.deepcopy`` of a model, or pickling it) starts empty: its key would hold copies of
+    the input tensors, which no later call could pass again.
 
     Edge weights that require grad are never cached: the graph built from them carries their autograd history,
     which one backward pass frees, and a graph built under ``torch.no_grad`` has none, so reusing it would either
@@ -122,6 +126,9 @@ class GraphCache:
 
     def clear(self) -> None:
         self._key = self._graph = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_key": None, "_graph": None}
 
 
 def _requires_grad(adj: Any) -> bool:
