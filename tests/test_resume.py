@@ -663,3 +663,31 @@ def test_save_model_keeps_each_splits_best_model_for_study_and_across_a_resume(t
     capsys.readouterr()
     assert main(_train(data_root, data_cache, "--save-model", str(tmp_path), "--out", str(tmp_path / "x.json"))) == 2
     assert "is not a file path" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_train_refuses_outputs_that_would_overwrite_its_inputs_or_each_other_before_training(
+        tmp_path, capsys, data_root, data_cache):
+    config = tmp_path / "mine.toml"
+    config.write_text('dataset = "texas"\nhidden = 8\n')
+    base = _train(data_root, data_cache, "--epochs", "1", "--config", str(config))
+    models = tmp_path / "m"
+    for flags, message in (
+        (["--out", str(config)], "--config and --out name the same file"),  # the record replaced the TOML
+        (["--save-model", str(config)], "--config and --save-model name the same file"),
+        # With two splits the models go to model-split<N>.pt: the record may not take one of those names.
+        (["--splits", "0,1", "--out", str(models / "model-split0.pt"), "--save-model", str(models / "model.pt")],
+         "--out and --save-model name the same file"),
+    ):
+        capsys.readouterr()
+        assert main([*base, *flags]) == 2
+        assert message in capsys.readouterr().err
+        assert config.read_text() == 'dataset = "texas"\nhidden = 8\n' and not models.exists()
+    (models / "model-split1.pt").mkdir(parents=True)  # found only when split 1 had been trained, as OS error 21
+    assert main([*base, "--splits", "0,1", "--out", str(tmp_path / "r.json"), "--save-model", str(models / "model.pt")]) == 2
+    assert "--save-model" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    # The record and the model path may share a name when the models take per-split names.
+    shared = str(tmp_path / "y.json")
+    assert main([*base, "--splits", "0,1", "--out", shared, "--save-model", shared]) == 0
+    assert json.loads(Path(shared).read_text())["saved_models"] == {
+        str(split): str(tmp_path / f"y-split{split}.json") for split in (0, 1)}

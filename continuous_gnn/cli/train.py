@@ -59,7 +59,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-model", metavar="PATH",
                         help="save each split's model of its best validation epoch (the epoch its test metric is "
                              "read at) with its config, for study --checkpoint or load_checkpoint: to PATH with one "
-                             "split, to PATH-split<N>.pt with several")
+                             "split, with several to one file each, named with -split<N> before the suffix (runs/model.pt: "
+                             "runs/model-split0.pt, ...)")
     parser.add_argument("--distributed", action="store_true",
                         help="be one process of a data-parallel run started by torchrun: each process trains its "
                              "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "
@@ -152,12 +153,13 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     main = world is None or world.is_main
     label = slug(resolved.preset or config.energy)  # an energy's import path has a colon, which Windows refuses
     target = output_path(args.out, f"{dataset_name(config.dataset)}-{label}-{timestamp()}.json") if main else None
-    if args.save_model is not None and main:
-        if not args.save_model.strip() or Path(args.save_model).expanduser().is_dir():
-            raise UsageError(f"--save-model {args.save_model!r} is not a file path; pass one such as runs/model.pt")
-        check_distinct_outputs(("--out", None if target is None else str(target.path)), ("--save-model", args.save_model))
-        check_creatable(Path(args.save_model).expanduser(), "--save-model")
-    check_before_loading(config, NUM_SPLITS.get(dataset_name(config.dataset)))
+    if args.save_model is not None and main and (
+            not args.save_model.strip() or Path(args.save_model).expanduser().is_dir()):
+        raise UsageError(f"--save-model {args.save_model!r} is not a file path; pass one such as runs/model.pt")
+    known_splits = NUM_SPLITS.get(dataset_name(config.dataset))
+    if main and (config.splits is not None or known_splits is not None):
+        _check_outputs(args, resolved, target, list(config.splits or range(known_splits)))
+    check_before_loading(config, known_splits)
     root, cache = data_paths(args)
     fetch_dataset(args, config.dataset, root)
     dataset = load_run_dataset(config, root, cache_dir=cache)
@@ -170,6 +172,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         + (f"; {world.size} processes" if world is not None else ""), flush=True)
 
     splits = list(config.splits) if config.splits is not None else list(range(dataset.num_splits))
+    if main and config.splits is None and known_splits is None:
+        _check_outputs(args, resolved, target, splits)
     saved_models: dict[str, str] = {}
 
     def on_split(s) -> None:
@@ -225,6 +229,19 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
     print(f"record {path}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace, resolved, target, splits: list[int]) -> None:
+    """Refuse, before any training, outputs that would overwrite an input or each other (the record and every
+    split's ``--save-model`` file, against the ``--config`` and preset files read), or that cannot be created."""
+    models = [] if args.save_model is None else [_model_path(args.save_model, s, splits) for s in splits]
+    check_distinct_outputs(("--config", resolved.config_file), ("--preset", resolved.preset_file),
+                           ("--out", str(target.path)), *(("--save-model", str(path)) for path in models))
+    for path in models:
+        if path.is_dir():
+            raise UsageError(f"--save-model {args.save_model!r} would write {str(path)!r}, which is a folder; "
+                             "pass another file path")
+        check_creatable(path, "--save-model")
 
 
 def _model_path(save_model: str, split: int, splits: list[int]) -> Path:
