@@ -543,3 +543,21 @@ def test_an_unwritable_record_path_names_the_path_not_its_temporary_file(tmp_pat
     with pytest.raises(OSError, match=f"cannot write '{target}'") as info:
         save_record({"format": 1}, target)
     assert ".tmp" not in str(info.value)
+
+
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_a_built_model_normalises_an_edge_index_or_data_input_as_its_config_says(self_loops):
+    # A model rebuilt from a --no-self-loops checkpoint added self-loops to an edge_index or Data input (logits
+    # off by up to 0.19 on Cornell): the config's self_loops now travels with the model.
+    dataset = _synthetic()
+    config = RunConfig(dataset="csbm", self_loops=self_loops, **SMALL)
+    torch.manual_seed(0)
+    model = build_model(config, dataset.num_features, dataset.num_classes).eval()
+    assert model.self_loops is self_loops
+    x = dataset.data.x
+    with torch.no_grad():
+        expected = model(x, build_graph(dataset.data, config))
+        for got in (model(x, dataset.data.edge_index), model(dataset.data)):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="self_loops"):
+        ContinuousGNN(3, 4, 2, model.energy, self_loops="no")

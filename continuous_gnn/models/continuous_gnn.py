@@ -87,6 +87,9 @@ class ContinuousGNN(nn.Module):
             ``"linear"``).
         detach_source (bool): feed the source term a detached copy of :math:`F(0)`, as the official code
             does; by default gradients flow into the encoder through it (default: ``False``).
+        self_loops (bool): add :math:`I` to the adjacency of an ``edge_index``, ``adj_t`` or ``Data`` input
+            before normalising, as :class:`~continuous_gnn.Graph` does (default: ``True``); a
+            :class:`~continuous_gnn.Graph` input is used as it was built.
 
     Attributes:
         solver (FixedGrid or Adaptive): the solver settings.
@@ -109,9 +112,10 @@ class ContinuousGNN(nn.Module):
                  adjoint: Adjoint | bool | None = None,
                  activation: str | Callable[[Tensor], Tensor] | None = None, input_dropout: float = 0.0,
                  dropout: float = 0.0, encoder: str = "linear", decoder: str = "linear",
-                 detach_source: bool = False, normalize_field: bool = False) -> None:
+                 detach_source: bool = False, normalize_field: bool = False, self_loops: bool = True) -> None:
         super().__init__()
         check_bool(detach_source, "detach_source")
+        check_bool(self_loops, "self_loops")
         check_bool(normalize_field, "normalize_field")
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
             if isinstance(p, bool) or not isinstance(p, (int, float)):
@@ -147,6 +151,7 @@ class ContinuousGNN(nn.Module):
         self.input_dropout = input_dropout
         self.dropout = dropout
         self.detach_source = detach_source
+        self.self_loops = self_loops
         self._graphs = GraphCache()
 
     def reset_parameters(self) -> None:
@@ -164,7 +169,7 @@ class ContinuousGNN(nn.Module):
     def graph(self, x: Tensor, adj: Any, edge_weight: Tensor | None = None) -> Graph:
         """The :class:`~continuous_gnn.Graph` of an adjacency input (a ``Graph``, an ``edge_index``, a sparse
         ``adj_t``, an ``EdgeIndex`` or a ``SparseTensor``), built once per input and then reused."""
-        return self._graphs.get(adj, x.size(0), edge_weight, self.decoder.weight.dtype)
+        return self._graphs.get(adj, x.size(0), edge_weight, self.decoder.weight.dtype, self_loops=self.self_loops)
 
     def encode(self, x: Tensor) -> Tensor:
         r""":math:`F(0) = \psi_{EN}(\operatorname{dropout}(X))`; the dropout of sparse features drops their stored

@@ -147,6 +147,7 @@ def build_model(config: RunConfig, num_features: int, num_classes: int) -> Conti
         encoder=config.encoder,
         decoder=config.decoder,
         detach_source=config.detach_source,
+        self_loops=config.self_loops,
     )
     first = SparseInputLinear(num_features, config.hidden, config.input_dropout)
     if config.encoder == "linear":
