@@ -523,3 +523,15 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
     for suite, model in users:
         assert not set(model.seeds or suite.seeds) & search_seeds(path), \
             f"suite {suite.name} runs {model.label} at a seed the search trained with"
+
+
+def test_detach_source_is_refused_where_the_flow_never_reads_the_initial_state():
+    # It was recorded as true and changed nothing: GRAFF without its source term, or an energy that never reads F(0).
+    for fields in ({"energy": "dirichlet"}, {"source": False}, {"energy": "grand_nl"},
+                   {"energy": "second_order", "energy_options": {"inner": "allen_cahn"}}):
+        with pytest.raises(ValueError, match="detach_source detaches F\\(0\\) where the flow reads it"):
+            RunConfig(detach_source=True, **fields)
+    for fields in ({}, {"energy": "attention_dirichlet"}, {"energy": "grand_l_row"},
+                   {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "second_order"}):
+        assert RunConfig(detach_source=True, **fields).detach_source
+    assert not RunConfig(energy="dirichlet").detach_source
