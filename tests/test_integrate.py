@@ -889,3 +889,25 @@ def test_an_infinite_stage_that_the_update_does_not_weigh_still_fails_the_solve(
     with pytest.raises(IntegrationError, match="vector field returned inf or nan") as info:
         cg.integrate(lambda t, x: torch.exp(-x), x0, 1.0, method=method, step_size=1.0)
     assert info.value.reason == "non_finite" and info.value.nfe == 1 and info.value.t == 0.0
+
+
+@pytest.mark.parametrize("method", list(FIXED_METHODS))
+def test_a_fixed_grid_step_takes_at_least_its_listed_evaluations_and_the_budget_counts_them(method):
+    from continuous_gnn.ode.methods import EVALUATIONS_PER_STEP
+
+    per_step = EVALUATIONS_PER_STEP[method]
+    solution = cg.integrate(lambda t, x: -x, torch.ones(3, dtype=DTYPE), 4.0, method=method, step_size=0.5)
+    assert solution.stats.nfe_forward >= 8 * per_step
+    if method in ("euler", "midpoint", "heun2", "heun3", "rk4"):
+        assert solution.stats.nfe_forward == 8 * per_step
+    # The grid's evaluations are counted against max_nfe up front: rk4's 8 steps need 32 (it was 8).
+    solver = cg.FixedGrid(method, step_size=0.5, max_nfe=8 * per_step - 1)
+    assert solver.overrun(4.0)[0] == "max_nfe"
+    assert cg.FixedGrid(method, step_size=0.5, max_nfe=8 * per_step).overrun(4.0) is None
+
+
+def test_a_fixed_grid_out_of_evaluations_is_told_to_change_its_grid_not_its_tolerances():
+    # implicit_adams's corrector iterates past the one evaluation per step counted up front.
+    with pytest.raises(IntegrationError, match="Fix: use a larger step_size, a method with fewer evaluations"):
+        cg.integrate(lambda t, x: -x, torch.ones(3, dtype=DTYPE), 4.0, method="implicit_adams", step_size=0.5,
+                     max_nfe=12)

@@ -95,11 +95,12 @@ class GuardedField(nn.Module):
                 setattr(self, "callback_accept_step" + suffix, self._accept)
                 setattr(self, "callback_reject_step" + suffix, self._reject)
 
-    def fail(self, reason: str, t: float | None, nfe: int, detail: str = "") -> IntegrationError:
+    def fail(self, reason: str, t: float | None, nfe: int, detail: str = "",
+             advice: str | None = None) -> IntegrationError:
         """The error of the solve now running, named by that solve's own method and tolerances."""
         method, rtol, atol = (self.backward_solver if self.backward_phase and self.backward_solver is not None
                               else (self.stats.method, self.rtol, self.atol))
-        return IntegrationError(reason, method=method, rtol=rtol, atol=atol, t=t, nfe=nfe, detail=detail)
+        return IntegrationError(reason, method=method, rtol=rtol, atol=atol, t=t, nfe=nfe, detail=detail, advice=advice)
 
     @property
     def phase(self) -> str:
@@ -117,7 +118,11 @@ class GuardedField(nn.Module):
             stats.nfe_forward += 1
         nfe = self.nfe
         if self.max_nfe is not None and nfe > self.max_nfe:
-            raise self.fail("max_nfe", float(t.detach()), nfe - 1, f"max_nfe={self.max_nfe} reached in the {self.phase}")
+            # On a fixed grid the tolerances do not set the cost, so the general advice would mislead.
+            fixed = self.grid_times is not None and not self.backward_phase
+            raise self.fail("max_nfe", float(t.detach()), nfe - 1, f"max_nfe={self.max_nfe} reached in the {self.phase}",
+                            advice=("use a larger step_size, a method with fewer evaluations per step or a smaller T, "
+                                    "or raise max_nfe") if fixed else None)
         try:
             out = self.func(t, x)
         except BaseException as err:  # re-raised unchanged; remembered so integrate never translates it

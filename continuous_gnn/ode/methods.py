@@ -19,6 +19,18 @@ FIXED_METHODS: dict[str, int] = {
     "implicit_adams": 4,
     "fixed_adams": 4,
 }
+#: The fewest evaluations of the field that one step of each fixed-grid method takes (the Adams methods start with
+#: Runge–Kutta steps, and the implicit corrector iterates, so they take more on some steps; tested).
+EVALUATIONS_PER_STEP: dict[str, int] = {
+    "euler": 1,
+    "midpoint": 2,
+    "heun2": 2,
+    "heun3": 3,
+    "rk4": 4,
+    "explicit_adams": 1,
+    "implicit_adams": 1,
+    "fixed_adams": 1,
+}
 #: Adaptive-step methods (embedded Runge–Kutta pairs), with the order of the propagated solution.
 ADAPTIVE_METHODS: dict[str, int] = {
     "dopri5": 5,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .grid import as_float, count_steps, fixed_grid
-from .methods import ADAPTIVE_METHODS, IMPLICIT_METHODS, SCIPY_METHODS, check_method, check_options, is_fixed
+from .methods import ADAPTIVE_METHODS, EVALUATIONS_PER_STEP, IMPLICIT_METHODS, SCIPY_METHODS, check_method, check_options, is_fixed
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -160,8 +160,9 @@ class FixedGrid:
 
         Returns:
             ``("max_steps", why)`` when the grid has more steps than ``max_steps`` (or than
-            :data:`DEFAULT_MAX_GRID_STEPS` when that is unset), ``("max_nfe", why)`` when it has more steps than
-            ``max_nfe`` (every fixed-grid method evaluates the field at least once per step), else ``None``.
+            :data:`DEFAULT_MAX_GRID_STEPS` when that is unset), ``("max_nfe", why)`` when its steps need more
+            evaluations than ``max_nfe`` (at least :data:`~continuous_gnn.ode.methods.EVALUATIONS_PER_STEP` of
+            the method per step: 4 for ``rk4``), else ``None``.
         """
         steps = self.count_steps(t_end)
         shown = f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
@@ -170,9 +171,11 @@ class FixedGrid:
             return "max_steps", f"{where} {shown} steps, more than the {DEFAULT_MAX_GRID_STEPS:,} a solve allows"
         if self.max_steps is not None and steps > self.max_steps:
             return "max_steps", f"{where} {shown} steps, more than max_steps = {self.max_steps:,}"
-        if self.max_nfe is not None and steps > self.max_nfe:
-            return "max_nfe", (f"{where} {shown} steps, more than the evaluation budget max_nfe = "
-                               f"{self.max_nfe:,} (each step evaluates the field at least once)")
+        per_step = EVALUATIONS_PER_STEP[self.method]
+        if self.max_nfe is not None and steps * per_step > self.max_nfe:
+            each = "at least once per step" if per_step == 1 else f"{per_step} times per step: {steps * per_step:,}"
+            return "max_nfe", (f"{where} {shown} steps, more than the evaluation budget max_nfe = {self.max_nfe:,} "
+                               f"allows ({self.method!r} evaluates the field {each})")
         return None
 
     def grid(self, t_end: float) -> Any:
