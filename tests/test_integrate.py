@@ -911,3 +911,20 @@ def test_a_fixed_grid_out_of_evaluations_is_told_to_change_its_grid_not_its_tole
     with pytest.raises(IntegrationError, match="Fix: use a larger step_size, a method with fewer evaluations"):
         cg.integrate(lambda t, x: -x, torch.ones(3, dtype=DTYPE), 4.0, method="implicit_adams", step_size=0.5,
                      max_nfe=12)
+
+
+def test_scipy_solver_refuses_a_step_budget_it_would_ignore():
+    # A stiff solve with max_steps=100 ran 210,158 evaluations: the budget is counted in step callbacks that
+    # torchdiffeq's SciPy wrapper never calls.
+    with pytest.raises(ValueError, match="max_steps=100 would be ignored; bound the solve with max_nfe"):
+        cg.Adaptive("scipy_solver", max_steps=100)
+    with pytest.raises(ValueError, match="max_steps=100 would be ignored"):
+        cg.integrate(lambda t, x: -x, torch.ones(2, dtype=DTYPE), 1.0, method="scipy_solver", max_steps=100)
+    assert cg.Adaptive("scipy_solver").max_steps is None
+    from continuous_gnn.ode.settings import DEFAULT_MAX_STEPS
+
+    assert cg.Adaptive("dopri5").max_steps == DEFAULT_MAX_STEPS
+    assert cg.Adaptive("dopri5").replace(method="scipy_solver").max_steps is None
+    assert cg.Adaptive("dopri5", max_steps=50).replace(rtol=1e-4).max_steps == 50
+    with pytest.raises(IntegrationError, match="max nfe"):
+        cg.integrate(lambda t, x: -1e5 * x, torch.ones(2, dtype=DTYPE), 1.0, method="scipy_solver", max_nfe=500)

@@ -198,9 +198,9 @@ class Adaptive:
         method (str): an adaptive torchdiffeq method (default: ``"dopri5"``).
         rtol (float): relative tolerance (default: ``1e-3``).
         atol (float): absolute tolerance (default: ``1e-5``).
-        max_steps (int): budget of attempted steps (accepted plus rejected) of each solve, forward and adjoint
-            backward (default: :data:`DEFAULT_MAX_STEPS` = 10 000; not enforced for ``scipy_solver``, whose
-            steps are invisible).
+        max_steps (int, optional): budget of attempted steps (accepted plus rejected) of each solve, forward and
+            adjoint backward (default: :data:`DEFAULT_MAX_STEPS` = 10 000). ``scipy_solver`` takes none: its
+            steps are invisible, so a budget would be ignored; bound it with ``max_nfe``.
         max_nfe (int, optional): raise :class:`~continuous_gnn.IntegrationError` past this many evaluations in
             either solve (default: unlimited).
         options (dict, optional): ``first_step``, ``min_step``, ``max_step``, ``safety``, ``ifactor``,
@@ -214,7 +214,7 @@ class Adaptive:
     method: str = "dopri5"
     rtol: float = field(default=DEFAULT_RTOL, kw_only=True)
     atol: float = field(default=DEFAULT_ATOL, kw_only=True)
-    max_steps: int = field(default=DEFAULT_MAX_STEPS, kw_only=True)
+    max_steps: int | None = field(default=None, kw_only=True)
     max_nfe: int | None = field(default=None, kw_only=True)
     options: Mapping[str, Any] = field(default_factory=dict, kw_only=True, compare=False, repr=False)
 
@@ -225,7 +225,11 @@ class Adaptive:
         rtol, atol = _tolerances(self.rtol, self.atol, DEFAULT_RTOL, DEFAULT_ATOL)
         _set(self, "rtol", rtol)
         _set(self, "atol", atol)
-        _set(self, "max_steps", DEFAULT_MAX_STEPS if self.max_steps is None else self.max_steps)
+        if method in SCIPY_METHODS and self.max_steps is not None:
+            raise ValueError(f"scipy_solver steps out of torchdiffeq's sight, so max_steps={self.max_steps} would be "
+                             "ignored; bound the solve with max_nfe=... instead")
+        if method not in SCIPY_METHODS:
+            _set(self, "max_steps", DEFAULT_MAX_STEPS if self.max_steps is None else self.max_steps)
         _budget(self.max_steps, "max_steps")
         _budget(self.max_nfe, "max_nfe")
         options = _options(self.options, method)
@@ -241,7 +245,10 @@ class Adaptive:
         return False
 
     def replace(self, **changes: Any) -> Adaptive:
-        """A copy with some fields changed (checked again)."""
+        """A copy with some fields changed (checked again); a step budget that was only the default follows the
+        method (``scipy_solver`` takes none)."""
+        if "method" in changes and "max_steps" not in changes and self.max_steps in (None, DEFAULT_MAX_STEPS):
+            changes["max_steps"] = None
         return dataclasses.replace(self, **changes)
 
 
