@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
 
 
-def check_positive_int(value: object, name: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is a positive ``int`` (``True`` and ``2.0`` are not)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an ``int``; ``ValueError`` unless it is a positive integer (a NumPy integer is one; ``True``
+    and ``2.0`` are not)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_positive_finite(value: object, name: str) -> float:
-    """``value`` as a float; ``TypeError`` unless it is a real number, ``ValueError`` unless it is in (0, inf)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a float; ``TypeError`` unless it is a real number (a NumPy scalar is one), ``ValueError``
+    unless it is in (0, inf)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not 0 < value < math.inf:
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
@@ -29,6 +33,15 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_sparse_dtype(x: Tensor, owner: str, what: str = "the features") -> None:
+    """``TypeError`` for half precision, which no graph operator takes (its sparse products are float32 or
+    float64 only): one message with the fix, instead of a chain of dtype conversions that each fail next."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{owner}: {what} are {x.dtype}, but the graph operator's sparse products take float32 or "
+                        "float64 only, so half precision (and torch.autocast to it) is not supported; use x.float() "
+                        "(or .double()) and run outside autocast")
 
 
 def check_node_features(x: object, name: str = "x", *, like: Tensor | None = None, like_name: str = "x") -> Tensor:

@@ -281,3 +281,38 @@ def test_attention_fields_layers_and_diagnostics_check_what_they_are_given():
         AttentionDiffusion(4).bind(graph, x64)
     with pytest.raises(TypeError, match="metrics must be a sequence of names"):
         trajectory_diagnostics([x64], None, graph, metrics=None)
+
+
+def test_numpy_scalars_are_numbers_everywhere_a_number_is_taken():
+    # np.float32 and np.int64 were refused by some constructors ("must be a positive integer, got np.int64(8)")
+    # and accepted by others (FixedGrid); a NumPy scalar is a number, and is stored as the Python one.
+    import numpy as np
+
+    from continuous_gnn.energies import PLaplacianEnergy
+
+    model = ContinuousGNN(np.int64(3), np.int64(8), np.int64(2), GRAFFEnergy(np.int64(8)), t_end=np.float32(1.0),
+                          dropout=np.float32(0.25))
+    assert (model.in_channels, model.t_end, model.dropout) == (3, 1.0, 0.25)
+    assert type(model.in_channels) is int and type(model.dropout) is float
+    assert GRAFFConv(np.int64(4), step_size=np.float32(0.5)).step_size == 0.5
+    assert AllenCahnEnergy(np.int64(4), repulsion=np.float32(1.0)).initial == (1.0, 1.0)
+    assert PLaplacianEnergy(p=np.float32(1.5), eps=np.float64(0.1)).p == 1.5
+    assert SecondOrderFlow(GRAFFEnergy(4), damping=np.float32(0.5)).initial_damping == 0.5
+    assert type(GRAFFEnergy(np.int64(4)).channels) is int
+    with pytest.raises(ValueError, match="channels must be a positive integer, got 2.0"):
+        GRAFFEnergy(2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gets_one_message_with_the_fix_up_front(dtype):
+    # Each message used to suggest a conversion that the next check refused (energy.to(float16), then
+    # graph.to(dtype=float16), which takes float32 or float64 only).
+    graph = Graph.from_edge_index(EDGES, 3)
+    x = torch.randn(3, 4).to(dtype)
+    for flow in (GradientFlow(GRAFFEnergy(4).to(dtype)), GradientFlow(GRAFFEnergy(4)), AttentionDiffusion(4)):
+        with pytest.raises(TypeError, match=f"are {dtype}, but the graph operator's sparse products take float32 or "
+                                            "float64 only, so half precision .* use x.float"):
+            flow.bind(graph, x)(torch.zeros(()), x)
+    model = ContinuousGNN(5, 4, 2, GRAFFEnergy(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError, match="and run outside autocast"):
+        model(torch.randn(3, 5), EDGES)

@@ -3,6 +3,7 @@ r"""The Allen–Cahn energy of ACMP: Dirichlet attraction, repulsion from the me
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
@@ -57,12 +58,12 @@ class AllenCahnEnergy(Energy):
     def __init__(self, channels: int, *, repulsion: float = 1.0, well: float = 1.0, learnable: bool = True) -> None:
         super().__init__()
         check_bool(learnable, "learnable")
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         # Held in float32: a larger value would overflow when the parameters are filled.
         largest = float(torch.finfo(torch.float32).max)
-        if isinstance(repulsion, bool) or not isinstance(repulsion, (int, float)) or not 0 <= repulsion <= largest:
+        if isinstance(repulsion, bool) or not isinstance(repulsion, numbers.Real) or not 0 <= repulsion <= largest:
             raise ValueError(f"repulsion must be a finite number >= 0, got {repulsion!r}")
-        if isinstance(well, bool) or not isinstance(well, (int, float)) or not 0 < well <= largest:
+        if isinstance(well, bool) or not isinstance(well, numbers.Real) or not 0 < well <= largest:
             raise ValueError(f"well must be a finite number > 0 (the double well keeps the energy bounded below), "
                              f"got {well!r}")
         self.channels = channels

@@ -60,10 +60,10 @@ class EdgeAttention(nn.Module):
     def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1, *,
                  uniform_start: bool = False) -> None:
         super().__init__()
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         key_channels = channels if key_channels is None else key_channels
-        check_positive_int(key_channels, "key_channels")
-        check_positive_int(heads, "heads")
+        key_channels = check_positive_int(key_channels, "key_channels")
+        heads = check_positive_int(heads, "heads")
         if not isinstance(uniform_start, bool):
             raise ValueError(f"uniform_start must be true or false, got {uniform_start!r}")
         self.channels, self.key_channels, self.heads = channels, key_channels, heads

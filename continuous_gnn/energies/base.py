@@ -3,12 +3,14 @@ r"""The energy abstraction: a scalar :math:`E_\theta(X)` whose negative gradient
 from __future__ import annotations
 
 import itertools
+import numbers
 import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_sparse_dtype
 from ..graph import Graph
 
 
@@ -116,6 +118,7 @@ class Energy(nn.Module):
                                  f"build the energy with channels={value.size(1)} or project the features")
             if value.size(0) != graph.num_nodes:
                 raise ValueError(f"{what} has {value.size(0)} rows but the graph has {graph.num_nodes} nodes")
+        check_sparse_dtype(x, name)
         # Buffers count too: an energy whose weights are all fixed (w_learnable=False, no source) has only those.
         parameter = next((t for t in itertools.chain(self.parameters(), self.buffers()) if t.is_floating_point()),
                          None)
@@ -172,7 +175,7 @@ class Energy(nn.Module):
         """``w * e``: the energy scaled by a number (an :class:`~continuous_gnn.energies.EnergySum` of one part)."""
         from .composite import EnergySum
 
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
             return NotImplemented
         return EnergySum.of(self, weights=(weight,))
 

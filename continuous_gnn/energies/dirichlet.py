@@ -48,7 +48,7 @@ class ChannelDirichletEnergy(Energy):
 
     def __init__(self, channels: int, init: str = "identity") -> None:
         super().__init__()
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         if init not in ("identity", "glorot"):
             raise ValueError(f"unknown init {init!r}; choose 'identity' or 'glorot'")
         self.channels = channels

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool
+from .._checks import check_bool, check_positive_int
 from ..graph import Graph
 from .base import Energy
 from .parametrizations import ChannelMixing, ExternalField
@@ -48,6 +48,7 @@ class GRAFFEnergy(Energy):
     def __init__(self, channels: int, *, w: str = "diag_dom", omega: str = "diag", source: bool = True,
                  w_learnable: bool = True, omega_value: float | None = None, allow_asymmetric: bool = False) -> None:
         super().__init__()
+        channels = check_positive_int(channels, "channels")
         check_bool(source, "source")
         check_bool(w_learnable, "w_learnable")
         check_bool(allow_asymmetric, "allow_asymmetric")

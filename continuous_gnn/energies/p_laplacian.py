@@ -4,6 +4,7 @@ r"""The smoothed graph p-Dirichlet energy: graph total variation at :math:`p = 1
 from __future__ import annotations
 
 import math
+import numbers
 
 from torch import Tensor
 
@@ -45,9 +46,9 @@ class PLaplacianEnergy(Energy):
 
     def __init__(self, p: float = 1.5, eps: float = 0.01) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 1.0 <= p <= 2.0:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 1.0 <= p <= 2.0:
             raise ValueError(f"p must lie in [1, 2], got {p!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
             raise ValueError(f"eps must be a positive finite number (it smooths |g| at 0), got {eps!r}")
         self.p = float(p)
         self.eps = float(eps)

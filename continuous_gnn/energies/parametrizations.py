@@ -62,7 +62,7 @@ class ChannelMixing(nn.Module):
         super().__init__()
         check_bool(learnable, "learnable")
         check_bool(allow_asymmetric, "allow_asymmetric")
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         if style not in W_STYLES:
             raise ValueError(f"unknown W style {style!r}; choose one of {W_STYLES}")
         if style == "asymm" and not allow_asymmetric:
@@ -165,7 +165,7 @@ class ExternalField(nn.Module):
     def __init__(self, channels: int, style: str = "diag", *, value: float | None = None,
                  allow_asymmetric: bool = False) -> None:
         super().__init__()
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         check_bool(allow_asymmetric, "allow_asymmetric")
         if style not in OMEGA_STYLES:
             raise ValueError(f"unknown Omega style {style!r}; choose one of {OMEGA_STYLES}")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_positive_int
+from .._checks import check_bool, check_positive_int, check_sparse_dtype
 from ..edge_product import EdgePattern
 from ..energies.attention import EdgeAttention
 from ..graph import Graph
@@ -56,7 +56,7 @@ class AttentionDiffusion(Field):
         check_bool(rate, "rate")
         check_bool(source, "source")
         check_bool(uniform_start, "uniform_start")
-        check_positive_int(channels, "channels")
+        channels = check_positive_int(channels, "channels")
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
@@ -78,6 +78,8 @@ class AttentionDiffusion(Field):
         if x0 is not None and (x0.dim() != 2 or x0.size(1) != self.channels or x0.size(0) != graph.num_nodes):
             raise ValueError(f"{type(self).__name__} takes features of shape ({graph.num_nodes}, {self.channels}), "
                              f"got {tuple(x0.shape)}")
+        if x0 is not None:
+            check_sparse_dtype(x0, type(self).__name__)
         if x0 is not None and x0.dtype != self.attention.query.weight.dtype:
             raise TypeError(f"the features are {x0.dtype} but {type(self).__name__}'s parameters are "
                             f"{self.attention.query.weight.dtype}; convert one of them, e.g. field.to({x0.dtype})")

@@ -3,6 +3,7 @@ r"""A damped second-order flow over any energy, in the style of GraphCON (no gra
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ class SecondOrderFlow(Field):
         check_bool(learnable, "learnable")
         if not isinstance(energy, Energy):
             raise TypeError(f"SecondOrderFlow takes an Energy, got {type(energy).__name__}")
-        if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 <= damping < math.inf:
+        if isinstance(damping, bool) or not isinstance(damping, numbers.Real) or not 0 <= damping < math.inf:
             raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
         if learnable and damping == 0:
             raise ValueError("a learnable damping starts positive (a softplus); give damping > 0")

@@ -3,6 +3,7 @@ r"""Node classification with a continuous-depth GNN: encoder → gradient flow o
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -118,16 +119,17 @@ class ContinuousGNN(nn.Module):
         check_bool(self_loops, "self_loops")
         check_bool(normalize_field, "normalize_field")
         for name, p in (("input_dropout", input_dropout), ("dropout", dropout)):
-            if isinstance(p, bool) or not isinstance(p, (int, float)):
+            if isinstance(p, bool) or not isinstance(p, numbers.Real):
                 raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__} {p!r}")
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        input_dropout, dropout = float(input_dropout), float(dropout)
         for name, value, choices in (("encoder", encoder, ENCODERS), ("decoder", decoder, DECODERS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose " + " or ".join(map(repr, choices)))
-        for name, size in (("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)):
-            check_positive_int(size, name)
-        check_positive_finite(t_end, "t_end")
+        in_channels, hidden, out_channels = (check_positive_int(size, name) for name, size in (
+            ("in_channels", in_channels), ("hidden", hidden), ("out_channels", out_channels)))
+        t_end = check_positive_finite(t_end, "t_end")
         if isinstance(energy, Field):
             if activation is not None or normalize_field:
                 raise ValueError("activation and normalize_field apply to an energy's gradient flow; a Field "

@@ -25,8 +25,8 @@ class ResidualMLPEncoder(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, blocks: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(hidden, "hidden")
+        in_channels = check_positive_int(in_channels, "in_channels")
+        hidden = check_positive_int(hidden, "hidden")
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"blocks must be an integer >= 0, got {blocks!r}")
         self.input = nn.Linear(in_channels, hidden)

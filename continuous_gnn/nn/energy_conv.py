@@ -55,7 +55,7 @@ class EnergyConv(nn.Module):
     def __init__(self, energy: Energy, step_size: float = 1.0,
                  activation: str | Callable[[Tensor], Tensor] | None = None, cached: bool = False) -> None:
         super().__init__()
-        check_positive_finite(step_size, "step_size")
+        step_size = check_positive_finite(step_size, "step_size")
         check_bool(cached, "cached")
         if not isinstance(energy, Energy):
             raise TypeError(f"{type(self).__name__} takes an Energy, got {type(energy).__name__}")

@@ -128,8 +128,8 @@ class SparseInputLinear(nn.Linear):
     """
 
     def __init__(self, in_features: int, out_features: int, dropout: float = 0.0) -> None:
-        check_positive_int(in_features, "in_features")
-        check_positive_int(out_features, "out_features")
+        in_features = check_positive_int(in_features, "in_features")
+        out_features = check_positive_int(out_features, "out_features")
         super().__init__(in_features, out_features)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")

@@ -65,7 +65,7 @@ def laplacian_radius(graph: Graph, *, iterations: int = 500, seed: int = 0) -> f
     if not isinstance(graph, Graph):
         raise TypeError(f"graph must be a continuous_gnn.Graph, got {type(graph).__name__}; build one with "
                         "Graph.from_edge_index(edge_index, num_nodes)")
-    check_positive_int(iterations, "iterations")
+    iterations = check_positive_int(iterations, "iterations")
     graph = graph.to(dtype=torch.float64)
     if graph.num_nodes <= EXACT_RADIUS_NODES:
         laplacian = graph.laplacian(torch.eye(graph.num_nodes, dtype=torch.float64))
