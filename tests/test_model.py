@@ -294,3 +294,24 @@ def test_model_checks_sizes_schedule_and_solver_when_built():
     ContinuousGNN(P, D, K, schedule, t_end=5.0)
     with pytest.raises(ValueError, match="unknown solver argument\\(s\\) \\['t_end', 'tol'\\]"):
         ContinuousGNN(P, D, K, energy, solver={"method": "dopri5", "tol": 1e-3, "t_end": -3})
+
+
+def test_solve_overrides_take_a_solver_dict_as_the_constructor_does():
+    # The constructor took {"method": "rk4", "step_size": 0.5}; solve and forward_with_solution refused it, and
+    # their message suggested keywords that they refuse too.
+    from continuous_gnn import Adjoint, FixedGrid
+    from continuous_gnn.energies import GRAFFEnergy
+
+    model = ContinuousGNN(5, 4, 2, GRAFFEnergy(4), adjoint=True).double()
+    x, edges = torch.randn(6, 5, dtype=torch.float64), torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    edges = torch.cat([edges, edges.flip(0)], 1)
+    by_dict = model.forward_with_solution(x, edges, solver={"method": "rk4", "step_size": 0.5})[1]
+    by_object = model.forward_with_solution(x, edges, solver=FixedGrid("rk4", step_size=0.5))[1]
+    assert torch.equal(by_dict.final, by_object.final) and by_dict.stats.nfe_forward == 8
+    assert by_dict.stats.adjoint  # the model's adjoint is kept unless the dict gives one
+    direct = model.forward_with_solution(x, edges, solver={"method": "euler", "step_size": 0.5, "adjoint": False})[1]
+    assert not direct.stats.adjoint
+    with pytest.raises(TypeError, match="either in the solver dict or as adjoint"):
+        model.solve(x, edges, solver={"method": "euler", "step_size": 0.5, "adjoint": True}, adjoint=Adjoint())
+    with pytest.raises(ValueError, match="unknown solver argument"):
+        model.solve(x, edges, solver={"methd": "euler"})

@@ -186,7 +186,8 @@ class ContinuousGNN(nn.Module):
             h = F.relu(self.decoder_hidden(h))
         return self.decoder(F.dropout(h, self.dropout, self.training))
 
-    def solve(self, x: Tensor, graph: Graph | Any, *, t_end: float | None = None, solver: Solver | None = None,
+    def solve(self, x: Tensor, graph: Graph | Any, *, t_end: float | None = None,
+              solver: Solver | Mapping[str, Any] | None = None,
               adjoint: Adjoint | bool | None = KEEP, save_at: Sequence[float] | None = None,
               integrator: Callable[..., Solution] = integrate) -> tuple[Tensor, Solution]:
         """Encode and integrate: the one path from features to the flow's solution.
@@ -200,7 +201,8 @@ class ContinuousGNN(nn.Module):
                 :class:`~continuous_gnn.nn.SparseInputLinear` encoder).
             graph (Graph): the graph.
             t_end (float, optional): :math:`T` (default: the model's).
-            solver (FixedGrid or Adaptive, optional): the solver (default: the model's).
+            solver (FixedGrid, Adaptive or dict, optional): the solver, or the keywords of
+                :func:`~continuous_gnn.integrate` as a dict, as the constructor takes it (default: the model's).
             adjoint (Adjoint or bool, optional): the adjoint, ``None``/``False`` for direct backprop (default:
                 the model's).
             save_at (sequence of float, optional): extra output times, as in :func:`~continuous_gnn.integrate`.
@@ -211,6 +213,12 @@ class ContinuousGNN(nn.Module):
         Returns:
             tuple: :math:`F(0)` and the :class:`~continuous_gnn.Solution` of the flow.
         """
+        if isinstance(solver, Mapping):
+            keyed_adjoint = "adjoint" in solver
+            if keyed_adjoint and adjoint is not KEEP:
+                raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
+            solver, keyed = layer_settings(solver, None)
+            adjoint = keyed if keyed_adjoint else adjoint
         solver = self.solver if solver is None else solver
         if adjoint is KEEP:
             adjoint = self.adjoint
