@@ -63,6 +63,18 @@ ENERGIES = list(_energies())
 
 
 @pytest.mark.parametrize("name", ENERGIES)
+def test_a_graph_built_under_inference_mode_serves_a_training_step(name):
+    # Its indices are inference tensors, which autograd cannot save: the p-Laplacian's gathers saved them.
+    energy = _energies()[name]
+    with torch.inference_mode():
+        graph = random_graph(N, 0.35, 40)
+    x = random_features(N, D, 41).requires_grad_()
+    x0 = random_features(N, D, 42)
+    cg.GradientFlow(energy).bind(graph, x0)(torch.zeros((), dtype=DTYPE), x).square().sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("name", ENERGIES)
 def test_closed_form_gradient_equals_autograd(name):
     energy = _energies()[name]
     graph = random_graph(N, 0.35, 1)

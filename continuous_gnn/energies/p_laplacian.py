@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import torch
 from torch import Tensor
 
 from ..graph import Graph
@@ -53,26 +54,30 @@ class PLaplacianEnergy(Energy):
         self.p = float(p)
         self.eps = float(eps)
 
-    def _differences(self, x: Tensor, graph: Graph) -> tuple[Tensor, Tensor, Tensor]:
-        """The normalised differences :math:`g_{ij}` on every stored edge, their weights and :math:`1/\\sqrt{d}`."""
+    def _differences(self, x: Tensor, graph: Graph) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The normalised differences :math:`g_{ij}` on every stored edge, their weights, :math:`1/\\sqrt{d}` and
+        the edges' first nodes."""
         inv_sqrt = graph.degree.rsqrt().unsqueeze(1)
         scaled = x * inv_sqrt
         row, col = graph.edge_index
+        if row.is_inference() and torch.is_grad_enabled():
+            # A graph built under torch.inference_mode holds inference tensors, which autograd cannot save as the
+            # indices of the gathers below; copies made here are ordinary tensors.
+            row, col = row.clone(), col.clone()
         # ā_ij = ã_ij / sqrt(d_i d_j), so ã_ij = ā_ij sqrt(d_i d_j).
         weight = graph.edge_weight * (graph.degree[row] * graph.degree[col]).sqrt()
-        return scaled[row] - scaled[col], weight, inv_sqrt
+        return scaled[row] - scaled[col], weight, inv_sqrt, row
 
     def energy(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph)
-        diff, weight, _ = self._differences(x, graph)
+        diff, weight, _, _ = self._differences(x, graph)
         smoothed = diff.square().sum(dim=1) + self.eps ** 2
         return (weight * smoothed.pow(self.p / 2)).sum() / (2 * self.p)
 
     def gradient(self, x: Tensor, graph: Graph, x0: Tensor | None = None) -> Tensor:
         self.check_input(x, graph)
-        diff, weight, inv_sqrt = self._differences(x, graph)
+        diff, weight, inv_sqrt, row = self._differences(x, graph)
         coefficient = weight * (diff.square().sum(dim=1) + self.eps ** 2).pow((self.p - 2) / 2)
-        row = graph.edge_index[0]
         return x.new_zeros(x.shape).index_add(0, row, coefficient.unsqueeze(1) * diff) * inv_sqrt
 
     def extra_repr(self) -> str:
