@@ -77,3 +77,19 @@ def test_run_config_model_builder_and_solve_agree_with_count_steps(t_end: float,
     x0 = torch.ones(3, dtype=torch.float64)
     solution = cg.integrate(lambda t, x: -x, x0, t_end, method="euler", step_size=tau)
     assert solution.stats.steps_accepted == steps
+
+
+def test_the_exported_grid_helpers_check_their_arguments_as_the_settings_do():
+    # count_steps(-1, 0.5) was -1, count_steps(0, 0.5) was 1, nan gave inf, and fixed_grid(1, step_size=1e-12)
+    # tried to allocate 8 TB.
+    from continuous_gnn.ode.grid import DEFAULT_MAX_GRID_STEPS
+
+    for t_end in (-1.0, 0.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="t_end must be a positive finite time"):
+            count_steps(t_end, 0.5)
+    with pytest.raises(TypeError, match="t_end must be a number, got str"):
+        count_steps("1", 0.5)
+    with pytest.raises(ValueError, match="gives 1e\\+12 steps, more than the 1,000,000 allowed"):
+        fixed_grid(1.0, step_size=1e-12)
+    assert len(fixed_grid(1.0, step_size=1.0 / DEFAULT_MAX_GRID_STEPS)) == DEFAULT_MAX_GRID_STEPS + 1
+    assert len(fixed_grid(1.0, step_size=0.5e-6, max_steps=2_000_000)) == 2_000_001

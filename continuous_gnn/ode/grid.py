@@ -14,10 +14,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["GRID_SLACK", "as_float", "count_steps", "fixed_grid", "save_times", "segment_grid", "snap"]
+__all__ = ["GRID_SLACK", "DEFAULT_MAX_GRID_STEPS", "as_float", "count_steps", "fixed_grid", "save_times",
+           "segment_grid", "snap"]
 
 #: Relative slack under which :math:`T/τ` counts as a whole number, and two times as the same time.
 GRID_SLACK = 1e-9
+#: Largest fixed grid built when ``max_steps`` is not given: a mistyped step size (``1e-9``) is an error up
+#: front instead of a grid of billions of points that exhausts memory or runs for hours.
+DEFAULT_MAX_GRID_STEPS = 1_000_000
 
 
 def as_float(value: object, name: str) -> float:
@@ -45,8 +49,12 @@ def count_steps(t_end: float, step_size: float) -> int | float:
         int: the step count, or ``math.inf`` when :math:`T/τ` overflows (τ is a subnormal number).
 
     Raises:
-        ValueError: unless ``step_size`` is positive.
+        TypeError: unless both are numbers.
+        ValueError: unless ``t_end`` is positive and finite and ``step_size`` positive.
     """
+    t_end, step_size = as_float(t_end, "t_end"), as_float(step_size, "step_size")
+    if not (t_end > 0 and math.isfinite(t_end)):
+        raise ValueError(f"t_end must be a positive finite time, got {t_end}")
     if not step_size > 0:
         raise ValueError(f"step_size must be positive, got {step_size}")
     ratio = t_end / step_size
@@ -58,12 +66,17 @@ def count_steps(t_end: float, step_size: float) -> int | float:
     return math.floor(ratio) + 1
 
 
-def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int | None = None) -> Tensor:
+def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int | None = None,
+               max_steps: int | None = None) -> Tensor:
     r"""The explicit time grid of a fixed-step solve, as float64.
 
     ``num_steps=L`` gives exactly ``L`` equal steps. ``step_size=τ`` gives :func:`count_steps` steps: steps of
     size τ, plus one shorter last step when :math:`T` is not a multiple of τ (torchdiffeq's convention); when
     :math:`T = Lτ` up to rounding, exactly ``L`` steps ending on :math:`T`.
+
+    Raises:
+        ValueError: on bad times or steps, or a grid of more than ``max_steps`` steps (default
+            :data:`DEFAULT_MAX_GRID_STEPS`), found before any memory is taken.
     """
     if (step_size is None) == (num_steps is None):
         raise ValueError("a fixed-grid method needs exactly one of step_size or num_steps")
@@ -78,6 +91,11 @@ def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int |
     if not (step_size > 0 and math.isfinite(step_size)):
         raise ValueError(f"step_size must be positive and finite, got {step_size}")
     steps = count_steps(t_end, step_size)
+    limit = DEFAULT_MAX_GRID_STEPS if max_steps is None else max_steps
+    if steps > limit:
+        shown = f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
+        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {shown} steps, more than the {limit:,} "
+                         "allowed; use a larger step_size or a smaller T, or raise max_steps")
     grid = torch.arange(steps + 1, dtype=torch.float64) * step_size
     grid[-1] = t_end  # the last step ends on T: exactly when τ divides T, shorter otherwise
     return grid

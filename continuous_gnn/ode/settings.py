@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .grid import as_float, count_steps, fixed_grid
+from .grid import DEFAULT_MAX_GRID_STEPS, as_float, count_steps, fixed_grid
 from .methods import ADAPTIVE_METHODS, EVALUATIONS_PER_STEP, IMPLICIT_METHODS, SCIPY_METHODS, check_method, check_options, is_fixed
 
 __all__ = [
@@ -49,9 +49,6 @@ DEFAULT_ATOL = 1e-5
 #: ``max_steps`` is not given: a stiff problem fails with :class:`~continuous_gnn.IntegrationError` instead of
 #: running for hours.
 DEFAULT_MAX_STEPS = 10_000
-#: Largest fixed grid built when ``max_steps`` is not given: a mistyped step size (``1e-9``) is an error up
-#: front instead of a grid of billions of points that exhausts memory or runs for hours.
-DEFAULT_MAX_GRID_STEPS = 1_000_000
 
 
 def _budget(value: Any, name: str) -> int | None:
@@ -180,7 +177,7 @@ class FixedGrid:
 
     def grid(self, t_end: float) -> Any:
         """The grid over :math:`[0, T]` (float64), of length ``count_steps(t_end) + 1``."""
-        return fixed_grid(t_end, step_size=self.step_size, num_steps=self.num_steps)
+        return fixed_grid(t_end, step_size=self.step_size, num_steps=self.num_steps, max_steps=self.max_steps)
 
     def replace(self, **changes: Any) -> FixedGrid:
         """A copy with some fields changed (checked again)."""
