@@ -928,3 +928,24 @@ def test_scipy_solver_refuses_a_step_budget_it_would_ignore():
     assert cg.Adaptive("dopri5", max_steps=50).replace(rtol=1e-4).max_steps == 50
     with pytest.raises(IntegrationError, match="max nfe"):
         cg.integrate(lambda t, x: -1e5 * x, torch.ones(2, dtype=DTYPE), 1.0, method="scipy_solver", max_nfe=500)
+
+
+def test_solver_options_are_part_of_the_settings_and_cannot_change_after_their_check():
+    # Options were left out of equality and hash, and `solver.options["max_step"] = -1` passed every check.
+    import copy
+    import pickle
+
+    perturbed = cg.FixedGrid(step_size=0.5, options={"perturb": True})
+    assert perturbed != cg.FixedGrid(step_size=0.5) and perturbed == cg.FixedGrid(step_size=0.5, options={"perturb": True})
+    assert len({perturbed, cg.FixedGrid(step_size=0.5), cg.FixedGrid(step_size=0.5, options={"perturb": True})}) == 2
+    assert "options={'perturb': True}" in repr(perturbed)
+    adaptive = cg.Adaptive(options={"max_step": 0.5})
+    with pytest.raises(TypeError, match="solver options cannot change once the settings are made"):
+        adaptive.options["max_step"] = -1.0
+    with pytest.raises(TypeError, match="cannot change"):
+        adaptive.options.update(first_step=0.1)
+    norm = lambda tensor: tensor.abs().max()  # noqa: E731 - a callable option compares by identity
+    assert cg.Adaptive(options={"norm": norm}) == cg.Adaptive(options={"norm": norm}) != cg.Adaptive()
+    for copied in (pickle.loads(pickle.dumps(adaptive)), copy.deepcopy(adaptive)):
+        assert copied == adaptive and copied.options["max_step"] == 0.5
+    assert cg.Adaptive("scipy_solver").options == {"solver": "RK45"}

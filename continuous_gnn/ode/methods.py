@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 #: Fixed-grid methods and their nominal order of accuracy. ``fixed_adams`` is torchdiffeq's old name of
@@ -167,3 +167,47 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "max_iters": _integer(1, 10**6),
     "solver": lambda value: None if value in SCIPY_SOLVERS else f"must be one of {', '.join(SCIPY_SOLVERS)}",
 }
+
+
+def checked_options(options: Any, method: str, defaults: Mapping[str, Any] | None = None) -> SolverOptions:
+    """A read-only copy of ``options`` (``None`` for none) over ``defaults``, checked by :func:`check_options`
+    (the caller's dict may change later, the settings may not)."""
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict of torchdiffeq options, got {type(options).__name__}")
+    merged = {**(defaults or {}), **options}
+    check_options(method, merged)
+    return SolverOptions(merged)
+
+
+class SolverOptions(dict):
+    """The checked options of a solver's settings: a ``dict`` that cannot change, so that settings checked once
+    stay valid, and that compares and hashes by its contents (a tensor or callable value by identity), so that
+    two settings that solve differently never compare equal."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("solver options cannot change once the settings are made (they were checked then); make "
+                        "new settings, e.g. solver.replace(options={...})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def _key(self) -> tuple:
+        plain = (int, float, str, bool, type(None))
+        return tuple(sorted((key, value if isinstance(value, plain) else ("object", id(value)))
+                            for key, value in self.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, dict):
+            return NotImplemented
+        return self._key() == SolverOptions(other)._key()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple:
+        return type(self), (dict(self),)

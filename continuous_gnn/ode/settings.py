@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .grid import DEFAULT_MAX_GRID_STEPS, as_float, count_steps, fixed_grid
-from .methods import ADAPTIVE_METHODS, EVALUATIONS_PER_STEP, IMPLICIT_METHODS, SCIPY_METHODS, check_method, check_options, is_fixed
+from .methods import (
+    ADAPTIVE_METHODS,
+    EVALUATIONS_PER_STEP,
+    IMPLICIT_METHODS,
+    SCIPY_METHODS,
+    check_method,
+    checked_options,
+    is_fixed,
+)
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -63,16 +71,6 @@ def _tolerances(rtol: Any, atol: Any, default_rtol: float, default_atol: float, 
     if not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise ValueError(f"tolerances must be rtol > 0 and atol >= 0, got {what}rtol={rtol}, {what}atol={atol}")
     return rtol, atol
-
-
-def _options(options: Any, method: str) -> Mapping[str, Any]:
-    if options is None:
-        options = {}
-    if not isinstance(options, Mapping):
-        raise TypeError(f"options must be a dict of torchdiffeq options, got {type(options).__name__}")
-    options = dict(options)  # a copy: the caller's dict may change later, the settings may not
-    check_options(method, options)
-    return options
 
 
 def _set(obj: object, name: str, value: Any) -> None:
@@ -111,7 +109,7 @@ class FixedGrid:
     atol: float | None = field(default=None, kw_only=True)
     max_steps: int | None = field(default=None, kw_only=True)
     max_nfe: int | None = field(default=None, kw_only=True)
-    options: Mapping[str, Any] = field(default_factory=dict, kw_only=True, compare=False, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
         method = check_method(self.method)
@@ -140,7 +138,7 @@ class FixedGrid:
             _set(self, "step_size", step)
         _budget(self.max_steps, "max_steps")
         _budget(self.max_nfe, "max_nfe")
-        _set(self, "options", _options(self.options, method))
+        _set(self, "options", checked_options(self.options, method))
 
     @property
     def fixed(self) -> bool:
@@ -213,7 +211,7 @@ class Adaptive:
     atol: float = field(default=DEFAULT_ATOL, kw_only=True)
     max_steps: int | None = field(default=None, kw_only=True)
     max_nfe: int | None = field(default=None, kw_only=True)
-    options: Mapping[str, Any] = field(default_factory=dict, kw_only=True, compare=False, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
         method = check_method(self.method)
@@ -229,11 +227,9 @@ class Adaptive:
             _set(self, "max_steps", DEFAULT_MAX_STEPS if self.max_steps is None else self.max_steps)
         _budget(self.max_steps, "max_steps")
         _budget(self.max_nfe, "max_nfe")
-        options = _options(self.options, method)
-        if method in SCIPY_METHODS:
-            options.setdefault("solver", "RK45")
-            if "min_step" in options and options["solver"] != "LSODA":
-                raise ValueError(f"min_step applies to scipy's 'LSODA' only, not to solver={options['solver']!r}")
+        options = checked_options(self.options, method, {"solver": "RK45"} if method in SCIPY_METHODS else None)
+        if method in SCIPY_METHODS and "min_step" in options and options["solver"] != "LSODA":
+            raise ValueError(f"min_step applies to scipy's 'LSODA' only, not to solver={options['solver']!r}")
         _set(self, "options", options)
 
     @property
