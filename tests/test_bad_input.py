@@ -316,3 +316,34 @@ def test_half_precision_gets_one_message_with_the_fix_up_front(dtype):
     model = ContinuousGNN(5, 4, 2, GRAFFEnergy(4))
     with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError, match="and run outside autocast"):
         model(torch.randn(3, 5), EDGES)
+
+
+def test_early_errors_that_used_to_come_from_deep_inside():
+    from continuous_gnn.data import edge_homophily
+    from continuous_gnn.diagnostics import trajectory_diagnostics
+    from continuous_gnn.ode.regularizers import regularized_forward
+
+    with pytest.raises(ValueError, match="dropout must be a number in \\[0, 1\\), got 1.5"):
+        ResidualMLPEncoder(5, 8, dropout=1.5)  # torch's own dropout error came at the first forward pass
+    with pytest.raises(ValueError, match="takes features of shape \\(num_nodes, 5\\), got \\(4, 6\\)"):
+        SparseInputLinear(5, 8)(torch.randn(4, 6).to_sparse_csr())
+    with pytest.raises(TypeError, match="activation=ReLU is a class; pass an instance \\(ReLU\\(\\)\\)"):
+        ContinuousGNN(5, 4, 2, GRAFFEnergy(4), activation=torch.nn.ReLU)
+    graph = Graph.from_edge_index(EDGES, 3)
+    with pytest.raises(TypeError, match="regularized_forward takes a ContinuousGNN"):
+        regularized_forward(torch.nn.Linear(3, 3), torch.randn(3, 3), graph)
+    solution = _small_solution(graph)
+    with pytest.raises(TypeError, match="states is a Solution; pass its states and times"):
+        trajectory_diagnostics(solution, solution.times, graph)
+    assert len(trajectory_diagnostics(solution.states, solution.times, graph)) == 2
+    with pytest.raises(ValueError, match="edge_index names nodes in 0..1, but y labels nodes 0..0"):
+        edge_homophily(torch.tensor([[0, 1], [1, 0]]), torch.tensor([0]))
+    with pytest.raises(TypeError, match="y must be an integer tensor"):
+        edge_homophily(torch.tensor([[0, 1], [1, 0]]), torch.tensor([0.0, 1.0]))
+
+
+def _small_solution(graph):
+    from continuous_gnn import GradientFlow, integrate
+
+    x0 = torch.randn(3, 4)
+    return integrate(GradientFlow(GRAFFEnergy(4)).bind(graph, x0), x0, 1.0, method="euler", step_size=1.0)

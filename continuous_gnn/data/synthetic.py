@@ -171,10 +171,20 @@ def edge_homophily(edge_index: Tensor, y: Tensor) -> float:
         float: in ``[0, 1]``.
 
     Raises:
-        ValueError: if there are no edges.
+        TypeError: unless both are integer tensors.
+        ValueError: if there are no edges, or an edge names a node without a label.
     """
+    for name, value in (("edge_index", edge_index), ("y", y)):
+        if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must be an integer tensor, got {getattr(value, 'dtype', type(value).__name__)}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or y.dim() != 1:
+        raise ValueError(f"edge_index must have shape (2, num_edges) and y shape (num_nodes,); got "
+                         f"{tuple(edge_index.shape)} and {tuple(y.shape)}")
     if edge_index.size(1) == 0:
         raise ValueError("edge homophily is undefined for a graph without edges")
+    if int(edge_index.min()) < 0 or int(edge_index.max()) >= y.numel():
+        raise ValueError(f"edge_index names nodes in {int(edge_index.min())}..{int(edge_index.max())}, but y labels "
+                         f"nodes 0..{y.numel() - 1}; pass the labels of every node")
     return float(_pyg_homophily(edge_index, y, method="edge"))
 
 

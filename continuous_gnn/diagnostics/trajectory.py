@@ -77,6 +77,12 @@ def _as_states(states: Tensor | Sequence[Tensor]) -> list[Tensor]:
                 f"a trajectory tensor must have shape (num_times, num_nodes, channels); got {tuple(states.shape)}"
             )
         return list(states.unbind(0))
+    if hasattr(states, "states") and hasattr(states, "times"):  # a Solution: its states, with its times
+        raise TypeError("states is a Solution; pass its states and times: "
+                        "trajectory_diagnostics(solution.states, solution.times, graph)")
+    if not isinstance(states, Sequence):
+        raise TypeError(f"states must be a (num_times, num_nodes, channels) tensor or a sequence of states, got "
+                        f"{type(states).__name__}")
     return list(states)
 
 

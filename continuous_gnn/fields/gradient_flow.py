@@ -35,6 +35,9 @@ def _resolve_activation(activation: str | Callable[[Tensor], Tensor] | None) -> 
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)} or pass a callable")
         return activation, (None if activation == "identity" else ACTIVATIONS[activation])
+    if isinstance(activation, type):  # nn.ReLU: calling it would build a module, not apply one
+        raise TypeError(f"activation={activation.__name__} is a class; pass an instance ({activation.__name__}()) or a "
+                        f"name such as 'relu'")
     if callable(activation):
         return getattr(activation, "__name__", type(activation).__name__), activation
     raise TypeError(f"activation must be a name, a callable or None, got {type(activation).__name__}")

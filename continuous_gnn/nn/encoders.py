@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -29,9 +31,11 @@ class ResidualMLPEncoder(nn.Module):
         hidden = check_positive_int(hidden, "hidden")
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"blocks must be an integer >= 0, got {blocks!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.input = nn.Linear(in_channels, hidden)
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
-        self.dropout = dropout
+        self.dropout = float(dropout)
 
     def reset_parameters(self) -> None:
         """Re-initialise every linear layer."""

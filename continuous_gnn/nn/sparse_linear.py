@@ -145,6 +145,9 @@ class SparseInputLinear(nn.Linear):
         return cached.pattern
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.size(1) != self.in_features:
+            raise ValueError(f"{type(self).__name__} takes features of shape (num_nodes, {self.in_features}), got "
+                             f"{tuple(x.shape)}")
         if x.layout != torch.sparse_csr:
             return F.linear(dropout_stored(x, self.dropout, self.training), self.weight, self.bias)
         x = dropout_stored(x, self.dropout, self.training)

@@ -277,5 +277,8 @@ def regularized_forward(model: nn.Module, x: Tensor, graph, *, kinetic: bool = T
                                             generator=generator, **kwargs)
         return solution
 
+    if not callable(getattr(model, "forward_with_solution", None)):
+        raise TypeError(f"regularized_forward takes a ContinuousGNN (a model with forward_with_solution), got "
+                        f"{type(model).__name__}; for another field, call integrate_regularized")
     logits, solution = model.forward_with_solution(x, graph, integrator=integrator, **overrides)
     return logits, solution, dict(solution.integrals)
