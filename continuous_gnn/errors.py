@@ -49,7 +49,12 @@ class IntegrationError(RuntimeError):
         message = f"{reason.replace('_', ' ')} in {method}{tolerances}{where} after {nfe} function evaluations"
         if detail:
             message += f" ({detail})"
-        super().__init__(f"{message}. Fix: {advice or self._ADVICE[reason]}.")
+        if advice is None:
+            advice = self._ADVICE[reason]
+            if reason == "non_finite" and method in ("rk4", "implicit_adams"):  # never advise the method that failed
+                advice = advice.replace("(e.g. 'rk4' or 'implicit_adams')",
+                                        f"(e.g. {'implicit_adams' if method == 'rk4' else 'rk4'!r} with a smaller step)")
+        super().__init__(f"{message}. Fix: {advice}.")
 
 
 class TrainingDivergedError(RuntimeError):

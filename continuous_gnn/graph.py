@@ -175,11 +175,15 @@ class Graph:
                                  f"{torch.finfo(dtype).tiny:.3g}); rescale them or pass dtype=torch.float64")
 
         # Duplicate edges are merged by summing their weights, as the sparse product would.
+        listed = edge_index.size(1)
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
         if not is_undirected(edge_index, edge_weight, num_nodes=num_nodes):
             if not symmetrize:
                 what = ("the graph is directed" if not is_undirected(edge_index, num_nodes=num_nodes) else
                         "the edge weights are not symmetric (some edge and its reverse differ)")
+                if edge_index.size(1) < listed:  # a repeated edge, not its weights, is then what breaks symmetry
+                    what += (f"; {listed - edge_index.size(1)} edge(s) are listed more than once, and a repeated "
+                             "edge's weights are summed")
                 raise ValueError(
                     f"{what}, but energies need a symmetric operator. Make it undirected first "
                     "(torch_geometric.utils.to_undirected or transforms.ToUndirected), or build the graph with "

@@ -347,3 +347,15 @@ def _small_solution(graph):
 
     x0 = torch.randn(3, 4)
     return integrate(GradientFlow(GRAFFEnergy(4)).bind(graph, x0), x0, 1.0, method="euler", step_size=1.0)
+
+
+def test_messages_that_named_the_wrong_cause_or_the_failing_method():
+    from continuous_gnn import FixedGrid, IntegrationError, integrate
+
+    with pytest.raises(ValueError, match="1 edge\\(s\\) are listed more than once, and a repeated edge's weights are "
+                                         "summed"):
+        Graph.from_edge_index(torch.tensor([[0, 0, 1], [1, 1, 0]]), 2)  # no weights given, yet "not symmetric"
+    with pytest.warns(UserWarning, match="did not converge"), pytest.raises(IntegrationError) as info:
+        integrate(lambda t, x: -1e4 * x, torch.ones(3), 1.0, solver=FixedGrid("implicit_adams", step_size=0.1))
+    advice = str(info.value).split("Fix: ")[1]
+    assert "implicit_adams" not in advice and "'rk4' with a smaller step" in advice
