@@ -816,6 +816,9 @@ def test_an_empty_config_path_and_a_bad_download_timeout_are_refused_offline_too
     assert "--config is empty; pass a TOML config file" in capsys.readouterr().err
     assert main([*argv, "--download-timeout", "-1"]) == 2
     assert "--download-timeout" in capsys.readouterr().err
+    # An empty --data-root fell back to $CONTINUOUS_GNN_DATA without a word.
+    assert main(["train", "--dataset", "texas", "--data-root", "", "--out", str(tmp_path / "r.json")]) == 2
+    assert "--data-root is empty; pass a folder" in capsys.readouterr().err
 
 
 def test_an_atomic_write_to_a_device_or_pipe_writes_into_it_instead_of_replacing_it(tmp_path):

@@ -535,3 +535,17 @@ def test_detach_source_is_refused_where_the_flow_never_reads_the_initial_state()
                    {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "second_order"}):
         assert RunConfig(detach_source=True, **fields).detach_source
     assert not RunConfig(energy="dirichlet").detach_source
+
+
+def test_a_rule_broken_by_merged_layers_names_the_layers_that_set_its_fields():
+    # `dataset = ""` in a config file said only "dataset must not be empty".
+    with pytest.raises(ValueError, match=re.escape("dataset must not be empty (set in the config file a.toml)")):
+        resolve_config({"dataset": ""}, {"hidden": 4}, sources=["config file a.toml", "command line"])
+    with pytest.raises(ValueError, match="raise max_nfe \\(set in the config file a.toml and the command line\\)$"):
+        resolve_config({"method": "rk4", "step_size": 0.25}, {"max_nfe": 10}, sources=["config file a.toml",
+                                                                                       "command line"])
+
+
+def test_second_order_lists_inner_among_its_options():
+    with pytest.raises(ValueError, match="its options are: inner, damping, learnable"):
+        RunConfig(energy="second_order", energy_options={"bogus": 1})

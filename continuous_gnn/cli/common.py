@@ -251,6 +251,9 @@ def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """The raw data root and the processing cache of ``--data-root`` and ``--cache-dir`` (or their defaults)."""
     from ..data import default_cache_dir, resolve_data_root
 
+    for flag, value in (("--data-root", args.data_root), ("--cache-dir", getattr(args, "cache_dir", None))):
+        if value is not None and not value.strip():  # an empty path fell back to the default folder unannounced
+            raise UsageError(f"{flag} is empty; pass a folder, or leave the flag out for the default")
     root = resolve_data_root(args.data_root, os.environ)
     cache_dir = getattr(args, "cache_dir", None)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(os.environ)

@@ -175,8 +175,9 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
                 and k not in ("self", "channels", "energy")]
     unknown = sorted(set(own) - set(accepted))
     if unknown:
+        listed = ["inner", *accepted] if cls is SecondOrderFlow else accepted
         raise ValueError(f"energy {name!r} has no option(s) {unknown}; its options are: "
-                         f"{', '.join(accepted) or 'none'}")
+                         f"{', '.join(listed) or 'none'}")
     missing = [k for k in accepted if params[k].default is inspect.Parameter.empty and k not in own]
     if missing:
         raise ValueError(f"energy {name!r} needs the option(s) {missing}, which its constructor requires; set them "

@@ -47,7 +47,15 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
         if level.get(key, -1) < method_level:
             merged[key] = None
     merged["energy_options"] = _energy_options(layers, names)[0]
-    return RunConfig(**merged)
+    try:
+        return RunConfig(**merged)
+    except ValueError as err:  # a rule between fields: say which layers set the fields it names
+        text = str(err)
+        setters = list(dict.fromkeys(names[index] for key, index in sorted(level.items(), key=lambda item: item[1])
+                                     if re.search(rf"\b{re.escape(key)}\b", text)))
+        if not setters:
+            raise
+        raise ValueError(f"{text} (set in the {' and the '.join(setters)})") from None
 
 
 def dropped_energy_options(*layers: Mapping[str, Any] | None,
