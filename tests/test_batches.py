@@ -111,6 +111,10 @@ def test_neighbor_batching_without_a_sampler_names_what_to_install(monkeypatch):
         check_batching(config, _synthetic(), [0])
     with pytest.raises(ValueError, match="pyg-lib or torch-sparse"):  # what the command line reports as a usage error
         train_split(config, _synthetic(), 0)
+    from continuous_gnn.training import check_before_loading
+
+    with pytest.raises(MissingPackageError, match="needs pyg-lib or torch-sparse"):  # before any data loads
+        check_before_loading(config)
 
 
 def test_neighbor_batching_needs_as_many_training_nodes_as_seed_batches(monkeypatch):

@@ -123,6 +123,18 @@ def _require_sampler() -> None:
             "neither", name="torch_sparse")
 
 
+def require_batching_package(config: RunConfig) -> None:
+    """Refuse a batching whose optional package is missing (known before any data loads).
+
+    Raises:
+        MissingPackageError: naming what to install.
+    """
+    if config.batching == "metis":
+        _pymetis()
+    elif config.batching == "neighbor":
+        _require_sampler()
+
+
 def check_batching(config: RunConfig, dataset: Any, splits: Sequence[int], *, world_size: int = 1) -> None:
     """The checks of a run's batching against its dataset and process count, before anything is trained.
 
@@ -141,10 +153,8 @@ def check_batching(config: RunConfig, dataset: Any, splits: Sequence[int], *, wo
     if config.num_parts > num_nodes:
         raise ValueError(f"num_parts = {config.num_parts} is more than the {num_nodes} nodes of {dataset.name}; "
                          f"choose at most {num_nodes} parts")
-    if config.batching == "metis":
-        _pymetis()
+    require_batching_package(config)
     if config.batching == "neighbor":
-        _require_sampler()
         for split in splits:
             count = int(dataset.split(split)[0].sum())
             if config.num_parts > count:

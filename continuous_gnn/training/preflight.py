@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .batches import require_batching_package
 from .build import build_energy
 from .config import RunConfig
 
@@ -136,12 +137,14 @@ def check_before_loading(config: RunConfig, num_splits: int | None = None, *,
         ValueError: a device this machine lacks; a split the dataset lacks; an energy option its class refuses
             (by value or type); or an energy whose parameters, with their gradients and the optimiser's moments,
             exceed the memory available on the config's device.
+        MissingPackageError: a batching whose optional package is not installed.
     """
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
         raise ValueError(f"copies must be a positive int, got {copies!r}")
     device = training_device(config)
     if num_splits is not None and config.splits is not None:
         check_splits(config.dataset, config.splits, num_splits)
+    require_batching_package(config)
     try:
         parameters = flow_parameters(config)
     except (RuntimeError, NotImplementedError):
