@@ -156,6 +156,7 @@ class Graph:
             if low < 0 or high >= num_nodes:
                 bad = low if low < 0 else high
                 raise ValueError(f"edge_index refers to node {bad}, but num_nodes is {num_nodes} (valid: 0..{num_nodes - 1})")
+        weighted = edge_weight is not None
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
         else:
@@ -179,11 +180,13 @@ class Graph:
         edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
         if not is_undirected(edge_index, edge_weight, num_nodes=num_nodes):
             if not symmetrize:
-                what = ("the graph is directed" if not is_undirected(edge_index, num_nodes=num_nodes) else
-                        "the edge weights are not symmetric (some edge and its reverse differ)")
-                if edge_index.size(1) < listed:  # a repeated edge, not its weights, is then what breaks symmetry
-                    what += (f"; {listed - edge_index.size(1)} edge(s) are listed more than once, and a repeated "
-                             "edge's weights are summed")
+                if not is_undirected(edge_index, num_nodes=num_nodes):
+                    what = "the graph is directed"
+                elif not weighted:  # all weights 1 as listed: only a repeated edge, summed, makes them differ
+                    what = (f"{listed - edge_index.size(1)} edge(s) are listed more than once, in one direction "
+                            "only, and a repeated edge's weights are summed, so some edge and its reverse differ")
+                else:
+                    what = "the edge weights are not symmetric (some edge and its reverse differ)"
                 raise ValueError(
                     f"{what}, but energies need a symmetric operator. Make it undirected first "
                     "(torch_geometric.utils.to_undirected or transforms.ToUndirected), or build the graph with "

@@ -352,9 +352,13 @@ def _small_solution(graph):
 def test_messages_that_named_the_wrong_cause_or_the_failing_method():
     from continuous_gnn import FixedGrid, IntegrationError, integrate
 
-    with pytest.raises(ValueError, match="1 edge\\(s\\) are listed more than once, and a repeated edge's weights are "
-                                         "summed"):
+    with pytest.raises(ValueError, match="^1 edge\\(s\\) are listed more than once, in one direction only, and a "
+                                         "repeated edge's weights are summed"):
         Graph.from_edge_index(torch.tensor([[0, 0, 1], [1, 1, 0]]), 2)  # no weights given, yet "not symmetric"
+    with pytest.raises(ValueError, match="^the graph is directed, but"):  # its repeats are not the cause
+        Graph.from_edge_index(torch.tensor([[0, 0, 1], [1, 1, 2]]), 3)
+    with pytest.raises(ValueError, match="^the edge weights are not symmetric"):
+        Graph.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor([1.0, 2.0]))
     with pytest.warns(UserWarning, match="did not converge"), pytest.raises(IntegrationError) as info:
         integrate(lambda t, x: -1e4 * x, torch.ones(3), 1.0, solver=FixedGrid("implicit_adams", step_size=0.1))
     advice = str(info.value).split("Fix: ")[1]

@@ -525,25 +525,33 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
             f"suite {suite.name} runs {model.label} at a seed the search trained with"
 
 
-def test_detach_source_is_refused_where_the_flow_never_reads_the_initial_state():
-    # It was recorded as true and changed nothing: GRAFF without its source term, or an energy that never reads F(0).
-    for fields in ({"energy": "dirichlet"}, {"source": False}, {"energy": "grand_nl"},
-                   {"energy": "second_order", "energy_options": {"inner": "allen_cahn"}}):
-        with pytest.raises(ValueError, match="detach_source detaches F\\(0\\) where the flow reads it"):
-            RunConfig(detach_source=True, **fields)
-    for fields in ({}, {"energy": "attention_dirichlet"}, {"energy": "grand_l_row"},
-                   {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "second_order"}):
-        assert RunConfig(detach_source=True, **fields).detach_source
-    assert not RunConfig(energy="dirichlet").detach_source
+def test_detach_source_is_refused_on_the_command_line_where_the_flow_never_reads_the_initial_state(tmp_path, capsys):
+    # It was recorded as true and changed nothing: GRAFF without its source term, or an energy that never reads
+    # F(0). A stored config that has it still loads (checkpoints saved before the rule).
+    from continuous_gnn.cli import main
+    from continuous_gnn.training.config_rules import reads_initial_state
+
+    base = ["train", "--dataset", "texas", "--detach-source", "--data-root", str(tmp_path), "--no-download",
+            "--out", str(tmp_path / "r.json")]
+    for flags in (["--energy", "dirichlet"], ["--no-source"], ["--energy", "grand_nl"],
+                  ["--energy", "second_order", "--energy-option", "inner=allen_cahn"]):
+        assert main([*base, *flags]) == 2
+        assert "detach_source detaches F(0) where the flow reads it" in capsys.readouterr().err
+    assert [reads_initial_state(RunConfig(**fields)) for fields in (
+        {}, {"energy": "attention_dirichlet"}, {"energy": "grand_l_row"}, {"energy": "second_order"},
+        {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "dirichlet"}, {"source": False})] == [
+        True, True, True, True, True, False, False]
+    assert RunConfig(energy="dirichlet", detach_source=True).detach_source
 
 
-def test_a_rule_broken_by_merged_layers_names_the_layers_that_set_its_fields():
+def test_a_rule_broken_by_merged_layers_names_the_layers_it_merged():
     # `dataset = ""` in a config file said only "dataset must not be empty".
-    with pytest.raises(ValueError, match=re.escape("dataset must not be empty (set in the config file a.toml)")):
-        resolve_config({"dataset": ""}, {"hidden": 4}, sources=["config file a.toml", "command line"])
-    with pytest.raises(ValueError, match="raise max_nfe \\(set in the config file a.toml and the command line\\)$"):
-        resolve_config({"method": "rk4", "step_size": 0.25}, {"max_nfe": 10}, sources=["config file a.toml",
-                                                                                       "command line"])
+    with pytest.raises(ValueError, match=re.escape("dataset must not be empty (in the settings merged from the "
+                                                   "config file a.toml, the command line)")):
+        resolve_config(None, {"dataset": ""}, {"hidden": 4}, sources=["preset p", "config file a.toml",
+                                                                     "command line"])
+    with pytest.raises(ValueError, match="^dataset must not be empty$"):
+        RunConfig(dataset="")
 
 
 def test_second_order_lists_inner_among_its_options():

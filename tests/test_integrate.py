@@ -881,13 +881,12 @@ def test_parameters_given_again_as_adjoint_params_are_differentiated_once():
     torch.testing.assert_close(adjoint[0], direct[0], rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
-def test_an_infinite_stage_that_the_update_does_not_weigh_still_fails_the_solve(method):
+def test_an_infinite_stage_that_the_update_does_not_weigh_still_fails_the_solve():
     # midpoint's first stage enters its step only through the point of the second, where exp(-x) is finite
     # again: the final state is finite, and wrong. Every evaluation's flag has to be read, not the end alone.
     x0 = torch.tensor([-1000.0, 0.0], dtype=DTYPE)
     with pytest.raises(IntegrationError, match="vector field returned inf or nan") as info:
-        cg.integrate(lambda t, x: torch.exp(-x), x0, 1.0, method=method, step_size=1.0)
+        cg.integrate(lambda t, x: torch.exp(-x), x0, 1.0, method="midpoint", step_size=1.0)
     assert info.value.reason == "non_finite" and info.value.nfe == 1 and info.value.t == 0.0
 
 
@@ -949,3 +948,17 @@ def test_solver_options_are_part_of_the_settings_and_cannot_change_after_their_c
     for copied in (pickle.loads(pickle.dumps(adaptive)), copy.deepcopy(adaptive)):
         assert copied == adaptive and copied.options["max_step"] == 0.5
     assert cg.Adaptive("scipy_solver").options == {"solver": "RK45"}
+    assert cg.Adaptive("scipy_solver").replace(method="dopri5") == cg.Adaptive("dopri5")  # defaults follow the method
+    assert cg.Adaptive("dopri5").replace(method="scipy_solver") == cg.Adaptive("scipy_solver")
+
+
+def test_the_adjoints_own_backward_grid_keeps_to_the_solvers_step_budget():
+    x0 = torch.ones(2, dtype=DTYPE, requires_grad=True)
+    with pytest.raises(ValueError, match="the adjoint's backward grid: T / step_size = 2 / 0.25 gives 8 steps, more "
+                                         "than the 3 allowed.*Adjoint\\(step_size=...\\)"):
+        cg.integrate(lambda t, x: -x, x0, 2.0, solver=cg.FixedGrid("euler", step_size=1.0, max_steps=3),
+                     adjoint=cg.Adjoint(step_size=0.25))
+    solution = cg.integrate(lambda t, x: -x, x0, 2.0, solver=cg.FixedGrid("euler", step_size=1.0, max_steps=8),
+                            adjoint=cg.Adjoint(step_size=0.25))
+    solution.final.sum().backward()
+    assert solution.stats.steps_backward == 8

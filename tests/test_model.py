@@ -313,5 +313,12 @@ def test_solve_overrides_take_a_solver_dict_as_the_constructor_does():
     assert not direct.stats.adjoint
     with pytest.raises(TypeError, match="either in the solver dict or as adjoint"):
         model.solve(x, edges, solver={"method": "euler", "step_size": 0.5, "adjoint": True}, adjoint=Adjoint())
+    # adjoint_* keys with adjoint=True given beside the dict, as the constructor takes them
+    _, keyed = model.solve(x, edges, solver={"method": "rk4", "step_size": 0.5, "adjoint_method": "euler"},
+                           adjoint=True)
+    assert keyed.stats.adjoint
+    # An Adjoint object beside a dict keeps its own settings (the constructor dropped seminorm=True)
+    seminorm = ContinuousGNN(5, 4, 2, GRAFFEnergy(4), solver={"method": "dopri5"}, adjoint=Adjoint(seminorm=True))
+    assert seminorm.adjoint == Adjoint(seminorm=True)
     with pytest.raises(ValueError, match="unknown solver argument"):
         model.solve(x, edges, solver={"methd": "euler"})

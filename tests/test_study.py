@@ -323,7 +323,7 @@ def test_checkpoint_errors(tmp_path, sbm):
 
 @pytest.mark.parametrize("change", [dict(time=9.0), dict(method="rk4"), dict(step_size=0.25),
                                     dict(activation="tanh"), dict(method="dopri5", step_size=None, rtol=1e-4, atol=1e-6),
-                                    dict(adjoint=True)])
+                                    dict(adjoint=True), dict(self_loops=False), dict(detach_source=True)])
 def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, sbm, change):
     # These settings leave the state dict's shapes alone, so load_checkpoint would rebuild a different model.
     config = _fresh("sum", hidden=8)

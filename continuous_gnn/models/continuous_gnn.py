@@ -213,12 +213,10 @@ class ContinuousGNN(nn.Module):
         Returns:
             tuple: :math:`F(0)` and the :class:`~continuous_gnn.Solution` of the flow.
         """
-        if isinstance(solver, Mapping):
-            keyed_adjoint = "adjoint" in solver
-            if keyed_adjoint and adjoint is not KEEP:
-                raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
-            solver, keyed = layer_settings(solver, None)
-            adjoint = keyed if keyed_adjoint else adjoint
+        if isinstance(solver, Mapping):  # read as the constructor reads it, over the model's own adjoint
+            keyed = any(key == "adjoint" or key.startswith("adjoint_") or key == "seminorm" for key in solver)
+            solver, adjoint = layer_settings(solver, adjoint if adjoint is not KEEP else
+                                             None if keyed else self.adjoint)
         solver = self.solver if solver is None else solver
         if adjoint is KEEP:
             adjoint = self.adjoint

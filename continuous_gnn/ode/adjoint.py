@@ -64,11 +64,11 @@ def adjoint_parameters(func: Callable, extra: Sequence[Tensor] | None) -> tuple[
 
 
 def backward_arguments(func: Callable, adjoint: Adjoint, grid: Tensor | None, t_end: float,
-                       options: dict[str, Any]) -> dict[str, Any]:
+                       options: dict[str, Any], max_steps: int | None = None) -> dict[str, Any]:
     """``odeint_adjoint``'s keyword arguments for the backward solve of ``adjoint`` (from :meth:`Adjoint.for_solver`).
 
-    ``grid`` is the forward grid (``None`` after an adaptive solve) and ``options`` the forward solve's
-    torchdiffeq options.
+    ``grid`` is the forward grid (``None`` after an adaptive solve), ``options`` the forward solve's
+    torchdiffeq options and ``max_steps`` the solver's step budget, which bounds a backward grid of its own too.
 
     Forward options carry over when the backward method understands them, except ``norm``: the adjoint state
     is (t, x, adjoint of x, adjoint of the parameters), measured by torchdiffeq's own adjoint norm.
@@ -80,7 +80,11 @@ def backward_arguments(func: Callable, adjoint: Adjoint, grid: Tensor | None, t_
     rtol, atol = adjoint.rtol, adjoint.atol
     if is_fixed(method):
         if adjoint.step_size is not None:
-            backward_grid = fixed_grid(t_end, step_size=adjoint.step_size)
+            try:
+                backward_grid = fixed_grid(t_end, step_size=adjoint.step_size, max_steps=max_steps)
+            except ValueError as err:
+                raise ValueError(f"the adjoint's backward grid: {err} (the step_size there is the adjoint's, "
+                                 "Adjoint(step_size=...))") from None
             if jumps:
                 backward_grid = snap(backward_grid, jumps, t_end)
         else:

@@ -110,7 +110,9 @@ def layer_settings(solver: Solver | Mapping[str, Any] | None,
                 raise TypeError("give the adjoint either in the solver dict or as adjoint=..., not both")
             adjoint = keywords.pop("adjoint")
         solver, resolved = resolve_settings(None, adjoint, keywords)
-        return solver, None if resolved is None else _keyword_adjoint(keywords)
+        if resolved is None:
+            return solver, None
+        return solver, adjoint if isinstance(adjoint, Adjoint) else _keyword_adjoint(keywords)
     if not isinstance(solver, (FixedGrid, Adaptive)):
         raise TypeError(f"solver must be FixedGrid(...), Adaptive(...) or a dict of integrate keywords, "
                         f"got {type(solver).__name__}")
@@ -257,7 +259,7 @@ def integrate(
     try:
         if adjoint is not None:
             params = adjoint_parameters(func, adjoint_params)
-            backward_kwargs = backward_arguments(func, adjoint, grid, t_end, options)
+            backward_kwargs = backward_arguments(func, adjoint, grid, t_end, options, solver.max_steps)
             states = odeint_adjoint(guarded, x0, t, method=method, options=options, **solver_kwargs,
                                     **backward_kwargs, adjoint_params=params)
         elif method in SCIPY_METHODS:

@@ -183,8 +183,9 @@ def checked_options(options: Any, method: str, defaults: Mapping[str, Any] | Non
 
 class SolverOptions(dict):
     """The checked options of a solver's settings: a ``dict`` that cannot change, so that settings checked once
-    stay valid, and that compares and hashes by its contents (a tensor or callable value by identity), so that
-    two settings that solve differently never compare equal."""
+    stay valid, and that compares and hashes by its contents, so that two settings that solve differently never
+    compare equal. A value other than a number, string, bool or ``None`` (a tensor, a list, a callable) counts by
+    identity: two equal lists are two options, and a list's own items are not frozen."""
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("solver options cannot change once the settings are made (they were checked then); make "

@@ -238,10 +238,12 @@ class Adaptive:
         return False
 
     def replace(self, **changes: Any) -> Adaptive:
-        """A copy with some fields changed (checked again); a step budget that was only the default follows the
-        method (``scipy_solver`` takes none)."""
+        """A copy with some fields changed (checked again); a step budget and options that were only the defaults
+        follow the method (``scipy_solver`` takes no step budget, and its ``solver`` option is its own)."""
         if "method" in changes and "max_steps" not in changes and self.max_steps in (None, DEFAULT_MAX_STEPS):
             changes["max_steps"] = None
+        if "method" in changes and "options" not in changes and self.options == {"solver": "RK45"}:
+            changes["options"] = {}
         return dataclasses.replace(self, **changes)
 
 

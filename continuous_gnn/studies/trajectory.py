@@ -172,7 +172,8 @@ def trajectory_records(
         dataset (NodeDataset): features, labels and split masks.
         t_end (float): final time :math:`T` (may exceed the model's training time: extrapolation).
         split (int): split whose masks give ``acc_train``/``acc_val``/``acc_test`` (default: ``0``).
-        graph (Graph, optional): the operator :math:`\bar A` (default: built from ``dataset`` with self-loops).
+        graph (Graph, optional): the operator :math:`\bar A` (default: built from ``dataset`` as the model
+            builds one, with self-loops unless ``model.self_loops`` is False).
         method (str): solver (default: ``"euler"``).
         step_size (float, optional): τ of a fixed-grid method (required for it).
         rtol, atol (float, optional): tolerances of an adaptive method.
@@ -214,7 +215,8 @@ def trajectory_records(
         solver = Adaptive(method, **{k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None},
                           max_nfe=max_nfe)
     data = dataset.data
-    graph = Graph.from_data(data, self_loops=True, dtype=dtype) if graph is None else graph.to(dtype=dtype)
+    graph = (Graph.from_data(data, self_loops=model.self_loops, dtype=dtype) if graph is None
+             else graph.to(dtype=dtype))
     work = copy.deepcopy(model).to(dtype).eval()
     x = data.x.to(dtype)
     y = data.y

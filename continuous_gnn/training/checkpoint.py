@@ -120,7 +120,8 @@ def _settings(model: ContinuousGNN) -> dict[str, Any]:
     solver = model.solver
     settings = {"time": model.t_end, "activation": model.flow.activation_name,
                 "normalize_field": model.flow.normalize, "method": solver.method, "max_nfe": solver.max_nfe,
-                "adjoint": model.adjoint is not None}
+                "adjoint": model.adjoint is not None, "self_loops": model.self_loops,
+                "detach_source": model.detach_source}
     if solver.fixed:
         settings.update(step_size=solver.step_size, num_steps=solver.num_steps)
     else:

@@ -49,13 +49,11 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
     merged["energy_options"] = _energy_options(layers, names)[0]
     try:
         return RunConfig(**merged)
-    except ValueError as err:  # a rule between fields: say which layers set the fields it names
-        text = str(err)
-        setters = list(dict.fromkeys(names[index] for key, index in sorted(level.items(), key=lambda item: item[1])
-                                     if re.search(rf"\b{re.escape(key)}\b", text)))
-        if not setters:
+    except ValueError as err:  # a rule between fields: say where the merged fields came from
+        given = [name for layer, name in zip(layers, names, strict=True) if layer]
+        if not given:
             raise
-        raise ValueError(f"{text} (set in the {' and the '.join(setters)})") from None
+        raise ValueError(f"{err} (in the settings merged from the {', the '.join(given)})") from None
 
 
 def dropped_energy_options(*layers: Mapping[str, Any] | None,

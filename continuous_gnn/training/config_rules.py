@@ -47,7 +47,8 @@ _WITHOUT_INITIAL_STATE = ("dirichlet", "channel_dirichlet", "allen_cahn", "p_lap
 
 def reads_initial_state(c: RunConfig) -> bool | None:
     """Whether the flow of ``c`` reads F(0) (a source term, or attention computed from it); ``None`` for an
-    energy given by import path, which the rules cannot see into."""
+    energy given by import path, which the rules cannot see into. The command line refuses ``detach_source``
+    where this is ``False``; a stored config that has it still loads (it changed nothing)."""
     name = c.energy_options.get("inner", DEFAULT_INNER) if c.energy == "second_order" else c.energy
     if uses_graff_fields(c):
         return c.source
@@ -83,10 +84,6 @@ def check_rules(c: RunConfig) -> None:
                                        ("time_dependent", c.time_dependent)) if on]
         require(not given, f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to an energy's gradient "
                            f"flow; {c.energy!r} is a field and is integrated as it is")
-    require(not c.detach_source or reads_initial_state(c) is not False,
-            f"detach_source detaches F(0) where the flow reads it (a source term, or attention computed from F(0)), "
-            f"and this flow ({c.energy}{', source = false' if uses_graff_fields(c) else ''}) reads it nowhere; "
-            "drop detach_source" + (" or set source = true" if uses_graff_fields(c) else ""))
     require(c.time > 0, f"time (T) must be positive, got {c.time}")
     # The solvers step in the state's float32: a larger time is inf there, and the solve fails as if it blew up.
     require(c.time <= FLOAT32_MAX, f"time (T) must be at most {FLOAT32_MAX:.3g} (float32's largest number), "
