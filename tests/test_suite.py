@@ -133,6 +133,7 @@ def test_jobs_train_runs_split_by_split_in_parallel_processes_with_the_serial_re
 
 
 @pytest.mark.data
+@pytest.mark.slow  # 18 s; the serial suite's kill and resume stays in the default run
 def test_a_killed_parallel_suite_keeps_the_splits_it_finished(tmp_path, data_root, capsys, torch_threads_restored):
     argv = ["suite", "family", "--datasets", "texas", "--models", "GRAFF", "--splits", "0-2", "--epochs", "3",
             "--data-root", str(data_root), "--quiet", "--page", "none", "--out-dir", str(tmp_path / "runs"),
