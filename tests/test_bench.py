@@ -181,6 +181,7 @@ def test_isolated_measurements_return_results_in_order_and_failures_as_data():
         run_isolated("os:system", [{}], env=os.environ, timeout=1)
 
 
+@pytest.mark.slow  # 12 s; the isolated runner's default checks stay in test_isolated_measurements_...
 def test_a_point_above_the_backward_limit_is_timed_forward_only_and_fitted_apart():
     import os
 
@@ -199,6 +200,7 @@ def test_a_point_above_the_backward_limit_is_timed_forward_only_and_fitted_apart
         scaling.ScalingSettings(sizes=(300, 600), backward_max_nodes=100)
 
 
+@pytest.mark.slow  # 11 s
 def test_a_point_whose_evaluations_are_short_is_timed_until_min_seconds_have_passed():
     import os
 

@@ -226,7 +226,10 @@ def test_unknown_key_in_the_config_file_is_named(tmp_path, capsys):
     assert "'hiden' (did you mean 'hidden'?)" in err
 
 
-@pytest.mark.parametrize(("script", "command"), [("reproduce.py", "reproduce"), ("solver_benchmark.py", "solvers")])
+@pytest.mark.parametrize(("script", "command"), [
+    ("reproduce.py", "reproduce"),
+    pytest.param("solver_benchmark.py", "solvers", marks=pytest.mark.slow),  # 9 s; the same wrapper as reproduce.py
+])
 def test_the_experiment_scripts_run_the_package_commands(script, command):
     # docs/results.md and docs/solvers.md record these scripts as their rerun commands.
     done = subprocess.run([sys.executable, str(REPO / "experiments" / script), "--help"], capture_output=True,

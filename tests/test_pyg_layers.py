@@ -148,7 +148,7 @@ def test_a_compiled_flow_does_not_ask_dynamo_to_trace_the_clock(monkeypatch):
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("name", ["graff", "grand", "dirichlet"])
+@pytest.mark.parametrize("name", ["graff", pytest.param("grand", marks=pytest.mark.slow), "dirichlet"])  # grand: 10 s
 def test_layers_run_under_torch_compile(name):
     data = _data()
     layer = _layers()[name].eval()
