@@ -546,8 +546,8 @@ def test_detach_source_is_refused_on_the_command_line_where_the_flow_never_reads
 
 def test_a_rule_broken_by_merged_layers_names_the_layers_it_merged():
     # `dataset = ""` in a config file said only "dataset must not be empty".
-    with pytest.raises(ValueError, match=re.escape("dataset must not be empty (in the settings merged from the "
-                                                   "config file a.toml, the command line)")):
+    with pytest.raises(ValueError, match=re.escape("dataset must not be empty (settings merged from: config file "
+                                                   "a.toml, command line)")):
         resolve_config(None, {"dataset": ""}, {"hidden": 4}, sources=["preset p", "config file a.toml",
                                                                      "command line"])
     with pytest.raises(ValueError, match="^dataset must not be empty$"):

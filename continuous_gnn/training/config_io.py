@@ -53,7 +53,7 @@ def resolve_config(*layers: Mapping[str, Any] | None, sources: Iterable[str] | N
         given = [name for layer, name in zip(layers, names, strict=True) if layer]
         if not given:
             raise
-        raise ValueError(f"{err} (in the settings merged from the {', the '.join(given)})") from None
+        raise ValueError(f"{err} (settings merged from: {', '.join(given)})") from None
 
 
 def dropped_energy_options(*layers: Mapping[str, Any] | None,
