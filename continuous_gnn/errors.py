@@ -22,8 +22,8 @@ class IntegrationError(RuntimeError):
     """
 
     _ADVICE = {
-        "non_finite": "the state blew up: use a smaller step size or T, a more stable method (e.g. 'rk4' or "
-                      "'implicit_adams'), or tighter tolerances; check the learning rate and weight scale",
+        "non_finite": "the state blew up: use a smaller step size or T, a more stable method ({stable}), or "
+                      "tighter tolerances; check the learning rate and weight scale",
         "dt_underflow": "the adaptive step size shrank to zero, which is typical of a stiff problem or of a "
                         "solution that blows up in finite time near t: loosen rtol/atol, use a fixed-grid method "
                         "with a small step (e.g. method='rk4', step_size=...), 'implicit_adams', or a smaller T; "
@@ -50,10 +50,10 @@ class IntegrationError(RuntimeError):
         if detail:
             message += f" ({detail})"
         if advice is None:
-            advice = self._ADVICE[reason]
-            if reason == "non_finite" and method in ("rk4", "implicit_adams"):  # never advise the method that failed
-                advice = advice.replace("(e.g. 'rk4' or 'implicit_adams')",
-                                        f"(e.g. {'implicit_adams' if method == 'rk4' else 'rk4'!r} with a smaller step)")
+            # A blown-up state is never advised the stable method that just failed: the other one is named.
+            others = [name for name in ("rk4", "implicit_adams") if name != method]
+            stable = f"e.g. {others[0]!r} with a smaller step" if len(others) == 1 else "e.g. 'rk4' or 'implicit_adams'"
+            advice = self._ADVICE[reason].replace("{stable}", stable)
         super().__init__(f"{message}. Fix: {advice}.")
 
 

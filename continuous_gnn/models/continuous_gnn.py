@@ -19,7 +19,7 @@ from ..graph import Graph
 from ..nn.adjacency import GraphCache, check_adjoint_weights
 from ..nn.encoders import ResidualMLPEncoder
 from ..nn.sparse_linear import dropout_stored
-from ..ode.integrate import integrate, layer_settings, resolve_settings
+from ..ode.integrate import LAYER_ADJOINT_KEYS, integrate, layer_settings, resolve_settings
 from ..ode.settings import Adjoint, Solver
 from ..ode.solution import Solution
 
@@ -214,7 +214,7 @@ class ContinuousGNN(nn.Module):
             tuple: :math:`F(0)` and the :class:`~continuous_gnn.Solution` of the flow.
         """
         if isinstance(solver, Mapping):  # read as the constructor reads it, over the model's own adjoint
-            keyed = any(key == "adjoint" or key.startswith("adjoint_") or key == "seminorm" for key in solver)
+            keyed = not LAYER_ADJOINT_KEYS.isdisjoint(solver)
             solver, adjoint = layer_settings(solver, adjoint if adjoint is not KEEP else
                                              None if keyed else self.adjoint)
         solver = self.solver if solver is None else solver

@@ -66,6 +66,11 @@ def count_steps(t_end: float, step_size: float) -> int | float:
     return math.floor(ratio) + 1
 
 
+def shown_steps(steps: int | float) -> str:
+    """A step count for a message: with thousands separators, or as ``1e+12`` when it is huge or infinite."""
+    return f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
+
+
 def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int | None = None,
                max_steps: int | None = None) -> Tensor:
     r"""The explicit time grid of a fixed-step solve, as float64.
@@ -93,8 +98,7 @@ def fixed_grid(t_end: float, *, step_size: float | None = None, num_steps: int |
     steps = count_steps(t_end, step_size)
     limit = DEFAULT_MAX_GRID_STEPS if max_steps is None else max_steps
     if steps > limit:
-        shown = f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
-        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {shown} steps, more than the {limit:,} "
+        raise ValueError(f"T / step_size = {t_end:g} / {step_size:g} gives {shown_steps(steps)} steps, more than the {limit:,} "
                          "allowed; use a larger step_size or a smaller T, or raise max_steps")
     grid = torch.arange(steps + 1, dtype=torch.float64) * step_size
     grid[-1] = t_end  # the last step ends on T: exactly when τ divides T, shorter otherwise

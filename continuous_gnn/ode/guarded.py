@@ -141,8 +141,7 @@ class GuardedField(nn.Module):
 
     def solve_finite(self, states: Tensor) -> bool:
         """Whether ``states`` and every forward evaluation of a fixed grid were finite, in one read-back."""
-        flags = [finite_flag(states), *(flag for _, flag in self.finite_flags)]
-        return bool(torch.stack(flags).all()) if len(flags) > 1 else bool(flags[0])
+        return bool(torch.stack([finite_flag(states), *(flag for _, flag in self.finite_flags)]).all())
 
     def non_finite_solve(self, t_final: float) -> IntegrationError:
         """The error of a solve whose final states are not finite: the first evaluation that returned inf or nan

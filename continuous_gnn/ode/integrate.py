@@ -83,8 +83,10 @@ def _keyword_adjoint(keywords: Mapping[str, Any]) -> Adjoint:
                    seminorm=keywords.get("seminorm", False))
 
 
+#: The keys of a layer's solver dict that choose or configure the adjoint.
+LAYER_ADJOINT_KEYS = frozenset(("adjoint",) + _ADJOINT_SHORTHAND)
 #: The keys of a layer's solver given as a dict: the torchdiffeq-style keywords of :func:`integrate`.
-LAYER_SOLVER_KEYS = frozenset(_SHORTHAND + ("adjoint",) + _ADJOINT_SHORTHAND)
+LAYER_SOLVER_KEYS = frozenset(_SHORTHAND) | LAYER_ADJOINT_KEYS
 
 
 def layer_settings(solver: Solver | Mapping[str, Any] | None,

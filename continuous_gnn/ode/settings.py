@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .grid import DEFAULT_MAX_GRID_STEPS, as_float, count_steps, fixed_grid
+from .grid import DEFAULT_MAX_GRID_STEPS, as_float, count_steps, fixed_grid, shown_steps
 from .methods import (
     ADAPTIVE_METHODS,
     EVALUATIONS_PER_STEP,
@@ -160,7 +160,7 @@ class FixedGrid:
             the method per step: 4 for ``rk4``), else ``None``.
         """
         steps = self.count_steps(t_end)
-        shown = f"{steps:,}" if math.isfinite(steps) and steps < 10**7 else f"{steps:.3g}"
+        shown = shown_steps(steps)
         where = f"T / step_size = {t_end:g} / {self.step_size:g} gives" if self.num_steps is None else "the grid has"
         if self.max_steps is None and steps > DEFAULT_MAX_GRID_STEPS:
             return "max_steps", f"{where} {shown} steps, more than the {DEFAULT_MAX_GRID_STEPS:,} a solve allows"
