@@ -14,7 +14,7 @@ DOCS_OUT ?= docs/_build/html
 
 export CONTINUOUS_GNN_DATA ?= $(DATA_ROOT)
 
-.PHONY: install demo test test-slow lint docs reproduce solvers bench oversmoothing scatter clean
+.PHONY: install demo test test-slow lint docs docs-render reproduce solvers bench oversmoothing scatter clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ $(DOCS_STAMP): $(STAMP) setup.cfg
 # into the site from the sphinx-mathjax-offline package.
 docs: $(DOCS_STAMP)
 	$(PY) -m sphinx -b html -E -W --keep-going -q docs $(DOCS_OUT)
+
+# What a reader's browser shows: every page of the built site in headless Chromium (Debian's chromium, not on CI),
+# failing on a formula MathJax could not typeset or an image the site lacks. Run it after `make docs`.
+docs-render: $(STAMP)
+	$(PY) docs/render_check.py $(DOCS_OUT)
 
 reproduce: $(STAMP)
 	$(PY) experiments/reproduce.py
