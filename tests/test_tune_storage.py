@@ -222,3 +222,32 @@ def test_threads_claiming_one_queue_take_each_trial_once(tmp_path):
         thread.join(timeout=TIMEOUT_S)
     numbers = sorted(n for mine in claimed for n in mine)
     assert numbers == list(range(40)), "every queued trial claimed exactly once"
+
+
+def test_the_recorded_command_hides_the_storage_password():
+    from continuous_gnn.cli.tune import _without_password
+
+    argv = ["--dataset", "texas", "--storage", "postgresql://searcher:s3cret@db.example/tune", "--study-name", "s",
+            "--storage=mysql://me:pw@host/db", "--out", "best.toml"]
+    assert _without_password(argv) == [
+        "--dataset", "texas", "--storage", "postgresql://searcher:***@db.example/tune", "--study-name", "s",
+        "--storage=mysql://me:***@host/db", "--out", "best.toml"]
+
+
+@pytest.mark.data
+def test_a_shared_search_keeps_its_storage_password_out_of_the_files_it_writes(tmp_path, data_root, data_cache,
+                                                                               monkeypatch):
+    from continuous_gnn.training import trial_queue
+
+    local = f"sqlite:///{tmp_path / 'tune.db'}"
+    opened = trial_queue.open_storage
+    # Stands in for the PostgreSQL server, whose driver is not installed here.
+    monkeypatch.setattr(trial_queue, "open_storage", lambda url, **kw: opened(local, **kw))
+    out = tmp_path / "best.toml"
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "2", "--hidden", "8", "--trials", "1",
+            "--storage", "postgresql://searcher:s3cret@db.example/tune", "--study-name", "pw", "--quiet",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out)]
+    assert main(argv) == 0
+    for written in (out, out.with_suffix(".json")):
+        text = written.read_text()
+        assert "s3cret" not in text and "postgresql://searcher:***@db.example/tune" in text, written

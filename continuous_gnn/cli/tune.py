@@ -333,8 +333,9 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
                       else "failed" if configured.state == state.FAIL else "not finished")
     best_config = RunConfig.from_dict(best.user_attrs["config"])
     stopped = f" (interrupted; {args.trials} were asked for)" if interrupted else ""
+    command = shlex.join([PROG, *_without_password(argv)])  # kept in files that get committed
     header = (
-        f"Tuned by `{shlex.join([PROG, *argv])}`\n"
+        f"Tuned by `{command}`\n"
         f"on {_dt.datetime.now().isoformat(timespec='seconds')} with {torch.get_num_threads()} torch thread(s) (a "
         f"seed repeats a run only at the same count): {len(completed)} of {len(started)} trials "
         f"completed{shared}{stopped}.\nSelection: mean validation {dataset.metric} "
@@ -347,13 +348,27 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     path = atomic_write_text(path, config_to_toml(best_config, header=header, keys=keys), numbered=numbered)
     trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                "per_seed": t.user_attrs.get("per_seed"), "failed": t.user_attrs.get("failed")} for t in started]
-    save_record({"command": shlex.join([PROG, *argv]), "study": study_name, "selection": f"mean validation {dataset.metric}",
+    save_record({"command": command, "study": study_name, "selection": f"mean validation {dataset.metric}",
                  "splits": list(splits), "seeds": list(seeds), "best_trial": best.number, "best_value": best.value,
                  "configured_value": baseline,
                  "space": settings["space"],
                  "base_config": base.to_dict(), "trials": trials, **environment()}, path.with_suffix(".json"))
     print(f"best validation {dataset.metric} {percent(best.value)} (trial {best.number}); config {path}")
     return 130 if interrupted else 0  # Ctrl-C's status, as every command: a script sees that the search stopped early
+
+
+def _without_password(argv: list[str]) -> list[str]:
+    """``argv`` with the password of its ``--storage`` URL hidden, as every message shows the URL."""
+    from ..training.trial_queue import shown_url
+
+    hidden = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--storage="):
+            arg = "--storage=" + shown_url(arg[len("--storage="):])
+        elif i > 0 and argv[i - 1] == "--storage":
+            arg = shown_url(arg)
+        hidden.append(arg)
+    return hidden
 
 
 def _check_out_is_this_search(path: Path, study_name: str) -> None:
