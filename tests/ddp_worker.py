@@ -4,8 +4,9 @@ Trains ``CONFIG`` on split 0 of ``dataset()`` with DDP and saves this rank's fin
 ``<out>/rank<r>.pt``. Importable without side effects, so the test builds its single-process reference from the
 same dataset and config.
 
-With a third argument ``stop``, it runs with checkpoints in ``<out>/ck`` and a stop request that only rank 1 sets,
-during its second epoch, and saves what each rank's :class:`RunStopped` says to ``<out>/stopped<r>.json``.
+With a third argument ``pieces``, it trains :data:`PIECES` instead. With ``stop``, it runs with checkpoints in
+``<out>/ck`` and a stop request that only rank 1 sets, during its second epoch, and saves what each rank's
+:class:`RunStopped` says to ``<out>/stopped<r>.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from continuous_gnn.training.distributed import join, leave
 #: Two random parts per epoch: one per rank. No dropout, so the ranks' random streams do not enter.
 CONFIG = RunConfig(batching="random", num_parts=2, epochs=1, hidden=8, time=1.0, step_size=0.5, lr=0.01,
                    weight_decay=5e-4, dropout=0.0, input_dropout=0.0, seed=7)
+#: Time-dependent weights in four pieces over two Euler steps (t = 0 and 0.5): pieces 1 and 3 get no gradient.
+PIECES = CONFIG.replace(time_dependent=True, time_pieces=4)
 
 
 def dataset() -> NodeDataset:
@@ -32,10 +35,10 @@ def dataset() -> NodeDataset:
     return NodeDataset(name="csbm", data=data, num_classes=3, num_splits=1, metric="accuracy", homophilous=True)
 
 
-def main(out: Path, epochs: int) -> None:
+def main(out: Path, epochs: int, config: RunConfig = CONFIG) -> None:
     world = join("cpu", int(os.environ["LOCAL_RANK"]))
     try:
-        result = train_split(CONFIG.replace(epochs=epochs), dataset(), 0, keep="last", world=world)
+        result = train_split(config.replace(epochs=epochs), dataset(), 0, keep="last", world=world)
         torch.save({"state": result.kept.model.state_dict(), "train_loss": result.train_loss,
                     "val_curve": result.val_curve, "nfe_forward": result.nfe_forward, "world_size": world.size},
                    out / f"rank{world.rank}.pt")
@@ -63,4 +66,7 @@ def stop(out: Path, epochs: int) -> None:
 
 
 if __name__ == "__main__":
-    (stop if sys.argv[3:] == ["stop"] else main)(Path(sys.argv[1]), int(sys.argv[2]))
+    if sys.argv[3:] == ["stop"]:
+        stop(Path(sys.argv[1]), int(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]), int(sys.argv[2]), PIECES if sys.argv[3:] == ["pieces"] else CONFIG)

@@ -74,6 +74,33 @@ def test_two_ranks_take_the_step_of_the_averaged_gradient(tmp_path):
     assert ranks[0]["train_loss"] == [pytest.approx(loss, rel=1e-6)]  # weighted by training nodes over both ranks
 
 
+def test_pieces_that_no_step_reaches_neither_stop_the_ranks_nor_move(tmp_path):
+    # Without DDP's find_unused_parameters, the second step failed on every rank ("Expected to have finished
+    # reduction in the prior iteration"). A single process leaves such pieces alone too: no gradient, no step.
+    _torchrun(str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), "2", "pieces")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt")["state"] for r in (0, 1)]
+    config, dataset = ddp_worker.PIECES, ddp_worker.dataset()
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        initial = build_model(config, dataset.num_features, dataset.num_classes).state_dict()
+    pieces = {name: [name.startswith(f"flow.energy.energies.{k}.") for k in range(4)] for name in initial}
+    assert all(any(marks) for name, marks in pieces.items() if "energies" in name), pieces
+    for name, value in initial.items():
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+        unreached = pieces[name][1] or pieces[name][3]
+        assert torch.equal(ranks[0][name], value) == unreached, name
+
+
+def test_ddp_looks_for_unused_parameters_only_where_a_step_may_leave_some():
+    from continuous_gnn.training import RunConfig
+    from continuous_gnn.training.build import may_leave_parameters_unused
+
+    assert not may_leave_parameters_unused(RunConfig())
+    assert not may_leave_parameters_unused(RunConfig(time_dependent=True))  # one piece per step: each is reached
+    assert may_leave_parameters_unused(RunConfig(time_dependent=True, time_pieces=8))
+    assert may_leave_parameters_unused(RunConfig(energy="continuous_gnn.energies:DirichletEnergy"))
+
+
 def test_world_checks_its_ranks():
     assert World(1, 2).is_main is False and World(0, 1).is_main
     with pytest.raises(ValueError, match="need 0 <= rank < size"):
@@ -92,6 +119,33 @@ def test_distributed_without_torchrun_names_torchrun(monkeypatch, capsys):
     assert status == 2 and err.count("\n") == 1
     assert "--distributed runs under torchrun, which sets RANK" in err
     assert "torchrun --nproc-per-node 2 -m continuous_gnn train --distributed" in err
+
+
+@pytest.mark.parametrize("variables, fragment", [
+    (("0", "2", "0", "127.0.0.1", "abc"), "MASTER_PORT='abc' is not a port number (1 to 65535)"),
+    (("0", "2", "0", "127.0.0.1", "70000"), "MASTER_PORT='70000' is not a port number"),
+])
+def test_a_torchrun_environment_that_cannot_meet_is_refused_before_any_work(monkeypatch, capsys, variables,
+                                                                             fragment):
+    for name, value in zip(TORCHRUN_VARIABLES, variables):
+        monkeypatch.setenv(name, value)
+    status = main(["train", "--distributed", "--dataset", "texas", "--batching", "random", "--num-parts", "2",
+                   "--data-root", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_torchrun_processes_without_distributed_are_refused(monkeypatch, capsys):
+    # Each would train the whole run alone and write its own record.
+    for name, value in zip(TORCHRUN_VARIABLES, ("1", "2", "1", "127.0.0.1", "29500")):
+        monkeypatch.setenv(name, value)
+    assert main(["train", "--dataset", "texas", "--data-root", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "one of 2 that torchrun started (WORLD_SIZE=2), but --distributed is not given" in err
+    assert err.count("\n") == 1
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a single process under torchrun trains as without it
+    assert main(["train", "--dataset", "texas", "--data-root", "/nonexistent"]) == 2
+    assert "torchrun" not in capsys.readouterr().err
 
 
 @pytest.mark.data

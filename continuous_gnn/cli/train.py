@@ -92,10 +92,24 @@ def torchrun_world():
         raise UsageError(f"--distributed runs under torchrun, which sets {', '.join(missing)}; launch it as "
                          f"torchrun --nproc-per-node 2 -m continuous_gnn train --distributed ... (on several "
                          f"machines add --nnodes and --rdzv-endpoint, see docs/training.md)")
+    port = os.environ["MASTER_PORT"]
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"--distributed: MASTER_PORT={port!r} is not a port number (1 to 65535); give torchrun "
+                         "--master-port N, or --rdzv-endpoint HOST:N")
     try:
         return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     except ValueError as err:
         raise UsageError(f"--distributed: torchrun's RANK, WORLD_SIZE and LOCAL_RANK are not a valid rank: {err}") from None
+
+
+def refuse_torchrun_without_distributed() -> None:
+    """Refuse a run that torchrun started in several processes without ``--distributed``: each would train the
+    whole run alone and write its own record."""
+    size = os.environ.get("WORLD_SIZE", "")
+    if size.isdigit() and int(size) > 1:
+        raise UsageError(f"this process is one of {size} that torchrun started (WORLD_SIZE={size}), but --distributed "
+                         "is not given, so each would train the whole run alone; add --distributed to train together, "
+                         "or run the command without torchrun")
 
 
 def checkpointing(args: argparse.Namespace) -> Checkpointing | None:
@@ -149,6 +163,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     resolved = resolve_cli_config(args)
     config = resolved.config
     checkpoints = checkpointing(args)
+    if not args.distributed:
+        refuse_torchrun_without_distributed()
     world = torchrun_world() if args.distributed else None
     main = world is None or world.is_main
     label = slug(resolved.preset or config.energy)  # an energy's import path has a colon, which Windows refuses

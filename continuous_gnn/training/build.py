@@ -33,6 +33,7 @@ __all__ = [
     "build_energy",
     "num_steps",
     "time_pieces",
+    "may_leave_parameters_unused",
     "build_model",
     "load_run_dataset",
 ]
@@ -105,6 +106,15 @@ def time_pieces(config: RunConfig) -> int | None:
     if steps is None:  # pragma: no cover - RunConfig requires time_pieces with adaptive methods
         raise ValueError("time_dependent weights with an adaptive method need time_pieces")
     return steps
+
+
+def may_leave_parameters_unused(config: RunConfig) -> bool:
+    """Whether a training step of ``config``'s model may leave parameters without a gradient: pieces of
+    time-dependent weights that no evaluation reaches (``time_pieces`` set to more pieces than the solver's
+    evaluations fall in; the default, one piece per fixed-grid step, reaches each), or a user's energy class,
+    which the package cannot inspect. Distributed training must then be told
+    (:meth:`~continuous_gnn.training.distributed.World.wrap`)."""
+    return (config.time_dependent and config.time_pieces is not None) or ":" in config.energy
 
 
 def build_energy(config: RunConfig) -> Energy | EnergySchedule | Field:

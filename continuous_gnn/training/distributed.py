@@ -73,13 +73,17 @@ class World:
         """The device of this rank: ``cuda:LOCAL_RANK`` for a CUDA device, else ``device``."""
         return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
 
-    def wrap(self, module: nn.Module) -> nn.Module:
+    def wrap(self, module: nn.Module, *, find_unused_parameters: bool = False) -> nn.Module:
         """``module`` under DDP: its gradients are averaged over the ranks in every backward pass.
 
         ``device_ids`` stays ``None`` (allowed for a module on one device): DDP then passes the inputs as they
         are, already on the rank's device, instead of copying the graph operator for every step.
+
+        ``find_unused_parameters`` is DDP's: needed when a backward pass may leave some parameters without a
+        gradient (without it DDP fails at the next step), at the cost of one walk over the autograd graph per step.
+        A parameter that no rank used keeps no gradient, as in a single process, so the optimiser leaves it alone.
         """
-        return DistributedDataParallel(module, device_ids=None)
+        return DistributedDataParallel(module, device_ids=None, find_unused_parameters=find_unused_parameters)
 
     def sum(self, values: Tensor) -> Tensor:
         """The sum of ``values`` over all ranks (a new tensor; every rank gets it)."""

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from ..graph import Graph
 from .batches import Batch, EpochBatches, EvaluationBatches, check_batching, metis_parts
-from .build import apply_node_order, build_graph, build_model, prepare_features
+from .build import apply_node_order, build_graph, build_model, may_leave_parameters_unused, prepare_features
 from .config import RunConfig
 from .distributed import World
 from .history import SplitHistory
@@ -170,7 +170,7 @@ def train_split(
         probes = torch.Generator().manual_seed(seed) if use_jacobian else None
         step: nn.Module = TrainingStep(model, use_kinetic, use_jacobian)
         if world is not None:
-            step = world.wrap(step)
+            step = world.wrap(step, find_unused_parameters=may_leave_parameters_unused(config))
             if not world.is_main:
                 torch.manual_seed(rank_seed(seed, world.rank))
         batches: EpochBatches | list[Batch]
