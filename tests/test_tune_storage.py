@@ -251,3 +251,31 @@ def test_a_shared_search_keeps_its_storage_password_out_of_the_files_it_writes(t
     for written in (out, out.with_suffix(".json")):
         text = written.read_text()
         assert "s3cret" not in text and "postgresql://searcher:***@db.example/tune" in text, written
+
+
+def test_a_worker_that_joins_a_study_never_set_up_says_it_waits_then_how_to_restart(tmp_path):
+    from continuous_gnn.training.trial_queue import open_queue, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    optuna.create_study(study_name="half", storage=url)  # a creator stopped before queueing its trials
+    waits = []
+    with pytest.raises(ValueError, match=r"study 'half' exists but its search was never set up .*; delete it"):
+        open_queue(storage=open_storage(url), study_name="half", sampler=optuna.samplers.RandomSampler(),
+                   settings={}, first={}, trials=2, wait_s=0.6, on_wait=waits.append, restart="delete it")
+    assert waits == [0.6]
+
+
+@pytest.mark.data
+def test_tune_joining_a_study_never_set_up_prints_why_it_waits(tmp_path, data_root, data_cache, capsys, monkeypatch):
+    from continuous_gnn.cli import tune
+
+    monkeypatch.setattr(tune, "JOIN_WAIT_S", 1.0)
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    optuna.create_study(study_name="foreign", storage=url)
+    argv = ["tune", "--dataset", "texas", "--splits", "0", "--epochs", "2", "--trials", "1", "--storage", url,
+            "--study-name", "foreign", "--quiet", "--data-root", str(data_root), "--cache-dir", str(data_cache),
+            "--out", str(tmp_path / "best.toml")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "study 'foreign' exists but is not set up yet: waiting up to 1 s for the worker that created it" in out
+    assert "never set up (its first worker stopped while creating it?); use another --study-name" in err

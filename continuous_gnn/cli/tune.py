@@ -158,6 +158,10 @@ def _self_loops_optional(dataset: Any, config: RunConfig) -> bool:
     return True
 
 
+#: Seconds a worker that finds the study it joins not yet set up waits for the worker that is creating it.
+JOIN_WAIT_S = 120.0
+
+
 def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         import optuna
@@ -281,10 +285,19 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
         digest = hashlib.sha256(json.dumps([settings, sampler_seed], sort_keys=True).encode()).hexdigest()[:12]
         study_name = f"{path.stem}-{digest}"
         print(f"trials kept in {study_file} (study {study_name}): {resume} to continue if it stops", flush=True)
+        restart = f"delete {study_file} to start the search afresh, or give another --out"
+    else:
+        restart = "use another --study-name"
     _check_out_is_this_search(path, study_name)
+
+    def waiting(seconds: float) -> None:
+        print(f"study {study_name!r} exists but is not set up yet: waiting up to {seconds:.0f} s for the worker "
+              "that created it", flush=True)
+
     queue = open_queue(storage=storage, study_name=study_name, sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                        settings=settings, first={name: getattr(base, name) for name in searched}, trials=args.trials,
-                       extend=args.storage is None)  # a shared study's other workers may be extending it too
+                       extend=args.storage is None,  # a shared study's other workers may be extending it too
+                       wait_s=JOIN_WAIT_S, on_wait=waiting, restart=restart)
     study = queue.study
     if queue.extended_from is not None:
         print(f"the study had a budget of {queue.extended_from} trials: {args.trials - queue.extended_from} more "

@@ -297,7 +297,8 @@ def requeued_trials(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
 
 def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str | None,
                sampler: optuna.samplers.BaseSampler, settings: Mapping[str, Any], first: Mapping[str, Any],
-               trials: int, wait_s: float = 120.0, extend: bool = False) -> TrialQueue:
+               trials: int, wait_s: float = 120.0, extend: bool = False, on_wait: Callable[[float], None] | None = None,
+               restart: str = "start the search in a study of another name") -> TrialQueue:
     """The queue of a search's study: created with its whole budget queued, or joined when it exists.
 
     Args:
@@ -310,6 +311,9 @@ def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str |
         wait_s: how long a joining worker waits for the creator to finish queueing (default: 120).
         extend: whether a larger budget than the existing study's queues the difference (for a study with one
             worker: two workers extending at once would both queue it).
+        on_wait: called with ``wait_s`` once, when a joining worker starts to wait for the creator (so that the
+            caller can say why nothing happens yet).
+        restart: how to start afresh when the creator never finished, for the error.
 
     Raises:
         ValueError: if the existing study was created with other settings, or its creator never finished
@@ -320,7 +324,7 @@ def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str |
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=sampler)
     except optuna.exceptions.DuplicatedStudyError:
-        study, budget = _join(storage, study_name, sampler, settings, wait_s)
+        study, budget = _join(storage, study_name, sampler, settings, wait_s, on_wait, restart)
     else:
         study.enqueue_trial(dict(first))
         for _ in range(trials - 1):
@@ -342,13 +346,18 @@ def open_queue(*, storage: optuna.storages.BaseStorage | None, study_name: str |
 
 
 def _join(storage: optuna.storages.BaseStorage, name: str | None, sampler: optuna.samplers.BaseSampler,
-          settings: Any, wait_s: float) -> tuple[optuna.Study, int]:
+          settings: Any, wait_s: float, on_wait: Callable[[float], None] | None,
+          restart: str) -> tuple[optuna.Study, int]:
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     deadline = time.monotonic() + wait_s
+    waited = False
     while SETTINGS_KEY not in study.user_attrs:
         if time.monotonic() > deadline:
             raise ValueError(f"study {name!r} exists but its search was never set up (its first worker stopped "
-                             f"while creating it?); use another --study-name")
+                             f"while creating it?); {restart}")
+        if not waited and on_wait is not None:
+            on_wait(wait_s)
+        waited = True
         time.sleep(0.5)
     theirs = dict(study.user_attrs[SETTINGS_KEY])
     budget = study.user_attrs.get(BUDGET_KEY, theirs.pop("trials", None))
