@@ -86,8 +86,13 @@ def test_check_batching_refuses_more_parts_than_nodes_and_uneven_shares():
     with pytest.raises(ValueError, match="num_parts = 41 is more than the 40 nodes of csbm; choose at most 40"):
         check_batching(RunConfig(batching="random", num_parts=41), dataset, [0])
     # 40 nodes in parts of ceil(40 / 7) = 6 nodes give 7 batches, which 2 processes cannot share.
-    with pytest.raises(ValueError, match="an epoch has 7 batches, which 2 processes cannot share evenly"):
+    with pytest.raises(ValueError, match="an epoch has 7 batches, which 2 processes cannot share evenly.*"
+                                         r"such as num_parts = 8$"):
         check_batching(RunConfig(batching="random", num_parts=7), dataset, [0], world_size=2)
+    # 3 processes, 10 parts: 10 batches; 11 parts also make 10 (ceil(40 / 11) = 4 nodes each), 9 make 8, 12 make 10,
+    # 8 make 8 and 13 make ceil(40 / 4) = 10 again; 7 make 7 and 14 make ceil(40 / 3) = 14; 6 parts make 6.
+    with pytest.raises(ValueError, match=r"a multiple of 3 .*such as num_parts = 6$"):
+        check_batching(RunConfig(batching="random", num_parts=10), dataset, [0], world_size=3)
     with pytest.raises(ValueError, match="training across 2 processes gives each its own batches; set batching"):
         check_batching(RunConfig(), dataset, [0], world_size=2)
     check_batching(RunConfig(batching="random", num_parts=8), dataset, [0], world_size=2)

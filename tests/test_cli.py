@@ -434,6 +434,20 @@ def test_tune_keeps_self_loops_with_batching_in_the_default_space(data_root, dat
     assert json.loads(out.with_suffix(".json").read_text())["space"]["self_loops"] == ["categorical", [True]]
 
 
+@pytest.mark.data
+def test_tune_refuses_too_many_metis_clusters_once_before_any_trial(data_root, data_cache, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    pytest.importorskip("pymetis")
+    argv = ["tune", "--preset", "graff", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--trials", "3",
+            "--batching", "metis", "--num-parts", "150", "--data-root", str(data_root), "--cache-dir",
+            str(data_cache), "--out", str(tmp_path / "best.toml")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "METIS left" in err and "clusters empty; lower num_parts" in err and err.count("\n") == 1
+    assert "trial" not in out  # it used to fail every trial in turn, each computing the clusters again
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("seeds", ["0,x", "0,0", "-1"])
 def test_tune_rejects_bad_seeds(seeds, capsys):
     pytest.importorskip("optuna")

@@ -171,6 +171,7 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
 
     from ..data import NUM_SPLITS
     from ..training import check_before_loading, check_run, environment, load_run_dataset, population_mean_std, run, save_record
+    from ..training.batches import metis_parts
     from ..training.trial_queue import open_queue, open_storage, replaced_trials, requeued_trials, shown_url
 
     if args.trials < 1:
@@ -222,6 +223,8 @@ def _tune(args: argparse.Namespace, argv: list[str]) -> int:
     fetch_dataset(args, base.dataset, root)
     dataset = load_run_dataset(base, root, cache_dir=cache)
     check_run(base, dataset)  # a bad split or device is a usage error, not 20 failed trials
+    if base.batching == "metis" and not {"num_parts", "seed"} & set(searched):
+        metis_parts(base, dataset.data)  # too many clusters for the graph: one error now, not one per trial
     splits = base.splits if base.splits is not None else tuple(range(dataset.num_splits))
     if "self_loops" in space and base.self_loops and not pin_self_loops and not _self_loops_optional(dataset, base):
         space["self_loops"] = ("categorical", (True,))

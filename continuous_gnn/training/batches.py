@@ -92,15 +92,17 @@ class Batch:
     targets: Tensor
 
 
-def batches_per_epoch(config: RunConfig, num_nodes: int) -> int:
-    """The number of batches of an epoch over all processes (1 without batching)."""
+def batches_per_epoch(config: RunConfig, num_nodes: int, num_parts: int | None = None) -> int:
+    """The number of batches of an epoch over all processes (1 without batching), with ``num_parts`` in place
+    of ``config.num_parts`` when given."""
+    parts = config.num_parts if num_parts is None else num_parts
     if config.batching == "none":
         return 1
     if config.batching == "random":  # RandomNodeLoader's parts hold ceil(N / num_parts) nodes
-        return math.ceil(num_nodes / math.ceil(num_nodes / config.num_parts))
+        return math.ceil(num_nodes / math.ceil(num_nodes / parts))
     if config.batching == "metis":
-        return math.ceil(config.num_parts / (config.parts_per_batch or 1))
-    return config.num_parts
+        return math.ceil(parts / (config.parts_per_batch or 1))
+    return parts
 
 
 def _pymetis() -> Any:
@@ -162,10 +164,23 @@ def check_batching(config: RunConfig, dataset: Any, splits: Sequence[int], *, wo
                                  f"has {count} training nodes; choose at most {count}")
     count = batches_per_epoch(config, num_nodes)
     if count % world_size:
+        fits = _nearest_shared_num_parts(config, num_nodes, world_size)
         raise ValueError(f"an epoch has {count} batches, which {world_size} processes cannot share evenly (they step "
                          f"together); choose num_parts so that the batch count is a multiple of {world_size}"
                          + (f" (random parts hold ceil({num_nodes} / num_parts) nodes)" if config.batching == "random"
-                            else ""))
+                            else "")
+                         + (f", such as num_parts = {fits}" if fits is not None else ""))
+
+
+def _nearest_shared_num_parts(config: RunConfig, num_nodes: int, world_size: int) -> int | None:
+    """The ``num_parts`` nearest ``config.num_parts`` (the larger of two as near) whose batches ``world_size``
+    processes share evenly, looking at most 1000 values away; ``None`` if none is."""
+    for distance in range(1, 1001):
+        for parts in (config.num_parts + distance, config.num_parts - distance):
+            if (max(1, config.parts_per_batch or 1) <= parts <= num_nodes
+                    and not batches_per_epoch(config, num_nodes, parts) % world_size):
+                return parts
+    return None
 
 
 def _node_data(data: Data) -> Data:
