@@ -110,7 +110,7 @@ def _bipartite_md(res: dict[str, Any], script: str) -> list[str]:
     rho = res["rho"]
     repelling = sum(max(-x["w_min"], 0) * (rho - 1) > max(x["w_max"], 0) for x in g)
     lines = [
-        "## 2. K_{100,100}: residual GRAFF over-sharpens, the non-residual stack over-smooths",
+        "## 2. $K_{100,100}$: residual GRAFF over-sharpens, the non-residual stack over-smooths",
         "",
         f"Command: `{script}` (section 2; records in `{res['csv']}`). Tested by "
         "`tests/test_study.py::test_bipartite_graff_oversharpens_and_non_residual_oversmooths` (seed 0, default "
@@ -159,7 +159,7 @@ def _bipartite_md(res: dict[str, Any], script: str) -> list[str]:
         f"{min(x['acc'] for x in n):.2f}–{max(x['acc'] for x in n):.2f} (chance is 0.5). Without the residual, a "
         "layer multiplies the component of graph frequency μ by (1 − μ) whatever W is (W only mixes channels), so "
         "for almost every F(0) the μ = 0 component outgrows every other one (Theorem 4.3, converse; with "
-        "self-loops K_{100,100} is not bipartite). On K_{100,100}, Δ has three eigenvalues: 0 (the constant), "
+        "self-loops $K_{100,100}$ is not bipartite). On $K_{100,100}$, Δ has three eigenvalues: 0 (the constant), "
         f"ρ_Δ (the side indicator, |1 − μ| = {res['rho'] - 1:.2f}) and 1 − 1/101 (everything else, |1 − μ| = 1/101). "
         f"So on seed {res['seeds'][0]} the first layer removes all but two components (RQ {_f(res['rq0_nonres'])} → "
         f"{_f(res['decay']['rq1'])}; the side indicator holds a small share of F(0), the features carrying no class "
@@ -264,7 +264,7 @@ def _extrapolation_md(res: dict[str, Any], script: str) -> list[str]:
     if readings:
         lines += ["Reading:", "", *readings,
                   "- Our RQ values are lower than the paper's at the same t because Δ here includes self-loops "
-                  "(Δ = I − D̃^{-1/2}(A+I)D̃^{-1/2}); the official code's RQ uses PyG's `get_laplacian`, which drops "
+                  "($\\Delta = I - \\tilde D^{-1/2}(A+I)\\tilde D^{-1/2}$); the official code's RQ uses PyG's `get_laplacian`, which drops "
                   "them (graff-notes §12), and that Laplacian has larger eigenvalues on sparse graphs. The trends, not "
                   "the values, are the comparison. Our models are not tuned either (T = 8 instead of the tuned "
                   "T = 2–4, our own lr and weight decay), so their accuracy at T = 8 is below the paper's SGCN_gf.",
@@ -345,7 +345,7 @@ def render(sections: dict[str, Any], timings: dict[str, float], started: str, co
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f" (total {sum(timings.values()):.0f} s). "
         f"Data root `{root}`. Records and checkpoints: `{out}/` (not versioned).",
         "",
-        "Notation (graff-notes §1): Ā = D̃^{-1/2}(A + I)D̃^{-1/2}, Δ = I − Ā (self-loops included), "
+        "Notation (graff-notes §1): $\\bar A = \\tilde D^{-1/2}(A + I)\\tilde D^{-1/2}$, Δ = I − Ā (self-loops included), "
         "RQ(F) = tr(FᵀΔF)/‖F‖² ∈ [0, ρ_Δ] with ρ_Δ the largest eigenvalue of Δ. A flow is **LFD** "
         "(low-frequency dominated, over-smoothing) when RQ(F(t)) → 0 and **HFD** (high-frequency dominated, "
         "over-sharpening) when RQ(F(t)) → ρ_Δ. The GRAFF flow is Ḟ = −FΩ + ĀFW (+βF(0)); splitting "
