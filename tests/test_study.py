@@ -298,6 +298,20 @@ def test_checkpoint_roundtrip(tmp_path, sbm):
         assert torch.equal(model.eval()(sbm.data.x, graph), loaded.model(sbm.data.x, graph))
 
 
+@pytest.mark.data
+def test_a_checkpoint_loads_its_data_with_the_features_it_was_trained_on(tmp_path, data_root, data_cache):
+    from continuous_gnn.data import load_dataset
+    from continuous_gnn.training import RunConfig, build_model
+
+    config = RunConfig(dataset="texas", normalize_features=False, hidden=8)  # as the presets: raw features
+    model = build_model(config, 1703, 5)
+    save_checkpoint(tmp_path / "m.pt", model, config, num_features=1703, num_classes=5)
+    features = load_checkpoint(tmp_path / "m.pt").load_dataset(data_root, cache_dir=data_cache).data.x
+    assert torch.equal(features, load_dataset("texas", data_root, cache_dir=data_cache,
+                                              normalize_features=False).data.x)
+    assert not torch.equal(features, load_dataset("texas", data_root, cache_dir=data_cache).data.x)
+
+
 def test_checkpoint_errors(tmp_path, sbm):
     config = _fresh("sum", hidden=8)
     model = fresh_model(config, sbm.num_features, sbm.num_classes)

@@ -38,7 +38,7 @@ import torch
 
 from ..atomic import atomic_open
 from ..models import ContinuousGNN
-from .build import build_model
+from .build import build_model, load_run_dataset
 from .config import RunConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "UnsafeCheckpointError", "save_checkpoint",
@@ -78,6 +78,17 @@ class Checkpoint:
     num_classes: int
     metadata: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+
+    def load_dataset(self, root: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+        """The dataset of :attr:`config` as the model was trained on it, for predictions: with the config's feature
+        normalisation (:func:`~continuous_gnn.training.build.load_run_dataset`). A plain
+        :func:`~continuous_gnn.data.load_dataset` uses the dataset's default, which the presets turn off, and the
+        model would then read features on another scale without any error.
+
+        Raises:
+            ValueError: if the config names no dataset (a model trained in Python on data of one's own).
+        """
+        return load_run_dataset(self.config, root, cache_dir=cache_dir)
 
 
 def package_versions() -> dict[str, str]:
