@@ -3,6 +3,7 @@ them, and the step layers stack into their flow."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -13,7 +14,7 @@ from torch_geometric.nn import Sequential
 
 import continuous_gnn as cg
 from continuous_gnn.data import contextual_sbm
-from continuous_gnn.energies import AttentionDirichletEnergy, GRAFFEnergy
+from continuous_gnn.energies import AttentionDirichletEnergy, Energy, GRAFFEnergy
 from continuous_gnn.nn import ACMPConv, DirichletConv, EnergyConv, FlowConv, GRAFFConv, GRANDConv, PLaplacianConv
 
 N, D = 30, 6
@@ -293,6 +294,29 @@ def test_a_call_under_inference_mode_leaves_the_next_training_step_working(make)
     out = call(x.clone().requires_grad_())
     out.sum().backward()  # raised "Inference tensors cannot be saved for backward" from the cached graph
     assert torch.allclose(seen, out.detach())
+
+
+class _AutogradOnlyEnergy(Energy):
+    """A user's energy: only energy(), so its gradient comes from autograd."""
+
+    def energy(self, x, graph, x0=None):
+        return 0.5 * (x * graph.laplacian(x)).sum()
+
+
+def test_a_first_call_under_inference_mode_works_with_an_autograd_energy_and_caches_its_graph():
+    # e.g. a model loaded from a checkpoint, then used to predict: its graph used to be built under inference mode,
+    # and the energy's autograd gradient could not differentiate through it (RuntimeError), nor was it cached.
+    model = cg.ContinuousGNN(D, D, 2, _AutogradOnlyEnergy()).eval()
+    fresh = copy.deepcopy(model)  # its cache starts empty, as a loaded model's does
+    edge_index, x = _undirected()[0], torch.randn(N, D)
+    with torch.no_grad():
+        expected = model(x, edge_index)
+    with torch.inference_mode():
+        first = fresh(x, edge_index)
+    cached = fresh._graphs._graph
+    assert torch.equal(first, expected) and cached is not None and not cached.operator.is_inference()
+    with torch.inference_mode():
+        assert torch.equal(fresh(x, edge_index), first) and fresh._graphs._graph is cached
 
 
 def test_adjacency_tensors_made_under_inference_mode_are_taken():

@@ -98,9 +98,10 @@ class GraphCache:
     Edge weights that require grad are never cached: the graph built from them carries their autograd history,
     which one backward pass frees, and a graph built under ``torch.no_grad`` has none, so reusing it would either
     fail in the next backward pass or leave the weights without a gradient. Nor are inputs made under
-    ``torch.inference_mode`` (they have no version counter to tell an in-place change by), or a graph built
-    under it: its tensors are inference tensors, which autograd refuses to save for a later training step. A
-    graph cached outside inference mode is reused inside it.
+    ``torch.inference_mode`` (they have no version counter to tell an in-place change by). The graph of other
+    inputs is built outside inference mode even when the call is inside it: inference tensors could be neither
+    differentiated through by an energy whose gradient comes from autograd nor saved by a later training step,
+    so the graph of a first call under ``torch.inference_mode`` is cached and reused like any other.
     """
 
     def __init__(self) -> None:
@@ -119,9 +120,9 @@ class GraphCache:
         key = (adj, edge_weight, num_nodes, dtype, self_loops, _version(adj), _version(edge_weight))
         if self._key is not None and self._key[0] is adj and self._key[1] is edge_weight and self._key[2:] == key[2:]:
             return self._graph
-        graph = to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
-        if not torch.is_inference_mode_enabled():
-            self._key, self._graph = key, graph
+        with torch.inference_mode(False):
+            graph = to_graph(adj, num_nodes, edge_weight, dtype=dtype, self_loops=self_loops)
+        self._key, self._graph = key, graph
         return graph
 
     def clear(self) -> None:
