@@ -391,6 +391,18 @@ def test_heterogeneous_data_is_refused_with_the_conversion_to_use():
         cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D))(HeteroData())
 
 
+def test_a_data_in_place_of_edge_index_is_refused_with_both_ways_to_pass_it():
+    from torch_geometric.data import Data
+
+    edge_index, _ = _undirected()
+    data = Data(x=torch.randn(N, D), edge_index=edge_index)
+    with pytest.raises(TypeError, match=r"got Data; pass data.edge_index \(a ContinuousGNN model also takes the "
+                                        r"Data alone: model\(data\)\)"):
+        cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D))(data.x, data)
+    with pytest.raises(TypeError, match="got Data; pass data.edge_index"):
+        GRAFFConv(D)(data.x, data.x, data)
+
+
 @pytest.mark.parametrize("encoder", ["linear", "mlp"])
 def test_model_reset_parameters_reinitialises_every_part_and_forgets_the_graph(encoder):
     model = cg.ContinuousGNN(D, D, 2, GRAFFEnergy(D), encoder=encoder, decoder="mlp")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
+from torch_geometric.data.data import BaseData
 from torch_geometric.typing import SparseTensor
 
 from ..graph import Graph
@@ -49,8 +50,10 @@ def _edges(adj: Any, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor
         _check_size(adj.sizes(), num_nodes)
         target, source, values = adj.coo()
         return torch.stack([source, target]), values
+    hint = ("; pass data.edge_index (a ContinuousGNN model also takes the Data alone: model(data))"
+            if isinstance(adj, BaseData) else "")
     raise TypeError(f"expected an edge_index tensor, a torch sparse adj_t, an EdgeIndex or a SparseTensor, got "
-                    f"{type(adj).__name__}")
+                    f"{type(adj).__name__}{hint}")
 
 
 def to_graph(adj: Any, num_nodes: int, edge_weight: Tensor | None = None, *, dtype: torch.dtype = torch.float32,
