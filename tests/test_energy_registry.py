@@ -294,3 +294,12 @@ def test_a_whole_number_for_a_float_option_is_passed_as_a_float(tmp_path, monkey
     built = build_named("typed_energies:Typed", 4, {"scale": 2, "steps": 3})  # as TOML or --energy-option give them
     assert built.scale.dtype == torch.float32 and built.scale.item() == 2.0
     assert built.steps == 3 and isinstance(built.steps, int)
+
+
+def test_an_unknown_graff_option_names_the_one_table_option_and_the_config_fields():
+    # The constructor's list named w, omega, ... as options, which the config then refused as config fields.
+    with pytest.raises(ValueError, match=r"energy 'graff' has no option\(s\) \['bogus'\]; its \[energy_options\] "
+                                         r"take only omega_value, and its other settings are config fields at the "
+                                         r"top level: w, omega, source, w_learnable"):
+        RunConfig(energy="graff", energy_options={"bogus": 1})
+    assert RunConfig(energy="graff", w="sum", energy_options={"omega_value": 2.0}).energy_options == {"omega_value": 2.0}

@@ -8,6 +8,7 @@ Every broken rule is a :class:`ValueError` that names the field and, where there
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,13 @@ def check_rules(c: RunConfig) -> None:
     if c.dataset is not None:
         require(c.dataset.strip() != "", "dataset must not be empty")
     flow = flow_class(c.energy)  # an unknown name or a bad import path says which
+    if c.energy == "graff":
+        # The constructor's own list would name the config fields as options too, which the next rule refuses.
+        table = sorted(set(inspect.signature(flow).parameters) - {"channels", *GRAFF_FIELDS, "allow_asymmetric"})
+        unknown = sorted(set(c.energy_options) - set(inspect.signature(flow).parameters) - {"channels"})
+        require(not unknown, f"energy 'graff' has no option(s) {unknown}; its [energy_options] take only "
+                             f"{', '.join(table)}, and its other settings are config fields at the top level: "
+                             f"{', '.join(GRAFF_FIELDS)}")
     check_options(c.energy, c.energy_options)
     if c.energy == "graff":
         shadowed = sorted(set(c.energy_options) & {*GRAFF_FIELDS, "allow_asymmetric"})
