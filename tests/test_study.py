@@ -409,6 +409,8 @@ def test_cli_prints_a_summary(tmp_path, capsys):
     assert status == 0
     text = capsys.readouterr().out
     assert "neg_prod" in text and "dopri5" in text and "study.csv" in text
+    header = next(line for line in text.splitlines() if line.startswith("W "))
+    assert header.split() == ["W", "method", "τ", "T", "RQ", "test", "acc", "NFE"]
 
 
 def test_cli_studies_a_checkpoint(tmp_path):

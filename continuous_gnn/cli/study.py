@@ -309,12 +309,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     atomic_write_text(out / "study.json", json.dumps(summary, indent=1) + "\n")
 
     if not args.quiet:
-        print(f"{'W':<10} {'method':<8} {'τ':>6} {'T':>6} {'RQ':>9} {'acc':>6} {'NFE':>6}")
+        width = max([10, *(len(r["w_family"]) for r in records)])
+        print(f"{'W':<{width}} {'method':<8} {'τ':>6} {'T':>6} {'RQ':>9} {'test acc':>8} {'NFE':>6}")
         for r in records:
             if r["requested"]:
                 tau = "-" if r["step_size"] is None else f"{r['step_size']:g}"
-                print(f"{r['w_family']:<10} {r['method']:<8} {tau:>6} {r['t']:>6g} {r['rayleigh']:>9.3g} "
-                      f"{r['acc_test']:>6.3f} {r['nfe']:>6d}")
+                print(f"{r['w_family']:<{width}} {r['method']:<8} {tau:>6} {r['t']:>6g} {r['rayleigh']:>9.3g} "
+                      f"{r['acc_test']:>8.3f} {r['nfe']:>6d}")
         if note:
             print(note)
         written = ", ".join(str(p) for p in [*figures, out / "study.json"])
