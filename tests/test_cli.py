@@ -269,6 +269,25 @@ def test_train_end_to_end_on_texas(data_root, data_cache, tmp_path, capsys):
 
 
 @pytest.mark.data
+def test_train_sets_the_torch_threads_and_records_them(data_root, data_cache, tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "texas.json"
+    argv = ["train", "--preset", "graff", "--dataset", "texas", "--splits", "0", "--epochs", "1", "--threads", "1",
+            "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", str(out), "--quiet"]
+    try:
+        torch.set_num_threads(2)
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads(out.read_text())["machine"]["torch_threads"] == 1
+    assert main(["train", "--dataset", "texas", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+@pytest.mark.data
 def test_train_writes_the_default_record_name(data_root, data_cache, tmp_path, capsys):
     argv = ["train", "--dataset", "texas", "--splits", "1", "--epochs", "2", "--hidden", "8",
             "--data-root", str(data_root), "--cache-dir", str(data_cache), "--out", f"{tmp_path}/"]

@@ -28,6 +28,7 @@ from .common import (
     PROG,
     Subcommand,
     UsageError,
+    at_least,
     check_creatable,
     check_distinct_outputs,
     data_paths,
@@ -61,6 +62,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "read at) with its config, for study --checkpoint or load_checkpoint: to PATH with one "
                              "split, with several to one file each, named with -split<N> before the suffix (runs/model.pt: "
                              "runs/model-split0.pt, ...)")
+    parser.add_argument("--threads", type=at_least(1, int), default=None, metavar="N",
+                        help="torch CPU threads (default: torch's choice, every core); the record notes the count, "
+                             "and a seed repeats a run only at the same count")
     parser.add_argument("--distributed", action="store_true",
                         help="be one process of a data-parallel run started by torchrun: each process trains its "
                              "own batches (needs --batching) and DDP averages the gradients; only rank 0 prints and "
@@ -165,6 +169,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     checkpoints = checkpointing(args)
     if not args.distributed:
         refuse_torchrun_without_distributed()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     world = torchrun_world() if args.distributed else None
     main = world is None or world.is_main
     label = slug(resolved.preset or config.energy)  # an energy's import path has a colon, which Windows refuses
