@@ -598,7 +598,7 @@ def test_study_homophily_sweep_writes_one_row_per_level_and_family(tmp_path, cap
     assert (out / "accuracy_vs_homophily.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "accuracy_vs_homophily.png").stat().st_size > 1000
     summary = json.loads((out / "homophily.json").read_text())
-    assert summary["rows"] == 6 and summary["config"]["hidden"] == 4 and summary["nodes"] == 60
+    assert summary["rows"] == 6 and summary["base_config"]["hidden"] == 4 and summary["nodes"] == 60
     assert not (out / "study.csv").exists()
     # Without a data option the sweep runs too (on SBMs).
     assert main(["study", "--homophily-sweep", "1", "--w-families", "sum", "--nodes", "60", "--epochs", "1",

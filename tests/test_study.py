@@ -400,6 +400,8 @@ def test_cli_end_to_end_on_a_synthetic_graph(tmp_path, capsys):
     summary = json.loads((out / "study.json").read_text())
     assert summary["rows"] == len(rows) and summary["data"]["synthetic"] == "sbm"
     assert 0 < summary["rho_laplacian"] < 2
+    assert "config" not in summary and summary["base_config"]["w"] == "sum"  # the rows' w families differ from it
+    assert summary["num_classes"] == synthetic_dataset("sbm", nodes=60, homophily=0.3, seed=1).num_classes
 
 
 def test_cli_prints_a_summary(tmp_path, capsys):

@@ -292,7 +292,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         "data": data_info,
         "split": split,
         "model": ("checkpoint " + str(args.checkpoint)) if checkpoint is not None else "fresh",
-        "config": base.to_dict(),
+        # Every row replaces w, method, step_size and time with its own (study.csv), so this is no run's config.
+        "base_config": base.to_dict(),
+        "num_classes": dataset.num_classes,  # chance accuracy is about 1 / num_classes
         "seed": seed,
         "w_families": families,
         "methods": methods,

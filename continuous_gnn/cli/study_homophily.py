@@ -90,7 +90,7 @@ def run_homophily(args: argparse.Namespace, argv: list[str]) -> int:
         "w_families": families,
         "seed": seed,
         "nodes": nodes,
-        "config": config.to_dict(),
+        "base_config": config.to_dict(),  # every row replaces w with its family (homophily.csv)
         "rows": len(records),
         "files": [csv_path.name, figure.name],
         **environment(),
