@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import continuous_gnn as cg
 from continuous_gnn import Graph
 from continuous_gnn.cli import SUBCOMMANDS, main
 from continuous_gnn.cli.study import MAX_POINTS
 from continuous_gnn.data import contextual_sbm
+from continuous_gnn.energies import GRAFFEnergy
 from continuous_gnn.studies import (
     HOMOPHILY_COLUMNS,
     TRAJECTORY_COLUMNS,
@@ -337,7 +339,8 @@ def test_checkpoint_errors(tmp_path, sbm):
 
 @pytest.mark.parametrize("change", [dict(time=9.0), dict(method="rk4"), dict(step_size=0.25),
                                     dict(activation="tanh"), dict(method="dopri5", step_size=None, rtol=1e-4, atol=1e-6),
-                                    dict(adjoint=True), dict(self_loops=False), dict(detach_source=True)])
+                                    dict(adjoint=True), dict(self_loops=False), dict(detach_source=True),
+                                    dict(dropout=0.3), dict(input_dropout=0.2)])
 def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, sbm, change):
     # These settings leave the state dict's shapes alone, so load_checkpoint would rebuild a different model.
     config = _fresh("sum", hidden=8)
@@ -346,6 +349,21 @@ def test_checkpoint_rejects_a_config_with_other_integration_settings(tmp_path, s
         save_checkpoint(tmp_path / "m.pt", model, config.replace(**change), num_features=sbm.num_features,
                         num_classes=sbm.num_classes)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_built_by_hand_saves_with_the_config_of_its_settings(tmp_path, sbm):
+    # Its input dropout lives in the model, a config-built one's in its first linear map: the same setting.
+    model = cg.ContinuousGNN(sbm.num_features, 8, sbm.num_classes, GRAFFEnergy(8), t_end=2.0,
+                             solver=cg.FixedGrid("euler", step_size=0.5), input_dropout=0.4, dropout=0.1)
+    config = RunConfig(hidden=8, time=2.0, step_size=0.5, input_dropout=0.4, dropout=0.1)
+    save_checkpoint(tmp_path / "m.pt", model, config, num_features=sbm.num_features, num_classes=sbm.num_classes)
+    with pytest.raises(CheckpointError, match=r"dropout: model 0\.1, config 0\.5.*input_dropout: model 0\.4, config "
+                                              r"0\.5"):
+        save_checkpoint(tmp_path / "n.pt", model, RunConfig(hidden=8, time=2.0, step_size=0.5),
+                        num_features=sbm.num_features, num_classes=sbm.num_classes)
+    graph = Graph.from_data(sbm.data)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(sbm.data.x, graph), load_checkpoint(tmp_path / "m.pt").model(sbm.data.x, graph))
 
 
 def test_checkpoint_width_and_payload_checks(tmp_path, sbm):

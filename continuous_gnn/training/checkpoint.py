@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..atomic import atomic_open
 from ..models import ContinuousGNN
+from ..nn.sparse_linear import SparseInputLinear
 from .build import build_model, load_run_dataset
 from .config import RunConfig
 
@@ -129,7 +131,12 @@ def _settings(model: ContinuousGNN) -> dict[str, Any]:
     """What a model computes that its state dict does not record, by :class:`RunConfig` field name where there is
     one (the adjoint's resolved backward settings as ``adjoint_*``)."""
     solver = model.solver
-    settings = {"time": model.t_end, "activation": model.flow.activation_name,
+    first = model.encoder if isinstance(model.encoder, nn.Linear) else getattr(model.encoder, "input", None)
+    # build_model applies the input dropout in its first linear map (SparseInputLinear), a model built by hand
+    # in the model itself: either way one of the two is zero.
+    input_dropout = model.input_dropout + (first.dropout if isinstance(first, SparseInputLinear) else 0.0)
+    settings = {"input_dropout": input_dropout, "dropout": model.dropout,
+                "time": model.t_end, "activation": model.flow.activation_name,
                 "normalize_field": model.flow.normalize, "method": solver.method, "max_nfe": solver.max_nfe,
                 "adjoint": model.adjoint is not None, "self_loops": model.self_loops,
                 "detach_source": model.detach_source}
