@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "depth_heterophily.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("depth_heterophily", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-depth_heterophily = _load_script()
+depth_heterophily = load_script(SCRIPT, "depth_heterophily")
 
 
 def test_graff_runs_depth_steps_of_its_preset_step_and_the_plain_stack_is_afw():

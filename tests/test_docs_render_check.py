@@ -3,22 +3,18 @@ line, which come before any browser starts. (The browser itself is not on CI; th
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "render_check.py"
 
 
 @pytest.fixture(scope="module")
 def render_check():
-    spec = importlib.util.spec_from_file_location("docs_render_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "docs_render_check")
 
 
 def _dom(*body: str) -> str:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "seed_spread.py"
 
 
-def _load_script():
-    """experiments/seed_spread.py as a module (a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("seed_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-seed_spread = _load_script()
+seed_spread = load_script(SCRIPT, "seed_spread")  # a script, not part of the package
 
 
 def test_summary_is_the_sample_spread_of_the_per_seed_means():
