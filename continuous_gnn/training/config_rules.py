@@ -76,8 +76,9 @@ def check_rules(c: RunConfig) -> None:
     flow = flow_class(c.energy)  # an unknown name or a bad import path says which
     if c.energy == "graff":
         # The constructor's own list would name the config fields as options too, which the next rule refuses.
-        table = sorted(set(inspect.signature(flow).parameters) - {"channels", *GRAFF_FIELDS, "allow_asymmetric"})
-        unknown = sorted(set(c.energy_options) - set(inspect.signature(flow).parameters) - {"channels"})
+        accepted = set(inspect.signature(flow).parameters) - {"channels"}
+        table = sorted(accepted - {*GRAFF_FIELDS, "allow_asymmetric"})
+        unknown = sorted(set(c.energy_options) - accepted)
         require(not unknown, f"energy 'graff' has no option(s) {unknown}; its [energy_options] take only "
                              f"{', '.join(table)}, and its other settings are config fields at the top level: "
                              f"{', '.join(GRAFF_FIELDS)}")
