@@ -305,6 +305,59 @@ def test_attention_diffusion_obeys_the_maximum_principle(fixed, rate):
         assert bool(((sol.final.max(0).values - sol.final.min(0).values) < (high - low)).all())
 
 
+@pytest.mark.parametrize("fixed", [False, True], ids=["grand_nl", "grand_l_row"])
+def test_column_normalised_attention_diffusion_conserves_each_channels_sum(fixed):
+    graph = random_graph(12, 0.3, 40)
+    x0 = random_features(12, D, 41)
+    torch.manual_seed(6)
+    kind = cg.FixedAttentionDiffusion if fixed else cg.AttentionDiffusion
+    field = _randomized(kind(D, heads=2, rate=True, normalization="column").double(), seed=8)
+    values = field.attention(x0, graph.pattern)
+    column_sums = torch.zeros(12, dtype=DTYPE).index_add(0, graph.pattern.col, values)
+    row_sums = torch.zeros(12, dtype=DTYPE).index_add(0, graph.pattern.row, values)
+    torch.testing.assert_close(column_sums, torch.ones(12, dtype=DTYPE))
+    assert not torch.allclose(row_sums, torch.ones(12, dtype=DTYPE))
+    for solver in (cg.FixedGrid("euler", step_size=1.0), cg.FixedGrid("rk4", step_size=0.5),
+                   cg.Adaptive("dopri5", rtol=1e-6, atol=1e-8)):
+        sol = cg.integrate(field.bind(graph, x0), x0, 5.0, solver=solver, save_at=[1.0, 2.0, 3.0, 4.0])
+        torch.testing.assert_close(sol.states.sum(dim=1), x0.sum(dim=0).expand(len(sol.states), D), rtol=0,
+                                   atol=1e-10)
+        assert not torch.allclose(sol.final, x0, atol=1e-2)  # it moves, though its sums do not
+
+
+def test_column_normalised_attention_breaks_the_maximum_principle_that_rows_keep():
+    # A star with self-loops (hub degree 6, leaves 2) and uniform attention: by rows the hub moves to the mean of
+    # its neighbours, 5/6; by columns it takes half of each leaf's value, 2.5, above every initial value.
+    leaves = torch.arange(1, 6)
+    edge_index = torch.cat([torch.stack([torch.zeros(5, dtype=torch.long), leaves]),
+                            torch.stack([leaves, torch.zeros(5, dtype=torch.long)])], dim=1)
+    graph = cg.Graph.from_edge_index(edge_index, 6, dtype=DTYPE)
+    x0 = torch.tensor([[0.0], [1.0], [1.0], [1.0], [1.0], [1.0]], dtype=DTYPE)
+    euler = cg.FixedGrid("euler", step_size=1.0)
+    finals = {}
+    for normalization in ("row", "column"):
+        field = cg.FixedAttentionDiffusion(1, uniform_start=True, normalization=normalization).double()
+        finals[normalization] = cg.integrate(field.bind(graph, x0), x0, 1.0, solver=euler).final
+    leaves_after = torch.full((5, 1), 0.5, dtype=DTYPE)
+    torch.testing.assert_close(finals["row"], torch.cat([torch.tensor([[5 / 6]], dtype=DTYPE), leaves_after]))
+    torch.testing.assert_close(finals["column"], torch.cat([torch.tensor([[2.5]], dtype=DTYPE), leaves_after]))
+    with pytest.raises(ValueError, match="normalization must be one of 'row', 'column', got 'cols'"):
+        cg.FixedAttentionDiffusion(1, normalization="cols")
+
+
+def test_a_uniform_start_by_columns_gives_each_recipient_the_same_share_and_the_query_learns_first():
+    graph = random_graph(N, 0.35, 42)
+    x0 = random_features(N, D, 43)
+    attention = EdgeAttention(D, heads=2, uniform_start=True, normalization="column").double()
+    degree = torch.bincount(graph.pattern.col, minlength=N).to(DTYPE)
+    torch.testing.assert_close(attention(x0, graph.pattern), degree.reciprocal()[graph.pattern.col])
+    target = random_features(graph.pattern.row.numel(), 1, 44).squeeze(1)
+    query_grad, key_grad = torch.autograd.grad((attention(x0, graph.pattern) * target).sum(),
+                                               [attention.query.weight, attention.key.weight])
+    assert float(query_grad.abs().max()) > 1e-3 and float(key_grad.abs().max()) < 1e-12
+    assert "normalization='column'" in repr(attention)
+
+
 def test_fixed_attention_diffusion_holds_the_attention_of_x0():
     graph = random_graph(N, 0.35, 26)
     x0, x = random_features(N, D, 27), random_features(N, D, 28)

@@ -25,7 +25,17 @@ from ..edge_product import EdgePattern
 from ..graph import Graph
 from .base import Energy
 
-__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy"]
+__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "ATTENTION_NORMALIZATIONS"]
+
+#: How :class:`EdgeAttention` normalises: over each node's neighbours (rows) or over each node's recipients (columns).
+ATTENTION_NORMALIZATIONS = ("row", "column")
+
+
+def check_normalization(normalization: object) -> str:
+    if normalization not in ATTENTION_NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(map(repr, ATTENTION_NORMALIZATIONS))}, got "
+                         f"{normalization!r}")
+    return normalization
 
 
 class EdgeAttention(nn.Module):
@@ -35,14 +45,23 @@ class EdgeAttention(nn.Module):
         a_{ij} = \frac{1}{H}\sum_{h=1}^{H} \operatorname{softmax}_{j \in \mathcal N(i)}
                  \frac{(W_Q^h x_i)^\top (W_K^h x_j)}{\sqrt{d_k}},
 
-    so that :math:`\sum_j a_{ij} = 1` for every node :math:`i` with at least one edge.
+    so that :math:`\sum_j a_{ij} = 1` for every node :math:`i` with at least one edge: :math:`A` is
+    row-stochastic, and :math:`(AX)_i` is a weighted mean of :math:`x_i`'s neighbours.
+
+    With ``normalization="column"`` the softmax runs over the other end of each edge instead,
+    :math:`a_{ij} = \frac1H\sum_h \operatorname{softmax}_{i \in \mathcal N(j)}(\cdots)`, so that
+    :math:`\sum_i a_{ij} = 1` for every node :math:`j` with at least one edge: :math:`A` is column-stochastic, and
+    each node hands all of its value on to its neighbours. This is GRAND's ``attention_norm_idx = 1``, which its
+    published configurations for Cora and CiteSeer set (its code multiplies by the attention with
+    ``torch_sparse.spmm``, whose output row is the edge's first node, and normalises over the edge's second node).
 
     With ``uniform_start=True`` the query and key weights :math:`W_Q, W_K` start at zero (their biases keep
     ``nn.Linear``'s random start): every score of a node is then the same, and the attention starts uniform over
-    its neighbours, :math:`a_{ij} = 1/\deg(i)`. GRAND's code starts these weights at the constant
-    :math:`10^{-5}`, which gives nearly the same start. From there the key weights get gradients at once; the
-    query weights and both biases shift every score of a node by the same amount, which the softmax over its
-    neighbours cancels, so they get none until the keys differ between neighbours, after the first update.
+    its neighbours, :math:`a_{ij} = 1/\deg(i)` (by columns :math:`1/\deg(j)`). GRAND's code starts these
+    weights at the constant :math:`10^{-5}`, which gives nearly the same start. From there the key weights get
+    gradients at once; the query weights and both biases shift every score of a node by the same amount, which
+    the softmax over its neighbours cancels, so they get none until the keys differ between neighbours, after the
+    first update (by columns the query and key weights trade places).
 
     Args:
         channels (int): feature width ``d``.
@@ -50,6 +69,8 @@ class EdgeAttention(nn.Module):
         heads (int): :math:`H` (default: ``1``).
         uniform_start (bool): start the attention uniform over each node's neighbours (default: ``False``,
             ``nn.Linear``'s random start).
+        normalization (str): ``"row"`` (:math:`\sum_j a_{ij} = 1`) or ``"column"`` (:math:`\sum_i a_{ij} = 1`)
+            (default: ``"row"``).
 
     Shapes:
         - **input:** features ``(|V|, d)``, the graph's :class:`~continuous_gnn.edge_product.EdgePattern`
@@ -58,7 +79,7 @@ class EdgeAttention(nn.Module):
     """
 
     def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1, *,
-                 uniform_start: bool = False) -> None:
+                 uniform_start: bool = False, normalization: str = "row") -> None:
         super().__init__()
         channels = check_positive_int(channels, "channels")
         key_channels = channels if key_channels is None else key_channels
@@ -66,8 +87,10 @@ class EdgeAttention(nn.Module):
         heads = check_positive_int(heads, "heads")
         if not isinstance(uniform_start, bool):
             raise ValueError(f"uniform_start must be true or false, got {uniform_start!r}")
+        check_normalization(normalization)
         self.channels, self.key_channels, self.heads = channels, key_channels, heads
         self.uniform_start = uniform_start
+        self.normalization = normalization
         self.query = nn.Linear(channels, heads * key_channels)
         self.key = nn.Linear(channels, heads * key_channels)
         self._start_uniform()
@@ -87,11 +110,13 @@ class EdgeAttention(nn.Module):
         q = self.query(x).view(-1, self.heads, self.key_channels)
         k = self.key(x).view(-1, self.heads, self.key_channels)
         scores = pattern.edge_dot(q, k) / math.sqrt(self.key_channels)  # (|E|, H)
-        return softmax(scores, pattern.row, num_nodes=pattern.num_nodes).mean(dim=1)
+        over = pattern.row if self.normalization == "row" else pattern.col
+        return softmax(scores, over, num_nodes=pattern.num_nodes).mean(dim=1)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
-                + (", uniform_start=True" if self.uniform_start else ""))
+                + (", uniform_start=True" if self.uniform_start else "")
+                + (f", normalization={self.normalization!r}" if self.normalization != "row" else ""))
 
 
 @dataclass(frozen=True, eq=False)

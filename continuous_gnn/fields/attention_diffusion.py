@@ -1,5 +1,6 @@
-r"""GRAND's attention diffusion with row-stochastic attention (no gradient flow): GRAND-nl, whose attention follows
-:math:`X(t)`, and GRAND-l as GRAND's code runs it, with the attention of :math:`X(0)` held fixed."""
+r"""GRAND's attention diffusion with row- or column-stochastic attention (no gradient flow): GRAND-nl, whose
+attention follows :math:`X(t)`, and GRAND-l as GRAND's code runs it, with the attention of :math:`X(0)` held
+fixed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_positive_int, check_sparse_dtype
 from ..edge_product import EdgePattern
-from ..energies.attention import EdgeAttention
+from ..energies.attention import EdgeAttention, check_normalization
 from ..graph import Graph
 from .base import Field
 
@@ -38,6 +39,14 @@ class AttentionDiffusion(Field):
     flow, and for explicit Euler with :math:`\alpha\tau \le 1`, whose step
     :math:`x_i + \alpha\tau\sum_j a_{ij}(x_j - x_i)` is a convex combination).
 
+    With ``normalization="column"`` (GRAND's ``attention_norm_idx = 1``, see
+    :class:`~continuous_gnn.energies.EdgeAttention`) :math:`A` is column-stochastic instead, and the maximum
+    principle no longer holds: a node with many neighbours gathers more than a mean of them. What holds then,
+    without the source term and when every node has at least one edge (self-loops ensure it), is conservation:
+    :math:`\mathbf 1^\top \dot X = \alpha(\mathbf 1^\top A - \mathbf 1^\top) X = 0`, so each channel's sum
+    over the nodes stays at its initial value, along the flow and through every Runge–Kutta step (a step adds a
+    combination of evaluations of the field, each of which sums to zero).
+
     Args:
         channels (int): ``d``.
         key_channels (int, optional): :math:`d_k` of the attention (default: ``channels``).
@@ -46,19 +55,23 @@ class AttentionDiffusion(Field):
         source (bool): add the source term :math:`+\beta X(0)` (default: ``False``).
         uniform_start (bool): start the attention uniform over each node's neighbours, as GRAND's code does
             (:class:`~continuous_gnn.energies.EdgeAttention`) (default: ``False``).
+        normalization (str): ``"row"`` or ``"column"``: what the attention sums to one over
+            (:class:`~continuous_gnn.energies.EdgeAttention`) (default: ``"row"``).
     """
 
     is_gradient_flow = False
 
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
-                 source: bool = False, uniform_start: bool = False) -> None:
+                 source: bool = False, uniform_start: bool = False, normalization: str = "row") -> None:
         super().__init__()
         check_bool(rate, "rate")
         check_bool(source, "source")
         check_bool(uniform_start, "uniform_start")
+        check_normalization(normalization)
         channels = check_positive_int(channels, "channels")
         self.channels = channels
-        self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start)
+        self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start,
+                                       normalization=normalization)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
         self.beta = nn.Parameter(torch.zeros(())) if source else None
 
@@ -102,7 +115,8 @@ class AttentionDiffusion(Field):
         return self._diffuse(self.attention(x, pattern), pattern, x, x0)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, rate={self.rate_logit is not None}, source={self.beta is not None}"
+        return (f"channels={self.channels}, rate={self.rate_logit is not None}, source={self.beta is not None}, "
+                f"normalization={self.attention.normalization!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +134,7 @@ class FixedAttention:
 
 
 class FixedAttentionDiffusion(AttentionDiffusion):
-    r"""GRAND-l as GRAND's code runs it: row-stochastic attention from :math:`X(0)`, held fixed during the solve.
+    r"""GRAND-l as GRAND's code runs it: attention from :math:`X(0)`, held fixed during the solve.
 
     .. math::
         \dot X = \alpha\big(A(X(0)) - I\big) X + \beta X(0),
@@ -130,7 +144,7 @@ class FixedAttentionDiffusion(AttentionDiffusion):
     and under the adjoint. The flow is linear in :math:`X`, but :math:`A - I` is not symmetric, so it is
     **not a gradient flow**; :class:`~continuous_gnn.energies.AttentionDirichletEnergy` is its symmetrised
     counterpart, which is one. The maximum principle of :class:`AttentionDiffusion` holds here too (without
-    the source term).
+    the source term), and with ``normalization="column"`` its conservation of each channel's sum instead.
 
     Args: as :class:`AttentionDiffusion`; binding needs ``x0``.
     """

@@ -9,8 +9,8 @@ Registered names (:data:`FLOWS`):
 * ``allen_cahn``: :class:`~continuous_gnn.energies.AllenCahnEnergy` (ACMP);
 * ``p_laplacian``: :class:`~continuous_gnn.energies.PLaplacianEnergy`;
 * ``grand_nl``: :class:`~continuous_gnn.fields.AttentionDiffusion` (no gradient flow);
-* ``grand_l_row``: :class:`~continuous_gnn.fields.FixedAttentionDiffusion`, GRAND-l with the row-stochastic
-  attention of GRAND's code (no gradient flow);
+* ``grand_l_row``: :class:`~continuous_gnn.fields.FixedAttentionDiffusion`, GRAND-l with the unsymmetrised
+  attention of GRAND's code, row-stochastic unless ``normalization = "column"`` (no gradient flow);
 * ``second_order``: :class:`~continuous_gnn.fields.SecondOrderFlow` over the energy named by its ``inner``
   option (default ``graff``; no gradient flow).
 
