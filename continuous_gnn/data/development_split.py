@@ -12,8 +12,10 @@ original node ids, and draws one split from a seed (its ``set_train_val_test_spl
 3. the development nodes that are not training nodes are the validation set.
 
 :func:`development_split` draws exactly this, with numpy's legacy ``RandomState``, whose streams numpy keeps stable
-across versions, so that the ``cora-lcc`` and ``citeseer-lcc`` datasets hold the very nodes GRAND trained,
-validated and tested on.
+across versions, so that the ``cora-lcc`` and ``citeseer-lcc`` datasets hold the split of GRAND's data loader.
+Later versions of GRAND's ``run_GNN.py`` (at commit 642678c, for one) redraw it before every run with the seed
+``np.random.randint(0, 1000)``, unseeded; with those, GRAND's runs used random splits of this kind
+(``development_split(y, seed=s)`` for some ``s`` below 1000), not this one.
 """
 
 from __future__ import annotations

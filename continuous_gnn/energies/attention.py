@@ -2,9 +2,9 @@ r"""Attention on the edges of a graph, and the attention-weighted Dirichlet ener
 
 GRAND (Chamberlain et al., "GRAND: Graph Neural Diffusion", ICML 2021, https://arxiv.org/abs/2106.10934)
 diffuses features with learned attention weights :math:`a(x_i, x_j)`. Its "linear" variant, GRAND-l, computes
-them once from :math:`X(0)` and holds them fixed during the solve. Attention is row-stochastic, not symmetric,
-so :math:`\dot X = (A - I)X` is no gradient flow; symmetrising it, :math:`S = \tfrac12(A + A^\top)`, makes it the
-gradient flow of an energy, which is what :class:`AttentionDirichletEnergy` is.
+them once from :math:`X(0)` and holds them fixed during the solve. Attention is row- (or column-) stochastic, not
+symmetric, so :math:`\dot X = (A - I)X` is no gradient flow; symmetrising it, :math:`S = \tfrac12(A + A^\top)`,
+makes it the gradient flow of an energy, which is what :class:`AttentionDirichletEnergy` is.
 
 Products with the attention matrix go through :meth:`~continuous_gnn.edge_product.EdgePattern.propagate`:
 CSR products forward and backward, whose values' gradient costs :math:`O(|E| d)` time and memory (autograd's
@@ -54,6 +54,8 @@ class EdgeAttention(nn.Module):
     each node hands all of its value on to its neighbours. This is GRAND's ``attention_norm_idx = 1``, which its
     published configurations for Cora and CiteSeer set (its code multiplies by the attention with
     ``torch_sparse.spmm``, whose output row is the edge's first node, and normalises over the edge's second node).
+    Those configurations also set ``square_plus``, with which later versions of GRAND's code normalise
+    :math:`(s + \sqrt{s^2 + 4})/2` of each score :math:`s` in place of :math:`e^s`; this class has the softmax.
 
     With ``uniform_start=True`` the query and key weights :math:`W_Q, W_K` start at zero (their biases keep
     ``nn.Linear``'s random start): every score of a node is then the same, and the attention starts uniform over
