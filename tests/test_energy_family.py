@@ -26,6 +26,7 @@ from continuous_gnn.energies import (
     GRAFFEnergy,
     PLaplacianEnergy,
 )
+from continuous_gnn.energies.attention import squareplus
 
 DTYPE = torch.float64
 N, D = 9, 3
@@ -197,7 +198,9 @@ def test_attention_is_row_stochastic_and_its_energy_is_symmetric():
 
 @pytest.mark.parametrize("make", [lambda: _attention(heads=2, uniform_start=True),
                                   lambda: cg.AttentionDiffusion(D, heads=2, uniform_start=True).double(),
-                                  lambda: cg.FixedAttentionDiffusion(D, heads=2, uniform_start=True).double()])
+                                  lambda: cg.FixedAttentionDiffusion(D, heads=2, uniform_start=True).double(),
+                                  lambda: cg.FixedAttentionDiffusion(D, heads=2, uniform_start=True,
+                                                                     score_map="squareplus").double()])
 def test_a_uniform_start_gives_each_neighbour_the_same_attention_and_still_learns(make):
     graph = random_graph(N, 0.35, 30)
     x0 = random_features(N, D, 31)
@@ -288,13 +291,13 @@ def test_learnable_edge_values_cost_edges_not_nodes_squared():
 
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["grand_nl", "grand_l_row"])
-@pytest.mark.parametrize("rate", [False, True])
-def test_attention_diffusion_obeys_the_maximum_principle(fixed, rate):
+@pytest.mark.parametrize(("rate", "score_map"), [(False, "exp"), (True, "exp"), (True, "squareplus")])
+def test_attention_diffusion_obeys_the_maximum_principle(fixed, rate, score_map):
     graph = random_graph(12, 0.3, 20)
     x0 = random_features(12, D, 21)
     torch.manual_seed(3)
     kind = cg.FixedAttentionDiffusion if fixed else cg.AttentionDiffusion
-    field = _randomized(kind(D, heads=2, rate=rate).double(), seed=5)
+    field = _randomized(kind(D, heads=2, rate=rate, score_map=score_map).double(), seed=5)
     assert not field.is_gradient_flow
     low, high = x0.min(dim=0).values, x0.max(dim=0).values
     for solver, slack in ((cg.FixedGrid("euler", step_size=1.0), 1e-12), (cg.FixedGrid("euler", step_size=0.25), 1e-12),
@@ -356,6 +359,36 @@ def test_a_uniform_start_by_columns_gives_each_recipient_the_same_share_and_the_
                                                [attention.query.weight, attention.key.weight])
     assert float(query_grad.abs().max()) > 1e-3 and float(key_grad.abs().max()) < 1e-12
     assert "normalization='column'" in repr(attention)
+
+
+def test_squareplus_is_its_formula_stays_accurate_far_below_zero_and_normalises_like_the_softmax():
+    s = torch.linspace(-30.0, 30.0, 121, dtype=DTYPE)
+    torch.testing.assert_close(squareplus(s), (s + torch.sqrt(s * s + 4)) / 2, rtol=1e-12, atol=1e-13)
+    # Far below zero it is 1/|s| to first order, where s + sqrt(s² + 4) loses most of its digits to cancellation.
+    far = torch.tensor([-1e4, -1e8], dtype=DTYPE)
+    torch.testing.assert_close(squareplus(far), 1 / far.abs(), rtol=1e-7, atol=0)
+    naive = (far + torch.sqrt(far * far + 4)) / 2
+    assert abs(float(naive[1]) * 1e8 - 1) > 0.1
+    graph = random_graph(N, 0.35, 45)
+    x0 = random_features(N, D, 46)
+    for normalization, over in (("row", graph.pattern.row), ("column", graph.pattern.col)):
+        torch.manual_seed(7)
+        attention = EdgeAttention(D, heads=2, normalization=normalization, score_map="squareplus").double()
+        q = attention.query(x0).view(N, 2, D)
+        k = attention.key(x0).view(N, 2, D)
+        scores = (q[graph.pattern.row] * k[graph.pattern.col]).sum(-1) / D ** 0.5
+        weights = (scores + torch.sqrt(scores ** 2 + 4)) / 2
+        totals = torch.zeros(N, 2, dtype=DTYPE).index_add(0, over, weights)
+        expected = (weights / totals[over]).mean(dim=1)
+        values = attention(x0, graph.pattern)
+        torch.testing.assert_close(values, expected)
+        torch.testing.assert_close(torch.zeros(N, dtype=DTYPE).index_add(0, over, values), torch.ones(N, dtype=DTYPE))
+        torch.manual_seed(7)
+        assert not torch.allclose(EdgeAttention(D, heads=2, normalization=normalization).double()(x0, graph.pattern),
+                                  values)
+    assert "score_map='squareplus'" in repr(attention)
+    with pytest.raises(ValueError, match="score_map must be one of 'exp', 'squareplus', got 'softmax'"):
+        cg.AttentionDiffusion(D, score_map="softmax")
 
 
 def test_fixed_attention_diffusion_holds_the_attention_of_x0():

@@ -18,24 +18,43 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import softmax
+from torch_geometric.utils import scatter, softmax
 
 from .._checks import check_bool, check_positive_int
 from ..edge_product import EdgePattern
 from ..graph import Graph
 from .base import Energy
 
-__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "ATTENTION_NORMALIZATIONS"]
+__all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "ATTENTION_NORMALIZATIONS",
+           "SCORE_MAPS", "squareplus"]
 
 #: How :class:`EdgeAttention` normalises: over each node's neighbours (rows) or over each node's recipients (columns).
 ATTENTION_NORMALIZATIONS = ("row", "column")
+#: The positive maps of the scores that :class:`EdgeAttention` normalises: ``exp`` (a softmax) or ``squareplus``.
+SCORE_MAPS = ("exp", "squareplus")
 
 
 def check_normalization(normalization: object) -> str:
+    """``normalization`` if it is one of :data:`ATTENTION_NORMALIZATIONS`, else a ValueError that lists them."""
     if normalization not in ATTENTION_NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {', '.join(map(repr, ATTENTION_NORMALIZATIONS))}, got "
                          f"{normalization!r}")
     return normalization
+
+
+def check_score_map(score_map: object) -> str:
+    """``score_map`` if it is one of :data:`SCORE_MAPS`, else a ValueError that lists them."""
+    if score_map not in SCORE_MAPS:
+        raise ValueError(f"score_map must be one of {', '.join(map(repr, SCORE_MAPS))}, got {score_map!r}")
+    return score_map
+
+
+def squareplus(s: Tensor) -> Tensor:
+    r""":math:`(s + \sqrt{s^2 + 4})/2`, a smooth positive map that grows like :math:`\max(s, 0)`; computed as
+    :math:`2/(\sqrt{s^2 + 4} - s)` for :math:`s < 0`, the same value without the cancellation of
+    :math:`s + \sqrt{s^2 + 4}` there."""
+    root = torch.sqrt(s * s + 4)
+    return torch.where(s >= 0, (s + root) / 2, 2 / (root - s))
 
 
 class EdgeAttention(nn.Module):
@@ -55,15 +74,17 @@ class EdgeAttention(nn.Module):
     published configurations for Cora and CiteSeer set (its code multiplies by the attention with
     ``torch_sparse.spmm``, whose output row is the edge's first node, and normalises over the edge's second node).
     Those configurations also set ``square_plus``, with which later versions of GRAND's code normalise
-    :math:`(s + \sqrt{s^2 + 4})/2` of each score :math:`s` in place of :math:`e^s`; this class has the softmax.
+    :func:`squareplus` of each score :math:`s`, :math:`(s + \sqrt{s^2 + 4})/2`, in place of :math:`e^s`:
+    ``score_map="squareplus"`` does so, with the same normalisation by rows or columns.
 
     With ``uniform_start=True`` the query and key weights :math:`W_Q, W_K` start at zero (their biases keep
     ``nn.Linear``'s random start): every score of a node is then the same, and the attention starts uniform over
     its neighbours, :math:`a_{ij} = 1/\deg(i)` (by columns :math:`1/\deg(j)`). GRAND's code starts these
     weights at the constant :math:`10^{-5}`, which gives nearly the same start. From there the key weights get
     gradients at once; the query weights and both biases shift every score of a node by the same amount, which
-    the softmax over its neighbours cancels, so they get none until the keys differ between neighbours, after the
-    first update (by columns the query and key weights trade places).
+    keeps that node's scores equal to each other and so its attention uniform, whatever the score map: they get
+    none until the keys differ between neighbours, after the first update (by columns the query and key weights
+    trade places).
 
     Args:
         channels (int): feature width ``d``.
@@ -73,6 +94,8 @@ class EdgeAttention(nn.Module):
             ``nn.Linear``'s random start).
         normalization (str): ``"row"`` (:math:`\sum_j a_{ij} = 1`) or ``"column"`` (:math:`\sum_i a_{ij} = 1`)
             (default: ``"row"``).
+        score_map (str): the positive map of the scores before they are normalised: ``"exp"`` (a softmax) or
+            ``"squareplus"`` (default: ``"exp"``).
 
     Shapes:
         - **input:** features ``(|V|, d)``, the graph's :class:`~continuous_gnn.edge_product.EdgePattern`
@@ -81,7 +104,7 @@ class EdgeAttention(nn.Module):
     """
 
     def __init__(self, channels: int, key_channels: int | None = None, heads: int = 1, *,
-                 uniform_start: bool = False, normalization: str = "row") -> None:
+                 uniform_start: bool = False, normalization: str = "row", score_map: str = "exp") -> None:
         super().__init__()
         channels = check_positive_int(channels, "channels")
         key_channels = channels if key_channels is None else key_channels
@@ -90,9 +113,11 @@ class EdgeAttention(nn.Module):
         if not isinstance(uniform_start, bool):
             raise ValueError(f"uniform_start must be true or false, got {uniform_start!r}")
         check_normalization(normalization)
+        check_score_map(score_map)
         self.channels, self.key_channels, self.heads = channels, key_channels, heads
         self.uniform_start = uniform_start
         self.normalization = normalization
+        self.score_map = score_map
         self.query = nn.Linear(channels, heads * key_channels)
         self.key = nn.Linear(channels, heads * key_channels)
         self._start_uniform()
@@ -113,12 +138,17 @@ class EdgeAttention(nn.Module):
         k = self.key(x).view(-1, self.heads, self.key_channels)
         scores = pattern.edge_dot(q, k) / math.sqrt(self.key_channels)  # (|E|, H)
         over = pattern.row if self.normalization == "row" else pattern.col
-        return softmax(scores, over, num_nodes=pattern.num_nodes).mean(dim=1)
+        if self.score_map == "exp":
+            return softmax(scores, over, num_nodes=pattern.num_nodes).mean(dim=1)
+        weights = squareplus(scores)
+        totals = scatter(weights, over, dim=0, dim_size=pattern.num_nodes, reduce="sum")
+        return (weights / totals[over]).mean(dim=1)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, key_channels={self.key_channels}, heads={self.heads}"
                 + (", uniform_start=True" if self.uniform_start else "")
-                + (f", normalization={self.normalization!r}" if self.normalization != "row" else ""))
+                + (f", normalization={self.normalization!r}" if self.normalization != "row" else "")
+                + (f", score_map={self.score_map!r}" if self.score_map != "exp" else ""))
 
 
 @dataclass(frozen=True, eq=False)

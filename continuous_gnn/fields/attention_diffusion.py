@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_positive_int, check_sparse_dtype
 from ..edge_product import EdgePattern
-from ..energies.attention import EdgeAttention, check_normalization
+from ..energies.attention import EdgeAttention, check_normalization, check_score_map
 from ..graph import Graph
 from .base import Field
 
@@ -57,21 +57,25 @@ class AttentionDiffusion(Field):
             (:class:`~continuous_gnn.energies.EdgeAttention`) (default: ``False``).
         normalization (str): ``"row"`` or ``"column"``: what the attention sums to one over
             (:class:`~continuous_gnn.energies.EdgeAttention`) (default: ``"row"``).
+        score_map (str): ``"exp"`` (a softmax) or ``"squareplus"`` (GRAND's ``square_plus``), the map of the
+            scores before they are normalised (default: ``"exp"``).
     """
 
     is_gradient_flow = False
 
     def __init__(self, channels: int, *, key_channels: int | None = None, heads: int = 1, rate: bool = False,
-                 source: bool = False, uniform_start: bool = False, normalization: str = "row") -> None:
+                 source: bool = False, uniform_start: bool = False, normalization: str = "row",
+                 score_map: str = "exp") -> None:
         super().__init__()
         check_bool(rate, "rate")
         check_bool(source, "source")
         check_bool(uniform_start, "uniform_start")
         check_normalization(normalization)
+        check_score_map(score_map)
         channels = check_positive_int(channels, "channels")
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start,
-                                       normalization=normalization)
+                                       normalization=normalization, score_map=score_map)
         self.rate_logit = nn.Parameter(torch.zeros(())) if rate else None
         self.beta = nn.Parameter(torch.zeros(())) if source else None
 
@@ -116,7 +120,7 @@ class AttentionDiffusion(Field):
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, rate={self.rate_logit is not None}, source={self.beta is not None}, "
-                f"normalization={self.attention.normalization!r}")
+                f"normalization={self.attention.normalization!r}, score_map={self.attention.score_map!r}")
 
 
 @dataclass(frozen=True, eq=False)
