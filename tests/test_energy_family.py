@@ -309,12 +309,13 @@ def test_attention_diffusion_obeys_the_maximum_principle(fixed, rate, score_map)
 
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["grand_nl", "grand_l_row"])
-def test_column_normalised_attention_diffusion_conserves_each_channels_sum(fixed):
+@pytest.mark.parametrize("score_map", ["exp", "squareplus"])
+def test_column_normalised_attention_diffusion_conserves_each_channels_sum(fixed, score_map):
     graph = random_graph(12, 0.3, 40)
     x0 = random_features(12, D, 41)
     torch.manual_seed(6)
     kind = cg.FixedAttentionDiffusion if fixed else cg.AttentionDiffusion
-    field = _randomized(kind(D, heads=2, rate=True, normalization="column").double(), seed=8)
+    field = _randomized(kind(D, heads=2, rate=True, normalization="column", score_map=score_map).double(), seed=8)
     values = field.attention(x0, graph.pattern)
     column_sums = torch.zeros(12, dtype=DTYPE).index_add(0, graph.pattern.col, values)
     row_sums = torch.zeros(12, dtype=DTYPE).index_add(0, graph.pattern.row, values)
