@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .._checks import check_bool, check_positive_int, check_sparse_dtype
 from ..edge_product import EdgePattern
-from ..energies.attention import EdgeAttention, check_normalization, check_score_map
+from ..energies.attention import EdgeAttention
 from ..graph import Graph
 from .base import Field
 
@@ -70,8 +70,6 @@ class AttentionDiffusion(Field):
         check_bool(rate, "rate")
         check_bool(source, "source")
         check_bool(uniform_start, "uniform_start")
-        check_normalization(normalization)
-        check_score_map(score_map)
         channels = check_positive_int(channels, "channels")
         self.channels = channels
         self.attention = EdgeAttention(channels, key_channels, heads, uniform_start=uniform_start,
