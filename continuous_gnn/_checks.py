@@ -35,6 +35,13 @@ def check_bool(value: object, name: str) -> bool:
     return value
 
 
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; otherwise ``ValueError`` that lists them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def check_sparse_dtype(x: Tensor, owner: str, what: str = "the features") -> None:
     """``TypeError`` for half precision, which no graph operator takes (its sparse products are float32 or
     float64 only): one message with the fix, instead of a chain of dtype conversions that each fail next."""

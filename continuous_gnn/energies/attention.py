@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from .._checks import check_bool, check_positive_int
+from .._checks import check_bool, check_choice, check_positive_int
 from ..edge_product import EdgePattern
 from ..graph import Graph
 from .base import Energy
@@ -32,21 +32,6 @@ __all__ = ["EdgeAttention", "AttentionGraph", "AttentionDirichletEnergy", "ATTEN
 ATTENTION_NORMALIZATIONS = ("row", "column")
 #: The positive maps of the scores that :class:`EdgeAttention` normalises: ``exp`` (a softmax) or ``squareplus``.
 SCORE_MAPS = ("exp", "squareplus")
-
-
-def check_normalization(normalization: object) -> str:
-    """``normalization`` if it is one of :data:`ATTENTION_NORMALIZATIONS`, else a ValueError that lists them."""
-    if normalization not in ATTENTION_NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {', '.join(map(repr, ATTENTION_NORMALIZATIONS))}, got "
-                         f"{normalization!r}")
-    return normalization
-
-
-def check_score_map(score_map: object) -> str:
-    """``score_map`` if it is one of :data:`SCORE_MAPS`, else a ValueError that lists them."""
-    if score_map not in SCORE_MAPS:
-        raise ValueError(f"score_map must be one of {', '.join(map(repr, SCORE_MAPS))}, got {score_map!r}")
-    return score_map
 
 
 def squareplus(s: Tensor) -> Tensor:
@@ -112,8 +97,8 @@ class EdgeAttention(nn.Module):
         heads = check_positive_int(heads, "heads")
         if not isinstance(uniform_start, bool):
             raise ValueError(f"uniform_start must be true or false, got {uniform_start!r}")
-        check_normalization(normalization)
-        check_score_map(score_map)
+        check_choice(normalization, "normalization", ATTENTION_NORMALIZATIONS)
+        check_choice(score_map, "score_map", SCORE_MAPS)
         self.channels, self.key_channels, self.heads = channels, key_channels, heads
         self.uniform_start = uniform_start
         self.normalization = normalization
