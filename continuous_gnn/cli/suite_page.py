@@ -39,6 +39,7 @@ class RunSummary:
     reason: str = ""
     started: str = ""  # ISO time the run started, from its record
     command: str = ""  # the command that trained it, from its record
+    eval_times: list[float] = field(default_factory=list)  # chosen at each split's best epoch (eval_time_multiple)
 
     @classmethod
     def from_record(cls, model: str, record: dict[str, Any], path: str) -> RunSummary:
@@ -51,7 +52,9 @@ class RunSummary:
         return cls(model=model, dataset=record["config"]["dataset"], seed=record["config"]["seed"], status="ok",
                    metric=aggregate["metric"], test=population_mean_std(tests)[0], val=population_mean_std(vals)[0],
                    split_tests=tests, split_vals=vals,
-                   best_epochs=[s["best_epoch"] for s in splits], epochs=record["config"]["epochs"],
+                   best_epochs=[s["best_epoch"] for s in splits],
+                   eval_times=[s["eval_time"][s["best_epoch"] - 1] for s in splits if s.get("eval_time")],
+                   epochs=record["config"]["epochs"],
                    wall_time=aggregate["wall_time"], epoch_time=aggregate["epoch_time_mean"], record=path,
                    started=record.get("date", ""), command=record.get("command", ""))
 
@@ -149,6 +152,24 @@ def _by_command_rows(ok: list[RunSummary]) -> list[str]:
     return rows
 
 
+def _chosen_times(suite: Suite, ok: list[RunSummary]) -> list[str]:
+    """The table of integration times chosen on validation at the best epochs, for the rows whose evaluation
+    chose one (``eval_time_multiple``); no lines when none did."""
+    rows = []
+    for dataset in suite.datasets:
+        for model in suite.models:
+            times = [t for r in ok if r.model == model.label and r.dataset == dataset for t in r.eval_times]
+            if times:
+                mean, std = population_mean_std(times)
+                rows.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {min(times):g} | {max(times):g} |")
+    if not rows:
+        return []
+    return ["", "The integration time that evaluation chose on validation at the best epoch (`eval_time_multiple`: "
+            "the prediction after every solver step up to that multiple of T, the step of best validation metric "
+            "kept), over every split of every seed:", "", "| dataset | model | time, mean ± std | least | most |",
+            "|---|---|---|---|---|", *rows]
+
+
 def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, total: float, partial: bool,
            out_dir: str) -> str:
     ok = [r for r in runs if r.status == "ok"]
@@ -197,6 +218,7 @@ def render(suite: Suite, runs: list[RunSummary], *, command: str, started: str, 
         lines += ["", "Published anchors of other models (not run here):", "",
                   "| dataset | model | reported | source |", "|---|---|---|---|"]
         lines += [f"| {a.dataset} | {a.model} | {_fmt(a.mean, a.std)} | {a.source} |" for a in others]
+    lines += _chosen_times(suite, ok)
     if suite.notes:
         lines += [""] + [note for text in suite.notes for note in (text, "")][:-1]
     lines += ["", "## Time", "", "| dataset | model | wall time | ms per epoch |", "|---|---|---|---|"]

@@ -250,6 +250,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     epochs = sum(s.epochs_run for s in result.splits)
     print(f"test {metric} {percent(agg['test_mean'])} ± {percent(agg['test_std'])} "
           f"(mean ± population std over {agg['num_splits']} split{'s' if agg['num_splits'] != 1 else ''})")
+    if "eval_time_mean" in agg:
+        print(f"integration time chosen on validation at the best epoch {agg['eval_time_mean']:.4g} ± "
+              f"{agg['eval_time_std']:.4g} (trained to T = {config.time:g})")
     print(f"time {result.wall_time:.1f} s ({1000 * result.wall_time / max(epochs, 1):.1f} ms per epoch)")
     print(f"record {path}")
     return 0

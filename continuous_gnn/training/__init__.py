@@ -1,26 +1,27 @@
 """The run pipeline: a validated config, the objects it builds, the one training loop, records and checkpoints.
 
-=================  ==========================================================================================
-module             concept
-=================  ==========================================================================================
-``config``         :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
-``config_io``      config layers (defaults < preset < file < flags) and TOML files
-``presets``        the packaged presets (``--preset graff``), search spaces and study models
-``search``         search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
-``build``          config → graph operator, features, energy, model
-``preflight``      what a config can be checked for before its dataset loads: splits, energy options, memory
-``loop``           :func:`train_split` and :func:`run`: the training loop
-``step``           one optimiser step of the loop: training forward, loss, epoch totals, divergence check
-``history``        what the loop keeps of a split's epochs: curves, best epoch, kept model
-``resume``         checkpoints of a run's whole training state, and resuming from them
-``stopping``       stopping a checkpointed run at an epoch's end, on request or on SIGINT/SIGTERM
-``batches``        mini-batches on subgraphs: random partitions, METIS clusters, sampled neighbourhoods
-``distributed``    data-parallel training across processes and machines (torchrun, DDP)
-``trial_queue``    a search's trials queued in one Optuna study that several workers share (needs Optuna)
-``metrics``        accuracy, ROC-AUC, mean and population std
-``records``        per-split results and the JSON record of a run
-``checkpoint``     save and load a trained model with its config
-=================  ==========================================================================================
+===================  ==========================================================================================
+module               concept
+===================  ==========================================================================================
+``config``           :class:`RunConfig`: every setting of a run, validated once; builds the solver settings
+``config_io``        config layers (defaults < preset < file < flags) and TOML files
+``presets``          the packaged presets (``--preset graff``), search spaces and study models
+``search``           search spaces (:class:`SearchSpace`) and the seeds a tuned config's header names
+``build``            config → graph operator, features, energy, model
+``preflight``        what a config can be checked for before its dataset loads: splits, energy options, memory
+``loop``             :func:`train_split` and :func:`run`: the training loop
+``step``             one optimiser step of the loop: training forward, loss, epoch totals, divergence check
+``history``          what the loop keeps of a split's epochs: curves, best epoch, kept model
+``resume``           checkpoints of a run's whole training state, and resuming from them
+``stopping``         stopping a checkpointed run at an epoch's end, on request or on SIGINT/SIGTERM
+``batches``          mini-batches on subgraphs: random partitions, METIS clusters, sampled neighbourhoods
+``distributed``      data-parallel training across processes and machines (torchrun, DDP)
+``trial_queue``      a search's trials queued in one Optuna study that several workers share (needs Optuna)
+``metrics``          accuracy, ROC-AUC, mean and population std
+``time_selection``   the integration time chosen on validation at evaluation (GRAND's early-stopping evaluation)
+``records``          per-split results and the JSON record of a run
+``checkpoint``       save and load a trained model with its config
+===================  ==========================================================================================
 """
 
 from .build import build_graph, build_model, load_run_dataset, prepare_features
@@ -50,6 +51,7 @@ from .records import (
 from .resume import Checkpointing, ResumeWarning
 from .search import SearchSpace, load_search_space, search_seeds
 from .stopping import RunStopped, StopRequest, stop_on_signals
+from .time_selection import best_step, scores_along_flow
 
 __all__ = [
     "RunConfig",
@@ -77,6 +79,8 @@ __all__ = [
     "roc_auc",
     "population_mean_std",
     "still_improving",
+    "scores_along_flow",
+    "best_step",
     "EpochInfo",
     "KeptModel",
     "SplitResult",

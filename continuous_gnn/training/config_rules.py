@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 #: ``--hidden 100000000`` or ``--step-size 1e-300`` is an error up front, not an allocation failure or a hang).
 MAX_HIDDEN = 65_536
 MAX_TIME_PIECES = 10_000
+#: Largest ``eval_time_multiple``: evaluation integrates to it times T and holds every step's state.
+MAX_EVAL_TIME_MULTIPLE = 100
 MAX_SEED = 2**63 - 1 - MAX_SPLITS  # torch seeds are 64-bit; split i trains with seed + i
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -190,10 +192,31 @@ def check_rules(c: RunConfig) -> None:
             f"adaptive method {c.method!r} has none; choose an adaptive adjoint_method (e.g. dopri5) or a "
             "fixed-grid method with a step_size",
         )
+    _check_eval_time(c, require)
     solver, adjoint = c.solver_settings()  # the solver objects check themselves too
     if adjoint is not None:
         adjoint.for_solver(solver)
     _check_batching(c, require)
+
+
+def _check_eval_time(c: RunConfig, require: Callable[[bool, str], None]) -> None:
+    """``eval_time_multiple``: which solves can choose their time at evaluation, and how far they may go."""
+    if c.eval_time_multiple is None:
+        return
+    multiple = c.eval_time_multiple
+    require(1 <= multiple <= MAX_EVAL_TIME_MULTIPLE, f"eval_time_multiple must lie in [1, {MAX_EVAL_TIME_MULTIPLE}] "
+                                                     f"(evaluation integrates to it times T), got {multiple:g}")
+    require(is_fixed(c.method), f"eval_time_multiple scores the prediction after every solver step, which needs a "
+                                f"fixed-grid method; the steps of the adaptive method {c.method!r} are internal to "
+                                "torchdiffeq's odeint: choose e.g. --method rk4 --step-size 1, or drop "
+                                "eval_time_multiple")
+    require(not c.time_dependent, "eval_time_multiple integrates past T, where time_dependent weights have no piece; "
+                                  "drop one of them")
+    require(c.evaluation == "full", "eval_time_multiple applies to the full-graph evaluation (evaluation = full)")
+    overrun = FixedGrid(c.method, step_size=c.step_size, max_nfe=c.max_nfe).overrun(multiple * c.time)
+    if overrun is not None:
+        raise ValueError(f"{overrun[1]} at evaluation, which integrates to eval_time_multiple × time = "
+                         f"{multiple * c.time:g}; lower eval_time_multiple, or raise step_size")
 
 
 def _check_batching(c: RunConfig, require: Callable[[bool, str], None]) -> None:

@@ -21,7 +21,9 @@ from .records import KeptModel, SplitResult
 __all__ = ["SplitHistory", "late_splits", "still_improving"]
 
 #: The per-epoch lists, by their :class:`SplitResult` field names.
-_CURVES = ("train_loss", "train_curve", "val_curve", "nfe_forward", "nfe_backward", "kinetic", "jacobian")
+_CURVES = ("train_loss", "train_curve", "val_curve", "nfe_forward", "nfe_backward", "kinetic", "jacobian", "eval_time")
+#: The curves that are empty unless their option is on.
+_OPTIONAL = ("kinetic", "jacobian", "eval_time")
 
 
 @dataclass
@@ -29,9 +31,9 @@ class SplitHistory:
     """The epochs of one split so far.
 
     Attributes:
-        train_loss, train_curve, val_curve, nfe_forward, nfe_backward, kinetic, jacobian (list): one entry per
-            epoch, as in :class:`~continuous_gnn.training.records.SplitResult` (``kinetic`` and ``jacobian``
-            only when their regulariser is on).
+        train_loss, train_curve, val_curve, nfe_forward, nfe_backward, kinetic, jacobian, eval_time (list): one
+            entry per epoch, as in :class:`~continuous_gnn.training.records.SplitResult` (``kinetic`` and
+            ``jacobian`` only when their regulariser is on, ``eval_time`` only when evaluation chooses the time).
         best_val (float): the best validation metric so far (``-inf`` before the first improvement).
         best_epoch (int): its 1-based epoch, the first on ties (0 before the first improvement).
         best (tuple): train, validation and test metric at ``best_epoch``.
@@ -48,6 +50,7 @@ class SplitHistory:
     nfe_backward: list[int] = field(default_factory=list)
     kinetic: list[float] = field(default_factory=list)
     jacobian: list[float] = field(default_factory=list)
+    eval_time: list[float] = field(default_factory=list)
     best_val: float = -math.inf
     best_epoch: int = 0
     best: tuple[float, float, float] = (math.nan, math.nan, math.nan)
@@ -62,9 +65,11 @@ class SplitHistory:
         return len(self.train_loss)
 
     def add_epoch(self, loss: float, train: float, val: float, test: float, nfe: tuple[int, int],
-                  regularizers: dict[str, float], *, keep: str | None, model: nn.Module) -> None:
-        """Record the next epoch: its loss and metrics, solver evaluations (forward, backward) and regulariser
-        values (those present are recorded); with ``keep`` it also keeps ``model``'s state or the epoch's facts."""
+                  regularizers: dict[str, float], *, keep: str | None, model: nn.Module,
+                  eval_time: float | None = None) -> None:
+        """Record the next epoch: its loss and metrics, solver evaluations (forward, backward), regulariser values
+        (those present are recorded) and the integration time its evaluation chose (when it chose one); with
+        ``keep`` it also keeps ``model``'s state or the epoch's facts."""
         epoch = self.epochs_run + 1
         self.train_loss.append(loss)
         self.train_curve.append(train)
@@ -73,6 +78,8 @@ class SplitHistory:
         self.nfe_backward.append(nfe[1])
         for name, value in regularizers.items():
             getattr(self, name).append(value)
+        if eval_time is not None:
+            self.eval_time.append(eval_time)
         improved = val > self.best_val
         if improved:
             self.best_val, self.best_epoch, self.best = val, epoch, (train, val, test)
@@ -112,6 +119,7 @@ class SplitHistory:
                 outside them.
         """
         names = {f.name for f in fields(cls)}
+        state = {"eval_time": [], **state}  # written before evaluation could choose the time
         if set(state) != names:
             raise ValueError(f"a split history has the entries {sorted(names)}; got {sorted(state)}")
         for name in _CURVES:
@@ -121,7 +129,7 @@ class SplitHistory:
                 raise ValueError(f"a split history's {name} must be a list of numbers, got {type(curve).__name__}")
         epochs = len(state["train_loss"])
         uneven = [name for name in _CURVES if len(state[name]) != epochs
-                  and not (name in ("kinetic", "jacobian") and not state[name])]
+                  and not (name in _OPTIONAL and not state[name])]
         if uneven:
             raise ValueError(f"a split history's curves {uneven} do not have one entry per epoch ({epochs})")
         if not isinstance(state["best_epoch"], int) or not 0 <= state["best_epoch"] <= epochs:

@@ -6,6 +6,11 @@ pass in eval mode under ``torch.no_grad()`` scores the train, validation and tes
 the one at the epoch with the **best validation metric** (the first such epoch on ties). Over splits the result is
 the mean and the **population** standard deviation (``ddof=0``, as the paper's code computes it).
 
+With ``eval_time_multiple = c`` the evaluation also chooses the integration time: it integrates to :math:`cT`,
+scores the prediction after every solver step, and keeps the step of best validation metric
+(:mod:`~continuous_gnn.training.time_selection`, GRAND's early-stopping evaluation); the epoch's metrics are that
+step's, and its time is recorded in the split's ``eval_time`` curve. Training still integrates to :math:`T`.
+
 Seeds: split ``i`` is trained with seed ``config.seed + i`` (the split *index*, so re-running one split alone
 reproduces it). That seed drives parameter initialisation and every dropout mask. It is set with
 ``torch.manual_seed`` (every device) inside :func:`torch.random.fork_rng`, so the caller's global random state is
@@ -68,6 +73,7 @@ from .records import EpochInfo, RunResult, SplitResult, dataset_summary
 from .resume import Checkpointing, RunCheckpoints
 from .step import EpochTotals, TrainingStep, batch_loss, check_finite, diverged, make_optimizer, rank_seed
 from .stopping import RunStopped, StopRequest
+from .time_selection import best_step, scores_along_flow
 
 __all__ = ["KEEP_CHOICES", "split_seed", "train_split", "check_run", "run"]
 
@@ -212,14 +218,21 @@ def train_split(
                             for name, used in (("kinetic", use_kinetic), ("jacobian", use_jacobian)) if used}
 
             model.eval()
+            eval_time = None
             with torch.no_grad():
-                logits = model(features, graph) if evaluation is None else evaluation.logits(model)
-                scores = metrics(logits, y, masks, dataset.metric)
+                if config.eval_time_multiple is not None:
+                    times, step_scores = scores_along_flow(model, features, graph, y, masks, dataset.metric,
+                                                           t_end=config.eval_time_multiple * config.time)
+                    chosen = best_step(step_scores)
+                    scores, eval_time = step_scores[chosen], float(times[chosen])
+                else:
+                    logits = model(features, graph) if evaluation is None else evaluation.logits(model)
+                    scores = metrics(logits, y, masks, dataset.metric)
                 loss_value, train_value, val_value, test_value = torch.cat(
                     [epoch_loss.reshape(1).to(scores.device, scores.dtype), scores]
                 ).tolist()
             history.add_epoch(loss_value, train_value, val_value, test_value, (epoch_nfe_forward, epoch_nfe_backward),
-                              regularizers, keep=keep, model=model)
+                              regularizers, keep=keep, model=model, eval_time=eval_time)
             if progress is not None:
                 progress(EpochInfo(split, epoch, config.epochs, loss_value, train_value, val_value,
                                    history.best_val, history.best_epoch))

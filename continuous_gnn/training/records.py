@@ -81,6 +81,8 @@ class SplitResult:
             adjoint backward solve, per epoch (backward is 0 with direct backprop).
         kinetic, jacobian: the unweighted regulariser integrals of the training step per epoch (kinetic
             energy; Hutchinson estimate of the Jacobian Frobenius norm); empty when the weight is 0.
+        eval_time: the integration time each epoch's evaluation chose on validation (``eval_time_multiple``,
+            :mod:`~continuous_gnn.training.time_selection`); empty when evaluation integrates to T.
         kept (KeptModel or None): the trained model, when the loop was asked to keep it (never written to a
             record).
     """
@@ -102,6 +104,7 @@ class SplitResult:
     nfe_backward: list[int] = field(repr=False)
     kinetic: list[float] = field(default_factory=list, repr=False)
     jacobian: list[float] = field(default_factory=list, repr=False)
+    eval_time: list[float] = field(default_factory=list, repr=False)
     kept: KeptModel | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,13 +133,17 @@ class RunResult:
         return [s.test_metric for s in self.splits]
 
     def aggregate(self) -> dict[str, Any]:
-        """Mean and population std (ddof=0) over splits of the test, validation and train metrics."""
+        """Mean and population std (ddof=0) over splits of the test, validation and train metrics, and of the
+        integration time chosen at the best epoch when evaluation chose one (``eval_time_mean``/``_std``)."""
         out: dict[str, Any] = {"metric": self.metric, "std": "population (ddof=0)", "num_splits": len(self.splits)}
         for key in ("test", "val", "train"):
             mean, std = population_mean_std([getattr(s, f"{key}_metric") for s in self.splits])
             out[f"{key}_mean"], out[f"{key}_std"] = mean, std
         out["wall_time"] = self.wall_time
         out["epoch_time_mean"] = population_mean_std([s.epoch_time for s in self.splits])[0]
+        chosen = [s.eval_time[s.best_epoch - 1] for s in self.splits if s.eval_time]
+        if chosen:  # the integration time chosen at each split's best epoch (eval_time_multiple)
+            out["eval_time_mean"], out["eval_time_std"] = population_mean_std(chosen)
         return out
 
     @classmethod
