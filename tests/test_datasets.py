@@ -48,6 +48,8 @@ EXPECTED = {
     # GRAND's appendix lists these graphs: Cora 2485 nodes and 5069 edges, CiteSeer 2120 and 3679.
     "cora-lcc": (2485, 10138, 1433, 7, 1, (140, 1360, 985), 10138, "undirected"),
     "citeseer-lcc": (2120, 7358, 3703, 6, 1, (120, 1380, 620), 7358, "undirected"),
+    "cora-lcc-random": (2485, 10138, 1433, 7, 20, (140, 1360, 985), 10138, "undirected"),
+    "citeseer-lcc-random": (2120, 7358, 3703, 6, 20, (120, 1380, 620), 7358, "undirected"),
     "texas": (183, 558, 1703, 5, 10, (87, 59, 37), 325, "directed"),
     "wisconsin": (251, 900, 1703, 5, 10, (120, 80, 51), 515, "directed"),
     "cornell": (183, 554, 1703, 5, 10, (87, 59, 37), 298, "directed"),
@@ -60,7 +62,8 @@ EXPECTED = {
     "tolokers": (11758, 1038000, 10, 2, 10, (5879, 2939, 2940), 1038000, "undirected"),
 }
 ROC_AUC = {"minesweeper", "tolokers"}
-HOMOPHILOUS = {"cora", "citeseer", "cora-public", "citeseer-public", "cora-lcc", "citeseer-lcc"}
+HOMOPHILOUS = {"cora", "citeseer", "cora-public", "citeseer-public", "cora-lcc", "citeseer-lcc", "cora-lcc-random",
+               "citeseer-lcc-random"}
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -677,3 +680,16 @@ def test_lcc_datasets_are_the_largest_component_in_id_order(name: str, data_root
     assert all(torch.equal(mask[:, 0], expected)
                for mask, expected in zip((lcc.data.train_mask, lcc.data.val_mask, lcc.data.test_mask),
                                          development_split(lcc.data.y)))
+
+
+@pytest.mark.parametrize("name", ["cora", "citeseer"])
+def test_random_lcc_datasets_hold_one_split_of_grands_kind_per_seed(name: str, data_root: Path,
+                                                                     data_cache: Path) -> None:
+    lcc = _load(f"{name}-lcc", data_root, data_cache).data
+    random = _load(f"{name}-lcc-random", data_root, data_cache)
+    assert torch.equal(random.data.x, lcc.x) and torch.equal(random.data.edge_index, lcc.edge_index)
+    assert random.num_splits == len(registry_module.RANDOM_LCC_SEEDS) == 20
+    for split, seed in enumerate(registry_module.RANDOM_LCC_SEEDS):
+        assert all(torch.equal(mask, expected)
+                   for mask, expected in zip(random.split(split), development_split(lcc.y, seed=seed)))
+    assert len({tuple(random.split(split)[0].nonzero().view(-1).tolist()) for split in range(20)}) == 20

@@ -206,8 +206,8 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
     note = (
         f"Planetoid keeps one copy of the ind.{pyg_name.lower()}.* files per split "
         f"layout: put them into both <root>/Planetoid/{pyg_name}/raw/ (used by "
-        f"'{pyg_name.lower()}-public' and '{pyg_name.lower()}-lcc') and <root>/Planetoid/{pyg_name}/geom-gcn/raw/ "
-        f"(used by '{pyg_name.lower()}')."
+        f"'{pyg_name.lower()}-public', '{pyg_name.lower()}-lcc' and '{pyg_name.lower()}-lcc-random') and "
+        f"<root>/Planetoid/{pyg_name}/geom-gcn/raw/ (used by '{pyg_name.lower()}')."
     )
     return _Spec(
         name=name,
@@ -222,24 +222,34 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
     )
 
 
-def _build_lcc(pyg_name: str) -> Callable[[Path], Data]:
-    """The largest connected component of the Planetoid graph, with the split of GRAND's code."""
+#: The seeds of the splits of the ``-lcc-random`` datasets: one split of GRAND's kind per seed.
+RANDOM_LCC_SEEDS = tuple(range(20))
+
+
+def _build_lcc(pyg_name: str, seeds: tuple[int, ...] | None) -> Callable[[Path], Data]:
+    """The largest connected component of the Planetoid graph, with the split of GRAND's code (``seeds=None``)
+    or one split of its kind per seed (a mask column each)."""
     public = _build_planetoid(pyg_name, "public")
 
     def build(stage: Path) -> Data:
         from torch_geometric.transforms import LargestConnectedComponents
 
         graph = LargestConnectedComponents()(public(stage))  # keeps the original id order, as GRAND's code
-        train, val, test = development_split(graph.y)
+        if seeds is None:
+            train, val, test = development_split(graph.y)
+        else:
+            train, val, test = (torch.stack(masks, dim=1)
+                                for masks in zip(*(development_split(graph.y, seed=seed) for seed in seeds)))
         return Data(x=graph.x, y=graph.y, edge_index=graph.edge_index,
                     train_mask=train, val_mask=val, test_mask=test)
 
     return build
 
 
-def _lcc_spec(name: str, pyg_name: str, description: str) -> _Spec:
+def _lcc_spec(name: str, pyg_name: str, description: str, seeds: tuple[int, ...] | None = None) -> _Spec:
     """The public variant's spec (its raw files, source and advice) with the largest component's builder."""
-    return replace(_planetoid_spec(name, pyg_name, True, description), build=_build_lcc(pyg_name))
+    return replace(_planetoid_spec(name, pyg_name, True, description), build=_build_lcc(pyg_name, seeds),
+                   num_splits=1 if seeds is None else len(seeds))
 
 
 def _webkb_spec(name: str, description: str) -> _Spec:
@@ -312,6 +322,16 @@ _SPECS: dict[str, _Spec] = {
         _lcc_spec(
             "citeseer-lcc", "CiteSeer",
             "CiteSeer's largest connected component with the split of GRAND's code (seed 12345; 120/1380/620)",
+        ),
+        _lcc_spec(
+            "cora-lcc-random", "Cora",
+            "cora-lcc's graph with 20 random splits of GRAND's kind (seeds 0 to 19; 140/1360/985 each)",
+            RANDOM_LCC_SEEDS,
+        ),
+        _lcc_spec(
+            "citeseer-lcc-random", "CiteSeer",
+            "citeseer-lcc's graph with 20 random splits of GRAND's kind (seeds 0 to 19; 120/1380/620 each)",
+            RANDOM_LCC_SEEDS,
         ),
         _webkb_spec("texas", "WebKB Texas web-page graph, 10 Geom-GCN splits"),
         _webkb_spec("wisconsin", "WebKB Wisconsin web-page graph, 10 Geom-GCN splits"),
