@@ -57,12 +57,27 @@ def test_dataset_names_of_models_and_anchors_meet_in_their_canonical_form(tmp_pa
      r"\(did you mean 'texas'\?\)"),
     ('[[models]]\nlabel = "a"\npreset = "graff"\ndatasets = ["texas", "Texas"]\n', "model 'a' names a dataset twice"),
     ('page = 5\n' + _MODEL, "page must be a string"),
+    ('[[models]]\nlabel = "a"\npreset = "graff"\nbase_dataset = "texas"\ndatasets = ["texas"]\n',
+     "base_dataset names the dataset of a base preset"),
+    ('[[models]]\nlabel = "a"\nbase = "graff"\nbase_dataset = "texsa"\ndatasets = ["texas"]\n',
+     r"unknown dataset 'texsa'"),
 ])
 def test_malformed_suites_are_refused(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_suite(path)
+
+
+def test_a_base_preset_of_another_dataset_starts_the_runs_on_each_of_the_models_datasets(tmp_path):
+    path = tmp_path / "random.toml"
+    path.write_text('seeds = [1]\n[[models]]\nlabel = "a"\nbase = "grand_l_row"\nbase_dataset = "Cora-LCC"\n'
+                    'overrides = { epochs = 3 }\ndatasets = ["cora-lcc-random"]\n')
+    model = load_suite(path).models[0]
+    assert model.base_dataset == "cora-lcc"
+    config = run_config(model, "cora-lcc-random", 1)
+    preset = run_config(load_suite(suite_path("grand_attention")).model("GRAND-l (row)"), "cora-lcc", 1)
+    assert config == preset.replace(dataset="cora-lcc-random", epochs=3)
 
 
 def test_records_are_matched_by_config_not_by_file_name(tmp_path):

@@ -13,6 +13,7 @@ A suite is a TOML file (the packaged ones are ``continuous_gnn/presets/suites/<n
     preset = "grand_l"                     # a packaged preset, or
     # base = "graff"                       # a packaged preset whose dataset's config is the starting point,
     overrides = { energy = "attention_dirichlet" }   # with these config fields changed
+    # base_dataset = "cora-lcc"            # optional, with base: read the base preset of this dataset instead
     datasets = ["cora-public", "citeseer-public"]
     # seeds = [5000]                       # optional: this model's own base seeds instead of the suite's
 
@@ -55,6 +56,9 @@ class SuiteModel:
     preset: str | None = None
     base: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: With ``base``: the dataset whose preset is the starting point on every dataset of the model (the preset of
+    #: ``cora-lcc`` on ``cora-lcc-random``, say); ``None`` reads each dataset's own.
+    base_dataset: str | None = None
     #: This model's base seeds, when they differ from the suite's (e.g. fewer for a costly model).
     seeds: tuple[int, ...] | None = None
 
@@ -109,9 +113,9 @@ def _require(condition: bool, source: str, message: str) -> None:
 
 def _model(table: Any, source: str) -> SuiteModel:
     _require(isinstance(table, dict), source, f"each [[models]] entry must be a table, got {table!r}")
-    unknown = sorted(set(table) - {"label", "preset", "base", "overrides", "datasets", "seeds"})
-    _require(not unknown, source, f"[[models]] has unknown keys {unknown}; use label, preset or base, overrides, "
-                                  "datasets, seeds")
+    unknown = sorted(set(table) - {"label", "preset", "base", "base_dataset", "overrides", "datasets", "seeds"})
+    _require(not unknown, source, f"[[models]] has unknown keys {unknown}; use label, preset or base, base_dataset, "
+                                  "overrides, datasets, seeds")
     label, preset, base = table.get("label"), table.get("preset"), table.get("base")
     _require(isinstance(label, str) and label.strip() != "", source, "every model needs a label")
     _require((preset is None) != (base is None), source, f"model {label!r} needs exactly one of preset or base")
@@ -124,11 +128,17 @@ def _model(table: Any, source: str) -> SuiteModel:
     _require(isinstance(overrides, dict), source, f"model {label!r}: overrides must be a table")
     _require(preset is None or not overrides, source, f"model {label!r}: overrides apply to a base preset; a "
                                                       "preset is run as it is")
+    base_dataset = table.get("base_dataset")
+    if base_dataset is not None:
+        _require(base is not None, source, f"model {label!r}: base_dataset names the dataset of a base preset; "
+                                           "give base = \"<preset>\" with it")
+        _require(isinstance(base_dataset, str), source, f"model {label!r}: base_dataset must be a dataset name")
+        base_dataset = _dataset(base_dataset, source, f"model {label!r}")
     seeds = table.get("seeds")
     if seeds is not None:
         _check_seeds(seeds, source, f"model {label!r}: ")
     return SuiteModel(label=label, datasets=tuple(datasets), preset=preset, base=base, overrides=dict(overrides),
-                      seeds=None if seeds is None else tuple(seeds))
+                      base_dataset=base_dataset, seeds=None if seeds is None else tuple(seeds))
 
 
 def _dataset(name: str, source: str, where: str) -> str:
@@ -235,13 +245,14 @@ def available_suites() -> list[str]:
 
 def run_config(model: SuiteModel, dataset: str, seed: int, *, epochs: int | None = None,
                splits: tuple[int, ...] | None = None) -> RunConfig:
-    """The config of one run of a suite: the model's preset (or base preset with its overrides) for ``dataset``,
-    with ``seed`` and, for a quick check, ``epochs``/``splits``.
+    """The config of one run of a suite: the model's preset (or base preset with its overrides) for ``dataset``
+    (the base preset of ``model.base_dataset`` when it is set, with ``dataset`` in place of its own), with
+    ``seed`` and, for a quick check, ``epochs``/``splits``.
 
     Raises:
         ValueError: on a missing preset file or a bad override (the message names the file).
     """
-    path = preset_path(model.preset or model.base, dataset)
+    path = preset_path(model.preset or model.base, model.base_dataset or dataset)
     layers = [read_config_file(path), dict(model.overrides), {"seed": seed, "dataset": dataset}]
     extra = {}
     if epochs is not None:
