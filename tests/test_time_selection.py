@@ -162,7 +162,7 @@ def test_a_suite_page_shows_the_times_its_rows_chose(tmp_path):
     path = tmp_path / "one.toml"
     path.write_text('title = "t"\nseeds = [1]\n[[models]]\nlabel = "GRAFF"\npreset = "graff"\ndatasets = ["texas"]\n')
     page = render(load_suite(path), [run], command="c", started="s", total=1.0, partial=False, out_dir="runs")
-    assert "| texas | GRAFF | 3.00 ± 1.00 | 2 | 4 |" in page
+    assert "| texas | GRAFF | 3.00 ± 1.00 | 2.00 | 4.00 |" in page
     plain = RunSummary.from_record("GRAFF", {**record, "splits": [{**s, "eval_time": []} for s in record["splits"]]},
                                    "runs/texas.json")
     assert "chose on validation" not in render(load_suite(path), [plain], command="c", started="s", total=1.0,

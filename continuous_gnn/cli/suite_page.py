@@ -161,7 +161,7 @@ def _chosen_times(suite: Suite, ok: list[RunSummary]) -> list[str]:
             times = [t for r in ok if r.model == model.label and r.dataset == dataset for t in r.eval_times]
             if times:
                 mean, std = population_mean_std(times)
-                rows.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {min(times):g} | {max(times):g} |")
+                rows.append(f"| {dataset} | {model.label} | {_fmt(mean, std)} | {min(times):.2f} | {max(times):.2f} |")
     if not rows:
         return []
     return ["", "The integration time that evaluation chose on validation at the best epoch (`eval_time_multiple`: "
