@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from continuous_gnn.data.development_split import development_split
+from continuous_gnn.data.development_split import GRAND_SPLIT_SEED, development_split
 from continuous_gnn.data.raw_files import DatasetUnavailableError
 
 __all__ = ["DATASETS", "NUM_SPLITS", "canonical_name"]
@@ -226,30 +226,28 @@ def _planetoid_spec(name: str, pyg_name: str, public: bool, description: str) ->
 RANDOM_LCC_SEEDS = tuple(range(20))
 
 
-def _build_lcc(pyg_name: str, seeds: tuple[int, ...] | None) -> Callable[[Path], Data]:
-    """The largest connected component of the Planetoid graph, with the split of GRAND's code (``seeds=None``)
-    or one split of its kind per seed (a mask column each)."""
+def _build_lcc(pyg_name: str, seeds: tuple[int, ...]) -> Callable[[Path], Data]:
+    """The largest connected component of the Planetoid graph, with one split of GRAND's kind per seed (a mask
+    column each)."""
     public = _build_planetoid(pyg_name, "public")
 
     def build(stage: Path) -> Data:
         from torch_geometric.transforms import LargestConnectedComponents
 
         graph = LargestConnectedComponents()(public(stage))  # keeps the original id order, as GRAND's code
-        if seeds is None:
-            train, val, test = development_split(graph.y)
-        else:
-            train, val, test = (torch.stack(masks, dim=1)
-                                for masks in zip(*(development_split(graph.y, seed=seed) for seed in seeds)))
+        train, val, test = (torch.stack(masks, dim=1)
+                            for masks in zip(*(development_split(graph.y, seed=seed) for seed in seeds)))
         return Data(x=graph.x, y=graph.y, edge_index=graph.edge_index,
                     train_mask=train, val_mask=val, test_mask=test)
 
     return build
 
 
-def _lcc_spec(name: str, pyg_name: str, description: str, seeds: tuple[int, ...] | None = None) -> _Spec:
-    """The public variant's spec (its raw files, source and advice) with the largest component's builder."""
+def _lcc_spec(name: str, pyg_name: str, description: str, seeds: tuple[int, ...] = (GRAND_SPLIT_SEED,)) -> _Spec:
+    """The public variant's spec (its raw files, source and advice) with the largest component's builder: GRAND's
+    split by default, or one split of its kind per seed."""
     return replace(_planetoid_spec(name, pyg_name, True, description), build=_build_lcc(pyg_name, seeds),
-                   num_splits=1 if seeds is None else len(seeds))
+                   num_splits=len(seeds))
 
 
 def _webkb_spec(name: str, description: str) -> _Spec:
