@@ -525,22 +525,29 @@ def test_grand_presets_come_from_validation_searches_at_seeds_their_suites_do_no
             f"suite {suite.name} runs {model.label} at a seed the search trained with"
 
 
-def test_detach_source_is_refused_on_the_command_line_where_the_flow_never_reads_the_initial_state(tmp_path, capsys):
-    # It was recorded as true and changed nothing: GRAFF without its source term, or an energy that never reads
-    # F(0). A stored config that has it still loads (checkpoints saved before the rule).
+def test_detach_source_is_refused_on_the_command_line_where_the_flow_has_no_source_term(tmp_path, capsys):
+    # It was recorded as true and changed nothing: GRAFF without its source term, an energy that never reads
+    # F(0), or attention from F(0) without a source term (detaching reaches the source term only). A stored
+    # config that has it still loads (checkpoints saved before the rule).
     from continuous_gnn.cli import main
-    from continuous_gnn.training.config_rules import reads_initial_state
+    from continuous_gnn.training.config_rules import has_source_term
 
     base = ["train", "--dataset", "texas", "--detach-source", "--data-root", str(tmp_path), "--no-download",
             "--out", str(tmp_path / "r.json")]
-    for flags in (["--energy", "dirichlet"], ["--no-source"], ["--energy", "grand_nl"],
-                  ["--energy", "second_order", "--energy-option", "inner=allen_cahn"]):
+    for flags, fix in ((["--energy", "dirichlet"], ""), (["--no-source"], ", or keep the source term"),
+                       (["--energy", "grand_nl"], ", or give the flow its source term"),
+                       (["--energy", "attention_dirichlet"], ", or give the flow its source term"),
+                       (["--energy", "second_order", "--energy-option", "inner=allen_cahn"], "")):
         assert main([*base, *flags]) == 2
-        assert "detach_source detaches F(0) where the flow reads it" in capsys.readouterr().err
-    assert [reads_initial_state(RunConfig(**fields)) for fields in (
-        {}, {"energy": "attention_dirichlet"}, {"energy": "grand_l_row"}, {"energy": "second_order"},
-        {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "dirichlet"}, {"source": False})] == [
-        True, True, True, True, True, False, False]
+        err = capsys.readouterr().err
+        assert "detach_source detaches F(0) where the source term reads it" in err and fix in err
+    assert [has_source_term(RunConfig(**fields)) for fields in (
+        {}, {"energy": "attention_dirichlet"}, {"energy": "attention_dirichlet", "energy_options": {"source": True}},
+        {"energy": "grand_l_row"}, {"energy": "second_order"},
+        {"energy": "second_order", "energy_options": {"inner": "attention_dirichlet"}},
+        {"energy": "grand_nl", "energy_options": {"source": True}}, {"energy": "dirichlet"}, {"source": False},
+        {"energy": "continuous_gnn.energies:DirichletEnergy"})] == [
+        True, False, True, False, True, False, True, False, False, None]
     assert RunConfig(energy="dirichlet", detach_source=True).detach_source
 
 

@@ -177,6 +177,59 @@ def test_detach_source_cuts_only_the_source_path():
     assert torch.equal(encoder_grad(plain, x, graph, weights), encoder_grad(plain_detached, x, graph, weights))
 
 
+@pytest.mark.parametrize("field", ["energy", "fixed_attention"])
+def test_detach_source_keeps_attention_from_the_initial_state_attached_as_grand_does(field):
+    # GRAND's code detaches X(0) in its source term only; its attention reads X(0) itself. Detaching therefore
+    # removes exactly the source path: the gradient through the attention stays, and the adjoint agrees.
+    from continuous_gnn.energies import AttentionDirichletEnergy
+    from continuous_gnn.fields import FixedAttentionDiffusion
+
+    graph = random_graph(N, 0.5, 21)
+    x = random_features(N, P, 22)
+    weights = random_features(N, K, 23)
+    solver = {"method": "rk4", "step_size": 0.25}
+    torch.manual_seed(24)
+    flow = (AttentionDirichletEnergy(D, key_channels=3, heads=2, source=True) if field == "energy"
+            else FixedAttentionDiffusion(D, key_channels=3, heads=2, rate=True, source=True))
+    attached = make_model(seed=25, energy=randomize_(flow.double(), 28, scale=0.5), t_end=1.0, solver=solver).eval()
+    detached = copy.deepcopy(attached)
+    detached.detach_source = True
+    assert torch.equal(attached(x, graph), detached(x, graph))
+    g_attached = encoder_grad(attached, x, graph, weights)
+    g_detached = encoder_grad(detached, x, graph, weights)
+
+    def path_grad(attention_input, source):
+        # The gradient of one path alone: only the attention's X(0), or only the source's, reaches the encoder.
+        attached.zero_grad()
+        h0 = attached.encoder(x)
+        bound = attached.flow.bind(graph, attention_input(h0), source=source(h0))
+        sol = cg.integrate(bound, h0.detach(), 1.0, **solver)
+        (attached.decode(sol.final) * weights).sum().backward()
+        return attached.encoder.weight.grad.clone()
+
+    attention_path = path_grad(lambda h0: h0, lambda h0: h0.detach())
+    source_path = path_grad(lambda h0: h0.detach(), lambda h0: h0)
+    assert attention_path.abs().max() > 1e-4 and source_path.abs().max() > 1e-4
+    initial_path = g_attached - attention_path - source_path  # through the initial state of the solve
+    torch.testing.assert_close(g_detached, initial_path + attention_path, rtol=1e-10, atol=1e-12)
+    # Under the adjoint the attached X(0) of the attention is a captured tensor: the gradients of direct
+    # backprop, to the tolerance of the solves (both adaptive, so that neither differentiates its own grid).
+    detached.solver = cg.Adaptive("dopri5", rtol=1e-10, atol=1e-12)
+    adjoint = copy.deepcopy(detached)
+    adjoint.adjoint = cg.Adjoint()
+    torch.testing.assert_close(encoder_grad(adjoint, x, graph, weights), encoder_grad(detached, x, graph, weights),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_bind_refuses_a_source_of_another_shape():
+    graph = random_graph(N, 0.3, 26)
+    x0 = random_features(N, D, 27)
+    with pytest.raises(ValueError, match=r"source must have the shape of x0, \(9, 4\); got \(9, 3\)"):
+        cg.GradientFlow(graff_energy(D, seed=1)).bind(graph, x0, source=x0[:, :3])
+    with pytest.raises(ValueError, match="source must have the shape of x0, None"):
+        cg.GradientFlow(graff_energy(D, seed=1)).bind(graph, source=x0)
+
+
 def test_adjoint_model_gradients_match_direct():
     graph = random_graph(N, 0.3, 7)
     x = random_features(N, P, 8)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..training.config import RunConfig, check_overrides, field_type, parse_splits
 from ..training.config_io import dropped_energy_options, read_config_file, resolve_config
-from ..training.config_rules import GRAFF_FIELDS, reads_initial_state, uses_graff_fields
+from ..training.config_rules import GRAFF_FIELDS, SOURCE_OPTION_FLOWS, has_source_term, uses_graff_fields
 from ..training.presets import available_presets, preset_path
 from .common import UsageError, add_data_flags
 
@@ -168,12 +168,13 @@ def resolve_cli_config(args: argparse.Namespace) -> ResolvedConfig:
     if config.dataset is None:
         raise UsageError("no dataset: pass --dataset NAME (or set dataset in the --config file)")
     _check_graff_fields(config, typed)
-    if config.detach_source and reads_initial_state(config) is False:  # it was recorded and changed nothing
+    if config.detach_source and has_source_term(config) is False:  # it was recorded and changed nothing
         graff = uses_graff_fields(config)
-        raise UsageError(f"detach_source detaches F(0) where the flow reads it (a source term, or attention computed "
-                         f"from F(0)), and this flow ({config.energy}{', source = false' if graff else ''}) reads it "
-                         "nowhere; drop --detach-source (or detach_source from the config file)"
-                         + (", or keep the source term" if graff else ""))
+        keep = (", or keep the source term" if graff else ", or give the flow its source term with --energy-option "
+                "source=true" if config.energy in SOURCE_OPTION_FLOWS else "")
+        raise UsageError(f"detach_source detaches F(0) where the source term reads it, and this flow "
+                         f"({config.energy}{', source = false' if graff else ''}) has no source term; drop "
+                         f"--detach-source (or detach_source from the config file){keep}")
     for source, energy, keys in dropped_energy_options(*layers, sources=sources):
         # Not an error (another energy may take other options), but easy to miss: say what was left behind.
         print(f"note: the energy is {config.energy}, so the {energy} options of the {source} ({', '.join(keys)}) "

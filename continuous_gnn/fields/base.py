@@ -66,10 +66,18 @@ class Field(nn.Module):
         """The node features of a state, or of a stack of states along the first dimension (default: the state)."""
         return state
 
-    def bind(self, graph: Graph, x0: Tensor | None = None) -> BoundField:
-        """A vector field ``f(t, x)`` with ``graph`` and ``x0`` fixed for one solve."""
+    def bind(self, graph: Graph, x0: Tensor | None = None, *, source: Tensor | None = None) -> BoundField:
+        """A vector field ``f(t, x)`` with ``graph`` and ``x0`` fixed for one solve.
+
+        ``source`` is the :math:`X(0)` that :meth:`forward` reads (a source term) when it differs from the one
+        :meth:`prepare` reads (attention computed once): a detached copy of ``x0`` cuts the gradient through
+        the source term only, as GRAND's code does (default: ``x0`` for both).
+        """
         self.check(graph, x0)
-        return BoundField(self, graph, self.prepare(graph, x0), x0)
+        if source is not None and (x0 is None or source.shape != x0.shape):
+            raise ValueError(f"source must have the shape of x0, {None if x0 is None else tuple(x0.shape)}; got "
+                             f"{tuple(source.shape)} (pass source=x0.detach() to cut the gradient through it)")
+        return BoundField(self, graph, self.prepare(graph, x0), x0, source=source)
 
 
 class BoundField(VectorField):
@@ -78,30 +86,39 @@ class BoundField(VectorField):
     The field is a submodule, so its parameters are found by ``odeint_adjoint``. The bound :math:`X(0)` is
     listed by :meth:`captured_tensors`, so that :func:`~continuous_gnn.integrate` also sends adjoint gradients
     to an ``x0`` that requires grad (nothing is detached silently); what :meth:`Field.prepare` computed from it
-    (e.g. attention weights) is differentiated through that graph. A time-dependent field declares its jumps
-    through :meth:`jump_times`.
+    (e.g. attention weights) is differentiated through that graph. A separate ``source`` is what ``forward``
+    reads instead of ``x0``. A time-dependent field declares its jumps through :meth:`jump_times`.
 
     Attributes:
         flow (Field): the field.
         graph (Graph): the graph.
         context: what ``flow.prepare(graph, x0)`` returned.
-        x0 (Tensor or None): :math:`X(0)`.
+        x0 (Tensor or None): :math:`X(0)` as :meth:`Field.prepare` read it (``source`` where ``prepare``
+            returned the graph itself).
+        source (Tensor or None): :math:`X(0)` as the field's ``forward`` reads it (``x0`` unless bound with
+            another ``source``).
     """
 
-    def __init__(self, flow: Field, graph: Graph, context: Any, x0: Tensor | None) -> None:
+    def __init__(self, flow: Field, graph: Graph, context: Any, x0: Tensor | None,
+                 source: Tensor | None = None) -> None:
         super().__init__()
         self.flow = flow
         self.graph = graph
         self.context = context
-        self.x0 = x0
+        self.source = x0 if source is None else source
+        # X(0) itself stays bound only where prepare computed something from it: elsewhere nothing reads it
+        # again, and an attached copy would be a captured tensor that the adjoint differentiates for nothing.
+        self.x0 = x0 if context is not graph else self.source
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        return self.flow(t, x, self.context, self.x0)
+        return self.flow(t, x, self.context, self.source)
 
     def jump_times(self) -> list[float]:
         """Times where the field jumps: the piece boundaries of a time-dependent energy, else none."""
         return list(self.flow.jump_times())
 
     def captured_tensors(self) -> tuple[Tensor, ...]:
-        """The bound initial state :math:`X(0)`, when there is one."""
-        return (self.x0,) if self.x0 is not None else ()
+        """The bound source, and :math:`X(0)` when :meth:`Field.prepare` computed something from it (the
+        adjoint's gradients reach it through that), each when there is one."""
+        tensors = (self.source,) if self.x0 is self.source else (self.source, self.x0)
+        return tuple(t for t in tensors if t is not None)

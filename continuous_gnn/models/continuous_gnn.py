@@ -86,8 +86,9 @@ class ContinuousGNN(nn.Module):
         encoder (str): ``"linear"`` or ``"mlp"`` (default: ``"linear"``).
         decoder (str): ``"linear"`` or ``"mlp"`` (one hidden layer of width ``d`` with a ReLU) (default:
             ``"linear"``).
-        detach_source (bool): feed the source term a detached copy of :math:`F(0)`, as the official code
-            does; by default gradients flow into the encoder through it (default: ``False``).
+        detach_source (bool): feed the source term a detached copy of :math:`F(0)`, as the official GRAFF
+            and GRAND code do; attention computed from :math:`F(0)` still reads it attached, as GRAND's does.
+            By default gradients flow into the encoder through both (default: ``False``).
         self_loops (bool): add :math:`I` to the adjacency of an ``edge_index``, ``adj_t`` or ``Data`` input
             before normalising, as :class:`~continuous_gnn.Graph` does (default: ``True``); a
             :class:`~continuous_gnn.Graph` input is used as it was built.
@@ -225,10 +226,10 @@ class ContinuousGNN(nn.Module):
         graph = self.graph(x, graph)
         check_adjoint_weights(graph, adjoint, type(self).__name__)
         h0 = self.encode(x)
-        source = h0.detach() if self.detach_source else h0
         t_end = self.t_end if t_end is None else t_end
         flow = self.flow
-        solution = integrator(flow.bind(graph, source), flow.initial_state(h0), t_end, solver=solver,
+        bound = flow.bind(graph, h0, source=h0.detach() if self.detach_source else None)
+        solution = integrator(bound, flow.initial_state(h0), t_end, solver=solver,
                               adjoint=adjoint, save_at=save_at)
         if type(flow).readout is not Field.readout:
             solution = dataclasses.replace(solution, final=flow.readout(solution.final),

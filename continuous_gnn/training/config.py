@@ -101,7 +101,8 @@ class RunConfig:
                                      "(one set per piece, see time_pieces)")
     time_pieces: int | None = _f(None, "number of pieces of time_dependent weights; required with adaptive methods",
                                  shown="none, i.e. one per fixed-grid step")
-    detach_source: bool = _f(False, "feed the source term a detached F(0) (the official code's behaviour)")
+    detach_source: bool = _f(False, "feed the source term a detached F(0), attention from F(0) still attached "
+                                    "(the official GRAFF and GRAND code's behaviour)")
     # solver
     method: str = _f("euler", "torchdiffeq method", TRAINABLE_METHODS)
     step_size: float | None = _f(1.0, "step τ of a fixed-grid method (none for adaptive methods)")

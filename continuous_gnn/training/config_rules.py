@@ -46,20 +46,24 @@ def uses_graff_fields(c: RunConfig) -> bool:
 
 #: Registered energies whose flow never reads the initial state F(0).
 _WITHOUT_INITIAL_STATE = ("dirichlet", "channel_dirichlet", "allen_cahn", "p_laplacian")
+#: Registered flows whose source term is the energy option ``source`` (off by default).
+SOURCE_OPTION_FLOWS = ("attention_dirichlet", "grand_l_row", "grand_nl")
 
 
-def reads_initial_state(c: RunConfig) -> bool | None:
-    """Whether the flow of ``c`` reads F(0) (a source term, or attention computed from it); ``None`` for an
-    energy given by import path, which the rules cannot see into. The command line refuses ``detach_source``
-    where this is ``False``; a stored config that has it still loads (it changed nothing)."""
-    name = c.energy_options.get("inner", DEFAULT_INNER) if c.energy == "second_order" else c.energy
+def has_source_term(c: RunConfig) -> bool | None:
+    """Whether the flow of ``c`` has a source term that reads F(0), which ``detach_source`` detaches; ``None``
+    for an energy given by import path, which the rules cannot see into. The command line refuses
+    ``detach_source`` where this is ``False``; a stored config that has it still loads (it changed nothing)."""
     if uses_graff_fields(c):
         return c.source
-    if name in _WITHOUT_INITIAL_STATE:
+    if c.energy == "second_order":  # its inner energy takes no options of its own: no source term
+        return False if c.energy_options.get("inner", DEFAULT_INNER) in (*_WITHOUT_INITIAL_STATE,
+                                                                         *SOURCE_OPTION_FLOWS) else None
+    if c.energy in _WITHOUT_INITIAL_STATE:
         return False
-    if name == "grand_nl":  # attention from F(t): F(0) only through the optional source term
+    if c.energy in SOURCE_OPTION_FLOWS:
         return bool(c.energy_options.get("source", False))
-    return True if name in ("attention_dirichlet", "grand_l_row") else None
+    return None
 
 
 def check_rules(c: RunConfig) -> None:
