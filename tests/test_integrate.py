@@ -453,8 +453,8 @@ def test_nfe_backward_counts_adjoint_calls():
     energy = graff_energy(3, seed=0)
     x0 = random_features(6, 3, 0).requires_grad_()
     field = CountingField(cg.GradientFlow(energy).bind(graph, x0))
-    # The wrapper hides the bound field's captured x0, so the adjoint refuses it until it is declared.
-    with pytest.raises(ValueError, match=r"\['func.x0'\]"):
+    # The wrapper hides the bound field's captured source (its x0), so the adjoint refuses it until it is declared.
+    with pytest.raises(ValueError, match=r"\['func.source'\]"):
         cg.integrate(field, x0, 1.0, method="rk4", num_steps=4, adjoint=True)
     sol = cg.integrate(field, x0, 1.0, method="rk4", num_steps=4, adjoint=True, adjoint_params=[x0])
     forward_calls = field.calls
@@ -651,6 +651,41 @@ def test_save_at_states_match_hand_loop():
     for t, state in zip(sol.times.tolist(), sol.states):
         assert torch.equal(state, hand[t])
     assert torch.equal(sol.final, sol.states[-1])
+
+
+def test_on_step_reports_every_step_end_inside_the_interval():
+    graph = random_graph(6, 0.4, 0)
+    x0 = random_features(6, 3, 0)
+    field = cg.GradientFlow(graff_energy(3, seed=0)).bind(graph, x0)
+    # A fixed grid: its interior points, with the very states the solve holds there.
+    seen = []
+    sol = cg.integrate(field, x0, 2.1, method="rk4", step_size=0.5, on_step=lambda t, x: seen.append((t, x)))
+    assert [t for t, _ in seen] == [0.5, 1.0, 1.5, 2.0]
+    saved = cg.integrate(field, x0, 2.1, method="rk4", step_size=0.5, save_at=[0.5, 1.0, 1.5, 2.0])
+    for (_, state), expected in zip(seen, saved.states[1:]):
+        assert torch.equal(state, expected)
+    assert sol.stats.steps_accepted == 5 and torch.equal(sol.final, saved.final)
+    # An adaptive method: its accepted steps but the last, which may end past T; rejections are not reported.
+    seen.clear()
+    sol = cg.integrate(field, x0, 2.0, method="dopri5", rtol=1e-8, atol=1e-10, options={"first_step": 0.5},
+                       on_step=lambda t, x: seen.append((t, x.clone())))
+    times = [t for t, _ in seen]
+    assert sol.stats.steps_rejected > 0 and len(times) == sol.stats.steps_accepted - 1
+    assert all(0.0 < a < b < 2.0 for a, b in zip(times, times[1:]))
+    at = cg.integrate(field, x0, 2.0, method="dopri5", rtol=1e-8, atol=1e-10, options={"first_step": 0.5}, save_at=times)
+    assert at.stats.steps_accepted == sol.stats.steps_accepted  # output times do not move an adaptive step
+    for (_, state), expected in zip(seen, at.states[1:-1]):
+        torch.testing.assert_close(state, expected, rtol=1e-12, atol=1e-12)
+    # Not reported: the adjoint's backward steps.
+    seen.clear()
+    leaf = x0.clone().requires_grad_()
+    cg.integrate(field, leaf, 2.0, method="euler", step_size=0.5, adjoint=True,
+                 on_step=lambda t, x: seen.append(t)).final.sum().backward()
+    assert seen == [0.5, 1.0, 1.5]
+    with pytest.raises(TypeError, match="on_step must be callable as on_step"):
+        cg.integrate(field, x0, 2.0, method="euler", step_size=0.5, on_step=[])
+    with pytest.raises(ValueError, match="on_step reports the solver's steps, which 'scipy_solver' does not"):
+        cg.integrate(field, x0, 2.0, method="scipy_solver", options={"solver": "RK45"}, on_step=print)
 
 
 # --- arguments that would otherwise be ignored, broadcast or run away -------------------------------------------------

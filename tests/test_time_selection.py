@@ -64,9 +64,25 @@ def test_a_number_of_steps_is_read_as_the_step_it_gives_over_the_models_time():
     assert times.tolist() == [0.5 * k for k in range(1, 13)]
 
 
-def test_an_adaptive_solver_is_refused_with_the_fix():
-    model, x, graph, y, masks = _model_and_inputs(Adaptive("dopri5"))
-    with pytest.raises(ValueError, match="fixed-grid solver.*rk4"):
+def test_an_adaptive_solver_scores_its_accepted_steps_and_the_end():
+    # GRAND's EarlyStopDopri5 scores the state after every accepted step; here the last is scored at the end.
+    model, x, graph, y, masks = _model_and_inputs(Adaptive("dopri5", rtol=1e-4, atol=1e-6))
+    model.double()
+    x, graph = x.double(), graph.to(dtype=torch.float64)
+    with torch.no_grad():
+        times, scores = scores_along_flow(model, x, graph, y, masks, "accuracy", t_end=3.0)
+        _, solution = model.solve(x, graph, t_end=3.0)
+        assert len(times) == solution.stats.steps_accepted >= 3  # every step but the last ends inside (0, 3)
+        assert times[-1] == 3.0 and bool((times.diff() > 0).all())
+        # Each state scored is the solve's state at that time: the dense output at a step's end is the step's.
+        _, at_times = model.solve(x, graph, t_end=3.0, save_at=times[:-1].tolist())
+        for k, state in enumerate(at_times.states[1:]):
+            torch.testing.assert_close(scores[k], metrics(model.decode(state), y, masks, "accuracy"))
+
+
+def test_scipy_solver_is_refused_with_the_fix():
+    model, x, graph, y, masks = _model_and_inputs(Adaptive("scipy_solver", options={"solver": "RK45"}))
+    with pytest.raises(ValueError, match="does not report: use a torchdiffeq method such as dopri5"):
         scores_along_flow(model, x, graph, y, masks, "accuracy", t_end=3.0)
 
 
@@ -84,7 +100,6 @@ def test_the_first_step_of_best_validation_metric_is_chosen(values, expected):
 @pytest.mark.parametrize("changes, message", [
     (dict(eval_time_multiple=0.5), r"must lie in \[1, 100\]"),
     (dict(eval_time_multiple=1000), r"must lie in \[1, 100\]"),
-    (dict(method="dopri5", step_size=None, eval_time_multiple=3), "needs a fixed-grid method"),
     (dict(time_dependent=True, eval_time_multiple=3), "time_dependent weights have no piece"),
     (dict(batching="random", num_parts=2, evaluation="batches", eval_time_multiple=3), "evaluation = full"),
     (dict(step_size=1e-6, eval_time_multiple=3), "at evaluation.*lower eval_time_multiple"),
@@ -184,5 +199,5 @@ def test_the_command_line_chooses_the_time_and_says_which(data_root, data_cache,
     record = json.loads(out.read_text())
     assert record["config"]["eval_time_multiple"] == 3
     assert len(record["splits"][0]["eval_time"]) == 2 and "eval_time_mean" in record["aggregate"]
-    assert main([*argv[:-2], "--method", "dopri5", "--step-size", "none"]) == 2
-    assert "needs a fixed-grid method" in capsys.readouterr().err
+    assert main([*argv[:-2], "--method", "rk4", "--step-size", "1e-6"]) == 2
+    assert "lower eval_time_multiple" in capsys.readouterr().err

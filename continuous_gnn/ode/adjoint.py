@@ -135,10 +135,13 @@ def untracked_tensors(func: Callable, tracked: Sequence[Tensor]) -> list[str]:
             stack.extend(next_node for next_node, _ in node.next_functions)
         return True
 
+    reported: set[int] = set()
+
     def visit(name: str, value) -> None:
-        if (isinstance(value, Tensor) and value.requires_grad and id(value) not in known
+        if (isinstance(value, Tensor) and value.requires_grad and id(value) not in known and id(value) not in reported
                 and not (value.grad_fn is not None and covered(value))):
-            found.append(name)
+            found.append(name)  # a tensor held under several names is named once, by the first
+            reported.add(id(value))
 
     def visit_closure(prefix: str, function) -> None:
         code = getattr(function, "__code__", None)

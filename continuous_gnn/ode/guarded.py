@@ -63,12 +63,15 @@ class GuardedField(nn.Module):
         backward_solver (tuple, optional): the backward solve's method, rtol and atol (the tolerances ``None`` for
             a fixed grid), for the error messages of that solve.
         grid (Tensor, optional): the forward solve's fixed grid (with ``forward="fixed"``).
+        on_step (callable, optional): called as ``on_step(t, x)`` with each point that the forward solve's steps
+            reach inside :math:`(0, T)` (:func:`~continuous_gnn.integrate`'s ``on_step``).
     """
 
     def __init__(self, func: Callable, stats: SolveStats, *, forward: str, backward: str | None,
                  max_nfe: int | None, max_steps: tuple[int | None, int | None],
                  rtol: float | None, atol: float | None, grid: Tensor | None = None,
-                 backward_solver: tuple[str, float | None, float | None] | None = None) -> None:
+                 backward_solver: tuple[str, float | None, float | None] | None = None,
+                 on_step: Callable[[float, Tensor], None] | None = None) -> None:
         super().__init__()
         if (grid is not None) != (forward == "fixed"):
             raise ValueError("a fixed-grid forward solve needs its grid, and only it")
@@ -85,6 +88,7 @@ class GuardedField(nn.Module):
         self.attempts = [0, 0]  # forward, backward
         self.user_error: BaseException | None = None
         self.grid_times: list[float] | None = grid.tolist() if grid is not None else None
+        self.on_step = on_step
         # (t, whether f(t, x) was finite) of every forward evaluation on a fixed grid, read only after a failure
         self.finite_flags: list[tuple[Tensor, Tensor]] = []
         for suffix, kind in (("", forward), ("_adjoint", backward)):
@@ -164,6 +168,8 @@ class GuardedField(nn.Module):
         # The steps of a fixed grid are the grid's: read from it, not from the device.
         self.stats.steps_accepted += 1
         step = self.stats.steps_accepted
+        if step > 1 and self.on_step is not None:  # the start of step k is where step k - 1 ended
+            self.on_step(self.grid_times[step - 1], y0)
         self.stats.last_dt = self.grid_times[step] - self.grid_times[step - 1]
         self.t_reached = self.grid_times[step]
 
@@ -171,6 +177,9 @@ class GuardedField(nn.Module):
         self._attempt(t0, y0, dt, adaptive=True)
 
     def _accept(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        # torchdiffeq reports an accepted step by its start; the start of one is where the one before ended.
+        if self.on_step is not None and not self.backward_phase and self.stats.steps_accepted > 0:
+            self.on_step(float(t0.detach()), y0)
         self._count_step(t0, dt)
 
     def _reject(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:

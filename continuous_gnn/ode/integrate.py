@@ -131,6 +131,7 @@ def integrate(
     adjoint: Adjoint | bool | None = None,
     save_at: Sequence[float] | Tensor | None = None,
     adjoint_params: Sequence[Tensor] | None = None,
+    on_step: Callable[[float, Tensor], None] | None = None,
     **keywords: Any,
 ) -> Solution:
     r"""Solve :math:`\dot x = f(t, x)` on :math:`[0, T]` from :math:`x(0) = x_0` with a torchdiffeq method.
@@ -177,6 +178,11 @@ def integrate(
         save_at (sequence of float, optional): extra times in :math:`(0, T)`, strictly increasing, at which to
             return the state; for a fixed grid they must be grid points.
         adjoint_params (sequence of Tensor, optional): extra tensors that need adjoint gradients.
+        on_step (callable, optional): called as ``on_step(t, x)`` with every point inside :math:`(0, T)` where
+            a step of the forward solve ends, in order: the points of a fixed grid, the steps an adaptive
+            method accepted (its own choice, which ``save_at`` cannot ask for). The step that reaches
+            :math:`T` is not reported (an adaptive method may end it past :math:`T`; the solution holds
+            :math:`x(T)`). ``scipy_solver`` reports no steps, so it is refused.
         **keywords: the torchdiffeq-style shorthand above.
 
     Returns:
@@ -216,6 +222,11 @@ def integrate(
                          "past the end, outside the error control; lower min_step or leave it out")
     if adjoint is None and adjoint_params is not None:
         raise ValueError("adjoint_params only apply with adjoint=True; pass adjoint=True or drop them")
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"on_step must be callable as on_step(t, x), got {type(on_step).__name__}")
+    if on_step is not None and solver.method in SCIPY_METHODS:
+        raise ValueError(f"on_step reports the solver's steps, which {solver.method!r} does not report; use a "
+                         "torchdiffeq method such as dopri5, or save_at for chosen times")
 
     method = solver.method
     options = dict(solver.options)
@@ -253,7 +264,7 @@ def integrate(
             None if backward == "fixed" else DEFAULT_MAX_STEPS)
     guarded = GuardedField(func, stats, forward=forward, backward=backward, max_nfe=solver.max_nfe,
                            max_steps=(solver.max_steps, backward_budget), rtol=solver_kwargs.get("rtol"),
-                           atol=solver_kwargs.get("atol"), grid=grid,
+                           atol=solver_kwargs.get("atol"), grid=grid, on_step=on_step,
                            backward_solver=None if adjoint is None else (adjoint.method, adjoint.rtol, adjoint.atol))
     t = times.to(x0.device)
 

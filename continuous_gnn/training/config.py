@@ -135,8 +135,8 @@ class RunConfig:
     eval_time_multiple: float | None = _f(None, "choose each evaluation's integration time on validation: integrate to "
                                                 "this multiple of time (T), score the prediction after every solver "
                                                 "step and keep the step of best validation metric (GRAND's "
-                                                "early-stopping evaluation, 3 in its code; fixed-grid methods, full "
-                                                "evaluation)", shown="none, i.e. evaluate at T")
+                                                "early-stopping evaluation, 3 in its code; full evaluation)",
+                                          shown="none, i.e. evaluate at T")
     seed: int = _f(0, "base seed; split i is trained with seed + i")
     device: str = _f("cpu", "torch device, e.g. cpu or cuda:0")
     # mini-batches on subgraphs (continuous_gnn.training.batches)

@@ -210,13 +210,11 @@ def _check_eval_time(c: RunConfig, require: Callable[[bool, str], None]) -> None
     multiple = c.eval_time_multiple
     require(1 <= multiple <= MAX_EVAL_TIME_MULTIPLE, f"eval_time_multiple must lie in [1, {MAX_EVAL_TIME_MULTIPLE}] "
                                                      f"(evaluation integrates to it times T), got {multiple:g}")
-    require(is_fixed(c.method), f"eval_time_multiple scores the prediction after every solver step, which needs a "
-                                f"fixed-grid method; the steps of the adaptive method {c.method!r} are internal to "
-                                "torchdiffeq's odeint: choose e.g. --method rk4 --step-size 1, or drop "
-                                "eval_time_multiple")
     require(not c.time_dependent, "eval_time_multiple integrates past T, where time_dependent weights have no piece; "
                                   "drop one of them")
     require(c.evaluation == "full", "eval_time_multiple applies to the full-graph evaluation (evaluation = full)")
+    if not is_fixed(c.method):  # an adaptive solve's budget applies as it steps
+        return
     overrun = FixedGrid(c.method, step_size=c.step_size, max_nfe=c.max_nfe).overrun(multiple * c.time)
     if overrun is not None:
         raise ValueError(f"{overrun[1]} at evaluation, which integrates to eval_time_multiple × time = "

@@ -6,14 +6,12 @@ to :math:`cT` (its ``earlystopxT``, 3 by default), decoding the state after ever
 metrics of the step with the best validation metric. The choice reads the validation nodes only, so the test
 metric it reports is chosen as honestly as the best epoch is.
 
-:func:`scores_along_flow` gives the metrics after every step of a fixed-grid solve over :math:`[0, cT]` with the
-model's own method and step size τ (steps τ, 2τ, ..., and one shorter last step when τ does not divide
-:math:`cT`, as torchdiffeq's grid and GRAND's ``EarlyStopRK4`` have it); :func:`best_step` picks the first step
-of best validation metric, as GRAND's strict ``>`` does. The training loop uses both when
-``RunConfig.eval_time_multiple`` is set.
-
-Only fixed-grid solvers are supported: an adaptive method's steps are internal to torchdiffeq's public
-``odeint``, which returns states at requested times only.
+:func:`scores_along_flow` gives the metrics after every step of the model's own solver over :math:`[0, cT]`: a
+fixed grid's steps τ, 2τ, ..., and one shorter last step when τ does not divide :math:`cT`, as torchdiffeq's grid
+and GRAND's ``EarlyStopRK4`` have them; an adaptive method's accepted steps, as GRAND's ``EarlyStopDopri5`` scores
+them, except that the last is scored at :math:`cT` itself (GRAND's scores the end of the step that passes
+:math:`cT`). :func:`best_step` picks the first step of best validation metric, as GRAND's strict ``>`` does. The
+training loop uses both when ``RunConfig.eval_time_multiple`` is set.
 
 The states of every step are held at once: ``(steps + 1) × |V| × d`` numbers (Cora at ``d = 80`` and 55 steps:
 about 45 MB in float32).
@@ -22,13 +20,15 @@ about 45 MB in float32).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
 from torch import Tensor
 
 from .._checks import check_positive_finite
-from ..ode.grid import fixed_grid
+from ..ode.integrate import integrate
+from ..ode.methods import SCIPY_METHODS
 from ..ode.settings import FixedGrid
 from .metrics import metrics
 
@@ -42,9 +42,11 @@ def scores_along_flow(model: torch.nn.Module, x: Tensor, graph: object, y: Tenso
                       t_end: float) -> tuple[Tensor, Tensor]:
     r"""The metrics of ``model``'s prediction after every solver step of its flow over :math:`[0, T_{end}]`.
 
-    The model (a :class:`~continuous_gnn.ContinuousGNN` with a fixed-grid solver) encodes ``x`` and integrates
-    with its own method and step size τ (``num_steps = L`` reads as τ = T/L, the model's own T); each state is
-    decoded as the model decodes :math:`F(T)`. Call it under ``torch.no_grad()`` in eval mode, as an evaluation.
+    The model (a :class:`~continuous_gnn.ContinuousGNN`) encodes ``x`` and integrates with its own solver: a
+    fixed grid with its step size τ (``num_steps = L`` reads as τ = T/L, the model's own T), or an adaptive
+    method with its tolerances, whose accepted steps are scored (:func:`~continuous_gnn.integrate`'s
+    ``on_step``). Each state is decoded as the model decodes :math:`F(T)`. Call it under ``torch.no_grad()`` in
+    eval mode, as an evaluation.
 
     Args:
         model: the model.
@@ -60,20 +62,29 @@ def scores_along_flow(model: torch.nn.Module, x: Tensor, graph: object, y: Tenso
         ``(K, m)``; the initial state is not scored.
 
     Raises:
-        ValueError: if the model's solver is not fixed-grid, or ``t_end`` is not a positive finite time.
+        ValueError: if ``t_end`` is not a positive finite time, or the model's method is ``scipy_solver``, whose
+            steps are not reported.
     """
     t_end = check_positive_finite(t_end, "t_end")
     solver = model.solver
-    if not isinstance(solver, FixedGrid):
-        raise ValueError(f"choosing the integration time at evaluation needs a fixed-grid solver, whose steps it "
-                         f"scores; the model integrates with {solver.method!r}, whose steps torchdiffeq's odeint "
-                         "does not return: train with a fixed-grid method such as rk4 and a step_size")
-    step = solver.step_size if solver.step_size is not None else model.t_end / solver.num_steps
-    solver = dataclasses.replace(solver, step_size=step, num_steps=None)
-    grid = fixed_grid(t_end, step_size=step, max_steps=solver.max_steps)
-    _, solution = model.solve(x, graph, t_end=t_end, solver=solver, save_at=grid[1:-1])
-    scores = torch.stack([metrics(model.decode(state), y, masks, metric) for state in solution.states[1:]])
-    return solution.times[1:], scores
+    if isinstance(solver, FixedGrid):
+        step = solver.step_size if solver.step_size is not None else model.t_end / solver.num_steps
+        solver = dataclasses.replace(solver, step_size=step, num_steps=None)
+    elif solver.method in SCIPY_METHODS:
+        raise ValueError(f"choosing the integration time at evaluation scores the solver's steps, which "
+                         f"{solver.method!r} does not report: use a torchdiffeq method such as dopri5 or rk4")
+    times: list[float] = []
+    states: list[Tensor] = []
+
+    def record(t: float, state: Tensor) -> None:
+        times.append(t)
+        states.append(state)
+
+    _, solution = model.solve(x, graph, t_end=t_end, solver=solver,
+                              integrator=functools.partial(integrate, on_step=record))
+    states = [model.flow.readout(state) for state in states] + [solution.final]
+    scores = torch.stack([metrics(model.decode(state), y, masks, metric) for state in states])
+    return torch.tensor([*times, t_end], dtype=torch.float64), scores
 
 
 def best_step(scores: Tensor, row: int = VALIDATION_ROW) -> int:
